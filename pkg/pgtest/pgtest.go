@@ -1,0 +1,146 @@
+// Package pgtest gives each test a fresh database on a real PostgreSQL.
+//
+// A test package calls Main from its TestMain. Main uses the server named by
+// EHRSYNC_TEST_PG_URL when that is set (its user needs CREATEDB); otherwise it
+// starts a throwaway server from the machine's PostgreSQL binaries (package
+// pgserver) in a temporary directory, and stops and removes it when the tests
+// end, whether they passed or not. Each call to URL or Pool creates a new
+// database that is dropped when the test ends.
+package pgtest
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ehrsync/ehrsync/pkg/pgserver"
+)
+
+// EnvURL names the variable that points the tests at an existing server.
+const EnvURL = "EHRSYNC_TEST_PG_URL"
+
+var (
+	adminURL string // a database on the server to run CREATE/DROP DATABASE from
+	server   *pgserver.Server
+	counter  atomic.Int64
+)
+
+// Main runs the package's tests against a PostgreSQL server and exits.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if u := os.Getenv(EnvURL); u != "" {
+		adminURL = u
+		return m.Run()
+	}
+	srv, dir, err := start()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pgtest: %v\n(set %s to use an existing server instead)\n", err, EnvURL)
+		return 1
+	}
+	server, adminURL = srv, srv.URL("postgres")
+	defer os.RemoveAll(dir)
+	defer srv.Stop()
+	return m.Run()
+}
+
+// Server is the throwaway server Main started, or nil when the tests use
+// EHRSYNC_TEST_PG_URL. Tests that stop and restart the store need it.
+func Server() *pgserver.Server { return server }
+
+func start() (*pgserver.Server, string, error) {
+	dir, err := os.MkdirTemp("", "ehrsync-pgtest-")
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := pgserver.Start(ctx, pgserver.Options{
+		Dir: dir,
+		Settings: map[string]string{
+			// Throwaway data: durability buys nothing here.
+			"fsync":              "off",
+			"synchronous_commit": "off",
+			"full_page_writes":   "off",
+			"max_connections":    "200",
+			"shared_buffers":     "64MB",
+		},
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	return srv, dir, nil
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// URL creates a fresh database for this test and returns its URL. The
+// database is dropped when the test ends.
+func URL(t testing.TB) string {
+	t.Helper()
+	if adminURL == "" {
+		t.Fatal("pgtest: no server: call pgtest.Main(m) from the package's TestMain")
+	}
+	name := unsafeChars.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	name = fmt.Sprintf("t%d_%d_%s", os.Getpid(), counter.Add(1), name)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		t.Fatalf("pgtest: connect to the test server: %v", err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		t.Fatalf("pgtest: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, adminURL)
+		if err != nil {
+			t.Errorf("pgtest: drop database %s: %v", name, err)
+			return
+		}
+		defer admin.Close(context.Background())
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("pgtest: drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		t.Fatalf("pgtest: parse %s: %v", EnvURL, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// Pool creates a fresh database for this test and returns a pool on it,
+// closed before the database is dropped.
+func Pool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	u := URL(t)
+	pool, err := pgxpool.New(context.Background(), u)
+	if err != nil {
+		t.Fatalf("pgtest: open pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
