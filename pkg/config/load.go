@@ -1,0 +1,428 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Load reads the file at path and returns its configuration: decoded
+// strictly, with defaults applied, validated. A decoding or validation
+// error lists every problem found (see [Problems]).
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse is [Load] from bytes.
+//
+// Decoding problems (YAML syntax, unknown keys, wrong types) are reported
+// with their line and stop there; otherwise the configuration gets its
+// defaults and is validated.
+func Parse(data []byte) (*Config, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.Join(&FieldError{Problem: "empty configuration"})
+		}
+		return nil, errors.Join(syntaxError(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.Join(&FieldError{Line: extra.Line, Problem: "more than one YAML document (want one)"})
+	}
+
+	// Unknown keys first, with their key path and line; the decoder's own
+	// KnownFields check below is the backstop.
+	w := keyWalker{lines: map[int][]string{}, mapLines: map[int][]string{}}
+	w.walk(&root, reflect.TypeFor[document](), "", 0)
+	if len(w.errs) > 0 {
+		return nil, errors.Join(w.errs...)
+	}
+
+	var doc document
+	dec = yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, errors.Join(syntaxError(err))
+		}
+		errs := make([]error, 0, len(te.Errors))
+		for _, msg := range te.Errors {
+			errs = append(errs, w.typeError(msg))
+		}
+		return nil, errors.Join(errs...)
+	}
+
+	c := doc.config()
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// document is the file's shape; it differs from Config only where YAML
+// accepts more than the Go type holds (batch_bytes as "64MiB").
+type document struct {
+	Store    Store        `yaml:"store"`
+	Server   Server       `yaml:"server"`
+	Defaults fileDefaults `yaml:"defaults"`
+	Orgs     []Org        `yaml:"orgs"`
+}
+
+type fileDefaults struct {
+	BatchRows    int           `yaml:"batch_rows"`
+	BatchBytes   byteSize      `yaml:"batch_bytes"`
+	RunTimeout   time.Duration `yaml:"run_timeout"`
+	QueryTimeout time.Duration `yaml:"query_timeout"`
+}
+
+func (d document) config() *Config {
+	return &Config{
+		Store:  d.Store,
+		Server: d.Server,
+		Defaults: Defaults{
+			BatchRows:    d.Defaults.BatchRows,
+			BatchBytes:   int64(d.Defaults.BatchBytes),
+			RunTimeout:   d.Defaults.RunTimeout,
+			QueryTimeout: d.Defaults.QueryTimeout,
+		},
+		Orgs: d.Orgs,
+	}
+}
+
+// ApplyDefaults fills in every unset value that has a default, so that
+// after it a consumer reads effective values only: the port for the
+// dialect, strategy auto, delete_policy hard, time zones UTC, TLS require
+// with TLS 1.2, timeouts, and each table's batch_rows from defaults. Load
+// and Parse call it; call it on a Config built in code before Validate.
+func (c *Config) ApplyDefaults() {
+	if c.Server.Listen == "" {
+		c.Server.Listen = DefaultListen
+	}
+	d := &c.Defaults
+	if d.BatchRows == 0 {
+		d.BatchRows = DefaultBatchRows
+	}
+	if d.BatchBytes == 0 {
+		d.BatchBytes = DefaultBatchBytes
+	}
+	if d.RunTimeout == 0 {
+		d.RunTimeout = DefaultRunTimeout
+	}
+	if d.QueryTimeout == 0 {
+		d.QueryTimeout = DefaultQueryTimeout
+	}
+	for i := range c.Orgs {
+		o := &c.Orgs[i]
+		if o.Schedule.Timezone == "" {
+			o.Schedule.Timezone = DefaultTimezone
+		}
+		if o.Schedule.Every != 0 && o.Schedule.Cron == "" && o.Schedule.Start == "" {
+			o.Schedule.Start = DefaultStart
+		}
+		s := &o.Source
+		if s.Vendor == "" {
+			s.Vendor = DefaultVendor
+		}
+		if s.Dialect == "" {
+			s.Dialect = SQLServer
+		}
+		if s.Port == 0 {
+			s.Port = s.Dialect.DefaultPort()
+		}
+		if s.Timezone == "" {
+			s.Timezone = DefaultTimezone
+		}
+		if s.SSH != nil && s.SSH.Port == 0 {
+			s.SSH.Port = DefaultSSHPort
+		}
+		if s.TLS.Mode == "" {
+			s.TLS.Mode = TLSRequire
+		}
+		if s.TLS.MinVersion == "" {
+			s.TLS.MinVersion = DefaultTLSMinVersion
+		}
+		if s.ConnectTimeout == 0 {
+			s.ConnectTimeout = DefaultConnectTimeout
+		}
+		if s.QueryTimeout == 0 {
+			s.QueryTimeout = d.QueryTimeout
+		}
+		for j := range o.Tables {
+			t := &o.Tables[j]
+			if t.Strategy == "" {
+				t.Strategy = StrategyAuto
+			}
+			if t.DeletePolicy == "" {
+				t.DeletePolicy = DeleteHard
+			}
+			if t.BatchRows == 0 {
+				t.BatchRows = d.BatchRows
+			}
+		}
+	}
+}
+
+// keyWalker finds unknown keys by walking the YAML tree beside the Go type
+// it decodes into, and remembers the key path of each line for the
+// decoder's type errors.
+type keyWalker struct {
+	errs     []error
+	lines    map[int][]string // key paths of the scalar and list values on each line
+	mapLines map[int][]string // key paths of the mappings starting on each line
+}
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+func (w *keyWalker) walk(n *yaml.Node, t reflect.Type, path string, depth int) {
+	if depth > 64 {
+		return
+	}
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			w.walk(c, t, path, depth+1)
+		}
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if path != "" {
+		// A block mapping starts on its first key's line: record it apart,
+		// so that the key on that line wins.
+		lines := w.lines
+		if n.Kind == yaml.MappingNode {
+			lines = w.mapLines
+		}
+		if !slices.Contains(lines[n.Line], path) {
+			lines[n.Line] = append(lines[n.Line], path)
+		}
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Tag == "!!merge" {
+				w.walk(v, t, path, depth+1)
+				continue
+			}
+			key := joinKey(path, k.Value)
+			ft, ok := fields[k.Value]
+			if !ok {
+				problem := "unknown key"
+				if s := suggest(k.Value, fields); s != "" {
+					problem += fmt.Sprintf(" (did you mean %s?)", s)
+				}
+				w.errs = append(w.errs, &FieldError{Key: key, Line: k.Line, Problem: problem})
+				continue
+			}
+			w.walk(v, ft, key, depth+1)
+		}
+	case t.Kind() == reflect.Struct && n.Kind == yaml.SequenceNode:
+		// A merge key's value may be a list of mappings.
+		for _, c := range n.Content {
+			w.walk(c, t, path, depth+1)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			w.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), depth+1)
+		}
+	}
+}
+
+// yamlFields maps a struct's YAML keys to their field types.
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	m := make(map[string]reflect.Type, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		m[name] = f.Type
+	}
+	return m
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// suggest returns the known key closest to an unknown one, if it is close.
+func suggest(key string, fields map[string]reflect.Type) string {
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(key), n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+var (
+	typeErrLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+	// The decoder quotes the offending value in backquotes; drop it, since
+	// a misplaced secret would otherwise be echoed into the error.
+	typeErrValueRE = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `.*`)? into (.+)$")
+)
+
+// typeError turns one of the decoder's "line N: cannot unmarshal ..."
+// messages into a FieldError with the key at that line, without the value.
+func (w *keyWalker) typeError(msg string) error {
+	fe := &FieldError{Problem: msg}
+	if m := typeErrLineRE.FindStringSubmatch(msg); m != nil {
+		fe.Line, _ = strconv.Atoi(m[1])
+		fe.Problem = m[2]
+		switch {
+		case strings.HasPrefix(fe.Problem, "mapping key "):
+			// A duplicate key: the line says where, and no value's key applies.
+		case len(w.lines[fe.Line]) > 0:
+			fe.Key = commonKey(w.lines[fe.Line])
+		case len(w.mapLines[fe.Line]) > 0:
+			// The innermost mapping starting on the line is the one in error.
+			keys := w.mapLines[fe.Line]
+			fe.Key = keys[len(keys)-1]
+		}
+	}
+	if m := typeErrValueRE.FindStringSubmatch(fe.Problem); m != nil {
+		into := m[2]
+		if into == "config.document" {
+			into = "the configuration (want a mapping of store, server, defaults, orgs)"
+		}
+		fe.Problem = fmt.Sprintf("cannot decode a %s value into %s", strings.TrimPrefix(m[1], "!!"), into)
+	}
+	return fe
+}
+
+// commonKey returns the one key path of a line, or the longest parent all
+// its key paths share ("" if none).
+func commonKey(keys []string) string {
+	if len(keys) == 0 {
+		return ""
+	}
+	p := keys[0]
+	for _, k := range keys[1:] {
+		for p != "" && p != k && !strings.HasPrefix(k, p+".") && !strings.HasPrefix(k, p+"[") {
+			i := strings.LastIndexAny(p, ".[")
+			if i < 0 {
+				p = ""
+				break
+			}
+			p = p[:i]
+		}
+	}
+	return p
+}
+
+// syntaxError turns a YAML syntax error ("yaml: line 3: ...") into a
+// FieldError with its line.
+func syntaxError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	fe := &FieldError{Problem: msg}
+	if m := typeErrLineRE.FindStringSubmatch(msg); m != nil {
+		fe.Line, _ = strconv.Atoi(m[1])
+		fe.Problem = m[2]
+	}
+	return fe
+}
+
+// byteSize is a byte count written as an integer or a size string
+// ("64MiB", "512KB", "1GiB").
+type byteSize int64
+
+var sizeRE = regexp.MustCompile(`^(\d+)\s*([KMGT]i?B|B)?$`)
+
+var sizeUnits = map[string]int64{
+	"": 1, "B": 1,
+	"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+}
+
+// parseSize parses a byte count or size string.
+func parseSize(s string) (int64, error) {
+	m := sizeRE.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("bad size %q (want a byte count or a size like 64MiB)", s)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	unit := sizeUnits[m[2]]
+	if err != nil || n > (1<<62)/unit {
+		return 0, fmt.Errorf("size %q too large", s)
+	}
+	return n * unit, nil
+}
+
+func (b *byteSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a size like 64MiB", n.Line)}}
+	}
+	v, err := parseSize(n.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	*b = byteSize(v)
+	return nil
+}
