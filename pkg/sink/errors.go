@@ -1,0 +1,17 @@
+package sink
+
+import "fmt"
+
+// DriftError says a store column cannot hold what the source now sends: the
+// source type changed in a way that would lose data if cast. The table stops;
+// other tables go on.
+type DriftError struct {
+	Table, Column         string
+	StoreType, SourceType string
+}
+
+func (e *DriftError) Error() string {
+	return fmt.Sprintf("column %s of %s is %s in the store but the source now maps to %s, which it cannot hold without loss: "+
+		"alter the store column by hand (ALTER TABLE %s ALTER COLUMN %s TYPE %s) if that is safe for the data, or re-create the table with a backfill",
+		e.Column, e.Table, e.StoreType, e.SourceType, e.Table, e.Column, e.SourceType)
+}

@@ -1,0 +1,506 @@
+// Package sink applies change batches to the store, the cloud PostgreSQL
+// database that analytics services read.
+//
+// A Target is one source table in one organization's schema. Prepare creates
+// its table from the catalog (and its change log, when asked) and adds columns
+// that appeared at the source. Apply takes one change batch (the contract in
+// package schemas) and, in one transaction: copies it into a temporary staging
+// table with binary COPY, collapses it to the last change per key in source
+// order, deletes (or soft-deletes) and upserts with set-based SQL, appends every
+// change to the change log, moves the table's position (compare-and-set on the
+// position the batch was read from), queues a NOTIFY for downstream listeners,
+// and commits. There is no way to save a position without the rows it covers.
+package sink
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Sync metadata columns carried by every target table.
+const (
+	MetaOp       = "_ehrsync_op"        // text: insert, update or delete (the last change applied)
+	MetaPosition = "_ehrsync_position"  // jsonb: the position committed with that change
+	MetaSyncedAt = "_ehrsync_synced_at" // timestamptz: when it was applied
+	MetaDeleted  = "_ehrsync_deleted"   // boolean: deleted at the source (soft-delete tables)
+	// MetaChangeID numbers change-log entries in the order they were applied.
+	MetaChangeID = "_ehrsync_change_id"
+)
+
+// NotifyChannel is the channel a NOTIFY goes to after each committed batch.
+// Its payload is JSON: {"org", "table", "kind", "rows", "position"} (position
+// is left out when the payload would pass PostgreSQL's 8000-byte limit).
+const NotifyChannel = "ehrsync"
+
+// ChangeLogSuffix ends the name of a table's change log: claims__changes.
+const ChangeLogSuffix = "__changes"
+
+// DeletePolicy says what a delete at the source does to the target row.
+type DeletePolicy string
+
+const (
+	DeleteHard DeletePolicy = "hard" // remove the row
+	DeleteSoft DeletePolicy = "soft" // keep it, with _ehrsync_deleted = true
+)
+
+// TableOptions shape one target table.
+type TableOptions struct {
+	// Schema is the store schema the table lives in; empty means SchemaFor(org).
+	Schema       string
+	DeletePolicy DeletePolicy // empty means DeleteHard
+	ChangeLog    bool         // keep an append-only <table>__changes log
+}
+
+// Sink writes change batches into the store. It is safe for concurrent use;
+// each Target is used by one runner at a time.
+type Sink struct {
+	pool      *pgxpool.Pool
+	positions *watermarks.Store
+}
+
+// New returns a sink on the store pool. The store's ehrsync schema must be
+// migrated (storedb.Migrate).
+func New(pool *pgxpool.Pool, positions *watermarks.Store) *Sink {
+	return &Sink{pool: pool, positions: positions}
+}
+
+// SchemaFor is the store schema of an organization: its name with dashes as
+// underscores, so analysts need no quoting (st-mary → st_mary).
+func SchemaFor(org string) string { return strings.ReplaceAll(org, "-", "_") }
+
+// TableName is the store name of a source table: the table name for dbo, and
+// schema__table otherwise.
+func TableName(t *schemas.Table) string {
+	if strings.EqualFold(t.Schema, "dbo") || t.Schema == "" {
+		return t.Name
+	}
+	return t.Schema + "__" + t.Name
+}
+
+// Target is one table of one organization in the store, ready for batches.
+type Target struct {
+	sink    *Sink
+	org     string
+	table   *schemas.Table
+	opts    TableOptions
+	ident   pgx.Identifier
+	changes pgx.Identifier
+	stage   string // temporary staging table name (per connection, per column set)
+	schema  *arrow.Schema
+	cols    []column // data columns, in batch order
+	key     []string
+
+	// testHookBeforeCommit runs after everything but COMMIT; tests use it to
+	// kill the connection at the worst moment.
+	testHookBeforeCommit func(ctx context.Context, tx pgx.Tx) error
+}
+
+type column struct {
+	name   string
+	pgType string // canonical store type
+}
+
+// Prepare creates the organization's schema and the table (and its change
+// log) when missing, and reconciles columns with the catalog: columns new at
+// the source are added; a store column narrower than the source type is
+// widened when that is safe; anything else is an error naming the column.
+// t should already be projected to the configured column allow-list.
+func (s *Sink) Prepare(ctx context.Context, org string, t *schemas.Table, opts TableOptions) (*Target, error) {
+	if opts.Schema == "" {
+		opts.Schema = SchemaFor(org)
+	}
+	if opts.DeletePolicy == "" {
+		opts.DeletePolicy = DeleteHard
+	}
+	if opts.DeletePolicy != DeleteHard && opts.DeletePolicy != DeleteSoft {
+		return nil, fmt.Errorf("prepare %s: unknown delete policy %q (want hard or soft)", t.QualifiedName(), opts.DeletePolicy)
+	}
+	schema, err := schemas.ChangeSchema(t)
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s: %w", t.QualifiedName(), err)
+	}
+	name := TableName(t)
+	tg := &Target{
+		sink: s, org: org, table: t, opts: opts, schema: schema, key: t.Key,
+		ident:   pgx.Identifier{opts.Schema, name},
+		changes: pgx.Identifier{opts.Schema, name + ChangeLogSuffix},
+	}
+	for _, c := range t.Columns {
+		m, err := schemas.Map(t.Dialect, c.Type)
+		if err != nil {
+			return nil, fmt.Errorf("prepare %s: column %s: %w", t.QualifiedName(), c.Name, err)
+		}
+		tg.cols = append(tg.cols, column{name: c.Name, pgType: m.Postgres})
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Replicas preparing the same table at once serialize here.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('ehrsync.prepare'), hashtext($1))", tg.ident.Sanitize()); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{opts.Schema}.Sanitize()); err != nil {
+			return err
+		}
+		if err := tg.canonicalTypes(ctx, tx); err != nil {
+			return err
+		}
+		if err := tg.ensureTable(ctx, tx, tg.ident, tg.createTableSQL()); err != nil {
+			return err
+		}
+		if opts.ChangeLog {
+			return tg.ensureTable(ctx, tx, tg.changes, tg.createChangeLogSQL())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("prepare %s for %s: %w", t.QualifiedName(), org, err)
+	}
+	h := sha256.New()
+	for _, c := range tg.cols {
+		fmt.Fprintf(h, "%s %s,", c.name, c.pgType)
+	}
+	tg.stage = "ehrsync_stage_" + hex.EncodeToString(h.Sum(nil))[:16]
+	return tg, nil
+}
+
+// canonicalTypes rewrites each wanted type in PostgreSQL's own spelling
+// (format_type), by creating a throwaway table, so that comparisons with the
+// existing table are exact.
+func (tg *Target) canonicalTypes(ctx context.Context, tx pgx.Tx) error {
+	defs := make([]string, len(tg.cols))
+	for i, c := range tg.cols {
+		defs[i] = pgx.Identifier{c.name}.Sanitize() + " " + c.pgType
+	}
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE ehrsync_probe ("+strings.Join(defs, ", ")+") ON COMMIT DROP"); err != nil {
+		return fmt.Errorf("check store types: %w", err)
+	}
+	types, err := columnTypes(ctx, tx, "pg_temp.ehrsync_probe")
+	if err != nil {
+		return err
+	}
+	for i := range tg.cols {
+		tg.cols[i].pgType = types[tg.cols[i].name]
+	}
+	_, err = tx.Exec(ctx, "DROP TABLE pg_temp.ehrsync_probe")
+	return err
+}
+
+// columnTypes returns a table's columns and their types, nil when the table
+// does not exist.
+func columnTypes(ctx context.Context, tx pgx.Tx, table string) (map[string]string, error) {
+	rows, err := tx.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+		FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, table)
+	if err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	types := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return nil, err
+		}
+		types[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read columns of %s: %w", table, err)
+	}
+	if len(types) == 0 {
+		return nil, nil
+	}
+	return types, nil
+}
+
+func (tg *Target) ensureTable(ctx context.Context, tx pgx.Tx, ident pgx.Identifier, create string) error {
+	have, err := columnTypes(ctx, tx, ident.Sanitize())
+	if err != nil {
+		return err
+	}
+	if have == nil {
+		if _, err := tx.Exec(ctx, create); err != nil {
+			return fmt.Errorf("create %s: %w", ident.Sanitize(), err)
+		}
+		return nil
+	}
+	var problems []error
+	for _, c := range tg.cols {
+		col := pgx.Identifier{c.name}.Sanitize()
+		got, ok := have[c.name]
+		switch {
+		case !ok:
+			// New at the source (or newly allowed): add it. Rows synced
+			// before have NULL there until they change or are backfilled.
+			_, err = tx.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" ADD COLUMN "+col+" "+c.pgType)
+		case got == c.pgType || holds(got, c.pgType):
+			continue
+		case holds(c.pgType, got):
+			_, err = tx.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" ALTER COLUMN "+col+" TYPE "+c.pgType)
+		default:
+			err = &DriftError{Table: ident.Sanitize(), Column: c.name, StoreType: got, SourceType: c.pgType}
+		}
+		if err != nil {
+			problems = append(problems, err)
+		}
+	}
+	return errors.Join(problems...)
+}
+
+func (tg *Target) createTableSQL() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE %s (", tg.ident.Sanitize())
+	keys := map[string]bool{}
+	for _, k := range tg.key {
+		keys[k] = true
+	}
+	for _, c := range tg.cols {
+		fmt.Fprintf(&b, "%s %s", pgx.Identifier{c.name}.Sanitize(), c.pgType)
+		if keys[c.name] {
+			b.WriteString(" NOT NULL")
+		}
+		b.WriteString(", ")
+	}
+	fmt.Fprintf(&b, "%s text NOT NULL, %s jsonb, %s timestamptz NOT NULL DEFAULT now(), %s boolean NOT NULL DEFAULT false, PRIMARY KEY (%s))",
+		MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted, tg.keyList(""))
+	return b.String()
+}
+
+func (tg *Target) createChangeLogSQL() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE %s (%s bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ", tg.changes.Sanitize(), MetaChangeID)
+	for _, c := range tg.cols {
+		fmt.Fprintf(&b, "%s %s, ", pgx.Identifier{c.name}.Sanitize(), c.pgType)
+	}
+	fmt.Fprintf(&b, "%s text NOT NULL, %s bigint NOT NULL, %s bytea UNIQUE, %s jsonb, %s timestamptz NOT NULL DEFAULT now())",
+		MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaPosition, MetaSyncedAt)
+	return b.String()
+}
+
+// keyList renders the key columns, each prefixed with alias and a dot when
+// alias is set.
+func (tg *Target) keyList(alias string) string {
+	parts := make([]string, len(tg.key))
+	for i, k := range tg.key {
+		parts[i] = qualify(alias, k)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func qualify(alias, col string) string {
+	if alias == "" {
+		return pgx.Identifier{col}.Sanitize()
+	}
+	return alias + "." + pgx.Identifier{col}.Sanitize()
+}
+
+// Result counts what one Apply did to the target table.
+type Result struct {
+	Rows      int64 // change rows in the batch
+	Inserted  int64 // keys that were new
+	Updated   int64 // existing rows whose content changed
+	Deleted   int64 // rows deleted (or soft-deleted)
+	Unchanged int64 // keys whose last change was already in effect (replays, deletes of missing rows)
+	Logged    int64 // change-log entries appended
+}
+
+// Apply applies one change batch and moves the table's position from m.From
+// to m.To, all in one transaction. rec may be nil or empty: an idle table
+// still moves its position (PITFALLS P3). The caller keeps ownership of rec.
+// m.Org and m.Table are set from the target. On any error nothing is applied
+// and the position does not move; a position that moved since m.From was read
+// gives watermarks.ErrPositionMoved.
+func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (Result, error) {
+	m.Org, m.Table = tg.org, tg.table.QualifiedName()
+	var res Result
+	if rec != nil {
+		if err := schemas.ValidateChangeBatch(tg.table, rec); err != nil {
+			return res, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+		}
+		res.Rows = rec.NumRows()
+	}
+	m.Rows = res.Rows
+	pos, err := watermarks.Encode(m.To)
+	if err != nil {
+		return res, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+	}
+	err = pgx.BeginFunc(ctx, tg.sink.pool, func(tx pgx.Tx) error {
+		if res.Rows > 0 {
+			if err := tg.applyRows(ctx, tx, rec, pos, &res); err != nil {
+				return err
+			}
+		}
+		if err := tg.sink.positions.Advance(ctx, tx, m); err != nil {
+			return err
+		}
+		if err := tg.notify(ctx, tx, m, pos, res.Rows); err != nil {
+			return err
+		}
+		if tg.testHookBeforeCommit != nil {
+			return tg.testHookBeforeCommit(ctx, tx)
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+	}
+	return res, nil
+}
+
+func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, pos []byte, res *Result) error {
+	stage := pgx.Identifier{tg.stage}.Sanitize()
+	defs := make([]string, 0, len(tg.cols)+3)
+	names := make([]string, 0, len(tg.cols)+3)
+	for _, c := range tg.cols {
+		defs = append(defs, pgx.Identifier{c.name}.Sanitize()+" "+c.pgType)
+		names = append(names, c.name)
+	}
+	defs = append(defs, schemas.OpColumn+" smallint", schemas.SeqColumn+" bigint", schemas.SourcePosColumn+" bytea")
+	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS "+stage+" ("+strings.Join(defs, ", ")+") ON COMMIT DELETE ROWS"); err != nil {
+		return fmt.Errorf("create staging table: %w", err)
+	}
+	src, err := newRecordSource(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"pg_temp", tg.stage}, names, src); err != nil {
+		return fmt.Errorf("copy into staging: %w", err)
+	}
+	var keys int64
+	if err := tx.QueryRow(ctx, tg.applySQL(), pos).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
+		return fmt.Errorf("apply staged changes: %w", err)
+	}
+	res.Unchanged = keys - res.Deleted - res.Inserted - res.Updated
+	if tg.opts.ChangeLog {
+		tag, err := tx.Exec(ctx, tg.changeLogSQL(), pos)
+		if err != nil {
+			return fmt.Errorf("append to change log: %w", err)
+		}
+		res.Logged = tag.RowsAffected()
+	}
+	return nil
+}
+
+// applySQL collapses the staged changes to the last one per key (in source
+// order) and applies them in one statement: the deletes and the upserts touch
+// disjoint keys. Upserts that would not change a row skip it, so a replayed
+// batch rewrites nothing. Returns (keys, deleted, inserted, updated).
+func (tg *Target) applySQL() string {
+	stage := pgx.Identifier{tg.stage}.Sanitize()
+	target := tg.ident.Sanitize()
+	var keyMatch []string
+	for _, k := range tg.key {
+		keyMatch = append(keyMatch, qualify("t", k)+" = "+qualify("l", k))
+	}
+	var cols, excluded, current, sets []string
+	for _, c := range tg.cols {
+		q := pgx.Identifier{c.name}.Sanitize()
+		cols = append(cols, q)
+		excluded = append(excluded, "EXCLUDED."+q)
+		current = append(current, "t."+q)
+		sets = append(sets, q+" = EXCLUDED."+q)
+	}
+	for _, m := range []string{MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted} {
+		sets = append(sets, m+" = EXCLUDED."+m)
+	}
+	current = append(current, "t."+MetaDeleted)
+	excluded = append(excluded, "EXCLUDED."+MetaDeleted)
+
+	var del string
+	if tg.opts.DeletePolicy == DeleteSoft {
+		del = fmt.Sprintf(`UPDATE %s t SET %s = 'delete', %s = $1::jsonb, %s = now(), %s = true
+			FROM last l WHERE l.%s = %d AND %s AND NOT t.%s RETURNING 1`,
+			target, MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted,
+			schemas.OpColumn, schemas.OpDelete, strings.Join(keyMatch, " AND "), MetaDeleted)
+	} else {
+		del = fmt.Sprintf(`DELETE FROM %s t USING last l WHERE l.%s = %d AND %s RETURNING 1`,
+			target, schemas.OpColumn, schemas.OpDelete, strings.Join(keyMatch, " AND "))
+	}
+	return fmt.Sprintf(`WITH last AS (
+		SELECT DISTINCT ON (%[1]s) * FROM %[2]s ORDER BY %[1]s, %[3]s DESC
+	), del AS (%[4]s
+	), ups AS (
+		INSERT INTO %[5]s AS t (%[6]s, %[7]s, %[8]s, %[9]s, %[10]s)
+		SELECT %[11]s, CASE l.%[12]s WHEN %[13]d THEN 'insert' ELSE 'update' END, $1::jsonb, now(), false
+		FROM last l WHERE l.%[12]s <> %[14]d
+		ON CONFLICT (%[1]s) DO UPDATE SET %[15]s
+		WHERE (%[16]s) IS DISTINCT FROM (%[17]s)
+		RETURNING (xmax = 0) AS inserted
+	)
+	SELECT (SELECT count(*) FROM last), (SELECT count(*) FROM del), (SELECT count(*) FROM ups WHERE inserted), (SELECT count(*) FROM ups WHERE NOT inserted)`,
+		tg.keyList(""), stage, schemas.SeqColumn, del,
+		target, strings.Join(cols, ", "), MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted,
+		prefixAll("l.", cols), schemas.OpColumn, schemas.OpInsert, schemas.OpDelete,
+		strings.Join(sets, ", "), strings.Join(current, ", "), strings.Join(excluded, ", "))
+}
+
+// changeLogSQL appends every staged change in source order. A change that
+// carries a source position and is already in the log (a replay) is skipped.
+func (tg *Target) changeLogSQL() string {
+	cols := make([]string, len(tg.cols))
+	for i, c := range tg.cols {
+		cols[i] = pgx.Identifier{c.name}.Sanitize()
+	}
+	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s)
+		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s, $1::jsonb
+		FROM %s ORDER BY %s
+		ON CONFLICT (%s) DO NOTHING`,
+		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaPosition,
+		strings.Join(cols, ", "), schemas.OpColumn, schemas.OpInsert, schemas.OpUpdate, schemas.SeqColumn, schemas.SourcePosColumn,
+		pgx.Identifier{tg.stage}.Sanitize(), schemas.SeqColumn, schemas.SourcePosColumn)
+}
+
+func prefixAll(prefix string, cols []string) string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = prefix + c
+	}
+	return strings.Join(out, ", ")
+}
+
+type notice struct {
+	Org      string          `json:"org"`
+	Table    string          `json:"table"`
+	Kind     string          `json:"kind,omitempty"`
+	Rows     int64           `json:"rows"`
+	Position json.RawMessage `json:"position,omitempty"`
+}
+
+// notify queues the NOTIFY; PostgreSQL delivers it only if the transaction
+// commits.
+func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, pos []byte, rows int64) error {
+	n := notice{Org: m.Org, Table: m.Table, Rows: rows, Position: pos}
+	if m.To != nil {
+		n.Kind = string(m.To.Kind())
+	}
+	payload, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	if len(payload) > 7900 {
+		n.Position = nil
+		if payload, err = json.Marshal(n); err != nil {
+			return err
+		}
+	}
+	_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
+	return err
+}
+
+// Ident is the target table's quoted name.
+func (tg *Target) Ident() pgx.Identifier { return tg.ident }
+
+// ChangeLogIdent is the change log's quoted name (meaningful with ChangeLog).
+func (tg *Target) ChangeLogIdent() pgx.Identifier { return tg.changes }
+
+// Schema is the Arrow schema of the change batches Apply takes.
+func (tg *Target) Schema() *arrow.Schema { return tg.schema }

@@ -1,0 +1,4 @@
+package storedb
+
+// ParseMigrationsForTest exposes parseMigrations to the tests.
+var ParseMigrationsForTest = parseMigrations
