@@ -265,6 +265,11 @@ type Table struct {
 	// BatchRows bounds the rows per batch; after defaults are applied it is
 	// defaults.batch_rows unless overridden.
 	BatchRows int `yaml:"batch_rows" json:"batch_rows"`
+	// ReconcileEvery turns on key reconciliation for strategies that cannot
+	// see deletes (hwm, snapshot): at most this often, after a run, the
+	// table's keys at the source are compared with the store's and rows gone
+	// at the source are deleted by the delete policy. 0 (the default): off.
+	ReconcileEvery time.Duration `yaml:"reconcile_every,omitempty" json:"reconcile_every,omitempty"`
 }
 
 // SchemaName splits Name into its schema and table: "dbo.x" gives

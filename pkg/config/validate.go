@@ -379,6 +379,12 @@ func (v *validator) tables(key string, tables []Table, d Dialect) {
 		if t.BatchRows < 0 {
 			v.add(k+".batch_rows", "must not be negative")
 		}
+		switch {
+		case t.ReconcileEvery < 0:
+			v.add(k+".reconcile_every", "must not be negative")
+		case t.ReconcileEvery > 0 && (t.Strategy == StrategyCDC || t.Strategy == StrategyChangeTracking):
+			v.add(k+".reconcile_every", "only for strategies that cannot see deletes (hwm, snapshot, auto)")
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -540,6 +541,57 @@ func TestHolds(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.store+"<-"+c.source, func(t *testing.T) {
 			require.Equal(t, c.want, holds(c.store, c.source))
+		})
+	}
+}
+
+// keyFeed yields batches as KeyBatches does.
+func keyFeed(batches ...arrow.RecordBatch) KeyBatches {
+	return func(context.Context) (arrow.RecordBatch, error) {
+		if len(batches) == 0 {
+			return nil, io.EOF
+		}
+		b := batches[0]
+		batches = batches[1:]
+		return b, nil
+	}
+}
+
+func TestReconcileRemovesRowsGoneAtTheSource(t *testing.T) {
+	for _, policy := range []DeletePolicy{DeleteHard, DeleteSoft} {
+		t.Run(string(policy), func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{DeletePolicy: policy})
+			require.NoError(t, err)
+			_, err = f.apply(t, tg, nil, cursorAt(1),
+				change{op: schemas.OpInsert, row: line(keyA, "S", "1.00")},
+				change{op: schemas.OpInsert, row: line(keyB, "S", "2.00")},
+				change{op: schemas.OpInsert, row: line(keyC, "S", "3.00")})
+			require.NoError(t, err)
+			never, err := tg.LastReconciled(ctx)
+			require.NoError(t, err)
+			require.True(t, never.IsZero())
+
+			// The source still has A and C, in two batches; B is gone.
+			res, err := tg.Reconcile(ctx, keyFeed(
+				batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyA}}),
+				batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyC}}),
+			), "test")
+			require.NoError(t, err)
+			require.Equal(t, ReconcileResult{SourceKeys: 2, Deleted: 1}, res)
+			want := []string{keyA + "|false", keyC + "|false"}
+			if policy == DeleteSoft {
+				want = []string{keyB + "|true", keyA + "|false", keyC + "|false"}
+			}
+			require.Equal(t, want, f.dump(t, tg.Ident(), "line_id", MetaDeleted))
+			last, err := tg.LastReconciled(ctx)
+			require.NoError(t, err)
+			require.False(t, last.IsZero())
+			// The position did not move.
+			got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
+			require.NoError(t, err)
+			require.Equal(t, cursorAt(1), got)
 		})
 	}
 }

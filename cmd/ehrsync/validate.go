@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+)
+
+func init() {
+	commands["validate"] = command{summary: "check a configuration file and print every problem in it", run: runValidate}
+}
+
+// newFlags is a command's flag set, printing its usage on stderr.
+func newFlags(env *environment, name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.stderr, "usage: ehrsync %s %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses a command's flags; a mistake is a usage error.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+// loadConfig loads the file named by --config, reporting each problem on
+// its own line.
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageError{fmt.Errorf("--config is required")}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		if problems := config.Problems(err); len(problems) > 1 {
+			msg := fmt.Sprintf("%s has %d problems:", path, len(problems))
+			for _, p := range problems {
+				msg += "\n  " + p.Error()
+			}
+			return nil, fmt.Errorf("%s", msg)
+		}
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func runValidate(_ context.Context, env *environment, args []string) error {
+	fs := newFlags(env, "validate", "--config FILE")
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	tables := 0
+	for _, o := range cfg.Orgs {
+		tables += len(o.Tables)
+	}
+	fmt.Fprintf(env.stdout, "%s: valid (%d organizations, %d tables)\n", *path, len(cfg.Orgs), tables)
+	return nil
+}

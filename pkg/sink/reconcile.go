@@ -1,0 +1,140 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/jackc/pgx/v5"
+)
+
+// KeyBatches yields the source's keys as change batches that carry at least
+// the key columns, and io.EOF after the last. The caller of Reconcile
+// releases nothing: Reconcile releases each batch it is given.
+type KeyBatches func(ctx context.Context) (arrow.RecordBatch, error)
+
+// ReconcileResult is what one key reconciliation found.
+type ReconcileResult struct {
+	SourceKeys int64 // keys the source has
+	Deleted    int64 // store rows whose key the source no longer has, deleted (or soft-deleted)
+}
+
+// Reconcile finds the rows that were deleted at the source although the
+// table's strategy could not see it (high-water marks and snapshots,
+// PITFALLS P11): it stages every source key in one store transaction and
+// deletes, by the table's delete policy, the target rows whose key is not
+// among them. Rows applied after the transaction began are never touched, so
+// a row synced while the keys were read cannot be lost. The position does not
+// move. The reconciliation is recorded in ehrsync.reconciliations.
+func (tg *Target) Reconcile(ctx context.Context, keys KeyBatches, actor string) (ReconcileResult, error) {
+	var res ReconcileResult
+	err := pgx.BeginFunc(ctx, tg.sink.pool, func(tx pgx.Tx) error {
+		var started time.Time
+		if err := tx.QueryRow(ctx, "SELECT now()").Scan(&started); err != nil {
+			return err
+		}
+		defs := make([]string, len(tg.key))
+		for i, k := range tg.key {
+			defs[i] = pgx.Identifier{k}.Sanitize() + " " + tg.colType(k)
+		}
+		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE ehrsync_source_keys ("+strings.Join(defs, ", ")+") ON COMMIT DROP"); err != nil {
+			return fmt.Errorf("stage source keys: %w", err)
+		}
+		for {
+			rec, err := keys(ctx)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read source keys: %w", err)
+			}
+			n, err := tg.copyKeys(ctx, tx, rec)
+			rec.Release()
+			if err != nil {
+				return err
+			}
+			res.SourceKeys += n
+		}
+		if _, err := tx.Exec(ctx, "ANALYZE pg_temp.ehrsync_source_keys"); err != nil {
+			return err
+		}
+		var match []string
+		for _, k := range tg.key {
+			match = append(match, qualify("k", k)+" = "+qualify("t", k))
+		}
+		gone := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM pg_temp.ehrsync_source_keys k WHERE %s) AND t.%s < now()",
+			strings.Join(match, " AND "), MetaSyncedAt)
+		var q string
+		if tg.opts.DeletePolicy == DeleteSoft {
+			q = fmt.Sprintf("UPDATE %s t SET %s = 'delete', %s = true, %s = now() WHERE NOT t.%s AND %s",
+				tg.ident.Sanitize(), MetaOp, MetaDeleted, MetaSyncedAt, MetaDeleted, gone)
+		} else {
+			q = fmt.Sprintf("DELETE FROM %s t WHERE %s", tg.ident.Sanitize(), gone)
+		}
+		tag, err := tx.Exec(ctx, q)
+		if err != nil {
+			return fmt.Errorf("delete rows gone at the source: %w", err)
+		}
+		res.Deleted = tag.RowsAffected()
+		_, err = tx.Exec(ctx, `INSERT INTO ehrsync.reconciliations (org, table_name, started_at, source_keys, deleted, actor)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (org, table_name) DO UPDATE SET started_at = EXCLUDED.started_at, finished_at = now(),
+				source_keys = EXCLUDED.source_keys, deleted = EXCLUDED.deleted, actor = EXCLUDED.actor`,
+			tg.org, tg.table.QualifiedName(), started, res.SourceKeys, res.Deleted, actor)
+		return err
+	})
+	if err != nil {
+		return ReconcileResult{}, fmt.Errorf("reconcile %s: %w", tg.ident.Sanitize(), err)
+	}
+	return res, nil
+}
+
+// copyKeys copies the key columns of rec into the staged source keys.
+func (tg *Target) copyKeys(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch) (int64, error) {
+	fields := make([]arrow.Field, len(tg.key))
+	cols := make([]arrow.Array, len(tg.key))
+	for i, k := range tg.key {
+		idx := rec.Schema().FieldIndices(k)
+		if len(idx) != 1 {
+			return 0, fmt.Errorf("source keys: batch has no key column %s", k)
+		}
+		fields[i], cols[i] = rec.Schema().Field(idx[0]), rec.Column(idx[0])
+	}
+	keys := array.NewRecordBatch(arrow.NewSchema(fields, nil), cols, rec.NumRows())
+	defer keys.Release()
+	src, err := newRecordSource(keys)
+	if err != nil {
+		return 0, err
+	}
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{"pg_temp", "ehrsync_source_keys"}, tg.key, src)
+	if err != nil {
+		return 0, fmt.Errorf("stage source keys: %w", err)
+	}
+	return n, nil
+}
+
+// LastReconciled returns when the table's keys were last reconciled: the
+// zero time when never.
+func (tg *Target) LastReconciled(ctx context.Context) (time.Time, error) {
+	var started time.Time
+	err := tg.sink.pool.QueryRow(ctx, "SELECT started_at FROM ehrsync.reconciliations WHERE org = $1 AND table_name = $2",
+		tg.org, tg.table.QualifiedName()).Scan(&started)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	return started, err
+}
+
+func (tg *Target) colType(name string) string {
+	for _, c := range tg.cols {
+		if c.name == name {
+			return c.pgType
+		}
+	}
+	return "text"
+}
