@@ -43,7 +43,9 @@ type TableResult struct {
 	Totals               sink.Result
 	From, To             watermarks.Position
 	Duration             time.Duration
-	Err                  error
+	// Reconciled is the key reconciliation that followed the run, if one was due.
+	Reconciled *sink.ReconcileResult
+	Err        error
 }
 
 // RunTable syncs one table: from its saved position, chunk by chunk, each

@@ -1,0 +1,132 @@
+package arrowscan
+
+import (
+	"errors"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
+	"github.com/google/uuid"
+	mssql "github.com/microsoft/go-mssqldb"
+)
+
+// Conversions from driver values. None of them goes through float64 for an
+// exact type, and none of their errors carries the value.
+
+// GUIDFromSQLServer converts the 16 bytes go-mssqldb returns for a
+// uniqueidentifier (SQL Server's mixed-endian wire order: the first three
+// groups little-endian) to RFC 4122 order, through mssql.UniqueIdentifier
+// (PITFALLS.md P12).
+func GUIDFromSQLServer(b []byte) (uuid.UUID, error) {
+	var u mssql.UniqueIdentifier
+	if err := u.Scan(b); err != nil {
+		return uuid.UUID{}, fmt.Errorf("uniqueidentifier: %w", err)
+	}
+	return uuid.UUID(u), nil
+}
+
+// ParseDecimal parses exact decimal text (go-mssqldb's decimal, numeric and
+// money values; PostgreSQL's numeric output) into a decimal128 at the given
+// precision and scale. Fewer fractional digits than scale are padded; more are
+// an error unless the extra digits are zeros: a value is never rounded
+// (PITFALLS.md P13). NaN and infinities are errors.
+func ParseDecimal(text string, precision, scale int32) (decimal128.Num, error) {
+	s := text
+	neg := false
+	switch {
+	case strings.HasPrefix(s, "-"):
+		neg, s = true, s[1:]
+	case strings.HasPrefix(s, "+"):
+		s = s[1:]
+	}
+	intPart, frac, _ := strings.Cut(s, ".")
+	if intPart == "" && frac == "" {
+		return decimal128.Num{}, errors.New("not a decimal number")
+	}
+	for _, part := range []string{intPart, frac} {
+		for i := 0; i < len(part); i++ {
+			if part[i] < '0' || part[i] > '9' {
+				return decimal128.Num{}, errors.New("not a decimal number")
+			}
+		}
+	}
+	// Align the fraction to scale without rounding.
+	if len(frac) > int(scale) {
+		if strings.TrimRight(frac[scale:], "0") != "" {
+			return decimal128.Num{}, fmt.Errorf("value has more than %d fractional digits", scale)
+		}
+		frac = frac[:scale]
+	}
+	digits := strings.TrimLeft(intPart+frac+strings.Repeat("0", int(scale)-len(frac)), "0")
+	var n decimal128.Num
+	switch {
+	case digits == "":
+		// zero
+	case len(digits) <= 18:
+		v, err := strconv.ParseInt(digits, 10, 64)
+		if err != nil {
+			return decimal128.Num{}, errors.New("not a decimal number")
+		}
+		n = decimal128.FromI64(v)
+	default:
+		v, ok := new(big.Int).SetString(digits, 10)
+		if !ok || v.BitLen() > 127 {
+			return decimal128.Num{}, fmt.Errorf("value does not fit precision %d", precision)
+		}
+		n = decimal128.FromBigInt(v)
+	}
+	if neg {
+		n = n.Negate()
+	}
+	if !n.FitsInPrecision(precision) {
+		return decimal128.Num{}, fmt.Errorf("value does not fit precision %d", precision)
+	}
+	return n, nil
+}
+
+// WallMicros returns the wall-clock reading of t (whatever its location) as
+// microseconds since 1970-01-01 00:00:00, the representation of zone-less
+// date-times (schemas.LocalTimestampType). go-mssqldb labels datetime,
+// datetime2 and smalldatetime values with the connection's location (UTC by
+// default) and pgx labels timestamp values UTC; the reading is what the
+// source stored either way (PITFALLS.md P14). Sub-microsecond digits
+// (datetime2(7)) are truncated, as the type mapping documents.
+func WallMicros(t time.Time) int64 {
+	w := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
+	return w.Unix()*1_000_000 + int64(w.Nanosecond()/1000)
+}
+
+// WallTime is the inverse of WallMicros: the wall-clock reading as a UTC
+// time.Time.
+func WallTime(micros int64) time.Time {
+	return time.UnixMicro(micros).UTC()
+}
+
+// Date32 returns the days between 1970-01-01 and t's wall-clock date.
+func Date32(t time.Time) arrow.Date32 {
+	d := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return arrow.Date32(d.Unix() / 86400) // exact: d is a UTC midnight
+}
+
+// TimeOfDayMicros returns t's wall-clock time of day in microseconds
+// (truncating time(7)'s 100 ns digit).
+func TimeOfDayMicros(t time.Time) arrow.Time64 {
+	return arrow.Time64(int64(t.Hour())*3_600_000_000 + int64(t.Minute())*60_000_000 +
+		int64(t.Second())*1_000_000 + int64(t.Nanosecond()/1000))
+}
+
+// parseTimeOfDay parses PostgreSQL's time output, HH:MM:SS[.ffffff].
+func parseTimeOfDay(s string) (time.Time, error) {
+	t, err := time.Parse("15:04:05.999999999", s)
+	if err != nil {
+		if strings.HasPrefix(s, "24:00:00") {
+			return time.Date(0, 1, 1, 24, 0, 0, 0, time.UTC), nil
+		}
+		return time.Time{}, errors.New("not a time of day")
+	}
+	return t, nil
+}

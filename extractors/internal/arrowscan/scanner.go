@@ -1,0 +1,548 @@
+// Package arrowscan reads database/sql rows straight into Arrow change
+// batches (schemas.ChangeSchema) for go-mssqldb and pgx stdlib sources.
+//
+// Each column gets one converter, chosen once from the column's Arrow type
+// and the source dialect; values never pass through float64 unless the
+// source type is a float (PITFALLS.md P13), GUIDs are reordered from SQL
+// Server's mixed-endian wire order (P12), and zone-less date-times keep their
+// wall-clock reading (P14).
+//
+// Raw values are what database/sql hands to a *any destination:
+//
+//   - go-mssqldb: int64 for the integer types and bit as bool; []byte holding
+//     the exact decimal text for decimal, numeric, money and smallmoney;
+//     []byte(16) in wire order for uniqueidentifier; []byte(8) for
+//     rowversion; time.Time for the date and time types (zone-less ones
+//     labelled with the connection's location, UTC by default); string for
+//     the character types and xml; float64 for float and real.
+//   - pgx stdlib: int64, bool, float64, []byte (bytea, json, jsonb),
+//     time.Time (date, timestamp, timestamptz), and the text form as string
+//     for everything else (numeric, uuid, time, character types).
+package arrowscan
+
+import (
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/extensions"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/google/uuid"
+
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+// Scanner converts one table's rows. It is immutable and safe for concurrent
+// use; its Batches are not.
+type Scanner struct {
+	table  *schemas.Table
+	source schemas.Dialect
+	schema *arrow.Schema
+	cols   []column
+}
+
+type column struct {
+	name   string
+	typ    schemas.Type
+	arrow  arrow.DataType
+	append func(b array.Builder, v any) (int, error)
+	native func(v any) (any, error)
+}
+
+// New returns a scanner of t's rows read from a source of dialect source
+// (t's own dialect names its column types; a table in the SQL Server
+// dialect may be read from PostgreSQL, whose synthetic source holds the
+// closest types).
+func New(source schemas.Dialect, t *schemas.Table) (*Scanner, error) {
+	schema, err := schemas.ChangeSchema(t)
+	if err != nil {
+		return nil, err
+	}
+	if source != schemas.SQLServer && source != schemas.Postgres {
+		return nil, fmt.Errorf("unknown source dialect %q", string(source))
+	}
+	if source == schemas.SQLServer && t.Dialect != schemas.SQLServer {
+		return nil, fmt.Errorf("table %s: a SQL Server source needs a table in the sqlserver dialect", t.QualifiedName())
+	}
+	s := &Scanner{table: t, source: source, schema: schema}
+	for i, c := range t.Columns {
+		col, err := newColumn(source, c, schema.Field(i).Type)
+		if err != nil {
+			return nil, fmt.Errorf("table %s: column %s: %w", t.QualifiedName(), c.Name, err)
+		}
+		s.cols = append(s.cols, col)
+	}
+	return s, nil
+}
+
+// Schema returns the change schema the scanner's batches have.
+func (s *Scanner) Schema() *arrow.Schema { return s.schema }
+
+// Table returns the table the scanner reads (do not modify it).
+func (s *Scanner) Table() *schemas.Table { return s.table }
+
+// Native converts the raw value of column i (table column order) to the
+// native value the extractors keep for keys and cursors and bind as
+// parameters (dialect.Param):
+//
+//	int64 (integers), bool, float64, string (character types, and the exact
+//	text of decimals), uuid.UUID (RFC 4122 order), time.Time (date-times:
+//	zone-less ones as their wall-clock reading labelled UTC, instants as
+//	they are), []byte (binary, rowversion).
+//
+// nil stays nil.
+func (s *Scanner) Native(i int, raw any) (any, error) {
+	if raw == nil {
+		return nil, nil
+	}
+	v, err := s.cols[i].native(raw)
+	if err != nil {
+		return nil, fmt.Errorf("column %s: %w", s.cols[i].name, err)
+	}
+	return v, nil
+}
+
+// Batch accumulates rows into one change batch. Release it when done; a
+// Batch whose Append failed holds a partial row and must be released, not
+// finished.
+type Batch struct {
+	s     *Scanner
+	b     *array.RecordBuilder
+	rows  int
+	bytes int
+}
+
+// NewBatch returns an empty batch whose buffers come from mem. The caller
+// releases it.
+func (s *Scanner) NewBatch(mem memory.Allocator) *Batch {
+	return &Batch{s: s, b: array.NewRecordBuilder(mem, s.schema)}
+}
+
+// Append adds one row: raw holds the values of the table's columns in
+// order, as database/sql scanned them into *any destinations.
+func (b *Batch) Append(raw []any, op schemas.Op, seq int64) error {
+	if len(raw) != len(b.s.cols) {
+		return fmt.Errorf("row has %d values for %d columns", len(raw), len(b.s.cols))
+	}
+	for i, c := range b.s.cols {
+		fb := b.b.Field(i)
+		if raw[i] == nil {
+			fb.AppendNull()
+			continue
+		}
+		n, err := c.append(fb, raw[i])
+		if err != nil {
+			return fmt.Errorf("column %s: %w", c.name, err)
+		}
+		b.bytes += n
+	}
+	n := len(b.s.cols)
+	b.b.Field(n).(*array.Int8Builder).Append(int8(op))
+	b.b.Field(n + 1).(*array.Int64Builder).Append(seq)
+	b.b.Field(n + 2).AppendNull()
+	b.bytes += 1 + 8
+	b.rows++
+	return nil
+}
+
+// Rows returns the number of rows appended since the last NewRecordBatch.
+func (b *Batch) Rows() int { return b.rows }
+
+// Bytes approximates the Arrow buffer bytes of the rows appended since the
+// last NewRecordBatch: fixed widths plus variable-length data.
+func (b *Batch) Bytes() int { return b.bytes }
+
+// NewRecordBatch returns the rows appended so far as a record batch, which
+// the caller releases, and empties the batch.
+func (b *Batch) NewRecordBatch() arrow.RecordBatch {
+	b.rows, b.bytes = 0, 0
+	return b.b.NewRecordBatch()
+}
+
+// Release frees the batch's builders.
+func (b *Batch) Release() { b.b.Release() }
+
+// Limits bound one Read.
+type Limits struct {
+	Rows  int // stop after this many rows (> 0)
+	Bytes int // stop once the batch holds this many bytes (0: no bound)
+}
+
+// ReadResult is what one Read did.
+type ReadResult struct {
+	Rows int   // rows appended
+	Last []any // raw values of the last row appended (nil when none)
+	// Stopped is true when Read stopped at a limit before rows ended.
+	Stopped bool
+}
+
+// Read scans rows into b until rows ends or a limit is reached, each row as
+// op with seq taken from *seq (incremented per row). It does not close rows.
+// The columns of rows must be the table's columns in order.
+func (s *Scanner) Read(rows *sql.Rows, b *Batch, op schemas.Op, seq *int64, lim Limits) (ReadResult, error) {
+	var res ReadResult
+	vals := make([]any, len(s.cols))
+	dest := make([]any, len(s.cols))
+	for i := range vals {
+		dest[i] = &vals[i]
+	}
+	for {
+		if res.Rows >= lim.Rows || (lim.Bytes > 0 && b.Bytes() >= lim.Bytes) {
+			res.Stopped = true
+			return res, nil
+		}
+		if !rows.Next() {
+			if err := rows.Err(); err != nil {
+				return res, err
+			}
+			return res, nil
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return res, err
+		}
+		*seq++
+		if err := b.Append(vals, op, *seq); err != nil {
+			return res, err
+		}
+		res.Rows++
+		// database/sql copies bytes into *any destinations, so the values
+		// are ours; a fresh slice keeps the last row intact.
+		res.Last = vals
+		vals = make([]any, len(s.cols))
+		for i := range vals {
+			dest[i] = &vals[i]
+		}
+	}
+}
+
+var errUnexpected = errors.New("unexpected driver value")
+
+// unexpected names the Go type of a value the converter cannot take, never
+// the value itself.
+func unexpected(v any) error {
+	return fmt.Errorf("%w of type %T", errUnexpected, v)
+}
+
+func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (column, error) {
+	col := column{name: c.Name, typ: c.Type, arrow: dt, native: nativeAsIs}
+	switch t := dt.(type) {
+	case *arrow.BooleanType:
+		col.append = func(b array.Builder, v any) (int, error) {
+			switch x := v.(type) {
+			case bool:
+				b.(*array.BooleanBuilder).Append(x)
+			case int64:
+				b.(*array.BooleanBuilder).Append(x != 0)
+			default:
+				return 0, unexpected(v)
+			}
+			return 1, nil
+		}
+	case *arrow.Uint8Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			x, err := integer(v, 0, math.MaxUint8)
+			if err != nil {
+				return 0, err
+			}
+			b.(*array.Uint8Builder).Append(uint8(x))
+			return 1, nil
+		}
+		col.native = nativeInteger
+	case *arrow.Int16Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			x, err := integer(v, math.MinInt16, math.MaxInt16)
+			if err != nil {
+				return 0, err
+			}
+			b.(*array.Int16Builder).Append(int16(x))
+			return 2, nil
+		}
+		col.native = nativeInteger
+	case *arrow.Int32Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			x, err := integer(v, math.MinInt32, math.MaxInt32)
+			if err != nil {
+				return 0, err
+			}
+			b.(*array.Int32Builder).Append(int32(x))
+			return 4, nil
+		}
+		col.native = nativeInteger
+	case *arrow.Int64Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			x, err := integer(v, math.MinInt64, math.MaxInt64)
+			if err != nil {
+				return 0, err
+			}
+			b.(*array.Int64Builder).Append(x)
+			return 8, nil
+		}
+		col.native = nativeInteger
+	case *arrow.Float32Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			switch x := v.(type) {
+			case float64:
+				b.(*array.Float32Builder).Append(float32(x)) // the source value is a float32
+			case float32:
+				b.(*array.Float32Builder).Append(x)
+			default:
+				return 0, unexpected(v)
+			}
+			return 4, nil
+		}
+	case *arrow.Float64Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			switch x := v.(type) {
+			case float64:
+				b.(*array.Float64Builder).Append(x)
+			case float32:
+				b.(*array.Float64Builder).Append(float64(x))
+			default:
+				return 0, unexpected(v)
+			}
+			return 8, nil
+		}
+	case *arrow.Decimal128Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			text, ok := asText(v)
+			if !ok {
+				return 0, unexpected(v)
+			}
+			n, err := ParseDecimal(text, t.Precision, t.Scale)
+			if err != nil {
+				return 0, err
+			}
+			b.(*array.Decimal128Builder).Append(n)
+			return 16, nil
+		}
+		col.native = func(v any) (any, error) {
+			text, ok := asText(v)
+			if !ok {
+				return nil, unexpected(v)
+			}
+			return text, nil
+		}
+	case *arrow.StringType:
+		col.append = func(b array.Builder, v any) (int, error) {
+			s, err := text(v)
+			if err != nil {
+				return 0, err
+			}
+			b.(*array.StringBuilder).Append(s)
+			return len(s), nil
+		}
+		col.native = func(v any) (any, error) { return text(v) }
+	case *extensions.UUIDType:
+		conv := uuidConverter(source)
+		col.append = func(b array.Builder, v any) (int, error) {
+			u, err := conv(v)
+			if err != nil {
+				return 0, err
+			}
+			b.(*extensions.UUIDBuilder).AppendBytes(u)
+			return 16, nil
+		}
+		col.native = func(v any) (any, error) { return conv(v) }
+	case *arrow.Date32Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			x, ok := v.(time.Time)
+			if !ok {
+				return 0, unexpected(v)
+			}
+			b.(*array.Date32Builder).Append(Date32(x))
+			return 4, nil
+		}
+		col.native = nativeWall
+	case *arrow.Time64Type:
+		col.append = func(b array.Builder, v any) (int, error) {
+			var x time.Time
+			switch y := v.(type) {
+			case time.Time:
+				x = y
+			case string:
+				var err error
+				if x, err = parseTimeOfDay(y); err != nil {
+					return 0, err
+				}
+			default:
+				return 0, unexpected(v)
+			}
+			b.(*array.Time64Builder).Append(TimeOfDayMicros(x))
+			return 8, nil
+		}
+	case *arrow.TimestampType:
+		zoned := t.TimeZone != ""
+		col.append = func(b array.Builder, v any) (int, error) {
+			x, ok := v.(time.Time)
+			if !ok {
+				return 0, unexpected(v)
+			}
+			if zoned {
+				b.(*array.TimestampBuilder).Append(arrow.Timestamp(x.UnixMicro()))
+			} else {
+				b.(*array.TimestampBuilder).Append(arrow.Timestamp(WallMicros(x)))
+			}
+			return 8, nil
+		}
+		if !zoned {
+			col.native = nativeWall
+		}
+	case *arrow.FixedSizeBinaryType:
+		width := t.ByteWidth
+		col.append = func(b array.Builder, v any) (int, error) {
+			x, err := fixedBytes(v, width)
+			if err != nil {
+				return 0, err
+			}
+			b.(*array.FixedSizeBinaryBuilder).Append(x)
+			return width, nil
+		}
+	case *arrow.BinaryType:
+		col.append = func(b array.Builder, v any) (int, error) {
+			switch x := v.(type) {
+			case []byte:
+				b.(*array.BinaryBuilder).Append(x)
+				return len(x), nil
+			case string:
+				b.(*array.BinaryBuilder).AppendString(x)
+				return len(x), nil
+			}
+			return 0, unexpected(v)
+		}
+	default:
+		return column{}, fmt.Errorf("no converter for Arrow type %s", dt)
+	}
+	return col, nil
+}
+
+func nativeAsIs(v any) (any, error) { return v, nil }
+
+func nativeInteger(v any) (any, error) {
+	return integer(v, math.MinInt64, math.MaxInt64)
+}
+
+// nativeWall keeps a zone-less date-time as its wall-clock reading labelled
+// UTC.
+func nativeWall(v any) (any, error) {
+	x, ok := v.(time.Time)
+	if !ok {
+		return nil, unexpected(v)
+	}
+	return time.Date(x.Year(), x.Month(), x.Day(), x.Hour(), x.Minute(), x.Second(), x.Nanosecond(), time.UTC), nil
+}
+
+func integer(v any, lo, hi int64) (int64, error) {
+	var x int64
+	switch y := v.(type) {
+	case int64:
+		x = y
+	case int32:
+		x = int64(y)
+	case int16:
+		x = int64(y)
+	case uint8:
+		x = int64(y)
+	case uint32:
+		x = int64(y)
+	case string: // pgx: types it has no Go mapping for arrive as text
+		var err error
+		if x, err = strconv.ParseInt(y, 10, 64); err != nil {
+			return 0, errors.New("not an integer")
+		}
+	default:
+		return 0, unexpected(v)
+	}
+	if x < lo || x > hi {
+		return 0, fmt.Errorf("integer out of range %d..%d", lo, hi)
+	}
+	return x, nil
+}
+
+func asText(v any) (string, bool) {
+	switch x := v.(type) {
+	case []byte:
+		return string(x), true
+	case string:
+		return x, true
+	}
+	return "", false
+}
+
+// text renders a value for a string column. Character data arrives as
+// string (json and jsonb as []byte); sql_variant values arrive as their base
+// type and are carried as text (the mapping's documented loss).
+func text(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case []byte:
+		return string(x), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case time.Time:
+		return x.Format(time.RFC3339Nano), nil
+	}
+	return "", unexpected(v)
+}
+
+func uuidConverter(source schemas.Dialect) func(v any) (uuid.UUID, error) {
+	return func(v any) (uuid.UUID, error) {
+		switch x := v.(type) {
+		case []byte:
+			if source == schemas.SQLServer {
+				return GUIDFromSQLServer(x)
+			}
+			if len(x) == 16 {
+				return uuid.UUID(x), nil
+			}
+			u, err := uuid.ParseBytes(x)
+			if err != nil {
+				return uuid.UUID{}, errors.New("not a UUID")
+			}
+			return u, nil
+		case string:
+			u, err := uuid.Parse(x)
+			if err != nil {
+				return uuid.UUID{}, errors.New("not a UUID")
+			}
+			return u, nil
+		case [16]byte:
+			return x, nil
+		case uuid.UUID:
+			return x, nil
+		}
+		return uuid.UUID{}, unexpected(v)
+	}
+}
+
+// fixedBytes returns v as exactly width bytes. A row version read from a
+// PostgreSQL bigint becomes its big-endian bytes, so that bytewise order is
+// numeric order as for SQL Server's rowversion.
+func fixedBytes(v any, width int) ([]byte, error) {
+	switch x := v.(type) {
+	case []byte:
+		if len(x) != width {
+			return nil, fmt.Errorf("binary value of %d bytes, want %d", len(x), width)
+		}
+		return x, nil
+	case int64:
+		if width != 8 {
+			return nil, unexpected(v)
+		}
+		if x < 0 {
+			return nil, errors.New("negative row version")
+		}
+		return binary.BigEndian.AppendUint64(nil, uint64(x)), nil
+	}
+	return nil, unexpected(v)
+}

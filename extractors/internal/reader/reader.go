@@ -1,0 +1,217 @@
+// Package reader runs the extractors' chunk queries: one bounded SELECT per
+// chunk, scanned straight into an Arrow change batch, with the organization
+// filter and column allow-list pushed down, under a per-query timeout. It
+// also converts key and cursor values between the source's native values and
+// watermarks.Values.
+package reader
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
+	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+// Defaults for Config.
+const (
+	DefaultChunkRows    = 10_000
+	DefaultChunkBytes   = 64 << 20
+	DefaultQueryTimeout = 5 * time.Minute
+)
+
+// Config says what a Reader reads and how much at a time.
+type Config struct {
+	DB      *sql.DB
+	Dialect schemas.Dialect // the source's dialect
+	// Table is the table as the batches carry it: its columns are the select
+	// list (apply a column allow-list with (*schemas.Table).Project first).
+	Table *schemas.Table
+	// Filter is the table the organization filter's column is looked up in
+	// (nil: Table). A keys-only projection filters on a column it does not
+	// carry.
+	Filter *schemas.Table
+	// Practices restricts rows to these values of the table's Practice
+	// column. Empty: no filter. Ignored for tables without a Practice column.
+	Practices    []string
+	ChunkRows    int              // rows per chunk; 0: DefaultChunkRows
+	ChunkBytes   int              // approximate Arrow bytes per chunk; 0: DefaultChunkBytes
+	QueryTimeout time.Duration    // per chunk query; 0: DefaultQueryTimeout
+	Allocator    memory.Allocator // nil: memory.DefaultAllocator
+}
+
+// Reader reads one table in chunks. It is safe for sequential use by one
+// run at a time.
+type Reader struct {
+	cfg     Config
+	d       dialect.Dialect
+	scanner *arrowscan.Scanner
+	in      *dialect.In
+}
+
+// New checks cfg, fills in its defaults and returns a Reader.
+func New(cfg Config) (*Reader, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("no source database")
+	}
+	if cfg.Table == nil {
+		return nil, errors.New("no table")
+	}
+	d, err := dialect.New(cfg.Dialect)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ChunkRows < 0 || cfg.ChunkBytes < 0 || cfg.QueryTimeout < 0 {
+		return nil, errors.New("chunk rows, chunk bytes and query timeout must not be negative")
+	}
+	if cfg.ChunkRows == 0 {
+		cfg.ChunkRows = DefaultChunkRows
+	}
+	if cfg.ChunkBytes == 0 {
+		cfg.ChunkBytes = DefaultChunkBytes
+	}
+	if cfg.QueryTimeout == 0 {
+		cfg.QueryTimeout = DefaultQueryTimeout
+	}
+	if cfg.Allocator == nil {
+		cfg.Allocator = memory.DefaultAllocator
+	}
+	if cfg.Filter == nil {
+		cfg.Filter = cfg.Table
+	}
+	s, err := arrowscan.New(cfg.Dialect, cfg.Table)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{cfg: cfg, d: d, scanner: s}
+	if pc := cfg.Filter.Practice; pc != "" && len(cfg.Practices) > 0 {
+		col, ok := cfg.Filter.Column(pc)
+		if !ok {
+			return nil, fmt.Errorf("table %s: practice column %s does not exist", cfg.Filter.QualifiedName(), pc)
+		}
+		in := &dialect.In{Column: col.Name}
+		for _, p := range cfg.Practices {
+			param, err := d.PracticeParam(col, cfg.Filter.Dialect, p)
+			if err != nil {
+				return nil, fmt.Errorf("table %s: practice filter: %w", cfg.Filter.QualifiedName(), err)
+			}
+			in.Values = append(in.Values, param)
+		}
+		r.in = in
+	}
+	return r, nil
+}
+
+// Table returns the table the batches carry.
+func (r *Reader) Table() *schemas.Table { return r.cfg.Table }
+
+// Dialect returns the source's query dialect.
+func (r *Reader) Dialect() dialect.Dialect { return r.d }
+
+// ChunkRows returns the configured rows per chunk.
+func (r *Reader) ChunkRows() int { return r.cfg.ChunkRows }
+
+// Schema returns the change schema of the batches.
+func (r *Reader) Schema() *arrow.Schema { return r.scanner.Schema() }
+
+// Filter returns the organization filter, nil for none.
+func (r *Reader) Filter() *dialect.In { return r.in }
+
+// Select returns the chunk query over the reader's columns with the
+// organization filter, conditions where and ordering orderBy.
+func (r *Reader) Select(where []dialect.Cond, orderBy []string) dialect.Select {
+	cols := make([]string, len(r.cfg.Table.Columns))
+	for i, c := range r.cfg.Table.Columns {
+		cols[i] = c.Name
+	}
+	return dialect.Select{
+		Table:   r.cfg.Table,
+		Columns: cols,
+		In:      r.in,
+		Where:   where,
+		OrderBy: orderBy,
+		Limit:   r.cfg.ChunkRows,
+	}
+}
+
+// Chunk is one chunk read.
+type Chunk struct {
+	// Batch holds the rows; nil when there were none. The caller releases it.
+	Batch arrow.RecordBatch
+	Rows  int
+	// Last holds the native values (arrowscan.Scanner.Native) of the last
+	// row's columns, nil when there were no rows.
+	Last []any
+	// Exhausted is true when the query returned everything it matched: the
+	// chunk stopped at neither the row nor the byte bound.
+	Exhausted bool
+}
+
+// Read runs one chunk query, scanning its rows as op with seq numbers from
+// *seq, and stops at the row or byte bound.
+func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, seq *int64) (Chunk, error) {
+	query, args, err := r.d.Build(sel)
+	if err != nil {
+		return Chunk{}, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+	defer cancel()
+	rows, err := r.cfg.DB.QueryContext(qctx, query, args...)
+	if err != nil {
+		return Chunk{}, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), err)
+	}
+	defer rows.Close()
+	b := r.scanner.NewBatch(r.cfg.Allocator)
+	defer b.Release()
+	res, err := r.scanner.Read(rows, b, op, seq, arrowscan.Limits{Rows: sel.Limit, Bytes: r.cfg.ChunkBytes})
+	if err != nil {
+		return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
+	}
+	if err := rows.Close(); err != nil {
+		return Chunk{}, fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), err)
+	}
+	ch := Chunk{Rows: res.Rows, Exhausted: !res.Stopped && res.Rows < sel.Limit}
+	if res.Rows == 0 {
+		return ch, nil
+	}
+	ch.Last = make([]any, len(res.Last))
+	for i, raw := range res.Last {
+		if ch.Last[i], err = r.scanner.Native(i, raw); err != nil {
+			return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
+		}
+	}
+	ch.Batch = b.NewRecordBatch()
+	return ch, nil
+}
+
+// QueryRow runs a one-row query under the query timeout and scans it into
+// dest.
+func (r *Reader) QueryRow(ctx context.Context, query string, args []any, dest ...any) error {
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+	defer cancel()
+	return r.cfg.DB.QueryRowContext(qctx, query, args...).Scan(dest...)
+}
+
+// Column returns the batch column called name and its index.
+func (r *Reader) Column(name string) (schemas.Column, int, error) {
+	for i, c := range r.cfg.Table.Columns {
+		if strings.EqualFold(c.Name, name) {
+			return c, i, nil
+		}
+	}
+	return schemas.Column{}, -1, fmt.Errorf("table %s has no column %s", r.cfg.Table.QualifiedName(), name)
+}
+
+// Native converts a raw driver value of batch column i to its native value
+// (arrowscan.Scanner.Native).
+func (r *Reader) Native(i int, raw any) (any, error) {
+	return r.scanner.Native(i, raw)
+}

@@ -1,0 +1,255 @@
+// Package snapshot is the keyset snapshot extractor: it reads a whole table
+// in primary-key order, in short chunks, each chunk its own query bounded by
+// (key) > (last key copied) (PITFALLS.md P8).
+//
+// Each chunk is one autocommit SELECT at the connection's READ COMMITTED
+// isolation: no transaction spans chunks, so a snapshot of a large table
+// holds no locks and no version store for hours on the EHR primary. The
+// price is that the snapshot is not a point-in-time image: rows change while
+// it runs. That is why an incremental strategy records its start position
+// before the first read (Snapshot.Resume) and replays from there; the store
+// applies full row images by key, so the replay converges.
+//
+// Keys are compared by the server, in its own order, with the key bound as a
+// parameter of the key column's exact type: SQL Server orders
+// uniqueidentifier by byte groups (last six bytes first), never as text
+// (PITFALLS.md P12, P15).
+//
+// # Positions and chunks
+//
+// Open takes nil (start a snapshot) or a watermarks.Snapshot (continue after
+// LastKey). Every chunk's rows are OpInsert with the full row image, with
+// Reason watermarks.ReasonSnapshot. After a chunk the position is
+// Snapshot{LastKey: the chunk's last key, Resume}; after the last chunk it is
+// Resume when the snapshot hands off to an incremental strategy, or
+// Snapshot{} (not started) for a table snapshotted every run, so that the
+// next run starts a new pass. A run that finds nothing after the last key
+// still moves the position to that end (a chunk with a nil Batch). A crashed
+// snapshot resumes after its last committed key.
+//
+// A snapshot cannot see deletes: a row deleted at the source simply stops
+// appearing. KeysOnly batches (the key columns only) are the input of a
+// key reconciliation that finds such rows.
+package snapshot
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
+	"github.com/ehrsync/ehrsync/extractors/internal/reader"
+	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Defaults for Options.
+const (
+	DefaultChunkRows    = reader.DefaultChunkRows
+	DefaultChunkBytes   = reader.DefaultChunkBytes
+	DefaultQueryTimeout = reader.DefaultQueryTimeout
+)
+
+// Options configure an Extractor. The zero Options read every practice in
+// chunks of DefaultChunkRows rows and DefaultChunkBytes bytes.
+type Options struct {
+	// Practices restricts the snapshot to rows whose practice column (the
+	// table's Practice) holds one of these ids. Empty: no filter. Tables
+	// without a practice column are not filtered.
+	Practices []string
+	// ChunkRows bounds the rows of one chunk (one query); 0:
+	// DefaultChunkRows.
+	ChunkRows int
+	// ChunkBytes bounds a chunk's approximate Arrow bytes; 0:
+	// DefaultChunkBytes. A chunk always holds at least one row.
+	ChunkBytes int
+	// QueryTimeout bounds each chunk query; 0: DefaultQueryTimeout.
+	QueryTimeout time.Duration
+	// Allocator allocates the batches' buffers; nil: memory.DefaultAllocator.
+	Allocator memory.Allocator
+	// KeysOnly emits only the key columns (schemas.ChangeSchema of the key
+	// projection), for a key reconciliation. Such batches are not full row
+	// images: do not apply them as upserts.
+	KeysOnly bool
+}
+
+// Extractor snapshots one table. It implements engine.Extractor. It is safe
+// for one run at a time.
+type Extractor struct {
+	r       *reader.Reader
+	table   *schemas.Table
+	keyCols []schemas.Column
+	keyIdx  []int
+}
+
+// New returns a snapshot extractor of table t on the source db, whose
+// dialect is source. t is the table as batches carry it: apply a column
+// allow-list first with (*schemas.Table).Project (which keeps the key). db
+// must be a go-mssqldb pool for SQL Server (without "guid conversion": GUIDs
+// must arrive in wire order) or a pgx stdlib pool for PostgreSQL.
+func New(db *sql.DB, source schemas.Dialect, t *schemas.Table, opts Options) (*Extractor, error) {
+	if t == nil {
+		return nil, fmt.Errorf("snapshot: no table")
+	}
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	out := t
+	if opts.KeysOnly {
+		out = keysOnly(t)
+	}
+	r, err := reader.New(reader.Config{
+		DB:           db,
+		Dialect:      source,
+		Table:        out,
+		Filter:       t,
+		Practices:    opts.Practices,
+		ChunkRows:    opts.ChunkRows,
+		ChunkBytes:   opts.ChunkBytes,
+		QueryTimeout: opts.QueryTimeout,
+		Allocator:    opts.Allocator,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", t.QualifiedName(), err)
+	}
+	cols, idx, err := r.KeyColumns(out)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot %s: %w", t.QualifiedName(), err)
+	}
+	return &Extractor{r: r, table: out, keyCols: cols, keyIdx: idx}, nil
+}
+
+// keysOnly returns t reduced to its key columns. The reduced table keeps no
+// row-version, modified-at or practice column: it is read, not filtered on.
+func keysOnly(t *schemas.Table) *schemas.Table {
+	k := *t
+	k.Columns = nil
+	for _, c := range t.Columns {
+		if t.IsKey(c.Name) {
+			k.Columns = append(k.Columns, c)
+		}
+	}
+	k.Key = append([]string(nil), t.Key...)
+	k.RowVersion, k.ModifiedAt, k.Practice = "", "", ""
+	return &k
+}
+
+// Table returns the table as the extractor's batches carry it (the key
+// projection with KeysOnly). Do not modify it.
+func (e *Extractor) Table() *schemas.Table { return e.table }
+
+// SeesDeletes reports false: a snapshot does not see deletes (see the
+// package doc).
+func (e *Extractor) SeesDeletes() bool { return false }
+
+// Open starts a run from pos: nil (a new snapshot with no incremental
+// position) or a watermarks.Snapshot. Any other position is an error
+// matching ErrPosition.
+func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (engine.Run, error) {
+	var s watermarks.Snapshot
+	switch p := pos.(type) {
+	case nil:
+	case watermarks.Snapshot:
+		if len(p.LastKey) != 0 && len(p.LastKey) != len(e.keyCols) {
+			return nil, fmt.Errorf("snapshot %s: saved key has %d values for %d key columns: %w",
+				e.table.QualifiedName(), len(p.LastKey), len(e.keyCols), ErrPosition)
+		}
+		s = p
+	default:
+		return nil, fmt.Errorf("snapshot %s: cannot start from a %s position: %w", e.table.QualifiedName(), pos.Kind(), ErrPosition)
+	}
+	return e.Start(s, pos), nil
+}
+
+// Start returns a run that continues the snapshot s (after s.LastKey,
+// handing off to s.Resume). from is the position saved now (nil or s): the
+// run moves the position only when that is a real advance from it.
+func (e *Extractor) Start(s watermarks.Snapshot, from watermarks.Position) *Run {
+	return &Run{e: e, last: s.LastKey, resume: s.Resume, from: from}
+}
+
+// Run is one snapshot run. It implements engine.Run; it is not safe for
+// concurrent use.
+type Run struct {
+	e      *Extractor
+	last   watermarks.Key
+	resume watermarks.Position
+	from   watermarks.Position
+	seq    int64
+	done   bool
+}
+
+// Next reads the next chunk (see the package doc for its position). The
+// caller releases the chunk's Batch. It returns io.EOF after the last chunk.
+func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
+	if r.done {
+		return engine.Chunk{}, io.EOF
+	}
+	e := r.e
+	var where []dialect.Cond
+	if len(r.last) > 0 {
+		c, err := e.r.Cond(e.keyCols, dialect.Gt, r.last)
+		if err != nil {
+			return engine.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
+		}
+		where = append(where, c)
+	}
+	ch, err := e.r.Read(ctx, e.r.Select(where, e.table.Key), schemas.OpInsert, &r.seq)
+	if err != nil {
+		return engine.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
+	}
+	if ch.Rows == 0 {
+		r.done = true
+		if !r.endAdvances() {
+			return engine.Chunk{}, io.EOF
+		}
+		return engine.Chunk{To: r.end(), Reason: watermarks.ReasonSnapshot}, nil
+	}
+	key, err := e.r.Key(e.keyCols, e.keyIdx, ch.Last)
+	if err != nil {
+		ch.Batch.Release()
+		return engine.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
+	}
+	r.last = key
+	to := watermarks.Position(watermarks.Snapshot{LastKey: key, Resume: r.resume})
+	if ch.Exhausted {
+		r.done = true
+		to = r.end()
+	}
+	r.from = to
+	return engine.Chunk{Batch: ch.Batch, To: to, Reason: watermarks.ReasonSnapshot}, nil
+}
+
+// end is the position once the snapshot is done.
+func (r *Run) end() watermarks.Position {
+	if r.resume != nil {
+		return r.resume
+	}
+	return watermarks.Snapshot{}
+}
+
+// endAdvances reports whether moving from r.from to the end is a real
+// advance: anything but staying at "not started".
+func (r *Run) endAdvances() bool {
+	if r.resume != nil {
+		return true
+	}
+	switch f := r.from.(type) {
+	case nil:
+		return false
+	case watermarks.Snapshot:
+		return len(f.LastKey) > 0 || f.Resume != nil
+	}
+	return true
+}
+
+// Close ends the run. It holds no source resources between chunks.
+func (r *Run) Close() error {
+	r.done = true
+	return nil
+}

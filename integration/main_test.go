@@ -1,0 +1,34 @@
+// Package integration holds the end-to-end tests: the real ehrsync binary
+// against real servers. PostgreSQL always (the test harness starts one);
+// SQL Server when EHRSYNC_TEST_MSSQL_DSN is set.
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/ehrsync/ehrsync/pkg/pgtest"
+)
+
+// binary is the ehrsync binary built for this test run.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ehrsync-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "ehrsync")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/ehrsync")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build ehrsync:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	pgtest.Main(m)
+}

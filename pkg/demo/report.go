@@ -1,0 +1,73 @@
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/synth"
+	"github.com/ehrsync/ehrsync/pkg/verify"
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+// reportRows is how many (category, payer) lines the report shows.
+const reportRows = 12
+
+// printReport prints a small denied-claims report, read from the store.
+func printReport(ctx context.Context, out io.Writer, store *pgxpool.Pool, schema string) error {
+	var claims, denied int64
+	var rate float64
+	if err := store.QueryRow(ctx, "SELECT adjudicated_claims, denied_claims, denial_rate::float8 FROM ("+synth.DenialRateSQL(schema)+") r").
+		Scan(&claims, &denied, &rate); err != nil {
+		return fmt.Errorf("denial rate from the store: %w", err)
+	}
+	fmt.Fprintf(out, "\nDenied claims in the store: %d of %d adjudicated claims (%.1f%%). Top denial categories and payers:\n",
+		denied, claims, 100*rate)
+	rows, err := store.Query(ctx, "SELECT denial_category, payer_name, denied_claims, denied_lines, denied_amt::text FROM ("+
+		synth.DeniedClaimsReportSQL(schema)+") r LIMIT $1", reportRows)
+	if err != nil {
+		return fmt.Errorf("denied-claims report from the store: %w", err)
+	}
+	defer rows.Close()
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  CARC category\tpayer\tclaims\tlines\tbilled $")
+	for rows.Next() {
+		var category, payer, amount string
+		var nClaims, nLines int64
+		if err := rows.Scan(&category, &payer, &nClaims, &nLines, &amount); err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\n", category, payer, nClaims, nLines, amount)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("denied-claims report from the store: %w", err)
+	}
+	return tw.Flush()
+}
+
+// verifyStore compares every configured table between source and store and
+// returns the rows compared, or an error naming the tables that differ.
+func verifyStore(ctx context.Context, src, store *pgxpool.Pool, storeSchema string, org *config.Org, cat *schemas.Catalog) (int64, error) {
+	var rows int64
+	var problems []error
+	for _, tc := range org.Tables {
+		t, ok := cat.Table(tc.Name)
+		if !ok {
+			return rows, fmt.Errorf("table %s is not in the catalog", tc.Name)
+		}
+		d, err := verify.Table(ctx, src, store, "dbo", storeSchema, t)
+		if err != nil {
+			return rows, err
+		}
+		rows += d.SourceRows
+		if !d.Equal() {
+			problems = append(problems, errors.New(d.String()))
+		}
+	}
+	return rows, errors.Join(problems...)
+}

@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/source"
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Planner picks a table's strategy and builds its extractor. The
+// extractors/planner package implements it.
+type Planner interface {
+	Plan(ctx context.Context, req PlanRequest) (Plan, error)
+}
+
+// PlanRequest is what the planner needs to know about one table.
+type PlanRequest struct {
+	DB        *sql.DB
+	Dialect   schemas.Dialect
+	Table     *schemas.Table // the catalog table, projected to the column allow-list
+	Config    config.Table
+	Practices []string
+	// Bounds of every chunk and query.
+	ChunkRows, ChunkBytes int
+	QueryTimeout          time.Duration
+	Allocator             memory.Allocator
+}
+
+// Plan is the planner's choice for one table.
+type Plan struct {
+	Strategy  config.Strategy
+	Why       string    // one sentence an operator can read
+	Blind     string    // what the strategy cannot see ("deletes"), empty when nothing
+	Extractor Extractor // the table's extractor
+	// Keys reads the source's keys for a reconciliation (key-only batches);
+	// nil when the strategy sees deletes.
+	Keys Extractor
+}
+
+// Engine syncs organizations: plans each table, prepares its target in the
+// store, and runs it. It is safe for concurrent use on different orgs.
+type Engine struct {
+	Sink      *sink.Sink
+	Positions *watermarks.Store
+	Planner   Planner
+	Catalog   *schemas.Catalog
+	Log       *slog.Logger
+	// Actor says who runs the syncs in position history: "sync", "daemon",
+	// or an operator's name.
+	Actor     string
+	Allocator memory.Allocator
+	// Defaults bound runs and batches (config.Defaults after ApplyDefaults).
+	Defaults config.Defaults
+}
+
+// OrgResult is one organization's run: one result per table.
+type OrgResult struct {
+	Org    string
+	RunID  string
+	Tables []TableResult
+	Err    error // the organization-level failure (source unreachable), if any
+}
+
+// Failed counts the tables that failed.
+func (r OrgResult) Failed() int {
+	n := 0
+	for _, t := range r.Tables {
+		if t.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// SyncOrg runs one pass over the organization's tables (only those named in
+// tables, when given). One table's failure does not stop the others; each
+// failure is logged here, once, and returned in its TableResult.
+func (e *Engine) SyncOrg(ctx context.Context, org *config.Org, tables []string) OrgResult {
+	res := OrgResult{Org: org.Name, RunID: newRunID()}
+	log := e.Log.With("org", org.Name, "run", res.RunID)
+	if e.Defaults.RunTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.Defaults.RunTimeout)
+		defer cancel()
+	}
+	selected, err := selectTables(org, tables)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	db, err := source.Open(ctx, org.Source)
+	if err != nil {
+		res.Err = err
+		log.Error("source unreachable", "err", err)
+		return res
+	}
+	defer db.Close()
+	for _, tc := range selected {
+		tr := e.syncTable(ctx, log.With("table", tc.Name), db, org, tc, res.RunID)
+		res.Tables = append(res.Tables, tr)
+	}
+	return res
+}
+
+func selectTables(org *config.Org, names []string) ([]config.Table, error) {
+	if len(names) == 0 {
+		return org.Tables, nil
+	}
+	var out []config.Table
+	for _, n := range names {
+		t, ok := org.Table(n)
+		if !ok {
+			return nil, fmt.Errorf("org %s has no table %q in its configuration", org.Name, n)
+		}
+		out = append(out, *t)
+	}
+	return out, nil
+}
+
+func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID string) TableResult {
+	res, plan, target, err := e.prepare(ctx, db, org, tc)
+	if err == nil {
+		res = RunTable(ctx, log, TableJob{
+			Org: org.Name, Table: res.Table, Strategy: string(plan.Strategy),
+			Extractor: plan.Extractor, Target: target, Positions: e.Positions, Actor: e.Actor, RunID: runID,
+		})
+		err = res.Err
+	}
+	if err == nil && plan.Keys != nil && tc.ReconcileEvery > 0 {
+		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, tc.ReconcileEvery)
+	}
+	res.Err = err
+	if err != nil {
+		log.Error("table sync failed", "strategy", res.Strategy, "chunks", res.Chunks, "err", err)
+		return res
+	}
+	log.Info("table synced", "strategy", res.Strategy, "chunks", res.Chunks, "rows", res.Totals.Rows,
+		"inserted", res.Totals.Inserted, "updated", res.Totals.Updated, "deleted", res.Totals.Deleted,
+		"position", res.To, "duration", res.Duration.Round(time.Millisecond))
+	return res
+}
+
+// prepare resolves the table in the catalog, plans it, and prepares its
+// target in the store.
+func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table) (TableResult, Plan, *sink.Target, error) {
+	res := TableResult{Org: org.Name, Table: tc.Name}
+	t, ok := e.Catalog.Table(tc.Name)
+	if !ok {
+		return res, Plan{}, nil, fmt.Errorf("table %s is not in the catalog", tc.Name)
+	}
+	res.Table = t.QualifiedName()
+	if len(tc.Columns) > 0 {
+		var err error
+		if t, err = t.Project(tc.Columns); err != nil {
+			return res, Plan{}, nil, fmt.Errorf("columns of %s: %w", tc.Name, err)
+		}
+	}
+	rows := tc.BatchRows
+	if rows == 0 {
+		rows = e.Defaults.BatchRows
+	}
+	plan, err := e.Planner.Plan(ctx, PlanRequest{
+		DB: db, Dialect: schemas.Dialect(org.Source.Dialect), Table: t, Config: tc, Practices: org.Source.PracticeIDs,
+		ChunkRows: rows, ChunkBytes: int(e.Defaults.BatchBytes), QueryTimeout: org.Source.QueryTimeout, Allocator: e.Allocator,
+	})
+	if err != nil {
+		return res, plan, nil, fmt.Errorf("plan %s: %w", tc.Name, err)
+	}
+	res.Strategy = string(plan.Strategy)
+	target, err := e.Sink.Prepare(ctx, org.Name, t, sink.TableOptions{
+		DeletePolicy: sink.DeletePolicy(tc.DeletePolicy), ChangeLog: tc.ChangeLog,
+	})
+	return res, plan, target, err
+}
+
+// reconcileIfDue compares the source's keys with the store's when the last
+// reconciliation is older than every.
+func (e *Engine) reconcileIfDue(ctx context.Context, keys Extractor, target *sink.Target, every time.Duration) (*sink.ReconcileResult, error) {
+	last, err := target.LastReconciled(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !last.IsZero() && time.Since(last) < every {
+		return nil, nil
+	}
+	run, err := keys.Open(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read source keys: %w", err)
+	}
+	defer run.Close()
+	next := func(ctx context.Context) (arrow.RecordBatch, error) {
+		for {
+			ch, err := run.Next(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if ch.Batch != nil {
+				return ch.Batch, nil
+			}
+		}
+	}
+	r, err := target.Reconcile(ctx, next, e.Actor)
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func newRunID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
