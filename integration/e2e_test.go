@@ -318,3 +318,36 @@ func TestLongOpenTransactionAtTheSourceLosesNothing(t *testing.T) {
 	require.NoError(t, e.store.QueryRow(ctx, `SELECT count(*) FROM st_mary.payer_mstr WHERE payer_name LIKE '% (renamed)'`).Scan(&renamed))
 	require.Equal(t, 1, renamed)
 }
+
+// TestDemo runs `ehrsync demo` as a newcomer would and checks that it ends
+// with a passing verification, having carried deletes to the store.
+func TestDemo(t *testing.T) {
+	// Under a directory the postgres user can enter (t.TempDir is 0700).
+	parent, err := os.MkdirTemp("", "ehrsync-demo-")
+	require.NoError(t, err)
+	defer os.RemoveAll(parent)
+	require.NoError(t, os.Chmod(parent, 0o755))
+	dir := filepath.Join(parent, "demo")
+	var out bytes.Buffer
+	cmd := exec.Command(binary, "--log-level", "warn", "demo", "--dir", dir)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Run(), out.String())
+	text := out.String()
+	require.Contains(t, text, "Verification: the store equals the source: 9 tables")
+	require.Contains(t, text, "Denied claims in the store:")
+	// The last sync carried the day's deleted ERA batch to the store.
+	second := text[strings.Index(text, "Rest of the day"):]
+	var deleted int
+	for _, line := range strings.Split(second, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && (f[0] == "dbo.trans_detail" || f[0] == "dbo.transactions") {
+			var n int
+			_, err := fmt.Sscan(f[4], &n)
+			require.NoError(t, err, line)
+			deleted += n
+		}
+	}
+	require.Positive(t, deleted, "the demo's day of workload deleted a batch, but no delete reached the store:\n%s", second)
+	_, err = os.Stat(dir)
+	require.True(t, os.IsNotExist(err), "the demo left %s behind", dir)
+}

@@ -17,7 +17,7 @@ func runDemo(ctx context.Context, env *environment, args []string) error {
 	keep := fs.Bool("keep", false, "leave PostgreSQL running at the end and print how to connect")
 	preset := fs.String("preset", string(synth.Small), "workload size: small, medium or large")
 	days := fs.Int("days", 30, "days of history at the source before the first sync")
-	seed := fs.Uint64("seed", 1, "workload seed: the same seed gives the same data")
+	seed := fs.Uint64("seed", demo.DefaultSeed, "workload seed: the same seed gives the same data")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

@@ -32,13 +32,18 @@ import (
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
+// DefaultSeed is the demo's workload seed. With the small preset and 30 days
+// of history, its next day includes an unposted ERA batch that is deleted
+// and re-imported, so the demo shows deletes reaching the store.
+const DefaultSeed = 3
+
 // Options configure a demo run.
 type Options struct {
 	Dir     string       // where the private PostgreSQL lives; default .demo
 	Keep    bool         // leave the server running and print how to connect
 	Preset  synth.Preset // workload size; default small
 	Days    int          // days of history before the first sync; default 30
-	Seed    uint64       // workload seed; default 1
+	Seed    uint64       // workload seed; default DefaultSeed
 	Log     *slog.Logger // engine logs
 	Out     io.Writer    // the report
 	BinDir  string       // PostgreSQL binaries; empty: found on the machine
@@ -105,16 +110,34 @@ func Run(ctx context.Context, opts Options) error {
 	if err := printRun(out, svc.Engine.SyncOrg(ctx, org, nil)); err != nil {
 		return err
 	}
-	t0 = time.Now()
-	day, _, err := synth.Simulate(ctx, w, synth.Options{Catalog: cat}, 1)
+	// The next day, batch by batch, with a sync in the middle as a
+	// 10-minute schedule would run one: after the morning's ERA import, and
+	// before an unposted ERA batch is deleted and re-imported.
+	g, err := synth.NewGenerator(gen)
 	if err != nil {
-		return fmt.Errorf("drive a day of workload: %w", err)
-	}
-	fmt.Fprintf(out, "\nA day of workload at the source: %s in %d transactions (%s)\n\n",
-		describe(day), day.Batches, time.Since(t0).Round(time.Millisecond))
-	fmt.Fprintln(out, "Second sync (incremental):")
-	if err := printRun(out, svc.Engine.SyncOrg(ctx, org, nil)); err != nil {
 		return err
+	}
+	batches := g.Batches(opts.Days)
+	split := len(batches) / 2
+	for i, b := range batches {
+		if b.Kind == "delete" {
+			split = i
+			break
+		}
+	}
+	for i, part := range [][]*synth.Batch{batches[:split], batches[split:]} {
+		t0 = time.Now()
+		for _, b := range part {
+			if err := w.Apply(ctx, b); err != nil {
+				return fmt.Errorf("drive the workload: %w", err)
+			}
+		}
+		when := []string{"Morning", "Rest of the day"}[i]
+		fmt.Fprintf(out, "\n%s at the source: %s in %d transactions (%s)\n\n", when, describe(part), len(part), time.Since(t0).Round(time.Millisecond))
+		fmt.Fprintln(out, "Incremental sync:")
+		if err := printRun(out, svc.Engine.SyncOrg(ctx, org, nil)); err != nil {
+			return err
+		}
 	}
 	schema := sink.SchemaFor(org.Name)
 	if err := printReport(ctx, out, svc.Store, schema); err != nil {
@@ -145,7 +168,7 @@ func withDefaults(o Options) Options {
 		o.Days = 30
 	}
 	if o.Seed == 0 {
-		o.Seed = 1
+		o.Seed = DefaultSeed
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -235,12 +258,15 @@ func total(s synth.Stats) int64 {
 	return n
 }
 
-func describe(s synth.Stats) string {
-	var ins, upd, del int64
-	for _, c := range s.Tables {
-		ins, upd, del = ins+c.Inserts, upd+c.Updates, del+c.Deletes
+// describe counts the row changes in batches.
+func describe(batches []*synth.Batch) string {
+	var n [4]int
+	for _, b := range batches {
+		for _, op := range b.Ops {
+			n[op.Kind] += len(op.Rows)
+		}
 	}
-	return fmt.Sprintf("%d inserts, %d updates, %d deletes", ins, upd, del)
+	return fmt.Sprintf("%d inserts, %d updates, %d deletes", n[schemas.OpInsert], n[schemas.OpUpdate], n[schemas.OpDelete])
 }
 
 // printRun prints one line per table and fails when any table failed.

@@ -106,6 +106,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("start PostgreSQL: %w", err)
 	}
 	if cred != nil {
+		if err := reachable(dir, cred.Uid); err != nil {
+			return nil, err
+		}
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			return nil, fmt.Errorf("start PostgreSQL: hand %s to the postgres user: %w", dir, err)
 		}
@@ -191,6 +194,27 @@ func serverCredential() (*syscall.Credential, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// reachable checks that user uid can search every directory above dir: as
+// root the server runs as postgres, which cannot enter a 0700 directory of
+// root's such as /root or a test's temporary directory.
+func reachable(dir string, uid uint32) error {
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("start PostgreSQL: %w", err)
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if ok && st.Uid != uid && fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("start PostgreSQL in %s: the server runs as the postgres user (PostgreSQL refuses root), "+
+				"which cannot enter %s (mode %o): choose a directory under a searchable one such as /tmp, or run `chmod o+x %s`",
+				dir, p, fi.Mode().Perm(), p)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 func freePort() (int, error) {
