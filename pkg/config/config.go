@@ -270,7 +270,22 @@ type Table struct {
 	// table's keys at the source are compared with the store's and rows gone
 	// at the source are deleted by the delete policy. 0 (the default): off.
 	ReconcileEvery time.Duration `yaml:"reconcile_every,omitempty" json:"reconcile_every,omitempty"`
+	// OnExpired says what happens when the table's saved position expired
+	// at the source (CDC cleanup, Change Tracking's minimum valid version):
+	// resnapshot (the default) or fail. Either way it is logged and counted.
+	OnExpired ExpiryPolicy `yaml:"on_expired" json:"on_expired"`
 }
+
+// ExpiryPolicy is what to do about an expired position.
+type ExpiryPolicy string
+
+// The expiry policies.
+const (
+	// ExpiredResnapshot resets the position and snapshots the table again. The default.
+	ExpiredResnapshot ExpiryPolicy = "resnapshot"
+	// ExpiredFail fails the table's runs until an operator resets it.
+	ExpiredFail ExpiryPolicy = "fail"
+)
 
 // SchemaName splits Name into its schema and table: "dbo.x" gives
 // ("dbo", "x"), "x" gives ("dbo", "x").

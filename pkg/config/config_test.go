@@ -31,7 +31,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 	require.Equal(t, 5*time.Minute, s.QueryTimeout)
 	require.Nil(t, s.Relay)
 	require.Nil(t, s.SSH)
-	require.Equal(t, []Table{{Name: "dbo.trans_detail", Strategy: StrategyAuto, DeletePolicy: DeleteHard, BatchRows: 10000}}, o.Tables)
+	require.Equal(t, []Table{{Name: "dbo.trans_detail", Strategy: StrategyAuto, DeletePolicy: DeleteHard, BatchRows: 10000, OnExpired: ExpiredResnapshot}}, o.Tables)
 }
 
 func TestParseKeepsExplicitValues(t *testing.T) {
@@ -56,7 +56,7 @@ func TestParseKeepsExplicitValues(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, Table{
 		Name: "dbo.patient_encounter", Strategy: StrategyHWM, Cursor: "row_timestamp",
-		Columns: []string{"enc_id", "practice_id", "enc_status"}, DeletePolicy: DeleteSoft, BatchRows: 50000,
+		Columns: []string{"enc_id", "practice_id", "enc_status"}, DeletePolicy: DeleteSoft, BatchRows: 50000, OnExpired: ExpiredResnapshot,
 	}, *enc)
 	claims, ok := o.Table("dbo.claims")
 	require.True(t, ok)
@@ -370,7 +370,7 @@ func TestValidate(t *testing.T) {
 		{name: "second org problems keyed", mutate: func(c *Config) {
 			o := c.Orgs[0]
 			o.Name = "lakeside"
-			o.Tables = []Table{{Name: "dbo.claims", Strategy: "bogus", DeletePolicy: DeleteHard}}
+			o.Tables = []Table{{Name: "dbo.claims", Strategy: "bogus", DeletePolicy: DeleteHard, OnExpired: ExpiredResnapshot}}
 			c.Orgs = append(c.Orgs, o)
 		}, want: []string{`orgs[1].tables[0].strategy: unknown strategy "bogus"`}},
 	}

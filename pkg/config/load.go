@@ -178,6 +178,9 @@ func (c *Config) ApplyDefaults() {
 			if t.DeletePolicy == "" {
 				t.DeletePolicy = DeleteHard
 			}
+			if t.OnExpired == "" {
+				t.OnExpired = ExpiredResnapshot
+			}
 			if t.BatchRows == 0 {
 				t.BatchRows = d.BatchRows
 			}

@@ -379,6 +379,11 @@ func (v *validator) tables(key string, tables []Table, d Dialect) {
 		if t.BatchRows < 0 {
 			v.add(k+".batch_rows", "must not be negative")
 		}
+		switch t.OnExpired {
+		case ExpiredResnapshot, ExpiredFail:
+		default:
+			v.add(k+".on_expired", "unknown policy %q (want resnapshot or fail)", t.OnExpired)
+		}
 		switch {
 		case t.ReconcileEvery < 0:
 			v.add(k+".reconcile_every", "must not be negative")

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -63,6 +64,8 @@ type Engine struct {
 	Allocator memory.Allocator
 	// Defaults bound runs and batches (config.Defaults after ApplyDefaults).
 	Defaults config.Defaults
+	// Metrics are counted here; nil: NewMetrics(nil).
+	Metrics *Metrics
 }
 
 // OrgResult is one organization's run: one result per table.
@@ -130,12 +133,19 @@ func selectTables(org *config.Org, names []string) ([]config.Table, error) {
 }
 
 func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID string) TableResult {
+	if e.Metrics == nil {
+		e.Metrics = NewMetrics(nil)
+	}
 	res, plan, target, err := e.prepare(ctx, db, org, tc)
 	if err == nil {
-		res = RunTable(ctx, log, TableJob{
+		job := TableJob{
 			Org: org.Name, Table: res.Table, Strategy: string(plan.Strategy),
 			Extractor: plan.Extractor, Target: target, Positions: e.Positions, Actor: e.Actor, RunID: runID,
-		})
+		}
+		res = RunTable(ctx, log, job)
+		if errors.Is(res.Err, ErrExpired) {
+			res = e.expired(ctx, log, job, tc.OnExpired, res)
+		}
 		err = res.Err
 	}
 	if err == nil && plan.Keys != nil && tc.ReconcileEvery > 0 {
@@ -143,13 +153,37 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 	}
 	res.Err = err
 	if err != nil {
+		e.Metrics.observe(res, "failed")
 		log.Error("table sync failed", "strategy", res.Strategy, "chunks", res.Chunks, "err", err)
 		return res
 	}
+	e.Metrics.observe(res, "ok")
 	log.Info("table synced", "strategy", res.Strategy, "chunks", res.Chunks, "rows", res.Totals.Rows,
 		"inserted", res.Totals.Inserted, "updated", res.Totals.Updated, "deleted", res.Totals.Deleted,
 		"position", res.To, "duration", res.Duration.Round(time.Millisecond))
 	return res
+}
+
+// expired handles a position the source can no longer serve (PITFALLS P1,
+// P2): loudly, and by the table's policy. With resnapshot the position is
+// reset (recorded in history) and the table snapshotted again in this run;
+// with fail the table fails until an operator acts.
+func (e *Engine) expired(ctx context.Context, log *slog.Logger, job TableJob, policy config.ExpiryPolicy, res TableResult) TableResult {
+	e.Metrics.ExpiredPositions.WithLabelValues(job.Org, job.Table).Inc()
+	e.Metrics.TableRuns.WithLabelValues(job.Org, job.Table, "expired").Inc()
+	if policy == config.ExpiredFail {
+		res.Err = fmt.Errorf("%w (on_expired: fail; reset the position to re-snapshot: ehrsync positions reset)", res.Err)
+		return res
+	}
+	log.Error("position expired at the source: changes were lost there; re-snapshotting the table",
+		"policy", policy, "position", res.From, "err", res.Err)
+	if err := e.Positions.Reset(ctx, job.Org, job.Table, nil, job.Actor, "position expired at the source: re-snapshot by policy"); err != nil {
+		res.Err = fmt.Errorf("reset expired position: %w", err)
+		return res
+	}
+	again := RunTable(ctx, log, job)
+	again.Expired = true
+	return again
 }
 
 // prepare resolves the table in the catalog, plans it, and prepares its

@@ -43,6 +43,9 @@ type TableResult struct {
 	Totals               sink.Result
 	From, To             watermarks.Position
 	Duration             time.Duration
+	// Expired says the saved position had expired at the source and the
+	// table was re-snapshotted from scratch in this run.
+	Expired bool
 	// Reconciled is the key reconciliation that followed the run, if one was due.
 	Reconciled *sink.ReconcileResult
 	Err        error

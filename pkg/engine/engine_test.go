@@ -1,0 +1,192 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/pgtest"
+	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/storedb"
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func table(t *testing.T, name string) *schemas.Table {
+	t.Helper()
+	id, err := schemas.ParseType(schemas.SQLServer, "int")
+	require.NoError(t, err)
+	v, err := schemas.ParseType(schemas.SQLServer, "varchar(10)")
+	require.NoError(t, err)
+	return &schemas.Table{Schema: "dbo", Name: name, Dialect: schemas.SQLServer, Key: []string{"id"},
+		Columns: []schemas.Column{{Name: "id", Type: id}, {Name: "v", Type: v, Nullable: true}}}
+}
+
+// fake is an extractor that yields rows 1..n as one snapshot chunk from a
+// nil position, and from a saved position either nothing (an idle table)
+// or, when expire is set, ErrExpired.
+type fake struct {
+	table  *schemas.Table
+	n      int
+	expire bool
+	fail   error
+	opens  []watermarks.Position
+}
+
+func (f *fake) Open(_ context.Context, pos watermarks.Position) (engine.Run, error) {
+	f.opens = append(f.opens, pos)
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	if pos != nil && f.expire {
+		return nil, &engine.ExpiredError{Table: f.table.QualifiedName(), Reason: "saved LSN below the capture instance's minimum"}
+	}
+	return &fakeRun{f: f, snapshot: pos == nil}, nil
+}
+
+type fakeRun struct {
+	f        *fake
+	snapshot bool
+	done     bool
+}
+
+func (r *fakeRun) Next(context.Context) (engine.Chunk, error) {
+	if r.done || !r.snapshot {
+		return engine.Chunk{}, io.EOF
+	}
+	r.done = true
+	sc, err := schemas.ChangeSchema(r.f.table)
+	if err != nil {
+		return engine.Chunk{}, err
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
+	defer b.Release()
+	for i := 1; i <= r.f.n; i++ {
+		b.Field(0).(*array.Int32Builder).Append(int32(i))
+		b.Field(1).(*array.StringBuilder).Append("v" + strconv.Itoa(i))
+		b.Field(2).(*array.Int8Builder).Append(int8(schemas.OpInsert))
+		b.Field(3).(*array.Int64Builder).Append(int64(i))
+		b.Field(4).AppendNull()
+	}
+	return engine.Chunk{Batch: b.NewRecordBatch(), Reason: watermarks.ReasonSnapshot,
+		To: watermarks.Cursor{Column: "id", Value: watermarks.Int64(int64(r.f.n))}}, nil
+}
+
+func (r *fakeRun) Close() error { return nil }
+
+type planner map[string]*fake
+
+func (p planner) Plan(_ context.Context, req engine.PlanRequest) (engine.Plan, error) {
+	return engine.Plan{Strategy: config.StrategySnapshot, Extractor: p[req.Table.QualifiedName()]}, nil
+}
+
+type fixture struct {
+	eng     *engine.Engine
+	org     *config.Org
+	reg     *prometheus.Registry
+	planner planner
+}
+
+func newFixture(t *testing.T, policy config.ExpiryPolicy, fakes ...*fake) *fixture {
+	t.Helper()
+	store := pgtest.Pool(t)
+	require.NoError(t, storedb.Migrate(context.Background(), store))
+	positions := watermarks.NewStore(store)
+	var tables []*schemas.Table
+	p := planner{}
+	org := &config.Org{Name: "st-mary"}
+	for _, f := range fakes {
+		tables = append(tables, f.table)
+		p[f.table.QualifiedName()] = f
+		org.Tables = append(org.Tables, config.Table{Name: f.table.QualifiedName(), Strategy: config.StrategySnapshot,
+			DeletePolicy: config.DeleteHard, OnExpired: policy})
+	}
+	cat, err := schemas.NewCatalog(tables...)
+	require.NoError(t, err)
+	// The fakes ignore the source, but the engine connects to it.
+	u, err := url.Parse(pgtest.URL(t))
+	require.NoError(t, err)
+	port, _ := strconv.Atoi(u.Port())
+	org.Source = config.Source{Dialect: config.Postgres, Host: u.Hostname(), Port: port, Database: u.Path[1:],
+		User: u.User.Username(), TLS: config.TLS{Mode: config.TLSDisable}}
+	reg := prometheus.NewRegistry()
+	return &fixture{org: org, reg: reg, planner: p, eng: &engine.Engine{
+		Sink: sink.New(store, positions), Positions: positions, Planner: p, Catalog: cat,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Actor: "test", Metrics: engine.NewMetrics(reg),
+	}}
+}
+
+func TestExpiredPositionIsReSnapshottedByDefault(t *testing.T) {
+	claims := &fake{table: table(t, "claims"), n: 3, expire: true}
+	f := newFixture(t, config.ExpiredResnapshot, claims)
+	ctx := context.Background()
+	first := f.eng.SyncOrg(ctx, f.org, nil)
+	require.NoError(t, first.Err)
+	require.Zero(t, first.Failed())
+
+	second := f.eng.SyncOrg(ctx, f.org, nil)
+	require.Zero(t, second.Failed(), "%v", second.Tables[0].Err)
+	require.True(t, second.Tables[0].Expired)
+	require.Equal(t, int64(3), second.Tables[0].Totals.Rows, "the table was not snapshotted again")
+	require.Len(t, claims.opens, 3)
+	require.NotNil(t, claims.opens[1])
+	require.Nil(t, claims.opens[2], "the re-snapshot did not start from scratch")
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.ExpiredPositions.WithLabelValues("st-mary", "dbo.claims")))
+
+	hist, err := f.eng.Positions.History(ctx, "st-mary", "dbo.claims", 10)
+	require.NoError(t, err)
+	var resets int
+	for _, h := range hist {
+		if h.Reason == watermarks.ReasonReset {
+			resets++
+			require.Contains(t, h.Note, "expired")
+		}
+	}
+	require.Equal(t, 1, resets, "the reset is not in the position history")
+}
+
+func TestExpiredPositionFailsTheTableWhenThePolicySaysSo(t *testing.T) {
+	claims := &fake{table: table(t, "claims"), n: 2, expire: true}
+	f := newFixture(t, config.ExpiredFail, claims)
+	ctx := context.Background()
+	require.Zero(t, f.eng.SyncOrg(ctx, f.org, nil).Failed())
+	before, err := f.eng.Positions.Load(ctx, "st-mary", "dbo.claims")
+	require.NoError(t, err)
+
+	res := f.eng.SyncOrg(ctx, f.org, nil)
+	require.Equal(t, 1, res.Failed())
+	require.ErrorIs(t, res.Tables[0].Err, engine.ErrExpired)
+	require.ErrorContains(t, res.Tables[0].Err, "on_expired: fail")
+	after, err := f.eng.Positions.Load(ctx, "st-mary", "dbo.claims")
+	require.NoError(t, err)
+	require.Equal(t, before, after, "a failed table's position moved")
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.ExpiredPositions.WithLabelValues("st-mary", "dbo.claims")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.claims", "failed")))
+}
+
+func TestOneTablesFailureDoesNotStopTheOthers(t *testing.T) {
+	broken := &fake{table: table(t, "charges"), fail: errors.New("permission denied")}
+	claims := &fake{table: table(t, "claims"), n: 4}
+	f := newFixture(t, config.ExpiredResnapshot, broken, claims)
+	res := f.eng.SyncOrg(context.Background(), f.org, nil)
+	require.Equal(t, 1, res.Failed())
+	require.ErrorContains(t, res.Tables[0].Err, "permission denied")
+	require.NoError(t, res.Tables[1].Err)
+	require.Equal(t, int64(4), res.Tables[1].Totals.Inserted)
+	require.Equal(t, 4.0, testutil.ToFloat64(f.eng.Metrics.Rows.WithLabelValues("st-mary", "dbo.claims", "insert")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.charges", "failed")))
+}
