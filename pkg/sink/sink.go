@@ -40,9 +40,10 @@ const (
 )
 
 // NotifyChannel is the channel a NOTIFY goes to after each committed batch.
-// Its payload is JSON: {"org", "table", "kind", "rows", "position"} (position
-// is left out when the payload would pass PostgreSQL's 8000-byte limit).
-const NotifyChannel = "ehrsync"
+// Its payload is JSON: {"org", "table", "kind", "rows": {"insert", "update",
+// "delete"}, "position"}; position is left out when the payload would pass
+// PostgreSQL's 8000-byte limit.
+const NotifyChannel = "ehrsync_changes"
 
 // ChangeLogSuffix ends the name of a table's change log: claims__changes.
 const ChangeLogSuffix = "__changes"
@@ -341,7 +342,7 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 		if err := tg.sink.positions.Advance(ctx, tx, m); err != nil {
 			return err
 		}
-		if err := tg.notify(ctx, tx, m, pos, res.Rows); err != nil {
+		if err := tg.notify(ctx, tx, m, pos, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
 			return err
 		}
 		if tg.testHookBeforeCommit != nil {
@@ -471,13 +472,19 @@ type notice struct {
 	Org      string          `json:"org"`
 	Table    string          `json:"table"`
 	Kind     string          `json:"kind,omitempty"`
-	Rows     int64           `json:"rows"`
+	Rows     noticeRows      `json:"rows"`
 	Position json.RawMessage `json:"position,omitempty"`
+}
+
+type noticeRows struct {
+	Insert int64 `json:"insert"`
+	Update int64 `json:"update"`
+	Delete int64 `json:"delete"`
 }
 
 // notify queues the NOTIFY; PostgreSQL delivers it only if the transaction
 // commits.
-func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, pos []byte, rows int64) error {
+func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, pos []byte, rows noticeRows) error {
 	n := notice{Org: m.Org, Table: m.Table, Rows: rows, Position: pos}
 	if m.To != nil {
 		n.Kind = string(m.To.Kind())

@@ -400,7 +400,7 @@ func TestNotifyArrivesOnlyAfterCommit(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(n.Payload), &got))
 	require.Equal(t, "st-mary", got.Org)
 	require.Equal(t, "dbo.claim_lines", got.Table)
-	require.Equal(t, int64(1), got.Rows)
+	require.Equal(t, noticeRows{Insert: 1}, got.Rows)
 	pos, err := watermarks.Decode(got.Position)
 	require.NoError(t, err)
 	require.Equal(t, cursorAt(1), pos)
