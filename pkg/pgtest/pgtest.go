@@ -13,9 +13,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,7 +63,8 @@ func run(m *testing.M) int {
 func Server() *pgserver.Server { return server }
 
 func start() (*pgserver.Server, string, error) {
-	dir, err := os.MkdirTemp("", "ehrsync-pgtest-")
+	sweep()
+	dir, err := os.MkdirTemp("", tempPrefix)
 	if err != nil {
 		return nil, "", err
 	}
@@ -85,6 +89,27 @@ func start() (*pgserver.Server, string, error) {
 		return nil, "", err
 	}
 	return srv, dir, nil
+}
+
+const tempPrefix = "ehrsync-pgtest-"
+
+// sweep removes the directories of earlier test runs that were killed before
+// they could clean up (their server died with them): older than ten
+// minutes, with no live postmaster.
+func sweep() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), tempPrefix+"*"))
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if pid, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid")); err == nil {
+			if n, err := strconv.Atoi(strings.SplitN(string(pid), "\n", 2)[0]); err == nil && syscall.Kill(n, 0) == nil {
+				continue
+			}
+		}
+		os.RemoveAll(d)
+	}
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-z0-9_]+`)

@@ -2,6 +2,7 @@ package synth
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -132,4 +133,13 @@ func (s Stats) String() string {
 	t := s.Total()
 	fmt.Fprintf(&b, "%-18s %9d inserts %9d updates %7d deletes\n", "total", t.Inserts, t.Updates, t.Deletes)
 	return b.String()
+}
+
+// decodeState parses the synth_state row's JSON, as both writers store it.
+func decodeState(text string) (State, bool, error) {
+	var st State
+	if err := json.Unmarshal([]byte(text), &st); err != nil {
+		return State{}, false, fmt.Errorf("decode %s: %w", StateTable, err)
+	}
+	return st, true, nil
 }

@@ -45,11 +45,7 @@ func (w *SQLServerWriter) State(ctx context.Context) (State, bool, error) {
 	if err != nil {
 		return State{}, false, fmt.Errorf("read %s: %w", StateTable, err)
 	}
-	var st State
-	if err := json.Unmarshal([]byte(text), &st); err != nil {
-		return State{}, false, fmt.Errorf("decode %s: %w", StateTable, err)
-	}
-	return st, true, nil
+	return decodeState(text)
 }
 
 // Apply writes b in one transaction.

@@ -43,11 +43,7 @@ func (w *PostgresWriter) State(ctx context.Context) (State, bool, error) {
 	if err != nil {
 		return State{}, false, fmt.Errorf("read %s: %w", StateTable, err)
 	}
-	var st State
-	if err := json.Unmarshal([]byte(text), &st); err != nil {
-		return State{}, false, fmt.Errorf("decode %s: %w", StateTable, err)
-	}
-	return st, true, nil
+	return decodeState(text)
 }
 
 // Apply writes b in one transaction.
