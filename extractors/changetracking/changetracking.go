@@ -1,0 +1,407 @@
+package changetracking
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/ehrsync/ehrsync/extractors/changetracking/internal/ctrows"
+	"github.com/ehrsync/ehrsync/extractors/internal/reader"
+	"github.com/ehrsync/ehrsync/extractors/snapshot"
+	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Defaults for Options.
+const (
+	DefaultChunkRows    = reader.DefaultChunkRows
+	DefaultChunkBytes   = reader.DefaultChunkBytes
+	DefaultQueryTimeout = reader.DefaultQueryTimeout
+)
+
+// Options configure an Extractor. The zero Options read every practice in
+// chunks of DefaultChunkRows rows and DefaultChunkBytes bytes.
+type Options struct {
+	// Practices restricts current rows (inserts, updates, the first
+	// snapshot) to rows whose practice column holds one of these ids.
+	// Empty: no filter. Deletes are never filtered (see the package doc).
+	Practices []string
+	// ChunkRows and ChunkBytes bound each chunk (one query); 0: the
+	// defaults. They bound the first run's snapshot chunks too.
+	ChunkRows  int
+	ChunkBytes int
+	// QueryTimeout bounds each source call; 0: DefaultQueryTimeout.
+	QueryTimeout time.Duration
+	// Allocator allocates the batches' buffers; nil: memory.DefaultAllocator.
+	Allocator memory.Allocator
+}
+
+// Snapshotter starts the keyset snapshot of a first run: the rows of s
+// after s.LastKey, handing off to s.Resume; from is the position saved now
+// (nil or s). *snapshot.Extractor is one (through SnapshotFunc).
+type Snapshotter interface {
+	Start(s watermarks.Snapshot, from watermarks.Position) engine.Run
+}
+
+// SnapshotFunc adapts a function to a Snapshotter.
+type SnapshotFunc func(s watermarks.Snapshot, from watermarks.Position) engine.Run
+
+// Start calls f.
+func (f SnapshotFunc) Start(s watermarks.Snapshot, from watermarks.Position) engine.Run {
+	return f(s, from)
+}
+
+// Extractor reads one table by Change Tracking. It implements
+// engine.Extractor; it is safe for one run at a time.
+type Extractor struct {
+	src   Source
+	snap  Snapshotter
+	table *schemas.Table
+	rows  *ctrows.Table
+	opts  Options
+}
+
+// NewSQLServer returns the Change Tracking extractor of table t on the SQL
+// Server db (a go-mssqldb pool without "guid conversion"): the SQLServer
+// source for the changes and a keyset snapshot (package snapshot) for the
+// first run. t is the table as batches carry it (apply a column allow-list
+// first with (*schemas.Table).Project).
+func NewSQLServer(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
+	if t == nil {
+		return nil, errors.New("changetracking: no table")
+	}
+	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{
+		Practices: opts.Practices, ChunkRows: opts.ChunkRows, ChunkBytes: opts.ChunkBytes,
+		QueryTimeout: opts.QueryTimeout, Allocator: opts.Allocator,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("changetracking: %w", err)
+	}
+	start := SnapshotFunc(func(s watermarks.Snapshot, from watermarks.Position) engine.Run {
+		return snap.Start(s, from)
+	})
+	return New(NewSource(db), start, t, opts)
+}
+
+// New returns the Change Tracking extractor of table t (in the SQL Server
+// dialect) reading changes from src and first-run snapshots from snap.
+func New(src Source, snap Snapshotter, t *schemas.Table, opts Options) (*Extractor, error) {
+	if t == nil {
+		return nil, errors.New("changetracking: no table")
+	}
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("changetracking: %w", err)
+	}
+	name := t.QualifiedName()
+	if t.Dialect != schemas.SQLServer {
+		return nil, fmt.Errorf("changetracking %s: change tracking needs a SQL Server table, not %s", name, t.Dialect)
+	}
+	if src == nil || snap == nil {
+		return nil, fmt.Errorf("changetracking %s: no source or snapshotter", name)
+	}
+	if opts.ChunkRows < 0 || opts.ChunkBytes < 0 || opts.QueryTimeout < 0 {
+		return nil, fmt.Errorf("changetracking %s: chunk rows, chunk bytes and query timeout must not be negative", name)
+	}
+	if opts.ChunkRows == 0 {
+		opts.ChunkRows = DefaultChunkRows
+	}
+	if opts.ChunkBytes == 0 {
+		opts.ChunkBytes = DefaultChunkBytes
+	}
+	if opts.QueryTimeout == 0 {
+		opts.QueryTimeout = DefaultQueryTimeout
+	}
+	if opts.Allocator == nil {
+		opts.Allocator = memory.DefaultAllocator
+	}
+	if t.Practice != "" && len(opts.Practices) > 0 {
+		if _, ok := t.Column(t.Practice); !ok {
+			return nil, fmt.Errorf("changetracking %s: practice column %s is not among the table's columns", name, t.Practice)
+		}
+	}
+	rows, err := ctrows.New(t)
+	if err != nil {
+		return nil, fmt.Errorf("changetracking %s: %w", name, err)
+	}
+	return &Extractor{src: src, snap: snap, table: t, rows: rows, opts: opts}, nil
+}
+
+// Table returns the table as the extractor's batches carry it. Do not
+// modify it.
+func (e *Extractor) Table() *schemas.Table { return e.table }
+
+// SeesDeletes reports true: Change Tracking records deletes, and the
+// extractor emits them as key-only delete images (PITFALLS.md P16).
+func (e *Extractor) SeesDeletes() bool { return true }
+
+// Open starts a run from pos: nil (first run: record
+// CHANGE_TRACKING_CURRENT_VERSION(), then snapshot), a watermarks.Snapshot
+// resuming on a CT position (continue the snapshot), or a watermarks.CT
+// (read the window after it). Anything else is an error matching
+// ErrPosition. An expired CT position is an *engine.ExpiredError
+// (PITFALLS.md P2); a table that is not tracked or not readable is a
+// *SetupError (P17).
+func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (engine.Run, error) {
+	name := e.table.QualifiedName()
+	keys, _ := e.rows.KeyColumns()
+	switch p := pos.(type) {
+	case nil:
+		// PITFALLS.md P8: the incremental start is recorded before the
+		// snapshot reads anything; the replay from it converges.
+		cur, err := e.currentVersion(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := e.minValid(ctx); err != nil {
+			return nil, err
+		}
+		return &Run{e: e, snap: e.snap.Start(watermarks.Snapshot{Resume: watermarks.CT{Version: cur}}, nil)}, nil
+	case watermarks.Snapshot:
+		ct, ok := p.Resume.(watermarks.CT)
+		if !ok || ct.InWindow() {
+			return nil, fmt.Errorf("changetracking %s: snapshot position does not resume on a change tracking version: %w", name, ErrPosition)
+		}
+		if len(p.LastKey) != 0 && len(p.LastKey) != len(keys) {
+			return nil, fmt.Errorf("changetracking %s: saved key has %d values for %d key columns: %w", name, len(p.LastKey), len(keys), ErrPosition)
+		}
+		return &Run{e: e, snap: e.snap.Start(p, p)}, nil
+	case watermarks.CT:
+		if len(p.LastKey) != 0 && len(p.LastKey) != len(keys) {
+			return nil, fmt.Errorf("changetracking %s: saved key has %d values for %d key columns: %w", name, len(p.LastKey), len(keys), ErrPosition)
+		}
+		if p.Version < 0 || (p.InWindow() && p.To <= p.Version) {
+			return nil, fmt.Errorf("changetracking %s: invalid position %s: %w", name, p, ErrPosition)
+		}
+		if err := e.check(ctx, p.Version); err != nil {
+			return nil, err
+		}
+		to := p.To
+		if !p.InWindow() {
+			// The window's upper bound, taken once per run.
+			cur, err := e.currentVersion(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if cur < p.Version {
+				return nil, &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
+					"saved change tracking version %d is above the database's current version %d (was the database restored?)", p.Version, cur)}
+			}
+			to = cur
+		}
+		return &Run{e: e, pos: p, to: to}, nil
+	}
+	return nil, fmt.Errorf("changetracking %s: cannot start from a %s position: %w", name, pos.Kind(), ErrPosition)
+}
+
+// currentVersion reads CHANGE_TRACKING_CURRENT_VERSION().
+func (e *Extractor) currentVersion(ctx context.Context) (int64, error) {
+	qctx, cancel := context.WithTimeout(ctx, e.opts.QueryTimeout)
+	defer cancel()
+	v, ok, err := e.src.CurrentVersion(qctx)
+	if err != nil {
+		return 0, fmt.Errorf("changetracking %s: read current version: %w", e.table.QualifiedName(), err)
+	}
+	if !ok {
+		return 0, e.setupError(ctx)
+	}
+	return v, nil
+}
+
+// minValid reads the table's minimum valid version; NULL is a set-up
+// problem, which the probe names (PITFALLS.md P17).
+func (e *Extractor) minValid(ctx context.Context) (int64, error) {
+	qctx, cancel := context.WithTimeout(ctx, e.opts.QueryTimeout)
+	defer cancel()
+	v, ok, err := e.src.MinValidVersion(qctx, e.table)
+	if err != nil {
+		return 0, fmt.Errorf("changetracking %s: read minimum valid version: %w", e.table.QualifiedName(), err)
+	}
+	if !ok {
+		return 0, e.setupError(ctx)
+	}
+	return v, nil
+}
+
+// check returns an *engine.ExpiredError when version is below the table's
+// minimum valid version (PITFALLS.md P2).
+func (e *Extractor) check(ctx context.Context, version int64) error {
+	mv, err := e.minValid(ctx)
+	if err != nil {
+		return err
+	}
+	return e.expired(version, mv)
+}
+
+func (e *Extractor) expired(version, minValid int64) error {
+	if version < minValid {
+		return &engine.ExpiredError{Table: e.table.QualifiedName(), Reason: fmt.Sprintf(
+			"saved change tracking version %d is below the table's minimum valid version %d (cleanup or TRUNCATE removed changes)",
+			version, minValid)}
+	}
+	return nil
+}
+
+// setupError probes the source and returns the *SetupError naming what is
+// missing.
+func (e *Extractor) setupError(ctx context.Context) error {
+	qctx, cancel := context.WithTimeout(ctx, e.opts.QueryTimeout)
+	defer cancel()
+	st, err := e.src.Probe(qctx, e.table)
+	if err != nil {
+		return fmt.Errorf("changetracking %s: no change tracking version, and the probe failed: %w", e.table.QualifiedName(), err)
+	}
+	return &SetupError{Status: st}
+}
+
+// Run is one Change Tracking run. It implements engine.Run; it is not safe
+// for concurrent use.
+type Run struct {
+	e    *Extractor
+	snap engine.Run // the first run's (or a resumed) snapshot; nil when incremental
+	done bool
+	seq  int64
+	pos  watermarks.CT // the position reached
+	to   int64         // the window's upper bound
+}
+
+// Close ends the run. It holds no source resources between chunks.
+func (r *Run) Close() error {
+	r.done = true
+	if r.snap != nil {
+		return r.snap.Close()
+	}
+	return nil
+}
+
+// Next reads the next chunk (see the package doc for its position). The
+// caller releases the chunk's Batch. It returns io.EOF after the last chunk.
+func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
+	if r.done {
+		return engine.Chunk{}, io.EOF
+	}
+	if r.snap != nil {
+		ch, err := r.snap.Next(ctx)
+		if err == io.EOF {
+			r.done = true
+		}
+		return ch, err
+	}
+	if r.pos.Version >= r.to {
+		r.done = true // nothing committed since the saved version
+		return engine.Chunk{}, io.EOF
+	}
+	ch, err := r.next(ctx)
+	if err != nil {
+		return engine.Chunk{}, err
+	}
+	return ch, nil
+}
+
+func (r *Run) next(ctx context.Context) (engine.Chunk, error) {
+	e := r.e
+	name := e.table.QualifiedName()
+	// PITFALLS.md P2: before every read.
+	if err := e.check(ctx, r.pos.Version); err != nil {
+		return engine.Chunk{}, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, e.opts.QueryTimeout)
+	defer cancel()
+	cs, err := e.src.Changes(qctx, Query{
+		Table: e.table, From: r.pos.Version, To: r.to, After: r.pos.LastKey,
+		Practices: e.opts.Practices, Limit: e.opts.ChunkRows,
+	})
+	if err != nil {
+		return engine.Chunk{}, fmt.Errorf("changetracking %s: read changes: %w", name, err)
+	}
+	// The check after the read: cleanup that ran during it shows here.
+	if !cs.MinValidOK {
+		return engine.Chunk{}, e.setupError(ctx)
+	}
+	if err := e.expired(r.pos.Version, cs.MinValid); err != nil {
+		return engine.Chunk{}, err
+	}
+	if len(cs.Rows) > e.opts.ChunkRows {
+		return engine.Chunk{}, fmt.Errorf("changetracking %s: source returned %d rows for a limit of %d", name, len(cs.Rows), e.opts.ChunkRows)
+	}
+	if len(cs.Rows) == 0 {
+		// The window is done (or was empty: an idle table still moves its
+		// position to the window's bound, PITFALLS.md P3).
+		r.done = true
+		r.pos = watermarks.CT{Version: r.to}
+		return engine.Chunk{To: r.pos, Reason: watermarks.ReasonSync}, nil
+	}
+	b := e.rows.NewBatch(e.opts.Allocator)
+	defer b.Release()
+	var last []any
+	stopped := false
+	for i, row := range cs.Rows {
+		raw, op, err := r.image(row)
+		if err != nil {
+			return engine.Chunk{}, fmt.Errorf("changetracking %s: row %d: %w", name, i, err)
+		}
+		r.seq++
+		if err := b.Append(raw, op, r.seq); err != nil {
+			return engine.Chunk{}, fmt.Errorf("changetracking %s: row %d: %w", name, i, err)
+		}
+		last = raw
+		if b.Bytes() >= e.opts.ChunkBytes && i < len(cs.Rows)-1 {
+			stopped = true
+			break
+		}
+	}
+	to := watermarks.CT{Version: r.to}
+	if stopped || len(cs.Rows) == e.opts.ChunkRows {
+		key, err := e.rows.Key(last)
+		if err != nil {
+			return engine.Chunk{}, fmt.Errorf("changetracking %s: %w", name, err)
+		}
+		to = watermarks.CT{Version: r.pos.Version, To: r.to, LastKey: key}
+	} else {
+		r.done = true
+	}
+	r.pos = to
+	return engine.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: watermarks.ReasonSync}, nil
+}
+
+// image turns one ChangeSet row into the table's raw values and its op:
+// the current row's full image while the key exists, the key alone once it
+// is gone (a delete: other columns NULL, PITFALLS.md P16).
+func (r *Run) image(row []any) ([]any, schemas.Op, error) {
+	cols := r.e.table.Columns
+	if len(row) != 3+len(cols) {
+		return nil, 0, fmt.Errorf("%d values for 3 + %d columns", len(row), len(cols))
+	}
+	op, ok := row[0].(string)
+	if !ok {
+		return nil, 0, fmt.Errorf("SYS_CHANGE_OPERATION is a %T", row[0])
+	}
+	exists, ok := row[2].(bool)
+	if !ok {
+		return nil, 0, fmt.Errorf("row existence flag is a %T", row[2])
+	}
+	raw := row[3:]
+	if !exists {
+		key := make([]any, len(raw))
+		for i, c := range cols {
+			if r.e.table.IsKey(c.Name) {
+				key[i] = raw[i]
+			}
+		}
+		return key, schemas.OpDelete, nil
+	}
+	switch op {
+	case "I":
+		return raw, schemas.OpInsert, nil
+	case "U", "D":
+		// "D" with a current row: deleted, then inserted again after the
+		// change table was read; the current image is the truth.
+		return raw, schemas.OpUpdate, nil
+	}
+	return nil, 0, fmt.Errorf("unknown SYS_CHANGE_OPERATION %q", op)
+}
