@@ -1,61 +1,60 @@
 // Package planner picks each table's capture strategy and builds its
 // extractor (DESIGN.md §4, "Planner").
 //
-// For strategy auto it prefers, in order: Change Data Capture, Change
-// Tracking (both SQL Server only, and not in this version yet), a high-water
-// mark on the table's row-version column, a high-water mark on its
-// modified-at timestamp with look-back, and a full keyset snapshot each run.
-// An explicit strategy that cannot work is an error naming the reason.
+// For strategy auto on SQL Server it prefers, in order: Change Data Capture
+// when the table has a capture instance the login can read; Change Tracking
+// when it is enabled for the database and the table and VIEW CHANGE TRACKING
+// and SELECT are granted; a high-water mark on the table's rowversion
+// column; one on its modified-at timestamp with look-back; and a full keyset
+// snapshot each run. PostgreSQL sources have no CDC or Change Tracking and
+// start at the high-water mark. An explicit strategy that cannot work is an
+// error naming the reason and the statement that fixes it.
 package planner
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/ehrsync/ehrsync/extractors/cdc"
+	"github.com/ehrsync/ehrsync/extractors/changetracking"
 	"github.com/ehrsync/ehrsync/extractors/hwm"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/schemas"
 )
 
-// ErrUnsupported is a strategy this version cannot run.
-var ErrUnsupported = errors.New("strategy not supported")
+// ErrNotAvailable is an explicit strategy the source cannot serve for a
+// table; the error says why and how to fix it.
+var ErrNotAvailable = errors.New("strategy not available for this table")
+
+// Prober asks a SQL Server source what a table offers. The real one reads
+// the source's catalog; tests substitute their own.
+type Prober interface {
+	// CDC returns nil when the table has a capture instance the login can
+	// read, or an error saying why not (cdc.ErrNotTracked, *cdc.PermissionError).
+	CDC(ctx context.Context, t *schemas.Table) error
+	// ChangeTracking reports whether Change Tracking can read the table.
+	ChangeTracking(ctx context.Context, t *schemas.Table) (changetracking.Status, error)
+}
 
 // Planner implements engine.Planner.
-type Planner struct{}
+type Planner struct {
+	// Probe returns the prober for a source; nil means the real one.
+	Probe func(db *sql.DB) Prober
+}
 
-// New returns a planner.
+// New returns a planner that probes sources for real.
 func New() *Planner { return &Planner{} }
 
 // Plan picks req.Table's strategy and builds its extractor and, for
 // strategies blind to deletes, the key reader for reconciliations.
-func (p *Planner) Plan(_ context.Context, req engine.PlanRequest) (engine.Plan, error) {
+func (p *Planner) Plan(ctx context.Context, req engine.PlanRequest) (engine.Plan, error) {
 	t, tc := req.Table, req.Config
-	strategy := tc.Strategy
-	var why string
-	switch strategy {
-	case config.StrategyCDC, config.StrategyChangeTracking:
-		return engine.Plan{}, fmt.Errorf("%s: %w in this version of ehrsync (use hwm or snapshot)", strategy, ErrUnsupported)
-	case config.StrategyAuto:
-		switch {
-		case tc.Cursor != "":
-			strategy, why = config.StrategyHWM, fmt.Sprintf("high-water mark on the configured cursor %s", tc.Cursor)
-		case t.RowVersion != "":
-			strategy, why = config.StrategyHWM, fmt.Sprintf("high-water mark on the row-version column %s (CDC and Change Tracking are not supported by this version)", t.RowVersion)
-		case t.ModifiedAt != "":
-			strategy, why = config.StrategyHWM, fmt.Sprintf("high-water mark on %s with look-back: the table has no row-version column", t.ModifiedAt)
-			tc.Cursor = t.ModifiedAt
-		default:
-			strategy, why = config.StrategySnapshot, "full keyset snapshot each run: the table has no row-version or modified-at column"
-		}
-	case config.StrategyHWM:
-		why = "configured"
-	case config.StrategySnapshot:
-		why = "configured: full keyset snapshot each run"
-	default:
-		return engine.Plan{}, fmt.Errorf("unknown strategy %q", strategy)
-	}
+	plan := engine.Plan{Strategy: tc.Strategy}
 	keys, err := snapshot.New(req.DB, req.Dialect, t, snapshot.Options{
 		Practices: req.Practices, ChunkRows: max(req.ChunkRows, 50000), ChunkBytes: req.ChunkBytes,
 		QueryTimeout: req.QueryTimeout, Allocator: req.Allocator, KeysOnly: true,
@@ -63,8 +62,35 @@ func (p *Planner) Plan(_ context.Context, req engine.PlanRequest) (engine.Plan, 
 	if err != nil {
 		return engine.Plan{}, err
 	}
-	plan := engine.Plan{Strategy: strategy, Why: why, Blind: "deletes (unless reconcile_every is set)", Keys: keys}
-	if strategy == config.StrategySnapshot {
+	if req.Dialect == schemas.SQLServer && (tc.Strategy == config.StrategyAuto || tc.Strategy == config.StrategyCDC || tc.Strategy == config.StrategyChangeTracking) {
+		if plan, err = p.capture(ctx, req); err != nil || plan.Extractor != nil {
+			plan.Keys = keys
+			return plan, err
+		}
+	}
+	switch plan.Strategy {
+	case config.StrategyAuto:
+		switch {
+		case tc.Cursor != "":
+			plan.Strategy, plan.Why = config.StrategyHWM, fmt.Sprintf("high-water mark on the configured cursor %s", tc.Cursor)
+		case t.RowVersion != "":
+			plan.Strategy, plan.Why = config.StrategyHWM, "high-water mark on the row-version column "+t.RowVersion+plan.Why
+		case t.ModifiedAt != "":
+			plan.Strategy, plan.Why = config.StrategyHWM, "high-water mark on "+t.ModifiedAt+" with look-back: the table has no row-version column"+plan.Why
+			tc.Cursor = t.ModifiedAt
+		default:
+			plan.Strategy, plan.Why = config.StrategySnapshot, "full keyset snapshot each run: the table has no row-version or modified-at column"+plan.Why
+		}
+	case config.StrategyHWM:
+		plan.Why = "configured"
+	case config.StrategySnapshot:
+		plan.Why = "configured: full keyset snapshot each run"
+	default:
+		return engine.Plan{}, fmt.Errorf("unknown strategy %q", plan.Strategy)
+	}
+	plan.Keys = keys
+	plan.Blind = "deletes (unless reconcile_every is set)"
+	if plan.Strategy == config.StrategySnapshot {
 		plan.Extractor, err = snapshot.New(req.DB, req.Dialect, t, snapshot.Options{
 			Practices: req.Practices, ChunkRows: req.ChunkRows, ChunkBytes: req.ChunkBytes,
 			QueryTimeout: req.QueryTimeout, Allocator: req.Allocator,
@@ -79,4 +105,84 @@ func (p *Planner) Plan(_ context.Context, req engine.PlanRequest) (engine.Plan, 
 		return engine.Plan{}, err
 	}
 	return plan, nil
+}
+
+// capture tries CDC, then Change Tracking, as the strategy allows. It
+// returns a plan with an extractor when one works; for auto, a plan without
+// one whose Why says (after a colon) what was missing; for an explicit
+// strategy that cannot work, ErrNotAvailable with the fix.
+func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.Plan, error) {
+	probe := p.Probe
+	if probe == nil {
+		probe = func(db *sql.DB) Prober { return sqlServerProber{db: db} }
+	}
+	pr := probe(req.DB)
+	t, tc := req.Table, req.Config
+	var missing []string
+	if tc.Strategy != config.StrategyChangeTracking {
+		err := pr.CDC(ctx, t)
+		if err == nil {
+			ex, err := cdc.New(req.DB, t, cdc.Options{Practices: req.Practices, ChunkRows: req.ChunkRows,
+				ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator})
+			if err != nil {
+				return engine.Plan{}, err
+			}
+			return engine.Plan{Strategy: config.StrategyCDC, Why: "the table is tracked by Change Data Capture and the login can read its capture instance", Extractor: ex}, nil
+		}
+		if tc.Strategy == config.StrategyCDC {
+			return engine.Plan{}, fmt.Errorf("cdc on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, err)
+		}
+		if !errors.Is(err, cdc.ErrNotTracked) {
+			var perm *cdc.PermissionError
+			if !errors.As(err, &perm) {
+				return engine.Plan{}, fmt.Errorf("probe CDC on %s: %w", t.QualifiedName(), err)
+			}
+		}
+		missing = append(missing, "no readable CDC capture instance")
+	}
+	st, err := pr.ChangeTracking(ctx, t)
+	if err != nil {
+		return engine.Plan{}, fmt.Errorf("probe Change Tracking on %s: %w", t.QualifiedName(), err)
+	}
+	if st.Ready() {
+		ex, err := changetracking.NewSQLServer(req.DB, t, changetracking.Options{Practices: req.Practices, ChunkRows: req.ChunkRows,
+			ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator})
+		if err != nil {
+			return engine.Plan{}, err
+		}
+		why := "Change Tracking is enabled and VIEW CHANGE TRACKING is granted"
+		if len(missing) > 0 {
+			why += " (" + strings.Join(missing, "; ") + ")"
+		}
+		return engine.Plan{Strategy: config.StrategyChangeTracking, Why: why, Extractor: ex}, nil
+	}
+	if tc.Strategy == config.StrategyChangeTracking {
+		return engine.Plan{}, fmt.Errorf("change_tracking on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, &changetracking.SetupError{Status: st})
+	}
+	return engine.Plan{Strategy: config.StrategyAuto, Why: ": " + strings.Join(append(missing, "Change Tracking not readable"), ", ")}, nil
+}
+
+// sqlServerProber probes a real SQL Server.
+type sqlServerProber struct{ db *sql.DB }
+
+func (p sqlServerProber) CDC(ctx context.Context, t *schemas.Table) error {
+	src := &cdc.SQLServer{DB: p.db}
+	instances, err := src.Instances(ctx, t.Schema, t.Name)
+	if err != nil {
+		return err
+	}
+	var newest *cdc.Instance
+	for i := range instances {
+		if !instances[i].StartLSN.IsZero() {
+			newest = &instances[i]
+		}
+	}
+	if newest == nil {
+		return cdc.ErrNotTracked
+	}
+	return src.CheckReadable(ctx, newest.Name)
+}
+
+func (p sqlServerProber) ChangeTracking(ctx context.Context, t *schemas.Table) (changetracking.Status, error) {
+	return changetracking.NewSource(p.db).Probe(ctx, t)
 }

@@ -1,0 +1,263 @@
+package cdc
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
+	"github.com/ehrsync/ehrsync/extractors/internal/reader"
+	"github.com/ehrsync/ehrsync/extractors/snapshot"
+	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Defaults for Options.
+const (
+	DefaultChunkRows    = reader.DefaultChunkRows
+	DefaultChunkBytes   = reader.DefaultChunkBytes
+	DefaultQueryTimeout = reader.DefaultQueryTimeout
+)
+
+// ErrPosition means Open was given a position this extractor cannot start
+// from (another kind, or a snapshot that does not resume on CDC). It is the
+// same error as snapshot.ErrPosition.
+var ErrPosition = snapshot.ErrPosition
+
+// ErrNotTracked means the table has no capture instance: CDC is not enabled
+// on it (or the login cannot see its capture instances).
+var ErrNotTracked = errors.New("table is not tracked by CDC")
+
+// Options configure an Extractor; the zero Options read every practice in
+// chunks of the defaults.
+type Options struct {
+	// Practices restricts inserts and updates to rows whose practice column
+	// (the table's Practice) holds one of these ids; deletes pass (a delete
+	// of a key the store does not hold is a no-op). Empty: no filter.
+	Practices []string
+	// ChunkRows and ChunkBytes bound each chunk (one query); 0: the
+	// defaults. They bound the first run's snapshot chunks too.
+	ChunkRows  int
+	ChunkBytes int
+	// QueryTimeout bounds each query; 0: DefaultQueryTimeout.
+	QueryTimeout time.Duration
+	// Allocator allocates the batches' buffers; nil: memory.DefaultAllocator.
+	Allocator memory.Allocator
+}
+
+// Extractor reads one table's changes from its CDC change tables. It
+// implements engine.Extractor; it is safe for one run at a time.
+type Extractor struct {
+	src     Source
+	snap    engine.Extractor
+	table   *schemas.Table
+	scanner *arrowscan.Scanner
+	opts    Options
+}
+
+// New returns the CDC extractor of table t on the SQL Server database db (a
+// go-mssqldb pool without "guid conversion"). t is the table as batches
+// carry it (apply a column allow-list first with (*schemas.Table).Project).
+func New(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
+	if db == nil {
+		return nil, errors.New("cdc: no source database")
+	}
+	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{
+		Practices: opts.Practices, ChunkRows: opts.ChunkRows, ChunkBytes: opts.ChunkBytes,
+		QueryTimeout: opts.QueryTimeout, Allocator: opts.Allocator,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cdc: %w", err)
+	}
+	return NewFrom(&SQLServer{DB: db, QueryTimeout: opts.QueryTimeout}, snap, t, opts)
+}
+
+// NewFrom returns a CDC extractor reading changes through src. snap runs
+// the first run's keyset snapshot: Open(ctx, watermarks.Snapshot{Resume:
+// p}) must snapshot t and end at p (snapshot.Extractor does).
+func NewFrom(src Source, snap engine.Extractor, t *schemas.Table, opts Options) (*Extractor, error) {
+	if src == nil || snap == nil {
+		return nil, errors.New("cdc: no source or no snapshotter")
+	}
+	if t == nil {
+		return nil, errors.New("cdc: no table")
+	}
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("cdc: %w", err)
+	}
+	if t.Dialect != schemas.SQLServer {
+		return nil, fmt.Errorf("cdc %s: the table must be in the sqlserver dialect", t.QualifiedName())
+	}
+	if opts.ChunkRows < 0 || opts.ChunkBytes < 0 || opts.QueryTimeout < 0 {
+		return nil, fmt.Errorf("cdc %s: chunk rows, chunk bytes and query timeout must not be negative", t.QualifiedName())
+	}
+	if opts.ChunkRows == 0 {
+		opts.ChunkRows = DefaultChunkRows
+	}
+	if opts.ChunkBytes == 0 {
+		opts.ChunkBytes = DefaultChunkBytes
+	}
+	if opts.Allocator == nil {
+		opts.Allocator = memory.DefaultAllocator
+	}
+	sc, err := arrowscan.New(schemas.SQLServer, t)
+	if err != nil {
+		return nil, fmt.Errorf("cdc %s: %w", t.QualifiedName(), err)
+	}
+	return &Extractor{src: src, snap: snap, table: t, scanner: sc, opts: opts}, nil
+}
+
+// Table returns the table as the extractor's batches carry it. Do not
+// modify it.
+func (e *Extractor) Table() *schemas.Table { return e.table }
+
+// SeesDeletes reports true: CDC records deletes.
+func (e *Extractor) SeesDeletes() bool { return true }
+
+// Open starts a run from pos: nil (first run: record the window's bound,
+// then snapshot, P8), a watermarks.Snapshot resuming on a CDC position
+// (continue the snapshot), or a watermarks.CDC (read the change tables).
+// It fixes the window's upper bound once, the highest harvested LSN. An
+// expired position is an error matching engine.ErrExpired (P1); a table
+// without capture instances one matching ErrNotTracked.
+func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (engine.Run, error) {
+	name := e.table.QualifiedName()
+	switch p := pos.(type) {
+	case nil:
+		start, err := e.start(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("cdc %s: record start: %w", name, err)
+		}
+		run, err := e.snap.Open(ctx, watermarks.Snapshot{Resume: start})
+		if err != nil {
+			return nil, fmt.Errorf("cdc: %w", err)
+		}
+		return run, nil
+	case watermarks.Snapshot:
+		if _, ok := p.Resume.(watermarks.CDC); !ok {
+			return nil, fmt.Errorf("cdc %s: snapshot position does not resume on CDC: %w", name, ErrPosition)
+		}
+		run, err := e.snap.Open(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("cdc: %w", err)
+		}
+		return run, nil
+	case watermarks.CDC:
+		return e.incremental(ctx, p)
+	}
+	return nil, fmt.Errorf("cdc %s: cannot start from a %s position: %w", name, pos.Kind(), ErrPosition)
+}
+
+// start records where the incremental reads start after the first
+// snapshot, before the snapshot reads anything (P8): the highest harvested
+// LSN, or the newest capture instance's start LSN when CDC was enabled on
+// the table after the agent's last harvest (everything before the instance
+// started is older than the snapshot, which reads after this).
+func (e *Extractor) start(ctx context.Context) (watermarks.CDC, error) {
+	ins, err := e.instances(ctx)
+	if err != nil {
+		return watermarks.CDC{}, err
+	}
+	max, err := e.src.MaxLSN(ctx)
+	if err != nil {
+		return watermarks.CDC{}, err
+	}
+	in := ins[len(ins)-1]
+	lsn := max
+	if in.StartLSN.Compare(lsn) > 0 {
+		lsn = in.StartLSN
+	}
+	if lsn.IsZero() {
+		return watermarks.CDC{}, errors.New("the capture agent has harvested nothing yet")
+	}
+	return watermarks.CDC{LSN: lsn, Instance: in.Name}, nil
+}
+
+// instances reads the table's capture instances with a known start LSN.
+func (e *Extractor) instances(ctx context.Context) ([]Instance, error) {
+	all, err := e.src.Instances(ctx, e.table.Schema, e.table.Name)
+	if err != nil {
+		return nil, err
+	}
+	var ins []Instance
+	for _, in := range all {
+		if !in.StartLSN.IsZero() {
+			ins = append(ins, in)
+		}
+	}
+	switch {
+	case len(all) == 0:
+		return nil, fmt.Errorf("%w: no capture instance of %s", ErrNotTracked, e.table.QualifiedName())
+	case len(ins) == 0:
+		return nil, fmt.Errorf("%w: capture instance %s has no start LSN yet (has the capture job run?)", ErrNotTracked, all[0].Name)
+	}
+	return ins, nil
+}
+
+// incremental opens the window after p.
+func (e *Extractor) incremental(ctx context.Context, p watermarks.CDC) (*Run, error) {
+	name := e.table.QualifiedName()
+	ins, err := e.instances(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cdc %s: %w", name, err)
+	}
+	// The window's bound, once per run.
+	max, err := e.src.MaxLSN(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cdc %s: %w", name, err)
+	}
+	// The newest instance that starts at or before the position (P7).
+	cur := -1
+	for i, in := range ins {
+		if in.StartLSN.Compare(p.LSN) <= 0 {
+			cur = i
+		}
+	}
+	if cur < 0 {
+		return nil, &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
+			"saved LSN %s is below the start LSN %s of capture instance %s, the oldest",
+			p.LSN, ins[0].StartLSN, ins[0].Name)}
+	}
+	r := &Run{e: e, ins: ins, cur: -1, pos: p, bound: max}
+	if err := r.use(cur); err != nil {
+		return nil, fmt.Errorf("cdc %s: %w", name, err)
+	}
+	if err := r.checkMin(ctx); err != nil {
+		return nil, err
+	}
+	r.checked = true
+	return r, nil
+}
+
+// columnsOf maps the table's columns to instance in's captured columns:
+// the columns to select, and for each table column its index among them
+// (-1: not captured, NULL). Every key column must be captured.
+func (e *Extractor) columnsOf(in Instance) ([]string, []int, error) {
+	var sel []string
+	idx := make([]int, len(e.table.Columns))
+	for i, c := range e.table.Columns {
+		idx[i] = -1
+		for _, name := range in.Columns {
+			if strings.EqualFold(name, c.Name) {
+				idx[i] = len(sel)
+				sel = append(sel, name)
+				break
+			}
+		}
+		if idx[i] < 0 && e.table.IsKey(c.Name) {
+			return nil, nil, fmt.Errorf("capture instance %s does not capture key column %s", in.Name, c.Name)
+		}
+	}
+	return sel, idx, nil
+}
+
+var (
+	_ engine.Extractor = (*Extractor)(nil)
+	_ engine.Run       = (*Run)(nil)
+)

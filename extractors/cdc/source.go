@@ -1,0 +1,97 @@
+package cdc
+
+import (
+	"context"
+	"time"
+
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Source is the SQL layer the extractor reads through: SQLServer over a
+// go-mssqldb pool in production, cdcmodel.Model (an in-process test double)
+// in tests. Implementations are safe for concurrent use; every method
+// blocks on the source and honours ctx.
+type Source interface {
+	// Instances returns the capture instances of the table schema.table
+	// (cdc.change_tables joined to sys.tables and sys.schemas by object id,
+	// never by the name "<schema>_<table>", PITFALLS.md P7), ordered by
+	// StartLSN, with their captured columns (cdc.captured_columns). None:
+	// the table is not tracked by CDC.
+	Instances(ctx context.Context, schema, table string) ([]Instance, error)
+	// MinLSN returns the lowest LSN still readable in the capture instance
+	// (sys.fn_cdc_get_min_lsn; cleanup raises it, P1). Zero: the instance
+	// does not exist (any more).
+	MinLSN(ctx context.Context, instance string) (watermarks.LSN, error)
+	// MaxLSN returns the highest LSN the capture agent has harvested
+	// (MAX(start_lsn) of cdc.lsn_time_mapping). It moves only while the
+	// agent runs (P6). Zero: nothing harvested yet.
+	MaxLSN(ctx context.Context) (watermarks.LSN, error)
+	// Changes returns at most q.Limit change rows of q.Instance after q.After
+	// and at or below q.To, in (__$start_lsn, __$seqval, __$operation)
+	// order: deletes (1), inserts (2) and update after-images (4); update
+	// before-images (3) are left out.
+	Changes(ctx context.Context, q Query) ([]Change, error)
+}
+
+// Instance is one capture instance of a table.
+type Instance struct {
+	Name     string
+	StartLSN watermarks.LSN
+	// Columns are the captured columns, in column_ordinal order. A change
+	// table keeps the columns it was created with (P7).
+	Columns []string
+}
+
+// Query asks for one chunk of change rows.
+type Query struct {
+	Instance string
+	// After is the exclusive lower bound: after the transaction After.LSN
+	// at a boundary, after exactly the row (LSN, Seqval, Op) inside a
+	// transaction (P4).
+	After watermarks.CDC
+	To    watermarks.LSN // inclusive upper bound
+	Limit int
+	// Columns are the captured columns to return, in this order.
+	Columns []string
+	// Practice and Practices filter inserts and updates to rows whose
+	// practice column holds one of Practices (bound with the column's exact
+	// type, PITFALLS.md P15); deletes are returned whatever their practice
+	// column holds (a delete image may carry NULLs, P16; deleting a key the
+	// store does not hold is a no-op). Empty Practices: no filter.
+	Practice  schemas.Column
+	Practices []string
+}
+
+// Change is one change row.
+type Change struct {
+	LSN    watermarks.LSN // __$start_lsn: the commit LSN, shared by the transaction's rows
+	Seqval watermarks.LSN // __$seqval: the row's order within the transaction
+	Op     int8           // __$operation: 1 delete, 2 insert, 4 update after-image
+	// Values hold Query.Columns' values as go-mssqldb returns them
+	// (arrowscan's raw values: GUIDs in wire order, decimals as text bytes,
+	// time.Time, ...), nil for NULL.
+	Values []any
+}
+
+// AgentProber is the optional ability of a Source to report on the capture
+// agent (P6). SQLServer and cdcmodel.Model have it.
+type AgentProber interface {
+	Agent(ctx context.Context) (AgentStatus, error)
+}
+
+// AgentStatus is what a source knows about its capture agent.
+type AgentStatus struct {
+	// HarvestedLSN is MaxLSN.
+	HarvestedLSN watermarks.LSN
+	// LastScan is when the agent last finished a log scan; zero: unknown.
+	LastScan time.Time
+	// Behind is true when the source knows of committed log past
+	// HarvestedLSN that the agent has not harvested.
+	Behind bool
+	// Errors counts capture errors the source reports (sys.dm_cdc_errors).
+	Errors int
+	// Unknown names why the status could not be read (a missing grant),
+	// "" when it could.
+	Unknown string
+}
