@@ -52,10 +52,17 @@ func (c *Config) Validate() error {
 		o := &c.Orgs[i]
 		key := fmt.Sprintf("orgs[%d]", i)
 		v.orgName(key+".name", o.Name)
-		if j, dup := seen[o.Name]; dup && o.Name != "" {
-			v.add(key+".name", "duplicate organization %q (also orgs[%d])", o.Name, j)
+		// Two names that differ only by - and _ share one store schema
+		// (sink.SchemaFor), and would mix two hospitals' rows.
+		schema := StoreSchema(o.Name)
+		if j, dup := seen[schema]; dup && o.Name != "" {
+			if c.Orgs[j].Name == o.Name {
+				v.add(key+".name", "duplicate organization %q (also orgs[%d])", o.Name, j)
+			} else {
+				v.add(key+".name", "organization %q would share the store schema %q with %q (orgs[%d]): rename one", o.Name, schema, c.Orgs[j].Name, j)
+			}
 		} else {
-			seen[o.Name] = i
+			seen[schema] = i
 		}
 		v.schedule(key+".schedule", o.Schedule)
 		v.source(key+".source", &o.Source)
@@ -114,13 +121,18 @@ func (v *validator) defaults(d Defaults) {
 	}
 }
 
+// StoreSchema is the store schema of an organization's tables: its name
+// with dashes as underscores, so analysts need no quoting (st-mary →
+// st_mary).
+func StoreSchema(org string) string { return strings.ReplaceAll(org, "-", "_") }
+
 func (v *validator) orgName(key, name string) {
 	switch {
 	case name == "":
 		v.add(key, "not set")
 	case len(name) > MaxOrgNameLen || !orgNameRE.MatchString(name):
 		v.add(key, "%q is not a valid name (lower-case letters, digits, _ and -, starting with a letter, at most %d characters)", name, MaxOrgNameLen)
-	case reservedOrgNames[name] || strings.HasPrefix(name, "pg_"):
+	case reservedOrgNames[StoreSchema(name)] || strings.HasPrefix(StoreSchema(name), "pg_"):
 		v.add(key, "%q is reserved in the store", name)
 	}
 }
