@@ -60,6 +60,20 @@ func (tg *Target) Reconcile(ctx context.Context, keys KeyBatches, actor string) 
 			}
 			res.SourceKeys += n
 		}
+		if res.SourceKeys == 0 {
+			// A source that answers with no keys at all is more likely a
+			// wrong practice filter or a login that sees nothing than a
+			// table emptied on purpose: refuse to empty the store's copy.
+			var held int64
+			if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT %s", tg.ident.Sanitize(), MetaDeleted)).Scan(&held); err != nil {
+				return err
+			}
+			if held > 0 {
+				return fmt.Errorf("the source returned no keys but the store holds %d rows: refusing to delete them all "+
+					"(check the organization's practice_ids and that the source login can read the table; "+
+					"if the table really was emptied, reset its position to re-sync it)", held)
+			}
+		}
 		if _, err := tx.Exec(ctx, "ANALYZE pg_temp.ehrsync_source_keys"); err != nil {
 			return err
 		}

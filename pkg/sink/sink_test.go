@@ -595,3 +595,42 @@ func TestReconcileRemovesRowsGoneAtTheSource(t *testing.T) {
 		})
 	}
 }
+
+// TestReconcileSparesRowsAppliedMeanwhile commits a batch while the
+// reconciliation is still reading source keys: the new row is not among
+// them, and must survive.
+func TestReconcileSparesRowsAppliedMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	_, err = f.apply(t, tg, nil, cursorAt(1), change{op: schemas.OpInsert, row: line(keyA, "S", "1.00")})
+	require.NoError(t, err)
+	fed := false
+	keys := func(ctx context.Context) (arrow.RecordBatch, error) {
+		if fed {
+			return nil, io.EOF
+		}
+		fed = true
+		// Meanwhile a sync commits key B.
+		_, err := f.apply(t, tg, cursorAt(1), cursorAt(2), change{op: schemas.OpInsert, row: line(keyB, "S", "2.00")})
+		require.NoError(t, err)
+		return batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyA}}), nil
+	}
+	res, err := tg.Reconcile(ctx, keys, "test")
+	require.NoError(t, err)
+	require.Zero(t, res.Deleted)
+	require.Equal(t, []string{keyB, keyA}, f.dump(t, tg.Ident(), "line_id"))
+}
+
+func TestReconcileRefusesToEmptyTheStoreOnNoSourceKeys(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	_, err = f.apply(t, tg, nil, cursorAt(1), change{op: schemas.OpInsert, row: line(keyA, "S", "1.00")})
+	require.NoError(t, err)
+	_, err = tg.Reconcile(ctx, keyFeed(), "test")
+	require.ErrorContains(t, err, "refusing to delete them all")
+	require.Equal(t, []string{keyA}, f.dump(t, tg.Ident(), "line_id"))
+}
