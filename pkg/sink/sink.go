@@ -369,12 +369,8 @@ func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatc
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS "+stage+" ("+strings.Join(defs, ", ")+") ON COMMIT DELETE ROWS"); err != nil {
 		return fmt.Errorf("create staging table: %w", err)
 	}
-	src, err := newRecordSource(rec)
-	if err != nil {
+	if err := tg.copyToStage(ctx, tx, rec, names); err != nil {
 		return err
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"pg_temp", tg.stage}, names, src); err != nil {
-		return fmt.Errorf("copy into staging: %w", err)
 	}
 	var keys int64
 	if err := tx.QueryRow(ctx, tg.applySQL(), pos).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
@@ -387,6 +383,36 @@ func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatc
 			return fmt.Errorf("append to change log: %w", err)
 		}
 		res.Logged = tag.RowsAffected()
+	}
+	return nil
+}
+
+// copyToStage copies rec into the staging table: straight from the Arrow
+// columns when every column has a direct encoding (copyEncoder), through
+// pgx's encoder otherwise.
+func (tg *Target) copyToStage(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, names []string) error {
+	types := make([]string, 0, len(names))
+	for _, c := range tg.cols {
+		types = append(types, c.pgType)
+	}
+	types = append(types, "smallint", "bigint", "bytea") // op, seq, source position
+	if enc, ok := newCopyEncoder(rec, types); ok {
+		cols := make([]string, len(names))
+		for i, n := range names {
+			cols[i] = pgx.Identifier{n}.Sanitize()
+		}
+		sql := "COPY " + pgx.Identifier{"pg_temp", tg.stage}.Sanitize() + " (" + strings.Join(cols, ", ") + ") FROM STDIN BINARY"
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, enc, sql); err != nil {
+			return fmt.Errorf("copy into staging: %w", err)
+		}
+		return nil
+	}
+	src, err := newRecordSource(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"pg_temp", tg.stage}, names, src); err != nil {
+		return fmt.Errorf("copy into staging: %w", err)
 	}
 	return nil
 }

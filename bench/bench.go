@@ -1,0 +1,520 @@
+// Package bench measures ehrsync end to end against baselines measured in
+// the same run, on one throwaway PostgreSQL server it starts itself.
+//
+// The data is a synthetic NextGen claim line (dbo.charges projected to 17
+// columns, about 200 bytes a row), written at the source with binary COPY.
+// The scenarios, in order:
+//
+//   - baseline_copy: a minimal hand-written binary COPY of the same rows into
+//     a table with the same primary key (the server's limit);
+//   - snapshot: `ehrsync sync` of the table's initial load (hwm strategy:
+//     keyset snapshot, position committed);
+//   - baseline_upsert: a minimal temp-staging + INSERT … ON CONFLICT DO
+//     UPDATE of the change set (Rows/2 updated keys, Rows/2 new keys);
+//   - incremental: `ehrsync sync` of the same change set made at the source;
+//   - incremental_small: SmallRows changes (half updates, half inserts).
+//
+// ehrsync runs as a child process (the real binary); its CPU time and peak
+// RSS come from the child's rusage. Baselines report the benchmark
+// process's own CPU (client encoding included).
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ehrsync/ehrsync/pkg/pgserver"
+	"github.com/ehrsync/ehrsync/pkg/synth"
+	"github.com/ehrsync/ehrsync/pkg/verify"
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+// Scenario names, as they appear in the report.
+const (
+	BaselineCopy     = "baseline_copy"
+	BaselineUpsert   = "baseline_upsert"
+	Snapshot         = "snapshot"
+	Incremental      = "incremental"
+	IncrementalSmall = "incremental_small"
+)
+
+// Ratio names, as they appear in the report.
+const (
+	SnapshotVsBaselineCopy      = "snapshot_vs_baseline_copy"
+	IncrementalVsBaselineUpsert = "incremental_vs_baseline_upsert"
+	org                         = "bench"
+	table                       = "dbo.charges"
+)
+
+// Options configure one benchmark run.
+type Options struct {
+	Rows      int    // rows in the initial load; the change set is as large
+	SmallRows int    // changes in incremental_small
+	Binary    string // the ehrsync binary to run
+	// BatchRows is the sync's batch_rows; 0 keeps ehrsync's default.
+	BatchRows int
+	// Scenarios limits the run to these ehrsync scenarios (and what they
+	// need); empty runs all.
+	Scenarios []string
+	// Verify compares every row of the store with the source after each
+	// ehrsync scenario (slow on large runs); row counts are always compared.
+	Verify bool
+	// Perf, when set, runs each ehrsync child under `perf record -g` writing
+	// <Perf>/<scenario>.perf.data. The child's figures then include perf's
+	// overhead.
+	Perf string
+	Log  io.Writer // progress lines; nil discards
+}
+
+// Scenario is one measured scenario.
+type Scenario struct {
+	Name       string  `json:"name"`
+	Rows       int64   `json:"rows"`
+	Seconds    float64 `json:"seconds"`
+	RowsPerSec float64 `json:"rows_per_sec"`
+	MBPerSec   float64 `json:"mb_per_sec"`
+	// CPUMicrosPerRow is user+system CPU per row of the process named by CPUOf.
+	CPUMicrosPerRow float64 `json:"cpu_us_per_row"`
+	CPUOf           string  `json:"cpu_of"` // "engine" (the ehrsync child) or "client" (this process)
+	PeakRSSMB       float64 `json:"peak_rss_mb,omitempty"`
+	// Verified says the store equalled the source after the scenario (all
+	// rows compared with Options.Verify, counts otherwise).
+	Verified string `json:"verified,omitempty"`
+}
+
+// Machine describes where a report was measured.
+type Machine struct {
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpu_model"`
+	OS       string `json:"os"`
+	Go       string `json:"go"`
+	Postgres string `json:"postgres"`
+}
+
+// Report is one run's results.
+type Report struct {
+	Started      time.Time          `json:"started"`
+	Machine      Machine            `json:"machine"`
+	Rows         int                `json:"rows"`
+	SmallRows    int                `json:"small_rows"`
+	RowBytes     float64            `json:"row_bytes"` // binary COPY bytes per row
+	BatchRows    int                `json:"batch_rows,omitempty"`
+	Scenarios    []Scenario         `json:"scenarios"`
+	Ratios       map[string]float64 `json:"ratios"`
+	TotalSeconds float64            `json:"total_seconds"`
+}
+
+// Scenario returns the named scenario's result.
+func (r *Report) Scenario(name string) (Scenario, bool) {
+	for _, s := range r.Scenarios {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+// serverSettings make the throwaway server a fair, repeatable target: no
+// durability waits and no checkpoints mid-run, for baselines and ehrsync alike.
+var serverSettings = map[string]string{
+	"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+	"max_wal_size": "8GB", "shared_buffers": "256MB", "checkpoint_timeout": "30min",
+}
+
+type runner struct {
+	opts             Options
+	rep              *Report
+	dir              string
+	srv              *pgserver.Server
+	src, store       *pgxpool.Pool
+	config           string
+	storeURL         string
+	srcRows          int64 // rows at the source
+	nextNew, nextUpd int   // next new row index, next row to update
+}
+
+// Run runs the benchmark. ctx bounds the whole run.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	if opts.Rows <= 0 {
+		opts.Rows = 1_000_000
+	}
+	if opts.SmallRows <= 0 {
+		opts.SmallRows = 10_000
+	}
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	start := time.Now()
+	r := &runner{opts: opts, rep: &Report{Started: start.UTC(), Rows: opts.Rows, SmallRows: opts.SmallRows, BatchRows: opts.BatchRows, Ratios: map[string]float64{}}}
+	dir, err := os.MkdirTemp("", "ehrsync-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	// As root the server runs as postgres, which must reach its directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r.dir = dir
+	r.srv, err = pgserver.Start(ctx, pgserver.Options{Dir: filepath.Join(dir, "pg"), Settings: serverSettings})
+	if err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	defer r.srv.Stop()
+	defer r.closePools()
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.scenarios(ctx); err != nil {
+		return nil, err
+	}
+	r.ratios()
+	r.rep.TotalSeconds = time.Since(start).Seconds()
+	return r.rep, nil
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.opts.Log, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func (r *runner) closePools() {
+	if r.src != nil {
+		r.src.Close()
+	}
+	if r.store != nil {
+		r.store.Close()
+	}
+}
+
+func (r *runner) wants(name string) bool {
+	if len(r.opts.Scenarios) == 0 {
+		return true
+	}
+	for _, s := range r.opts.Scenarios {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *runner) setup(ctx context.Context) error {
+	admin, err := pgx.Connect(ctx, r.srv.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	for _, db := range []string{"src", "store"} {
+		if _, err := admin.Exec(ctx, "CREATE DATABASE "+db); err != nil {
+			return fmt.Errorf("create database %s: %w", db, err)
+		}
+	}
+	if err := admin.QueryRow(ctx, "SHOW server_version").Scan(&r.rep.Machine.Postgres); err != nil {
+		return err
+	}
+	r.rep.Machine.CPUs, r.rep.Machine.CPUModel = runtime.NumCPU(), cpuModel()
+	r.rep.Machine.OS, r.rep.Machine.Go = runtime.GOOS+"/"+runtime.GOARCH, runtime.Version()
+
+	if r.src, err = pgxpool.New(ctx, r.srv.URL("src")); err != nil {
+		return err
+	}
+	r.storeURL = r.srv.URL("store")
+	if r.store, err = pgxpool.New(ctx, r.storeURL); err != nil {
+		return err
+	}
+	if err := synth.CreatePostgres(ctx, r.src, schemas.NextGen()); err != nil {
+		return err
+	}
+	r.logf("generating %d source rows", r.opts.Rows)
+	t0 := time.Now()
+	n, err := r.copyAtSource(ctx, r.opts.Rows)
+	if err != nil {
+		return err
+	}
+	r.rep.RowBytes = float64(n) / float64(r.opts.Rows)
+	if _, err := r.src.Exec(ctx, "VACUUM ANALYZE dbo.charges"); err != nil {
+		return err
+	}
+	r.logf("source ready in %s (%.0f bytes/row)", time.Since(t0).Round(time.Millisecond), r.rep.RowBytes)
+	return r.writeConfig()
+}
+
+// copyAtSource inserts n new rows at the source and returns the COPY bytes.
+func (r *runner) copyAtSource(ctx context.Context, n int) (int64, error) {
+	conn, err := r.src.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
+	first := r.nextNew
+	b, err := copyRows(ctx, conn.Conn().PgConn(), pgx.Identifier{"dbo", "charges"}, false, n, func(k int) row { return genRow(first+k, 0) })
+	if err != nil {
+		return 0, err
+	}
+	r.nextNew += n
+	r.srcRows += int64(n)
+	return b, nil
+}
+
+// changeAtSource updates n/2 existing rows and inserts n-n/2 new ones, and
+// returns the generator of the same change set for the baseline.
+func (r *runner) changeAtSource(ctx context.Context, n int) (func(k int) row, error) {
+	upd, firstUpd, firstNew := n/2, r.nextUpd, r.nextNew
+	if _, err := r.src.Exec(ctx, updateSQL, firstUpd, firstUpd+upd); err != nil {
+		return nil, fmt.Errorf("update at the source: %w", err)
+	}
+	r.nextUpd += upd
+	if _, err := r.copyAtSource(ctx, n-upd); err != nil {
+		return nil, err
+	}
+	if _, err := r.src.Exec(ctx, "VACUUM ANALYZE dbo.charges"); err != nil {
+		return nil, err
+	}
+	return func(k int) row {
+		if k < upd {
+			return genRow(firstUpd+k, 1)
+		}
+		return genRow(firstNew+k-upd, 0)
+	}, nil
+}
+
+func (r *runner) writeConfig() error {
+	port := strconv.Itoa(r.srv.Port())
+	var b strings.Builder
+	fmt.Fprintf(&b, "store:\n  url: env:EHRSYNC_BENCH_STORE_URL\n")
+	if r.opts.BatchRows > 0 {
+		fmt.Fprintf(&b, "defaults:\n  batch_rows: %d\n", r.opts.BatchRows)
+	}
+	fmt.Fprintf(&b, `orgs:
+  - name: %s
+    schedule: {every: 10m}
+    source:
+      dialect: postgres
+      via: direct
+      host: 127.0.0.1
+      port: %s
+      database: src
+      user: postgres
+      tls: {mode: disable}
+    tables:
+      - name: %s
+        strategy: hwm
+        columns: [%s]
+`, org, port, table, strings.Join(Columns, ", "))
+	r.config = filepath.Join(r.dir, "ehrsync.yaml")
+	return os.WriteFile(r.config, []byte(b.String()), 0o600)
+}
+
+func (r *runner) scenarios(ctx context.Context) error {
+	if r.wants(BaselineCopy) {
+		if err := r.baselineCopy(ctx); err != nil {
+			return err
+		}
+	}
+	// The incremental scenarios need the snapshot first.
+	if !r.wants(Snapshot) && !r.wants(Incremental) && !r.wants(IncrementalSmall) {
+		return nil
+	}
+	if err := r.sync(ctx, Snapshot, r.srcRows, r.wants(Snapshot)); err != nil {
+		return err
+	}
+	if r.wants(Incremental) || r.wants(BaselineUpsert) {
+		gen, err := r.changeAtSource(ctx, r.opts.Rows)
+		if err != nil {
+			return err
+		}
+		if r.wants(BaselineUpsert) && r.wants(BaselineCopy) {
+			if err := r.baselineUpsert(ctx, r.opts.Rows, gen); err != nil {
+				return err
+			}
+		}
+		if err := r.sync(ctx, Incremental, int64(r.opts.Rows), r.wants(Incremental)); err != nil {
+			return err
+		}
+	}
+	if r.wants(IncrementalSmall) {
+		if _, err := r.changeAtSource(ctx, r.opts.SmallRows); err != nil {
+			return err
+		}
+		if err := r.sync(ctx, IncrementalSmall, int64(r.opts.SmallRows), true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// baselineTable has the synced columns and the same primary key as the
+// store's table.
+const baselineTable = `CREATE TABLE bench_baseline (
+	charge_id uuid NOT NULL PRIMARY KEY, practice_id character(4), person_id uuid,
+	service_item_id text, cpt4_code_id text, quantity numeric(19,2), unit_price numeric(19,2),
+	amt numeric(19,2), pat_amt numeric(19,2), begin_date_of_service text, end_date_of_service text,
+	status character(1), created_by integer, create_timestamp timestamp(3), modified_by integer,
+	modify_timestamp timestamp(3), row_timestamp bigint)`
+
+func (r *runner) baselineCopy(ctx context.Context) error {
+	if _, err := r.store.Exec(ctx, baselineTable); err != nil {
+		return fmt.Errorf("create baseline table: %w", err)
+	}
+	conn, err := r.store.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	r.logf("%s: %d rows", BaselineCopy, r.opts.Rows)
+	cpu0, t0 := selfCPU(), time.Now()
+	if _, err := copyRows(ctx, conn.Conn().PgConn(), pgx.Identifier{"bench_baseline"}, true, r.opts.Rows, func(k int) row { return genRow(k, 0) }); err != nil {
+		return err
+	}
+	r.record(Scenario{Name: BaselineCopy, Rows: int64(r.opts.Rows), CPUOf: "client"}, time.Since(t0), selfCPU()-cpu0, 0)
+	return nil
+}
+
+func (r *runner) baselineUpsert(ctx context.Context, n int, gen func(k int) row) error {
+	conn, err := r.store.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	sets := make([]string, 0, len(Columns))
+	for _, c := range Columns[1:] {
+		q := pgx.Identifier{c}.Sanitize()
+		sets = append(sets, q+" = EXCLUDED."+q)
+	}
+	r.logf("%s: %d changes", BaselineUpsert, n)
+	cpu0, t0 := selfCPU(), time.Now()
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE bench_stage (LIKE bench_baseline) ON COMMIT DROP"); err != nil {
+			return err
+		}
+		if _, err := copyRows(ctx, conn.Conn().PgConn(), pgx.Identifier{"bench_stage"}, true, n, gen); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "INSERT INTO bench_baseline SELECT * FROM bench_stage ON CONFLICT (charge_id) DO UPDATE SET "+strings.Join(sets, ", "))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", BaselineUpsert, err)
+	}
+	r.record(Scenario{Name: BaselineUpsert, Rows: int64(n), CPUOf: "client"}, time.Since(t0), selfCPU()-cpu0, 0)
+	return nil
+}
+
+// sync runs `ehrsync sync` as a child process, records it as scenario name
+// when keep, and checks the store against the source.
+func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) error {
+	r.logf("%s: ehrsync sync (%d rows)", name, rows)
+	args := []string{"--log-format", "json", "sync", "--config", r.config}
+	bin := r.opts.Binary
+	if r.opts.Perf != "" {
+		args = append([]string{"record", "-g", "-q", "-o", filepath.Join(r.opts.Perf, name+".perf.data"), "--", bin}, args...)
+		bin = "perf"
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), "EHRSYNC_BENCH_STORE_URL="+r.storeURL)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	err := cmd.Run()
+	elapsed := time.Since(t0)
+	if err != nil {
+		return fmt.Errorf("%s: ehrsync sync: %w\n%s", name, err, out.String())
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	verified, err := r.check(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if keep {
+		r.record(Scenario{Name: name, Rows: rows, CPUOf: "engine", Verified: verified}, elapsed, cpu, float64(ru.Maxrss)/1024)
+	}
+	return nil
+}
+
+// check compares the store with the source: every row with Options.Verify,
+// the row counts otherwise.
+func (r *runner) check(ctx context.Context) (string, error) {
+	if r.opts.Verify {
+		t, ok := schemas.NextGen().Table(table)
+		if !ok {
+			return "", fmt.Errorf("%s is not in the catalog", table)
+		}
+		t, err := t.Project(Columns)
+		if err != nil {
+			return "", err
+		}
+		d, err := verify.Table(ctx, r.src, r.store, "dbo", org, t)
+		if err != nil {
+			return "", err
+		}
+		if !d.Equal() {
+			return "", fmt.Errorf("store differs from the source: %s", d)
+		}
+		return "rows", nil
+	}
+	var have int64
+	if err := r.store.QueryRow(ctx, "SELECT count(*) FROM bench.charges").Scan(&have); err != nil {
+		return "", err
+	}
+	if have != r.srcRows {
+		return "", fmt.Errorf("store has %d rows, the source %d", have, r.srcRows)
+	}
+	return "count", nil
+}
+
+func (r *runner) record(s Scenario, elapsed, cpu time.Duration, rssMB float64) {
+	s.Seconds = elapsed.Seconds()
+	s.RowsPerSec = float64(s.Rows) / s.Seconds
+	s.MBPerSec = float64(s.Rows) * r.rep.RowBytes / 1e6 / s.Seconds
+	s.CPUMicrosPerRow = float64(cpu.Microseconds()) / float64(s.Rows)
+	s.PeakRSSMB = rssMB
+	r.rep.Scenarios = append(r.rep.Scenarios, s)
+	r.logf("%s: %.2f s, %.0f rows/s", s.Name, s.Seconds, s.RowsPerSec)
+}
+
+func (r *runner) ratios() {
+	ratio := func(name, a, b string) {
+		x, okA := r.rep.Scenario(a)
+		y, okB := r.rep.Scenario(b)
+		if okA && okB && y.RowsPerSec > 0 {
+			r.rep.Ratios[name] = x.RowsPerSec / y.RowsPerSec
+		}
+	}
+	ratio(SnapshotVsBaselineCopy, Snapshot, BaselineCopy)
+	ratio(IncrementalVsBaselineUpsert, Incremental, BaselineUpsert)
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if name, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+		}
+	}
+	return ""
+}

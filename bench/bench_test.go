@@ -1,0 +1,67 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ehrsync/ehrsync/bench"
+)
+
+// TestRunReportsEveryScenarioAndKeepsTheStoreEqual runs the benchmark small:
+// every scenario and ratio is in the JSON, and after each ehrsync scenario
+// every store row equals the source's (Options.Verify). It asserts
+// behaviour, never timings.
+func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ehrsync and starts PostgreSQL")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "ehrsync")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/ehrsync")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "build ehrsync:\n%s", out)
+
+	rep, err := bench.Run(context.Background(), bench.Options{Rows: 3000, SmallRows: 400, BatchRows: 1000, Binary: bin, Verify: true})
+	require.NoError(t, err)
+	path := filepath.Join(dir, "latest.json")
+	require.NoError(t, rep.WriteJSON(path))
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var got struct {
+		Scenarios []struct {
+			Name       string  `json:"name"`
+			Rows       int64   `json:"rows"`
+			RowsPerSec float64 `json:"rows_per_sec"`
+			Verified   string  `json:"verified"`
+			PeakRSSMB  float64 `json:"peak_rss_mb"`
+		} `json:"scenarios"`
+		Ratios map[string]float64 `json:"ratios"`
+	}
+	require.NoError(t, json.Unmarshal(b, &got))
+	want := map[string]int64{
+		bench.BaselineCopy: 3000, bench.Snapshot: 3000, bench.BaselineUpsert: 3000,
+		bench.Incremental: 3000, bench.IncrementalSmall: 400,
+	}
+	seen := map[string]bool{}
+	for _, s := range got.Scenarios {
+		rows, ok := want[s.Name]
+		require.True(t, ok, "unexpected scenario %s", s.Name)
+		require.Equal(t, rows, s.Rows, s.Name)
+		require.Positive(t, s.RowsPerSec, s.Name)
+		if s.Name == bench.Snapshot || s.Name == bench.Incremental || s.Name == bench.IncrementalSmall {
+			require.Equal(t, "rows", s.Verified, "%s: store compared row by row with the source", s.Name)
+			require.Positive(t, s.PeakRSSMB, s.Name)
+		}
+		seen[s.Name] = true
+	}
+	require.Len(t, seen, len(want))
+	require.Contains(t, got.Ratios, bench.SnapshotVsBaselineCopy)
+	require.Contains(t, got.Ratios, bench.IncrementalVsBaselineUpsert)
+}

@@ -1,0 +1,53 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"text/tabwriter"
+)
+
+// WriteJSON writes the report to path, creating its directory.
+func (r *Report) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Print writes the report as a table.
+func (r *Report) Print(w io.Writer) error {
+	fmt.Fprintf(w, "%d rows of %.0f bytes, %d CPUs (%s), PostgreSQL %s, %s\n\n",
+		r.Rows, r.RowBytes, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Postgres, r.Machine.Go)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SCENARIO\tROWS\tSECONDS\tROWS/S\tMB/S\tCPU µs/ROW\tPEAK RSS MB\tCHECKED\t")
+	for _, s := range r.Scenarios {
+		rss := "-"
+		if s.PeakRSSMB > 0 {
+			rss = fmt.Sprintf("%.0f", s.PeakRSSMB)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.1f\t%.2f (%s)\t%s\t%s\t\n",
+			s.Name, s.Rows, s.Seconds, s.RowsPerSec, s.MBPerSec, s.CPUMicrosPerRow, s.CPUOf, rss, s.Verified)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(r.Ratios))
+	for n := range r.Ratios {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintln(w)
+	for _, n := range names {
+		fmt.Fprintf(w, "%s = %.2f\n", n, r.Ratios[n])
+	}
+	_, err := fmt.Fprintf(w, "total %.0f s\n", r.TotalSeconds)
+	return err
+}
