@@ -147,6 +147,41 @@ func (s *Store) Advance(ctx context.Context, tx pgx.Tx, m Move) error {
 	return nil
 }
 
+// Claim locks the table's position row for the rest of tx and checks that
+// it still is from, failing with ErrPositionMoved otherwise. The sink calls
+// it before applying a chunk's rows, so that a second runner on the same
+// table waits here, or fails here, instead of after doing the chunk's work
+// (and possibly deadlocking on its rows). Advance checks again.
+func (s *Store) Claim(ctx context.Context, tx pgx.Tx, org, table string, from Position) error {
+	var raw []byte
+	err := tx.QueryRow(ctx, "SELECT position FROM ehrsync.positions WHERE org = $1 AND table_name = $2 FOR UPDATE",
+		org, table).Scan(&raw)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if from != nil {
+			return &MovedError{Org: org, Table: table}
+		}
+		return nil // a first move: Advance's insert settles a race
+	case err != nil:
+		return fmt.Errorf("lock position of %s %s: %w", org, table, err)
+	}
+	if from == nil {
+		return &MovedError{Org: org, Table: table}
+	}
+	cur, err := decodeStored(org, table, raw)
+	if err != nil {
+		return err
+	}
+	want, err := Encode(from)
+	if err != nil {
+		return fmt.Errorf("claim position of %s %s: %w", org, table, err)
+	}
+	if !bytes.Equal(cur, want) {
+		return &MovedError{Org: org, Table: table}
+	}
+	return nil
+}
+
 // decodeStored decodes a stored position and returns its canonical encoding.
 func decodeStored(org, table string, raw []byte) ([]byte, error) {
 	p, err := decodePosition(org, table, raw)

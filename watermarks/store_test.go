@@ -442,3 +442,35 @@ func TestErrorsMatch(t *testing.T) {
 	require.False(t, errors.Is(err, watermarks.ErrCorruptPosition))
 	require.Equal(t, "position of o t moved since it was read", err.Error())
 }
+
+func TestClaimChecksAndLocksThePosition(t *testing.T) {
+	ctx := context.Background()
+	s, pool := newStore(t)
+	claim := func(table string, from watermarks.Position) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return s.Claim(ctx, tx, org, table, from) })
+	}
+	require.NoError(t, claim(table, nil), "a table without a position is claimed from nil")
+	require.ErrorIs(t, claim(table, watermarks.CT{Version: 5}), watermarks.ErrPositionMoved)
+	require.NoError(t, advance(t, s, pool, watermarks.Move{To: watermarks.CT{Version: 5}}))
+	require.NoError(t, claim(table, watermarks.CT{Version: 5}))
+	require.ErrorIs(t, claim(table, watermarks.CT{Version: 4}), watermarks.ErrPositionMoved)
+	require.ErrorIs(t, claim(table, nil), watermarks.ErrPositionMoved)
+
+	// A claim holds the row: a second claimer waits until the first ends.
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	require.NoError(t, s.Claim(ctx, tx, org, table, watermarks.CT{Version: 5}))
+	waited := make(chan error, 1)
+	go func() {
+		waited <- pgx.BeginFunc(ctx, pool, func(tx2 pgx.Tx) error {
+			_, err := tx2.Exec(ctx, "SET LOCAL lock_timeout = '200ms'")
+			if err != nil {
+				return err
+			}
+			return s.Claim(ctx, tx2, org, table, watermarks.CT{Version: 5})
+		})
+	}()
+	err = <-waited
+	require.ErrorContains(t, err, "lock timeout", "a second claim did not wait for the first")
+	require.NoError(t, tx.Rollback(ctx))
+}

@@ -1,8 +1,10 @@
 package sink
 
 import (
+	"bytes"
 	"fmt"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -124,4 +126,20 @@ func converter(col arrow.Array) (valueFunc, error) {
 
 func decimalValue(n decimal128.Num, scale int32) pgtype.Numeric {
 	return pgtype.Numeric{Int: new(big.Int).Set(n.BigInt()), Exp: -scale, Valid: true}
+}
+
+// checkText finds a text value holding NUL, which PostgreSQL refuses.
+func checkText(rec arrow.RecordBatch) error {
+	for c, col := range rec.Columns() {
+		s, ok := col.(*array.String)
+		if !ok || bytes.IndexByte(s.ValueBytes(), 0) < 0 {
+			continue
+		}
+		for r := 0; r < s.Len(); r++ {
+			if s.IsValid(r) && strings.IndexByte(s.Value(r), 0) >= 0 {
+				return &TextError{Column: rec.ColumnName(c), Row: r}
+			}
+		}
+	}
+	return nil
 }

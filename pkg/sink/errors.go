@@ -15,3 +15,18 @@ func (e *DriftError) Error() string {
 		"alter the store column by hand (ALTER TABLE %s ALTER COLUMN %s TYPE %s) if that is safe for the data, or re-create the table with a backfill",
 		e.Column, e.Table, e.StoreType, e.SourceType, e.Table, e.Column, e.SourceType)
 }
+
+// TextError says a text value holds a NUL character (U+0000), which
+// PostgreSQL text cannot store (SQL Server varchar can). The chunk is not
+// applied and the table stops at its position; nothing is altered silently.
+// Fix the value at the source, or leave the column out with the table's
+// column allow-list.
+type TextError struct {
+	Column string
+	Row    int // the row's index in its batch
+}
+
+func (e *TextError) Error() string {
+	return fmt.Sprintf("column %s, row %d of the batch: the text holds a NUL character, which PostgreSQL text cannot store: "+
+		"fix the value at the source, or leave the column out of the table's columns allow-list", e.Column, e.Row)
+}

@@ -11,6 +11,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/ehrsync/ehrsync/schemas"
 )
 
 // KeyBatches yields the source's keys as change batches that carry at least
@@ -90,12 +92,27 @@ func (tg *Target) Reconcile(ctx context.Context, keys KeyBatches, actor string) 
 		} else {
 			q = fmt.Sprintf("DELETE FROM %s t WHERE %s", tg.ident.Sanitize(), gone)
 		}
-		tag, err := tx.Exec(ctx, q)
-		if err != nil {
+		if tg.opts.ChangeLog {
+			// The deletions are changes too: log each, keyed by this
+			// reconciliation's time so a later deletion of the same
+			// image is logged again.
+			cols := make([]string, len(tg.cols))
+			for i, c := range tg.cols {
+				cols[i] = pgx.Identifier{c.name}.Sanitize()
+			}
+			list := strings.Join(cols, ", ")
+			q = fmt.Sprintf(`WITH gone AS (%s RETURNING %s), logged AS (
+				INSERT INTO %s (%s, %s, %s, %s)
+				SELECT %s, 'delete', 0, decode(md5(now()::text || ROW(%s)::text), 'hex') FROM gone)
+				SELECT count(*) FROM gone`,
+				q, prefixAll("t.", cols), tg.changes.Sanitize(), list, MetaOp, schemas.SeqColumn, MetaChangeKey, list, list)
+		} else {
+			q = "WITH gone AS (" + q + " RETURNING 1) SELECT count(*) FROM gone"
+		}
+		if err := tx.QueryRow(ctx, q).Scan(&res.Deleted); err != nil {
 			return fmt.Errorf("delete rows gone at the source: %w", err)
 		}
-		res.Deleted = tag.RowsAffected()
-		_, err = tx.Exec(ctx, `INSERT INTO ehrsync.reconciliations (org, table_name, started_at, source_keys, deleted, actor)
+		_, err := tx.Exec(ctx, `INSERT INTO ehrsync.reconciliations (org, table_name, started_at, source_keys, deleted, actor)
 			VALUES ($1, $2, $3, $4, $5, $6)
 			ON CONFLICT (org, table_name) DO UPDATE SET started_at = EXCLUDED.started_at, finished_at = now(),
 				source_keys = EXCLUDED.source_keys, deleted = EXCLUDED.deleted, actor = EXCLUDED.actor`,

@@ -37,12 +37,16 @@ const (
 	MetaDeleted  = "_ehrsync_deleted"   // boolean: deleted at the source (soft-delete tables)
 	// MetaChangeID numbers change-log entries in the order they were applied.
 	MetaChangeID = "_ehrsync_change_id"
+	// MetaChangeKey identifies a change-log entry: the change's source
+	// position, or a digest of its image; an entry is logged once.
+	MetaChangeKey = "_ehrsync_change_key"
 )
 
 // NotifyChannel is the channel a NOTIFY goes to after each committed batch.
 // Its payload is JSON: {"org", "table", "kind", "rows": {"insert", "update",
-// "delete"}, "position"}; position is left out when the payload would pass
-// PostgreSQL's 8000-byte limit.
+// "delete"}, "position"}, where position is the position's summary
+// (watermarks.Position.String: kind, LSN or version, never key or cursor
+// values).
 const NotifyChannel = "ehrsync_changes"
 
 // ChangeLogSuffix ends the name of a table's change log: claims__changes.
@@ -281,8 +285,8 @@ func (tg *Target) createChangeLogSQL() string {
 	for _, c := range tg.cols {
 		fmt.Fprintf(&b, "%s %s, ", pgx.Identifier{c.name}.Sanitize(), c.pgType)
 	}
-	fmt.Fprintf(&b, "%s text NOT NULL, %s bigint NOT NULL, %s bytea UNIQUE, %s jsonb, %s timestamptz NOT NULL DEFAULT now())",
-		MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaPosition, MetaSyncedAt)
+	fmt.Fprintf(&b, "%s text NOT NULL, %s bigint NOT NULL, %s bytea, %s bytea NOT NULL UNIQUE, %s jsonb, %s timestamptz NOT NULL DEFAULT now())",
+		MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaPosition, MetaSyncedAt)
 	return b.String()
 }
 
@@ -334,6 +338,9 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 		return res, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
 	}
 	err = pgx.BeginFunc(ctx, tg.sink.pool, func(tx pgx.Tx) error {
+		if err := tg.sink.positions.Claim(ctx, tx, m.Org, m.Table, m.From); err != nil {
+			return err
+		}
 		if res.Rows > 0 {
 			if err := tg.applyRows(ctx, tx, rec, pos, &res); err != nil {
 				return err
@@ -342,7 +349,7 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 		if err := tg.sink.positions.Advance(ctx, tx, m); err != nil {
 			return err
 		}
-		if err := tg.notify(ctx, tx, m, pos, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
+		if err := tg.notify(ctx, tx, m, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
 			return err
 		}
 		if tg.testHookBeforeCommit != nil {
@@ -368,6 +375,9 @@ func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatc
 	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS "+stage+" ("+strings.Join(defs, ", ")+") ON COMMIT DELETE ROWS"); err != nil {
 		return fmt.Errorf("create staging table: %w", err)
+	}
+	if err := checkText(rec); err != nil {
+		return err
 	}
 	if err := tg.copyToStage(ctx, tx, rec, names); err != nil {
 		return err
@@ -432,8 +442,13 @@ func (tg *Target) applySQL() string {
 	for _, c := range tg.cols {
 		q := pgx.Identifier{c.name}.Sanitize()
 		cols = append(cols, q)
-		excluded = append(excluded, "EXCLUDED."+q)
-		current = append(current, "t."+q)
+		// json has no equality operator: compare its text.
+		cast := ""
+		if c.pgType == "json" {
+			cast = "::text"
+		}
+		excluded = append(excluded, "EXCLUDED."+q+cast)
+		current = append(current, "t."+q+cast)
 		sets = append(sets, q+" = EXCLUDED."+q)
 	}
 	for _, m := range []string{MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted} {
@@ -470,20 +485,25 @@ func (tg *Target) applySQL() string {
 		strings.Join(sets, ", "), strings.Join(current, ", "), strings.Join(excluded, ", "))
 }
 
-// changeLogSQL appends every staged change in source order. A change that
-// carries a source position and is already in the log (a replay) is skipped.
+// changeLogSQL appends every staged change in source order, each once: a
+// change's key in the log is its source position where the strategy has one
+// (CDC), and otherwise a digest of its row image (plus, for a delete, the
+// chunk's position), so that re-reading the same row image (a look-back
+// window, a snapshot every run, the first run's handoff) logs it once.
 func (tg *Target) changeLogSQL() string {
 	cols := make([]string, len(tg.cols))
 	for i, c := range tg.cols {
 		cols[i] = pgx.Identifier{c.name}.Sanitize()
 	}
-	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s)
-		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s, $1::jsonb
+	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s)
+		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s,
+			coalesce(%s, decode(md5(CASE WHEN %s = %d THEN $1::text ELSE '' END || ROW(%s)::text), 'hex')), $1::jsonb
 		FROM %s ORDER BY %s
 		ON CONFLICT (%s) DO NOTHING`,
-		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaPosition,
+		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaPosition,
 		strings.Join(cols, ", "), schemas.OpColumn, schemas.OpInsert, schemas.OpUpdate, schemas.SeqColumn, schemas.SourcePosColumn,
-		pgx.Identifier{tg.stage}.Sanitize(), schemas.SeqColumn, schemas.SourcePosColumn)
+		schemas.SourcePosColumn, schemas.OpColumn, schemas.OpDelete, strings.Join(cols, ", "),
+		pgx.Identifier{tg.stage}.Sanitize(), schemas.SeqColumn, MetaChangeKey)
 }
 
 func prefixAll(prefix string, cols []string) string {
@@ -495,11 +515,11 @@ func prefixAll(prefix string, cols []string) string {
 }
 
 type notice struct {
-	Org      string          `json:"org"`
-	Table    string          `json:"table"`
-	Kind     string          `json:"kind,omitempty"`
-	Rows     noticeRows      `json:"rows"`
-	Position json.RawMessage `json:"position,omitempty"`
+	Org      string     `json:"org"`
+	Table    string     `json:"table"`
+	Kind     string     `json:"kind,omitempty"`
+	Rows     noticeRows `json:"rows"`
+	Position string     `json:"position,omitempty"`
 }
 
 type noticeRows struct {
@@ -510,20 +530,17 @@ type noticeRows struct {
 
 // notify queues the NOTIFY; PostgreSQL delivers it only if the transaction
 // commits.
-func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, pos []byte, rows noticeRows) error {
-	n := notice{Org: m.Org, Table: m.Table, Rows: rows, Position: pos}
+func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, rows noticeRows) error {
+	// Any role connected to the store may LISTEN: the payload carries the
+	// position's summary (kind, LSN, version), never key or cursor values;
+	// listeners read the full position from ehrsync.positions.
+	n := notice{Org: m.Org, Table: m.Table, Rows: rows}
 	if m.To != nil {
-		n.Kind = string(m.To.Kind())
+		n.Kind, n.Position = string(m.To.Kind()), m.To.String()
 	}
 	payload, err := json.Marshal(n)
 	if err != nil {
 		return err
-	}
-	if len(payload) > 7900 {
-		n.Position = nil
-		if payload, err = json.Marshal(n); err != nil {
-			return err
-		}
 	}
 	_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
 	return err

@@ -401,9 +401,8 @@ func TestNotifyArrivesOnlyAfterCommit(t *testing.T) {
 	require.Equal(t, "st-mary", got.Org)
 	require.Equal(t, "dbo.claim_lines", got.Table)
 	require.Equal(t, noticeRows{Insert: 1}, got.Rows)
-	pos, err := watermarks.Decode(got.Position)
-	require.NoError(t, err)
-	require.Equal(t, cursorAt(1), pos)
+	require.Equal(t, cursorAt(1).String(), got.Position, "the payload carries the position's summary")
+	require.NotContains(t, n.Payload, keyA, "a key value reached the NOTIFY payload, which any store role can read")
 }
 
 func TestPrepareAddsNewSourceColumnsAndRefusesLossyChanges(t *testing.T) {
@@ -562,7 +561,7 @@ func TestReconcileRemovesRowsGoneAtTheSource(t *testing.T) {
 		t.Run(string(policy), func(t *testing.T) {
 			f := newFixture(t)
 			ctx := context.Background()
-			tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{DeletePolicy: policy})
+			tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{DeletePolicy: policy, ChangeLog: true})
 			require.NoError(t, err)
 			_, err = f.apply(t, tg, nil, cursorAt(1),
 				change{op: schemas.OpInsert, row: line(keyA, "S", "1.00")},
@@ -585,6 +584,13 @@ func TestReconcileRemovesRowsGoneAtTheSource(t *testing.T) {
 				want = []string{keyB + "|true", keyA + "|false", keyC + "|false"}
 			}
 			require.Equal(t, want, f.dump(t, tg.Ident(), "line_id", MetaDeleted))
+			// The deletion is in the change log, with B's last image.
+			var logged []string
+			rows, err := f.pool.Query(ctx, "SELECT line_id::text || ':' || status || ':' || _ehrsync_op FROM "+tg.ChangeLogIdent().Sanitize()+" WHERE _ehrsync_op = 'delete'")
+			require.NoError(t, err)
+			logged, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			require.Equal(t, []string{keyB + ":S:delete"}, logged)
 			last, err := tg.LastReconciled(ctx)
 			require.NoError(t, err)
 			require.False(t, last.IsZero())
@@ -633,4 +639,69 @@ func TestReconcileRefusesToEmptyTheStoreOnNoSourceKeys(t *testing.T) {
 	_, err = tg.Reconcile(ctx, keyFeed(), "test")
 	require.ErrorContains(t, err, "refusing to delete them all")
 	require.Equal(t, []string{keyA}, f.dump(t, tg.Ident(), "line_id"))
+}
+
+// TestChangeLogLogsReReadImagesOnce re-applies the same row images without
+// source positions, as a look-back window, a snapshot every run or the first
+// run's handoff do: each image is logged once.
+func TestChangeLogLogsReReadImagesOnce(t *testing.T) {
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{ChangeLog: true})
+	require.NoError(t, err)
+	res, err := f.apply(t, tg, nil, cursorAt(1),
+		change{op: schemas.OpInsert, row: line(keyA, "D", "0.00")},
+		change{op: schemas.OpInsert, row: line(keyB, "S", "1.00")})
+	require.NoError(t, err)
+	require.Equal(t, int64(2), res.Logged)
+	// The handoff re-reads A as an update with the same image; B changed.
+	res, err = f.apply(t, tg, cursorAt(1), cursorAt(2),
+		change{op: schemas.OpUpdate, row: line(keyA, "D", "0.00")},
+		change{op: schemas.OpUpdate, row: line(keyB, "A", "1.00")})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res.Logged)
+	// Deletes of one key in two chunks are two entries.
+	for i, pos := range []int64{3, 4} {
+		if i == 1 {
+			_, err = f.apply(t, tg, cursorAt(3), cursorAt(3), change{op: schemas.OpInsert, row: line(keyA, "R", "0.00")})
+			require.NoError(t, err)
+		}
+		res, err = f.apply(t, tg, cursorAt(pos-1), cursorAt(pos), change{op: schemas.OpDelete, row: map[string]any{"line_id": keyA}})
+		require.NoError(t, err)
+		require.Equal(t, int64(1), res.Logged, "delete %d", i+1)
+	}
+	var n int
+	require.NoError(t, f.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+tg.ChangeLogIdent().Sanitize()).Scan(&n))
+	require.Equal(t, 6, n)
+}
+
+func TestTextWithNULIsAClearErrorWithoutTheValue(t *testing.T) {
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	bad := line(keyA, "S", "1.00")
+	bad["begin_date_of_service"] = "2026\x00secret"
+	_, err = f.apply(t, tg, nil, cursorAt(1), change{op: schemas.OpInsert, row: line(keyB, "S", "1.00")}, change{op: schemas.OpInsert, row: bad})
+	var te *TextError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, TextError{Column: "begin_date_of_service", Row: 1}, *te)
+	require.NotContains(t, err.Error(), "secret")
+	require.Empty(t, f.dump(t, tg.Ident(), "line_id"))
+}
+
+func TestJSONColumnsCompareAsText(t *testing.T) {
+	f := newFixture(t)
+	tb := &schemas.Table{Schema: "dbo", Name: "docs", Dialect: schemas.Postgres, Key: []string{"id"}}
+	for _, c := range []struct{ name, typ string }{{"id", "integer"}, {"doc", "json"}} {
+		ty, err := schemas.ParseType(schemas.Postgres, c.typ)
+		require.NoError(t, err)
+		tb.Columns = append(tb.Columns, schemas.Column{Name: c.name, Type: ty, Nullable: c.name != "id"})
+	}
+	tg, err := f.sink.Prepare(context.Background(), "st-mary", tb, TableOptions{})
+	require.NoError(t, err)
+	doc := map[string]any{"id": 1, "doc": `{"carc": "CO-197"}`}
+	_, err = f.apply(t, tg, nil, cursorAt(1), change{op: schemas.OpInsert, row: doc})
+	require.NoError(t, err)
+	res, err := f.apply(t, tg, cursorAt(1), cursorAt(2), change{op: schemas.OpUpdate, row: doc})
+	require.NoError(t, err, "a json column broke the upsert")
+	require.Equal(t, int64(1), res.Unchanged)
 }
