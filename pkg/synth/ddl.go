@@ -108,7 +108,9 @@ func pgTable(b *strings.Builder, t *schemas.Table) error {
 		trg := pgIdent(t.Name + "_" + t.RowVersion)
 		fmt.Fprintf(b, "DROP TRIGGER IF EXISTS %s ON %s;\n", trg, name)
 		fmt.Fprintf(b, "CREATE TRIGGER %s BEFORE INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s();\n", trg, name, fn)
-		fmt.Fprintf(b, "CREATE INDEX IF NOT EXISTS %s ON %s (%s);\n", pgIdent(t.Name+"_"+t.RowVersion+"_idx"), name, pgIdent(t.RowVersion))
+		// All rows of one transaction share the row version, so high-water
+		// marks page by (row version, key): the index serves that order.
+		fmt.Fprintf(b, "CREATE INDEX IF NOT EXISTS %s ON %s (%s, %s);\n", pgIdent(t.Name+"_"+t.RowVersion+"_idx"), name, pgIdent(t.RowVersion), strings.Join(key, ", "))
 	}
 	if t.ModifiedAt != "" {
 		fmt.Fprintf(b, "CREATE INDEX IF NOT EXISTS %s ON %s (%s, %s);\n", pgIdent(t.Name+"_"+t.ModifiedAt+"_idx"), name, pgIdent(t.ModifiedAt), strings.Join(key, ", "))

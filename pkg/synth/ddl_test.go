@@ -133,7 +133,7 @@ func TestCreatePostgres(t *testing.T) {
 		require.ElementsMatch(t, []string{
 			"CREATE UNIQUE INDEX trans_detail_pkey ON dbo.trans_detail USING btree (trans_detail_id)",
 			"CREATE INDEX trans_detail_modify_timestamp_idx ON dbo.trans_detail USING btree (modify_timestamp, trans_detail_id)",
-			"CREATE INDEX trans_detail_row_timestamp_idx ON dbo.trans_detail USING btree (row_timestamp)",
+			"CREATE INDEX trans_detail_row_timestamp_idx ON dbo.trans_detail USING btree (row_timestamp, trans_detail_id)",
 		}, defs)
 	})
 

@@ -35,7 +35,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS "charges_row_timestamp" ON "dbo"."charges";
 CREATE TRIGGER "charges_row_timestamp" BEFORE INSERT OR UPDATE ON "dbo"."charges" FOR EACH ROW EXECUTE FUNCTION "dbo"."charges_set_row_timestamp"();
-CREATE INDEX IF NOT EXISTS "charges_row_timestamp_idx" ON "dbo"."charges" ("row_timestamp");
+CREATE INDEX IF NOT EXISTS "charges_row_timestamp_idx" ON "dbo"."charges" ("row_timestamp", "charge_id");
 CREATE INDEX IF NOT EXISTS "charges_modify_timestamp_idx" ON "dbo"."charges" ("modify_timestamp", "charge_id");
 
 CREATE TABLE IF NOT EXISTS "dbo"."claims" (
@@ -67,7 +67,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS "claims_row_timestamp" ON "dbo"."claims";
 CREATE TRIGGER "claims_row_timestamp" BEFORE INSERT OR UPDATE ON "dbo"."claims" FOR EACH ROW EXECUTE FUNCTION "dbo"."claims_set_row_timestamp"();
-CREATE INDEX IF NOT EXISTS "claims_row_timestamp_idx" ON "dbo"."claims" ("row_timestamp");
+CREATE INDEX IF NOT EXISTS "claims_row_timestamp_idx" ON "dbo"."claims" ("row_timestamp", "claim_id");
 CREATE INDEX IF NOT EXISTS "claims_modify_timestamp_idx" ON "dbo"."claims" ("modify_timestamp", "claim_id");
 
 CREATE TABLE IF NOT EXISTS "dbo"."patient_encounter" (
@@ -100,7 +100,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS "patient_encounter_row_timestamp" ON "dbo"."patient_encounter";
 CREATE TRIGGER "patient_encounter_row_timestamp" BEFORE INSERT OR UPDATE ON "dbo"."patient_encounter" FOR EACH ROW EXECUTE FUNCTION "dbo"."patient_encounter_set_row_timestamp"();
-CREATE INDEX IF NOT EXISTS "patient_encounter_row_timestamp_idx" ON "dbo"."patient_encounter" ("row_timestamp");
+CREATE INDEX IF NOT EXISTS "patient_encounter_row_timestamp_idx" ON "dbo"."patient_encounter" ("row_timestamp", "enc_id");
 CREATE INDEX IF NOT EXISTS "patient_encounter_modify_timestamp_idx" ON "dbo"."patient_encounter" ("modify_timestamp", "enc_id");
 
 CREATE TABLE IF NOT EXISTS "dbo"."payer_mstr" (
@@ -126,7 +126,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS "payer_mstr_row_timestamp" ON "dbo"."payer_mstr";
 CREATE TRIGGER "payer_mstr_row_timestamp" BEFORE INSERT OR UPDATE ON "dbo"."payer_mstr" FOR EACH ROW EXECUTE FUNCTION "dbo"."payer_mstr_set_row_timestamp"();
-CREATE INDEX IF NOT EXISTS "payer_mstr_row_timestamp_idx" ON "dbo"."payer_mstr" ("row_timestamp");
+CREATE INDEX IF NOT EXISTS "payer_mstr_row_timestamp_idx" ON "dbo"."payer_mstr" ("row_timestamp", "payer_id");
 CREATE INDEX IF NOT EXISTS "payer_mstr_modify_timestamp_idx" ON "dbo"."payer_mstr" ("modify_timestamp", "payer_id");
 
 CREATE TABLE IF NOT EXISTS "dbo"."reason_code_links" (
@@ -164,7 +164,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS "reason_code_mstr_row_timestamp" ON "dbo"."reason_code_mstr";
 CREATE TRIGGER "reason_code_mstr_row_timestamp" BEFORE INSERT OR UPDATE ON "dbo"."reason_code_mstr" FOR EACH ROW EXECUTE FUNCTION "dbo"."reason_code_mstr_set_row_timestamp"();
-CREATE INDEX IF NOT EXISTS "reason_code_mstr_row_timestamp_idx" ON "dbo"."reason_code_mstr" ("row_timestamp");
+CREATE INDEX IF NOT EXISTS "reason_code_mstr_row_timestamp_idx" ON "dbo"."reason_code_mstr" ("row_timestamp", "reason_code_id");
 CREATE INDEX IF NOT EXISTS "reason_code_mstr_modify_timestamp_idx" ON "dbo"."reason_code_mstr" ("modify_timestamp", "reason_code_id");
 
 CREATE TABLE IF NOT EXISTS "dbo"."tran_code_mstr" (
@@ -189,7 +189,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS "tran_code_mstr_row_timestamp" ON "dbo"."tran_code_mstr";
 CREATE TRIGGER "tran_code_mstr_row_timestamp" BEFORE INSERT OR UPDATE ON "dbo"."tran_code_mstr" FOR EACH ROW EXECUTE FUNCTION "dbo"."tran_code_mstr_set_row_timestamp"();
-CREATE INDEX IF NOT EXISTS "tran_code_mstr_row_timestamp_idx" ON "dbo"."tran_code_mstr" ("row_timestamp");
+CREATE INDEX IF NOT EXISTS "tran_code_mstr_row_timestamp_idx" ON "dbo"."tran_code_mstr" ("row_timestamp", "tran_code_id");
 CREATE INDEX IF NOT EXISTS "tran_code_mstr_modify_timestamp_idx" ON "dbo"."tran_code_mstr" ("modify_timestamp", "tran_code_id");
 
 CREATE TABLE IF NOT EXISTS "dbo"."trans_detail" (
@@ -223,7 +223,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS "trans_detail_row_timestamp" ON "dbo"."trans_detail";
 CREATE TRIGGER "trans_detail_row_timestamp" BEFORE INSERT OR UPDATE ON "dbo"."trans_detail" FOR EACH ROW EXECUTE FUNCTION "dbo"."trans_detail_set_row_timestamp"();
-CREATE INDEX IF NOT EXISTS "trans_detail_row_timestamp_idx" ON "dbo"."trans_detail" ("row_timestamp");
+CREATE INDEX IF NOT EXISTS "trans_detail_row_timestamp_idx" ON "dbo"."trans_detail" ("row_timestamp", "trans_detail_id");
 CREATE INDEX IF NOT EXISTS "trans_detail_modify_timestamp_idx" ON "dbo"."trans_detail" ("modify_timestamp", "trans_detail_id");
 
 CREATE TABLE IF NOT EXISTS "dbo"."transactions" (
@@ -261,7 +261,7 @@ END
 $$;
 DROP TRIGGER IF EXISTS "transactions_row_timestamp" ON "dbo"."transactions";
 CREATE TRIGGER "transactions_row_timestamp" BEFORE INSERT OR UPDATE ON "dbo"."transactions" FOR EACH ROW EXECUTE FUNCTION "dbo"."transactions_set_row_timestamp"();
-CREATE INDEX IF NOT EXISTS "transactions_row_timestamp_idx" ON "dbo"."transactions" ("row_timestamp");
+CREATE INDEX IF NOT EXISTS "transactions_row_timestamp_idx" ON "dbo"."transactions" ("row_timestamp", "trans_id");
 CREATE INDEX IF NOT EXISTS "transactions_modify_timestamp_idx" ON "dbo"."transactions" ("modify_timestamp", "trans_id");
 CREATE TABLE IF NOT EXISTS "dbo"."synth_state" (
     id smallint PRIMARY KEY,
