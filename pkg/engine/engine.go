@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -45,8 +46,9 @@ type Plan struct {
 	Why       string    // one sentence an operator can read
 	Blind     string    // what the strategy cannot see ("deletes"), empty when nothing
 	Extractor Extractor // the table's extractor
-	// Keys reads the source's keys for a reconciliation (key-only batches);
-	// nil when the strategy sees deletes.
+	// Keys reads the source's keys for a reconciliation (key-only batches):
+	// periodically for strategies blind to deletes, and after a re-snapshot
+	// of an expired position for every strategy.
 	Keys Extractor
 }
 
@@ -64,8 +66,34 @@ type Engine struct {
 	Allocator memory.Allocator
 	// Defaults bound runs and batches (config.Defaults after ApplyDefaults).
 	Defaults config.Defaults
-	// Metrics are counted here; nil: NewMetrics(nil).
-	Metrics *Metrics
+	// Metrics are counted here; nil: NewMetrics(nil). Set before the
+	// first SyncOrg; not changed after.
+	Metrics     *Metrics
+	metricsOnce sync.Once
+
+	// --- daemon additions (issue 6) ---
+
+	// Leases, when set, guards each table's run (DESIGN.md §1 invariant 7):
+	// a table whose lease another runner holds is skipped, listed in
+	// OrgResult.Skipped, and is not a failure. nil: no leases (tests, and a
+	// backfill that already holds the table's lease).
+	Leases Leaser
+	// Audit, when set, is told of every table run that was not skipped.
+	Audit Auditor
+}
+
+// Leaser takes a table's lease without waiting (pkg/lease implements it).
+// ok is false, with no error, when another runner holds it; when ok, unlock
+// releases it (daemon addition, issue 6).
+type Leaser interface {
+	TryLock(ctx context.Context, org, table string) (unlock func(), ok bool, err error)
+}
+
+// Auditor records a finished table run: who ran it, which columns it read,
+// and res (rows by operation, positions, outcome, duration); never row
+// values. It handles its own errors (daemon addition, issue 6).
+type Auditor interface {
+	TableRun(ctx context.Context, actor, runID string, columns []string, res TableResult)
 }
 
 // OrgResult is one organization's run: one result per table.
@@ -74,6 +102,10 @@ type OrgResult struct {
 	RunID  string
 	Tables []TableResult
 	Err    error // the organization-level failure (source unreachable), if any
+	// Skipped are the tables (qualified names) not run because another
+	// runner held their lease: a normal outcome, not a failure (daemon
+	// addition, issue 6).
+	Skipped []string
 }
 
 // Failed counts the tables that failed.
@@ -111,10 +143,60 @@ func (e *Engine) SyncOrg(ctx context.Context, org *config.Org, tables []string) 
 	}
 	defer db.Close()
 	for _, tc := range selected {
-		tr := e.syncTable(ctx, log.With("table", tc.Name), db, org, tc, res.RunID)
+		// --- daemon addition (issue 6): the table's lease and audit record.
+		unlock, ok, err := e.lease(ctx, org.Name, tc.Name)
+		if !ok && err == nil {
+			log.Info("table busy, skipped: another runner holds its lease", "table", e.qualified(tc.Name))
+			res.Skipped = append(res.Skipped, e.qualified(tc.Name))
+			continue
+		}
+		var tr TableResult
+		if err != nil {
+			tr = TableResult{Org: org.Name, Table: e.qualified(tc.Name), Err: err}
+			log.Error("table sync failed", "table", tr.Table, "err", err)
+		} else {
+			tr = e.syncTable(ctx, log.With("table", tc.Name), db, org, tc, res.RunID)
+			unlock()
+		}
+		if e.Audit != nil {
+			e.Audit.TableRun(ctx, e.Actor, res.RunID, e.columns(tc), tr)
+		}
 		res.Tables = append(res.Tables, tr)
 	}
 	return res
+}
+
+// lease takes the table's lease when e.Leases is set (daemon addition).
+func (e *Engine) lease(ctx context.Context, org, table string) (unlock func(), ok bool, err error) {
+	if e.Leases == nil {
+		return func() {}, true, nil
+	}
+	return e.Leases.TryLock(ctx, org, e.qualified(table))
+}
+
+// qualified is the catalog's qualified name of a configured table (daemon
+// addition): leases, positions and audit records use it.
+func (e *Engine) qualified(name string) string {
+	if t, ok := e.Catalog.Table(name); ok {
+		return t.QualifiedName()
+	}
+	return name
+}
+
+// columns are the columns a table's run reads (daemon addition, for audit).
+func (e *Engine) columns(tc config.Table) []string {
+	if len(tc.Columns) > 0 {
+		return tc.Columns
+	}
+	t, ok := e.Catalog.Table(tc.Name)
+	if !ok {
+		return nil
+	}
+	out := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		out[i] = c.Name
+	}
+	return out
 }
 
 func selectTables(org *config.Org, names []string) ([]config.Table, error) {
@@ -133,9 +215,7 @@ func selectTables(org *config.Org, names []string) ([]config.Table, error) {
 }
 
 func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID string) TableResult {
-	if e.Metrics == nil {
-		e.Metrics = NewMetrics(nil)
-	}
+	m := e.metrics()
 	res, plan, target, err := e.prepare(ctx, db, org, tc)
 	if err == nil {
 		job := TableJob{
@@ -148,16 +228,22 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		}
 		err = res.Err
 	}
-	if err == nil && plan.Keys != nil && tc.ReconcileEvery > 0 {
+	switch {
+	case err == nil && res.Expired && plan.Keys != nil:
+		// Rows deleted at the source while the position was unreadable
+		// are not in the re-snapshot, and a snapshot only upserts: find
+		// them now, whatever the strategy.
+		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, 0)
+	case err == nil && plan.Keys != nil && plan.Blind != "" && tc.ReconcileEvery > 0:
 		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, tc.ReconcileEvery)
 	}
 	res.Err = err
 	if err != nil {
-		e.Metrics.observe(res, "failed")
+		m.observe(res, "failed")
 		log.Error("table sync failed", "strategy", res.Strategy, "chunks", res.Chunks, "err", err)
 		return res
 	}
-	e.Metrics.observe(res, "ok")
+	m.observe(res, "ok")
 	log.Info("table synced", "strategy", res.Strategy, "chunks", res.Chunks, "rows", res.Totals.Rows,
 		"inserted", res.Totals.Inserted, "updated", res.Totals.Updated, "deleted", res.Totals.Deleted,
 		"position", res.To, "duration", res.Duration.Round(time.Millisecond))
@@ -169,8 +255,7 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 // reset (recorded in history) and the table snapshotted again in this run;
 // with fail the table fails until an operator acts.
 func (e *Engine) expired(ctx context.Context, log *slog.Logger, job TableJob, policy config.ExpiryPolicy, res TableResult) TableResult {
-	e.Metrics.ExpiredPositions.WithLabelValues(job.Org, job.Table).Inc()
-	e.Metrics.TableRuns.WithLabelValues(job.Org, job.Table, "expired").Inc()
+	e.metrics().ExpiredPositions.WithLabelValues(job.Org, job.Table).Inc()
 	if policy == config.ExpiredFail {
 		res.Err = fmt.Errorf("%w (on_expired: fail; reset the position to re-snapshot: ehrsync positions reset)", res.Err)
 		return res
@@ -219,14 +304,25 @@ func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc co
 	return res, plan, target, err
 }
 
+// metrics returns the engine's metrics, creating unregistered ones once
+// when none were given (safe with concurrent SyncOrg calls).
+func (e *Engine) metrics() *Metrics {
+	e.metricsOnce.Do(func() {
+		if e.Metrics == nil {
+			e.Metrics = NewMetrics(nil)
+		}
+	})
+	return e.Metrics
+}
+
 // reconcileIfDue compares the source's keys with the store's when the last
-// reconciliation is older than every.
+// reconciliation is older than every (always, with every 0).
 func (e *Engine) reconcileIfDue(ctx context.Context, keys Extractor, target *sink.Target, every time.Duration) (*sink.ReconcileResult, error) {
 	last, err := target.LastReconciled(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !last.IsZero() && time.Since(last) < every {
+	if every > 0 && !last.IsZero() && time.Since(last) < every {
 		return nil, nil
 	}
 	run, err := keys.Open(ctx, nil)

@@ -90,8 +90,17 @@ func (r *fakeRun) Close() error { return nil }
 
 type planner map[string]*fake
 
+// Plan gives each table its fake, and a key reader that reads the fake's
+// current rows from scratch, as a keys-only snapshot does.
 func (p planner) Plan(_ context.Context, req engine.PlanRequest) (engine.Plan, error) {
-	return engine.Plan{Strategy: config.StrategySnapshot, Extractor: p[req.Table.QualifiedName()]}, nil
+	f := p[req.Table.QualifiedName()]
+	return engine.Plan{Strategy: config.StrategySnapshot, Extractor: f, Keys: keysOf{f}}, nil
+}
+
+type keysOf struct{ f *fake }
+
+func (k keysOf) Open(context.Context, watermarks.Position) (engine.Run, error) {
+	return &fakeRun{f: k.f, snapshot: true}, nil
 }
 
 type fixture struct {
@@ -138,10 +147,14 @@ func TestExpiredPositionIsReSnapshottedByDefault(t *testing.T) {
 	require.NoError(t, first.Err)
 	require.Zero(t, first.Failed())
 
+	// While the position was unreadable, row 3 was deleted at the source.
+	claims.n = 2
 	second := f.eng.SyncOrg(ctx, f.org, nil)
 	require.Zero(t, second.Failed(), "%v", second.Tables[0].Err)
 	require.True(t, second.Tables[0].Expired)
-	require.Equal(t, int64(3), second.Tables[0].Totals.Rows, "the table was not snapshotted again")
+	require.Equal(t, int64(2), second.Tables[0].Totals.Rows, "the table was not snapshotted again")
+	require.NotNil(t, second.Tables[0].Reconciled, "no reconciliation after the re-snapshot")
+	require.Equal(t, int64(1), second.Tables[0].Reconciled.Deleted, "the row deleted during the gap stayed in the store")
 	require.Len(t, claims.opens, 3)
 	require.NotNil(t, claims.opens[1])
 	require.Nil(t, claims.opens[2], "the re-snapshot did not start from scratch")

@@ -6,7 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // table, strategy, operation, outcome; never keys, values or error text.
 type Metrics struct {
 	Rows             *prometheus.CounterVec   // change rows applied, by operation
-	TableRuns        *prometheus.CounterVec   // table runs by outcome: ok, failed, expired
+	TableRuns        *prometheus.CounterVec   // table runs by outcome: ok, failed
 	ExpiredPositions *prometheus.CounterVec   // positions found expired at the source
 	RunDuration      *prometheus.HistogramVec // one table's run
 	LastSuccess      *prometheus.GaugeVec     // unix time of the last successful run
@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"org", "table", "operation"}),
 		TableRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "ehrsync", Subsystem: "sync", Name: "table_runs_total",
-			Help: "Table runs by outcome: ok, failed, expired (position expired at the source).",
+			Help: "Table runs by outcome: ok or failed (an expired position is counted in expired_positions_total as well).",
 		}, []string{"org", "table", "outcome"}),
 		ExpiredPositions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "ehrsync", Subsystem: "sync", Name: "expired_positions_total",

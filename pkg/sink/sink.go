@@ -150,8 +150,10 @@ func (s *Sink) Prepare(ctx context.Context, org string, t *schemas.Table, opts T
 		tg.cols = append(tg.cols, column{name: c.Name, pgType: m.Postgres})
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Replicas preparing the same table at once serialize here.
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('ehrsync.prepare'), hashtext($1))", tg.ident.Sanitize()); err != nil {
+		// Processes preparing tables of one schema at once serialize here
+		// (CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent
+		// creator); the schema's lock is always taken first.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('ehrsync.prepare'), hashtext($1))", pgx.Identifier{opts.Schema}.Sanitize()); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{opts.Schema}.Sanitize()); err != nil {

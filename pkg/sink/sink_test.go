@@ -705,3 +705,20 @@ func TestJSONColumnsCompareAsText(t *testing.T) {
 	require.NoError(t, err, "a json column broke the upsert")
 	require.Equal(t, int64(1), res.Unchanged)
 }
+
+// TestConcurrentPreparesOfOneSchema prepares several tables of a new
+// organization at once, as replicas and manual syncs do.
+func TestConcurrentPreparesOfOneSchema(t *testing.T) {
+	f := newFixture(t)
+	errs := make(chan error, 6)
+	for i := 0; i < cap(errs); i++ {
+		go func() {
+			tb := table(t, "dbo", fmt.Sprintf("t%d", i), []string{"id"}, "id int NOT NULL", "v varchar(10)")
+			_, err := f.sink.Prepare(context.Background(), "north-ridge", tb, TableOptions{ChangeLog: i%2 == 0})
+			errs <- err
+		}()
+	}
+	for i := 0; i < cap(errs); i++ {
+		require.NoError(t, <-errs)
+	}
+}
