@@ -27,7 +27,8 @@
 // [Problems] to list them one by one.
 //
 // Values that are secrets (the store URL, passwords, the admin token, SSH
-// keys) are [Secret]s: they may reference env:NAME or file:PATH and are
+// keys) are [Secret]s: they may reference env:NAME or file:PATH, or hold an
+// enc:v1: value encrypted by `ehrsync secrets encrypt` (package secrets), and are
 // resolved only when [Secret.Reveal] is called. A Secret never prints,
 // logs or marshals its literal value.
 //

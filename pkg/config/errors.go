@@ -13,7 +13,7 @@ var (
 	ErrSecretEmpty = errors.New("empty value")
 	// ErrSecretUnsupported: an enc: value (encrypted secrets are not
 	// supported yet).
-	ErrSecretUnsupported = errors.New("enc: secrets are not supported yet")
+	ErrSecretUnsupported = errors.New("unsupported enc: version")
 )
 
 // A FieldError is one problem with the configuration: a key that is

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ehrsync/ehrsync/pkg/secrets"
 )
 
 // Secret is a configuration value that must not leak: a password, a token,
@@ -19,7 +21,8 @@ import (
 //
 //	env:NAME    the environment variable NAME
 //	file:PATH   the content of the file PATH, less one trailing newline
-//	enc:...     an encrypted value (reserved; rejected as not supported yet)
+//	enc:v1:...  an AES-256-GCM encrypted value (package secrets), decrypted
+//	            with the key in EHRSYNC_SECRETS_KEY or EHRSYNC_SECRETS_KEY_FILE
 //
 // Any other text is the literal value. A literal that starts with one of
 // these prefixes cannot be written; put it in a file.
@@ -68,7 +71,9 @@ func (s Secret) IsSet() bool { return s.text() != "" }
 // Reveal resolves the secret. An unset Secret reveals "" and no error.
 // Errors name the reference (env:NAME, file:PATH), never a value; an unset
 // or empty environment variable is [ErrSecretUnset], an empty file
-// [ErrSecretEmpty], an enc: value [ErrSecretUnsupported].
+// [ErrSecretEmpty]; an enc: value of an unknown version is
+// [ErrSecretUnsupported], one without a key secrets.ErrNoKey, one that does
+// not decrypt (wrong key, damaged) secrets.ErrDecrypt.
 func (s Secret) Reveal() (string, error) {
 	ref := s.text()
 	switch {
@@ -113,7 +118,18 @@ func (s Secret) Reveal() (string, error) {
 		}
 		return v, nil
 	case strings.HasPrefix(ref, encPrefix):
-		return "", fmt.Errorf("secret %s: %w", s, ErrSecretUnsupported)
+		if !strings.HasPrefix(ref, secrets.Prefix) {
+			return "", fmt.Errorf("secret %s: %w", s, ErrSecretUnsupported)
+		}
+		key, err := secrets.KeyFromEnv()
+		if err != nil {
+			return "", fmt.Errorf("secret %s: %w", s, err)
+		}
+		v, err := secrets.Decrypt(key, ref)
+		if err != nil {
+			return "", fmt.Errorf("secret %s: %w", s, err)
+		}
+		return v, nil
 	default:
 		return ref, nil
 	}
@@ -186,7 +202,9 @@ func (s Secret) check() string {
 			return "file: reference without a path"
 		}
 	case strings.HasPrefix(ref, encPrefix):
-		return "enc: secrets are not supported yet (use env:NAME or file:PATH)"
+		if !strings.HasPrefix(ref, secrets.Prefix) {
+			return "unknown enc: version (want enc:v1:..., from ehrsync secrets encrypt)"
+		}
 	}
 	return ""
 }

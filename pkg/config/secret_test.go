@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ehrsync/ehrsync/pkg/secrets"
 )
 
 // sentinel stands for a real password in these tests: it must never show.
@@ -26,6 +28,16 @@ func TestSecretReveal(t *testing.T) {
 	}
 	t.Setenv("EHRSYNC_TEST_SECRET", sentinel)
 	t.Setenv("EHRSYNC_TEST_EMPTY", "")
+	key, err := secrets.NewKey()
+	require.NoError(t, err)
+	other, err := secrets.NewKey()
+	require.NoError(t, err)
+	t.Setenv(secrets.EnvKey, key.Encode())
+	t.Setenv(secrets.EnvKeyFile, "")
+	encrypted, err := secrets.Encrypt(key, sentinel)
+	require.NoError(t, err)
+	otherKeyValue, err := secrets.Encrypt(other, sentinel)
+	require.NoError(t, err)
 
 	tests := []struct {
 		name    string
@@ -49,7 +61,10 @@ func TestSecretReveal(t *testing.T) {
 		{name: "file empty", ref: "file:" + file("empty", "\n"), wantErr: []string{"secret file:" + filepath.Join(dir, "empty") + ": empty value"}, wantIs: ErrSecretEmpty},
 		{name: "file missing", ref: "file:" + filepath.Join(dir, "nope"), wantErr: []string{"secret file:" + filepath.Join(dir, "nope") + ": read: no such file or directory"}, wantIs: os.ErrNotExist},
 		{name: "file no path", ref: "file:", wantErr: []string{"file: reference without a path"}},
-		{name: "enc", ref: "enc:" + sentinel, wantErr: []string{"enc: secrets are not supported yet"}, wantIs: ErrSecretUnsupported},
+		{name: "enc unknown version", ref: "enc:" + sentinel, wantErr: []string{"secret [redacted]: unsupported enc: version"}, wantIs: ErrSecretUnsupported},
+		{name: "enc", ref: encrypted, want: sentinel},
+		{name: "enc wrong key", ref: otherKeyValue, wantErr: []string{"secret [redacted]: cannot decrypt"}, wantIs: secrets.ErrDecrypt},
+		{name: "enc damaged", ref: encrypted[:len(encrypted)-2], wantErr: []string{"secret [redacted]: cannot decrypt"}, wantIs: secrets.ErrDecrypt},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,7 +251,7 @@ func TestSecretsNotInErrors(t *testing.T) {
 		{name: "misspelled key", doc: strings.Replace(secretConfig, "      password: "+sentinel, "      pasword: "+sentinel, 1), want: "orgs[0].source.pasword: unknown key"},
 		{name: "secret in an int field", doc: strings.Replace(secretConfig, "host: 10.20.0.15", "host: 10.20.0.15\n      port: "+sentinel, 1), want: "orgs[0].source.port: cannot decode a str value into int"},
 		{name: "secret in a duration field", doc: strings.Replace(secretConfig, "{every: 1h}", "{every: "+sentinel+"}", 1), want: "orgs[0].schedule.every: cannot decode"},
-		{name: "enc secret", doc: strings.Replace(secretConfig, "      password: "+sentinel, "      password: enc:"+sentinel, 1), want: "orgs[0].source.password: enc: secrets are not supported yet"},
+		{name: "enc secret", doc: strings.Replace(secretConfig, "      password: "+sentinel, "      password: enc:"+sentinel, 1), want: "orgs[0].source.password: unknown enc: version"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -245,4 +260,34 @@ func TestSecretsNotInErrors(t *testing.T) {
 			require.NotContains(t, err.Error(), sentinel)
 		})
 	}
+}
+
+func TestSecretEncKeySources(t *testing.T) {
+	key, err := secrets.NewKey()
+	require.NoError(t, err)
+	v, err := secrets.Encrypt(key, sentinel)
+	require.NoError(t, err)
+	s := NewSecret(v)
+	require.Equal(t, Redacted, s.String())
+
+	t.Run("no key", func(t *testing.T) {
+		t.Setenv(secrets.EnvKey, "")
+		t.Setenv(secrets.EnvKeyFile, "")
+		_, err := s.Reveal()
+		require.ErrorIs(t, err, secrets.ErrNoKey)
+		require.NotContains(t, err.Error(), v)
+	})
+	t.Run("key file", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "key")
+		require.NoError(t, os.WriteFile(p, []byte(key.Encode()+"\n"), 0o600))
+		t.Setenv(secrets.EnvKey, "")
+		t.Setenv(secrets.EnvKeyFile, p)
+		got, err := s.Reveal()
+		require.NoError(t, err)
+		require.Equal(t, sentinel, got)
+	})
+	t.Run("validates", func(t *testing.T) {
+		require.Empty(t, s.check())
+		require.Contains(t, NewSecret("enc:v9:abc").check(), "unknown enc: version")
+	})
 }

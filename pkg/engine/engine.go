@@ -304,6 +304,13 @@ func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc co
 	return res, plan, target, err
 }
 
+// Clone returns a copy of the engine sharing its parts (and its metrics),
+// for a caller that changes who it runs as or its hooks.
+func (e *Engine) Clone() *Engine {
+	return &Engine{Sink: e.Sink, Positions: e.Positions, Planner: e.Planner, Catalog: e.Catalog, Log: e.Log,
+		Actor: e.Actor, Allocator: e.Allocator, Defaults: e.Defaults, Metrics: e.metrics(), Leases: e.Leases, Audit: e.Audit}
+}
+
 // metrics returns the engine's metrics, creating unregistered ones once
 // when none were given (safe with concurrent SyncOrg calls).
 func (e *Engine) metrics() *Metrics {

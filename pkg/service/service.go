@@ -11,11 +11,16 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ehrsync/ehrsync/extractors/planner"
+	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/lease"
 	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -26,6 +31,10 @@ type Service struct {
 	Store     *pgxpool.Pool
 	Positions *watermarks.Store
 	Engine    *engine.Engine
+	// Leases guard each table's run (issue 6); the engine takes them.
+	Leases *lease.Manager
+	// Audit records every table run and admin action (issue 6).
+	Audit *audit.Recorder
 }
 
 // Open connects to the store, applies the ehrsync schema's migrations, and
@@ -56,11 +65,23 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		pool.Close()
 		return nil, err
 	}
+	for _, o := range cfg.Orgs {
+		for _, w := range source.Warnings(o.Source) {
+			log.Warn("insecure source connection", "org", o.Name, "warning", w)
+		}
+	}
 	positions := watermarks.NewStore(pool)
+	leases := lease.NewManager(pcfg.ConnConfig, nil)
+	rec := audit.New(pool, log)
+	rec.Classify = daemon.Class
 	return &Service{
 		Store:     pool,
 		Positions: positions,
+		Leases:    leases,
+		Audit:     rec,
 		Engine: &engine.Engine{
+			Leases:    leases,
+			Audit:     rec,
 			Sink:      sink.New(pool, positions),
 			Positions: positions,
 			Planner:   planner.New(),
@@ -71,6 +92,14 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 			Defaults:  cfg.Defaults,
 		},
 	}, nil
+}
+
+// Instrument registers the engine's and the leases' metrics on reg (the
+// daemon's registry).
+func (s *Service) Instrument(reg prometheus.Registerer) {
+	s.Engine.Metrics = engine.NewMetrics(reg)
+	s.Leases = lease.NewManager(s.Store.Config().ConnConfig, lease.NewMetrics(reg))
+	s.Engine.Leases = s.Leases
 }
 
 // Close releases the store connections.

@@ -19,9 +19,13 @@ import (
 	"strconv"
 	"time"
 
+	"database/sql/driver"
+	"errors"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	mssql "github.com/microsoft/go-mssqldb"
+	"github.com/microsoft/go-mssqldb/msdsn"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 )
@@ -30,45 +34,177 @@ import (
 const ApplicationName = "ehrsync"
 
 // Open returns a connection pool to the source and checks that it answers.
+// It connects the way src.Via says (see [Dialer]); a failure to connect is
+// a *ConnectError, which [Classify] sorts into a class with the fix.
+// Closing the pool closes an SSH tunnel.
 func Open(ctx context.Context, src config.Source) (*sql.DB, error) {
-	password, err := src.Password.Reveal()
+	db, err := OpenPool(src)
 	if err != nil {
-		return nil, fmt.Errorf("source password: %w", err)
+		return nil, err
 	}
-	var db *sql.DB
-	switch src.Dialect {
-	case config.Postgres:
-		cfg, err := pgx.ParseConfig("")
-		if err != nil {
-			return nil, err
-		}
-		cfg.Host, cfg.Port, cfg.Database, cfg.User, cfg.Password = src.Host, uint16(src.Port), src.Database, src.User, password
-		if cfg.TLSConfig, err = tlsConfig(src); err != nil {
-			return nil, err
-		}
-		cfg.Fallbacks = nil // never fall back to plain text
-		cfg.ConnectTimeout = src.ConnectTimeout
-		cfg.RuntimeParams["application_name"] = ApplicationName
-		cfg.RuntimeParams["default_transaction_read_only"] = "on"
-		db = stdlib.OpenDB(*cfg)
-	case config.SQLServer:
-		connector, err := mssql.NewConnector(sqlServerURL(src, password))
-		if err != nil {
-			return nil, fmt.Errorf("source settings: %w", err)
-		}
-		db = sql.OpenDB(connector)
-	default:
-		return nil, fmt.Errorf("unknown source dialect %q", src.Dialect)
-	}
-	db.SetMaxOpenConns(4)
-	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout(src))
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to %s source %s: %w", src.Dialect, net.JoinHostPort(src.Host, strconv.Itoa(src.Port)), err)
+		var ce *ConnectError
+		if !errors.As(err, &ce) { // e.g. the deadline passed before a connection was tried
+			err = &ConnectError{Dialect: src.Dialect, Via: src.Via, Addr: net.JoinHostPort(src.Host, strconv.Itoa(src.Port)), Err: err}
+		}
+		return nil, err
 	}
 	return db, nil
+}
+
+// OpenPool returns the source's connection pool without connecting; errors
+// from its connections are *ConnectError when connecting failed.
+func OpenPool(src config.Source) (*sql.DB, error) {
+	password, err := src.Password.Reveal()
+	if err != nil {
+		return nil, fmt.Errorf("source password: %w", err)
+	}
+	d, err := NewDialer(src)
+	if err != nil {
+		return nil, err
+	}
+	c := &connector{src: src, dialer: d}
+	switch src.Dialect {
+	case config.Postgres:
+		cfg, err := pgx.ParseConfig("")
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		cfg.Host, cfg.Port, cfg.Database, cfg.User, cfg.Password = src.Host, uint16(src.Port), src.Database, src.User, password
+		if cfg.TLSConfig, err = tlsConfig(src); err != nil {
+			d.Close()
+			return nil, err
+		}
+		cfg.Fallbacks = nil // never fall back to plain text
+		cfg.ConnectTimeout = connectTimeout(src)
+		cfg.DialFunc = d.DialContext
+		cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil } // resolved by the dialer's hop
+		cfg.RuntimeParams["application_name"] = ApplicationName
+		cfg.RuntimeParams["default_transaction_read_only"] = "on"
+		c.inner = stdlib.GetConnector(*cfg)
+	case config.SQLServer:
+		p, err := msdsn.Parse(sqlServerURL(src, ""))
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("source settings: %w", err)
+		}
+		p.Password = password
+		if p.TLSConfig != nil && !src.TLS.TrustServerCertificate {
+			// Verify ourselves to keep the typed x509 error (see verifier).
+			v := &verifier{roots: p.TLSConfig.RootCAs, serverName: p.TLSConfig.ServerName}
+			p.TLSConfig.InsecureSkipVerify = true
+			p.TLSConfig.VerifyConnection = v.verify
+			p.TLSConfig.MinVersion = max(p.TLSConfig.MinVersion, src.TLS.Version())
+			c.verifier = v
+		}
+		mc := mssql.NewConnectorConfig(p)
+		mc.Dialer = d
+		c.inner = mc
+	default:
+		d.Close()
+		return nil, fmt.Errorf("unknown source dialect %q", src.Dialect)
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(4)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+// ConnectError is a failure to connect to the source: the driver's error
+// and what ehrsync's dialer and certificate verifier saw (a silent close by
+// the relay, the typed certificate error).
+type ConnectError struct {
+	Dialect config.Dialect
+	Via     config.Via
+	Addr    string
+	Err     error
+	Seen    error // nil when nothing more was seen
+}
+
+func (e *ConnectError) Error() string {
+	msg := fmt.Sprintf("connect to %s source %s via %s", e.Dialect, e.Addr, e.Via)
+	if e.Seen != nil {
+		return msg + ": " + e.Seen.Error()
+	}
+	return msg + ": " + e.Err.Error()
+}
+
+// Unwrap gives both errors to errors.Is and errors.As.
+func (e *ConnectError) Unwrap() []error {
+	if e.Seen != nil {
+		return []error{e.Seen, e.Err}
+	}
+	return []error{e.Err}
+}
+
+// connector wraps the driver's connector: it attaches what the dialer saw
+// to connect errors, and closes the dialer (an SSH tunnel) with the pool.
+type connector struct {
+	src      config.Source
+	dialer   *Dialer
+	verifier *verifier
+	inner    driver.Connector
+}
+
+func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	a := &attempt{}
+	ctx = context.WithValue(ctx, attemptKey{}, a)
+	stop := context.AfterFunc(ctx, a.interrupt)
+	conn, err := c.inner.Connect(ctx)
+	interrupted := !stop()
+	if err == nil && interrupted {
+		conn.Close()
+		err = ctx.Err()
+	}
+	if err == nil {
+		return conn, nil
+	}
+	if interrupted {
+		// The server accepted and did not answer in time. Keep the
+		// context's error out of the chain: this is a connect timeout
+		// (transient), whoever's deadline it was.
+		err = &timeoutError{err: err}
+	}
+	ce := &ConnectError{Dialect: c.src.Dialect, Via: c.src.Via, Addr: c.dialer.Addr(), Err: err}
+	if c.verifier != nil {
+		if v := c.verifier.take(); v != nil {
+			ce.Seen = &TLSError{Err: v}
+		}
+	}
+	if up := a.silent.Load(); up != nil && ce.Seen == nil {
+		ce.Seen = up
+	}
+	return nil, ce
+}
+
+// timeoutError is a connection attempt interrupted by its deadline.
+type timeoutError struct{ err error }
+
+func (e *timeoutError) Error() string   { return "no answer before the deadline: " + e.err.Error() }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+
+func (c *connector) Driver() driver.Driver { return c.inner.Driver() }
+
+// Close closes the dialer; database/sql calls it from DB.Close.
+func (c *connector) Close() error { return c.dialer.Close() }
+
+// Warnings lists what is unsafe in the source's settings, for the engine
+// to log at start and for check to show: TLS verification turned off, TLS
+// turned off.
+func Warnings(src config.Source) []string {
+	var w []string
+	if src.TLS.TrustServerCertificate {
+		w = append(w, "tls.trust_server_certificate is true: the server's certificate is not verified, so the connection can be intercepted")
+	}
+	if src.TLS.Mode == config.TLSDisable {
+		w = append(w, "tls.mode is disable: the connection is not encrypted")
+	}
+	return w
 }
 
 // tlsConfig is the client TLS configuration for a PostgreSQL source: nil
@@ -129,7 +265,11 @@ func sqlServerURL(src config.Source, password string) string {
 	if src.TLS.CAFile != "" {
 		q.Set("certificate", src.TLS.CAFile)
 	}
-	u := url.URL{Scheme: "sqlserver", User: url.UserPassword(src.User, password),
+	user := url.User(src.User)
+	if password != "" {
+		user = url.UserPassword(src.User, password)
+	}
+	u := url.URL{Scheme: "sqlserver", User: user,
 		Host: net.JoinHostPort(src.Host, strconv.Itoa(src.Port)), RawQuery: q.Encode()}
 	return u.String()
 }

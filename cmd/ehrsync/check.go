@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ehrsync/ehrsync/extractors/planner"
+	"github.com/ehrsync/ehrsync/pkg/check"
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/source"
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+func init() {
+	commands["check"] = command{summary: "test the connection to each organization's source and report what to fix", run: runCheck}
+}
+
+// errUnhealthy is check's failure: the report says why.
+var errUnhealthy = errors.New("check found problems")
+
+func runCheck(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags(env, "check", "--config FILE [--org NAME] [--json] [--step-timeout DURATION]")
+	path := fs.String("config", "", "configuration file (YAML)")
+	orgName := fs.String("org", "", "check only this organization")
+	asJSON := fs.Bool("json", false, "print the report as JSON (schema_version 1)")
+	stepTimeout := fs.Duration("step-timeout", check.DefaultStepTimeout, "timeout of each step")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	orgs := cfg.Orgs
+	if *orgName != "" {
+		o, ok := cfg.Org(*orgName)
+		if !ok {
+			return usageError{fmt.Errorf("--org %s: no such organization in %s", *orgName, *path)}
+		}
+		orgs = []config.Org{*o}
+	}
+	for _, o := range orgs {
+		for _, w := range source.Warnings(o.Source) {
+			env.log.Warn(w, "org", o.Name)
+		}
+	}
+	if *stepTimeout <= 0 {
+		*stepTimeout = check.DefaultStepTimeout
+	}
+	rep := check.Run(ctx, orgs, check.Options{StepTimeout: min(*stepTimeout, time.Hour), Catalog: schemas.NextGen(), Planner: planner.New()})
+	if *asJSON {
+		err = rep.WriteJSON(env.stdout)
+	} else {
+		err = rep.WriteText(env.stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if !rep.Healthy {
+		return errUnhealthy
+	}
+	return nil
+}

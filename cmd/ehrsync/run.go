@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ehrsync/ehrsync/pkg/admin"
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/daemon"
+	"github.com/ehrsync/ehrsync/pkg/service"
+)
+
+func init() {
+	commands["run"] = command{summary: "run the daemon: every organization on its schedule, with /metrics, /healthz, /readyz and the admin API", run: runDaemon}
+}
+
+func runDaemon(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags(env, "run", "--config FILE [--listen HOST:PORT] [--concurrency N] [--jitter D] [--grace D] [--retries N] [--backoff D]")
+	path := fs.String("config", "", "configuration file (YAML); SIGHUP reloads it")
+	listen := fs.String("listen", "", "HTTP listen address for metrics, health and the admin API (default: server.listen, "+config.DefaultListen+")")
+	concurrency := fs.Int("concurrency", 4, "organizations run at once")
+	jitter := fs.Duration("jitter", 2*time.Second, "random delay before each scheduled run, at most this")
+	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long runs in flight may finish before they are canceled")
+	retries := fs.Int("retries", 3, "retries of a table after a transient error (timeouts, deadlocks, dropped connections); -1: none")
+	backoff := fs.Duration("backoff", 5*time.Second, "first retry delay; doubles each retry, up to 5m")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	addr := cfg.Server.Listen
+	if *listen != "" {
+		addr = *listen
+	}
+	if addr == "" {
+		addr = config.DefaultListen
+	}
+	var token string
+	if cfg.Server.AdminToken.IsSet() {
+		if token, err = cfg.Server.AdminToken.Reveal(); err != nil {
+			return fmt.Errorf("server.admin_token: %w", err)
+		}
+	}
+
+	svc, err := service.Open(ctx, cfg, env.log, "daemon")
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc.Instrument(reg)
+	metrics := daemon.NewMetrics(reg)
+	backfill := &daemon.Backfill{Engine: svc.Engine, Leases: svc.Leases, Store: svc.Store, Audit: svc.Audit,
+		Log: env.log, Metrics: metrics, WaitForLease: true}
+	d, err := daemon.New(cfg, svc.Engine, backfill, env.log, metrics, daemon.Options{
+		Concurrency: *concurrency, Jitter: *jitter, Grace: *grace, Retries: *retries, Backoff: *backoff, Actor: "daemon",
+	})
+	if err != nil {
+		return err
+	}
+	srv := &admin.Server{Daemon: d, Positions: svc.Positions, Store: svc.Store, Gatherer: reg, Audit: svc.Audit, Log: env.log, Token: token}
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	if token == "" {
+		env.log.Warn("admin API is off: set server.admin_token to turn it on")
+	}
+	env.log.Info("ehrsync daemon started", "listen", ln.Addr().String(), "orgs", len(cfg.Orgs), "version", version)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return d.Run(ctx, daemon.Serve{
+		Listener: ln, Handler: srv.Handler(), Reload: hup,
+		Load: func() (*config.Config, error) { return loadConfig(*path) },
+	})
+}

@@ -1,0 +1,123 @@
+// Package audit writes the audit trail to the store's ehrsync.audit: every
+// table run, backfill and admin action, with who did it, the org and table,
+// the columns read, rows by operation, positions from and to, the outcome
+// and its error class, and the duration. Never row values: errors are
+// recorded by class, not by text.
+package audit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Action is the kind of an audited event.
+type Action string
+
+// The audited actions.
+const (
+	ActionRun      Action = "run"
+	ActionBackfill Action = "backfill"
+	ActionAdmin    Action = "admin"
+)
+
+// Record is one audit record.
+type Record struct {
+	Actor      string // the service ("daemon", "sync") or the operator
+	Action     Action
+	What       string // for admin actions: "pause", "reset", ...
+	Org, Table string
+	RunID      string
+	Columns    []string
+	Chunks     int
+	Rows       struct{ Inserted, Updated, Deleted, Unchanged int64 }
+	From, To   watermarks.Position
+	Outcome    string // ok, failed, expired, canceled, ...
+	ErrorClass string
+	Duration   time.Duration
+}
+
+// Recorder writes audit records. It implements engine.Auditor. It is safe
+// for concurrent use.
+type Recorder struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	// Action is what table runs are recorded as (ActionRun by default;
+	// ActionBackfill for a backfill's runs).
+	Action Action
+	// Classify names an error's class (daemon.Class); nil: "error".
+	Classify func(error) string
+}
+
+// New returns a Recorder on the store's pool; write failures are logged on log.
+func New(pool *pgxpool.Pool, log *slog.Logger) *Recorder {
+	return &Recorder{pool: pool, log: log, Action: ActionRun}
+}
+
+// TableRun records a finished table run (engine.Auditor).
+func (r *Recorder) TableRun(ctx context.Context, actor, runID string, columns []string, res engine.TableResult) {
+	rec := Record{
+		Actor: actor, Action: r.Action, Org: res.Org, Table: res.Table, RunID: runID, Columns: columns,
+		Chunks: res.Chunks, From: res.From, To: res.To, Duration: res.Duration, Outcome: "ok",
+	}
+	rec.Rows.Inserted, rec.Rows.Updated, rec.Rows.Deleted, rec.Rows.Unchanged =
+		res.Totals.Inserted, res.Totals.Updated, res.Totals.Deleted, res.Totals.Unchanged
+	if res.Expired {
+		rec.Outcome = "expired"
+	}
+	if res.Err != nil {
+		rec.Outcome = "failed"
+		rec.ErrorClass = "error"
+		if r.Classify != nil {
+			rec.ErrorClass = r.Classify(res.Err)
+		}
+	}
+	if rec.Actor == "" {
+		rec.Actor = "unknown"
+	}
+	if err := r.Write(ctx, rec); err != nil {
+		r.log.Error("audit record not written", "org", res.Org, "table", res.Table, "err", err)
+	}
+}
+
+// Write stores one record. It writes even when ctx is done (a canceled run
+// is still audited), within its own timeout.
+func (r *Recorder) Write(ctx context.Context, rec Record) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	from, err := encode(rec.From)
+	if err != nil {
+		return err
+	}
+	to, err := encode(rec.To)
+	if err != nil {
+		return err
+	}
+	_, err = r.pool.Exec(ctx, `INSERT INTO ehrsync.audit (actor, action, what, org, table_name, run_id, columns, chunks,
+			rows_inserted, rows_updated, rows_deleted, rows_unchanged, from_position, to_position, outcome, error_class, duration_ms)
+		VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8, $9, $10, $11, $12, $13, $14, $15, nullif($16, ''), $17)`,
+		rec.Actor, string(rec.Action), rec.What, rec.Org, rec.Table, rec.RunID, rec.Columns, int64(rec.Chunks),
+		rec.Rows.Inserted, rec.Rows.Updated, rec.Rows.Deleted, rec.Rows.Unchanged, from, to, rec.Outcome, rec.ErrorClass,
+		rec.Duration.Milliseconds())
+	if err != nil {
+		return fmt.Errorf("write audit record: %w", err)
+	}
+	return nil
+}
+
+func encode(p watermarks.Position) (any, error) {
+	if p == nil {
+		return nil, nil
+	}
+	b, err := watermarks.Encode(p)
+	if err != nil {
+		return nil, fmt.Errorf("audit record: %w", err)
+	}
+	return string(b), nil
+}

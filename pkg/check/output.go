@@ -1,0 +1,106 @@
+package check
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteJSON writes the report as indented JSON (schema: SchemaVersion, see
+// docs/operations-connect.md).
+func (r Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteText writes the report as tables for people.
+func (r Report) WriteText(w io.Writer) error {
+	for _, o := range r.Orgs {
+		state := "HEALTHY"
+		if !o.Healthy {
+			state = "UNHEALTHY"
+		}
+		fmt.Fprintf(w, "org %s (%s via %s): %s\n", o.Name, o.Dialect, o.Via, state)
+		for _, wn := range o.Warnings {
+			fmt.Fprintf(w, "  WARNING: %s\n", wn)
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  STEP\tRESULT\tTIME\tDETAIL")
+		for _, s := range o.Steps {
+			fmt.Fprintf(tw, "  %s\t%s\t%dms\t%s\n", s.Name, s.Status, s.DurationMS, s.Detail)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		for _, s := range o.Steps {
+			if s.Problem != nil {
+				writeProblem(w, s.Name, *s.Problem)
+			}
+		}
+		if len(o.Tables) > 0 {
+			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "  TABLE\tRESULT\tEXISTS\tKEY\tCDC\tCT\tPERMISSIONS\tSTRATEGY")
+			for _, t := range o.Tables {
+				fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Status, t.Exists, orDash(strings.Join(t.Key, ",")),
+					orDash(t.CDC), orDash(t.CT), permText(t.Permissions), orDash(t.Strategy))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, t := range o.Tables {
+				if t.Why != "" {
+					fmt.Fprintf(w, "  %s: %s", t.Name, t.Why)
+					if t.Blind != "" {
+						fmt.Fprintf(w, "; cannot see %s", t.Blind)
+					}
+					fmt.Fprintln(w)
+				}
+				for _, n := range t.Notes {
+					fmt.Fprintf(w, "  %s: note: %s\n", t.Name, n)
+				}
+				for _, p := range t.Problems {
+					writeProblem(w, t.Name, p)
+				}
+				for _, p := range t.Permissions {
+					if p.Granted == nil && p.Needed {
+						fmt.Fprintf(w, "  %s: %s could not be checked with this login's rights; if missing: %s\n", t.Name, p.Name, p.Grant)
+					}
+				}
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
+}
+
+func writeProblem(w io.Writer, where string, p Problem) {
+	fmt.Fprintf(w, "  %s: [%s] %s\n    fix: %s\n", where, p.Code, p.Cause, p.Fix)
+	if p.Grant != "" {
+		fmt.Fprintf(w, "    grant: %s\n", p.Grant)
+	}
+}
+
+func permText(ps []Permission) string {
+	var parts []string
+	for _, p := range ps {
+		mark := "?"
+		if p.Granted != nil {
+			mark = "no"
+			if *p.Granted {
+				mark = "yes"
+			}
+		}
+		parts = append(parts, p.Name+"="+mark)
+	}
+	return orDash(strings.Join(parts, " "))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

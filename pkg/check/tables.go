@@ -1,0 +1,252 @@
+package check
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/source"
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+// table checks one configured table; each query has the step timeout.
+func (c *checker) table(ctx context.Context, db *sql.DB, tc config.Table) TableReport {
+	src := c.org.Source
+	schema, name := tc.SchemaName()
+	t := TableReport{Name: schema + "." + name, Status: StatusOK}
+	fail := func(p *Problem) {
+		if p != nil {
+			t.Problems = append(t.Problems, *p)
+		}
+		t.Status = StatusFailed
+	}
+	q := func(fn func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
+		defer cancel()
+		return fn(ctx)
+	}
+	ms := src.Dialect == config.SQLServer
+	qname := pgx.Identifier{schema, name}.Sanitize()
+	if ms {
+		qname = "[" + strings.ReplaceAll(schema, "]", "]]") + "].[" + strings.ReplaceAll(name, "]", "]]") + "]"
+	}
+	// Exists.
+	if err := q(func(ctx context.Context) error {
+		query := "SELECT to_regclass($1) IS NOT NULL"
+		if ms {
+			query = "SELECT CAST(CASE WHEN OBJECT_ID(@p1, 'U') IS NULL THEN 0 ELSE 1 END AS bit)"
+		}
+		return db.QueryRowContext(ctx, query, qname).Scan(&t.Exists)
+	}); err != nil {
+		fail(ProblemOf(err))
+		return t
+	}
+	if !t.Exists {
+		fail(&Problem{Code: "table_missing", Cause: "the table does not exist at the source, or the login cannot see it",
+			Fix:   "check the table name in the configuration; the login needs at least SELECT on it to see it (see the GRANT below)",
+			Grant: grantSelect(src, qname)})
+		return t
+	}
+	// Key.
+	if err := q(func(ctx context.Context) error {
+		query := `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)`
+		if ms {
+			query = `SELECT c.name FROM sys.indexes i
+JOIN sys.index_columns ic ON ic.object_id = i.object_id AND ic.index_id = i.index_id
+JOIN sys.columns c ON c.object_id = ic.object_id AND c.column_id = ic.column_id
+WHERE i.object_id = OBJECT_ID(@p1) AND i.is_primary_key = 1 ORDER BY ic.key_ordinal`
+		}
+		rows, err := db.QueryContext(ctx, query, qname)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				return err
+			}
+			t.Key = append(t.Key, k)
+		}
+		return rows.Err()
+	}); err != nil {
+		t.Notes = append(t.Notes, "primary key not checked: "+ProblemOf(err).Cause)
+	} else if len(t.Key) == 0 {
+		t.Notes = append(t.Notes, "no primary key at the source: ehrsync pages and applies changes by the catalog's key, which must be unique")
+	}
+	// CDC and Change Tracking (SQL Server only).
+	if ms {
+		var cdc, ct bool
+		if err := q(func(ctx context.Context) error {
+			return db.QueryRowContext(ctx, `SELECT t.is_tracked_by_cdc,
+CAST(CASE WHEN EXISTS (SELECT 1 FROM sys.change_tracking_tables ct WHERE ct.object_id = t.object_id) THEN 1 ELSE 0 END AS bit)
+FROM sys.tables t WHERE t.object_id = OBJECT_ID(@p1)`, qname).Scan(&cdc, &ct)
+		}); err != nil {
+			t.CDC, t.CT = "unknown", "unknown"
+			t.Notes = append(t.Notes, "CDC/CT status not checked: "+ProblemOf(err).Cause)
+		} else {
+			t.CDC, t.CT = onOff(cdc), onOff(ct)
+		}
+	}
+	// Plan.
+	strategy := tc.Strategy
+	if c.opts.Planner != nil && c.opts.Catalog != nil {
+		plan, err := c.plan(ctx, db, tc)
+		if err != nil {
+			p := ProblemOf(err)
+			if p.Code == source.ClassUnknown.Code {
+				p = &Problem{Code: "plan_failed", Cause: "the table's strategy cannot be planned: " + err.Error(),
+					Fix: "fix the table's strategy, cursor or columns in the configuration"}
+			}
+			fail(p)
+		} else {
+			strategy = plan.Strategy
+			t.Strategy, t.Why, t.Blind = string(plan.Strategy), plan.Why, plan.Blind
+		}
+	}
+	// Permissions.
+	t.Permissions = c.permissions(ctx, db, q, qname, strategy, t)
+	for _, p := range t.Permissions {
+		switch {
+		case p.Needed && p.Granted != nil && !*p.Granted:
+			fail(&Problem{Code: source.ClassPermission.Code, Cause: "the login lacks " + p.Name + " on " + t.Name,
+				Fix: "run the GRANT as a database owner", Grant: p.Grant})
+		case p.Needed && p.Granted == nil && t.Status == StatusOK:
+			t.Status = StatusWarning
+		}
+	}
+	return t
+}
+
+func onOff(b bool) string {
+	if b {
+		return "enabled"
+	}
+	return "disabled"
+}
+
+func (c *checker) plan(ctx context.Context, db *sql.DB, tc config.Table) (engine.Plan, error) {
+	ct, ok := c.opts.Catalog.Table(tc.Name)
+	if !ok {
+		return engine.Plan{}, fmt.Errorf("table %s is not in the catalog", tc.Name)
+	}
+	if len(tc.Columns) > 0 {
+		var err error
+		if ct, err = ct.Project(tc.Columns); err != nil {
+			return engine.Plan{}, fmt.Errorf("columns: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
+	defer cancel()
+	return c.opts.Planner.Plan(ctx, engine.PlanRequest{
+		DB: db, Dialect: schemas.Dialect(c.org.Source.Dialect), Table: ct, Config: tc,
+		Practices: c.org.Source.PracticeIDs, ChunkRows: 1000, ChunkBytes: 1 << 20,
+		QueryTimeout: c.opts.StepTimeout,
+	})
+}
+
+// permissions lists what the strategy needs (and, on SQL Server, what CDC
+// or Change Tracking would need when they are enabled on the table).
+func (c *checker) permissions(ctx context.Context, db *sql.DB, q func(func(context.Context) error) error, qname string, strategy config.Strategy, t TableReport) []Permission {
+	src := c.org.Source
+	user := src.User
+	var out []Permission
+	check := func(name string, needed bool, grant string, query string, args ...any) {
+		p := Permission{Name: name, Needed: needed}
+		var ok sql.NullBool
+		err := q(func(ctx context.Context) error { return db.QueryRowContext(ctx, query, args...).Scan(&ok) })
+		switch {
+		case err != nil || !ok.Valid:
+			// Not checkable (no rights to look): say so.
+		default:
+			g := ok.Bool
+			p.Granted = &g
+		}
+		if p.Granted == nil || !*p.Granted {
+			p.Grant = grant
+		}
+		out = append(out, p)
+	}
+	if src.Dialect == config.Postgres {
+		check("SELECT", true, grantSelect(src, qname), "SELECT has_table_privilege(to_regclass($1), 'SELECT')", qname)
+		return out
+	}
+	check("SELECT", strategy != config.StrategyCDC, grantSelect(src, qname), "SELECT CAST(HAS_PERMS_BY_NAME(@p1, 'OBJECT', 'SELECT') AS bit)", qname)
+	if t.CT == "enabled" || strategy == config.StrategyChangeTracking {
+		check("VIEW CHANGE TRACKING", strategy == config.StrategyChangeTracking,
+			fmt.Sprintf("GRANT VIEW CHANGE TRACKING ON %s TO %s;", qname, msIdent(user)),
+			"SELECT CAST(HAS_PERMS_BY_NAME(@p1, 'OBJECT', 'VIEW CHANGE TRACKING') AS bit)", qname)
+	}
+	if t.CDC == "enabled" || strategy == config.StrategyCDC {
+		needed := strategy == config.StrategyCDC
+		check("SELECT ON SCHEMA cdc", needed, fmt.Sprintf("GRANT SELECT ON SCHEMA::cdc TO %s;", msIdent(user)),
+			"SELECT CAST(HAS_PERMS_BY_NAME('cdc', 'SCHEMA', 'SELECT') AS bit)")
+		// The capture instance's gating role (P17): without membership the
+		// change functions return nothing rather than failing.
+		var role sql.NullString
+		err := q(func(ctx context.Context) error {
+			return db.QueryRowContext(ctx, "SELECT TOP 1 role_name FROM cdc.change_tables WHERE source_object_id = OBJECT_ID(@p1) ORDER BY create_date DESC", qname).Scan(&role)
+		})
+		switch {
+		case err != nil && !errors.Is(err, sql.ErrNoRows):
+			out = append(out, Permission{Name: "CDC gating role", Needed: needed,
+				Grant: "-- could not read cdc.change_tables; GRANT SELECT ON SCHEMA::cdc first, then re-run check"})
+		case role.Valid && role.String != "":
+			check("member of CDC gating role "+role.String, needed,
+				fmt.Sprintf("ALTER ROLE %s ADD MEMBER %s;", msIdent(role.String), msIdent(user)),
+				"SELECT CAST(IS_ROLEMEMBER(@p1) AS bit)", role.String)
+		}
+	}
+	return out
+}
+
+// captureAgent checks that the CDC capture job runs (P6), where the login
+// may look.
+func (c *checker) captureAgent(ctx context.Context, db *sql.DB) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
+	defer cancel()
+	var last sql.NullTime
+	var errorsLastHour int
+	err := db.QueryRowContext(ctx, `SELECT (SELECT MAX(end_time) FROM sys.dm_cdc_log_scan_sessions),
+(SELECT COUNT(*) FROM sys.dm_cdc_errors WHERE entry_time > DATEADD(hour, -1, GETDATE()))`).Scan(&last, &errorsLastHour)
+	s := Step{Name: "capture agent", DurationMS: time.Since(start).Milliseconds()}
+	switch {
+	case err != nil && source.Classify(err) == source.ClassPermission:
+		s.Status = StatusWarning
+		s.Detail = fmt.Sprintf("not checked: the login may not read sys.dm_cdc_log_scan_sessions (GRANT VIEW DATABASE STATE TO %s; to let check see the capture job)", msIdent(c.org.Source.User))
+	case err != nil:
+		s.Status, s.Problem = StatusWarning, ProblemOf(err)
+		s.Detail = "not checked"
+	case !last.Valid || time.Since(last.Time) > 15*time.Minute || errorsLastHour > 0:
+		s.Status = StatusFailed
+		p := ProblemOf(source.ErrCaptureAgentStopped)
+		s.Problem = p
+		if last.Valid {
+			s.Detail = fmt.Sprintf("last log scan session ended %s; %d capture errors in the last hour", last.Time.Format(time.RFC3339), errorsLastHour)
+		} else {
+			s.Detail = "no log scan sessions recorded"
+		}
+	default:
+		s.Status = StatusOK
+		s.Detail = "last log scan session ended " + last.Time.Format(time.RFC3339)
+	}
+	c.rep.Steps = append(c.rep.Steps, s)
+}
+
+func grantSelect(src config.Source, qname string) string {
+	if src.Dialect == config.SQLServer {
+		return fmt.Sprintf("GRANT SELECT ON %s TO %s;", qname, msIdent(src.User))
+	}
+	return fmt.Sprintf("GRANT SELECT ON %s TO %s;", qname, pgx.Identifier{src.User}.Sanitize())
+}
+
+func msIdent(s string) string { return "[" + strings.ReplaceAll(s, "]", "]]") + "]" }

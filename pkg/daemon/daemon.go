@@ -1,0 +1,705 @@
+// Package daemon is ehrsync's scheduler, the heart of `ehrsync run`: per
+// organization a schedule (robfig/cron/v3: a cron expression, or an interval
+// from a start time in a time zone), no overlapping runs of one org, bounded
+// concurrency across orgs, jitter, retries with exponential backoff for
+// transient errors only, manual triggers, backfills, pause and resume,
+// configuration reload, and a graceful shutdown that stops taking work and
+// lets the chunk transactions in flight finish (or roll back when the grace
+// period ends): a chunk is never half-committed.
+//
+// Goroutines live here, under an errgroup, each with a stop path.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
+)
+
+// Syncer runs one pass over an organization's tables (only those named,
+// when given). *engine.Engine implements it; it must be safe for concurrent
+// use on different orgs.
+type Syncer interface {
+	SyncOrg(ctx context.Context, org *config.Org, tables []string) engine.OrgResult
+}
+
+// Backfiller re-snapshots one table of an organization under the table's
+// lease, recording actor in the position history. *Backfill implements it.
+type Backfiller interface {
+	Backfill(ctx context.Context, org *config.Org, table, actor string) (engine.TableResult, error)
+}
+
+// Options tune the scheduler. Zero values take the defaults.
+type Options struct {
+	// Concurrency is how many organizations run at once (default 4).
+	Concurrency int
+	// Jitter delays each scheduled run by a random duration in [0, Jitter),
+	// so replicas and orgs on one schedule do not start in lockstep.
+	Jitter time.Duration
+	// Grace is how long a shutdown waits for runs in flight before it
+	// cancels them (their open chunk transaction rolls back). Default 30s.
+	Grace time.Duration
+	// Retries is how many times a table (or an org whose source failed) is
+	// retried after a transient error (default 3; negative: none).
+	Retries int
+	// Backoff is the first retry's delay (default 5s); each next one
+	// doubles, up to MaxBackoff (default 5m), with jitter.
+	Backoff, MaxBackoff time.Duration
+	// Actor names the daemon in position history and audit ("daemon").
+	Actor string
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
+	}
+	if o.Retries == 0 {
+		o.Retries = 3
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = 5 * time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Actor == "" {
+		o.Actor = "daemon"
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Errors of the control operations (the admin API maps them to statuses).
+var (
+	ErrUnknownOrg   = errors.New("no such organization")
+	ErrUnknownTable = errors.New("no such table in the organization's configuration")
+	ErrNotRunning   = errors.New("the organization has no run in progress")
+	ErrNoBackfill   = errors.New("backfills are not available")
+)
+
+// Daemon schedules and runs organizations. Its control methods (Trigger,
+// Pause, Resume, Cancel, Reload, Status) are safe for concurrent use while
+// Run runs.
+type Daemon struct {
+	sync     Syncer
+	backfill Backfiller
+	log      *slog.Logger
+	metrics  *Metrics
+	opts     Options
+
+	wake chan struct{}
+
+	mu     sync.Mutex
+	orgs   map[string]*orgState
+	loaded bool
+}
+
+type orgState struct {
+	cfg     config.Org
+	sched   cron.Schedule
+	next    time.Time
+	paused  bool
+	removed bool // gone from the configuration; dropped when its run ends
+	pending *request
+	running *request
+	cancel  context.CancelFunc
+	last    *RunStatus
+	tables  map[string]TableStatus
+}
+
+type request struct {
+	tables    []string // nil: all
+	backfill  bool
+	actor     string
+	scheduled bool
+	at        time.Time
+}
+
+// New returns a daemon for cfg's organizations. backfill may be nil
+// (backfills unavailable); metrics may be nil.
+func New(cfg *config.Config, sync Syncer, backfill Backfiller, log *slog.Logger, metrics *Metrics, opts Options) (*Daemon, error) {
+	opts.defaults()
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	d := &Daemon{sync: sync, backfill: backfill, log: log, metrics: metrics, opts: opts,
+		wake: make(chan struct{}, 1), orgs: map[string]*orgState{}}
+	if err := d.Reload(cfg); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Reload replaces the organizations and their schedules with cfg's. Runs in
+// flight keep the configuration they started with; a removed org's run
+// finishes. On an error nothing changes. Store, server and defaults changes
+// need a restart.
+func (d *Daemon) Reload(cfg *config.Config) error {
+	scheds := make(map[string]cron.Schedule, len(cfg.Orgs))
+	var errs []error
+	for _, o := range cfg.Orgs {
+		s, err := NewSchedule(o.Schedule)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("org %s: %w", o.Name, err))
+			continue
+		}
+		scheds[o.Name] = s
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	now := d.opts.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, st := range d.orgs {
+		if _, ok := scheds[name]; !ok {
+			if st.running != nil {
+				st.removed = true
+			} else {
+				delete(d.orgs, name)
+			}
+			d.metrics.NextRun.DeleteLabelValues(name)
+			d.metrics.Interval.DeleteLabelValues(name)
+			d.metrics.Paused.DeleteLabelValues(name)
+		}
+	}
+	for _, o := range cfg.Orgs {
+		st, ok := d.orgs[o.Name]
+		if !ok {
+			st = &orgState{tables: map[string]TableStatus{}}
+			d.orgs[o.Name] = st
+		}
+		st.cfg, st.sched, st.removed = o, scheds[o.Name], false
+		st.next = st.sched.Next(now)
+		d.metrics.NextRun.WithLabelValues(o.Name).Set(float64(st.next.Unix()))
+		d.metrics.Interval.WithLabelValues(o.Name).Set(st.sched.Next(st.next).Sub(st.next).Seconds())
+		d.metrics.Paused.WithLabelValues(o.Name).Set(b2f(st.paused))
+	}
+	d.metrics.Schedules.Set(float64(len(cfg.Orgs)))
+	d.loaded = true
+	d.poke()
+	return nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (d *Daemon) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Loaded reports whether schedules are loaded (for /readyz).
+func (d *Daemon) Loaded() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.loaded
+}
+
+// Trigger asks for a run of org now (only the named tables, when given),
+// as actor. When the org is running, the request waits for that run to end;
+// queued reports that. A backfill re-snapshots the tables.
+func (d *Daemon) Trigger(org string, tables []string, backfill bool, actor string) (queued bool, err error) {
+	if backfill && d.backfill == nil {
+		return false, ErrNoBackfill
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st, ok := d.orgs[org]
+	if !ok || st.removed {
+		return false, fmt.Errorf("%w: %s", ErrUnknownOrg, org)
+	}
+	for _, t := range tables {
+		if _, ok := st.cfg.Table(t); !ok {
+			return false, fmt.Errorf("%w: %s %s", ErrUnknownTable, org, t)
+		}
+	}
+	st.pending = &request{tables: tables, backfill: backfill, actor: actor, at: d.opts.Now()}
+	d.poke()
+	return st.running != nil, nil
+}
+
+// Pause stops org's scheduled runs (a run in progress finishes; manual
+// triggers still run). Resume starts them again.
+func (d *Daemon) Pause(org string) error  { return d.setPaused(org, true) }
+func (d *Daemon) Resume(org string) error { return d.setPaused(org, false) }
+
+func (d *Daemon) setPaused(org string, p bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st, ok := d.orgs[org]
+	if !ok || st.removed {
+		return fmt.Errorf("%w: %s", ErrUnknownOrg, org)
+	}
+	st.paused = p
+	d.metrics.Paused.WithLabelValues(org).Set(b2f(p))
+	return nil
+}
+
+// Cancel cancels org's run in progress (a sync or a backfill): its open
+// chunk transaction rolls back; committed chunks stay, and a backfill
+// resumes where it stopped when started again.
+func (d *Daemon) Cancel(org string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st, ok := d.orgs[org]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrUnknownOrg, org)
+	}
+	if st.running == nil || st.cancel == nil {
+		return fmt.Errorf("%w: %s", ErrNotRunning, org)
+	}
+	st.cancel()
+	return nil
+}
+
+// RunStatus is an organization's last finished run.
+type RunStatus struct {
+	Kind       string    `json:"kind"` // sync or backfill
+	Actor      string    `json:"actor"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
+	Outcome    string    `json:"outcome"` // ok, failed, canceled
+	ErrorClass string    `json:"error_class,omitempty"`
+}
+
+// TableStatus is what the daemon saw of a table's last run.
+type TableStatus struct {
+	Strategy    string    `json:"strategy,omitempty"`
+	LastRun     time.Time `json:"last_run"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	Outcome     string    `json:"outcome"` // ok, failed, expired, busy
+	ErrorClass  string    `json:"error_class,omitempty"`
+	Rows        int64     `json:"rows"`
+}
+
+// OrgStatus is an organization's state for the admin API.
+type OrgStatus struct {
+	Name    string                 `json:"name"`
+	Config  config.Org             `json:"-"`
+	State   string                 `json:"state"` // idle, running, backfilling, paused
+	Paused  bool                   `json:"paused"`
+	Queued  bool                   `json:"queued"`
+	NextRun time.Time              `json:"next_run"`
+	LastRun *RunStatus             `json:"last_run,omitempty"`
+	Tables  map[string]TableStatus `json:"tables"`
+}
+
+// Status returns every organization's state, by name.
+func (d *Daemon) Status() []OrgStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]OrgStatus, 0, len(d.orgs))
+	for name, st := range d.orgs {
+		s := OrgStatus{Name: name, Config: st.cfg, Paused: st.paused, Queued: st.pending != nil, NextRun: st.next,
+			Tables: make(map[string]TableStatus, len(st.tables)), State: "idle"}
+		switch {
+		case st.running != nil && st.running.backfill:
+			s.State = "backfilling"
+		case st.running != nil:
+			s.State = "running"
+		case st.paused:
+			s.State = "paused"
+		}
+		if st.last != nil {
+			l := *st.last
+			s.LastRun = &l
+		}
+		for k, v := range st.tables {
+			s.Tables[k] = v
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Serve is what Run serves besides the schedules.
+type Serve struct {
+	// Listener and Handler: the HTTP server (metrics, health, admin API);
+	// nil Listener: none.
+	Listener net.Listener
+	Handler  http.Handler
+	// Reload: each value received reloads the configuration from Load
+	// (SIGHUP). nil: no reloads.
+	Reload <-chan os.Signal
+	Load   func() (*config.Config, error)
+}
+
+// Run runs the schedules and serves srv until ctx is done, then shuts down
+// gracefully: it starts no new run or table, waits up to Options.Grace for
+// the runs in flight, then cancels them (their open chunk transactions roll
+// back), and returns nil. It returns an error only when the HTTP server
+// fails.
+func (d *Daemon) Run(ctx context.Context, srv Serve) error {
+	// Runs outlive ctx by up to the grace period.
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
+	var runs errgroup.Group
+	sem := make(chan struct{}, d.opts.Concurrency)
+
+	var (
+		server   *http.Server
+		serving  errgroup.Group
+		serveErr = make(chan error, 1)
+	)
+	if srv.Listener != nil {
+		server = &http.Server{Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second}
+		serving.Go(func() error {
+			err := server.Serve(srv.Listener)
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			serveErr <- err
+			return err
+		})
+	}
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var failed error
+loop:
+	for {
+		now := d.opts.Now()
+		for _, s := range d.due(now) {
+			d.start(&runs, runCtx, ctx.Done(), sem, s.name, s.org, s.req)
+		}
+		timer.Reset(d.untilNext(d.opts.Now()))
+		select {
+		case <-ctx.Done():
+			break loop
+		case failed = <-serveErr:
+			break loop
+		case <-timer.C:
+		case <-d.wake:
+		case <-srv.Reload:
+			d.reload(srv.Load)
+		}
+	}
+
+	d.log.Info("stopping: no new runs; waiting for runs in flight", "grace", d.opts.Grace)
+	grace := time.AfterFunc(d.opts.Grace, func() {
+		d.log.Warn("grace period over: canceling runs in flight (open chunk transactions roll back)")
+		cancelRuns()
+	})
+	_ = runs.Wait()
+	grace.Stop()
+	if server != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = server.Shutdown(sctx)
+		_ = serving.Wait()
+	}
+	d.log.Info("stopped")
+	if failed != nil {
+		return fmt.Errorf("http server: %w", failed)
+	}
+	return nil
+}
+
+func (d *Daemon) reload(load func() (*config.Config, error)) {
+	if load == nil {
+		return
+	}
+	cfg, err := load()
+	if err == nil {
+		err = d.Reload(cfg)
+	}
+	if err != nil {
+		d.metrics.Reloads.WithLabelValues("failed").Inc()
+		d.log.Error("configuration not reloaded; the old one stays", "err", err)
+		return
+	}
+	d.metrics.Reloads.WithLabelValues("ok").Inc()
+	d.log.Info("configuration reloaded", "orgs", len(cfg.Orgs))
+}
+
+type dueRun struct {
+	name string
+	org  config.Org
+	req  request
+}
+
+// due returns the runs to start now and marks them running; scheduled runs
+// of a running or paused org are skipped and counted.
+func (d *Daemon) due(now time.Time) []dueRun {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []dueRun
+	names := make([]string, 0, len(d.orgs))
+	for n := range d.orgs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		st := d.orgs[name]
+		if st.removed {
+			continue
+		}
+		var req *request
+		if !st.next.After(now) {
+			switch {
+			case st.running != nil:
+				d.metrics.Skipped.WithLabelValues(name, "overlap").Inc()
+				d.log.Warn("scheduled run skipped: the previous run is still going", "org", name)
+			case st.paused:
+				d.metrics.Skipped.WithLabelValues(name, "paused").Inc()
+			default:
+				req = &request{scheduled: true, actor: d.opts.Actor, at: st.next}
+			}
+			st.next = st.sched.Next(now)
+			d.metrics.NextRun.WithLabelValues(name).Set(float64(st.next.Unix()))
+		}
+		if st.running == nil && st.pending != nil {
+			req, st.pending = st.pending, nil
+		}
+		if req == nil || st.running != nil {
+			continue
+		}
+		st.running = req
+		out = append(out, dueRun{name: name, org: st.cfg, req: *req})
+	}
+	return out
+}
+
+func (d *Daemon) untilNext(now time.Time) time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	wait := time.Hour
+	for _, st := range d.orgs {
+		if w := st.next.Sub(now); !st.next.IsZero() && w < wait {
+			wait = w
+		}
+	}
+	return max(wait, time.Millisecond)
+}
+
+// start runs one org's request in the group. stop closes when the daemon
+// stops taking work; ctx is canceled when the grace period ends.
+func (d *Daemon) start(g *errgroup.Group, ctx context.Context, stop <-chan struct{}, sem chan struct{}, name string, org config.Org, req request) {
+	ctx, cancel := context.WithCancel(ctx)
+	d.mu.Lock()
+	d.orgs[name].cancel = cancel
+	d.mu.Unlock()
+	g.Go(func() error {
+		defer d.finish(name, cancel)
+		if req.scheduled && d.opts.Jitter > 0 {
+			if !sleep(ctx, stop, rand.N(d.opts.Jitter)) {
+				return nil
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+		defer func() { <-sem }()
+		d.runOrg(ctx, stop, &org, req)
+		return nil
+	})
+}
+
+func (d *Daemon) finish(name string, cancel context.CancelFunc) {
+	cancel()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.orgs[name]
+	st.running, st.cancel = nil, nil
+	if st.removed {
+		delete(d.orgs, name)
+	}
+	d.poke() // a trigger may be waiting for this run
+}
+
+// sleep waits for dur; false when stop or ctx ended it first.
+func sleep(ctx context.Context, stop <-chan struct{}, dur time.Duration) bool {
+	t := time.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func stopped(ctx context.Context, stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// runOrg runs the org's tables one at a time (so a shutdown stops between
+// tables), each with retries for transient errors.
+func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.Org, req request) {
+	start := d.opts.Now()
+	d.metrics.InFlight.Inc()
+	defer d.metrics.InFlight.Dec()
+	kind := "sync"
+	if req.backfill {
+		kind = "backfill"
+	}
+	log := d.log.With("org", org.Name, "kind", kind, "actor", req.actor)
+	log.Debug("run started")
+	tables := req.tables
+	if len(tables) == 0 {
+		for _, t := range org.Tables {
+			tables = append(tables, t.Name)
+		}
+	}
+	outcome, class := "ok", ""
+	for _, t := range tables {
+		if stopped(ctx, stop) {
+			outcome = "canceled"
+			break
+		}
+		var err error
+		if req.backfill {
+			err = d.backfillTable(ctx, org, t, req.actor)
+		} else {
+			err = d.syncTable(ctx, stop, log, org, t)
+		}
+		if err != nil {
+			outcome, class = "failed", Class(err)
+			if errors.Is(err, errOrg) {
+				break // the source failed: the other tables would too
+			}
+		}
+	}
+	if outcome != "canceled" && ctx.Err() != nil {
+		outcome, class = "canceled", "canceled"
+	}
+	d.metrics.Runs.WithLabelValues(org.Name, outcome).Inc()
+	d.metrics.RunDuration.WithLabelValues(org.Name).Observe(d.opts.Now().Sub(start).Seconds())
+	d.mu.Lock()
+	if st, ok := d.orgs[org.Name]; ok {
+		st.last = &RunStatus{Kind: kind, Actor: req.actor, Start: start, End: d.opts.Now(), Outcome: outcome, ErrorClass: class}
+	}
+	d.mu.Unlock()
+	log.Debug("run finished", "outcome", outcome)
+}
+
+// errOrg marks an organization-level failure (its source).
+var errOrg = errors.New("organization run failed")
+
+type orgError struct{ err error }
+
+func (e orgError) Error() string   { return e.err.Error() }
+func (e orgError) Unwrap() []error { return []error{e.err, errOrg} }
+func (d *Daemon) backoff(n int) time.Duration {
+	b := d.opts.Backoff << min(n, 20)
+	if b > d.opts.MaxBackoff || b <= 0 {
+		b = d.opts.MaxBackoff
+	}
+	return b/2 + rand.N(b/2+1)
+}
+
+func (d *Daemon) syncTable(ctx context.Context, stop <-chan struct{}, log *slog.Logger, org *config.Org, table string) error {
+	for attempt := 0; ; attempt++ {
+		r := d.sync.SyncOrg(ctx, org, []string{table})
+		err := d.observe(org.Name, r)
+		// A run whose own deadline passed (or that was canceled) is not
+		// retried; a timeout inside it (a connect or query timeout) is.
+		if err == nil || ctx.Err() != nil || !Transient(err) || attempt >= d.opts.Retries {
+			return err
+		}
+		wait := d.backoff(attempt)
+		d.metrics.Retries.WithLabelValues(org.Name).Inc()
+		log.Warn("transient error: retrying", "table", table, "attempt", attempt+1, "in", wait.Round(time.Millisecond), "class", Class(err))
+		if !sleep(ctx, stop, wait) {
+			return err
+		}
+	}
+}
+
+// observe records a result in the status and metrics and returns its error
+// (the org's, marked with errOrg, or the first failed table's).
+func (d *Daemon) observe(org string, r engine.OrgResult) error {
+	now := d.opts.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.orgs[org]
+	if r.Err != nil {
+		d.metrics.Errors.WithLabelValues(org, "*", Class(r.Err)).Inc()
+		if !errors.Is(r.Err, context.Canceled) {
+			d.metrics.SourceUp.WithLabelValues(org).Set(0)
+		}
+		return orgError{r.Err}
+	}
+	d.metrics.SourceUp.WithLabelValues(org).Set(1)
+	var first error
+	for _, t := range r.Tables {
+		ts := st.tables[t.Table]
+		ts.Strategy, ts.LastRun, ts.Rows, ts.Outcome, ts.ErrorClass = t.Strategy, now, t.Totals.Rows, "ok", ""
+		if t.Expired {
+			ts.Outcome = "expired"
+		}
+		if t.Err != nil {
+			ts.Outcome, ts.ErrorClass = "failed", Class(t.Err)
+			d.metrics.Errors.WithLabelValues(org, t.Table, ts.ErrorClass).Inc()
+			if first == nil {
+				first = t.Err
+			}
+		} else {
+			ts.LastSuccess = now
+		}
+		st.tables[t.Table] = ts
+	}
+	for _, t := range r.Skipped {
+		ts := st.tables[t]
+		ts.LastRun, ts.Outcome, ts.ErrorClass = now, "busy", ""
+		st.tables[t] = ts
+	}
+	return first
+}
+
+func (d *Daemon) backfillTable(ctx context.Context, org *config.Org, table, actor string) error {
+	res, err := d.backfill.Backfill(ctx, org, table, actor)
+	if err == nil {
+		err = res.Err
+	}
+	r := engine.OrgResult{Org: org.Name, Tables: []engine.TableResult{res}}
+	if res.Table == "" {
+		r.Err = err
+	}
+	if obsErr := d.observe(org.Name, r); obsErr != nil {
+		return obsErr
+	}
+	return err
+}

@@ -1,0 +1,140 @@
+// Package lease keeps DESIGN.md §1 invariant 7, one runner per table: a
+// PostgreSQL session advisory lock per (org, table) on the store, held on a
+// dedicated connection for the duration of a table's run. Any number of
+// daemon replicas and manual sync or backfill commands take the same locks,
+// so no two of them run one table at once. When a holder crashes, its
+// connection ends and the server releases its lock.
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Key is the advisory lock key of (org, table): one bigint, a key space that
+// never conflicts with storedb's two-int4 locks (storedb.LockClass).
+// table is the source table's qualified name ("dbo.claims").
+func Key(org, table string) int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("ehrsync\x00lease\x00"))
+	_, _ = h.Write([]byte(org))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(table))
+	return int64(h.Sum64())
+}
+
+// Metrics are the leases' Prometheus metrics.
+type Metrics struct {
+	Busy *prometheus.CounterVec // lease attempts that found the table held by another runner
+	Held *prometheus.GaugeVec   // leases this process holds now
+}
+
+// NewMetrics creates the lease metrics and registers them on reg (nil: not
+// registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Busy: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "ehrsync", Subsystem: "lease", Name: "busy_total",
+			Help: "Table runs skipped because another runner (replica, manual sync or backfill) held the table's lease.",
+		}, []string{"org", "table"}),
+		Held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "ehrsync", Subsystem: "lease", Name: "held",
+			Help: "Table leases this process holds now (1 while a table runs).",
+		}, []string{"org", "table"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Busy, m.Held)
+	}
+	return m
+}
+
+// Manager takes table leases on the store. It is safe for concurrent use.
+type Manager struct {
+	conn    *pgx.ConnConfig
+	metrics *Metrics
+}
+
+// NewManager returns a Manager that opens one dedicated connection per held
+// lease from conn (the store's connection configuration; not modified).
+// metrics may be nil.
+func NewManager(conn *pgx.ConnConfig, metrics *Metrics) *Manager {
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	c := conn.Copy()
+	if c.RuntimeParams == nil {
+		c.RuntimeParams = map[string]string{}
+	}
+	c.RuntimeParams["application_name"] = "ehrsync lease"
+	return &Manager{conn: c, metrics: metrics}
+}
+
+// TryLock takes (org, table)'s lease without waiting. ok is false, with no
+// error, when another runner holds it ("busy, skipped" is a normal outcome).
+// When ok, unlock releases the lease; it is safe to call once, from any
+// goroutine, also after ctx is done.
+func (m *Manager) TryLock(ctx context.Context, org, table string) (unlock func(), ok bool, err error) {
+	conn, err := pgx.ConnectConfig(ctx, m.conn)
+	if err != nil {
+		return nil, false, fmt.Errorf("lease %s %s: connect to the store: %w", org, table, err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", Key(org, table)).Scan(&ok); err != nil {
+		closeConn(conn)
+		return nil, false, fmt.Errorf("lease %s %s: %w", org, table, err)
+	}
+	if !ok {
+		closeConn(conn)
+		m.metrics.Busy.WithLabelValues(org, table).Inc()
+		return nil, false, nil
+	}
+	held := m.metrics.Held.WithLabelValues(org, table)
+	held.Inc()
+	return func() {
+		held.Dec()
+		// Closing the session releases its advisory locks; unlocking first
+		// makes it immediate even if the close is slow.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", Key(org, table))
+		_ = conn.Close(ctx)
+	}, true, nil
+}
+
+// Wait takes (org, table)'s lease, polling every interval until it is free
+// or ctx is done. For operator commands (backfill) that should queue behind
+// a running sync rather than skip.
+func (m *Manager) Wait(ctx context.Context, org, table string, interval time.Duration, waiting func()) (unlock func(), err error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	told := false
+	for {
+		unlock, ok, err := m.TryLock(ctx, org, table)
+		if err != nil || ok {
+			return unlock, err
+		}
+		if !told && waiting != nil {
+			waiting()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lease %s %s: %w", org, table, errors.Join(ErrBusy, ctx.Err()))
+		case <-t.C:
+		}
+	}
+}
+
+// ErrBusy means another runner holds the table's lease.
+var ErrBusy = errors.New("table busy: another runner holds its lease")
+
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
+}

@@ -1,0 +1,361 @@
+package source
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"database/sql/driver"
+	"errors"
+	"io"
+	"net"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	mssql "github.com/microsoft/go-mssqldb"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/secrets"
+)
+
+// Class is a kind of connection or query failure, for people: a stable
+// Code (for metrics labels, alerts and JSON), a one-line Cause and the Fix
+// from the operations guide (docs/operations-connect.md). Cause and Fix are
+// fixed texts: they never quote a driver message, a secret or a row value.
+type Class struct {
+	Code  string
+	Cause string
+	Fix   string
+	// Transient failures are worth retrying with backoff; the others need a
+	// person (a password, a grant, a certificate).
+	Transient bool
+}
+
+// The classes. Their codes are stable: dashboards and alerts use them.
+var (
+	ClassConnectTimeout = &Class{Code: "connect_timeout", Transient: true,
+		Cause: "the connection was not established within the connect timeout",
+		Fix:   "check that the endpoint answers (nc -vz HOST PORT from this machine), that firewalls allow it (443/1433), and raise connect_timeout if the link is slow"}
+	ClassRelayUnreachable = &Class{Code: "relay_unreachable", Transient: true,
+		Cause: "the relay endpoint refused or did not answer the connection",
+		Fix:   "on the relay VM check the ailevate-tunnel and ailevate-proxy services (systemctl status ailevate-tunnel ailevate-proxy), and that the firewall allows 443 outbound from the relay"}
+	ClassRelayUpstream = &Class{Code: "relay_upstream_unreachable", Transient: true,
+		Cause: "the relay is up but closed the connection: SQL Server is unreachable behind the relay",
+		Fix:   "from the relay VM run nc -vz SQLHOST 1433; check that SQL Server is running, listens on TCP 1433, and the customer firewall allows the relay to reach it"}
+	ClassServerUnreachable = &Class{Code: "server_unreachable", Transient: true,
+		Cause: "the database server refused the connection or is not reachable",
+		Fix:   "check that the server is running and listens on the configured port (nc -vz HOST PORT from where ehrsync connects), and that the firewall allow-lists ehrsync's address on 1433"}
+	ClassBastionUnreachable = &Class{Code: "ssh_unreachable", Transient: true,
+		Cause: "the SSH bastion refused or did not answer the connection",
+		Fix:   "check that the bastion is running sshd on the configured port and that the firewall allows ehrsync's address (nc -vz BASTION 22)"}
+	ClassSSHHostKey = &Class{Code: "ssh_host_key_mismatch",
+		Cause: "the SSH server's host key does not match known_hosts or the pinned fingerprint",
+		Fix:   "verify the bastion's key out of band (ssh-keyscan HOST | ssh-keygen -lf -) and update ssh.known_hosts or ssh.host_key_fingerprint; never skip the check"}
+	ClassSSHAuth = &Class{Code: "ssh_auth_failed",
+		Cause: "the SSH server rejected the user's key or password",
+		Fix:   "check ssh.user, and that the public key is in the bastion's authorized_keys (or the password is current)"}
+	ClassDNS = &Class{Code: "dns_failure", Transient: true,
+		Cause: "the host name could not be resolved",
+		Fix:   "check the host name in the configuration and this machine's DNS (dig HOST); names ending in .local resolve only inside the customer network, behind the relay or bastion"}
+	ClassTLSExpired = &Class{Code: "tls_expired",
+		Cause: "the server's TLS certificate is expired or not yet valid",
+		Fix:   "renew the SQL Server certificate; if it looks valid, check the clock of this machine and the server (NTP)"}
+	ClassTLSWrongHost = &Class{Code: "tls_wrong_host",
+		Cause: "the server's TLS certificate is for a different host name",
+		Fix:   "set tls.server_name to the name in the certificate (usual behind a relay or tunnel), or reissue the certificate for the name used"}
+	ClassTLSUnknownCA = &Class{Code: "tls_unknown_ca",
+		Cause: "the server's TLS certificate is signed by an authority this machine does not trust",
+		Fix:   "set tls.ca_file to the customer's CA bundle (PEM); trust_server_certificate: true turns verification off and is a last resort"}
+	ClassTLS = &Class{Code: "tls_failure",
+		Cause: "the TLS handshake with the server failed",
+		Fix:   "check tls.mode (strict needs SQL Server 2022), tls.min_version against the server's TLS support, and that the port speaks the expected protocol"}
+	ClassLoginFailed = &Class{Code: "login_failed",
+		Cause: "the server rejected the login (wrong user or password, disabled or locked login, expired password)",
+		Fix:   "check source.user and source.password; on SQL Server check that SQL authentication is enabled and the login is enabled and unlocked (the server's error log names the reason for 18456)"}
+	ClassDatabase = &Class{Code: "database_unavailable",
+		Cause: "the database does not exist or the login may not open it",
+		Fix:   "check source.database; create a user for the login in that database (CREATE USER ... FOR LOGIN ...)"}
+	ClassPermission = &Class{Code: "permission_missing",
+		Cause: "the login lacks a permission the query needs",
+		Fix:   "run the GRANT shown by ehrsync check (see docs/operations-connect.md for the least-privilege script per strategy)"}
+	ClassCDCDisabled = &Class{Code: "cdc_not_enabled",
+		Cause: "Change Data Capture is not enabled on the database or table",
+		Fix:   "EXEC sys.sp_cdc_enable_db; then sys.sp_cdc_enable_table for the table, or use another strategy"}
+	ClassCTDisabled = &Class{Code: "ct_not_enabled",
+		Cause: "Change Tracking is not enabled on the database or table",
+		Fix:   "ALTER DATABASE ... SET CHANGE_TRACKING = ON; ALTER TABLE ... ENABLE CHANGE_TRACKING, or use another strategy"}
+	ClassCaptureAgent = &Class{Code: "capture_agent_stopped",
+		Cause: "the CDC capture job is not running: new changes are not captured",
+		Fix:   "start SQL Server Agent and the cdc.<db>_capture job (EXEC sys.sp_cdc_start_job); check sys.dm_cdc_errors"}
+	ClassSecret = &Class{Code: "secret_unavailable",
+		Cause: "a secret in the configuration could not be resolved",
+		Fix:   "set the environment variable or file the secret refers to; for enc: values set EHRSYNC_SECRETS_KEY or EHRSYNC_SECRETS_KEY_FILE to the key it was encrypted with"}
+	ClassQueryTimeout = &Class{Code: "query_timeout", Transient: true,
+		Cause: "a query did not finish within the query timeout",
+		Fix:   "raise query_timeout, or check the server's load and blocking (sp_who2)"}
+	ClassTransient = &Class{Code: "transient", Transient: true,
+		Cause: "a transient failure (deadlock victim, connection reset, server restart)",
+		Fix:   "none needed: the run is retried with backoff; if it persists, check the server's and relay's logs"}
+	ClassUnknown = &Class{Code: "unclassified",
+		Cause: "an unexpected error",
+		Fix:   "see the error detail and the logs"}
+)
+
+// Classes lists every class, for documentation and tests.
+func Classes() []*Class {
+	return []*Class{ClassConnectTimeout, ClassRelayUnreachable, ClassRelayUpstream, ClassServerUnreachable,
+		ClassBastionUnreachable, ClassSSHHostKey, ClassSSHAuth, ClassDNS, ClassTLSExpired, ClassTLSWrongHost,
+		ClassTLSUnknownCA, ClassTLS, ClassLoginFailed, ClassDatabase, ClassPermission, ClassCDCDisabled,
+		ClassCTDisabled, ClassCaptureAgent, ClassSecret, ClassQueryTimeout, ClassTransient, ClassUnknown}
+}
+
+// Hop names the connection leg a [DialError] is about.
+type Hop string
+
+// The hops.
+const (
+	HopRelay   Hop = "relay"   // the relay's private endpoint
+	HopBastion Hop = "bastion" // the SSH server
+	HopTunnel  Hop = "tunnel"  // the database server, opened by the bastion
+	HopServer  Hop = "server"  // the database server, directly
+	HopProbe   Hop = "probe"   // the relay's health probe
+)
+
+// DialError is a failure to open a connection on one hop.
+type DialError struct {
+	Hop  Hop
+	Addr string
+	Err  error
+}
+
+func (e *DialError) Error() string {
+	return "dial " + string(e.Hop) + " " + e.Addr + ": " + e.Err.Error()
+}
+func (e *DialError) Unwrap() error { return e.Err }
+
+// UpstreamClosedError says the relay accepted the connection and closed it
+// before the server said anything: the relay could not reach the server.
+type UpstreamClosedError struct{ Addr string }
+
+func (e *UpstreamClosedError) Error() string {
+	return "relay " + e.Addr + " closed the connection before the server answered"
+}
+
+// ErrHostKey is a host key that does not match known_hosts or the pinned
+// fingerprint.
+var ErrHostKey = errors.New("ssh host key not trusted")
+
+// SSHAuthError is an SSH server that accepted ehrsync's host key check
+// but not its login.
+type SSHAuthError struct {
+	Addr string
+	Err  error
+}
+
+func (e *SSHAuthError) Error() string { return "ssh " + e.Addr + ": login rejected: " + e.Err.Error() }
+func (e *SSHAuthError) Unwrap() error { return e.Err }
+
+// ErrCaptureAgentStopped is a CDC capture job that is not running.
+var ErrCaptureAgentStopped = errors.New("cdc capture job not running")
+
+// PermissionError is a permission the planned strategy needs and the login
+// lacks, with the statement that grants it.
+type PermissionError struct {
+	Permission string // "SELECT ON dbo.x", "VIEW CHANGE TRACKING ON dbo.x"
+	Grant      string // the GRANT statement
+}
+
+func (e *PermissionError) Error() string { return "missing permission " + e.Permission }
+
+// SQL Server error numbers.
+const (
+	msLoginFailed        = 18456
+	msLoginUntrusted     = 18452
+	msLoginLocked        = 18486
+	msPasswordExpired    = 18487
+	msPasswordMustChange = 18488
+	msCannotOpenDB       = 4060
+	msCannotOpenDefault  = 4064
+	msNoDBAccess         = 916
+	msSelectDenied       = 229
+	msColumnDenied       = 230
+	msNoPermission       = 297
+	msNoPermInDB         = 262
+	msViewDenied         = 300
+	msDeadlock           = 1205
+	msLockTimeout        = 1222
+	msCTNotOnTable       = 4998
+	msCTNotOnDB          = 22105
+	msCDCNotOnDB         = 22901
+	msCDCNotOnTable      = 22902
+	msAzureBusy          = 40501
+	msAzureUnavailable   = 40613
+	msAzureReconfig      = 40197
+)
+
+var msClasses = map[int32]*Class{
+	msLoginFailed: ClassLoginFailed, msLoginUntrusted: ClassLoginFailed, msLoginLocked: ClassLoginFailed,
+	msPasswordExpired: ClassLoginFailed, msPasswordMustChange: ClassLoginFailed,
+	msCannotOpenDB: ClassDatabase, msCannotOpenDefault: ClassDatabase, msNoDBAccess: ClassDatabase,
+	msSelectDenied: ClassPermission, msColumnDenied: ClassPermission, msNoPermission: ClassPermission,
+	msNoPermInDB: ClassPermission, msViewDenied: ClassPermission,
+	msDeadlock: ClassTransient, msLockTimeout: ClassTransient,
+	msAzureBusy: ClassTransient, msAzureUnavailable: ClassTransient, msAzureReconfig: ClassTransient,
+	msCTNotOnTable: ClassCTDisabled, msCTNotOnDB: ClassCTDisabled,
+	msCDCNotOnDB: ClassCDCDisabled, msCDCNotOnTable: ClassCDCDisabled,
+}
+
+var pgClasses = map[string]*Class{
+	"28P01": ClassLoginFailed, "28000": ClassLoginFailed,
+	"3D000": ClassDatabase,
+	"42501": ClassPermission,
+	"40001": ClassTransient, "40P01": ClassTransient, "57P01": ClassTransient, "57P02": ClassTransient,
+	"57P03": ClassTransient, "53300": ClassTransient,
+	"57014": ClassQueryTimeout,
+}
+
+// Classify returns err's class: nil for nil, ClassUnknown when nothing
+// matches. It looks at error types and numbers (SQL Server error numbers,
+// SQLSTATEs, x509 and net error types), never at error text.
+func Classify(err error) *Class {
+	if err == nil {
+		return nil
+	}
+	if c := classifyDatabase(err); c != nil {
+		return c
+	}
+	switch {
+	case errors.Is(err, config.ErrSecretUnset), errors.Is(err, config.ErrSecretEmpty),
+		errors.Is(err, config.ErrSecretUnsupported), errors.Is(err, secrets.ErrNoKey), errors.Is(err, secrets.ErrDecrypt):
+		return ClassSecret
+	case errors.Is(err, ErrHostKey):
+		return ClassSSHHostKey
+	case errors.Is(err, ErrCaptureAgentStopped):
+		return ClassCaptureAgent
+	}
+	var perm *PermissionError
+	if errors.As(err, &perm) {
+		return ClassPermission
+	}
+	var sshAuth *SSHAuthError
+	if errors.As(err, &sshAuth) {
+		return ClassSSHAuth
+	}
+	if c := classifyTLS(err); c != nil {
+		return c
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return ClassDNS
+	}
+	var up *UpstreamClosedError
+	if errors.As(err, &up) {
+		return ClassRelayUpstream
+	}
+	var dial *DialError
+	if errors.As(err, &dial) {
+		switch dial.Hop {
+		case HopRelay, HopProbe:
+			return ClassRelayUnreachable
+		case HopBastion:
+			return ClassBastionUnreachable
+		case HopTunnel:
+			return ClassServerUnreachable
+		}
+		if isTimeout(dial.Err) {
+			return ClassConnectTimeout
+		}
+		return ClassServerUnreachable
+	}
+	var ce *ConnectError
+	connecting := errors.As(err, &ce)
+	if isTimeout(err) {
+		if connecting {
+			return ClassConnectTimeout
+		}
+		return ClassQueryTimeout
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, net.ErrClosed) {
+		return ClassTransient
+	}
+	var pgc *pgconn.ConnectError
+	if errors.As(err, &pgc) && pgconn.SafeToRetry(err) {
+		return ClassTransient
+	}
+	return ClassUnknown
+}
+
+// IsTransient reports whether err is worth retrying with backoff.
+func IsTransient(err error) bool {
+	c := Classify(err)
+	return c != nil && c.Transient
+}
+
+func classifyDatabase(err error) *Class {
+	var ms mssql.Error
+	if errors.As(err, &ms) {
+		all := ms.All
+		if len(all) == 0 {
+			all = []mssql.Error{ms}
+		}
+		for _, e := range all {
+			if c, ok := msClasses[e.Number]; ok {
+				return c
+			}
+		}
+		return nil
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		if c, ok := pgClasses[pg.Code]; ok {
+			return c
+		}
+		if len(pg.Code) == 2+3 && pg.Code[:2] == "08" { // connection exception
+			return ClassTransient
+		}
+	}
+	return nil
+}
+
+func classifyTLS(err error) *Class {
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) {
+		if inv.Reason == x509.Expired {
+			return ClassTLSExpired
+		}
+		return ClassTLS
+	}
+	var host x509.HostnameError
+	if errors.As(err, &host) {
+		return ClassTLSWrongHost
+	}
+	var ca x509.UnknownAuthorityError
+	if errors.As(err, &ca) {
+		return ClassTLSUnknownCA
+	}
+	var alert tls.AlertError
+	var rec tls.RecordHeaderError
+	var verify *tls.CertificateVerificationError
+	var tlsErr *TLSError
+	if errors.As(err, &alert) || errors.As(err, &rec) || errors.As(err, &verify) || errors.As(err, &tlsErr) {
+		return ClassTLS
+	}
+	return nil
+}
+
+// TLSError is a TLS handshake failure seen by ehrsync's own certificate
+// verification (go-mssqldb flattens the handshake error to text, so the
+// verifier records it; see Open).
+type TLSError struct{ Err error }
+
+func (e *TLSError) Error() string { return "tls: " + e.Err.Error() }
+func (e *TLSError) Unwrap() error { return e.Err }
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,93 @@
+package source_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	mssql "github.com/microsoft/go-mssqldb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/secrets"
+	"github.com/ehrsync/ehrsync/pkg/source"
+)
+
+func TestClassify(t *testing.T) {
+	ms := func(n int32) error {
+		return fmt.Errorf("query: %w", mssql.Error{Number: n, Message: "text that may quote a value: SENTINEL"})
+	}
+	pg := func(code string) error { return fmt.Errorf("query: %w", &pgconn.PgError{Code: code}) }
+	tests := []struct {
+		name      string
+		err       error
+		want      *source.Class
+		transient bool
+	}{
+		{"nil", nil, nil, false},
+		{"mssql login failed 18456", ms(18456), source.ClassLoginFailed, false},
+		{"mssql password expired 18487", ms(18487), source.ClassLoginFailed, false},
+		{"mssql login locked 18486", ms(18486), source.ClassLoginFailed, false},
+		{"mssql cannot open database 4060", ms(4060), source.ClassDatabase, false},
+		{"mssql no access to database 916", ms(916), source.ClassDatabase, false},
+		{"mssql select denied 229", ms(229), source.ClassPermission, false},
+		{"mssql column denied 230", ms(230), source.ClassPermission, false},
+		{"mssql no permission 297", ms(297), source.ClassPermission, false},
+		{"mssql deadlock victim 1205", ms(1205), source.ClassTransient, true},
+		{"mssql ct not enabled 4998", ms(4998), source.ClassCTDisabled, false},
+		{"mssql cdc not enabled 22901", ms(22901), source.ClassCDCDisabled, false},
+		{"mssql login in All chain", fmt.Errorf("x: %w", mssql.Error{Number: 1, All: []mssql.Error{{Number: 18456}}}), source.ClassLoginFailed, false},
+		{"mssql unknown number", ms(50000), source.ClassUnknown, false},
+		{"pg 28P01", pg("28P01"), source.ClassLoginFailed, false},
+		{"pg 28000", pg("28000"), source.ClassLoginFailed, false},
+		{"pg 3D000", pg("3D000"), source.ClassDatabase, false},
+		{"pg 42501", pg("42501"), source.ClassPermission, false},
+		{"pg 40001", pg("40001"), source.ClassTransient, true},
+		{"pg 40P01", pg("40P01"), source.ClassTransient, true},
+		{"pg 57P01", pg("57P01"), source.ClassTransient, true},
+		{"pg 08006", pg("08006"), source.ClassTransient, true},
+		{"pg 57014", pg("57014"), source.ClassQueryTimeout, true},
+		{"connection reset", fmt.Errorf("read: %w", syscall.ECONNRESET), source.ClassTransient, true},
+		{"unexpected eof", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), source.ClassTransient, true},
+		{"query deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), source.ClassQueryTimeout, true},
+		{"connect deadline", &source.ConnectError{Err: context.DeadlineExceeded}, source.ClassConnectTimeout, true},
+		{"dns", &source.DialError{Hop: source.HopServer, Err: &net.DNSError{Err: "no such host", Name: "x", IsNotFound: true}}, source.ClassDNS, true},
+		{"relay refused", &source.DialError{Hop: source.HopRelay, Err: syscall.ECONNREFUSED}, source.ClassRelayUnreachable, true},
+		{"bastion refused", &source.DialError{Hop: source.HopBastion, Err: syscall.ECONNREFUSED}, source.ClassBastionUnreachable, true},
+		{"server refused", &source.DialError{Hop: source.HopServer, Err: syscall.ECONNREFUSED}, source.ClassServerUnreachable, true},
+		{"upstream closed", &source.ConnectError{Seen: &source.UpstreamClosedError{}, Err: io.EOF}, source.ClassRelayUpstream, true},
+		{"x509 expired", &source.TLSError{Err: x509.CertificateInvalidError{Reason: x509.Expired}}, source.ClassTLSExpired, false},
+		{"x509 host", &source.TLSError{Err: x509.HostnameError{Host: "x", Certificate: &x509.Certificate{}}}, source.ClassTLSWrongHost, false},
+		{"x509 unknown ca", fmt.Errorf("tls: %w", x509.UnknownAuthorityError{}), source.ClassTLSUnknownCA, false},
+		{"secret unset", fmt.Errorf("password: %w", config.ErrSecretUnset), source.ClassSecret, false},
+		{"secret no key", fmt.Errorf("password: %w", secrets.ErrNoKey), source.ClassSecret, false},
+		{"host key", fmt.Errorf("ssh: %w", source.ErrHostKey), source.ClassSSHHostKey, false},
+		{"capture agent", source.ErrCaptureAgentStopped, source.ClassCaptureAgent, false},
+		{"permission error", &source.PermissionError{Permission: "SELECT", Grant: "GRANT SELECT"}, source.ClassPermission, false},
+		{"other", errors.New("boom"), source.ClassUnknown, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := source.Classify(tt.err)
+			require.Equal(t, tt.want, got)
+			require.Equal(t, tt.transient, source.IsTransient(tt.err))
+		})
+	}
+}
+
+func TestClassesDocumented(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range source.Classes() {
+		require.NotEmpty(t, c.Code)
+		require.NotEmpty(t, c.Cause, c.Code)
+		require.NotEmpty(t, c.Fix, c.Code)
+		require.False(t, seen[c.Code], "duplicate code %s", c.Code)
+		seen[c.Code] = true
+	}
+}
