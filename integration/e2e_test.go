@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/pkg/denials"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
@@ -221,6 +222,17 @@ func TestSyncWorkloadSync(t *testing.T) {
 	require.Greater(t, second, first)
 	e.requirePositionsCovered(t)
 	e.requireNoDuplicateChanges(t)
+
+	// The store's denied_claim_lines view agrees with the same rules
+	// computed at the source.
+	var atSource, inStore int
+	var adjudicated int
+	var rate float64
+	require.NoError(t, e.src.QueryRow(context.Background(), synth.DenialRateSQL("dbo")).Scan(&adjudicated, &atSource, &rate))
+	require.NoError(t, e.store.QueryRow(context.Background(),
+		"SELECT count(DISTINCT claim_id) FROM "+pgx.Identifier{sink.SchemaFor(org), denials.ViewName}.Sanitize()).Scan(&inStore))
+	require.Positive(t, atSource)
+	require.Equal(t, atSource, inStore, "denied claims in the store's view differ from the source")
 
 	// A third run with nothing new changes nothing.
 	out := e.sync(t)

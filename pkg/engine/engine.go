@@ -66,6 +66,9 @@ type Engine struct {
 	Allocator memory.Allocator
 	// Defaults bound runs and batches (config.Defaults after ApplyDefaults).
 	Defaults config.Defaults
+	// Views, when set, keeps derived views (denied_claim_lines) in the
+	// organization's store schema after each run.
+	Views Views
 	// Metrics are counted here; nil: NewMetrics(nil). Set before the
 	// first SyncOrg; not changed after.
 	Metrics     *Metrics
@@ -94,6 +97,11 @@ type Leaser interface {
 // values. It handles its own errors (daemon addition, issue 6).
 type Auditor interface {
 	TableRun(ctx context.Context, actor, runID string, columns []string, res TableResult)
+}
+
+// Views keeps derived views in an organization's store schema.
+type Views interface {
+	Ensure(ctx context.Context, schema string) (bool, error)
 }
 
 // OrgResult is one organization's run: one result per table.
@@ -162,6 +170,13 @@ func (e *Engine) SyncOrg(ctx context.Context, org *config.Org, tables []string) 
 			e.Audit.TableRun(ctx, e.Actor, res.RunID, e.columns(tc), tr)
 		}
 		res.Tables = append(res.Tables, tr)
+	}
+	if e.Views != nil && len(res.Tables) > 0 {
+		// Derived views are a convenience: a failure is logged, and the
+		// synced tables stand.
+		if _, err := e.Views.Ensure(ctx, sink.SchemaFor(org.Name)); err != nil {
+			log.Warn("store views not updated", "err", err)
+		}
 	}
 	return res
 }
@@ -308,7 +323,7 @@ func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc co
 // for a caller that changes who it runs as or its hooks.
 func (e *Engine) Clone() *Engine {
 	return &Engine{Sink: e.Sink, Positions: e.Positions, Planner: e.Planner, Catalog: e.Catalog, Log: e.Log,
-		Actor: e.Actor, Allocator: e.Allocator, Defaults: e.Defaults, Metrics: e.metrics(), Leases: e.Leases, Audit: e.Audit}
+		Actor: e.Actor, Allocator: e.Allocator, Defaults: e.Defaults, Metrics: e.metrics(), Leases: e.Leases, Audit: e.Audit, Views: e.Views}
 }
 
 // metrics returns the engine's metrics, creating unregistered ones once

@@ -17,6 +17,7 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/daemon"
+	"github.com/ehrsync/ehrsync/pkg/denials"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lease"
 	"github.com/ehrsync/ehrsync/pkg/sink"
@@ -90,6 +91,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 			Actor:     actor,
 			Allocator: memory.DefaultAllocator,
 			Defaults:  cfg.Defaults,
+			Views:     denials.Views{Pool: pool},
 		},
 	}, nil
 }

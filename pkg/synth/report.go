@@ -1,46 +1,17 @@
 package synth
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/ehrsync/ehrsync/pkg/denials"
+)
 
 // The denied-claims report runs on the store (or directly on a PostgreSQL
-// source: the names are the same). It follows DOMAIN.md §4: a denied line
-// is a posted payer trans_detail row with paid_amt = 0 and a denial-class
-// reason, or with trans_status D, A or R, or on a CLP02 = 4 remittance; a
-// denial-class reason is a reason_code_mstr row with a denial_category,
-// never PR-1/2/3, CO-45 or OA-23, and never a CR reversal. Rows the store
-// soft-deleted (an _ehrsync_deleted column that is true) are left out; the
-// check reads the column through to_jsonb so the queries also run on tables
-// without it.
+// source: the names are the same), with package denials's definition of a
+// denied line (DOMAIN.md §4).
 
-// deniedLinesSQL is the WITH list that ends in denied(claim_id, charge_id,
-// payer_id, category), one row per denied line of a claim.
-func deniedLinesSQL(schema string) string {
-	r := strings.NewReplacer("$s.", pgIdent(schema)+".")
-	return r.Replace(`WITH reasons AS (
-    SELECT DISTINCT ON (l.trans_id, l.charge_id) l.trans_id, l.charge_id, m.denial_category
-    FROM $s.reason_code_links l
-    JOIN $s.reason_code_mstr m ON m.reason_code_id = l.reason_code_id
-    WHERE m.denial_category IS NOT NULL
-      AND l.group_code <> 'CR'
-      AND (l.group_code, m.code) NOT IN (('PR', '1'), ('PR', '2'), ('PR', '3'), ('CO', '45'), ('OA', '23'))
-      AND NOT COALESCE((to_jsonb(l) ->> '_ehrsync_deleted')::boolean, false)
-    ORDER BY l.trans_id, l.charge_id, l.seq_nbr
-),
-denied AS (
-    SELECT DISTINCT t.claim_id, td.charge_id, t.payer_id, COALESCE(r.denial_category, 'unspecified') AS category
-    FROM $s.trans_detail td
-    JOIN $s.transactions t ON t.trans_id = td.trans_id
-    LEFT JOIN reasons r ON r.trans_id = td.trans_id AND r.charge_id = td.charge_id
-    WHERE td.post_ind = 'Y'
-      AND t.payer_id IS NOT NULL
-      AND t.claim_id IS NOT NULL
-      AND ((td.paid_amt = 0 AND r.denial_category IS NOT NULL)
-           OR td.trans_status IN ('D', 'A', 'R')
-           OR t.clp_status_code = '4')
-      AND NOT COALESCE((to_jsonb(td) ->> '_ehrsync_deleted')::boolean, false)
-      AND NOT COALESCE((to_jsonb(t) ->> '_ehrsync_deleted')::boolean, false)
-)`)
-}
+// deniedLinesSQL is the one definition of a denied line (package denials).
+func deniedLinesSQL(schema string) string { return denials.LinesSQL(schema) }
 
 // DeniedClaimsReportSQL returns a PostgreSQL query over the denied-claims
 // tables in schema that reports denials by CARC category and payer name:
