@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"strings"
+	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -335,4 +336,28 @@ func appendNumericGroups(b []byte, groups []uint16, weight int, neg bool, scale 
 		b = binary.BigEndian.AppendUint16(b, groups[g])
 	}
 	return b
+}
+
+// guardedReader lets reads through until close; close waits for a read in
+// flight, and every read after it fails. It keeps a reader of Arrow memory
+// from running after the memory's owner released it.
+type guardedReader struct {
+	mu     sync.Mutex
+	r      io.Reader
+	closed bool
+}
+
+func (g *guardedReader) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, io.ErrClosedPipe
+	}
+	return g.r.Read(p)
+}
+
+func (g *guardedReader) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -238,3 +239,39 @@ func TestCopyEncoderStream(t *testing.T) {
 	_, ok = newCopyEncoder(rec, []string{"bigint", "jsonb"})
 	require.False(t, ok, "an uncovered column sends the batch through pgx")
 }
+
+// TestGuardedReaderStopsReadsAtClose: after close, a read in flight has
+// finished and no later read reaches the Arrow memory.
+func TestGuardedReaderStopsReadsAtClose(t *testing.T) {
+	inRead, release := make(chan struct{}), make(chan struct{})
+	var reads atomic.Int32
+	g := &guardedReader{r: readerFunc(func(p []byte) (int, error) {
+		if reads.Add(1) == 1 {
+			close(inRead)
+			<-release
+		}
+		return len(p), nil
+	})}
+	go func() { _, _ = g.Read(make([]byte, 8)) }()
+	<-inRead
+	closed := make(chan struct{})
+	go func() { g.close(); close(closed) }()
+	require.Never(t, func() bool {
+		select {
+		case <-closed:
+			return true
+		default:
+			return false
+		}
+	}, 50*time.Millisecond, 5*time.Millisecond, "close returned while a read was in flight")
+	close(release)
+	<-closed
+	n, err := g.Read(make([]byte, 8))
+	require.ErrorIs(t, err, io.ErrClosedPipe)
+	require.Zero(t, n)
+	require.Equal(t, int32(1), reads.Load(), "a read reached the reader after close")
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

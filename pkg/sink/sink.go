@@ -414,7 +414,13 @@ func (tg *Target) copyToStage(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 			cols[i] = pgx.Identifier{n}.Sanitize()
 		}
 		sql := "COPY " + pgx.Identifier{"pg_temp", tg.stage}.Sanitize() + " (" + strings.Join(cols, ", ") + ") FROM STDIN BINARY"
-		if _, err := tx.Conn().PgConn().CopyFrom(ctx, enc, sql); err != nil {
+		// pgconn reads enc from a goroutine that can outlive CopyFrom when
+		// the connection fails or ctx is canceled; the caller releases rec
+		// after we return, so the guard stops every read then.
+		g := &guardedReader{r: enc}
+		_, err := tx.Conn().PgConn().CopyFrom(ctx, g, sql)
+		g.close()
+		if err != nil {
 			return fmt.Errorf("copy into staging: %w", err)
 		}
 		return nil
