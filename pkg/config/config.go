@@ -46,6 +46,10 @@ const (
 	DefaultRunTimeout     = time.Hour
 	DefaultQueryTimeout   = 5 * time.Minute
 	DefaultConnectTimeout = 30 * time.Second
+	// DefaultApplicationName names ehrsync's sessions at the source.
+	DefaultApplicationName = "ehrsync"
+	// DefaultMaxConnections bounds a source's connection pool.
+	DefaultMaxConnections = 4
 	DefaultTimezone       = "UTC"
 	DefaultStart          = "00:00"
 	DefaultVendor         = "nextgen"
@@ -111,6 +115,11 @@ type Source struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout" json:"connect_timeout"`
 	// QueryTimeout bounds every source query; default defaults.query_timeout.
 	QueryTimeout time.Duration `yaml:"query_timeout" json:"query_timeout"`
+	// ApplicationName is how ehrsync's sessions show at the source (SQL
+	// Server's program_name, PostgreSQL's application_name); default ehrsync.
+	ApplicationName string `yaml:"application_name" json:"application_name"`
+	// MaxConnections bounds the connections to the source; default 4.
+	MaxConnections int `yaml:"max_connections" json:"max_connections"`
 }
 
 // Location returns the zone of the source's datetime values (UTC when

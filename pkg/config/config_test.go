@@ -29,6 +29,8 @@ func TestParseAppliesDefaults(t *testing.T) {
 	require.Equal(t, TLS{Mode: TLSRequire, MinVersion: "1.2"}, s.TLS)
 	require.Equal(t, 30*time.Second, s.ConnectTimeout)
 	require.Equal(t, 5*time.Minute, s.QueryTimeout)
+	require.Equal(t, "ehrsync", s.ApplicationName)
+	require.Equal(t, 4, s.MaxConnections)
 	require.Nil(t, s.Relay)
 	require.Nil(t, s.SSH)
 	require.Equal(t, []Table{{Name: "dbo.trans_detail", Strategy: StrategyAuto, DeletePolicy: DeleteHard, BatchRows: 10000, OnExpired: ExpiredResnapshot}}, o.Tables)

@@ -167,6 +167,12 @@ func (c *Config) ApplyDefaults() {
 		if s.ConnectTimeout == 0 {
 			s.ConnectTimeout = DefaultConnectTimeout
 		}
+		if s.ApplicationName == "" {
+			s.ApplicationName = DefaultApplicationName
+		}
+		if s.MaxConnections == 0 {
+			s.MaxConnections = DefaultMaxConnections
+		}
 		if s.QueryTimeout == 0 {
 			s.QueryTimeout = d.QueryTimeout
 		}

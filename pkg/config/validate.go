@@ -249,6 +249,12 @@ func (v *validator) source(key string, s *Source) {
 	if s.QueryTimeout <= 0 {
 		v.add(key+".query_timeout", "must be positive")
 	}
+	if s.MaxConnections < 1 || s.MaxConnections > 100 {
+		v.add(key+".max_connections", "must be between 1 and 100")
+	}
+	if len(s.ApplicationName) > 128 || strings.ContainsAny(s.ApplicationName, "\x00;") {
+		v.add(key+".application_name", "at most 128 characters, without ; or NUL")
+	}
 }
 
 func (v *validator) host(key, host string) {

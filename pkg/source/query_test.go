@@ -85,3 +85,22 @@ func TestQueryErrorClasses(t *testing.T) {
 		require.Error(t, err, "source sessions are read-only")
 	})
 }
+
+func TestApplicationNameAndPoolLimit(t *testing.T) {
+	ctx := context.Background()
+	u, err := url.Parse(pgtest.URL(t))
+	require.NoError(t, err)
+	port, err := strconv.Atoi(u.Port())
+	require.NoError(t, err)
+	src := config.Source{Dialect: config.Postgres, Via: config.ViaDirect, Host: u.Hostname(), Port: port,
+		Database: u.Path[1:], User: u.User.Username(), TLS: config.TLS{Mode: config.TLSDisable},
+		ConnectTimeout: 5 * time.Second, QueryTimeout: 5 * time.Second,
+		ApplicationName: "ehrsync-st-mary", MaxConnections: 2}
+	db, err := source.Open(ctx, src)
+	require.NoError(t, err)
+	defer db.Close()
+	var name string
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()").Scan(&name))
+	require.Equal(t, "ehrsync-st-mary", name)
+	require.Equal(t, 2, db.Stats().MaxOpenConnections)
+}

@@ -30,8 +30,13 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/config"
 )
 
-// ApplicationName identifies ehrsync's sessions to the source's DBAs.
-const ApplicationName = "ehrsync"
+// appName is how the source's DBAs see ehrsync's sessions.
+func appName(src config.Source) string {
+	if src.ApplicationName != "" {
+		return src.ApplicationName
+	}
+	return config.DefaultApplicationName
+}
 
 // Open returns a connection pool to the source and checks that it answers.
 // It connects the way src.Via says (see [Dialer]); a failure to connect is
@@ -83,7 +88,7 @@ func OpenPool(src config.Source) (*sql.DB, error) {
 		cfg.ConnectTimeout = connectTimeout(src)
 		cfg.DialFunc = d.DialContext
 		cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil } // resolved by the dialer's hop
-		cfg.RuntimeParams["application_name"] = ApplicationName
+		cfg.RuntimeParams["application_name"] = appName(src)
 		cfg.RuntimeParams["default_transaction_read_only"] = "on"
 		c.inner = stdlib.GetConnector(*cfg)
 	case config.SQLServer:
@@ -109,7 +114,7 @@ func OpenPool(src config.Source) (*sql.DB, error) {
 		return nil, fmt.Errorf("unknown source dialect %q", src.Dialect)
 	}
 	db := sql.OpenDB(c)
-	db.SetMaxOpenConns(4)
+	db.SetMaxOpenConns(max(src.MaxConnections, 1))
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	return db, nil
 }
@@ -245,7 +250,7 @@ func connectTimeout(src config.Source) time.Duration {
 func sqlServerURL(src config.Source, password string) string {
 	q := url.Values{}
 	q.Set("database", src.Database)
-	q.Set("app name", ApplicationName)
+	q.Set("app name", appName(src))
 	q.Set("ApplicationIntent", "ReadOnly")
 	q.Set("connection timeout", strconv.Itoa(int(connectTimeout(src)/time.Second)))
 	switch src.TLS.Mode {
