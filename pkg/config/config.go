@@ -120,6 +120,19 @@ type Source struct {
 	ApplicationName string `yaml:"application_name" json:"application_name"`
 	// MaxConnections bounds the connections to the source; default 4.
 	MaxConnections int `yaml:"max_connections" json:"max_connections"`
+	// Kerberos switches SQL Server login to Windows authentication by
+	// Kerberos (the user is user or DOMAIN\user). Without it, SQL
+	// authentication is used, or NTLM when the user has the DOMAIN\user form.
+	Kerberos *Kerberos `yaml:"kerberos,omitempty" json:"kerberos,omitempty"`
+}
+
+// Kerberos is how ehrsync gets a Kerberos ticket for SQL Server: from a
+// keytab, a credential cache, or the source's user and password.
+type Kerberos struct {
+	Realm      string `yaml:"realm" json:"realm"`             // e.g. HOSPITAL.LOCAL
+	ConfigFile string `yaml:"config_file" json:"config_file"` // krb5.conf
+	Keytab     string `yaml:"keytab,omitempty" json:"keytab,omitempty"`
+	CredCache  string `yaml:"cred_cache,omitempty" json:"cred_cache,omitempty"`
 }
 
 // Location returns the zone of the source's datetime values (UTC when

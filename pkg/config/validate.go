@@ -249,6 +249,20 @@ func (v *validator) source(key string, s *Source) {
 	if s.QueryTimeout <= 0 {
 		v.add(key+".query_timeout", "must be positive")
 	}
+	if k := s.Kerberos; k != nil {
+		switch {
+		case s.Dialect != SQLServer:
+			v.add(key+".kerberos", "only with dialect sqlserver")
+		case k.Realm == "":
+			v.add(key+".kerberos.realm", "not set (the Kerberos realm, e.g. HOSPITAL.LOCAL)")
+		case k.ConfigFile == "":
+			v.add(key+".kerberos.config_file", "not set (the krb5.conf naming the realm's KDC)")
+		case k.Keytab != "" && k.CredCache != "":
+			v.add(key+".kerberos", "keytab and cred_cache: choose one")
+		case k.Keytab == "" && k.CredCache == "" && !s.Password.IsSet():
+			v.add(key+".kerberos", "needs a keytab, a cred_cache, or the source's password")
+		}
+	}
 	if s.MaxConnections < 1 || s.MaxConnections > 100 {
 		v.add(key+".max_connections", "must be between 1 and 100")
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	mssql "github.com/microsoft/go-mssqldb"
+	_ "github.com/microsoft/go-mssqldb/integratedauth/krb5" // authenticator=krb5
 	"github.com/microsoft/go-mssqldb/msdsn"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
@@ -269,6 +270,17 @@ func sqlServerURL(src config.Source, password string) string {
 	}
 	if src.TLS.CAFile != "" {
 		q.Set("certificate", src.TLS.CAFile)
+	}
+	if k := src.Kerberos; k != nil {
+		q.Set("authenticator", "krb5")
+		q.Set("krb5-realm", k.Realm)
+		q.Set("krb5-configfile", k.ConfigFile)
+		if k.Keytab != "" {
+			q.Set("krb5-keytabfile", k.Keytab)
+		}
+		if k.CredCache != "" {
+			q.Set("krb5-credcachefile", k.CredCache)
+		}
 	}
 	user := url.User(src.User)
 	if password != "" {

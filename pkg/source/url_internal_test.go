@@ -1,9 +1,12 @@
 package source
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/microsoft/go-mssqldb/integratedauth"
 	"github.com/microsoft/go-mssqldb/msdsn"
 	"github.com/stretchr/testify/require"
 
@@ -34,4 +37,28 @@ func TestSQLServerURL(t *testing.T) {
 	p, err = msdsn.Parse(sqlServerURL(src, ""))
 	require.NoError(t, err)
 	require.Equal(t, msdsn.Encryption(msdsn.EncryptionDisabled), p.Encryption)
+}
+
+// TestKerberosLogin proves the krb5 authenticator is linked in and gets its
+// settings from the configuration; a real ticket needs a KDC, which the
+// live suite has.
+func TestKerberosLogin(t *testing.T) {
+	dir := t.TempDir()
+	conf, keytab := filepath.Join(dir, "krb5.conf"), filepath.Join(dir, "ehrsync.keytab")
+	require.NoError(t, os.WriteFile(conf, []byte("[libdefaults]\n default_realm = HOSPITAL.LOCAL\n"), 0o600))
+	require.NoError(t, os.WriteFile(keytab, nil, 0o600))
+	src := config.Source{Dialect: config.SQLServer, Host: "ngsql01", Port: 1433, Database: "NGProd", User: "ehrsync",
+		Kerberos: &config.Kerberos{Realm: "HOSPITAL.LOCAL", ConfigFile: conf, Keytab: keytab}}
+	p, err := msdsn.Parse(sqlServerURL(src, ""))
+	require.NoError(t, err)
+	require.Equal(t, "krb5", p.Parameters["authenticator"])
+	_, err = integratedauth.GetIntegratedAuthenticator(p)
+	require.NoError(t, err, "the krb5 authenticator refused settings that are complete")
+
+	src.Kerberos.ConfigFile = filepath.Join(dir, "missing.conf")
+	p, err = msdsn.Parse(sqlServerURL(src, ""))
+	require.NoError(t, err)
+	_, err = integratedauth.GetIntegratedAuthenticator(p)
+	require.ErrorIs(t, err, os.ErrNotExist, "the configured krb5.conf did not reach the authenticator")
+	require.ErrorContains(t, err, "missing.conf")
 }
