@@ -71,6 +71,9 @@ func report(w io.Writer, results []engine.OrgResult) error {
 			failed = append(failed, r.Org)
 			continue
 		}
+		for _, name := range r.Skipped {
+			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t\t\tskipped: another runner holds its lease\n", r.Org, name)
+		}
 		for _, t := range r.Tables {
 			result := "ok"
 			if t.Err != nil {

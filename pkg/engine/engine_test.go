@@ -202,4 +202,11 @@ func TestOneTablesFailureDoesNotStopTheOthers(t *testing.T) {
 	require.Equal(t, int64(4), res.Tables[1].Totals.Inserted)
 	require.Equal(t, 4.0, testutil.ToFloat64(f.eng.Metrics.Rows.WithLabelValues("st-mary", "dbo.claims", "insert")))
 	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.charges", "failed")))
+
+	// Freshness: the synced table's position time is its run's start; the
+	// failed table has none. Every source read was timed.
+	synced := testutil.ToFloat64(f.eng.Metrics.PositionTime.WithLabelValues("st-mary", "dbo.claims"))
+	require.InDelta(t, float64(res.Tables[1].Started.UnixNano())/1e9, synced, 0.001)
+	require.Equal(t, 1, testutil.CollectAndCount(f.eng.Metrics.PositionTime), "a failed table got a position time")
+	require.Equal(t, 1, testutil.CollectAndCount(f.eng.Metrics.QueryDuration), "the source reads were not timed")
 }

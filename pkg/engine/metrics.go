@@ -10,6 +10,8 @@ type Metrics struct {
 	ExpiredPositions *prometheus.CounterVec   // positions found expired at the source
 	RunDuration      *prometheus.HistogramVec // one table's run
 	LastSuccess      *prometheus.GaugeVec     // unix time of the last successful run
+	QueryDuration    *prometheus.HistogramVec // one chunk's read from the source
+	PositionTime     *prometheus.GaugeVec     // the source time the store is complete up to
 }
 
 // NewMetrics creates the engine's metrics and registers them on reg (nil:
@@ -37,9 +39,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "ehrsync", Subsystem: "sync", Name: "last_success_timestamp_seconds",
 			Help: "Unix time of the table's last successful run.",
 		}, []string{"org", "table"}),
+		QueryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "ehrsync", Subsystem: "source", Name: "query_duration_seconds",
+			Help:    "Duration of one chunk's read from the source (the query and building its batch).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 3, 10),
+		}, []string{"org", "table", "strategy"}),
+		PositionTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "ehrsync", Subsystem: "sync", Name: "position_time_seconds",
+			Help: "Unix time up to which the store holds every change committed at the source: the start of the table's last successful run (its window is fixed after that; for CDC, less the capture agent's latency). Data freshness is time() minus this.",
+		}, []string{"org", "table"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Rows, m.TableRuns, m.ExpiredPositions, m.RunDuration, m.LastSuccess)
+		reg.MustRegister(m.Rows, m.TableRuns, m.ExpiredPositions, m.RunDuration, m.LastSuccess, m.QueryDuration, m.PositionTime)
 	}
 	return m
 }
@@ -49,6 +60,9 @@ func (m *Metrics) observe(r TableResult, outcome string) {
 	m.RunDuration.WithLabelValues(r.Org, r.Table, r.Strategy).Observe(r.Duration.Seconds())
 	if outcome == "ok" {
 		m.LastSuccess.WithLabelValues(r.Org, r.Table).SetToCurrentTime()
+		if !r.Started.IsZero() {
+			m.PositionTime.WithLabelValues(r.Org, r.Table).Set(float64(r.Started.UnixNano()) / 1e9)
+		}
 	}
 	for op, n := range map[string]int64{"insert": r.Totals.Inserted, "update": r.Totals.Updated, "delete": r.Totals.Deleted, "unchanged": r.Totals.Unchanged} {
 		if n > 0 {

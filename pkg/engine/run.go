@@ -34,6 +34,8 @@ type TableJob struct {
 	Positions  PositionLoader
 	Actor      string // who runs it: "sync", "daemon", an operator's name
 	RunID      string
+	// Metrics, when set, time each source read.
+	Metrics *Metrics
 }
 
 // TableResult is what one table's run did.
@@ -42,6 +44,7 @@ type TableResult struct {
 	Chunks               int
 	Totals               sink.Result
 	From, To             watermarks.Position
+	Started              time.Time // when the run began (before its window was fixed)
 	Duration             time.Duration
 	// Expired says the saved position had expired at the source and the
 	// table was re-snapshotted from scratch in this run.
@@ -57,7 +60,7 @@ type TableResult struct {
 // stays committed, and a rerun resumes after the last one.
 func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableResult) {
 	start := time.Now()
-	res = TableResult{Org: job.Org, Table: job.Table, Strategy: job.Strategy}
+	res = TableResult{Org: job.Org, Table: job.Table, Strategy: job.Strategy, Started: start}
 	defer func() { res.Duration = time.Since(start) }()
 	pos, err := job.Positions.Load(ctx, job.Org, job.Table)
 	if err != nil {
@@ -76,7 +79,11 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		}
 	}()
 	for {
+		read := time.Now()
 		chunk, err := run.Next(ctx)
+		if job.Metrics != nil {
+			job.Metrics.QueryDuration.WithLabelValues(job.Org, job.Table, job.Strategy).Observe(time.Since(read).Seconds())
+		}
 		if errors.Is(err, io.EOF) {
 			return res
 		}
