@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/ehrsync/ehrsync/extractors/planner"
 	"github.com/ehrsync/ehrsync/pkg/check"
-	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 )
@@ -33,13 +31,9 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	orgs := cfg.Orgs
-	if *orgName != "" {
-		o, ok := cfg.Org(*orgName)
-		if !ok {
-			return usageError{fmt.Errorf("--org %s: no such organization in %s", *orgName, *path)}
-		}
-		orgs = []config.Org{*o}
+	orgs, err := selectOrgs(cfg, *orgName, *path)
+	if err != nil {
+		return err
 	}
 	for _, o := range orgs {
 		for _, w := range source.Warnings(o.Source) {

@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -40,13 +39,9 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	orgs := cfg.Orgs
-	if *orgName != "" {
-		o, ok := cfg.Org(*orgName)
-		if !ok {
-			return usageError{fmt.Errorf("--org %s: no such organization in %s", *orgName, *path)}
-		}
-		orgs = []config.Org{*o}
+	orgs, err := selectOrgs(cfg, *orgName, *path)
+	if err != nil {
+		return err
 	}
 	svc, err := service.Open(ctx, cfg, env.log, "sync")
 	if err != nil {

@@ -71,3 +71,16 @@ func runValidate(_ context.Context, env *environment, args []string) error {
 	fmt.Fprintf(env.stdout, "%s: valid (%d organizations, %d tables)\n", *path, len(cfg.Orgs), tables)
 	return nil
 }
+
+// selectOrgs returns the organization named by --org, or every one when
+// name is empty; an unknown name is a usage error.
+func selectOrgs(cfg *config.Config, name, path string) ([]config.Org, error) {
+	if name == "" {
+		return cfg.Orgs, nil
+	}
+	o, ok := cfg.Org(name)
+	if !ok {
+		return nil, usageError{fmt.Errorf("--org %s: no such organization in %s", name, path)}
+	}
+	return []config.Org{*o}, nil
+}
