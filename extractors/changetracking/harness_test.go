@@ -331,11 +331,3 @@ func (h *harness) seeded() []line {
 	require.Len(h.t, h.store, 25)
 	return rows
 }
-
-func timeAt(s string) time.Time {
-	t, err := time.Parse("2006-01-02T15:04:05.999999999", s)
-	if err != nil {
-		panic(err)
-	}
-	return t
-}

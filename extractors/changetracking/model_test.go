@@ -1,7 +1,6 @@
 package changetracking_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -15,77 +14,8 @@ import (
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// The conformance cases of package extractortest, run against the model
-// (extractortest drives a real *sql.DB source, which Change Tracking has
-// only on a live SQL Server: see mssql_live_test.go).
-
-func TestConformanceModelInsert(t *testing.T) {
-	h := newHarness(t, linesTable(t))
-	h.seeded()
-	require.NoError(t, h.db.Insert(h.full, raws(h.newLines(12, practice))...))
-	require.NoError(t, h.db.Insert(h.full, raws(h.newLines(3, otherPractice))...))
-	h.syncAll()
-	h.requireConverged()
-	require.Len(t, h.store, 37, "rows of another practice must never arrive")
-}
-
-func TestConformanceModelUpdate(t *testing.T) {
-	h := newHarness(t, linesTable(t))
-	rows := h.seeded()
-	for i := 0; i < len(rows); i += 5 {
-		rows[i].amount, rows[i].note = "-12.34", "updated"
-		require.NoError(t, h.db.Update(h.full, rows[i].raw()))
-	}
-	res := h.sync(0)
-	require.Equal(t, 5, res.rows)
-	h.requireConverged()
-	require.Equal(t, "-12.34", h.store[rows[5].key()]["amount"])
-}
-
-func TestConformanceModelDelete(t *testing.T) {
-	h := newHarness(t, linesTable(t))
-	rows := h.seeded()
-	require.NoError(t, h.db.Delete(h.full, rows[3].raw()))
-	h.syncAll()
-	require.NotContains(t, h.store, rows[3].key())
-	h.requireConverged()
-	require.True(t, h.extractor().SeesDeletes())
-}
-
-func TestConformanceModelEmptyTable(t *testing.T) {
-	h := newHarness(t, linesTable(t))
-	res := h.sync(0)
-	require.Zero(t, res.rows)
-	require.IsType(t, watermarks.CT{}, h.pos, "the first run of an empty table should still hand off")
-	h.syncAll()
-	require.Empty(t, h.store)
-}
-
-// TestConformanceModelResumeAtEveryChunkBoundary stops a run after each
-// possible number of chunks (a crash after that commit), in the first
-// snapshot and in an incremental window, and resumes from the saved
-// position alone.
-func TestConformanceModelResumeAtEveryChunkBoundary(t *testing.T) {
-	for stop := 1; stop <= 4; stop++ {
-		h := newHarness(t, linesTable(t))
-		rows := h.newLines(35, practice)
-		require.NoError(t, h.db.Insert(h.full, raws(rows)...))
-		res := h.sync(stop)
-		require.Equal(t, min(stop*h.rows, 35), res.rows, "stop after %d", stop)
-		h.syncAll()
-		h.requireConverged()
-		for i := range rows {
-			rows[i].note = "second"
-			require.NoError(t, h.db.Update(h.full, rows[i].raw()))
-		}
-		h.sync(stop)
-		h.syncAll()
-		h.requireConverged()
-		for _, r := range rows {
-			require.Equal(t, "second", h.store[r.key()]["note"], "stop after %d", stop)
-		}
-	}
-}
+// Model tests beyond the conformance suite (TestConformanceModel, in
+// conformance_test.go): P3 in its exact shape, every key type, bad input.
 
 // TestP3IdleTableAdvancesToWindowBound: an idle table's position moves to
 // the window's upper bound (the database's current version) in one chunk
@@ -104,41 +34,6 @@ func TestP3IdleTableAdvancesToWindowBound(t *testing.T) {
 	// Nothing moved since: no chunk at all.
 	res = h.sync(0)
 	require.Zero(t, res.chunks)
-}
-
-func TestConformanceModelAllowList(t *testing.T) {
-	full := linesTable(t)
-	h := newHarness(t, full)
-	proj, err := full.Project([]string{"amount"})
-	require.NoError(t, err)
-	h.table = proj
-	rows := h.newLines(15, practice)
-	require.NoError(t, h.db.Insert(full, raws(rows)...))
-	h.syncAll()
-	require.NoError(t, h.db.Delete(full, rows[0].raw()))
-	rows[1].amount = "1.00"
-	require.NoError(t, h.db.Update(full, rows[1].raw()))
-	h.syncAll()
-	h.requireConverged()
-	for _, r := range h.store {
-		require.NotContains(t, r, "note")
-	}
-}
-
-func TestConformanceModelForeignPosition(t *testing.T) {
-	h := newHarness(t, linesTable(t))
-	ext := h.extractor()
-	for _, pos := range []watermarks.Position{
-		watermarks.Cursor{Column: "row_timestamp", Value: watermarks.Int64(1)},
-		watermarks.CDC{},
-		watermarks.Snapshot{Resume: watermarks.Cursor{Column: "x", Value: watermarks.Int64(1)}},
-		watermarks.CT{Version: 1, To: 5, LastKey: watermarks.Key{watermarks.Int64(1)}},
-	} {
-		run, err := ext.Open(context.Background(), pos)
-		require.Error(t, err, "open from %s", pos)
-		require.Nil(t, run)
-		require.ErrorIs(t, err, changetracking.ErrPosition, "open from %s", pos)
-	}
 }
 
 // TestConformanceModelEveryKeyType: keys of each supported kind page in
@@ -182,45 +77,6 @@ func TestConformanceModelEveryKeyType(t *testing.T) {
 }
 
 func canonAny(v any) string { return fmt.Sprintf("%T:%v", v, v) }
-
-// TestConformanceModelEveryValueType: values of every type the catalog
-// carries arrive through the change query's full images.
-func TestConformanceModelEveryValueType(t *testing.T) {
-	tb := mustTable(t, "types", []string{"id"}, []colSpec{
-		{"id", "uniqueidentifier", false},
-		{"practice_id", "char(4)", false},
-		{"c_bit", "bit", true},
-		{"c_int", "int", true},
-		{"c_bigint", "bigint", true},
-		{"c_num", "numeric(19,2)", true},
-		{"c_money", "money", true},
-		{"c_float", "float", true},
-		{"c_nvarchar", "nvarchar(40)", true},
-		{"c_guid", "uniqueidentifier", true},
-		{"c_datetime", "datetime", true},
-		{"c_datetime2", "datetime2(7)", true},
-		{"c_varbinary", "varbinary(max)", true},
-		{"modify_timestamp", "datetime", false},
-	})
-	h := newHarness(t, tb)
-	h.syncAll()
-	guid := uuid.MustParse("6f9619ff-8b86-d011-b42d-00c04fc964ff")
-	id := uuid.New()
-	row := []any{wireGUID(id), practice, true, int64(2147483647), int64(-9223372036854775808),
-		[]byte("99999999999999999.99"), []byte("-922337203685477.5808"), 1.7976931348623157e308,
-		"Zoë ✓", wireGUID(guid), timeAt("9999-12-31T23:59:59.997"), timeAt("0001-01-01T00:00:00"),
-		[]byte{0, 0xff}, timeAt("2026-01-05T08:00:00")}
-	require.NoError(t, h.db.Insert(tb, row))
-	nulls := []any{wireGUID(uuid.New()), practice, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, timeAt("2026-01-05T08:00:00")}
-	require.NoError(t, h.db.Insert(tb, nulls))
-	h.syncAll()
-	h.requireConverged()
-	got := h.store[id.String()]
-	require.Equal(t, "99999999999999999.99", got["c_num"])
-	require.Equal(t, "-922337203685477.5808", got["c_money"])
-	require.Equal(t, guid.String(), got["c_guid"], "GUIDs arrive in RFC 4122 order (PITFALLS.md P12)")
-	require.Equal(t, "0x00ff", got["c_varbinary"])
-}
 
 func TestNewRejectsBadInput(t *testing.T) {
 	h := newHarness(t, linesTable(t))

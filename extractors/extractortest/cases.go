@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,7 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -27,8 +28,8 @@ func keyOf(r line) string { return r.ID.String() + "|" + strconv.Itoa(r.Line) }
 func testInsert(t *testing.T, h *harness) {
 	h.seeded()
 	require.Len(t, h.store.rows, 25)
-	h.db.insertLines(h.db.conn, h.table, h.newLines(12, Practice)...)
-	h.db.insertLines(h.db.conn, h.table, h.newLines(3, OtherPractice)...)
+	h.src.insertLines(h.table, h.newLines(12, Practice)...)
+	h.src.insertLines(h.table, h.newLines(3, OtherPractice)...)
 	h.syncAll()
 	h.requireConverged()
 	require.Len(t, h.store.rows, 37)
@@ -40,7 +41,7 @@ func testUpdate(t *testing.T, h *harness) {
 	for i := 0; i < len(rows); i += 5 {
 		r := rows[i]
 		r.Amount, r.Note, r.Stamp = num("-12.34"), "updated", h.clock.tick()
-		h.db.updateLine(h.db.conn, h.table, r)
+		h.src.updateLine(h.table, r)
 	}
 	h.syncAll()
 	h.requireConverged()
@@ -54,14 +55,14 @@ func testDelete(t *testing.T, h *harness) {
 	rows := h.seeded()
 	gone := rows[3]
 	before := maps.Clone(h.store.rows[keyOf(gone)])
-	h.db.deleteLine(h.db.conn, h.table, gone)
+	h.src.deleteLine(h.table, gone)
 	h.syncAll()
 	if h.sub.SeesDeletes {
 		h.requireConverged()
 		return
 	}
 	h.requireConvergedTo(func() map[string]row {
-		want := sourceRows(t, h.db, h.table)
+		want := h.src.rows(h.table)
 		require.NotContains(t, want, keyOf(gone))
 		want[keyOf(gone)] = before // this extractor cannot see deletes
 		return want
@@ -75,7 +76,7 @@ func testEmpty(t *testing.T, h *harness) {
 	res := h.sync(0)
 	require.Zero(t, res.rows)
 	if !h.sub.Snapshot {
-		require.IsType(t, watermarks.Cursor{}, h.pos, "the first run of an empty table should still hand off")
+		require.True(t, incremental(h.pos), "the first run of an empty table should still hand off, not end at %v", h.pos)
 	}
 	h.syncAll()
 	require.Empty(t, h.store.rows)
@@ -88,7 +89,7 @@ func testEmpty(t *testing.T, h *harness) {
 func testResume(t *testing.T, h *harness) {
 	h.use(linesTable(uniqueName("resume")))
 	rows := h.newLines(25, Practice)
-	h.db.insertLines(h.db.conn, h.table, rows...)
+	h.src.insertLines(h.table, rows...)
 	res := h.sync(1)
 	require.Equal(t, h.rows, res.rows)
 	require.Len(t, h.store.rows, h.rows)
@@ -97,14 +98,53 @@ func testResume(t *testing.T, h *harness) {
 
 	for _, r := range rows {
 		r.Note, r.Stamp = "second", h.clock.tick()
-		h.db.updateLine(h.db.conn, h.table, r)
+		h.src.updateLine(h.table, r)
 	}
 	res = h.sync(1) // (one chunk, or none while the window is held back)
 	require.LessOrEqual(t, res.chunks, 1)
+	h.chunkByChunk()
 	h.requireConverged()
 	for _, r := range rows {
 		require.Equal(t, "second", h.store.rows[keyOf(r)]["note"])
 	}
+}
+
+// testTransaction: one transaction writes more rows than a chunk holds;
+// every run stops after one chunk, inside the transaction, and the next
+// resumes exactly after the last row read (PITFALLS.md P4).
+func testTransaction(t *testing.T, h *harness) {
+	h.seeded()
+	tx := h.src.begin()
+	batch := h.newLines(2*h.rows+5, Practice)
+	tx.insertLines(h.table, batch...)
+	tx.commit()
+	h.chunkByChunk()
+	h.requireConverged()
+	for _, r := range batch {
+		require.Contains(t, h.store.rows, keyOf(r))
+	}
+}
+
+// testExpired: the source cleans its change data up past the saved
+// position (PITFALLS.md P1, P2); the next run fails with engine.ErrExpired
+// and the position does not move. Extractors without change data to
+// expire (snapshot, high-water mark) and sources that cannot be made to
+// clean up (a live database) skip it.
+func testExpired(t *testing.T, h *harness) {
+	if !h.sub.Expires {
+		t.Skip("this subject declares no expiry (its positions do not expire, or the source cannot be made to expire them)")
+	}
+	rows := h.seeded()
+	saved := h.pos
+	r := rows[0]
+	r.Note, r.Stamp = "lost to cleanup", h.clock.tick()
+	h.src.updateLine(h.table, r)
+	if !h.src.expire(h.table) {
+		t.Skip("this source cannot be made to clean up its change data")
+	}
+	_, err := h.trySync(0)
+	require.ErrorIs(t, err, engine.ErrExpired)
+	require.Equal(t, saved, h.pos, "an expired position never moves")
 }
 
 // testIdle: a run over an idle table moves the position to the window's
@@ -113,7 +153,7 @@ func testResume(t *testing.T, h *harness) {
 func testIdle(t *testing.T, h *harness) {
 	h.seeded()
 	before := h.pos
-	h.db.bump()
+	h.src.bump()
 	res := h.sync(0)
 	if h.sub.Heartbeat {
 		// A run whose window another transaction holds back ends with no
@@ -123,11 +163,7 @@ func testIdle(t *testing.T, h *harness) {
 		}
 		require.Zero(t, res.rows)
 		require.Equal(t, 1, res.heartbeats, "an idle run should move the position once, without rows")
-		b, a := before.(watermarks.Cursor), h.pos.(watermarks.Cursor)
-		c, err := watermarks.Compare(a.Value, b.Value)
-		require.NoError(t, err)
-		require.Positive(t, c, "the heartbeat should advance the position")
-		require.Empty(t, a.Key)
+		requireAdvanced(t, before, h.pos)
 	}
 	h.requireConverged()
 }
@@ -223,17 +259,7 @@ func testTypes(t *testing.T, h *harness) {
 	ids := make([]uuid.UUID, len(rows))
 	for i, r := range rows {
 		ids[i] = uuid.New()
-		cols := []string{"id", "practice_id", "modify_timestamp"}
-		vals := []string{h.db.lit(ids[i]), h.db.lit(Practice), h.db.lit(stamp(h.clock.tick()))}
-		for _, v := range r.vals {
-			x := v.pg
-			if h.src.Dialect == schemas.SQLServer {
-				x = v.mssql
-			}
-			cols = append(cols, v.col)
-			vals = append(vals, h.db.lit(x))
-		}
-		h.db.exec(h.db.conn, "INSERT INTO "+h.db.qualified(h.table)+" ("+strings.Join(cols, ", ")+") VALUES ("+strings.Join(vals, ", ")+")")
+		h.src.insertTypes(h.table, ids[i], h.clock.tick(), r.vals)
 	}
 	h.syncAll()
 	h.requireConverged()
@@ -264,7 +290,7 @@ func testTies(t *testing.T, h *harness) {
 	for i := range tied {
 		tied[i].Stamp = at
 	}
-	h.db.insertLines(h.db.conn, h.table, tied...)
+	h.src.insertLines(h.table, tied...)
 	res := h.sync(1) // (one chunk, or none while the window is held back)
 	require.LessOrEqual(t, res.chunks, 1)
 	h.requireConverged()
@@ -277,22 +303,18 @@ func testTies(t *testing.T, h *harness) {
 // stamped before rows committed after it; once it commits, the next run
 // brings its row (PITFALLS.md P10).
 func testOpenTransaction(t *testing.T, h *harness) {
-	if h.src.BlockingReads {
+	if h.src.blockingReads() {
 		t.Skip("reads at this source wait for uncommitted rows (READ_COMMITTED_SNAPSHOT is off), so no run can pass an open transaction")
 	}
 	h.seeded()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	tx, err := h.db.conn.BeginTx(ctx, nil)
-	require.NoError(t, err)
-	defer func() { _ = tx.Rollback() }()
+	tx := h.src.begin()
 	early := h.newLines(1, Practice)[0]
-	h.db.insertLines(tx, h.table, early)
+	tx.insertLines(h.table, early)
 	late := h.newLines(3, Practice)
-	h.db.insertLines(h.db.conn, h.table, late...)
+	h.src.insertLines(h.table, late...)
 	h.sync(0)
 	require.NotContains(t, h.store.rows, keyOf(early), "an uncommitted row cannot have been read")
-	require.NoError(t, tx.Commit())
+	tx.commit()
 	h.syncAll()
 	h.requireConverged()
 	require.Contains(t, h.store.rows, keyOf(early), "the row of the transaction that was open during the run is lost")
@@ -304,7 +326,7 @@ func testOpenTransaction(t *testing.T, h *harness) {
 func testHandoff(t *testing.T, h *harness) {
 	h.use(linesTable(uniqueName("handoff")))
 	rows := h.newLines(25, Practice)
-	h.db.insertLines(h.db.conn, h.table, rows...)
+	h.src.insertLines(h.table, rows...)
 	h.sync(1)
 	require.Len(t, h.store.rows, h.rows)
 	var copied, pending []line
@@ -317,9 +339,9 @@ func testHandoff(t *testing.T, h *harness) {
 	}
 	for _, r := range []line{copied[0], copied[len(copied)-1], pending[0]} {
 		r.Note, r.Stamp = "changed during the snapshot", h.clock.tick()
-		h.db.updateLine(h.db.conn, h.table, r)
+		h.src.updateLine(h.table, r)
 	}
-	h.db.insertLines(h.db.conn, h.table, h.newLines(4, Practice)...)
+	h.src.insertLines(h.table, h.newLines(4, Practice)...)
 	h.sync(0) // finish the snapshot
 	h.syncAll()
 	h.requireConverged()
@@ -330,13 +352,13 @@ func testHandoff(t *testing.T, h *harness) {
 // row version, modified-at and practice columns the extractors need).
 func testAllowList(t *testing.T, h *harness) {
 	full := linesTable(uniqueName("allow"))
-	h.db.create(full)
+	h.src.create(full)
 	proj, err := full.Project([]string{"amount"})
 	require.NoError(t, err)
 	h.table, h.store = proj, newStore(proj)
 	_, hasNote := proj.Column("note")
 	require.False(t, hasNote)
-	h.db.insertLines(h.db.conn, full, h.newLines(15, Practice)...)
+	h.src.insertLines(full, h.newLines(15, Practice)...)
 	h.syncAll()
 	h.requireConverged()
 	for _, r := range h.store.rows {
@@ -348,12 +370,16 @@ func testAllowList(t *testing.T, h *harness) {
 // never a silent restart.
 func testForeignPosition(t *testing.T, h *harness) {
 	h.use(linesTable(uniqueName("foreign")))
-	ext, err := h.sub.New(h.db.conn, h.src.Dialect, h.table, Config{Practices: []string{Practice}, Allocator: h.mem})
+	ext, err := h.src.extractor(h.table, Config{Practices: []string{Practice}, Allocator: h.mem})
 	require.NoError(t, err)
 	for _, pos := range []watermarks.Position{
 		watermarks.CT{Version: 42},
+		watermarks.CDC{LSN: watermarks.LSN{9: 42}, Instance: "no_such_instance"},
 		watermarks.Cursor{Column: "no_such_column", Value: watermarks.Int64(1)},
 	} {
+		if h.sub.Native != nil && reflect.TypeOf(pos) == reflect.TypeOf(h.sub.Native) {
+			continue // the extractor's own kind: not foreign
+		}
 		run, err := ext.Open(context.Background(), pos)
 		require.Error(t, err, "open from %s", pos)
 		require.Nil(t, run)

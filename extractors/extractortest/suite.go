@@ -1,6 +1,8 @@
 // Package extractortest is the conformance suite every extractor runs
-// (STYLE.md 17) against a real source database: PostgreSQL always (package
-// pgtest), SQL Server when EHRSYNC_TEST_MSSQL_DSN is set.
+// (STYLE.md 17) against a source: a real database (Run: PostgreSQL always,
+// package pgtest; SQL Server when EHRSYNC_TEST_MSSQL_DSN is set), or an
+// in-process model of a database's change data that the extractor's own
+// test package supplies (RunModel: the CDC and Change Tracking models).
 //
 // Each test builds its own small tables at the source, drives inserts,
 // updates, deletes and open transactions there, runs the extractor under test
@@ -55,6 +57,7 @@ type Config struct {
 type Subject struct {
 	// New builds the extractor for table t on db. The suite calls it for
 	// every run, so that each run starts from the saved position alone.
+	// RunModel does not use it: the Model builds the extractor.
 	New func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg Config) (engine.Extractor, error)
 	// SeesDeletes: the extractor reports deletes. When false, the suite
 	// asserts that a deleted row stays in the store (PITFALLS.md P11).
@@ -68,10 +71,34 @@ type Subject struct {
 	// ErrPosition is the error Open matches (errors.Is) when given a
 	// position it cannot start from.
 	ErrPosition error
+	// Native is a position of the extractor's own incremental kind (its
+	// zero value will do), nil for a snapshot or a high-water mark. The
+	// foreign-position case does not offer the extractor its own kind.
+	Native watermarks.Position
+	// Expires: a saved position can expire at the source (change data
+	// cleaned up, PITFALLS.md P1/P2), and Open or Next then fails with
+	// engine.ErrExpired. The expired-position case runs only when the
+	// source can expire positions (a model; not a live database).
+	Expires bool
 }
 
-// Run runs the conformance suite for sub against src.
+// Run runs the conformance suite for sub against the database src.
 func Run(t *testing.T, src Source, sub Subject) {
+	run(t, sub, func(t *testing.T) source {
+		return &sqlSource{db: &db{t: t, dialect: src.Dialect, conn: src.Open(t)}, sub: sub, blocking: src.BlockingReads}
+	})
+}
+
+// RunModel runs the conformance suite for sub against a model source:
+// newModel returns a fresh model per test, and the model builds the
+// extractor under test (sub.New is not used).
+func RunModel(t *testing.T, newModel func(t *testing.T) Model, sub Subject) {
+	run(t, sub, func(t *testing.T) source {
+		return newModelSource(t, newModel(t))
+	})
+}
+
+func run(t *testing.T, sub Subject, open func(t *testing.T) source) {
 	tests := []struct {
 		name string
 		run  func(t *testing.T, h *harness)
@@ -80,27 +107,28 @@ func Run(t *testing.T, src Source, sub Subject) {
 		{"update", testUpdate},
 		{"delete", testDelete},
 		{"empty table", testEmpty},
-		{"resume after a chunk", testResume},
+		{"resume after a crash at every chunk boundary", testResume},
 		{"idle heartbeat", testIdle},
 		{"every supported type", testTypes},
 		{"ties at a chunk boundary", testTies},
+		{"transaction spanning a chunk boundary", testTransaction},
 		{"open transaction during a run", testOpenTransaction},
 		{"changes during the first snapshot", testHandoff},
 		{"column allow-list", testAllowList},
 		{"foreign position", testForeignPosition},
+		{"expired position", testExpired},
 	}
 	for _, tc := range tests {
 		// Sequential: PostgreSQL's xid bound is cluster-wide, so another
 		// test's open transaction would hold this test's window back.
 		t.Run(tc.name, func(t *testing.T) {
-			conn := src.Open(t)
+			src := open(t)
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			t.Cleanup(func() { mem.AssertSize(t, 0) })
 			h := &harness{
 				t:     t,
 				src:   src,
 				sub:   sub,
-				db:    &db{t: t, dialect: src.Dialect, conn: conn},
 				mem:   mem,
 				clock: newClock(),
 				rows:  10,
@@ -114,9 +142,8 @@ func Run(t *testing.T, src Source, sub Subject) {
 // saved position.
 type harness struct {
 	t     *testing.T
-	src   Source
+	src   source
 	sub   Subject
-	db    *db
 	mem   *memory.CheckedAllocator
 	clock *clock
 	rows  int // chunk rows
@@ -129,7 +156,7 @@ type harness struct {
 // use creates table at the source and starts an empty store for it.
 func (h *harness) use(table *schemas.Table) {
 	h.t.Helper()
-	h.db.create(table)
+	h.src.create(table)
 	h.table = table
 	h.store = newStore(table)
 }
@@ -145,15 +172,26 @@ type runResult struct {
 // maxChunks chunks (0: to the end), applying every chunk and saving its
 // position as the store would.
 func (h *harness) sync(maxChunks int) runResult {
+	h.t.Helper()
+	res, err := h.trySync(maxChunks)
+	require.NoError(h.t, err)
+	return res
+}
+
+// trySync is sync returning the error of Open or Next (the position stays
+// at the last chunk that arrived).
+func (h *harness) trySync(maxChunks int) (runResult, error) {
 	t := h.t
 	t.Helper()
-	ext, err := h.sub.New(h.db.conn, h.src.Dialect, h.table, Config{
+	ext, err := h.src.extractor(h.table, Config{
 		Practices: []string{Practice}, ChunkRows: h.rows, Allocator: h.mem,
 	})
 	require.NoError(t, err)
 	ctx := context.Background()
 	run, err := ext.Open(ctx, h.pos)
-	require.NoError(t, err)
+	if err != nil {
+		return runResult{}, err
+	}
 	defer func() { require.NoError(t, run.Close()) }()
 	var (
 		res     runResult
@@ -164,7 +202,9 @@ func (h *harness) sync(maxChunks int) runResult {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		require.NoError(t, err)
+		if err != nil {
+			return res, err
+		}
 		require.NotNil(t, ch.To, "a chunk must say where it leaves the position")
 		wantReason := watermarks.ReasonSync
 		if _, ok := h.pos.(watermarks.Snapshot); ok || h.pos == nil {
@@ -195,7 +235,50 @@ func (h *harness) sync(maxChunks int) runResult {
 		res.chunks++
 		h.pos = roundTrip(t, ch.To)
 	}
-	return res
+	return res, nil
+}
+
+// chunkByChunk runs one chunk per run (a crash after every chunk's
+// commit) until a run has no chunk left, or a bound.
+func (h *harness) chunkByChunk() {
+	h.t.Helper()
+	for range 100 {
+		if h.sync(1).chunks == 0 {
+			return
+		}
+	}
+}
+
+// incremental: p is an extractor's incremental position (not a snapshot's,
+// not none).
+func incremental(p watermarks.Position) bool {
+	switch p.(type) {
+	case watermarks.Cursor, watermarks.CDC, watermarks.CT:
+		return true
+	}
+	return false
+}
+
+// requireAdvanced: after is a position at a window's bound (not inside a
+// window) past before, of the same kind.
+func requireAdvanced(t *testing.T, before, after watermarks.Position) {
+	t.Helper()
+	require.IsType(t, before, after, "the heartbeat changed the position's kind")
+	switch a := after.(type) {
+	case watermarks.Cursor:
+		c, err := watermarks.Compare(a.Value, before.(watermarks.Cursor).Value)
+		require.NoError(t, err)
+		require.Positive(t, c, "the heartbeat should advance the position")
+		require.Empty(t, a.Key)
+	case watermarks.CDC:
+		require.Positive(t, a.LSN.Compare(before.(watermarks.CDC).LSN), "the heartbeat should advance the position")
+		require.False(t, a.InTransaction(), "a heartbeat ends at a transaction boundary")
+	case watermarks.CT:
+		require.Greater(t, a.Version, before.(watermarks.CT).Version, "the heartbeat should advance the position")
+		require.False(t, a.InWindow(), "a heartbeat ends at a window's bound")
+	default:
+		t.Fatalf("no heartbeat check for position %T", after)
+	}
 }
 
 // roundTrip saves and loads p as the position store does.
@@ -226,7 +309,7 @@ func (h *harness) syncAll() {
 // converge.
 func (h *harness) requireConverged() {
 	h.t.Helper()
-	h.requireConvergedTo(func() map[string]row { return sourceRows(h.t, h.db, h.table) })
+	h.requireConvergedTo(func() map[string]row { return h.src.rows(h.table) })
 }
 
 // requireConvergedTo is requireConverged with the expected rows computed by
@@ -261,8 +344,8 @@ func (h *harness) seeded() []line {
 	h.t.Helper()
 	h.use(linesTable(uniqueName("lines")))
 	rows := h.newLines(25, Practice)
-	h.db.insertLines(h.db.conn, h.table, rows...)
-	h.db.insertLines(h.db.conn, h.table, h.newLines(5, OtherPractice)...)
+	h.src.insertLines(h.table, rows...)
+	h.src.insertLines(h.table, h.newLines(5, OtherPractice)...)
 	h.syncAll()
 	h.requireConverged()
 	return rows
