@@ -62,6 +62,12 @@ func (s *SQLServer) Instances(ctx context.Context, schema, table string) ([]Inst
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
 	rows, err := s.DB.QueryContext(ctx, instancesSQL, schema, table)
+	if isInvalidObject(err) {
+		// The database is not enabled for CDC: sys.sp_cdc_enable_db creates
+		// the cdc schema and its metadata tables, so without it
+		// cdc.change_tables does not exist (error 208). No instances.
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read capture instances: %w", err)
 	}
@@ -85,6 +91,9 @@ func (s *SQLServer) Instances(ctx context.Context, schema, table string) ([]Inst
 		out[len(out)-1].Columns = append(out[len(out)-1].Columns, col)
 	}
 	if err := rows.Err(); err != nil {
+		if isInvalidObject(err) {
+			return nil, nil
+		}
 		return nil, fmt.Errorf("read capture instances: %w", err)
 	}
 	return out, nil
@@ -280,11 +289,18 @@ func (e *PermissionError) Error() string {
 func (e *PermissionError) Unwrap() error { return e.Err }
 
 // isPermissionDenied reports SQL Server errors 229 (permission denied on an
-// object), 297 (no permission to perform the action) and 300 (a
-// permission such as VIEW DATABASE STATE denied).
+// object), 262 (a permission denied in the database), 297 (no permission
+// to perform the action) and 300 (a permission such as VIEW DATABASE STATE
+// denied on an object).
 func isPermissionDenied(err error) bool {
 	var e mssql.Error
-	return errors.As(err, &e) && (e.Number == 229 || e.Number == 297 || e.Number == 300)
+	return errors.As(err, &e) && (e.Number == 229 || e.Number == 262 || e.Number == 297 || e.Number == 300)
+}
+
+// isInvalidObject reports SQL Server error 208, "Invalid object name".
+func isInvalidObject(err error) bool {
+	var e mssql.Error
+	return errors.As(err, &e) && e.Number == 208
 }
 
 // lsnOf converts a binary(10) value; NULL is the zero LSN.
