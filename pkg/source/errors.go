@@ -184,9 +184,11 @@ const (
 	msDeadlock           = 1205
 	msLockTimeout        = 1222
 	msCTNotOnTable       = 4998
-	msCTNotOnDB          = 22105
+	msCTNotOnTable2      = 22105 // "Change tracking is not enabled on table"
 	msCDCNotOnDB         = 22901
-	msCDCNotOnTable      = 22902
+	msCDCNotOnTable      = 22985 // "Change data capture has not been enabled for source table"
+	msCDCNeedsSysadmin   = 22902 // "Caller is not authorized ... Sysadmin privileges are required"
+	msCDCNeedsDBOwner    = 22904
 	msAzureBusy          = 40501
 	msAzureUnavailable   = 40613
 	msAzureReconfig      = 40197
@@ -200,8 +202,9 @@ var msClasses = map[int32]*Class{
 	msNoPermInDB: ClassPermission, msViewDenied: ClassPermission,
 	msDeadlock: ClassTransient, msLockTimeout: ClassTransient,
 	msAzureBusy: ClassTransient, msAzureUnavailable: ClassTransient, msAzureReconfig: ClassTransient,
-	msCTNotOnTable: ClassCTDisabled, msCTNotOnDB: ClassCTDisabled,
+	msCTNotOnTable: ClassCTDisabled, msCTNotOnTable2: ClassCTDisabled,
 	msCDCNotOnDB: ClassCDCDisabled, msCDCNotOnTable: ClassCDCDisabled,
+	msCDCNeedsSysadmin: ClassPermission, msCDCNeedsDBOwner: ClassPermission,
 }
 
 var pgClasses = map[string]*Class{

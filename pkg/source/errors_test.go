@@ -42,6 +42,8 @@ func TestClassify(t *testing.T) {
 		{"mssql deadlock victim 1205", ms(1205), source.ClassTransient, true},
 		{"mssql ct not enabled 4998", ms(4998), source.ClassCTDisabled, false},
 		{"mssql cdc not enabled 22901", ms(22901), source.ClassCDCDisabled, false},
+		{"mssql cdc not enabled on the table 22985", ms(22985), source.ClassCDCDisabled, false},
+		{"mssql cdc needs sysadmin 22902", ms(22902), source.ClassPermission, false},
 		{"mssql login in All chain", fmt.Errorf("x: %w", mssql.Error{Number: 1, All: []mssql.Error{{Number: 18456}}}), source.ClassLoginFailed, false},
 		{"mssql unknown number", ms(50000), source.ClassUnknown, false},
 		{"pg 28P01", pg("28P01"), source.ClassLoginFailed, false},
