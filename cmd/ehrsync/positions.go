@@ -25,7 +25,7 @@ func runPositions(ctx context.Context, env *environment, args []string) error {
 		return usageError{fmt.Errorf("positions: want a subcommand: list, show or reset")}
 	}
 	sub, args := args[0], args[1:]
-	fs := newFlags(env, "positions "+sub, positionsUsage)
+	fs := newFlags(env, "positions", positionsUsage)
 	path := fs.String("config", "", "configuration file (YAML)")
 	org := fs.String("org", "", "organization")
 	table := fs.String("table", "", "table (qualified name, e.g. dbo.claims)")
