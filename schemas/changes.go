@@ -45,8 +45,9 @@ const (
 	// arrow.PrimitiveTypes.Int64, non-null, strictly increasing within a batch.
 	SeqColumn = "_ehrsync_seq"
 	// SourcePosColumn holds the row's position in the source's global change
-	// order when the strategy has one (CDC: start_lsn||seqval||operation,
-	// 10+10+1 bytes, compared bytewise): arrow.BinaryTypes.Binary, nullable.
+	// order when the strategy has one (CDC: start_lsn||command_id||seqval||
+	// operation, 10+4+10+1 bytes, compared bytewise): arrow.BinaryTypes.Binary,
+	// nullable.
 	SourcePosColumn = "_ehrsync_source_pos"
 )
 
@@ -79,8 +80,8 @@ const MetaSourceType = "ehrsync.source_type"
 //   - SourcePosColumn (binary, nullable): the row's position in the source's
 //     global change order, when the strategy has one, encoded so that
 //     bytewise comparison is change order. CDC writes
-//     __$start_lsn (10 bytes) || __$seqval (10 bytes) || __$operation (1 byte),
-//     21 bytes. Strategies without a per-row global order (snapshot,
+//     __$start_lsn (10) || __$command_id (4, big-endian) || __$seqval (10) || __$operation (1),
+//     25 bytes. Strategies without a per-row global order (snapshot,
 //     high-water mark) leave it null. The sink uses it to de-duplicate
 //     change-log entries when a window is replayed after a crash.
 //

@@ -25,12 +25,13 @@ type (
 		V    *string   `json:"v,omitempty"`
 	}
 	wireCDC struct {
-		V        int    `json:"v"`
-		Kind     Kind   `json:"kind"`
-		Instance string `json:"instance,omitempty"`
-		LSN      string `json:"lsn"`
-		Seqval   string `json:"seqval,omitempty"`
-		Op       int8   `json:"op,omitempty"`
+		V         int    `json:"v"`
+		Kind      Kind   `json:"kind"`
+		Instance  string `json:"instance,omitempty"`
+		LSN       string `json:"lsn"`
+		CommandID int32  `json:"command_id,omitempty"`
+		Seqval    string `json:"seqval,omitempty"`
+		Op        int8   `json:"op,omitempty"`
 	}
 	wireCT struct {
 		V       int         `json:"v"`
@@ -58,7 +59,7 @@ type (
 // Equal positions encode to equal bytes. A nil p encodes as null. Examples:
 //
 //	{"v":1,"kind":"cdc","instance":"dbo_claims","lsn":"0x0000002A000001F00003"}
-//	{"v":1,"kind":"cdc","instance":"dbo_claims","lsn":"0x0000002A000001F00003","seqval":"0x0000002A000001F00002","op":2}
+//	{"v":1,"kind":"cdc","instance":"dbo_claims","lsn":"0x0000002A000001F00003","command_id":3,"seqval":"0x0000002A000001F00002","op":2}
 //	{"v":1,"kind":"ct","version":120}
 //	{"v":1,"kind":"ct","version":120,"to":150,"last_key":[{"type":"int","sql":"int","v":"42"}]}
 //	{"v":1,"kind":"cursor","column":"row_timestamp","value":{"type":"rowversion","v":"0x00000000000007D1"},"key":[{"type":"uuid","v":"6f9619ff-8b86-d011-b42d-00c04fc964ff"}]}
@@ -90,7 +91,7 @@ func marshal(w any) ([]byte, error) {
 func toWire(p Position) (any, error) {
 	switch p := p.(type) {
 	case CDC:
-		w := wireCDC{V: FormatVersion, Kind: KindCDC, Instance: p.Instance, LSN: p.LSN.String(), Op: p.Op}
+		w := wireCDC{V: FormatVersion, Kind: KindCDC, Instance: p.Instance, LSN: p.LSN.String(), CommandID: p.CommandID, Op: p.Op}
 		if !p.Seqval.IsZero() {
 			w.Seqval = p.Seqval.String()
 		}
@@ -262,7 +263,7 @@ func cdcFromWire(w wireCDC) (Position, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := CDC{LSN: lsn, Op: w.Op, Instance: w.Instance}
+	c := CDC{LSN: lsn, CommandID: w.CommandID, Op: w.Op, Instance: w.Instance}
 	if w.Seqval != "" {
 		if c.Seqval, err = parseHexLSN("seqval", w.Seqval); err != nil {
 			return nil, err

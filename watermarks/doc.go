@@ -7,8 +7,8 @@
 // A Position is one of four kinds, each a plain value type:
 //
 //   - CDC: a SQL Server Change Data Capture position, an LSN at a transaction
-//     boundary or, inside a transaction, the exact (LSN, seqval, operation) of
-//     the last row applied (PITFALLS P4).
+//     boundary or, inside a transaction, the exact (LSN, command id, seqval,
+//     operation) of the last row applied (PITFALLS P4).
 //   - CT: a Change Tracking version, with the progress through the version
 //     window being read.
 //   - Cursor: a high-water mark on a column, paged tie-safely by (cursor, key)

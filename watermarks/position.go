@@ -37,17 +37,27 @@ type Position interface {
 //
 // At a transaction boundary Seqval is zero and Op 0: everything up to and
 // including LSN's transaction is applied; the next read starts after LSN.
-// Inside a transaction (a chunk ended mid-transaction, PITFALLS P4) Seqval and
-// Op are the __$seqval and __$operation of the last row applied: the next
-// read resumes after exactly the row (LSN, Seqval, Op), never after LSN.
+// Inside a transaction (a chunk ended mid-transaction, PITFALLS P4)
+// CommandID, Seqval and Op are the __$command_id, __$seqval and __$operation
+// of the last row applied: the next read resumes after exactly the row
+// (LSN, CommandID, Seqval, Op) in the change order, never after LSN.
+//
+// The change order within a transaction is __$command_id, then __$seqval
+// and __$operation: Microsoft documents that __$seqval must not be used for
+// ordering (the two rows of an update may be out of seqval order, KB
+// 3030352). CommandID is 0 at a boundary, and in positions saved before it
+// was recorded; such a position resumes at the first row of its
+// transaction (command ids start at 1), re-reading rows already applied
+// rather than skipping any.
 //
 // Op is __$operation: 1 delete, 2 insert, 3 update (before image), 4 update
 // (after image).
 type CDC struct {
-	LSN      LSN
-	Seqval   LSN
-	Op       int8
-	Instance string // the capture instance read from; "" when not chosen yet
+	LSN       LSN
+	CommandID int32
+	Seqval    LSN
+	Op        int8
+	Instance  string // the capture instance read from; "" when not chosen yet
 }
 
 // InTransaction reports whether c is a resume point inside a transaction.
@@ -100,12 +110,18 @@ func (Cursor) position()   {}
 func (Snapshot) position() {}
 
 // String: "cdc 0x0000002A000001F00003 (dbo_claims)", or inside a transaction
-// "cdc 0x0000002A000001F00003 after seqval 0x0000002A000001F00002 op 2 (dbo_claims)".
+// "cdc 0x0000002A000001F00003 after command 3 seqval 0x0000002A000001F00002 op 2 (dbo_claims)"
+// ("after seqval ..." without a command id).
 func (c CDC) String() string {
 	var b strings.Builder
 	b.WriteString("cdc " + c.LSN.String())
 	if c.InTransaction() {
-		fmt.Fprintf(&b, " after seqval %s op %d", c.Seqval, c.Op)
+		if c.CommandID != 0 {
+			fmt.Fprintf(&b, " after command %d", c.CommandID)
+		} else {
+			b.WriteString(" after")
+		}
+		fmt.Fprintf(&b, " seqval %s op %d", c.Seqval, c.Op)
 	}
 	if c.Instance != "" {
 		b.WriteString(" (" + c.Instance + ")")
@@ -225,9 +241,15 @@ func (c CDC) validate() error {
 	if c.LSN.IsZero() {
 		return invalidf("lsn", "is zero")
 	}
+	if c.CommandID < 0 {
+		return invalidf("command_id", "is negative")
+	}
 	if c.Seqval.IsZero() {
 		if c.Op != 0 {
 			return invalidf("op", "set without seqval")
+		}
+		if c.CommandID != 0 {
+			return invalidf("command_id", "set without seqval")
 		}
 	} else if c.Op < 1 || c.Op > 4 {
 		return invalidf("op", "%d is not 1 (delete), 2 (insert), 3 (update before) or 4 (update after)", c.Op)

@@ -382,3 +382,59 @@ func TestP4ByteBoundInsideTransaction(t *testing.T) {
 	h.requireConverged()
 	h.requireExactlyOnce()
 }
+
+// TestP4OrderByCommandIDNotSeqval: within a transaction __$command_id, not
+// __$seqval, is the order of the changes; Microsoft documents that seqval
+// "should not be used for ordering", and KB 3030352 shows the delete and
+// insert of one key out of seqval order. One transaction deletes a key and
+// inserts it again (a key update) with the seqvals reversed: the store must
+// end with the inserted row, whether the transaction is read in one chunk or
+// resumed after every row (positions inside it then carry the command id).
+func TestP4OrderByCommandIDNotSeqval(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		chunkRows int
+		maxChunks int
+	}{
+		{"one chunk", 10, 0},
+		{"resume after every row", 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, linesTable(t), "claims_capture")
+			rows := h.seeded()
+			h.rows = tc.chunkRows
+			moved := rowWith(rows[3], "note", "key updated")
+			tx := h.m.Begin()
+			tx.Insert("dbo", "claim_lines", h.line(300, practice))
+			tx.Delete("dbo", "claim_lines", rows[3])
+			tx.Insert("dbo", "claim_lines", moved)
+			tx.ReverseSeqvals() // the insert of the key now has the lowest seqval
+			commit := tx.Commit()
+
+			inTx := 0
+			for range 20 {
+				res := h.sync(tc.maxChunks)
+				if p := h.pos.(watermarks.CDC); p.InTransaction() {
+					require.Equal(t, commit, p.LSN)
+					require.Positive(t, p.CommandID, "a position inside a transaction carries its command id")
+					inTx++
+				}
+				if res.chunks == 0 {
+					break
+				}
+			}
+			if tc.chunkRows == 1 {
+				require.Equal(t, 2, inTx, "resumed between the transaction's rows")
+			}
+			n := 0
+			for _, r := range h.store {
+				if r["note"] == "key updated" {
+					n++
+				}
+			}
+			require.Equal(t, 1, n, "the store holds the re-inserted row")
+			h.requireConverged()
+			h.requireExactlyOnce()
+		})
+	}
+}

@@ -1,8 +1,11 @@
 // Package cdc is the SQL Server Change Data Capture extractor: it reads a
 // table's changes from its change tables (cdc.<capture instance>_CT) in
-// (__$start_lsn, __$seqval, __$operation) order, in bounded chunks, one
-// query per chunk, through a small SQL layer (Source): SQLServer in
-// production, cdcmodel.Model (a test double) in tests.
+// (__$start_lsn, __$command_id, __$seqval, __$operation) order, in bounded
+// chunks, one query per chunk, through a small SQL layer (Source):
+// SQLServer in production, cdcmodel.Model (a test double) in tests.
+// __$command_id is the order of the changes within a transaction; Microsoft
+// documents that __$seqval must not be used for ordering (KB 3030352: an
+// update's delete and insert may be out of seqval order, P4).
 //
 // # Windows
 //
@@ -18,12 +21,13 @@
 // Positions are watermarks.CDC. At a transaction boundary, CDC{LSN}:
 // everything up to and including that transaction is applied. A chunk that
 // ends inside a transaction (all its rows share one __$start_lsn) records
-// the exact (LSN, Seqval, Op) of its last row and the next read resumes
+// the exact (LSN, CommandID, Seqval, Op) of its last row and the next read resumes
 // after exactly that row, never after the LSN (P4). A chunk that reads the
 // rest of the window moves the position to the window's bound, so an idle
 // table advances every run (in a chunk with no rows) and never ages out of
 // retention (P3). Rows carry _ehrsync_source_pos =
-// start_lsn||seqval||operation, so the store de-duplicates replays.
+// start_lsn||command_id||seqval||operation (SourcePos), so the store
+// de-duplicates replays.
 //
 // # Capture instances and expiry
 //

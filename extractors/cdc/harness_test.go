@@ -201,7 +201,7 @@ func (h *harness) apply(rec arrow.RecordBatch, changes bool) {
 		k, r := canonRow(rec, h.table, i)
 		if changes {
 			require.False(h.t, pos.IsNull(i), "a CDC row carries its source position")
-			require.Len(h.t, pos.Value(i), 21)
+			require.Len(h.t, pos.Value(i), cdc.SourcePosLen)
 			h.emitted[string(pos.Value(i))]++
 		}
 		switch schemas.Op(ops.Value(i)) {

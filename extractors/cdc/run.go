@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"strings"
@@ -81,11 +82,12 @@ func (r *Run) checkMin(ctx context.Context) error {
 }
 
 // Next reads the next chunk. Its position is a transaction boundary
-// (CDC{LSN}) when the chunk ends one, or the exact last row (LSN, Seqval,
-// Op) when the chunk ends inside a transaction (P4). A chunk that reaches
-// the window's bound moves the position to the bound, so an idle table
-// advances too (P3), in a chunk with a nil Batch when it has no rows. The
-// caller releases the Batch. Next returns io.EOF after the last chunk.
+// (CDC{LSN}) when the chunk ends one, or the exact last row (LSN,
+// CommandID, Seqval, Op) when the chunk ends inside a transaction (P4). A
+// chunk that reaches the window's bound moves the position to the bound,
+// so an idle table advances too (P3), in a chunk with a nil Batch when it
+// has no rows. The caller releases the Batch. Next returns io.EOF after
+// the last chunk.
 func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	if r.done {
 		return engine.Chunk{}, io.EOF
@@ -156,7 +158,7 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	case n < len(changes) && changes[n].LSN != last.LSN:
 		to = watermarks.CDC{LSN: last.LSN} // a transaction boundary
 	case n < len(changes):
-		to = watermarks.CDC{LSN: last.LSN, Seqval: last.Seqval, Op: last.Op} // inside a transaction (P4)
+		to = watermarks.CDC{LSN: last.LSN, CommandID: last.CommandID, Seqval: last.Seqval, Op: last.Op} // inside a transaction (P4)
 	default:
 		// Everything up to upper is read.
 		to = watermarks.CDC{LSN: upper}
@@ -222,11 +224,17 @@ func opOf(op int8) (schemas.Op, error) {
 	return 0, fmt.Errorf("unexpected __$operation %d", op)
 }
 
-// SourcePos is c's _ehrsync_source_pos: __$start_lsn || __$seqval ||
-// __$operation, 21 bytes, ordered bytewise as the change order.
+// SourcePosLen is the length of a CDC _ehrsync_source_pos.
+const SourcePosLen = 25
+
+// SourcePos is c's _ehrsync_source_pos: __$start_lsn (10 bytes) ||
+// __$command_id (4 bytes, big-endian) || __$seqval (10 bytes) ||
+// __$operation (1 byte), 25 bytes, ordered bytewise as the change order
+// (command ids are not negative) and unique per change row.
 func SourcePos(c Change) []byte {
-	b := make([]byte, 0, 21)
+	b := make([]byte, 0, SourcePosLen)
 	b = append(b, c.LSN[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(c.CommandID))
 	b = append(b, c.Seqval[:]...)
 	return append(b, byte(c.Op))
 }

@@ -28,9 +28,14 @@ type Source interface {
 	// agent runs (P6). Zero: nothing harvested yet.
 	MaxLSN(ctx context.Context) (watermarks.LSN, error)
 	// Changes returns at most q.Limit change rows of q.Instance after q.After
-	// and at or below q.To, in (__$start_lsn, __$seqval, __$operation)
-	// order: deletes (1), inserts (2) and update after-images (4); update
-	// before-images (3) are left out.
+	// and at or below q.To, in (__$start_lsn, __$command_id, __$seqval,
+	// __$operation) order: deletes (1), inserts (2) and update after-images
+	// (4); update before-images (3) are left out. __$command_id, not
+	// __$seqval, is the order of the operations within a transaction:
+	// Microsoft documents that __$seqval "should not be used for ordering"
+	// (the two rows of an update, or of a split update's delete and insert,
+	// may be out of seqval order, KB 3030352); __$seqval and __$operation
+	// only break ties within one command.
 	Changes(ctx context.Context, q Query) ([]Change, error)
 }
 
@@ -47,8 +52,8 @@ type Instance struct {
 type Query struct {
 	Instance string
 	// After is the exclusive lower bound: after the transaction After.LSN
-	// at a boundary, after exactly the row (LSN, Seqval, Op) inside a
-	// transaction (P4).
+	// at a boundary, after exactly the row (LSN, CommandID, Seqval, Op)
+	// inside a transaction (P4).
 	After watermarks.CDC
 	To    watermarks.LSN // inclusive upper bound
 	Limit int
@@ -65,9 +70,12 @@ type Query struct {
 
 // Change is one change row.
 type Change struct {
-	LSN    watermarks.LSN // __$start_lsn: the commit LSN, shared by the transaction's rows
-	Seqval watermarks.LSN // __$seqval: the row's order within the transaction
-	Op     int8           // __$operation: 1 delete, 2 insert, 4 update after-image
+	LSN watermarks.LSN // __$start_lsn: the commit LSN, shared by the transaction's rows
+	// CommandID is __$command_id: the order of the row's operation within
+	// the transaction (NULL reads as 0).
+	CommandID int32
+	Seqval    watermarks.LSN // __$seqval: the row's log sequence; not its order (see Changes)
+	Op        int8           // __$operation: 1 delete, 2 insert, 4 update after-image
 	// Values hold Query.Columns' values as go-mssqldb returns them
 	// (arrowscan's raw values: GUIDs in wire order, decimals as text bytes,
 	// time.Time, ...), nil for NULL.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -122,7 +123,9 @@ func (s *SQLServer) MaxLSN(ctx context.Context) (watermarks.LSN, error) {
 }
 
 // Changes implements Source. It reads cdc.<instance>_CT directly: TOP (n),
-// the tie-safe (lsn, seqval, op) > predicate, LSNs bound as binary(10).
+// the tie-safe (lsn, command_id, seqval, op) > predicate, LSNs bound as
+// binary(10). It needs __$command_id (SQL Server 2016 and later, or the
+// 2012/2014 cumulative updates of KB 3030352).
 func (s *SQLServer) Changes(ctx context.Context, q Query) ([]Change, error) {
 	query, args, err := changesSQL(q)
 	if err != nil {
@@ -139,18 +142,22 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) ([]Change, error) {
 	for rows.Next() {
 		var (
 			lsn, seq []byte
+			cmd      sql.NullInt64
 			op       int64
 		)
 		vals := make([]any, len(q.Columns))
-		dest := make([]any, 0, 3+len(vals))
-		dest = append(dest, &lsn, &seq, &op)
+		dest := make([]any, 0, 4+len(vals))
+		dest = append(dest, &lsn, &cmd, &seq, &op)
 		for i := range vals {
 			dest = append(dest, &vals[i])
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read change table of %s: %w", q.Instance, err)
 		}
-		c := Change{Op: int8(op), Values: vals}
+		if cmd.Int64 < 0 || cmd.Int64 > math.MaxInt32 {
+			return nil, fmt.Errorf("read change table of %s: __$command_id %d is out of range", q.Instance, cmd.Int64)
+		}
+		c := Change{CommandID: int32(cmd.Int64), Op: int8(op), Values: vals}
 		if c.LSN, err = lsnOf(lsn); err != nil {
 			return nil, fmt.Errorf("read change table of %s: __$start_lsn: %w", q.Instance, err)
 		}
@@ -165,8 +172,13 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) ([]Change, error) {
 	return out, nil
 }
 
-// changesSQL builds the chunk query. Positions are bound as binary(10) and
-// the operation as tinyint through typed local variables.
+// changesSQL builds the chunk query. Positions are bound as binary(10), the
+// command id as int and the operation as tinyint through typed local
+// variables. Rows are ordered by (__$start_lsn, __$command_id, __$seqval,
+// __$operation): __$command_id is the order of the operations within a
+// transaction, __$seqval is not (Microsoft, cdc.<capture_instance>_CT; KB
+// 3030352). The resume predicate reads a NULL __$command_id as 0, where
+// ORDER BY sorts NULL, so that the two agree.
 func changesSQL(q Query) (string, []any, error) {
 	var b strings.Builder
 	args := []any{int64(q.Limit), q.To[:]}
@@ -176,11 +188,11 @@ func changesSQL(q Query) (string, []any, error) {
 		args = append(args, after.LSN[:])
 		b.WriteString(", @lsn binary(10) = @p3")
 		if after.InTransaction() {
-			args = append(args, after.Seqval[:], int64(after.Op))
-			b.WriteString(", @seqval binary(10) = @p4, @op tinyint = @p5")
+			args = append(args, int64(after.CommandID), after.Seqval[:], int64(after.Op))
+			b.WriteString(", @cmd int = @p4, @seqval binary(10) = @p5, @op tinyint = @p6")
 		}
 	}
-	b.WriteString(";\nSELECT TOP (@n) [__$start_lsn], [__$seqval], [__$operation]")
+	b.WriteString(";\nSELECT TOP (@n) [__$start_lsn], [__$command_id], [__$seqval], [__$operation]")
 	for _, c := range q.Columns {
 		b.WriteString(", " + quote(c))
 	}
@@ -189,7 +201,8 @@ func changesSQL(q Query) (string, []any, error) {
 	switch {
 	case after.LSN.IsZero():
 	case after.InTransaction():
-		b.WriteString("\n  AND ([__$start_lsn] > @lsn OR ([__$start_lsn] = @lsn AND ([__$seqval] > @seqval OR ([__$seqval] = @seqval AND [__$operation] > @op))))")
+		b.WriteString("\n  AND ([__$start_lsn] > @lsn OR ([__$start_lsn] = @lsn AND (ISNULL([__$command_id], 0) > @cmd" +
+			" OR (ISNULL([__$command_id], 0) = @cmd AND ([__$seqval] > @seqval OR ([__$seqval] = @seqval AND [__$operation] > @op))))))")
 	default:
 		b.WriteString("\n  AND [__$start_lsn] > @lsn")
 	}
@@ -212,7 +225,7 @@ func changesSQL(q Query) (string, []any, error) {
 		}
 		b.WriteString("))")
 	}
-	b.WriteString("\nORDER BY [__$start_lsn], [__$seqval], [__$operation]")
+	b.WriteString("\nORDER BY [__$start_lsn], [__$command_id], [__$seqval], [__$operation]")
 	return b.String(), args, nil
 }
 

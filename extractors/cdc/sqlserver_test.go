@@ -36,17 +36,17 @@ func lsnBytes(n uint64) []byte {
 	return l[:]
 }
 
-// changeRow is a claim_lines change row: __$start_lsn, __$seqval,
-// __$operation, then the captured columns of linesTable.
-func changeRow(lsn, seq uint64, op int64, line int64) []driver.Value {
+// changeRow is a claim_lines change row: __$start_lsn, __$command_id,
+// __$seqval, __$operation, then the captured columns of linesTable.
+func changeRow(lsn uint64, cmd int64, seq uint64, op int64, line int64) []driver.Value {
 	return []driver.Value{
-		lsnBytes(lsn), lsnBytes(seq), op,
+		lsnBytes(lsn), cmd, lsnBytes(seq), op,
 		guidWire(uuid.MustParse("6f9619ff-8b86-d011-b42d-00c04fc964ff")), line, "0001", []byte("-125.40"), "note",
 		time.Date(2026, 11, 1, 8, 30, 0, 3_000_000, time.UTC),
 	}
 }
 
-var changeColumns = []string{"__$start_lsn", "__$seqval", "__$operation", "id", "line", "practice_id", "amount", "note", "modify_timestamp"}
+var changeColumns = []string{"__$start_lsn", "__$command_id", "__$seqval", "__$operation", "id", "line", "practice_id", "amount", "note", "modify_timestamp"}
 
 // scripted answers the catalog queries with two capture instances (the
 // second starting at v2Start, 0: only one), MaxLSN with max, MinLSN with
@@ -81,7 +81,7 @@ func scripted(v2Start, max uint64, chunks ...[][]driver.Value) fakesql.Script {
 			}
 			return fakesql.Result{Columns: cols, Rows: c}, nil
 		case strings.HasPrefix(query, "SELECT TOP"): // the snapshot
-			return fakesql.Result{Columns: changeColumns[3:]}, nil
+			return fakesql.Result{Columns: changeColumns[4:]}, nil
 		}
 		return fakesql.Result{}, errors.New("unexpected statement")
 	}
@@ -109,7 +109,7 @@ func drain(t *testing.T, ext *cdc.Extractor, pos watermarks.Position) []chunkSum
 			require.NoError(t, schemas.ValidateChangeBatch(ext.Table(), ch.Batch))
 			s.rows = int(ch.Batch.NumRows())
 			sp := ch.Batch.Column(ch.Batch.Schema().FieldIndices(schemas.SourcePosColumn)[0]).(*array.Binary)
-			require.Len(t, sp.Value(0), 21)
+			require.Len(t, sp.Value(0), cdc.SourcePosLen)
 			ch.Batch.Release()
 		}
 		out = append(out, s)
@@ -129,7 +129,7 @@ func golden(t *testing.T, name, got string) {
 }
 
 func TestSQLServerGolden(t *testing.T) {
-	inTx := watermarks.CDC{LSN: cdcmodel.LSN(120), Seqval: cdcmodel.LSN(115), Op: 2, Instance: "claims_v1"}
+	inTx := watermarks.CDC{LSN: cdcmodel.LSN(120), CommandID: 3, Seqval: cdcmodel.LSN(115), Op: 2, Instance: "claims_v1"}
 	tests := []struct {
 		name  string
 		v2    uint64
@@ -146,8 +146,8 @@ func TestSQLServerGolden(t *testing.T) {
 		{
 			name: "P4 resume inside a transaction then a boundary then the bound", max: 150, pos: inTx, rows: 2,
 			chunk: [][][]driver.Value{
-				{changeRow(120, 116, 2, 1), changeRow(120, 117, 4, 2), changeRow(130, 125, 1, 3)},
-				{changeRow(130, 125, 1, 3)},
+				{changeRow(120, 4, 116, 2, 1), changeRow(120, 5, 117, 4, 2), changeRow(130, 1, 125, 1, 3)},
+				{changeRow(130, 1, 125, 1, 3)},
 			},
 			want: []chunkSummary{
 				{rows: 2, to: watermarks.CDC{LSN: cdcmodel.LSN(120), Instance: "claims_v1"}},
@@ -158,8 +158,8 @@ func TestSQLServerGolden(t *testing.T) {
 			name: "P7 read the old instance to the new instance start then switch", v2: 140, max: 150,
 			pos: watermarks.CDC{LSN: cdcmodel.LSN(130), Instance: "claims_v1"}, rows: 10,
 			chunk: [][][]driver.Value{
-				{changeRow(135, 131, 2, 1)},
-				{append(changeRow(145, 141, 4, 1), "PAID")},
+				{changeRow(135, 1, 131, 2, 1)},
+				{append(changeRow(145, 1, 141, 4, 1), "PAID")},
 			},
 			want: []chunkSummary{
 				{rows: 1, to: watermarks.CDC{LSN: cdcmodel.LSN(140), Instance: "claims_v2"}},

@@ -7,14 +7,20 @@
 //
 //   - Tables with keys and current rows, changed by transactions (Begin,
 //     Tx.Insert/Update/Delete, Tx.Commit). Every statement takes the next
-//     LSN as its __$seqval; the commit takes the next LSN as the
-//     transaction's __$start_lsn, shared by all its rows. A transaction is
-//     invisible (in the table and in the change tables) until it commits.
+//     command id of its transaction (1, 2, ...) as its __$command_id, the
+//     order of the operations within the transaction, and the next LSN as
+//     its __$seqval; the commit takes the next LSN as the transaction's
+//     __$start_lsn, shared by all its rows. Tx.ReverseSeqvals makes the
+//     seqval order contradict the command order, as SQL Server's may (KB
+//     3030352). A transaction is invisible (in the table and in the change
+//     tables) until it commits.
 //   - Capture instances (EnableCDC), each with its start LSN and the columns
 //     the table had when it was enabled; a column added later (AddColumn)
 //     is captured only by a second instance (PITFALLS.md P7). Updates log a
-//     before-image (operation 3) and an after-image (4) with one seqval;
-//     Changes leaves the before-images out, as the real query does.
+//     before-image (operation 3) and an after-image (4) with one command id
+//     and one seqval; Changes leaves the before-images out, as the real
+//     query does, and returns rows in (__$start_lsn, __$command_id,
+//     __$seqval, __$operation) order, as the real query's ORDER BY.
 //   - The capture agent: a commit is harvested (visible in the change
 //     tables, and the highest harvested LSN, MaxLSN, moves) only while the
 //     agent runs. StopAgent stops harvesting while transactions keep
@@ -32,6 +38,7 @@
 package cdcmodel
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -65,8 +72,16 @@ type table struct {
 
 type logRow struct {
 	lsn, seqval uint64
+	cmd         int32
 	op          int8
 	row         Row
+}
+
+// compareRows is the change order: (__$start_lsn, __$command_id,
+// __$seqval, __$operation), the real query's ORDER BY.
+func compareRows(a, b logRow) int {
+	return cmp.Or(cmp.Compare(a.lsn, b.lsn), cmp.Compare(a.cmd, b.cmd),
+		cmp.Compare(a.seqval, b.seqval), cmp.Compare(a.op, b.op))
 }
 
 type instance struct {
@@ -74,7 +89,7 @@ type instance struct {
 	table *table
 	start uint64 // start (minimum) LSN; cleanup raises it
 	cols  []string
-	log   []logRow // in (lsn, seqval, op) order
+	log   []logRow // in compareRows order
 }
 
 // Model is the in-process CDC source. The zero Model is not usable: call
@@ -256,6 +271,7 @@ func clone(r Row) Row {
 type op struct {
 	t      *table
 	kind   int8 // 1 delete, 2 insert, 4 update
+	cmd    int32
 	seqval uint64
 	row    Row // the new image (insert, update) or the key (delete)
 }
@@ -274,7 +290,21 @@ func (tx *Tx) add(schema, name string, kind int8, r Row) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lsn++
-	tx.ops = append(tx.ops, op{t: m.table(schema, name), kind: kind, seqval: m.lsn, row: clone(r)})
+	tx.ops = append(tx.ops, op{t: m.table(schema, name), kind: kind, cmd: int32(len(tx.ops) + 1), seqval: m.lsn, row: clone(r)})
+}
+
+// ReverseSeqvals gives the transaction's statements so far their seqvals in
+// reverse order: the last statement takes the lowest. Their command ids,
+// the order they happen in, stay. SQL Server's change tables may hold rows
+// whose seqval order contradicts their operation order (KB 3030352: an
+// update's insert before its delete); this models it.
+func (tx *Tx) ReverseSeqvals() {
+	m := tx.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, j := 0, len(tx.ops)-1; i < j; i, j = i+1, j-1 {
+		tx.ops[i].seqval, tx.ops[j].seqval = tx.ops[j].seqval, tx.ops[i].seqval
+	}
 }
 
 // Insert inserts a full row.
@@ -304,7 +334,7 @@ func (tx *Tx) Commit() watermarks.LSN {
 				continue
 			}
 			delete(o.t.rows, k)
-			p.ops = append(p.ops, op{t: o.t, kind: 1, seqval: o.seqval, row: old})
+			p.ops = append(p.ops, op{t: o.t, kind: 1, cmd: o.cmd, seqval: o.seqval, row: old})
 		case 2:
 			o.t.rows[k] = o.row
 			p.ops = append(p.ops, o)
@@ -313,7 +343,7 @@ func (tx *Tx) Commit() watermarks.LSN {
 				continue
 			}
 			o.t.rows[k] = o.row
-			p.ops = append(p.ops, op{t: o.t, kind: 3, seqval: o.seqval, row: old}, o)
+			p.ops = append(p.ops, op{t: o.t, kind: 3, cmd: o.cmd, seqval: o.seqval, row: old}, o)
 		}
 	}
 	tx.ops = nil
@@ -339,8 +369,11 @@ func (m *Model) harvest(p pendingTx) {
 					img[c] = nil
 				}
 			}
-			in.log = append(in.log, logRow{lsn: p.lsn, seqval: o.seqval, op: o.kind, row: img})
+			in.log = append(in.log, logRow{lsn: p.lsn, cmd: o.cmd, seqval: o.seqval, op: o.kind, row: img})
 		}
+	}
+	for _, in := range m.instances {
+		slices.SortStableFunc(in.log, compareRows)
 	}
 	if p.lsn > m.harvested {
 		m.harvested = p.lsn
@@ -416,25 +449,19 @@ func (m *Model) Changes(_ context.Context, q cdc.Query) ([]cdc.Change, error) {
 		for i, c := range q.Columns {
 			vals[i] = r.row[c]
 		}
-		out = append(out, cdc.Change{LSN: LSN(r.lsn), Seqval: LSN(r.seqval), Op: r.op, Values: vals})
+		out = append(out, cdc.Change{LSN: LSN(r.lsn), CommandID: r.cmd, Seqval: LSN(r.seqval), Op: r.op, Values: vals})
 	}
 	return out, nil
 }
 
-// isAfter is the tie-safe resume predicate (lsn, seqval, op) > after.
+// isAfter is the tie-safe resume predicate (lsn, command_id, seqval, op) >
+// after, in compareRows order.
 func isAfter(r logRow, after watermarks.CDC) bool {
 	l := num(after.LSN)
 	if !after.InTransaction() {
 		return r.lsn > l
 	}
-	s := num(after.Seqval)
-	switch {
-	case r.lsn != l:
-		return r.lsn > l
-	case r.seqval != s:
-		return r.seqval > s
-	}
-	return r.op > after.Op
+	return compareRows(r, logRow{lsn: l, cmd: after.CommandID, seqval: num(after.Seqval), op: after.Op}) > 0
 }
 
 // Agent implements cdc.AgentProber: Behind while committed transactions

@@ -60,3 +60,35 @@ func TestModel(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, min, ins[0].StartLSN, "cleanup raises the instance's start LSN")
 }
+
+// Within a transaction the statements take command ids 1, 2, ... in the
+// order they run; ReverseSeqvals makes seqval order contradict it, and
+// Changes still returns the rows in command order, resuming after a row by
+// (lsn, command id, seqval, op).
+func TestModelCommandOrderNotSeqval(t *testing.T) {
+	ctx := context.Background()
+	m := cdcmodel.New()
+	m.CreateTable(cdcmodel.TableDef{Schema: "dbo", Name: "t", Columns: []string{"id", "v"}, Key: []string{"id"}})
+	start := m.EnableCDC("dbo", "t", "t_ci")
+	tx := m.Begin()
+	tx.Insert("dbo", "t", cdcmodel.Row{"id": int64(1), "v": "a"})
+	tx.Delete("dbo", "t", cdcmodel.Row{"id": int64(1)})
+	tx.Insert("dbo", "t", cdcmodel.Row{"id": int64(1), "v": "b"})
+	tx.ReverseSeqvals()
+	commit := tx.Commit()
+	q := cdc.Query{Instance: "t_ci", After: watermarks.CDC{LSN: start}, To: commit, Limit: 100, Columns: []string{"id", "v"}}
+	ch, err := m.Changes(ctx, q)
+	require.NoError(t, err)
+	require.Len(t, ch, 3)
+	for i, c := range ch {
+		require.Equal(t, int32(i+1), c.CommandID)
+		require.Equal(t, commit, c.LSN)
+	}
+	require.Equal(t, []int8{2, 1, 2}, []int8{ch[0].Op, ch[1].Op, ch[2].Op})
+	require.Positive(t, ch[0].Seqval.Compare(ch[2].Seqval), "seqval order contradicts command order")
+
+	q.After = watermarks.CDC{LSN: commit, CommandID: ch[0].CommandID, Seqval: ch[0].Seqval, Op: ch[0].Op}
+	rest, err := m.Changes(ctx, q)
+	require.NoError(t, err)
+	require.Equal(t, ch[1:], rest, "resumes after exactly the first row")
+}
