@@ -287,7 +287,9 @@ func printRun(out io.Writer, r engine.OrgResult) error {
 		}
 		pos := "-"
 		if t.To != nil {
-			pos = t.To.String()
+			// The demo's data is synthetic: show the position's values,
+			// which logs and errors never carry.
+			pos = t.To.Detail()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t\n", t.Table, t.Strategy, t.Totals.Inserted, t.Totals.Updated,
 			deleted, t.Duration.Round(time.Millisecond), pos)
