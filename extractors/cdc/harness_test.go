@@ -1,10 +1,7 @@
 package cdc_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"strings"
 	"testing"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/cdc/cdcmodel"
+	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -123,48 +121,19 @@ func (h *harness) sync(maxChunks int) runResult {
 func (h *harness) trySync(maxChunks int) (runResult, error) {
 	t := h.t
 	t.Helper()
-	ctx := context.Background()
-	run, err := h.extractor().Open(ctx, h.pos)
-	if err != nil {
-		return runResult{}, err
-	}
-	defer func() { require.NoError(t, run.Close()) }()
 	var res runResult
-	for maxChunks == 0 || res.chunks < maxChunks {
-		ch, err := run.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return res, err
-		}
-		require.NotNil(t, ch.To)
-		want := watermarks.ReasonSync
-		if _, ok := h.pos.(watermarks.Snapshot); ok || h.pos == nil {
-			want = watermarks.ReasonSnapshot
-		}
-		require.Equal(t, want, ch.Reason)
-		if ch.Batch == nil {
-			res.heartbeats++
-		} else {
-			err := schemas.ValidateChangeBatch(h.table, ch.Batch)
-			if err == nil && ch.Batch.NumRows() == 0 {
-				err = errors.New("empty batch: send a nil Batch instead")
+	n, err := extractortest.SyncRun(t, h.extractor(), h.table, &h.pos, maxChunks, "empty batch: send a nil Batch instead",
+		func(batch arrow.RecordBatch, reason watermarks.Reason) error {
+			if batch == nil {
+				res.heartbeats++
+				return nil
 			}
-			if err == nil {
-				h.apply(ch.Batch, want == watermarks.ReasonSync)
-				res.rows += int(ch.Batch.NumRows())
-			}
-			ch.Batch.Release()
-			require.NoError(t, err)
-		}
-		res.chunks++
-		b, err := watermarks.Encode(ch.To)
-		require.NoError(t, err)
-		h.pos, err = watermarks.Decode(b)
-		require.NoError(t, err)
-	}
-	return res, nil
+			h.apply(batch, reason == watermarks.ReasonSync)
+			res.rows += int(batch.NumRows())
+			return nil
+		})
+	res.chunks = n
+	return res, err
 }
 
 func (h *harness) syncAll() {

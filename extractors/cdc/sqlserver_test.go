@@ -5,13 +5,11 @@ import (
 	"database/sql/driver"
 	"errors"
 	"flag"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/cdc/cdcmodel"
+	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/internal/fakesql"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -94,38 +93,22 @@ type chunkSummary struct {
 
 func drain(t *testing.T, ext *cdc.Extractor, pos watermarks.Position) []chunkSummary {
 	t.Helper()
-	run, err := ext.Open(context.Background(), pos)
-	require.NoError(t, err)
-	defer func() { require.NoError(t, run.Close()) }()
-	var out []chunkSummary
-	for {
-		ch, err := run.Next(context.Background())
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		require.NoError(t, err)
-		s := chunkSummary{to: ch.To}
-		if ch.Batch != nil {
-			require.NoError(t, schemas.ValidateChangeBatch(ext.Table(), ch.Batch))
-			s.rows = int(ch.Batch.NumRows())
-			sp := ch.Batch.Column(ch.Batch.Schema().FieldIndices(schemas.SourcePosColumn)[0]).(*array.Binary)
+	out, err := extractortest.Drain(t, ext, pos, func(to watermarks.Position, batch arrow.RecordBatch) chunkSummary {
+		s := chunkSummary{to: to}
+		if batch != nil {
+			s.rows = int(batch.NumRows())
+			sp := batch.Column(batch.Schema().FieldIndices(schemas.SourcePosColumn)[0]).(*array.Binary)
 			require.Len(t, sp.Value(0), cdc.SourcePosLen)
-			ch.Batch.Release()
 		}
-		out = append(out, s)
-	}
+		return s
+	})
+	require.NoError(t, err)
+	return out
 }
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -update to write %s", path)
-	require.Equal(t, string(want), got)
+	extractortest.Golden(t, *update, name, got)
 }
 
 func TestSQLServerGolden(t *testing.T) {

@@ -1,11 +1,8 @@
 package changetracking_test
 
 import (
-	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,6 +17,7 @@ import (
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/ctmodel"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/internal/ctrows"
+	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -170,49 +168,20 @@ func (h *harness) sync(maxChunks int) result {
 func (h *harness) try(maxChunks int) (result, error) {
 	t := h.t
 	t.Helper()
-	ctx := context.Background()
-	run, err := h.extractor().Open(ctx, h.pos)
-	if err != nil {
-		return result{}, err
-	}
-	defer func() { require.NoError(t, run.Close()) }()
 	var res result
-	for maxChunks == 0 || res.chunks < maxChunks {
-		ch, err := run.Next(ctx)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return res, err
-		}
-		require.NotNil(t, ch.To)
-		want := watermarks.ReasonSync
-		if _, ok := h.pos.(watermarks.Snapshot); ok || h.pos == nil {
-			want = watermarks.ReasonSnapshot
-		}
-		require.Equal(t, want, ch.Reason)
-		if ch.Batch == nil {
-			res.heartbeats++
-			res.batches = append(res.batches, nil)
-		} else {
-			err := schemas.ValidateChangeBatch(h.table, ch.Batch)
-			if err == nil && ch.Batch.NumRows() == 0 {
-				err = errors.New("empty batch")
+	n, err := extractortest.SyncRun(t, h.extractor(), h.table, &h.pos, maxChunks, "empty batch",
+		func(batch arrow.RecordBatch, _ watermarks.Reason) error {
+			if batch == nil {
+				res.heartbeats++
+				res.batches = append(res.batches, nil)
+				return nil
 			}
-			if err == nil {
-				res.batches = append(res.batches, h.apply(ch.Batch))
-				res.rows += int(ch.Batch.NumRows())
-			}
-			ch.Batch.Release()
-			require.NoError(t, err)
-		}
-		res.chunks++
-		b, err := watermarks.Encode(ch.To)
-		require.NoError(t, err)
-		h.pos, err = watermarks.Decode(b)
-		require.NoError(t, err)
-	}
-	return res, nil
+			res.batches = append(res.batches, h.apply(batch))
+			res.rows += int(batch.NumRows())
+			return nil
+		})
+	res.chunks = n
+	return res, err
 }
 
 // syncAll runs until a run ends by itself (a first run only snapshots).

@@ -1,24 +1,21 @@
 package changetracking_test
 
 import (
-	"context"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"flag"
-	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
+	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/internal/fakesql"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -32,32 +29,22 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 func claimLines(t *testing.T) *schemas.Table {
 	t.Helper()
-	table := &schemas.Table{Schema: "dbo", Name: "claim_lines", Dialect: schemas.SQLServer,
-		Key: []string{"claim_id", "line_id"}, ModifiedAt: "modify_timestamp", Practice: "practice_id"}
-	for _, c := range []struct {
-		name, typ string
-		null      bool
-	}{
-		{"claim_id", "uniqueidentifier", false},
-		{"line_id", "uniqueidentifier", false},
-		{"practice_id", "char(4)", false},
-		{"paid_amt", "numeric(19,2)", true},
-		{"service_date", "varchar(8)", true},
-		{"modify_timestamp", "datetime", false},
-	} {
-		typ, err := schemas.ParseType(schemas.SQLServer, c.typ)
-		require.NoError(t, err)
-		table.Columns = append(table.Columns, schemas.Column{Name: c.name, Type: typ, Nullable: c.null})
-	}
-	require.NoError(t, table.Validate())
-	return table
+	return extractortest.DeclareTable(t, &schemas.Table{Schema: "dbo", Name: "claim_lines", Dialect: schemas.SQLServer,
+		Key: []string{"claim_id", "line_id"}, ModifiedAt: "modify_timestamp", Practice: "practice_id"},
+		[]extractortest.Column{
+			{"claim_id", "uniqueidentifier", false},
+			{"line_id", "uniqueidentifier", false},
+			{"practice_id", "char(4)", false},
+			{"paid_amt", "numeric(19,2)", true},
+			{"service_date", "varchar(8)", true},
+			{"modify_timestamp", "datetime", false},
+		},
+	)
 }
 
 func wire(t *testing.T, h string) []byte {
 	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(h, "-", ""))
-	require.NoError(t, err)
-	return b
+	return extractortest.Wire(t, h)
 }
 
 const (
@@ -126,43 +113,21 @@ type chunkSummary struct {
 
 func drain(t *testing.T, ext *changetracking.Extractor, pos watermarks.Position) ([]chunkSummary, error) {
 	t.Helper()
-	run, err := ext.Open(context.Background(), pos)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { require.NoError(t, run.Close()) }()
-	var out []chunkSummary
-	for {
-		ch, err := run.Next(context.Background())
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return out, err
-		}
-		s := chunkSummary{to: ch.To}
-		if ch.Batch != nil {
-			require.NoError(t, schemas.ValidateChangeBatch(ext.Table(), ch.Batch))
-			ops := ch.Batch.Column(ch.Batch.Schema().FieldIndices(schemas.OpColumn)[0]).(*array.Int8)
+	return extractortest.Drain(t, ext, pos, func(to watermarks.Position, batch arrow.RecordBatch) chunkSummary {
+		s := chunkSummary{to: to}
+		if batch != nil {
+			ops := batch.Column(batch.Schema().FieldIndices(schemas.OpColumn)[0]).(*array.Int8)
 			for i := range ops.Len() {
 				s.ops = append(s.ops, schemas.Op(ops.Value(i)))
 			}
-			ch.Batch.Release()
 		}
-		out = append(out, s)
-	}
+		return s
+	})
 }
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -update to write %s", path)
-	require.Equal(t, string(want), got)
+	extractortest.Golden(t, *update, name, got)
 }
 
 func newSQL(t *testing.T, s *script, chunkRows int) (*changetracking.Extractor, *fakesql.DB) {

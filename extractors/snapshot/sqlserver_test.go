@@ -3,12 +3,9 @@ package snapshot_test
 import (
 	"context"
 	"database/sql/driver"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/internal/fakesql"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -38,9 +36,7 @@ func reasonCodeLinks(t *testing.T) *schemas.Table {
 
 func guid(t *testing.T, wireOrder string) []byte {
 	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(wireOrder, "-", ""))
-	require.NoError(t, err)
-	return b
+	return extractortest.Wire(t, wireOrder)
 }
 
 // link is a reason_code_links row as go-mssqldb returns it.
@@ -152,12 +148,5 @@ func TestSQLServerQueries(t *testing.T) {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		require.NoError(t, os.MkdirAll("testdata", 0o755))
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err, "run go test -update to write %s", path)
-	require.Equal(t, string(want), got)
+	extractortest.Golden(t, *update, name, got)
 }
