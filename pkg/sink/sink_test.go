@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -720,5 +721,14 @@ func TestConcurrentPreparesOfOneSchema(t *testing.T) {
 	}
 	for i := 0; i < cap(errs); i++ {
 		require.NoError(t, <-errs)
+	}
+}
+
+// TestSchemaForAgreesWithConfigValidation: config refuses org names whose
+// store schemas collide using config.StoreSchema; the sink must name
+// schemas the same way or that check protects nothing.
+func TestSchemaForAgreesWithConfigValidation(t *testing.T) {
+	for _, org := range []string{"st-mary", "st_mary", "north-ridge-2", "demo", "a-b_c-d"} {
+		require.Equal(t, config.StoreSchema(org), SchemaFor(org), org)
 	}
 }
