@@ -30,5 +30,19 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	defer os.RemoveAll(dir)
-	pgtest.Main(m)
+	pgtest.Main(reporting{m})
+}
+
+// reporting writes the reliability report after the tests ran (report_test.go).
+type reporting struct{ m *testing.M }
+
+func (r reporting) Run() int {
+	code := r.m.Run()
+	if path := os.Getenv("EHRSYNC_RELIABILITY_REPORT"); path != "" {
+		if err := writeReport(path, code == 0); err != nil {
+			fmt.Fprintln(os.Stderr, "write reliability report:", err)
+			return 1
+		}
+	}
+	return code
 }

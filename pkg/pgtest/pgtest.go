@@ -38,11 +38,11 @@ var (
 )
 
 // Main runs the package's tests against a PostgreSQL server and exits.
-func Main(m *testing.M) {
+func Main(m interface{ Run() int }) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+func run(m interface{ Run() int }) int {
 	if u := os.Getenv(EnvURL); u != "" {
 		adminURL = u
 		return m.Run()
