@@ -242,6 +242,18 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		if errors.Is(res.Err, ErrExpired) {
 			res = e.expired(ctx, log, job, tc.OnExpired, res)
 		}
+		if res.Err == nil && plan.Strategy == config.StrategySnapshot && midPass(res.From) {
+			// This run finished a pass an earlier, interrupted run began:
+			// rows the source gained behind that pass's cursor since then
+			// are in neither. A full pass now makes the run what a sync
+			// promises: every row the source held when it began.
+			log.Info("finished an interrupted snapshot pass; reading the table once more from the start")
+			again := RunTable(ctx, log, job)
+			again.From, again.Chunks, again.Started = res.From, again.Chunks+res.Chunks, res.Started
+			again.Duration += res.Duration
+			add(&again.Totals, res.Totals)
+			res = again
+		}
 		err = res.Err
 	}
 	switch {
@@ -264,6 +276,12 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		"inserted", res.Totals.Inserted, "updated", res.Totals.Updated, "deleted", res.Totals.Deleted,
 		"position", res.To, "duration", res.Duration.Round(time.Millisecond))
 	return res
+}
+
+// midPass reports whether pos is a snapshot stopped between two chunks.
+func midPass(pos watermarks.Position) bool {
+	s, ok := pos.(watermarks.Snapshot)
+	return ok && len(s.LastKey) > 0
 }
 
 // expired handles a position the source can no longer serve (PITFALLS P1,

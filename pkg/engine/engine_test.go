@@ -11,6 +11,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -105,6 +106,8 @@ func (k keysOf) Open(context.Context, watermarks.Position) (engine.Run, error) {
 
 type fixture struct {
 	eng     *engine.Engine
+	store   *pgxpool.Pool
+	srcURL  string
 	org     *config.Org
 	reg     *prometheus.Registry
 	planner planner
@@ -127,13 +130,14 @@ func newFixture(t *testing.T, policy config.ExpiryPolicy, fakes ...*fake) *fixtu
 	cat, err := schemas.NewCatalog(tables...)
 	require.NoError(t, err)
 	// The fakes ignore the source, but the engine connects to it.
-	u, err := url.Parse(pgtest.URL(t))
+	srcURL := pgtest.URL(t)
+	u, err := url.Parse(srcURL)
 	require.NoError(t, err)
 	port, _ := strconv.Atoi(u.Port())
 	org.Source = config.Source{Dialect: config.Postgres, Host: u.Hostname(), Port: port, Database: u.Path[1:],
 		User: u.User.Username(), TLS: config.TLS{Mode: config.TLSDisable}}
 	reg := prometheus.NewRegistry()
-	return &fixture{org: org, reg: reg, planner: p, eng: &engine.Engine{
+	return &fixture{org: org, reg: reg, planner: p, store: store, srcURL: srcURL, eng: &engine.Engine{
 		Sink: sink.New(store, positions), Positions: positions, Planner: p, Catalog: cat,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Actor: "test", Metrics: engine.NewMetrics(reg),
 	}}
