@@ -90,6 +90,10 @@ func (e *env) startDaemon(t *testing.T, every string, extra ...string) *daemonPr
 			_ = d.cmd.Process.Kill()
 			<-d.done
 		}
+		if t.Failed() {
+			lines := d.errorLines()
+			t.Logf("the daemon's last error lines (%d in all):\n%s", len(lines), strings.Join(lines[max(0, len(lines)-20):], "\n"))
+		}
 	})
 	require.Eventually(t, func() bool {
 		code, _ := d.get(t, "/readyz", "")

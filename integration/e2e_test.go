@@ -85,8 +85,14 @@ func (e *env) quietXIDBefore(t *testing.T, table string) int64 {
 
 func newEnv(t *testing.T, days, batchRows int) *env {
 	t.Helper()
+	return newEnvWithStore(t, days, batchRows, pgtest.URL(t))
+}
+
+// newEnvWithStore is newEnv with the store database at storeURL.
+func newEnvWithStore(t *testing.T, days, batchRows int, storeURL string) *env {
+	t.Helper()
 	ctx := context.Background()
-	e := &env{srcURL: pgtest.URL(t), storeURL: pgtest.URL(t)}
+	e := &env{srcURL: pgtest.URL(t), storeURL: storeURL}
 	var err error
 	e.src, err = pgxpool.New(ctx, e.srcURL)
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -261,6 +262,35 @@ func TestTransientClasses(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			require.Equal(t, c.want, Transient(c.err))
 			require.NotEmpty(t, Class(c.err))
+		})
+	}
+}
+
+// TestStoreUnavailableClass: a store failure caused by a refused, lost or
+// shut-down connection is store_unavailable and retried; other store
+// failures, and the same causes at the source, are not.
+func TestStoreUnavailableClass(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	cases := []struct {
+		name      string
+		err       error
+		class     string
+		transient bool
+	}{
+		{"store refused", fmt.Errorf("lease: %w", &engine.StoreError{Err: refused}), "store_unavailable", true},
+		{"store shutting down", fmt.Errorf("commit chunk 3: %w", &engine.StoreError{Err: &pgconn.PgError{Code: "57P01"}}), "store_unavailable", true},
+		{"store connection lost", &engine.StoreError{Err: fmt.Errorf("read: %w", io.ErrUnexpectedEOF)}, "store_unavailable", true},
+		{"store permission", &engine.StoreError{Err: &pgconn.PgError{Code: "42501"}}, "permission_missing", false},
+		{"source lost", fmt.Errorf("read chunk 2: %w", io.ErrUnexpectedEOF), "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.class == "" {
+				require.NotEqual(t, "store_unavailable", Class(c.err))
+			} else {
+				require.Equal(t, c.class, Class(c.err))
+				require.Equal(t, c.transient, Transient(c.err))
+			}
 		})
 	}
 }

@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -26,6 +28,8 @@ func Class(err error) string {
 		return "position_moved"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
+	case storeUnavailable(err):
+		return "store_unavailable"
 	}
 	// Connect and query timeouts also match context.DeadlineExceeded: the
 	// source's classes come first; a deadline nothing else explains is the
@@ -46,7 +50,7 @@ func Transient(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, engine.ErrExpired):
 		return false
-	case errors.Is(err, watermarks.ErrPositionMoved), catalogRace(err):
+	case errors.Is(err, watermarks.ErrPositionMoved), catalogRace(err), storeUnavailable(err):
 		return true
 	}
 	return source.IsTransient(err)
@@ -59,4 +63,28 @@ func Transient(err error) bool {
 func catalogRace(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && pg.Code == "23505" && strings.HasPrefix(pg.ConstraintName, "pg_")
+}
+
+// storeUnavailable reports a store failure (engine.StoreError) caused by a
+// refused, lost or shut-down connection: the store's server is down or
+// restarting, and a retry will find it back.
+func storeUnavailable(err error) bool {
+	var se *engine.StoreError
+	if !errors.As(err, &se) {
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	var pg *pgconn.PgError
+	switch {
+	case errors.As(se.Err, &ce), errors.As(se.Err, &ne), errors.Is(se.Err, io.EOF), errors.Is(se.Err, io.ErrUnexpectedEOF),
+		errors.Is(se.Err, net.ErrClosed), pgconn.SafeToRetry(se.Err):
+		return true
+	case errors.As(se.Err, &pg):
+		// 57P01-57P03: shutting down, crashed, not yet accepting; class 08:
+		// connection exceptions.
+		return strings.HasPrefix(pg.Code, "57P") || strings.HasPrefix(pg.Code, "08")
+	}
+	// pgx reports a connection it closed after a failure as "conn closed".
+	return strings.Contains(se.Err.Error(), "conn closed")
 }

@@ -186,7 +186,8 @@ func (e *Engine) lease(ctx context.Context, org, table string) (unlock func(), o
 	if e.Leases == nil {
 		return func() {}, true, nil
 	}
-	return e.Leases.TryLock(ctx, org, e.qualified(table))
+	unlock, ok, err = e.Leases.TryLock(ctx, org, e.qualified(table))
+	return unlock, ok, storeErr(err)
 }
 
 // qualified is the catalog's qualified name of a configured table (daemon
@@ -297,7 +298,7 @@ func (e *Engine) expired(ctx context.Context, log *slog.Logger, job TableJob, po
 	log.Error("position expired at the source: changes were lost there; re-snapshotting the table",
 		"policy", policy, "position", res.From, "err", res.Err)
 	if err := e.Positions.Reset(ctx, job.Org, job.Table, nil, job.Actor, "position expired at the source: re-snapshot by policy"); err != nil {
-		res.Err = fmt.Errorf("reset expired position: %w", err)
+		res.Err = fmt.Errorf("reset expired position: %w", storeErr(err))
 		return res
 	}
 	again := RunTable(ctx, log, job)
@@ -335,7 +336,7 @@ func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc co
 	target, err := e.Sink.Prepare(ctx, org.Name, t, sink.TableOptions{
 		DeletePolicy: sink.DeletePolicy(tc.DeletePolicy), ChangeLog: tc.ChangeLog,
 	})
-	return res, plan, target, err
+	return res, plan, target, storeErr(err)
 }
 
 // Clone returns a copy of the engine sharing its parts (and its metrics),
@@ -361,7 +362,7 @@ func (e *Engine) metrics() *Metrics {
 func (e *Engine) reconcileIfDue(ctx context.Context, keys Extractor, target *sink.Target, every time.Duration) (*sink.ReconcileResult, error) {
 	last, err := target.LastReconciled(ctx)
 	if err != nil {
-		return nil, err
+		return nil, storeErr(err)
 	}
 	if every > 0 && !last.IsZero() && time.Since(last) < every {
 		return nil, nil

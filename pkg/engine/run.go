@@ -64,7 +64,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 	defer func() { res.Duration = time.Since(start) }()
 	pos, err := job.Positions.Load(ctx, job.Org, job.Table)
 	if err != nil {
-		res.Err = fmt.Errorf("load position: %w", err)
+		res.Err = fmt.Errorf("load position: %w", storeErr(err))
 		return res
 	}
 	res.From, res.To = pos, pos
@@ -102,7 +102,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 			chunk.Batch.Release()
 		}
 		if err != nil {
-			res.Err = fmt.Errorf("commit chunk %d: %w", res.Chunks+1, err)
+			res.Err = fmt.Errorf("commit chunk %d: %w", res.Chunks+1, storeErr(err))
 			return res
 		}
 		res.Chunks++
