@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -385,4 +386,100 @@ func metricWhere(scrape, name, labels string) float64 {
 		}
 	}
 	return metric(strings.Join(keep, "\n"), name)
+}
+
+// throughProxy rewrites the environment's configuration to reach the
+// source through a fault proxy, with the given connect and query timeouts.
+func (e *env) throughProxy(t *testing.T, p *faultProxy, timeout string) {
+	t.Helper()
+	u, err := url.Parse(e.srcURL)
+	require.NoError(t, err)
+	b, err := os.ReadFile(e.config)
+	require.NoError(t, err)
+	old := "      port: " + u.Port() + "\n"
+	require.Contains(t, string(b), old)
+	cfg := strings.Replace(string(b), old, fmt.Sprintf("      port: %d\n      connect_timeout: %s\n      query_timeout: %s\n", p.port(), timeout, timeout), 1)
+	require.NoError(t, os.WriteFile(e.config, []byte(cfg), 0o600))
+}
+
+// TestReliabilitySourceFaults puts a TCP proxy between the daemon and its
+// source that cuts connections in the middle of result sets, delays them,
+// and black-holes them, while a workload changes the source. Runs fail by
+// their timeouts with the right classes, are retried, never commit a partial
+// chunk, and the store converges once the network is back.
+func TestReliabilitySourceFaults(t *testing.T) {
+	const section = "Source faults (a TCP proxy cuts, delays and black-holes the source's traffic)"
+	seed := testSeed(t.Name())
+	t.Logf("seed %d (replay: EHRSYNC_SEED=%d)", seed, suiteSeed)
+	e := newEnv(t, 8, 300)
+	u, err := url.Parse(e.srcURL)
+	require.NoError(t, err)
+	p := newFaultProxy(t, u.Host, seed)
+	e.throughProxy(t, p, "2s")
+	d := e.startDaemon(t, "1s")
+	w := &workload{e: e}
+	w.start()
+
+	phases := []struct {
+		mode proxyMode
+		for_ time.Duration
+	}{
+		{pass, 2 * time.Second}, {cut, 4 * time.Second}, {pass, 2 * time.Second},
+		{delay, 4 * time.Second}, {blackhole, 5 * time.Second}, {pass, 2 * time.Second},
+	}
+	cycles := scale(1, 4)
+	for c := 0; c < cycles; c++ {
+		for _, ph := range phases {
+			p.set(ph.mode)
+			time.Sleep(ph.for_)
+			require.Nil(t, d.cmd.ProcessState, "the daemon exited during a source fault:\n%s", d.out.String())
+			code, _ := d.get(t, "/healthz", "")
+			require.Equal(t, http.StatusOK, code)
+		}
+	}
+	p.set(pass)
+	w.pause(t)
+	healed := time.Now()
+	require.Eventually(t, func() bool { return e.converged(t) }, 3*time.Minute, time.Second,
+		"the store never converged after the source faults")
+	figure(section, "time to converge after the network healed", time.Since(healed))
+	_, scrape := d.get(t, "/metrics", "")
+	d.stop(t)
+
+	e.requirePositionsCovered(t)
+	e.requireNoDuplicateKeys(t)
+	e.requireNoDuplicateChanges(t)
+	e.requireNoDoubleAppliedChunk(t)
+	compared, lost, wrong := e.compare(t)
+
+	classes := map[string]float64{}
+	for _, l := range strings.Split(scrape, "\n") {
+		if strings.HasPrefix(l, "ehrsync_sync_errors_total{") {
+			i := strings.Index(l, `class="`) + len(`class="`)
+			classes[l[i:i+strings.IndexByte(l[i:], '"')]] += metric(l, "ehrsync_sync_errors_total")
+		}
+	}
+	t.Logf("errors by class: %v", classes)
+	timeouts := classes["query_timeout"] + classes["connect_timeout"]
+	require.Positive(t, timeouts, "no run timed out on the black hole: %v", classes)
+	require.Positive(t, metric(scrape, "ehrsync_daemon_retries_total"), "no run was retried")
+	require.Zero(t, classes["unclassified"], "source faults must be classified: %v", classes)
+
+	figure(section, "seed", seed)
+	figure(section, "fault cycles (cut 4 s, delay 4 s, black hole 5 s)", cycles)
+	figure(section, "connections cut (mid-result-set or open)", p.cuts.Load())
+	figure(section, "reads delayed 50 ms", p.delayed.Load())
+	figure(section, "reads black-holed", p.dropped.Load())
+	figure(section, "runs failed by query or connect timeout", timeouts)
+	for _, c := range []string{"transient", "server_unreachable", "database_unavailable"} {
+		if classes[c] > 0 {
+			figure(section, "runs failed, class "+c, classes[c])
+		}
+	}
+	figure(section, "retries", metric(scrape, "ehrsync_daemon_retries_total"))
+	figure(section, "simulated workload days during the faults", w.days)
+	figure(section, "rows compared, every column", compared)
+	figure(section, "rows lost", lost)
+	figure(section, "rows extra or different", wrong)
+	require.Zero(t, lost+wrong)
 }
