@@ -243,17 +243,21 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		if errors.Is(res.Err, ErrExpired) {
 			res = e.expired(ctx, log, job, tc.OnExpired, res)
 		}
-		if res.Err == nil && plan.Strategy == config.StrategySnapshot && midPass(res.From) {
+		switch {
+		case res.Err != nil:
+		case plan.Strategy == config.StrategySnapshot && midPass(res.From):
 			// This run finished a pass an earlier, interrupted run began:
 			// rows the source gained behind that pass's cursor since then
 			// are in neither. A full pass now makes the run what a sync
 			// promises: every row the source held when it began.
 			log.Info("finished an interrupted snapshot pass; reading the table once more from the start")
-			again := RunTable(ctx, log, job)
-			again.From, again.Chunks, again.Started = res.From, again.Chunks+res.Chunks, res.Started
-			again.Duration += res.Duration
-			add(&again.Totals, res.Totals)
-			res = again
+			res = then(res, RunTable(ctx, log, job))
+		case handedOff(res.From, res.To):
+			// The snapshot ended at its incremental start, recorded when
+			// it began (perhaps in an earlier run): the changes since are
+			// read now, not left for the next run.
+			log.Debug("snapshot handed off to incremental reads; catching up")
+			res = then(res, RunTable(ctx, log, job))
 		}
 		err = res.Err
 	}
@@ -277,6 +281,24 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		"inserted", res.Totals.Inserted, "updated", res.Totals.Updated, "deleted", res.Totals.Deleted,
 		"position", res.To, "duration", res.Duration.Round(time.Millisecond))
 	return res
+}
+
+// then is run a followed by run b of the same table, as one result.
+func then(a, b TableResult) TableResult {
+	b.From, b.Chunks, b.Started, b.Expired = a.From, a.Chunks+b.Chunks, a.Started, a.Expired || b.Expired
+	b.Duration += a.Duration
+	add(&b.Totals, a.Totals)
+	return b
+}
+
+// handedOff reports whether a run that started from from (none, or a
+// snapshot) ended at to, an incremental position.
+func handedOff(from, to watermarks.Position) bool {
+	if _, ok := from.(watermarks.Snapshot); from != nil && !ok {
+		return false
+	}
+	_, snap := to.(watermarks.Snapshot)
+	return to != nil && !snap
 }
 
 // midPass reports whether pos is a snapshot stopped between two chunks.

@@ -39,7 +39,7 @@ func table(t *testing.T, name string) *schemas.Table {
 
 // fake is an extractor that yields rows 1..n as one snapshot chunk from a
 // nil position, and from a saved position either nothing (an idle table)
-// or, when expire is set, ErrExpired.
+// or, once when expire is set, ErrExpired.
 type fake struct {
 	table  *schemas.Table
 	n      int
@@ -54,6 +54,7 @@ func (f *fake) Open(_ context.Context, pos watermarks.Position) (engine.Run, err
 		return nil, f.fail
 	}
 	if pos != nil && f.expire {
+		f.expire = false // the re-snapshot's new position is readable
 		return nil, &engine.ExpiredError{Table: f.table.QualifiedName(), Reason: "saved LSN below the capture instance's minimum"}
 	}
 	return &fakeRun{f: f, snapshot: pos == nil}, nil
@@ -144,24 +145,25 @@ func newFixture(t *testing.T, policy config.ExpiryPolicy, fakes ...*fake) *fixtu
 }
 
 func TestExpiredPositionIsReSnapshottedByDefault(t *testing.T) {
-	claims := &fake{table: table(t, "claims"), n: 3, expire: true}
+	claims := &fake{table: table(t, "claims"), n: 3}
 	f := newFixture(t, config.ExpiredResnapshot, claims)
 	ctx := context.Background()
 	first := f.eng.SyncOrg(ctx, f.org, nil)
 	require.NoError(t, first.Err)
 	require.Zero(t, first.Failed())
+	require.Len(t, claims.opens, 2, "the snapshot's hand-off is followed by an incremental read")
 
 	// While the position was unreadable, row 3 was deleted at the source.
-	claims.n = 2
+	claims.n, claims.expire = 2, true
 	second := f.eng.SyncOrg(ctx, f.org, nil)
 	require.Zero(t, second.Failed(), "%v", second.Tables[0].Err)
 	require.True(t, second.Tables[0].Expired)
 	require.Equal(t, int64(2), second.Tables[0].Totals.Rows, "the table was not snapshotted again")
 	require.NotNil(t, second.Tables[0].Reconciled, "no reconciliation after the re-snapshot")
 	require.Equal(t, int64(1), second.Tables[0].Reconciled.Deleted, "the row deleted during the gap stayed in the store")
-	require.Len(t, claims.opens, 3)
-	require.NotNil(t, claims.opens[1])
-	require.Nil(t, claims.opens[2], "the re-snapshot did not start from scratch")
+	require.Len(t, claims.opens, 5)
+	require.NotNil(t, claims.opens[2])
+	require.Nil(t, claims.opens[3], "the re-snapshot did not start from scratch")
 	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.ExpiredPositions.WithLabelValues("st-mary", "dbo.claims")))
 
 	hist, err := f.eng.Positions.History(ctx, "st-mary", "dbo.claims", 10)
@@ -177,10 +179,11 @@ func TestExpiredPositionIsReSnapshottedByDefault(t *testing.T) {
 }
 
 func TestExpiredPositionFailsTheTableWhenThePolicySaysSo(t *testing.T) {
-	claims := &fake{table: table(t, "claims"), n: 2, expire: true}
+	claims := &fake{table: table(t, "claims"), n: 2}
 	f := newFixture(t, config.ExpiredFail, claims)
 	ctx := context.Background()
 	require.Zero(t, f.eng.SyncOrg(ctx, f.org, nil).Failed())
+	claims.expire = true
 	before, err := f.eng.Positions.Load(ctx, "st-mary", "dbo.claims")
 	require.NoError(t, err)
 

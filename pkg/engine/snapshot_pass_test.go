@@ -3,13 +3,17 @@ package engine_test
 import (
 	"context"
 	"database/sql"
+	"io"
 	"testing"
 
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -53,4 +57,80 @@ func TestResumedSnapshotPassStillSeesRowsAddedBehindIt(t *testing.T) {
 	require.Equal(t, 1, n, "a row that existed when the sync began is missing from the store")
 	require.NoError(t, f.store.QueryRow(ctx, `SELECT count(*) FROM st_mary.t`).Scan(&n))
 	require.Equal(t, 11, n)
+}
+
+// handoff is an extractor whose snapshot (from no position) ends at an
+// incremental cursor 3, from which one more change (row 4) is waiting.
+type handoff struct{ table *schemas.Table }
+
+func (h handoff) Open(_ context.Context, pos watermarks.Position) (engine.Run, error) {
+	var from int64
+	if c, ok := pos.(watermarks.Cursor); ok {
+		from, _ = c.Value.AsInt64()
+	}
+	return &handoffRun{h: h, from: from, snapshot: pos == nil}, nil
+}
+
+type handoffRun struct {
+	h        handoff
+	from     int64
+	snapshot bool
+	done     bool
+}
+
+func (r *handoffRun) Next(context.Context) (engine.Chunk, error) {
+	if r.done || r.from >= 4 {
+		return engine.Chunk{}, io.EOF
+	}
+	r.done = true
+	ids, reason := []int32{4}, watermarks.ReasonSync
+	if r.snapshot {
+		ids, reason = []int32{1, 2, 3}, watermarks.ReasonSnapshot
+	}
+	sc, err := schemas.ChangeSchema(r.h.table)
+	if err != nil {
+		return engine.Chunk{}, err
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
+	defer b.Release()
+	for _, id := range ids {
+		b.Field(0).(*array.Int32Builder).Append(id)
+		b.Field(1).(*array.StringBuilder).Append("v")
+		b.Field(2).(*array.Int8Builder).Append(int8(schemas.OpInsert))
+		b.Field(3).(*array.Int64Builder).Append(int64(id))
+		b.Field(4).AppendNull()
+	}
+	return engine.Chunk{Batch: b.NewRecordBatch(), Reason: reason,
+		To: watermarks.Cursor{Column: "id", Value: watermarks.Int64(int64(ids[len(ids)-1]))}}, nil
+}
+
+func (r *handoffRun) Close() error { return nil }
+
+type handoffPlanner struct{ h handoff }
+
+func (p handoffPlanner) Plan(context.Context, engine.PlanRequest) (engine.Plan, error) {
+	return engine.Plan{Strategy: "hwm", Extractor: p.h}, nil
+}
+
+// TestSnapshotHandOffCatchesUpInTheSameRun: a run whose snapshot ends at its
+// incremental start goes on to read the changes made since, so the store is
+// current when the sync ends (found by the reliability suite: a final sync
+// that finished a snapshot begun before several kills left the changes made
+// meanwhile for the next run).
+func TestSnapshotHandOffCatchesUpInTheSameRun(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, "", &fake{table: table(t, "t")})
+	f.eng.Planner = handoffPlanner{handoff{table(t, "t")}}
+	res := f.eng.SyncOrg(ctx, f.org, nil)
+	require.NoError(t, res.Err)
+	require.NoError(t, res.Tables[0].Err)
+	var n int
+	require.NoError(t, f.store.QueryRow(ctx, `SELECT count(*) FROM st_mary.t`).Scan(&n))
+	require.Equal(t, 4, n, "the change waiting after the snapshot's hand-off was not read in the same run")
+	require.Equal(t, 2, res.Tables[0].Chunks)
+	require.Nil(t, res.Tables[0].From)
+	pos, err := f.eng.Positions.Load(ctx, f.org.Name, "dbo.t")
+	require.NoError(t, err)
+	v, _ := pos.(watermarks.Cursor).Value.AsInt64()
+	require.Equal(t, int64(4), v)
 }
