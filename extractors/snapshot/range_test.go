@@ -169,7 +169,7 @@ func TestParseKey(t *testing.T) {
 			text: "6f9619ff-8b86-d011-b42d-00c04fc964ff,6f9619ff-8b86-d011-b42d-00c04fc964fe,6f9619ff-8b86-d011-b42d-00c04fc964fd,2",
 			want: "(6f9619ff-8b86-d011-b42d-00c04fc964ff, 6f9619ff-8b86-d011-b42d-00c04fc964fe, 6f9619ff-8b86-d011-b42d-00c04fc964fd, 2)"},
 		{name: "smallint out of range", table: links, source: schemas.SQLServer,
-			text: "6f9619ff-8b86-d011-b42d-00c04fc964ff,6f9619ff-8b86-d011-b42d-00c04fc964fe,6f9619ff-8b86-d011-b42d-00c04fc964fd,x",
+			text:    "6f9619ff-8b86-d011-b42d-00c04fc964ff,6f9619ff-8b86-d011-b42d-00c04fc964fe,6f9619ff-8b86-d011-b42d-00c04fc964fd,x",
 			wantErr: "column seq_nbr (smallint): want a whole number"},
 	}
 	for _, tc := range tests {
