@@ -72,6 +72,10 @@ type Options struct {
 	Actor string
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Agent, when set, checks the CDC capture agent of each organization
+	// with a SQL Server source that may use CDC, at the start of each of
+	// its sync runs (ehrsync_source_capture_agent_up).
+	Agent AgentProbe
 }
 
 func (o *Options) defaults() {
@@ -191,6 +195,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 			d.metrics.NextRun.DeleteLabelValues(name)
 			d.metrics.Interval.DeleteLabelValues(name)
 			d.metrics.Paused.DeleteLabelValues(name)
+			d.metrics.CaptureAgentUp.DeleteLabelValues(name)
 		}
 	}
 	for _, o := range cfg.Orgs {
@@ -613,6 +618,9 @@ func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.O
 		for _, t := range org.Tables {
 			tables = append(tables, t.Name)
 		}
+	}
+	if !req.backfill {
+		d.checkAgent(ctx, org)
 	}
 	outcome, class := "ok", ""
 	for _, t := range tables {
