@@ -23,8 +23,9 @@ import (
 // table's position (recorded in the position history with the operator's
 // name) and runs the table from scratch. A backfill that crashed or was
 // canceled resumes from its saved snapshot position when started again
-// (ehrsync.backfills remembers the unfinished ones). It implements
-// Backfiller.
+// (ehrsync.backfills remembers the unfinished ones). BackfillRange
+// re-reads only a key range of a table, without touching its position
+// (backfill_range.go). It implements Backfiller and RangeBackfiller.
 type Backfill struct {
 	Engine *engine.Engine // the service's engine; each backfill runs a copy with its actor
 	Leases *lease.Manager
