@@ -153,4 +153,7 @@ func TestRangedBackfillKilledMidRangeResumes(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, out, "column claim_id (uniqueidentifier): want a GUID")
 	require.NotContains(t, out, "patient-42")
+	out, err = e.run(t, "backfill", "--config", e.config, "--org", org, "--from", lo)
+	require.Error(t, err)
+	require.Contains(t, out, "give exactly one --table")
 }
