@@ -15,15 +15,21 @@ import (
 )
 
 func init() {
-	commands["backfill"] = command{summary: "re-snapshot an organization's tables (all, or --table), beside the daemon, resumable", run: runBackfill}
+	commands["backfill"] = command{summary: "re-snapshot an organization's tables (all, or --table; or one table's key range with --from/--to), beside the daemon, resumable", run: runBackfill}
 }
 
 func runBackfill(ctx context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "backfill", "--config FILE --org NAME [--table NAME ...] [--actor NAME]")
+	fs := newFlags(env, "backfill", "--config FILE --org NAME [--table NAME ...] [--from KEY] [--to KEY] [--actor NAME]")
 	path := fs.String("config", "", "configuration file (YAML)")
 	orgName := fs.String("org", "", "the organization (required)")
 	var tables stringList
 	fs.Var(&tables, "table", "backfill only this table (repeatable; default: every table of the org)")
+	from := fs.String("from", "", "backfill only the rows whose primary key is >= KEY (needs exactly one --table): one value per key column, "+
+		"comma-separated, in the column's type (42, 6f9619ff-8b86-d011-b42d-00c04fc964ff, 2026-11-01T08:30:00, -12.50). "+
+		"The table's sync position is not moved; the range is re-read and upserted, and rows deleted at the source within it are removed "+
+		"where the store orders the key as the source does (numbers, dates, times; uuids from a PostgreSQL source). "+
+		"Ranges are on the primary key whatever the table's strategy: cursor ranges are not supported")
+	to := fs.String("to", "", "backfill only the rows whose primary key is <= KEY (as --from; either bound may be left out)")
 	actor := fs.String("actor", os.Getenv("USER"), "who runs the backfill, recorded in the position history and audit (default $USER)")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -41,6 +47,10 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 	org, ok := cfg.Org(*orgName)
 	if !ok {
 		return usageError{fmt.Errorf("--org %s: no such organization in %s", *orgName, *path)}
+	}
+	rng := daemon.Range{From: *from, To: *to}
+	if !rng.IsZero() && len(tables) != 1 {
+		return usageError{fmt.Errorf("--from and --to bound a backfill of one table: give exactly one --table")}
 	}
 	if len(tables) == 0 {
 		for _, t := range org.Tables {
@@ -63,9 +73,14 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 	}
 	b := &daemon.Backfill{Engine: svc.Engine, Leases: svc.Leases, Store: svc.Store, Audit: svc.Audit, Log: env.log,
 		WaitForLease: true, Progress: func(p daemon.Progress) { progress(env.stdout, tty, p) }}
+	if !rng.IsZero() {
+		if _, err := b.ParseRange(org, tables[0], rng); err != nil {
+			return usageError{err}
+		}
+	}
 	var failed []string
 	for _, t := range tables {
-		res, err := b.Backfill(ctx, org, t, *actor)
+		res, err := b.BackfillRange(ctx, org, t, *actor, rng)
 		if err == nil {
 			err = res.Err
 		}

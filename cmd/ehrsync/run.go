@@ -31,6 +31,7 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long runs in flight may finish before they are canceled")
 	retries := fs.Int("retries", 3, "retries of a table after a transient error (timeouts, deadlocks, dropped connections); -1: none")
 	backoff := fs.Duration("backoff", 5*time.Second, "first retry delay; doubles each retry, up to 5m")
+	agentLag := fs.Duration("capture-agent-lag", 5*time.Minute, "how long a SQL Server CDC capture job may go without a finished log scan before ehrsync_source_capture_agent_up is 0")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +66,7 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 		Log: env.log, Metrics: metrics, WaitForLease: true}
 	d, err := daemon.New(cfg, svc.Engine, backfill, env.log, metrics, daemon.Options{
 		Concurrency: *concurrency, Jitter: *jitter, Grace: *grace, Retries: *retries, Backoff: *backoff, Actor: "daemon",
+		Agent: daemon.SQLServerAgent(*agentLag),
 	})
 	if err != nil {
 		return err

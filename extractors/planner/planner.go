@@ -107,6 +107,28 @@ func (p *Planner) Plan(ctx context.Context, req engine.PlanRequest) (engine.Plan
 	return plan, nil
 }
 
+// PlanRange plans an operator's ranged backfill of req.Table: a keyset
+// snapshot bounded to r, whatever the table's strategy (the range is on the
+// primary key), and its keys-only twin for the range's reconciliation. It
+// implements engine.RangePlanner.
+func (p *Planner) PlanRange(ctx context.Context, req engine.PlanRequest, r engine.KeyRange) (engine.Plan, error) {
+	opts := snapshot.Options{
+		Practices: req.Practices, ChunkRows: req.ChunkRows, ChunkBytes: req.ChunkBytes,
+		QueryTimeout: req.QueryTimeout, Allocator: req.Allocator, From: r.From, To: r.To,
+	}
+	ext, err := snapshot.New(req.DB, req.Dialect, req.Table, opts)
+	if err != nil {
+		return engine.Plan{}, err
+	}
+	opts.KeysOnly, opts.ChunkRows = true, max(req.ChunkRows, 50000)
+	keys, err := snapshot.New(req.DB, req.Dialect, req.Table, opts)
+	if err != nil {
+		return engine.Plan{}, err
+	}
+	return engine.Plan{Strategy: config.StrategySnapshot, Why: "an operator's ranged backfill: a keyset snapshot of the key range",
+		Blind: "deletes (outside a range reconciliation)", Extractor: ext, Keys: keys}, nil
+}
+
 // capture tries CDC, then Change Tracking, as the strategy allows. It
 // returns a plan with an extractor when one works; for auto, a plan without
 // one whose Why says (after a colon) what was missing; for an explicit

@@ -27,6 +27,12 @@
 // still moves the position to that end (a chunk with a nil Batch). A crashed
 // snapshot resumes after its last committed key.
 //
+// A ranged snapshot (Options.From, To: an operator's ranged backfill) reads
+// only the keys in [From, To], both inclusive: its first chunk starts at
+// (key) >= From, later ones after the last key copied, and every chunk stops
+// at (key) <= To. Its positions are those of a snapshot without Resume; a
+// range with no rows commits nothing.
+//
 // A snapshot cannot see deletes: a row deleted at the source simply stops
 // appearing. KeysOnly batches (the key columns only) are the input of a
 // key reconciliation that finds such rows.
@@ -76,15 +82,21 @@ type Options struct {
 	// projection), for a key reconciliation. Such batches are not full row
 	// images: do not apply them as upserts.
 	KeysOnly bool
+	// From and To bound the snapshot to the keys in [From, To], both
+	// inclusive, compared by the source in its key order (an operator's
+	// ranged backfill). nil: unbounded on that side. Each has one value per
+	// key column (ParseKey makes them from an operator's text).
+	From, To watermarks.Key
 }
 
 // Extractor snapshots one table. It implements engine.Extractor. It is safe
 // for one run at a time.
 type Extractor struct {
-	r       *reader.Reader
-	table   *schemas.Table
-	keyCols []schemas.Column
-	keyIdx  []int
+	r        *reader.Reader
+	table    *schemas.Table
+	keyCols  []schemas.Column
+	keyIdx   []int
+	from, to watermarks.Key
 }
 
 // New returns a snapshot extractor of table t on the source db, whose
@@ -121,7 +133,15 @@ func New(db *sql.DB, source schemas.Dialect, t *schemas.Table, opts Options) (*E
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", t.QualifiedName(), err)
 	}
-	return &Extractor{r: r, table: out, keyCols: cols, keyIdx: idx}, nil
+	for _, b := range []struct {
+		name string
+		key  watermarks.Key
+	}{{"from", opts.From}, {"to", opts.To}} {
+		if b.key != nil && len(b.key) != len(cols) {
+			return nil, fmt.Errorf("snapshot %s: range bound %s has %d values for %d key columns", t.QualifiedName(), b.name, len(b.key), len(cols))
+		}
+	}
+	return &Extractor{r: r, table: out, keyCols: cols, keyIdx: idx, from: opts.From, to: opts.To}, nil
 }
 
 // keysOnly returns t reduced to its key columns. The reduced table keeps no
@@ -191,9 +211,19 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 		return engine.Chunk{}, io.EOF
 	}
 	e := r.e
+	var bounds []bound
+	switch {
+	case len(r.last) > 0:
+		bounds = append(bounds, bound{dialect.Gt, r.last})
+	case e.from != nil:
+		bounds = append(bounds, bound{dialect.Ge, e.from})
+	}
+	if e.to != nil {
+		bounds = append(bounds, bound{dialect.Le, e.to})
+	}
 	var where []dialect.Cond
-	if len(r.last) > 0 {
-		c, err := e.r.Cond(e.keyCols, dialect.Gt, r.last)
+	for _, b := range bounds {
+		c, err := e.r.Cond(e.keyCols, b.op, b.key)
 		if err != nil {
 			return engine.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
 		}
@@ -223,6 +253,12 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	}
 	r.from = to
 	return engine.Chunk{Batch: ch.Batch, To: to, Reason: watermarks.ReasonSnapshot}, nil
+}
+
+// bound is one keyset condition: (key columns) op key.
+type bound struct {
+	op  dialect.Op
+	key watermarks.Key
 }
 
 // end is the position once the snapshot is done.

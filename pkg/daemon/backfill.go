@@ -23,8 +23,9 @@ import (
 // table's position (recorded in the position history with the operator's
 // name) and runs the table from scratch. A backfill that crashed or was
 // canceled resumes from its saved snapshot position when started again
-// (ehrsync.backfills remembers the unfinished ones). It implements
-// Backfiller.
+// (ehrsync.backfills remembers the unfinished ones). BackfillRange
+// re-reads only a key range of a table, without touching its position
+// (backfill_range.go). It implements Backfiller and RangeBackfiller.
 type Backfill struct {
 	Engine *engine.Engine // the service's engine; each backfill runs a copy with its actor
 	Leases *lease.Manager
@@ -65,21 +66,7 @@ func (b *Backfill) Backfill(ctx context.Context, org *config.Org, table, actor s
 	}
 	q := t.QualifiedName()
 	log := b.Log.With("org", org.Name, "table", q, "actor", actor)
-	var (
-		unlock func()
-		err    error
-	)
-	if b.WaitForLease {
-		unlock, err = b.Leases.Wait(ctx, org.Name, q, time.Second, func() {
-			log.Info("waiting for the table's lease: another runner is syncing it")
-		})
-	} else {
-		var ok bool
-		unlock, ok, err = b.Leases.TryLock(ctx, org.Name, q)
-		if err == nil && !ok {
-			err = fmt.Errorf("backfill %s %s: %w", org.Name, q, lease.ErrBusy)
-		}
-	}
+	unlock, err := b.lock(ctx, log, org.Name, q)
 	if err != nil {
 		return engine.TableResult{}, err
 	}
@@ -95,19 +82,6 @@ func (b *Backfill) Backfill(ctx context.Context, org *config.Org, table, actor s
 		return engine.TableResult{}, err
 	}
 
-	var since int64
-	if err := b.Store.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM ehrsync.position_history").Scan(&since); err != nil {
-		return engine.TableResult{}, fmt.Errorf("backfill %s %s: %w", org.Name, q, err)
-	}
-	estimate := b.estimate(ctx, org.Name, t.Name)
-	m := b.Metrics
-	if m == nil {
-		m = NewMetrics(nil)
-	}
-	m.BackfillTotal.WithLabelValues(org.Name, q).Set(float64(estimate))
-	defer m.BackfillTotal.DeleteLabelValues(org.Name, q)
-	defer m.BackfillDone.DeleteLabelValues(org.Name, q)
-
 	e := b.Engine.Clone()
 	e.Leases, e.Actor = nil, actor // this backfill holds the lease
 	e.Audit = nil
@@ -116,28 +90,74 @@ func (b *Backfill) Backfill(ctx context.Context, org *config.Org, table, actor s
 		rec.Action = audit.ActionBackfill
 		e.Audit = &rec
 	}
+	var res engine.OrgResult
+	err = b.progress(ctx, org.Name, q, q, b.estimate(ctx, org.Name, t.Name), resumed, func() (int64, bool) {
+		res = e.SyncOrg(ctx, org, []string{table})
+		if len(res.Tables) == 1 {
+			return res.Tables[0].Totals.Rows, res.Tables[0].Err == nil
+		}
+		return 0, false
+	})
+	if err != nil {
+		return engine.TableResult{}, err
+	}
+	if res.Err != nil {
+		return engine.TableResult{}, res.Err
+	}
+	if len(res.Tables) != 1 {
+		return engine.TableResult{}, fmt.Errorf("backfill %s %s: no run", org.Name, q)
+	}
+	tr := res.Tables[0]
+	if tr.Err != nil {
+		return tr, nil
+	}
+	if _, err := b.Store.Exec(context.WithoutCancel(ctx), "UPDATE ehrsync.backfills SET finished_at = now() WHERE org = $1 AND table_name = $2",
+		org.Name, q); err != nil {
+		return tr, fmt.Errorf("backfill %s %s: mark finished: %w", org.Name, q, err)
+	}
+	log.Info("backfill finished", "rows", tr.Totals.Rows, "duration", tr.Duration.Round(time.Millisecond))
+	return tr, nil
+}
+
+// progress runs run (which returns the rows it applied and whether it
+// succeeded) while reporting the rows committed so far under the position
+// name posName every ProgressEvery, and once at its end.
+func (b *Backfill) progress(ctx context.Context, org, q, posName string, estimate int64, resumed bool, run func() (int64, bool)) error {
+	var since int64
+	if err := b.Store.QueryRow(ctx, "SELECT coalesce(max(id), 0) FROM ehrsync.position_history").Scan(&since); err != nil {
+		return fmt.Errorf("backfill %s %s: %w", org, q, err)
+	}
+	m := b.Metrics
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	m.BackfillTotal.WithLabelValues(org, q).Set(float64(estimate))
+	defer m.BackfillTotal.DeleteLabelValues(org, q)
+	defer m.BackfillDone.DeleteLabelValues(org, q)
 	start := time.Now()
 	report := func(rows int64, done bool) {
-		p := Progress{Org: org.Name, Table: q, Rows: rows, Estimate: estimate, Elapsed: time.Since(start), Resumed: resumed, Done: done}
+		p := Progress{Org: org, Table: q, Rows: rows, Estimate: estimate, Elapsed: time.Since(start), Resumed: resumed, Done: done}
 		if s := p.Elapsed.Seconds(); s > 0 {
 			p.RowsPerSec = float64(rows) / s
 		}
 		if estimate > rows && p.RowsPerSec > 0 && !done {
 			p.ETA = time.Duration(float64(estimate-rows) / p.RowsPerSec * float64(time.Second))
 		}
-		m.BackfillDone.WithLabelValues(org.Name, q).Set(float64(rows))
+		m.BackfillDone.WithLabelValues(org, q).Set(float64(rows))
 		if b.Progress != nil {
 			b.Progress(p)
 		}
 	}
-
-	var res engine.OrgResult
 	runCtx, stopProgress := context.WithCancel(ctx)
 	defer stopProgress()
 	var g errgroup.Group
+	var (
+		rows int64
+		ok   bool
+	)
 	g.Go(func() error {
 		defer stopProgress()
-		res = e.SyncOrg(ctx, org, []string{table})
+		rows, ok = run()
 		return nil
 	})
 	g.Go(func() error {
@@ -152,31 +172,31 @@ func (b *Backfill) Backfill(ctx context.Context, org *config.Org, table, actor s
 			case <-runCtx.Done():
 				return nil
 			case <-tick.C:
-				if rows, err := b.rowsSince(runCtx, org.Name, q, since); err == nil {
+				if rows, err := b.rowsSince(runCtx, org, posName, since); err == nil {
 					report(rows, false)
 				}
 			}
 		}
 	})
 	_ = g.Wait()
-	if res.Err != nil {
-		return engine.TableResult{}, res.Err
+	m.BackfillRows.WithLabelValues(org, q).Add(float64(rows))
+	report(rows, ok)
+	return nil
+}
+
+// lock takes the table's lease: waiting for it with WaitForLease, failing
+// with lease.ErrBusy otherwise.
+func (b *Backfill) lock(ctx context.Context, log *slog.Logger, org, table string) (func(), error) {
+	if b.WaitForLease {
+		return b.Leases.Wait(ctx, org, table, time.Second, func() {
+			log.Info("waiting for the table's lease: another runner is syncing it")
+		})
 	}
-	if len(res.Tables) != 1 {
-		return engine.TableResult{}, fmt.Errorf("backfill %s %s: no run", org.Name, q)
+	unlock, ok, err := b.Leases.TryLock(ctx, org, table)
+	if err == nil && !ok {
+		err = fmt.Errorf("backfill %s %s: %w", org, table, lease.ErrBusy)
 	}
-	tr := res.Tables[0]
-	m.BackfillRows.WithLabelValues(org.Name, q).Add(float64(tr.Totals.Rows))
-	report(tr.Totals.Rows, tr.Err == nil)
-	if tr.Err != nil {
-		return tr, nil
-	}
-	if _, err := b.Store.Exec(context.WithoutCancel(ctx), "UPDATE ehrsync.backfills SET finished_at = now() WHERE org = $1 AND table_name = $2",
-		org.Name, q); err != nil {
-		return tr, fmt.Errorf("backfill %s %s: mark finished: %w", org.Name, q, err)
-	}
-	log.Info("backfill finished", "rows", tr.Totals.Rows, "duration", tr.Duration.Round(time.Millisecond))
-	return tr, nil
+	return unlock, err
 }
 
 // begin records the backfill; resumed is true when an unfinished one was

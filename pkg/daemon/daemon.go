@@ -44,6 +44,14 @@ type Backfiller interface {
 	Backfill(ctx context.Context, org *config.Org, table, actor string) (engine.TableResult, error)
 }
 
+// RangeBackfiller is a Backfiller that can also backfill a key range of a
+// table (*Backfill implements it): ParseRange checks a range before it is
+// queued, BackfillRange runs it.
+type RangeBackfiller interface {
+	ParseRange(org *config.Org, table string, r Range) (engine.KeyRange, error)
+	BackfillRange(ctx context.Context, org *config.Org, table, actor string, r Range) (engine.TableResult, error)
+}
+
 // Options tune the scheduler. Zero values take the defaults.
 type Options struct {
 	// Concurrency is how many organizations run at once (default 4).
@@ -64,6 +72,10 @@ type Options struct {
 	Actor string
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Agent, when set, checks the CDC capture agent of each organization
+	// with a SQL Server source that may use CDC, at the start of each of
+	// its sync runs (ehrsync_source_capture_agent_up).
+	Agent AgentProbe
 }
 
 func (o *Options) defaults() {
@@ -131,6 +143,7 @@ type orgState struct {
 type request struct {
 	tables    []string // nil: all
 	backfill  bool
+	rng       Range // a ranged backfill of tables[0]
 	actor     string
 	scheduled bool
 	at        time.Time
@@ -182,6 +195,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 			d.metrics.NextRun.DeleteLabelValues(name)
 			d.metrics.Interval.DeleteLabelValues(name)
 			d.metrics.Paused.DeleteLabelValues(name)
+			d.metrics.CaptureAgentUp.DeleteLabelValues(name)
 		}
 	}
 	for _, o := range cfg.Orgs {
@@ -242,6 +256,28 @@ func (d *Daemon) Trigger(org string, tables []string, backfill bool, actor strin
 		}
 	}
 	st.pending = &request{tables: tables, backfill: backfill, actor: actor, at: d.opts.Now()}
+	d.poke()
+	return st.running != nil, nil
+}
+
+// TriggerRange asks for a backfill of the rows of one table of org whose
+// key is in r, as actor (see Backfill.BackfillRange). The range is checked
+// now: a range that does not parse is an error matching ErrBadRange.
+func (d *Daemon) TriggerRange(org, table string, r Range, actor string) (queued bool, err error) {
+	rb, ok := d.backfill.(RangeBackfiller)
+	if !ok {
+		return false, ErrNoBackfill
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st, ok := d.orgs[org]
+	if !ok || st.removed {
+		return false, fmt.Errorf("%w: %s", ErrUnknownOrg, org)
+	}
+	if _, err := rb.ParseRange(&st.cfg, table, r); err != nil {
+		return false, err
+	}
+	st.pending = &request{tables: []string{table}, backfill: true, rng: r, actor: actor, at: d.opts.Now()}
 	d.poke()
 	return st.running != nil, nil
 }
@@ -583,6 +619,9 @@ func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.O
 			tables = append(tables, t.Name)
 		}
 	}
+	if !req.backfill {
+		d.checkAgent(ctx, org)
+	}
 	outcome, class := "ok", ""
 	for _, t := range tables {
 		if stopped(ctx, stop) {
@@ -591,7 +630,7 @@ func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.O
 		}
 		var err error
 		if req.backfill {
-			err = d.backfillTable(ctx, org, t, req.actor)
+			err = d.backfillTable(ctx, org, t, req.actor, req.rng)
 		} else {
 			err = d.syncTable(ctx, stop, log, org, t)
 		}
@@ -689,8 +728,16 @@ func (d *Daemon) observe(org string, r engine.OrgResult) error {
 	return first
 }
 
-func (d *Daemon) backfillTable(ctx context.Context, org *config.Org, table, actor string) error {
-	res, err := d.backfill.Backfill(ctx, org, table, actor)
+func (d *Daemon) backfillTable(ctx context.Context, org *config.Org, table, actor string, rng Range) error {
+	var (
+		res engine.TableResult
+		err error
+	)
+	if rb, ok := d.backfill.(RangeBackfiller); ok && !rng.IsZero() {
+		res, err = rb.BackfillRange(ctx, org, table, actor, rng)
+	} else {
+		res, err = d.backfill.Backfill(ctx, org, table, actor)
+	}
 	if err == nil {
 		err = res.Err
 	}

@@ -5,21 +5,24 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics are the daemon's Prometheus metrics. Labels are bounded: org,
 // table, outcome, reason, class (error class codes, never error text).
 type Metrics struct {
-	Runs          *prometheus.CounterVec   // org runs by outcome
-	RunDuration   *prometheus.HistogramVec // one org run, retries included
-	InFlight      prometheus.Gauge         // org runs in progress
-	Skipped       *prometheus.CounterVec   // scheduled runs not started, by reason
-	Retries       *prometheus.CounterVec   // table or org retries after a transient error
-	Errors        *prometheus.CounterVec   // failed table or org runs, by error class
-	SourceUp      *prometheus.GaugeVec     // 1 when the org's last connection to its source succeeded
-	NextRun       *prometheus.GaugeVec     // unix time of the org's next scheduled run
-	Interval      *prometheus.GaugeVec     // seconds between the org's next two scheduled runs (staleness alerts)
-	Paused        *prometheus.GaugeVec     // 1 while an operator has paused the org
-	Schedules     prometheus.Gauge         // orgs with a loaded schedule
-	Reloads       *prometheus.CounterVec   // configuration reloads by outcome
-	BackfillRows  *prometheus.CounterVec   // rows applied by backfills
-	BackfillTotal *prometheus.GaugeVec     // estimated rows of a running backfill (0: unknown)
-	BackfillDone  *prometheus.GaugeVec     // rows applied so far by a running backfill
+	Runs        *prometheus.CounterVec   // org runs by outcome
+	RunDuration *prometheus.HistogramVec // one org run, retries included
+	InFlight    prometheus.Gauge         // org runs in progress
+	Skipped     *prometheus.CounterVec   // scheduled runs not started, by reason
+	Retries     *prometheus.CounterVec   // table or org retries after a transient error
+	Errors      *prometheus.CounterVec   // failed table or org runs, by error class
+	SourceUp    *prometheus.GaugeVec     // 1 when the org's last connection to its source succeeded
+	// CaptureAgentUp is 1 when the org's SQL Server CDC capture agent keeps
+	// up, 0 when it is stopped or stalled; absent when unknown.
+	CaptureAgentUp *prometheus.GaugeVec
+	NextRun        *prometheus.GaugeVec   // unix time of the org's next scheduled run
+	Interval       *prometheus.GaugeVec   // seconds between the org's next two scheduled runs (staleness alerts)
+	Paused         *prometheus.GaugeVec   // 1 while an operator has paused the org
+	Schedules      prometheus.Gauge       // orgs with a loaded schedule
+	Reloads        *prometheus.CounterVec // configuration reloads by outcome
+	BackfillRows   *prometheus.CounterVec // rows applied by backfills
+	BackfillTotal  *prometheus.GaugeVec   // estimated rows of a running backfill (0: unknown)
+	BackfillDone   *prometheus.GaugeVec   // rows applied so far by a running backfill
 }
 
 // NewMetrics creates the daemon's metrics and registers them on reg (nil:
@@ -55,6 +58,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "ehrsync", Subsystem: "source", Name: "up",
 			Help: "1 when the organization's last connection to its source (through its relay, tunnel or directly) succeeded, 0 when it failed.",
 		}, []string{"org"}),
+		CaptureAgentUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "ehrsync", Subsystem: "source", Name: "capture_agent_up",
+			Help: "1 when the organization's SQL Server CDC capture job keeps up, 0 when it is stopped, stalled or failing (checked at each scheduled run; absent when it cannot be told).",
+		}, []string{"org"}),
 		NextRun: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "ehrsync", Subsystem: "daemon", Name: "next_run_timestamp_seconds",
 			Help: "Unix time of the organization's next scheduled run.",
@@ -89,7 +96,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"org", "table"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Runs, m.RunDuration, m.InFlight, m.Skipped, m.Retries, m.Errors, m.SourceUp, m.NextRun, m.Interval,
+		reg.MustRegister(m.Runs, m.RunDuration, m.InFlight, m.Skipped, m.Retries, m.Errors, m.SourceUp, m.CaptureAgentUp, m.NextRun, m.Interval,
 			m.Paused, m.Schedules, m.Reloads, m.BackfillRows, m.BackfillTotal, m.BackfillDone)
 	}
 	return m

@@ -331,6 +331,13 @@ func (e *Engine) expired(ctx context.Context, log *slog.Logger, job TableJob, po
 // prepare resolves the table in the catalog, plans it, and prepares its
 // target in the store.
 func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table) (TableResult, Plan, *sink.Target, error) {
+	return e.prepareWith(ctx, db, org, tc, e.Planner.Plan)
+}
+
+// prepareWith is prepare with the planning step given (a ranged backfill
+// plans its bounded extractors).
+func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table,
+	planFn func(context.Context, PlanRequest) (Plan, error)) (TableResult, Plan, *sink.Target, error) {
 	res := TableResult{Org: org.Name, Table: tc.Name}
 	t, ok := e.Catalog.Table(tc.Name)
 	if !ok {
@@ -347,7 +354,7 @@ func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc co
 	if rows == 0 {
 		rows = e.Defaults.BatchRows
 	}
-	plan, err := e.Planner.Plan(ctx, PlanRequest{
+	plan, err := planFn(ctx, PlanRequest{
 		DB: db, Dialect: schemas.Dialect(org.Source.Dialect), Table: t, Config: tc, Practices: org.Source.PracticeIDs,
 		ChunkRows: rows, ChunkBytes: int(e.Defaults.BatchBytes), QueryTimeout: org.Source.QueryTimeout, Allocator: e.Allocator,
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 // KeyBatches yields the source's keys as change batches that carry at least
@@ -34,6 +35,64 @@ type ReconcileResult struct {
 // a row synced while the keys were read cannot be lost. The position does not
 // move. The reconciliation is recorded in ehrsync.reconciliations.
 func (tg *Target) Reconcile(ctx context.Context, keys KeyBatches, actor string) (ReconcileResult, error) {
+	return tg.reconcile(ctx, keys, actor, nil, nil)
+}
+
+// ReconcileRange is Reconcile restricted to the store rows whose key is in
+// [from, to] (both inclusive; nil: open on that side), for an operator's
+// ranged backfill: keys must be the source's keys in that range. The store
+// compares keys in its own order, so the caller must only use it for keys
+// whose order is the same at the source (integers, decimals, dates and
+// times; uuids from a PostgreSQL source). Each bound value is bound as its
+// canonical text (watermarks.Value.Text) cast to the key column's store
+// type. Unlike Reconcile it is not recorded in ehrsync.reconciliations (it
+// is no full reconciliation).
+func (tg *Target) ReconcileRange(ctx context.Context, keys KeyBatches, actor string, from, to watermarks.Key) (ReconcileResult, error) {
+	if from == nil && to == nil {
+		return tg.Reconcile(ctx, keys, actor)
+	}
+	return tg.reconcile(ctx, keys, actor, from, to)
+}
+
+// rangeSQL is the condition "t's key is in [from, to]" and its arguments.
+func (tg *Target) rangeSQL(from, to watermarks.Key) (string, []any, error) {
+	var (
+		conds []string
+		args  []any
+	)
+	cols := make([]string, len(tg.key))
+	for i, k := range tg.key {
+		cols[i] = qualify("t", k)
+	}
+	for _, b := range []struct {
+		op  string
+		key watermarks.Key
+	}{{">=", from}, {"<=", to}} {
+		if b.key == nil {
+			continue
+		}
+		if len(b.key) != len(tg.key) {
+			return "", nil, fmt.Errorf("range bound has %d values for %d key columns", len(b.key), len(tg.key))
+		}
+		ps := make([]string, len(b.key))
+		for i, v := range b.key {
+			args = append(args, v.Text())
+			ps[i] = fmt.Sprintf("$%d::%s", len(args), tg.colType(tg.key[i]))
+		}
+		conds = append(conds, "("+strings.Join(cols, ", ")+") "+b.op+" ("+strings.Join(ps, ", ")+")")
+	}
+	return strings.Join(conds, " AND "), args, nil
+}
+
+func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, from, to watermarks.Key) (ReconcileResult, error) {
+	inRange, rangeArgs := "true", []any(nil)
+	ranged := from != nil || to != nil
+	if ranged {
+		var err error
+		if inRange, rangeArgs, err = tg.rangeSQL(from, to); err != nil {
+			return ReconcileResult{}, fmt.Errorf("reconcile %s: %w", tg.ident.Sanitize(), err)
+		}
+	}
 	var res ReconcileResult
 	err := pgx.BeginFunc(ctx, tg.sink.pool, func(tx pgx.Tx) error {
 		var started time.Time
@@ -67,7 +126,7 @@ func (tg *Target) Reconcile(ctx context.Context, keys KeyBatches, actor string) 
 			// wrong practice filter or a login that sees nothing than a
 			// table emptied on purpose: refuse to empty the store's copy.
 			var held int64
-			if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE NOT %s", tg.ident.Sanitize(), MetaDeleted)).Scan(&held); err != nil {
+			if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s t WHERE NOT %s AND %s", tg.ident.Sanitize(), MetaDeleted, inRange), rangeArgs...).Scan(&held); err != nil {
 				return err
 			}
 			if held > 0 {
@@ -83,8 +142,8 @@ func (tg *Target) Reconcile(ctx context.Context, keys KeyBatches, actor string) 
 		for _, k := range tg.key {
 			match = append(match, qualify("k", k)+" = "+qualify("t", k))
 		}
-		gone := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM pg_temp.ehrsync_source_keys k WHERE %s) AND t.%s < now()",
-			strings.Join(match, " AND "), MetaSyncedAt)
+		gone := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM pg_temp.ehrsync_source_keys k WHERE %s) AND t.%s < now() AND %s",
+			strings.Join(match, " AND "), MetaSyncedAt, inRange)
 		var q string
 		if tg.opts.DeletePolicy == DeleteSoft {
 			q = fmt.Sprintf("UPDATE %s t SET %s = 'delete', %s = true, %s = now() WHERE NOT t.%s AND %s",
@@ -109,8 +168,11 @@ func (tg *Target) Reconcile(ctx context.Context, keys KeyBatches, actor string) 
 		} else {
 			q = "WITH gone AS (" + q + " RETURNING 1) SELECT count(*) FROM gone"
 		}
-		if err := tx.QueryRow(ctx, q).Scan(&res.Deleted); err != nil {
+		if err := tx.QueryRow(ctx, q, rangeArgs...).Scan(&res.Deleted); err != nil {
 			return fmt.Errorf("delete rows gone at the source: %w", err)
+		}
+		if ranged {
+			return nil
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO ehrsync.reconciliations (org, table_name, started_at, source_keys, deleted, actor)
 			VALUES ($1, $2, $3, $4, $5, $6)

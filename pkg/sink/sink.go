@@ -107,6 +107,10 @@ type Target struct {
 	cols    []column // data columns, in batch order
 	key     []string
 
+	// positionTable, when set, is the name the target's position is kept
+	// under instead of the table's qualified name (WithPositionTable).
+	positionTable string
+
 	// testHookBeforeCommit runs after everything but COMMIT; tests use it to
 	// kill the connection at the worst moment.
 	testHookBeforeCommit func(ctx context.Context, tx pgx.Tx) error
@@ -327,6 +331,9 @@ type Result struct {
 // gives watermarks.ErrPositionMoved.
 func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (Result, error) {
 	m.Org, m.Table = tg.org, tg.table.QualifiedName()
+	if tg.positionTable != "" {
+		m.Table = tg.positionTable
+	}
 	var res Result
 	if rec != nil {
 		if err := schemas.ValidateChangeBatch(tg.table, rec); err != nil {
@@ -542,7 +549,7 @@ func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, rows
 	// Any role connected to the store may LISTEN: the payload carries the
 	// position's summary (kind, LSN, version), never key or cursor values;
 	// listeners read the full position from ehrsync.positions.
-	n := notice{Org: m.Org, Table: m.Table, Rows: rows}
+	n := notice{Org: m.Org, Table: tg.table.QualifiedName(), Rows: rows}
 	if m.To != nil {
 		n.Kind, n.Position = string(m.To.Kind()), m.To.String()
 	}
@@ -552,6 +559,17 @@ func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, rows
 	}
 	_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
 	return err
+}
+
+// WithPositionTable returns a copy of the target whose Apply keeps its
+// position under name instead of the table's qualified name (still in the
+// same transaction as the rows): an operator's ranged backfill keeps its own
+// resumable position beside the table's incremental one, which it never
+// moves. NOTIFY payloads still name the table.
+func (tg *Target) WithPositionTable(name string) *Target {
+	c := *tg
+	c.positionTable = name
+	return &c
 }
 
 // Ident is the target table's quoted name.

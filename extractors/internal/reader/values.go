@@ -188,3 +188,15 @@ func (r *Reader) Cond(cols []schemas.Column, op dialect.Op, vals []watermarks.Va
 	}
 	return c, nil
 }
+
+// ValueOf is Value without a Reader: the watermarks.Value of column c's
+// native value as read from a source of dialect source. Operators' key
+// bounds (a ranged backfill) are made with it, so that they bind exactly as
+// keys read from the source do.
+func ValueOf(source schemas.Dialect, c schemas.Column, native any) (watermarks.Value, error) {
+	v, err := toValue(source, c, native)
+	if err != nil {
+		return watermarks.Value{}, fmt.Errorf("column %s: %w", c.Name, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,209 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ehrsync/ehrsync/extractors/snapshot"
+	"github.com/ehrsync/ehrsync/pkg/audit"
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Range is an operator's key range for a backfill, as given (--from, --to,
+// or the admin API's "from" and "to"): each bound one value per primary-key
+// column, comma-separated, parsed by the columns' types
+// (snapshot.ParseKey); "" leaves that side open. Its values are row values:
+// they are never logged nor put in errors.
+type Range struct {
+	From, To string
+}
+
+// IsZero reports whether r bounds nothing (a full backfill).
+func (r Range) IsZero() bool { return r.From == "" && r.To == "" }
+
+// ErrBadRange is a key range that does not parse as the table's key.
+var ErrBadRange = errors.New("bad key range")
+
+// ParseRange checks r against the table's key and returns it typed.
+func (b *Backfill) ParseRange(org *config.Org, table string, r Range) (engine.KeyRange, error) {
+	if _, ok := org.Table(table); !ok {
+		return engine.KeyRange{}, fmt.Errorf("%w: %s %s", ErrUnknownTable, org.Name, table)
+	}
+	t, ok := b.Engine.Catalog.Table(table)
+	if !ok {
+		return engine.KeyRange{}, fmt.Errorf("table %s is not in the catalog", table)
+	}
+	return parseRange(schemas.Dialect(org.Source.Dialect), t, r)
+}
+
+func parseRange(src schemas.Dialect, t *schemas.Table, r Range) (engine.KeyRange, error) {
+	var kr engine.KeyRange
+	var err error
+	if r.From != "" {
+		if kr.From, err = snapshot.ParseKey(src, t, r.From); err != nil {
+			return kr, fmt.Errorf("%w: from: %w", ErrBadRange, err)
+		}
+	}
+	if r.To != "" {
+		if kr.To, err = snapshot.ParseKey(src, t, r.To); err != nil {
+			return kr, fmt.Errorf("%w: to: %w", ErrBadRange, err)
+		}
+	}
+	return kr, nil
+}
+
+// BackfillRange re-reads the rows of one table of org whose primary key is
+// in r and upserts them, as actor, under the table's lease. It never resets
+// nor moves the table's incremental position: it keeps its own position,
+// engine.BackfillPosition(table), committed with each chunk's rows, so that
+// a backfill stopped at any instant resumes after its last committed chunk
+// when started again with the same range (ehrsync.backfills remembers the
+// unfinished one and its bounds; a different range starts over). When the
+// range is done, rows in it that the source no longer has are removed where
+// the store compares the key in the source's order
+// (engine.RangeReconcilable); elsewhere that is skipped and logged. The
+// backfill's start (with the key columns, never the values), its chunks and
+// its end are in the position history under the backfill position's name,
+// with actor; the run is audited.
+func (b *Backfill) BackfillRange(ctx context.Context, org *config.Org, table, actor string, r Range) (engine.TableResult, error) {
+	if r.IsZero() {
+		return b.Backfill(ctx, org, table, actor)
+	}
+	kr, err := b.ParseRange(org, table, r)
+	if err != nil {
+		return engine.TableResult{}, err
+	}
+	t, _ := b.Engine.Catalog.Table(table)
+	q := t.QualifiedName()
+	pos := engine.BackfillPosition(q)
+	log := b.Log.With("org", org.Name, "table", q, "actor", actor, "range_on", strings.Join(t.Key, ","))
+	unlock, err := b.lock(ctx, log, org.Name, q)
+	if err != nil {
+		return engine.TableResult{}, err
+	}
+	defer unlock()
+
+	resumed, err := b.beginRange(ctx, org.Name, pos, actor, kr)
+	if err != nil {
+		return engine.TableResult{}, err
+	}
+	if resumed {
+		log.Info("resuming an unfinished ranged backfill from its saved position")
+	} else if err := b.Engine.Positions.Reset(ctx, org.Name, pos, nil, actor, "backfill of a key range on ("+strings.Join(t.Key, ", ")+"): "+bounds(r)+
+		"; the bounds are in ehrsync.backfills; the table's position is not moved"); err != nil {
+		return engine.TableResult{}, err
+	}
+
+	e := b.Engine.Clone()
+	e.Leases, e.Actor, e.Audit = nil, actor, nil // this backfill holds the lease; audited below
+	reconcile := engine.RangeReconcilable(org.Source.Dialect, kr)
+	var tr engine.TableResult
+	err = b.progress(ctx, org.Name, q, pos, 0, resumed, func() (int64, bool) {
+		tr = e.BackfillRange(ctx, org, table, kr, reconcile)
+		return tr.Totals.Rows, tr.Err == nil
+	})
+	if err != nil {
+		return engine.TableResult{}, err
+	}
+	b.audit(ctx, actor, q, r, tr)
+	if tr.Err != nil {
+		return tr, nil
+	}
+	wctx := context.WithoutCancel(ctx)
+	if _, err := b.Store.Exec(wctx, "UPDATE ehrsync.backfills SET finished_at = now() WHERE org = $1 AND table_name = $2",
+		org.Name, pos); err != nil {
+		return tr, fmt.Errorf("backfill %s %s: mark finished: %w", org.Name, q, err)
+	}
+	if err := b.Engine.Positions.Reset(wctx, org.Name, pos, nil, actor, "backfill of a key range finished"); err != nil {
+		return tr, err
+	}
+	switch {
+	case !reconcile:
+		log.Warn("rows deleted at the source within the range were not removed from the store: " +
+			"the store does not compare this key in the source's order (text or SQL Server uniqueidentifier); " +
+			"a full backfill or reconcile_every removes them")
+	case tr.Reconciled != nil:
+		log.Info("rows deleted at the source within the range removed", "deleted", tr.Reconciled.Deleted)
+	}
+	log.Info("ranged backfill finished", "rows", tr.Totals.Rows, "duration", tr.Duration.Round(time.Millisecond))
+	return tr, nil
+}
+
+// bounds says which bounds r has, without their values.
+func bounds(r Range) string {
+	switch {
+	case r.From != "" && r.To != "":
+		return "from and to given"
+	case r.From != "":
+		return "from given, no upper bound"
+	}
+	return "to given, no lower bound"
+}
+
+// beginRange records the ranged backfill under its position name; resumed
+// is true when an unfinished one of the same range was there (its position
+// is kept).
+func (b *Backfill) beginRange(ctx context.Context, org, pos, actor string, kr engine.KeyRange) (resumed bool, err error) {
+	enc := func(k watermarks.Key) (any, error) {
+		if k == nil {
+			return nil, nil
+		}
+		raw, err := watermarks.Encode(watermarks.Snapshot{LastKey: k})
+		if err != nil {
+			return nil, err
+		}
+		return string(raw), nil
+	}
+	from, err := enc(kr.From)
+	if err != nil {
+		return false, fmt.Errorf("backfill %s %s: record range: %w", org, pos, err)
+	}
+	to, err := enc(kr.To)
+	if err != nil {
+		return false, fmt.Errorf("backfill %s %s: record range: %w", org, pos, err)
+	}
+	var fresh bool
+	err = b.Store.QueryRow(ctx, `INSERT INTO ehrsync.backfills (org, table_name, actor, range_from, range_to)
+		VALUES ($1, $2, $3, $4::jsonb, $5::jsonb)
+		ON CONFLICT (org, table_name) DO UPDATE SET actor = EXCLUDED.actor, started_at = now(), finished_at = NULL,
+			range_from = EXCLUDED.range_from, range_to = EXCLUDED.range_to
+		WHERE ehrsync.backfills.finished_at IS NOT NULL
+			OR ehrsync.backfills.range_from IS DISTINCT FROM EXCLUDED.range_from
+			OR ehrsync.backfills.range_to IS DISTINCT FROM EXCLUDED.range_to
+		RETURNING true`, org, pos, actor, from, to).Scan(&fresh)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("backfill %s %s: record: %w", org, pos, err)
+	}
+	return false, nil
+}
+
+// audit records a ranged backfill's run: who, the table, which bounds were
+// given (never their values), rows, positions and outcome.
+func (b *Backfill) audit(ctx context.Context, actor, table string, r Range, tr engine.TableResult) {
+	if b.Audit == nil {
+		return
+	}
+	rec := audit.Record{Actor: actor, Action: audit.ActionBackfill, What: "key range: " + bounds(r), Org: tr.Org, Table: table,
+		Chunks: tr.Chunks, From: tr.From, To: tr.To, Duration: tr.Duration, Outcome: "ok"}
+	rec.Rows.Inserted, rec.Rows.Updated, rec.Rows.Unchanged = tr.Totals.Inserted, tr.Totals.Updated, tr.Totals.Unchanged
+	if tr.Reconciled != nil {
+		rec.Rows.Deleted = tr.Reconciled.Deleted
+	}
+	if tr.Err != nil {
+		rec.Outcome, rec.ErrorClass = "failed", Class(tr.Err)
+	}
+	if err := b.Audit.Write(context.WithoutCancel(ctx), rec); err != nil {
+		b.Log.Error("audit record not written", "err", err)
+	}
+}

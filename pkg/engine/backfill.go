@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/source"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// KeyRange bounds an operator's ranged backfill to the rows whose primary
+// key is in [From, To], both inclusive, compared by the source in its key
+// order. A nil bound leaves that side open. Its values are row values:
+// never log them (daemon addition, issue 6).
+type KeyRange struct {
+	From, To watermarks.Key
+}
+
+// RangePlanner builds a table's extractors bounded to a key range: Plan's
+// Extractor reads the full rows in the range, its Keys the keys in the range
+// (extractors/planner implements it; daemon addition, issue 6).
+type RangePlanner interface {
+	PlanRange(ctx context.Context, req PlanRequest, r KeyRange) (Plan, error)
+}
+
+// BackfillPosition is the name a ranged backfill of table keeps its own
+// position under in the positions store: "dbo.claims#backfill".
+func BackfillPosition(table string) string { return table + "#backfill" }
+
+// ErrNoRangePlanner means the engine's planner cannot bound a table to a
+// key range.
+var ErrNoRangePlanner = errors.New("the planner cannot plan ranged backfills")
+
+// BackfillRange re-reads the rows of one table whose key is in r and
+// upserts them, chunk by chunk. Each chunk commits its rows with the
+// backfill's own position, BackfillPosition(table), in one transaction; the
+// table's incremental position is neither read nor moved. A run resumes
+// after the last committed chunk of the saved backfill position (nil:
+// from the range's start). The caller holds the table's lease (e.Leases is
+// not used) and removes the backfill position when the range is done. The
+// run is audited (e.Audit) like a table run.
+//
+// When reconcile is true and the run reached the range's end, the store's
+// rows in the range whose key the source no longer has are deleted (or
+// soft-deleted) by the table's delete policy: see (*sink.Target).ReconcileRange.
+func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table string, r KeyRange, reconcile bool) TableResult {
+	runID := newRunID()
+	res := TableResult{Org: org.Name, Table: e.qualified(table), Strategy: "backfill"}
+	log := e.Log.With("org", org.Name, "table", res.Table, "run", runID)
+	rp, ok := e.Planner.(RangePlanner)
+	tc, found := org.Table(table)
+	switch {
+	case !ok:
+		res.Err = ErrNoRangePlanner
+	case !found:
+		res.Err = fmt.Errorf("org %s has no table %q in its configuration", org.Name, table)
+	}
+	if res.Err != nil {
+		return res
+	}
+	if e.Defaults.RunTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.Defaults.RunTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	db, err := source.Open(ctx, org.Source)
+	if err != nil {
+		res.Err = err
+		log.Error("source unreachable", "err", err)
+		return res
+	}
+	defer db.Close()
+	res, plan, target, err := e.prepareWith(ctx, db, org, *tc, func(ctx context.Context, req PlanRequest) (Plan, error) {
+		return rp.PlanRange(ctx, req, r)
+	})
+	if err == nil {
+		job := TableJob{
+			Org: org.Name, Table: BackfillPosition(res.Table), Strategy: "backfill",
+			Extractor: backfillExtractor{plan.Extractor}, Target: target.WithPositionTable(BackfillPosition(res.Table)),
+			Positions: e.Positions, Actor: e.Actor, RunID: runID, Metrics: e.metrics(),
+		}
+		res = RunTable(ctx, log, job)
+		res.Table, res.Strategy = e.qualified(table), "backfill"
+		err = res.Err
+	}
+	if err == nil && reconcile && plan.Keys != nil {
+		res.Reconciled, err = e.reconcileRange(ctx, plan.Keys, target, r)
+	}
+	res.Err = err
+	res.Started = start
+	res.Duration = time.Since(start)
+	if err != nil {
+		log.Error("ranged backfill failed", "chunks", res.Chunks, "err", err)
+	} else {
+		log.Info("ranged backfill done", "chunks", res.Chunks, "rows", res.Totals.Rows,
+			"inserted", res.Totals.Inserted, "updated", res.Totals.Updated, "duration", res.Duration.Round(time.Millisecond))
+	}
+	if e.Audit != nil {
+		e.Audit.TableRun(ctx, e.Actor, runID, e.columns(*tc), res)
+	}
+	return res
+}
+
+// backfillExtractor records its chunks as backfill moves in the position
+// history.
+type backfillExtractor struct{ Extractor }
+
+func (b backfillExtractor) Open(ctx context.Context, pos watermarks.Position) (Run, error) {
+	run, err := b.Extractor.Open(ctx, pos)
+	if err != nil {
+		return nil, err
+	}
+	return backfillRun{run}, nil
+}
+
+type backfillRun struct{ Run }
+
+func (r backfillRun) Next(ctx context.Context) (Chunk, error) {
+	ch, err := r.Run.Next(ctx)
+	ch.Reason = watermarks.ReasonBackfill
+	return ch, err
+}
+
+// ErrRangeOrder means a ranged backfill cannot remove the rows deleted at
+// the source within its range: the store would compare the key in another
+// order than the source (text under a collation, SQL Server's
+// uniqueidentifier byte groups), so "in the range" could differ.
+var ErrRangeOrder = errors.New("the store cannot compare this key in the source's order")
+
+// RangeReconcilable reports whether the store compares keys like the ones
+// in r in the same order as a source of dialect src: integers, decimals,
+// dates and times everywhere, uuids from a PostgreSQL source.
+func RangeReconcilable(src config.Dialect, r KeyRange) bool {
+	for _, k := range []watermarks.Key{r.From, r.To} {
+		for _, v := range k {
+			switch v.Type() {
+			case watermarks.TypeInt, watermarks.TypeDecimal, watermarks.TypeDate, watermarks.TypeDateTime,
+				watermarks.TypeDateTime2, watermarks.TypeDateTimeOffset:
+			case watermarks.TypeUUID:
+				if src != config.Postgres {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// reconcileRange deletes the store's rows in r whose key the source no
+// longer has.
+func (e *Engine) reconcileRange(ctx context.Context, keys Extractor, target *sink.Target, r KeyRange) (*sink.ReconcileResult, error) {
+	run, err := keys.Open(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read source keys: %w", err)
+	}
+	defer run.Close()
+	next := func(ctx context.Context) (arrow.RecordBatch, error) {
+		for {
+			ch, err := run.Next(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if ch.Batch != nil {
+				return ch.Batch, nil
+			}
+		}
+	}
+	res, err := target.ReconcileRange(ctx, next, e.Actor, r.From, r.To)
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
