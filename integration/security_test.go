@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,6 +26,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/secrets"
+	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/schemas"
 )
 
 // startDaemonWith starts `ehrsync run` on the configuration file cfg with
@@ -361,4 +363,263 @@ func (e *env) runWith(t *testing.T, environ []string, args ...string) (string, e
 	return out.String(), err
 }
 
-var _ = exec.Command
+// capture is everything a test saw, by where it came from, for the
+// sentinel sweep.
+type capture struct {
+	parts []capturePart
+}
+
+type capturePart struct {
+	name, text string
+}
+
+func (c *capture) add(name, text string) { c.parts = append(c.parts, capturePart{name, text}) }
+
+// sweep counts the lines scanned and, per sentinel, the lines of each part
+// that hold it.
+func (c *capture) sweep(sentinels []string) (lines int, hits map[string][]string) {
+	hits = map[string][]string{}
+	for _, p := range c.parts {
+		for i, line := range strings.Split(p.text, "\n") {
+			lines++
+			for _, s := range sentinels {
+				if strings.Contains(line, s) {
+					hits[s] = append(hits[s], fmt.Sprintf("%s line %d: %.300s", p.name, i+1, line))
+				}
+			}
+		}
+	}
+	return lines, hits
+}
+
+// rowSentinels writes a sentinel string into up to three rows of a text
+// column (not a key, long enough) of every table that has one, and returns
+// the sentinels by table.
+func (e *env) rowSentinels(t *testing.T, id string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	for i, tb := range schemas.NextGen().Tables() {
+		rows, err := e.src.Query(ctx, `SELECT column_name FROM information_schema.columns
+			WHERE table_schema = 'dbo' AND table_name = $1 AND data_type IN ('character varying', 'text')
+			  AND coalesce(character_maximum_length, 1000) >= 16 AND column_name <> ALL($2)
+			ORDER BY ordinal_position LIMIT 1`, tb.Name, tb.Key)
+		require.NoError(t, err)
+		cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		if len(cols) == 0 {
+			continue
+		}
+		s := fmt.Sprintf("v%s%02d", id, i)
+		tag, err := e.src.Exec(ctx, fmt.Sprintf("UPDATE dbo.%s SET %s = $1 WHERE ctid IN (SELECT ctid FROM dbo.%[1]s LIMIT 3)",
+			pgx.Identifier{tb.Name}.Sanitize(), pgx.Identifier{cols[0]}.Sanitize()), s)
+		require.NoError(t, err)
+		if tag.RowsAffected() > 0 {
+			out[tb.QualifiedName()] = s
+		}
+	}
+	return out
+}
+
+// TestReliabilitySecuritySentinelSweep seeds unique sentinel strings into
+// source row values, the source password (an enc: value), the enc: key, the
+// store URL's password and the admin token; runs a sync, a sync where two
+// tables fail (a value the store refuses, a value that does not convert),
+// the daemon with its metrics and admin API, check (text and JSON), a
+// backfill and positions list/show; then greps everything captured (every
+// process's output, HTTP bodies, the metrics scrape, the ehrsync schema's
+// rows: audit, position history, backfills; NOTIFY payloads) for each
+// sentinel: none may appear.
+func TestReliabilitySecuritySentinelSweep(t *testing.T) {
+	const section = "Security: sentinel sweep"
+	e := newEnv(t, 6, 200)
+	ctx := context.Background()
+	id := sentinelID(t)
+	var all capture
+
+	// Secrets.
+	key, err := secrets.NewKey()
+	require.NoError(t, err)
+	password := "pw" + id + "srcpass"
+	encPassword, err := secrets.Encrypt(key, password)
+	require.NoError(t, err)
+	token := "tok" + id + "admin"
+	storePassword := "sp" + id + "store"
+	su, err := url.Parse(e.storeURL)
+	require.NoError(t, err)
+	su.User = url.UserPassword(su.User.Username(), storePassword) // the test server trusts; the engine must still hide it
+	e.storeURL = su.String()
+	environ := []string{secrets.EnvKey + "=" + key.Encode(), "TEST_ADMIN_TOKEN=" + token, "USER=alice"}
+	b, err := os.ReadFile(e.config)
+	require.NoError(t, err)
+	srcUser := strings.SplitN(strings.SplitN(string(b), "      user: ", 2)[1], "\n", 2)[0]
+	cfg := strings.Replace(string(b), "      user: "+srcUser+"\n", "      user: "+srcUser+"\n      password: "+encPassword+"\n", 1)
+	require.Contains(t, cfg, encPassword)
+	e.config = filepath.Join(t.TempDir(), "sentinel.yaml")
+	require.NoError(t, os.WriteFile(e.config, []byte(cfg), 0o600))
+
+	// Every NOTIFY payload of the whole test.
+	listen, err := pgx.Connect(ctx, e.storeURL)
+	require.NoError(t, err)
+	_, err = listen.Exec(ctx, "LISTEN "+sink.NotifyChannel)
+	require.NoError(t, err)
+	var notifies lockedBuffer
+	nctx, stopListen := context.WithCancel(ctx)
+	listened := make(chan struct{})
+	go func() {
+		defer close(listened)
+		for {
+			n, err := listen.WaitForNotification(nctx)
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(&notifies, n.Payload)
+		}
+	}()
+	defer func() {
+		stopListen()
+		<-listened
+		listen.Close(context.Background())
+	}()
+
+	run := func(name string, wantOK bool, args ...string) string {
+		t.Helper()
+		out, err := e.runWith(t, environ, args...)
+		if wantOK {
+			require.NoError(t, err, "%s:\n%s", name, out)
+		}
+		all.add(name, out)
+		return out
+	}
+
+	// Row values, then a clean sync: the sentinels reach the store.
+	rowSentinels := e.rowSentinels(t, id)
+	require.GreaterOrEqual(t, len(rowSentinels), 4, "too few tables with a text column to seed: %v", rowSentinels)
+	run("sync", true, "sync", "--config", e.config)
+	e.requireEqual(t)
+	reached := 0
+	for table, s := range rowSentinels {
+		tb, ok := schemas.NextGen().Table(table)
+		require.True(t, ok)
+		var n int
+		require.NoError(t, e.store.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s x WHERE x::text LIKE '%%' || $1 || '%%'",
+			pgx.Identifier{sink.SchemaFor(org), tb.Name}.Sanitize()), s).Scan(&n))
+		if n > 0 {
+			reached++
+		}
+	}
+	require.Equal(t, len(rowSentinels), reached, "a seeded value did not reach the store: the sweep would prove nothing")
+
+	// Two failing tables. The store refuses a value (a CHECK constraint:
+	// PostgreSQL's detail quotes the failing row), and a source value does
+	// not convert (a column that became text holds a non-number).
+	refused := "x" + id + "refused"
+	_, err = e.store.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT no_refused CHECK (payer_name <> %s) NOT VALID",
+		pgx.Identifier{sink.SchemaFor(org), "payer_mstr"}.Sanitize(), "'"+refused+"'"))
+	require.NoError(t, err)
+	_, err = e.src.Exec(ctx, "UPDATE dbo.payer_mstr SET payer_name = $1 WHERE ctid = (SELECT ctid FROM dbo.payer_mstr LIMIT 1)", refused)
+	require.NoError(t, err)
+	unconvertible := "n" + id + "bad"
+	_, err = e.src.Exec(ctx, "ALTER TABLE dbo.charges ALTER COLUMN created_by TYPE text")
+	require.NoError(t, err)
+	_, err = e.src.Exec(ctx, "UPDATE dbo.charges SET created_by = $1 WHERE ctid = (SELECT ctid FROM dbo.charges LIMIT 1)", unconvertible)
+	require.NoError(t, err)
+	failed := run("failing sync", false, "sync", "--config", e.config)
+	require.Contains(t, failed, "dbo.payer_mstr", failed)
+	require.Contains(t, failed, "dbo.charges", failed)
+	require.Contains(t, failed, `"level":"ERROR"`, "the failing sync did not fail:\n%s", failed)
+
+	// The daemon: scheduled runs (failing ones too), metrics, admin API.
+	addr := freeAddr(t)
+	d := e.startDaemonWith(t, e.daemonConfig(t, "1s", addr), addr, environ)
+	require.Eventually(t, func() bool {
+		_, s := d.get(t, "/metrics", "")
+		return metric(s, "ehrsync_daemon_runs_total") >= 2
+	}, time.Minute, 100*time.Millisecond, "the daemon ran nothing:\n%s", d.out.String())
+	http := func(name, method, path, auth, body string) {
+		code, text := d.do(t, method, path, auth, body)
+		all.add(fmt.Sprintf("HTTP %s: %s %s (%d)", name, method, path, code), text)
+	}
+	http("metrics", "GET", "/metrics", "", "")
+	http("healthz", "GET", "/healthz", "", "")
+	http("readyz", "GET", "/readyz", "", "")
+	http("orgs", "GET", "/admin/orgs", token, "")
+	http("orgs, wrong token", "GET", "/admin/orgs", token[:len(token)-1], "")
+	http("sync", "POST", "/admin/orgs/"+org+"/sync", token, `{"tables": ["dbo.charges", "dbo.payer_mstr", "dbo.claims"]}`)
+	http("sync unknown table", "POST", "/admin/orgs/"+org+"/sync", token, `{"tables": ["dbo.`+id+`"]}`)
+	http("backfill", "POST", "/admin/orgs/"+org+"/backfill", token, `{"tables": ["dbo.claims"]}`)
+	http("bad body", "POST", "/admin/orgs/"+org+"/sync", token, `{"tables": [`)
+	http("pause", "POST", "/admin/orgs/"+org+"/pause", token, "")
+	http("resume", "POST", "/admin/orgs/"+org+"/resume", token, "")
+	http("position, no confirm", "POST", "/admin/orgs/"+org+"/tables/dbo.claims/position", token, `{"confirm": "nope"}`)
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, e.store.QueryRow(ctx, "SELECT count(*) FROM ehrsync.backfills WHERE finished_at IS NOT NULL").Scan(&n))
+		return n > 0
+	}, time.Minute, 100*time.Millisecond, "the admin backfill never finished:\n%s", d.out.String())
+	http("orgs after", "GET", "/admin/orgs", token, "")
+	http("metrics after", "GET", "/metrics", "", "")
+	d.stop(t)
+	all.add("daemon", d.out.String())
+	require.Contains(t, d.out.String(), "dbo.charges")
+
+	// The CLI.
+	run("check", false, "check", "--config", e.config)
+	run("check --json", false, "check", "--json", "--config", e.config)
+	run("backfill", true, "backfill", "--config", e.config, "--org", org, "--table", "dbo.claims", "--table", "dbo.transactions")
+	run("backfill of a failing table", false, "backfill", "--config", e.config, "--org", org, "--table", "dbo.charges")
+	run("positions list", true, "positions", "list", "--config", e.config)
+	run("positions list --json", true, "positions", "list", "--json", "--config", e.config)
+	for _, table := range []string{"dbo.claims", "dbo.charges", "dbo.payer_mstr"} {
+		run("positions show "+table, false, "positions", "show", "--config", e.config, "--org", org, "--table", table, "--history", "0")
+		run("positions show --json "+table, false, "positions", "show", "--json", "--config", e.config, "--org", org, "--table", table)
+	}
+	run("validate", true, "validate", "--config", e.config)
+
+	// The store's own records: every row of every ehrsync table.
+	rows, err := e.store.Query(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'ehrsync' ORDER BY 1")
+	require.NoError(t, err)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Contains(t, tables, "audit")
+	for _, tb := range tables {
+		rows, err := e.store.Query(ctx, fmt.Sprintf("SELECT x::text FROM ehrsync.%s x", pgx.Identifier{tb}.Sanitize()))
+		require.NoError(t, err)
+		texts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		all.add("ehrsync."+tb, strings.Join(texts, "\n"))
+	}
+	var failedRuns int
+	require.NoError(t, e.store.QueryRow(ctx, "SELECT count(*) FROM ehrsync.audit WHERE outcome <> 'ok'").Scan(&failedRuns))
+	require.Positive(t, failedRuns, "no failed run was audited")
+	stopListen()
+	<-listened
+	all.add("NOTIFY payloads", notifies.String())
+	require.NotEmpty(t, notifies.String())
+
+	sentinels := []string{password, token, key.Encode(), storePassword, refused, unconvertible}
+	for _, s := range rowSentinels {
+		sentinels = append(sentinels, s)
+	}
+	lines, hits := all.sweep(sentinels)
+	for s, where := range hits {
+		t.Errorf("sentinel %q leaked %d times:\n%s", s, len(where), strings.Join(where, "\n"))
+	}
+	// The sweep finds what is there: the store's tables hold the row values.
+	var control capture
+	for table := range rowSentinels {
+		tb, _ := schemas.NextGen().Table(table)
+		rows, err := e.store.Query(ctx, fmt.Sprintf("SELECT x::text FROM %s x", pgx.Identifier{sink.SchemaFor(org), tb.Name}.Sanitize()))
+		require.NoError(t, err)
+		texts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		control.add(table, strings.Join(texts, "\n"))
+	}
+	_, found := control.sweep(sentinels)
+	require.Len(t, found, len(rowSentinels), "the sweep does not find the row values in the store's own tables")
+
+	figure(section, "captured sources (processes, HTTP bodies, store tables, NOTIFY)", len(all.parts))
+	figure(section, "lines scanned", lines)
+	figure(section, "sentinels (row values, source password, enc: key, store password, admin token)", len(sentinels))
+	figure(section, "hits", len(hits))
+}
