@@ -32,11 +32,13 @@ import (
 )
 
 // startDaemonWith starts `ehrsync run` on the configuration file cfg with
-// extra environment, at addr, and waits until it answers /healthz.
-func (e *env) startDaemonWith(t *testing.T, cfg, addr string, environ []string) *daemonProc {
+// extra environment and global flags, at addr, and waits until it answers
+// /readyz.
+func (e *env) startDaemonWith(t *testing.T, cfg, addr string, environ []string, globals ...string) *daemonProc {
 	t.Helper()
 	d := &daemonProc{out: &lockedBuffer{}, addr: addr, done: make(chan error, 1)}
-	d.cmd = e.command("--log-format", "json", "run", "--config", cfg, "--jitter", "0s", "--grace", "20s", "--backoff", "100ms")
+	args := append(append([]string{"--log-format", "json"}, globals...), "run", "--config", cfg, "--jitter", "0s", "--grace", "20s", "--backoff", "100ms")
+	d.cmd = e.command(args...)
 	d.cmd.Env = append(d.cmd.Env, environ...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	require.NoError(t, d.cmd.Start())
@@ -484,7 +486,7 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 
 	run := func(name string, wantOK bool, args ...string) string {
 		t.Helper()
-		out, err := e.runWith(t, environ, args...)
+		out, err := e.runWith(t, environ, append([]string{"--log-level", "debug"}, args...)...)
 		if wantOK {
 			require.NoError(t, err, "%s:\n%s", name, out)
 		}
@@ -531,7 +533,7 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 
 	// The daemon: scheduled runs (failing ones too), metrics, admin API.
 	addr := freeAddr(t)
-	d := e.startDaemonWith(t, e.daemonConfig(t, "1s", addr), addr, environ)
+	d := e.startDaemonWith(t, e.daemonConfig(t, "1s", addr), addr, environ, "--log-level", "debug")
 	require.Eventually(t, func() bool {
 		_, s := d.get(t, "/metrics", "")
 		return metric(s, "ehrsync_daemon_runs_total") >= 2
