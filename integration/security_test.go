@@ -15,7 +15,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -28,6 +30,8 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/secrets"
 	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/source"
+	"github.com/ehrsync/ehrsync/pkg/source/sourcetest"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -624,4 +628,121 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	figure(section, "lines scanned", lines)
 	figure(section, "sentinels (row values, source password, enc: key, store password, admin token)", len(sentinels))
 	figure(section, "hits", len(hits))
+}
+
+// withSource returns a copy of the environment's configuration with the
+// source's host, port and tls lines replaced (tls "" drops the line: the
+// default, verified TLS) and a 1s connect timeout.
+func (e *env) withSource(t *testing.T, host, port, tls string) string {
+	t.Helper()
+	b, err := os.ReadFile(e.config)
+	require.NoError(t, err)
+	u, err := url.Parse(e.srcURL)
+	require.NoError(t, err)
+	cfg := string(b)
+	for old, repl := range map[string]string{
+		"      host: " + u.Hostname() + "\n": "      host: " + host + "\n      connect_timeout: 1s\n",
+		"      port: " + u.Port() + "\n":     "      port: " + port + "\n",
+		"      tls: {mode: disable}\n":       tls,
+	} {
+		require.Contains(t, cfg, old)
+		cfg = strings.Replace(cfg, old, repl, 1)
+	}
+	path := filepath.Join(t.TempDir(), "tls.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	return path
+}
+
+// TestReliabilitySecurityTLSVerificationOff: turning the source's TLS
+// verification or encryption off must be written in the configuration and
+// is then warned about by every command (validate, check, sync, backfill,
+// run), here for a source on another machine; left alone, TLS is on and a
+// certificate the machine does not trust stops the connection, with no
+// warning needed. For the store, an unverified connection to another
+// machine is refused unless store.url says its sslmode, and warned about
+// when it does.
+func TestReliabilitySecurityTLSVerificationOff(t *testing.T) {
+	const section = "Security: TLS verification"
+	e := newEnv(t, 1, 2000)
+	const remote = "192.0.2.10" // TEST-NET-1: not loopback, never answers
+	cases := []struct {
+		name, tls, warning string
+	}{
+		{"trust_server_certificate", "      tls: {mode: require, trust_server_certificate: true}\n", "tls.trust_server_certificate is true"},
+		{"mode disable", "      tls: {mode: disable}\n", "tls.mode is disable"},
+	}
+	commands := 0
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := e.withSource(t, remote, "5432", tc.tls)
+			for _, args := range [][]string{
+				{"validate", "--config", cfg},
+				{"check", "--config", cfg},
+				{"check", "--json", "--config", cfg},
+				{"sync", "--config", cfg},
+				{"backfill", "--config", cfg, "--org", org, "--table", "dbo.claims"},
+			} {
+				out, _ := e.run(t, args...)
+				require.Contains(t, out, tc.warning, "%v says nothing about verification being off:\n%s", args, out)
+				if args[0] != "validate" && !slices.Contains(args, "--json") {
+					require.Regexp(t, `"level":"WARN"[^\n]*`+regexpQuote(tc.warning), out, "%v: not a WARN log line", args)
+				}
+				commands++
+			}
+			addr := freeAddr(t)
+			d := e.startDaemonWith(t, e.withDaemon(t, cfg, addr), addr, nil)
+			d.stop(t)
+			require.Regexp(t, `"level":"WARN"[^\n]*`+regexpQuote(tc.warning), d.out.String())
+			commands++
+		})
+	}
+
+	// Left alone, TLS is on and verified: a loopback server whose
+	// certificate no trusted CA signed is refused, and nothing warns.
+	ca := sourcetest.NewCA(t)
+	tlsAddr := sourcetest.TLSAddr(t, ca.Issue(t, "localhost", time.Now().Add(-time.Hour), time.Now().Add(time.Hour)), true)
+	_, port, err := net.SplitHostPort(tlsAddr)
+	require.NoError(t, err)
+	cfg := e.withSource(t, "localhost", port, "")
+	out, err := e.run(t, "check", "--json", "--config", cfg)
+	require.Error(t, err, out)
+	require.Contains(t, out, source.ClassTLSUnknownCA.Code, out)
+	out, err = e.run(t, "sync", "--config", cfg)
+	require.Error(t, err, out)
+	require.Contains(t, out, "certificate signed by unknown authority", out)
+	require.NotContains(t, out, "insecure", out)
+	require.NotContains(t, out, `"level":"WARN"`, out)
+
+	// The store on another machine.
+	for _, tc := range []struct {
+		url, want string
+	}{
+		{"postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1", "add sslmode=verify-full"},
+		{"postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=require", `"msg":"insecure store connection"`},
+	} {
+		var buf bytes.Buffer
+		cmd := exec.Command(binary, "--log-format", "json", "sync", "--config", e.config)
+		cmd.Env = append(os.Environ(), "TEST_STORE_URL="+tc.url)
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		require.Error(t, cmd.Run())
+		require.Contains(t, buf.String(), tc.want)
+		commands++
+	}
+	figure(section, "settings that turn verification off, each warned by validate, check, sync, backfill, run", len(cases))
+	figure(section, "commands checked", commands)
+	figure(section, "untrusted certificate with the default settings", "refused ("+source.ClassTLSUnknownCA.Code+")")
+	figure(section, "remote store without sslmode", "refused")
+}
+
+func regexpQuote(s string) string { return regexp.QuoteMeta(s) }
+
+// withDaemon adds a server section listening on addr, without an admin
+// token, to the configuration file cfg.
+func (e *env) withDaemon(t *testing.T, cfg, addr string) string {
+	t.Helper()
+	b, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "daemon.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("server:\n  listen: "+addr+"\n"+string(b)), 0o600))
+	return path
 }
