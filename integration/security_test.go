@@ -530,7 +530,29 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.src.Exec(ctx, "UPDATE dbo.charges SET created_by = $1 WHERE ctid = (SELECT ctid FROM dbo.charges LIMIT 1)", unconvertible)
 	require.NoError(t, err)
+	// And a source view whose cast fails on one row: PostgreSQL's message
+	// quotes the value (invalid input syntax for type integer: "...").
+	poison := "p" + id + "cast"
+	for _, stmt := range []string{
+		"ALTER TABLE dbo.tran_code_mstr RENAME TO tran_code_mstr_raw",
+		"ALTER TABLE dbo.tran_code_mstr_raw ADD COLUMN poison text",
+		"UPDATE dbo.tran_code_mstr_raw SET poison = '" + poison + "' WHERE ctid = (SELECT ctid FROM dbo.tran_code_mstr_raw LIMIT 1)",
+	} {
+		_, err = e.src.Exec(ctx, stmt)
+		require.NoError(t, err, stmt)
+	}
+	var cols []string
+	for _, c := range must(schemas.NextGen().Table("dbo.tran_code_mstr")).Columns {
+		q := pgx.Identifier{c.Name}.Sanitize()
+		if c.Name == "created_by" {
+			q = "coalesce(poison::int, created_by) AS created_by"
+		}
+		cols = append(cols, q)
+	}
+	_, err = e.src.Exec(ctx, "CREATE VIEW dbo.tran_code_mstr AS SELECT "+strings.Join(cols, ", ")+" FROM dbo.tran_code_mstr_raw")
+	require.NoError(t, err)
 	failed := run("failing sync", false, "sync", "--config", e.config)
+	require.Contains(t, failed, "dbo.tran_code_mstr", failed)
 	require.Contains(t, failed, "dbo.payer_mstr", failed)
 	require.Contains(t, failed, "dbo.charges", failed)
 	require.Contains(t, failed, `"level":"ERROR"`, "the failing sync did not fail:\n%s", failed)
@@ -603,7 +625,7 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	all.add("NOTIFY payloads", notifies.String())
 	require.NotEmpty(t, notifies.String())
 
-	sentinels := []string{password, token, key.Encode(), storePassword, refused, unconvertible}
+	sentinels := []string{password, token, key.Encode(), storePassword, refused, unconvertible, poison}
 	for _, s := range rowSentinels {
 		sentinels = append(sentinels, s)
 	}
@@ -745,4 +767,12 @@ func (e *env) withDaemon(t *testing.T, cfg, addr string) string {
 	path := filepath.Join(t.TempDir(), "daemon.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("server:\n  listen: "+addr+"\n"+string(b)), 0o600))
 	return path
+}
+
+// must returns v, or panics when ok is false.
+func must[T any](v T, ok bool) T {
+	if !ok {
+		panic("must: not found")
+	}
+	return v
 }
