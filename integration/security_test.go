@@ -654,7 +654,7 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 
 // withSource returns a copy of the environment's configuration with the
 // source's host, port and tls lines replaced (tls "" drops the line: the
-// default, verified TLS) and a 1s connect timeout.
+// default, verified TLS) and a short connect timeout.
 func (e *env) withSource(t *testing.T, host, port, tls string) string {
 	t.Helper()
 	b, err := os.ReadFile(e.config)
@@ -663,7 +663,7 @@ func (e *env) withSource(t *testing.T, host, port, tls string) string {
 	require.NoError(t, err)
 	cfg := string(b)
 	for old, repl := range map[string]string{
-		"      host: " + u.Hostname() + "\n": "      host: " + host + "\n      connect_timeout: 1s\n",
+		"      host: " + u.Hostname() + "\n": "      host: " + host + "\n      connect_timeout: 300ms\n",
 		"      port: " + u.Port() + "\n":     "      port: " + port + "\n",
 		"      tls: {mode: disable}\n":       tls,
 	} {
