@@ -776,3 +776,54 @@ func must[T any](v T, ok bool) T {
 	}
 	return v
 }
+
+// TestReliabilitySecurityKeyFilePermissions: the real binary refuses a
+// file: secret and an enc: key file that group or others may read, naming
+// the file and chmod 600, in sync and check; at 0600 the same files work.
+// (SSH private keys and Kerberos keytabs: pkg/source unit tests.)
+func TestReliabilitySecurityKeyFilePermissions(t *testing.T) {
+	const section = "Security: key file permissions"
+	e := newEnv(t, 1, 2000)
+	dir := t.TempDir()
+	key, err := secrets.NewKey()
+	require.NoError(t, err)
+	keyFile := filepath.Join(dir, "secrets.key")
+	require.NoError(t, os.WriteFile(keyFile, []byte(key.Encode()+"\n"), 0o600))
+	pwFile := filepath.Join(dir, "source-password")
+	require.NoError(t, os.WriteFile(pwFile, []byte("pw-"+sentinelID(t)+"\n"), 0o600))
+	enc, err := secrets.Encrypt(key, "pw-"+sentinelID(t))
+	require.NoError(t, err)
+	b, err := os.ReadFile(e.config)
+	require.NoError(t, err)
+	srcUser := strings.SplitN(strings.SplitN(string(b), "      user: ", 2)[1], "\n", 2)[0]
+	withPassword := func(ref string) string {
+		cfg := strings.Replace(string(b), "      user: "+srcUser+"\n", "      user: "+srcUser+"\n      password: "+ref+"\n", 1)
+		path := filepath.Join(t.TempDir(), "perm.yaml")
+		require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+		return path
+	}
+	environ := []string{secrets.EnvKeyFile + "=" + keyFile}
+	refused := 0
+	for _, tc := range []struct {
+		name, file, cfg string
+	}{
+		{"file: secret", pwFile, withPassword("file:" + pwFile)},
+		{"enc: key file", keyFile, withPassword(enc)},
+	} {
+		for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
+			require.NoError(t, os.Chmod(tc.file, mode))
+			for _, args := range [][]string{{"sync", "--config", tc.cfg}, {"check", "--config", tc.cfg}} {
+				out, err := e.runWith(t, environ, args...)
+				require.Error(t, err, "%s at %04o: %v passed:\n%s", tc.name, mode, args, out)
+				require.Contains(t, out, "chmod 600 "+tc.file, "%s at %04o: %v", tc.name, mode, args)
+				refused++
+			}
+		}
+		require.NoError(t, os.Chmod(tc.file, 0o600))
+		out, err := e.runWith(t, environ, "sync", "--config", tc.cfg)
+		require.NoError(t, err, "%s at 0600:\n%s", tc.name, out)
+	}
+	e.requireEqual(t)
+	figure(section, "group/world-readable key files refused (file: secret, enc: key; 3 modes; sync and check)", refused)
+	figure(section, "refused by unit tests", "file: secrets, enc: key file, SSH private key, Kerberos keytab")
+}
