@@ -603,6 +603,17 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 		run("positions show --json "+table, false, "positions", "show", "--json", "--config", e.config, "--org", org, "--table", table)
 	}
 	run("validate", true, "validate", "--config", e.config)
+	// secrets encrypt prints the enc: value, never the plaintext or the key.
+	var encOut bytes.Buffer
+	enc := e.command("secrets", "encrypt")
+	enc.Env = append(enc.Env, environ...)
+	enc.Stdin = strings.NewReader(password + "\n")
+	enc.Stdout, enc.Stderr = &encOut, &encOut
+	require.NoError(t, enc.Run(), encOut.String())
+	got, err := secrets.Decrypt(key, strings.TrimSpace(encOut.String()))
+	require.NoError(t, err)
+	require.Equal(t, password, got)
+	all.add("secrets encrypt", encOut.String())
 
 	// The store's own records: every row of every ehrsync table.
 	rows, err := e.store.Query(ctx, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'ehrsync' ORDER BY 1")
