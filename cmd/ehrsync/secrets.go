@@ -82,6 +82,9 @@ func runSecrets(_ context.Context, env *environment, args []string) error {
 		if err != nil {
 			return fmt.Errorf("old key: %w", err)
 		}
+		if err := secrets.CheckPrivate(*newKeyFile); err != nil {
+			return fmt.Errorf("--new-key-file: %w", err)
+		}
 		kb, err := os.ReadFile(*newKeyFile)
 		if err != nil {
 			return fmt.Errorf("--new-key-file: %w", err)

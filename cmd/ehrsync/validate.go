@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/source"
 )
 
 func init() {
@@ -69,6 +70,13 @@ func runValidate(_ context.Context, env *environment, args []string) error {
 		tables += len(o.Tables)
 	}
 	fmt.Fprintf(env.stdout, "%s: valid (%d organizations, %d tables)\n", *path, len(cfg.Orgs), tables)
+	// Valid is not safe: say what turns protection off (TLS off or not
+	// verified), as every other command does at start.
+	for _, o := range cfg.Orgs {
+		for _, w := range source.Warnings(o.Source) {
+			fmt.Fprintf(env.stdout, "warning: org %s: %s\n", o.Name, w)
+		}
+	}
 	return nil
 }
 

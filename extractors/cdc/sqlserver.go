@@ -13,6 +13,7 @@ import (
 	mssql "github.com/microsoft/go-mssqldb"
 
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
+	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -135,7 +136,7 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) ([]Change, error) {
 	defer cancel()
 	rows, err := s.DB.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read change table of %s: %w", q.Instance, err)
+		return nil, fmt.Errorf("read change table of %s: %w", q.Instance, source.Redact(err))
 	}
 	defer rows.Close()
 	var out []Change
@@ -152,7 +153,7 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) ([]Change, error) {
 			dest = append(dest, &vals[i])
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("read change table of %s: %w", q.Instance, err)
+			return nil, fmt.Errorf("read change table of %s: %w", q.Instance, source.Redact(err))
 		}
 		if cmd.Int64 < 0 || cmd.Int64 > math.MaxInt32 {
 			return nil, fmt.Errorf("read change table of %s: __$command_id %d is out of range", q.Instance, cmd.Int64)
@@ -167,7 +168,7 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) ([]Change, error) {
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read change table of %s: %w", q.Instance, err)
+		return nil, fmt.Errorf("read change table of %s: %w", q.Instance, source.Redact(err))
 	}
 	return out, nil
 }

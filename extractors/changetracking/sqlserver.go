@@ -10,6 +10,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
 	"github.com/ehrsync/ehrsync/extractors/internal/reader"
+	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -133,12 +134,12 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) (ChangeSet, error) {
 	}
 	rows, err := qr.QueryContext(ctx, query, args...)
 	if err != nil {
-		return ChangeSet{}, err
+		return ChangeSet{}, source.Redact(err)
 	}
 	defer rows.Close()
 	cols, err := rows.Columns()
 	if err != nil {
-		return ChangeSet{}, err
+		return ChangeSet{}, source.Redact(err)
 	}
 	var cs ChangeSet
 	for rows.Next() {
@@ -148,15 +149,15 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) (ChangeSet, error) {
 			dest[i] = &vals[i]
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return ChangeSet{}, err
+			return ChangeSet{}, source.Redact(err)
 		}
 		cs.Rows = append(cs.Rows, vals)
 	}
 	if err := rows.Err(); err != nil {
-		return ChangeSet{}, err
+		return ChangeSet{}, source.Redact(err)
 	}
 	if err := rows.Close(); err != nil {
-		return ChangeSet{}, err
+		return ChangeSet{}, source.Redact(err)
 	}
 	if cs.MinValid, cs.MinValidOK, err = minValid(ctx, qr, q.Table); err != nil {
 		return ChangeSet{}, fmt.Errorf("read minimum valid version after the changes: %w", err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/secrets"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 )
@@ -340,6 +341,10 @@ func (c *checker) connectAndInspect(ctx context.Context) {
 // system error names only; database errors are never shown (they can quote
 // values).
 func safeDetail(err error) string {
+	var open *secrets.PermissionError
+	if errors.As(err, &open) { // a path and a mode, never the content
+		return "(" + open.Error() + ")"
+	}
 	var dial *source.DialError
 	if errors.As(err, &dial) {
 		return "(" + dial.Err.Error() + ")"

@@ -97,7 +97,17 @@ func (s Secret) Reveal() (string, error) {
 		if path == "" {
 			return "", fmt.Errorf("secret %s: %s", s, s.check())
 		}
-		b, err := os.ReadFile(path)
+		// A secret file others may read is refused, as ssh refuses such a
+		// private key.
+		err := secrets.CheckPrivate(path)
+		var b []byte
+		if err == nil {
+			b, err = os.ReadFile(path)
+		}
+		var perm *secrets.PermissionError
+		if errors.As(err, &perm) {
+			return "", fmt.Errorf("secret %s: %w", s, err)
+		}
 		if err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {

@@ -291,3 +291,26 @@ func TestSecretEncKeySources(t *testing.T) {
 		require.Contains(t, NewSecret("enc:v9:abc").check(), "unknown enc: version")
 	})
 }
+
+// TestFileSecretOpenToOthersIsRefused: a file: secret (a password, a
+// token, an SSH private key) that group or others may read is refused,
+// naming the file and the fix, without its content.
+func TestFileSecretOpenToOthersIsRefused(t *testing.T) {
+	const value = "perm-S3ntinel-5d2a"
+	for _, mode := range []os.FileMode{0o640, 0o644, 0o604, 0o666} {
+		t.Run(mode.String(), func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "password")
+			require.NoError(t, os.WriteFile(p, []byte(value+"\n"), 0o600))
+			require.NoError(t, os.Chmod(p, mode))
+			_, err := NewSecret("file:" + p).Reveal()
+			var perm *secrets.PermissionError
+			require.ErrorAs(t, err, &perm)
+			require.ErrorContains(t, err, "chmod 600 "+p)
+			require.NotContains(t, err.Error(), value)
+			require.NoError(t, os.Chmod(p, 0o600))
+			got, err := NewSecret("file:" + p).Reveal()
+			require.NoError(t, err)
+			require.Equal(t, value, got)
+		})
+	}
+}

@@ -15,7 +15,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"runtime"
 	"strings"
 )
 
@@ -37,6 +39,35 @@ var (
 	// ErrDecrypt: the value is malformed or was encrypted under another key.
 	ErrDecrypt = errors.New("cannot decrypt: malformed value or wrong key")
 )
+
+// PermissionError is a key or secret file that group or others may read or
+// write: ehrsync refuses it, as ssh refuses such a private key.
+type PermissionError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *PermissionError) Error() string {
+	return fmt.Sprintf("%s is open to group or others (mode %04o): run chmod 600 %s", e.Path, e.Mode.Perm(), e.Path)
+}
+
+// CheckPrivate returns a *PermissionError when the file at path (symbolic
+// links followed) has any group or other permission bits, and the stat
+// error when it cannot be read. On Windows, where modes do not say who may
+// read, it checks nothing.
+func CheckPrivate(path string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return &PermissionError{Path: path, Mode: fi.Mode()}
+	}
+	return nil
+}
 
 // Key is an AES-256 key. Its String does not show it.
 type Key struct{ b [32]byte }
@@ -83,6 +114,9 @@ func KeyFromEnv() (Key, error) {
 		return k, nil
 	}
 	if path := os.Getenv(EnvKeyFile); path != "" {
+		if err := CheckPrivate(path); err != nil {
+			return Key{}, fmt.Errorf("%s: %w", EnvKeyFile, err)
+		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return Key{}, fmt.Errorf("%s: %w", EnvKeyFile, err)

@@ -51,6 +51,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		// pgx's parse errors can quote the URL, password included.
 		return nil, fmt.Errorf("store.url (%s): not a valid PostgreSQL URL or connection string", cfg.Store.URL)
 	}
+	warning, err := storeTLS(url, &pcfg.ConnConfig.Config)
+	if err != nil {
+		return nil, fmt.Errorf("store.url (%s): %w", cfg.Store.URL, err)
+	}
+	if warning != "" {
+		log.Warn("insecure store connection", "warning", warning)
+	}
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "ehrsync"
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {

@@ -89,6 +89,9 @@ var (
 	ClassSecret = &Class{Code: "secret_unavailable",
 		Cause: "a secret in the configuration could not be resolved",
 		Fix:   "set the environment variable or file the secret refers to; for enc: values set EHRSYNC_SECRETS_KEY or EHRSYNC_SECRETS_KEY_FILE to the key it was encrypted with"}
+	ClassSecretFileOpen = &Class{Code: "secret_file_open",
+		Cause: "a secret or key file may be read or written by group or others, so ehrsync refuses it",
+		Fix:   "chmod 600 the file named in the error (owned by the user ehrsync runs as), as for an SSH private key"}
 	ClassQueryTimeout = &Class{Code: "query_timeout", Transient: true,
 		Cause: "a query did not finish within the query timeout",
 		Fix:   "raise query_timeout, or check the server's load and blocking (sp_who2)"}
@@ -105,7 +108,7 @@ func Classes() []*Class {
 	return []*Class{ClassConnectTimeout, ClassRelayUnreachable, ClassRelayUpstream, ClassServerUnreachable,
 		ClassBastionUnreachable, ClassSSHHostKey, ClassSSHAuth, ClassDNS, ClassTLSExpired, ClassTLSWrongHost,
 		ClassTLSUnknownCA, ClassTLS, ClassLoginFailed, ClassDatabase, ClassPermission, ClassCDCDisabled,
-		ClassCTDisabled, ClassCaptureAgent, ClassSecret, ClassQueryTimeout, ClassTransient, ClassUnknown}
+		ClassCTDisabled, ClassCaptureAgent, ClassSecret, ClassSecretFileOpen, ClassQueryTimeout, ClassTransient, ClassUnknown}
 }
 
 // Hop names the connection leg a [DialError] is about.
@@ -238,6 +241,10 @@ func Classify(err error) *Class {
 	var perm *PermissionError
 	if errors.As(err, &perm) {
 		return ClassPermission
+	}
+	var open *secrets.PermissionError
+	if errors.As(err, &open) {
+		return ClassSecretFileOpen
 	}
 	var sshAuth *SSHAuthError
 	if errors.As(err, &sshAuth) {

@@ -40,6 +40,7 @@ func TestClassify(t *testing.T) {
 		{"mssql column denied 230", ms(230), source.ClassPermission, false},
 		{"mssql no permission 297", ms(297), source.ClassPermission, false},
 		{"mssql deadlock victim 1205", ms(1205), source.ClassTransient, true},
+		{"secret file open to others", fmt.Errorf("source password: %w", &secrets.PermissionError{Path: "/etc/ehrsync/pw", Mode: 0o644}), source.ClassSecretFileOpen, false},
 		{"mssql ct not enabled 4998", ms(4998), source.ClassCTDisabled, false},
 		{"mssql cdc not enabled 22901", ms(22901), source.ClassCDCDisabled, false},
 		{"mssql cdc not enabled on the table 22985", ms(22985), source.ClassCDCDisabled, false},

@@ -29,6 +29,7 @@ import (
 	"github.com/microsoft/go-mssqldb/msdsn"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/secrets"
 )
 
 // appName is how the source's DBAs see ehrsync's sessions.
@@ -67,6 +68,11 @@ func OpenPool(src config.Source) (*sql.DB, error) {
 	password, err := src.Password.Reveal()
 	if err != nil {
 		return nil, fmt.Errorf("source password: %w", err)
+	}
+	if k := src.Kerberos; k != nil && k.Keytab != "" {
+		if err := secrets.CheckPrivate(k.Keytab); err != nil {
+			return nil, fmt.Errorf("source kerberos.keytab: %w", err)
+		}
 	}
 	d, err := NewDialer(src)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
+	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -166,17 +167,17 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 	defer cancel()
 	rows, err := r.cfg.DB.QueryContext(qctx, query, args...)
 	if err != nil {
-		return Chunk{}, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), err)
+		return Chunk{}, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
 	defer rows.Close()
 	b := r.scanner.NewBatch(r.cfg.Allocator)
 	defer b.Release()
 	res, err := r.scanner.Read(rows, b, op, seq, arrowscan.Limits{Rows: sel.Limit, Bytes: r.cfg.ChunkBytes})
 	if err != nil {
-		return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
+		return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
 	if err := rows.Close(); err != nil {
-		return Chunk{}, fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), err)
+		return Chunk{}, fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
 	ch := Chunk{Rows: res.Rows, Exhausted: !res.Stopped && res.Rows < sel.Limit}
 	if res.Rows == 0 {
@@ -197,7 +198,7 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 func (r *Reader) QueryRow(ctx context.Context, query string, args []any, dest ...any) error {
 	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	defer cancel()
-	return r.cfg.DB.QueryRowContext(qctx, query, args...).Scan(dest...)
+	return source.Redact(r.cfg.DB.QueryRowContext(qctx, query, args...).Scan(dest...))
 }
 
 // Column returns the batch column called name and its index.
