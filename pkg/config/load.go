@@ -53,7 +53,12 @@ func Parse(data []byte) (*Config, error) {
 		return nil, errors.Join(syntaxError(err, data))
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		// What follows the first document does not parse: say where.
+		return nil, errors.Join(syntaxError(err, data))
+	default:
 		return nil, errors.Join(&FieldError{Line: extra.Line, Problem: "more than one YAML document (want one)"})
 	}
 
