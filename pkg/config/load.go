@@ -345,10 +345,11 @@ func editDistance(a, b string) int {
 }
 
 var (
-	typeErrLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+	typeErrLineRE = regexp.MustCompile(`(?s)^line (\d+): (.*)$`)
 	// The decoder quotes the offending value in backquotes; drop it, since
-	// a misplaced secret would otherwise be echoed into the error.
-	typeErrValueRE = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `.*`)? into (.+)$")
+	// a misplaced secret would otherwise be echoed into the error. (?s):
+	// the value may span lines (found by FuzzConfig).
+	typeErrValueRE = regexp.MustCompile("(?s)^cannot unmarshal (!!\\w+)(?: `.*`)? into (.+)$")
 )
 
 // typeError turns one of the decoder's "line N: cannot unmarshal ..."
