@@ -348,8 +348,9 @@ var (
 	typeErrLineRE = regexp.MustCompile(`(?s)^line (\d+): (.*)$`)
 	// The decoder quotes the offending value in backquotes; drop it, since
 	// a misplaced secret would otherwise be echoed into the error. (?s):
-	// the value may span lines (found by FuzzConfig).
-	typeErrValueRE = regexp.MustCompile("(?s)^cannot unmarshal (!!\\w+)(?: `.*`)? into (.+)$")
+	// the value may span lines, and the tag be any local tag such as !x
+	// (both found by FuzzConfig).
+	typeErrValueRE = regexp.MustCompile("(?s)^cannot unmarshal (\\S+)(?: `.*`)? into (.+)$")
 )
 
 // typeError turns one of the decoder's "line N: cannot unmarshal ..."
