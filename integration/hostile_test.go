@@ -374,9 +374,13 @@ func (e *customEnv) insertLiterals(t *testing.T, tb *schemas.Table, rows map[int
 // text, numeric(19,2) and numeric(38,10) maxima and minima, bigint, integer
 // and smallint limits, float NaN, infinities, negative zero and subnormals,
 // numeric NaN and infinities, dates and timestamps at 0001-01-01 and
-// 9999-12-31) with both strategies, and compares them row by row. Then it
-// checks that text holding NUL, which the store cannot hold, stops the
-// table with an error naming the column and the fix, never the value.
+// 9999-12-31, and PostgreSQL's BC and far-future dates) with both
+// strategies and both of the sink's copy paths, and compares them row by
+// row. A timestamp of infinity, which the mapping cannot carry, stops its
+// table with an error naming the table, the column and the fix, while the
+// other tables sync in the same run. (Text holding NUL cannot come from a
+// PostgreSQL source; the sink's refusal of it is TestTextWithNULIsAClear
+// ErrorWithoutTheValue in pkg/sink.)
 func TestReliabilityDataExtremes(t *testing.T) {
 	const section = "Data extremes"
 	hwm := pgTable(t, "dbo", "extremes_hwm", "", extremesColumns...)
@@ -392,21 +396,52 @@ func TestReliabilityDataExtremes(t *testing.T) {
 		}
 	}
 	fast := pgTable(t, "dbo", "extremes_direct", "", direct...)
+	// PostgreSQL's own limits go beyond SQL Server's: BC dates and years
+	// past 9999 fit Arrow and the store exactly; ±infinity does not.
+	timeCols := [][2]string{{"id", "bigint"}, {"d", "date"}, {"ts", "timestamp(6) without time zone"}, {"tz", "timestamp(6) with time zone"}}
+	beyond := pgTable(t, "dbo", "extremes_beyond", "", timeCols...)
+	infinite := pgTable(t, "dbo", "extremes_infinite", "", timeCols...)
 	e := newCustomEnv(t, 2,
 		customTable{table: hwm, settings: "strategy: hwm, cursor: ts"},
 		customTable{table: snap, settings: "strategy: snapshot"},
 		customTable{table: fast, settings: "strategy: snapshot"},
+		customTable{table: beyond, settings: "strategy: snapshot"},
+		customTable{table: infinite, settings: "strategy: snapshot"},
 	)
-	for _, tb := range e.tables {
+	synced := []*schemas.Table{hwm, snap, fast}
+	for _, tb := range synced {
 		e.insertLiterals(t, tb, extremesRows)
 	}
-	e.sync(t)
-	compared := e.requireEqual(t)
-	require.EqualValues(t, len(e.tables)*len(extremesRows), compared)
-	// A second run changes nothing.
-	e.sync(t)
-	compared += e.requireEqual(t)
+	ctx := context.Background()
+	_, err := e.src.Exec(ctx, `INSERT INTO dbo.extremes_beyond VALUES
+		(1, '4713-01-01 BC', '4713-01-01 00:00:00 BC', '4713-01-01 00:00:00+00 BC'),
+		(2, '5874897-12-31', '294276-12-31 23:59:59.999999', '294276-12-31 23:59:59.999999+00')`)
+	require.NoError(t, err)
+	_, err = e.src.Exec(ctx, `INSERT INTO dbo.extremes_infinite VALUES (1, '2026-01-01', 'infinity', NULL)`)
+	require.NoError(t, err)
+	synced = append(synced, beyond)
+
+	// The infinite timestamp stops its table, with an error naming the
+	// table, the column and the fix; the other tables sync in the same run.
+	compared := int64(0)
+	for range 2 { // and a second run changes nothing
+		out, err := e.run()
+		require.Error(t, err, out)
+		var failed []string
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(line, `"table sync failed"`) {
+				failed = append(failed, line)
+			}
+		}
+		require.Len(t, failed, 1, out)
+		require.Contains(t, failed[0], `"table":"dbo.extremes_infinite"`)
+		require.Contains(t, failed[0], "column ts: ")
+		require.Contains(t, failed[0], "columns allow-list")
+		compared += e.requireEqual(t, synced...)
+	}
+	require.EqualValues(t, 2*(3*len(extremesRows)+2), compared)
 
 	figure(section, "types at their limits", len(extremesColumns)-1)
+	figure(section, "unrepresentable values refused with a clear error (±infinity)", 1)
 	figure(section, "rows compared", compared)
 }
