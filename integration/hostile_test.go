@@ -445,3 +445,117 @@ func TestReliabilityDataExtremes(t *testing.T) {
 	figure(section, "unrepresentable values refused with a clear error (±infinity)", 1)
 	figure(section, "rows compared", compared)
 }
+
+// editConfig replaces old with new in the configuration file (an operator
+// editing it between runs).
+func (e *customEnv) editConfig(t *testing.T, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(e.config)
+	require.NoError(t, err)
+	require.Contains(t, string(b), old)
+	require.NoError(t, os.WriteFile(e.config, []byte(strings.Replace(string(b), old, new, 1)), 0o600))
+}
+
+// storeType is a store column's type as format_type spells it.
+func (e *customEnv) storeType(t *testing.T, table, column string) string {
+	t.Helper()
+	var typ string
+	require.NoError(t, e.store.QueryRow(context.Background(), `SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+		WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped`,
+		pgx.Identifier{sink.SchemaFor(org), table}.Sanitize(), column).Scan(&typ))
+	return typ
+}
+
+// TestReliabilitySchemaChanges changes source tables between runs: a column
+// added (not read, then read once allow-listed, the store column added),
+// a column dropped (that table stops with an error naming the column and
+// the fix while the org's other tables sync in the same run, and syncs again
+// once the operator leaves the column out), a type widened (the store
+// column altered) and a type narrowed (values still fit: the store column
+// stays wide). Every table is compared row by row after every run.
+func TestReliabilitySchemaChanges(t *testing.T) {
+	const section = "Source schema changes"
+	added := pgTable(t, "dbo", "drift_added", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
+	allowed := pgTable(t, "dbo", "drift_allowed", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
+	dropped := pgTable(t, "dbo", "drift_dropped", "", [2]string{"id", "bigint"}, [2]string{"a", "text"}, [2]string{"gone", "text"})
+	widened := pgTable(t, "dbo", "drift_widened", "", [2]string{"id", "bigint"}, [2]string{"n", "integer"}, [2]string{"m", "numeric(10,2)"}, [2]string{"r", "real"})
+	narrowed := pgTable(t, "dbo", "drift_narrowed", "", [2]string{"id", "bigint"}, [2]string{"n", "bigint"}, [2]string{"m", "numeric(19,2)"}, [2]string{"r", "double precision"})
+	e := newCustomEnv(t, 100,
+		customTable{table: added, settings: "strategy: snapshot"},
+		customTable{table: allowed, settings: "strategy: snapshot, columns: [id, a]"},
+		customTable{table: dropped, settings: "strategy: snapshot"},
+		customTable{table: widened, settings: "strategy: snapshot"},
+		customTable{table: narrowed, settings: "strategy: snapshot"},
+	)
+	ctx := context.Background()
+	exec := func(sql string) {
+		t.Helper()
+		_, err := e.src.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+	n := scale(200, 5000)
+	for _, tb := range []string{"drift_added", "drift_allowed", "drift_dropped"} {
+		extra := ""
+		if tb == "drift_dropped" {
+			extra = ", 'to be dropped ' || g"
+		}
+		exec(fmt.Sprintf("INSERT INTO dbo.%s SELECT g, 'row ' || g%s FROM generate_series(1, %d) g", tb, extra, n))
+	}
+	exec(fmt.Sprintf("INSERT INTO dbo.drift_widened SELECT g, g, g / 100.0, g / 8.0 FROM generate_series(1, %d) g", n))
+	exec(fmt.Sprintf("INSERT INTO dbo.drift_narrowed SELECT g, g, g / 100.0, g / 8.0 FROM generate_series(1, %d) g", n))
+	e.sync(t)
+	compared := e.requireEqual(t)
+
+	// The source changes.
+	exec("ALTER TABLE dbo.drift_added ADD COLUMN extra text")
+	exec("ALTER TABLE dbo.drift_allowed ADD COLUMN extra text")
+	exec("UPDATE dbo.drift_added SET extra = 'new ' || id, a = a || '+'")
+	exec("UPDATE dbo.drift_allowed SET extra = 'new ' || id, a = a || '+'")
+	exec("ALTER TABLE dbo.drift_dropped DROP COLUMN gone")
+	exec("ALTER TABLE dbo.drift_widened ALTER COLUMN n TYPE bigint, ALTER COLUMN m TYPE numeric(19,2), ALTER COLUMN r TYPE double precision")
+	exec(fmt.Sprintf("INSERT INTO dbo.drift_widened VALUES (%d, 1099511627776, 12345678901234567.89, 0.1)", n+1))
+	exec("ALTER TABLE dbo.drift_narrowed ALTER COLUMN n TYPE integer, ALTER COLUMN m TYPE numeric(10,2), ALTER COLUMN r TYPE real")
+	exec(fmt.Sprintf("INSERT INTO dbo.drift_narrowed VALUES (%d, 2147483647, 99999999.99, 0.5)", n+1))
+
+	// The source as it is now, for the row-by-row comparisons.
+	widenedNow := pgTable(t, "dbo", "drift_widened", "", [2]string{"id", "bigint"}, [2]string{"n", "bigint"}, [2]string{"m", "numeric(19,2)"}, [2]string{"r", "double precision"})
+	narrowedNow := pgTable(t, "dbo", "drift_narrowed", "", [2]string{"id", "bigint"}, [2]string{"n", "integer"}, [2]string{"m", "numeric(10,2)"}, [2]string{"r", "real"})
+	allowedNow := pgTable(t, "dbo", "drift_allowed", "", [2]string{"id", "bigint"}, [2]string{"a", "text"}, [2]string{"extra", "text"})
+	droppedNow := pgTable(t, "dbo", "drift_dropped", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
+
+	// Run 2: the dropped column stops its table, with the column and the
+	// fix named; every other table syncs in the same run.
+	out, err := e.run()
+	require.Error(t, err, out)
+	var failed []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, `"table sync failed"`) {
+			failed = append(failed, line)
+		}
+	}
+	require.Len(t, failed, 1, out)
+	require.Contains(t, failed[0], `"table":"dbo.drift_dropped"`)
+	require.Contains(t, failed[0], "column gone is in the catalog but no longer at the source")
+	require.Contains(t, failed[0], "columns allow-list")
+	require.NotContains(t, out, "to be dropped", "a row value reached the output")
+	compared += e.requireEqual(t, added, allowed, widenedNow, narrowedNow)
+	require.Equal(t, "bigint", e.storeType(t, "drift_widened", "n"), "a widened source column widens the store column")
+	require.Equal(t, "numeric(19,2)", e.storeType(t, "drift_widened", "m"))
+	require.Equal(t, "double precision", e.storeType(t, "drift_widened", "r"))
+	require.Equal(t, "bigint", e.storeType(t, "drift_narrowed", "n"), "a narrowed source column keeps the wider store column")
+	require.Equal(t, "numeric(19,2)", e.storeType(t, "drift_narrowed", "m"))
+	var extraInStore int
+	require.NoError(t, e.store.QueryRow(ctx, `SELECT count(*) FROM pg_attribute WHERE attname = 'extra' AND NOT attisdropped
+		AND attrelid IN ('st_mary.drift_added'::regclass, 'st_mary.drift_allowed'::regclass)`).Scan(&extraInStore))
+	require.Zero(t, extraInStore, "a new source column is not read unless allowed")
+
+	// The operator allows the new column and leaves the dropped one out.
+	e.editConfig(t, "{name: 'dbo.drift_allowed', strategy: snapshot, columns: [id, a]}", "{name: 'dbo.drift_allowed', strategy: snapshot, columns: [id, a, extra]}")
+	e.editConfig(t, "{name: 'dbo.drift_dropped', strategy: snapshot}", "{name: 'dbo.drift_dropped', strategy: snapshot, columns: [id, a]}")
+	e.sync(t)
+	compared += e.requireEqual(t, added, allowedNow, droppedNow, widenedNow, narrowedNow)
+
+	figure(section, "schema changes between runs (added, allowed, dropped, widened, narrowed)", 5)
+	figure(section, "tables stopped with a clear error (dropped column)", 1)
+	figure(section, "rows compared", compared)
+}
