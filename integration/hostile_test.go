@@ -559,3 +559,37 @@ func TestReliabilitySchemaChanges(t *testing.T) {
 	figure(section, "tables stopped with a clear error (dropped column)", 1)
 	figure(section, "rows compared", compared)
 }
+
+// TestReliabilityFuzzSeeds runs the fuzz targets of the configuration and
+// position codecs over their kept seeds (fixtures, and the crashers fuzzing
+// found), and counts them for the report; the soak run also fuzzes each
+// target for a while and reports the executions.
+func TestReliabilityFuzzSeeds(t *testing.T) {
+	const section = "Bad input: fuzzing"
+	targets := []struct{ pkg, fuzz string }{
+		{"../pkg/config", "FuzzConfig"},
+		{"../watermarks", "FuzzPosition"},
+		{"../watermarks", "FuzzDecode"},
+	}
+	// One go test for all targets: the packages build and run in parallel.
+	out, err := exec.Command("go", "test", "-count=1", "-v", "-run", "^(FuzzConfig|FuzzPosition|FuzzDecode)$", "../pkg/config", "../watermarks").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	seeds := 0
+	for _, tg := range targets {
+		n := strings.Count(string(out), "--- PASS: "+tg.fuzz+"/")
+		require.Positive(t, n, "%s ran no seeds:\n%s", tg.fuzz, out)
+		seeds += n
+		if soak {
+			out, err := exec.Command("go", "test", "-run", "^$", "-fuzz", "^"+tg.fuzz+"$", "-fuzztime", "60s", "-parallel", "1", tg.pkg).CombinedOutput()
+			require.NoError(t, err, "%s found a failure (its input is now in the package's testdata/fuzz):\n%s", tg.fuzz, out)
+			var execs int64
+			for _, line := range strings.Split(string(out), "\n") {
+				if i := strings.Index(line, "execs: "); i >= 0 {
+					fmt.Sscan(line[i+len("execs: "):], &execs)
+				}
+			}
+			figure(section, tg.fuzz+" executions (60 s)", execs)
+		}
+	}
+	figure(section, "fuzz seeds run", seeds)
+}
