@@ -9,6 +9,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/source"
+	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -26,6 +27,8 @@ func Class(err error) string {
 		return "position_moved"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
+	case errors.Is(err, schemas.ErrSourceChanged):
+		return "source_schema_changed"
 	}
 	// Connect and query timeouts also match context.DeadlineExceeded: the
 	// source's classes come first; a deadline nothing else explains is the
