@@ -49,12 +49,13 @@ type customTable struct {
 	settings string // YAML flow-mapping entries, e.g. "strategy: snapshot"
 }
 
-// yq quotes s as a single-quoted YAML scalar.
-func yq(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+// yamlQuote quotes s as a single-quoted YAML scalar.
+func yamlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// pgTable builds a PostgreSQL-dialect catalog table from "name type [null]"
-// column specs; the first column is the key.
-func pgTable(t *testing.T, schema, name, modifiedAt string, cols ...[2]string) *schemas.Table {
+// hostileTable builds a PostgreSQL-dialect catalog table from {name, type}
+// column specs: the first column is the key, the others (but the
+// modified-at column) are nullable.
+func hostileTable(t *testing.T, schema, name, modifiedAt string, cols ...[2]string) *schemas.Table {
 	t.Helper()
 	tb := &schemas.Table{Schema: schema, Name: name, Dialect: schemas.Postgres, ModifiedAt: modifiedAt}
 	for i, c := range cols {
@@ -70,13 +71,13 @@ func pgTable(t *testing.T, schema, name, modifiedAt string, cols ...[2]string) *
 // catalogYAML renders t as a catalog file.
 func catalogYAML(t *schemas.Table) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "schema: %s\nname: %s\ndialect: %s\nkey: [%s]\n", yq(t.Schema), yq(t.Name), t.Dialect, yq(t.Key[0]))
+	fmt.Fprintf(&b, "schema: %s\nname: %s\ndialect: %s\nkey: [%s]\n", yamlQuote(t.Schema), yamlQuote(t.Name), t.Dialect, yamlQuote(t.Key[0]))
 	if t.ModifiedAt != "" {
-		fmt.Fprintf(&b, "modified_at: %s\n", yq(t.ModifiedAt))
+		fmt.Fprintf(&b, "modified_at: %s\n", yamlQuote(t.ModifiedAt))
 	}
 	b.WriteString("columns:\n")
 	for _, c := range t.Columns {
-		fmt.Fprintf(&b, "  - {name: %s, type: %s, nullable: %t}\n", yq(c.Name), yq(c.Type.String()), c.Nullable)
+		fmt.Fprintf(&b, "  - {name: %s, type: %s, nullable: %t}\n", yamlQuote(c.Name), yamlQuote(c.Type.String()), c.Nullable)
 	}
 	return b.String()
 }
@@ -105,7 +106,7 @@ func newCustomEnv(t *testing.T, batchRows int, tables ...customTable) *customEnv
 		if settings != "" {
 			settings = ", " + settings
 		}
-		fmt.Fprintf(&lines, "      - {name: %s%s}\n", yq(ct.table.QualifiedName()), settings)
+		fmt.Fprintf(&lines, "      - {name: %s%s}\n", yamlQuote(ct.table.QualifiedName()), settings)
 	}
 	cat, err := schemas.NewCatalog(e.tables...)
 	require.NoError(t, err)
@@ -170,8 +171,7 @@ func (e *customEnv) requireEqual(t *testing.T, tables ...*schemas.Table) int64 {
 	return rows
 }
 
-// insert writes rows (one value per column, in column order) with one
-// multi-row INSERT per call.
+// insert writes rows (one value per column, in column order) with COPY.
 func (e *customEnv) insert(t *testing.T, tb *schemas.Table, rows [][]any) {
 	t.Helper()
 	if len(rows) == 0 {
@@ -214,8 +214,8 @@ func TestReliabilityHostileIdentifiers(t *testing.T) {
 	}
 	modified := `modified "at"`
 	cols = append(cols, [2]string{modified, "timestamp(6) without time zone"})
-	t1 := pgTable(t, h.schema, h.table1, modified, cols...)
-	t2 := pgTable(t, "dbo", h.table2, "", [2]string{`id]"`, "uuid"}, [2]string{`väl 𝄞`, "text"}, [2]string{`n;`, "integer"})
+	t1 := hostileTable(t, h.schema, h.table1, modified, cols...)
+	t2 := hostileTable(t, "dbo", h.table2, "", [2]string{`id]"`, "uuid"}, [2]string{`väl 𝄞`, "text"}, [2]string{`n;`, "integer"})
 	e := newCustomEnv(t, 50,
 		customTable{table: t1, settings: "strategy: auto, change_log: true"},
 		customTable{table: t2, settings: "strategy: snapshot, reconcile_every: 1ms"},
@@ -240,8 +240,8 @@ func TestReliabilityHostileIdentifiers(t *testing.T) {
 	}
 	var rows1, rows2 [][]any
 	for i := range n {
-		rows1 = append(rows1, row1(int64(i+1), pgtestTime(rng)))
-		rows2 = append(rows2, []any{randomUUID(rng), word(), rng.Int32()})
+		rows1 = append(rows1, row1(int64(i+1), hostileTime(rng)))
+		rows2 = append(rows2, []any{hostileUUID(rng), word(), rng.Int32()})
 	}
 	e.insert(t, t1, rows1)
 	e.insert(t, t2, rows2)
@@ -271,12 +271,12 @@ func TestReliabilityHostileIdentifiers(t *testing.T) {
 	figure(section, "seed", seed)
 }
 
-// pgtestTime is a random timestamp (microseconds) for a modified-at column.
-func pgtestTime(rng *rand.Rand) any {
+// hostileTime is a random timestamp (microseconds) for a modified-at column.
+func hostileTime(rng *rand.Rand) any {
 	return time.Date(2024, time.Month(1+rng.IntN(12)), 1+rng.IntN(28), rng.IntN(24), rng.IntN(60), rng.IntN(60), rng.IntN(1000000)*1000, time.UTC)
 }
 
-func randomUUID(rng *rand.Rand) [16]byte {
+func hostileUUID(rng *rand.Rand) [16]byte {
 	var b [16]byte
 	for i := range b {
 		b[i] = byte(rng.UintN(256))
@@ -383,9 +383,9 @@ func (e *customEnv) insertLiterals(t *testing.T, tb *schemas.Table, rows map[int
 // ErrorWithoutTheValue in pkg/sink.)
 func TestReliabilityDataExtremes(t *testing.T) {
 	const section = "Data extremes"
-	hwm := pgTable(t, "dbo", "extremes_hwm", "", extremesColumns...)
+	hwm := hostileTable(t, "dbo", "extremes_hwm", "", extremesColumns...)
 	hwm.ModifiedAt = "ts"
-	snap := pgTable(t, "dbo", "extremes_snap", "", extremesColumns...)
+	snap := hostileTable(t, "dbo", "extremes_snap", "", extremesColumns...)
 	// The sink copies batches straight from Arrow when it has a direct
 	// encoding for every column, else through pgx's encoder (unconstrained
 	// numeric, jsonb): this table takes the direct path.
@@ -395,12 +395,12 @@ func TestReliabilityDataExtremes(t *testing.T) {
 			direct = append(direct, c)
 		}
 	}
-	fast := pgTable(t, "dbo", "extremes_direct", "", direct...)
+	fast := hostileTable(t, "dbo", "extremes_direct", "", direct...)
 	// PostgreSQL's own limits go beyond SQL Server's: BC dates and years
 	// past 9999 fit Arrow and the store exactly; ±infinity does not.
 	timeCols := [][2]string{{"id", "bigint"}, {"d", "date"}, {"ts", "timestamp(6) without time zone"}, {"tz", "timestamp(6) with time zone"}}
-	beyond := pgTable(t, "dbo", "extremes_beyond", "", timeCols...)
-	infinite := pgTable(t, "dbo", "extremes_infinite", "", timeCols...)
+	beyond := hostileTable(t, "dbo", "extremes_beyond", "", timeCols...)
+	infinite := hostileTable(t, "dbo", "extremes_infinite", "", timeCols...)
 	e := newCustomEnv(t, 2,
 		customTable{table: hwm, settings: "strategy: hwm, cursor: ts"},
 		customTable{table: snap, settings: "strategy: snapshot"},
@@ -475,11 +475,11 @@ func (e *customEnv) storeType(t *testing.T, table, column string) string {
 // stays wide). Every table is compared row by row after every run.
 func TestReliabilitySchemaChanges(t *testing.T) {
 	const section = "Source schema changes"
-	added := pgTable(t, "dbo", "drift_added", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
-	allowed := pgTable(t, "dbo", "drift_allowed", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
-	dropped := pgTable(t, "dbo", "drift_dropped", "", [2]string{"id", "bigint"}, [2]string{"a", "text"}, [2]string{"gone", "text"})
-	widened := pgTable(t, "dbo", "drift_widened", "", [2]string{"id", "bigint"}, [2]string{"n", "integer"}, [2]string{"m", "numeric(10,2)"}, [2]string{"r", "real"})
-	narrowed := pgTable(t, "dbo", "drift_narrowed", "", [2]string{"id", "bigint"}, [2]string{"n", "bigint"}, [2]string{"m", "numeric(19,2)"}, [2]string{"r", "double precision"})
+	added := hostileTable(t, "dbo", "drift_added", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
+	allowed := hostileTable(t, "dbo", "drift_allowed", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
+	dropped := hostileTable(t, "dbo", "drift_dropped", "", [2]string{"id", "bigint"}, [2]string{"a", "text"}, [2]string{"gone", "text"})
+	widened := hostileTable(t, "dbo", "drift_widened", "", [2]string{"id", "bigint"}, [2]string{"n", "integer"}, [2]string{"m", "numeric(10,2)"}, [2]string{"r", "real"})
+	narrowed := hostileTable(t, "dbo", "drift_narrowed", "", [2]string{"id", "bigint"}, [2]string{"n", "bigint"}, [2]string{"m", "numeric(19,2)"}, [2]string{"r", "double precision"})
 	e := newCustomEnv(t, 100,
 		customTable{table: added, settings: "strategy: snapshot"},
 		customTable{table: allowed, settings: "strategy: snapshot, columns: [id, a]"},
@@ -518,10 +518,10 @@ func TestReliabilitySchemaChanges(t *testing.T) {
 	exec(fmt.Sprintf("INSERT INTO dbo.drift_narrowed VALUES (%d, 2147483647, 99999999.99, 0.5)", n+1))
 
 	// The source as it is now, for the row-by-row comparisons.
-	widenedNow := pgTable(t, "dbo", "drift_widened", "", [2]string{"id", "bigint"}, [2]string{"n", "bigint"}, [2]string{"m", "numeric(19,2)"}, [2]string{"r", "double precision"})
-	narrowedNow := pgTable(t, "dbo", "drift_narrowed", "", [2]string{"id", "bigint"}, [2]string{"n", "integer"}, [2]string{"m", "numeric(10,2)"}, [2]string{"r", "real"})
-	allowedNow := pgTable(t, "dbo", "drift_allowed", "", [2]string{"id", "bigint"}, [2]string{"a", "text"}, [2]string{"extra", "text"})
-	droppedNow := pgTable(t, "dbo", "drift_dropped", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
+	widenedNow := hostileTable(t, "dbo", "drift_widened", "", [2]string{"id", "bigint"}, [2]string{"n", "bigint"}, [2]string{"m", "numeric(19,2)"}, [2]string{"r", "double precision"})
+	narrowedNow := hostileTable(t, "dbo", "drift_narrowed", "", [2]string{"id", "bigint"}, [2]string{"n", "integer"}, [2]string{"m", "numeric(10,2)"}, [2]string{"r", "real"})
+	allowedNow := hostileTable(t, "dbo", "drift_allowed", "", [2]string{"id", "bigint"}, [2]string{"a", "text"}, [2]string{"extra", "text"})
+	droppedNow := hostileTable(t, "dbo", "drift_dropped", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
 
 	// Run 2: the dropped column stops its table, with the column and the
 	// fix named; every other table syncs in the same run.
