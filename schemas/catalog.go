@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -230,4 +231,57 @@ func decodeTable(data []byte) (*Table, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// LoadTableFiles reads table files (the format LoadCatalog reads, one table
+// per file) from the operating system's file system: the extra catalog
+// files a configuration lists. Every problem is reported, each naming its
+// file.
+func LoadTableFiles(paths ...string) ([]*Table, error) {
+	var (
+		tables []*Table
+		errs   []error
+	)
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read catalog file: %w", err))
+			continue
+		}
+		t, err := decodeTable(data)
+		if err == nil {
+			err = t.Validate()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("catalog file %s: %w", p, err))
+			continue
+		}
+		tables = append(tables, t)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return tables, nil
+}
+
+// With returns a new catalog of c's tables and these. A table c already
+// has (by qualified name, case-insensitively) is an error: an extra file
+// cannot silently replace a built-in table.
+func (c *Catalog) With(tables ...*Table) (*Catalog, error) {
+	all := make([]*Table, 0, len(c.tables)+len(tables))
+	for _, t := range c.tables {
+		all = append(all, t)
+	}
+	var errs []error
+	for _, t := range tables {
+		if _, dup := c.tables[strings.ToLower(t.QualifiedName())]; dup {
+			errs = append(errs, fmt.Errorf("table %s is already in the catalog: name another table, or leave the file out", t.QualifiedName()))
+			continue
+		}
+		all = append(all, t)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return NewCatalog(all...)
 }

@@ -237,7 +237,8 @@ func DateTime2(t time.Time) (Value, error) {
 
 // DateTimeOffset is a datetimeoffset or PostgreSQL timestamptz: t's instant
 // and t's offset from UTC, which must be whole minutes within ±14:00. The
-// instant must fall in 0001-01-01..9999-12-31 UTC. For timestamptz, whose
+// instant must fall in 0001-01-01..9999-12-31 UTC, and so must its wall
+// clock at its offset. For timestamptz, whose
 // offset is only the session's, pass t.UTC().
 func DateTimeOffset(t time.Time) (Value, error) {
 	_, off := t.Zone()
@@ -250,6 +251,12 @@ func DateTimeOffset(t time.Time) (Value, error) {
 	u := t.UTC()
 	if y := u.Year(); y < 1 || y > 9999 {
 		return Value{}, invalidf("", "datetimeoffset year %d (UTC) out of range 1..9999", y)
+	}
+	// The text form carries the local wall clock, which must be in range
+	// too: 9999-12-31T23:59Z at +00:30 would be written as year 10000 and
+	// not decode again (found by FuzzPosition).
+	if y := t.Year(); y < 1 || y > 9999 {
+		return Value{}, invalidf("", "datetimeoffset year %d (at its offset) out of range 1..9999", y)
 	}
 	return Value{typ: TypeDateTimeOffset, i: u.Unix(), n: int64(u.Nanosecond()), off: int32(off / 60)}, nil
 }

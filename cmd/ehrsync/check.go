@@ -7,8 +7,8 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors/planner"
 	"github.com/ehrsync/ehrsync/pkg/check"
+	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/source"
-	"github.com/ehrsync/ehrsync/schemas"
 )
 
 func init() {
@@ -43,7 +43,11 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	if *stepTimeout <= 0 {
 		*stepTimeout = check.DefaultStepTimeout
 	}
-	rep := check.Run(ctx, orgs, check.Options{StepTimeout: min(*stepTimeout, time.Hour), Catalog: schemas.NextGen(), Planner: planner.New()})
+	catalog, err := service.Catalog(cfg)
+	if err != nil {
+		return err
+	}
+	rep := check.Run(ctx, orgs, check.Options{StepTimeout: min(*stepTimeout, time.Hour), Catalog: catalog, Planner: planner.New()})
 	if *asJSON {
 		err = rep.WriteJSON(env.stdout)
 	} else {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/source"
 )
 
@@ -65,6 +67,9 @@ func runValidate(_ context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := catalogProblems(cfg); err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
+	}
 	tables := 0
 	for _, o := range cfg.Orgs {
 		tables += len(o.Tables)
@@ -78,6 +83,26 @@ func runValidate(_ context.Context, env *environment, args []string) error {
 		}
 	}
 	return nil
+}
+
+// catalogProblems loads the configuration's catalog (NextGen and the files
+// of catalog:) and checks that it has every configured table, naming the
+// key of each one it lacks.
+func catalogProblems(cfg *config.Config) error {
+	catalog, err := service.Catalog(cfg)
+	if err != nil {
+		return err
+	}
+	var problems []error
+	for i, o := range cfg.Orgs {
+		for j, t := range o.Tables {
+			if _, ok := catalog.Table(t.Name); !ok {
+				problems = append(problems, &config.FieldError{Key: fmt.Sprintf("orgs[%d].tables[%d].name", i, j),
+					Problem: fmt.Sprintf("table %q is in neither the NextGen catalog nor a file of catalog:", t.Name)})
+			}
+		}
+	}
+	return errors.Join(problems...)
 }
 
 // selectOrgs returns the organization named by --org, or every one when

@@ -94,9 +94,11 @@ func minValid(ctx context.Context, q queryer, t *schemas.Table) (int64, bool, er
 	return v.Int64, v.Valid, nil
 }
 
-// objectName is t's name as OBJECT_ID takes it.
+// objectName is t's name as OBJECT_ID takes it: each part quoted on its
+// own, so that a dot inside the schema's name cannot move the split.
 func objectName(t *schemas.Table) string {
-	return quoteQualified(t.Schema + "." + t.Name)
+	q := func(s string) string { return "[" + strings.ReplaceAll(s, "]", "]]") + "]" }
+	return q(t.Schema) + "." + q(t.Name)
 }
 
 // snapshotIsolation reports (once per source) whether the database allows

@@ -12,6 +12,11 @@ type Config struct {
 	Server   Server   `yaml:"server" json:"server"`
 	Defaults Defaults `yaml:"defaults" json:"defaults"`
 	Orgs     []Org    `yaml:"orgs" json:"orgs"`
+	// Catalog lists extra table catalog files (the format of
+	// schemas/catalog/nextgen/*.yaml, one table per file) merged with the
+	// built-in NextGen catalog, for tables it does not know. Load resolves
+	// relative paths against the configuration file's directory.
+	Catalog []string `yaml:"catalog,omitempty" json:"catalog,omitempty"`
 }
 
 // Store is the cloud store the rows are written to.

@@ -353,7 +353,7 @@ func TestValidate(t *testing.T) {
 		{name: "same table other schema", mutate: func(c *Config) { c.Orgs[0].Tables[1].Name = "audit.claims" }},
 		{name: "strategy unset", mutate: func(c *Config) { c.Orgs[0].Tables[0].Strategy = "" }, want: []string{`orgs[0].tables[0].strategy: unknown strategy ""`}},
 		{name: "cdc sqlserver", mutate: func(c *Config) { c.Orgs[0].Tables[0].Strategy = StrategyCDC }},
-		{name: "cursor bad identifier", mutate: func(c *Config) { c.Orgs[0].Tables[0].Cursor = "modify timestamp" }, want: []string{`orgs[0].tables[0].cursor: "modify timestamp" is not a plain SQL identifier`}},
+		{name: "cursor bad identifier", mutate: func(c *Config) { c.Orgs[0].Tables[0].Cursor = "modify\ttimestamp" }, want: []string{`orgs[0].tables[0].cursor: "modify\ttimestamp" is not a usable SQL identifier`}},
 		{name: "look back with cursor on auto", mutate: func(c *Config) {
 			c.Orgs[0].Tables[0].Cursor = "modify_timestamp"
 			c.Orgs[0].Tables[0].LookBack = time.Minute
@@ -366,7 +366,7 @@ func TestValidate(t *testing.T) {
 			c.Orgs[0].Tables[0].Strategy = StrategyCDC
 			c.Orgs[0].Tables[0].LookBack = time.Minute
 		}, want: []string{"orgs[0].tables[0].look_back: only with a cursor or strategy hwm"}},
-		{name: "column bad identifier", mutate: func(c *Config) { c.Orgs[0].Tables[0].Columns = []string{"claim_id", "x;drop"} }, want: []string{`orgs[0].tables[0].columns[1]: "x;drop" is not a plain SQL identifier`}},
+		{name: "column bad identifier", mutate: func(c *Config) { c.Orgs[0].Tables[0].Columns = []string{"claim_id", " x;drop"} }, want: []string{`orgs[0].tables[0].columns[1]: " x;drop" is not a usable SQL identifier`}},
 		{name: "delete policy unset", mutate: func(c *Config) { c.Orgs[0].Tables[0].DeletePolicy = "" }, want: []string{`orgs[0].tables[0].delete_policy: unknown delete policy ""`}},
 		{name: "batch rows zero inherits", mutate: func(c *Config) { c.Orgs[0].Tables[0].BatchRows = 0 }},
 		{name: "second org problems keyed", mutate: func(c *Config) {

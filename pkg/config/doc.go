@@ -17,6 +17,7 @@
 //	    source: {vendor: nextgen, dialect: sqlserver, via: relay, ...}
 //	    tables:
 //	      - {name: dbo.trans_detail, strategy: auto}
+//	catalog: [tables/app.visits.yaml]   # extra table files, merged with NextGen
 //
 // docs/examples/nextgen-denied-claims.yaml is a complete, commented example.
 //

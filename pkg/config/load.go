@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -29,6 +30,11 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	for i, f := range c.Catalog {
+		if !filepath.IsAbs(f) {
+			c.Catalog[i] = filepath.Join(filepath.Dir(path), f)
+		}
+	}
 	return c, nil
 }
 
@@ -44,10 +50,15 @@ func Parse(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.Join(&FieldError{Problem: "empty configuration"})
 		}
-		return nil, errors.Join(syntaxError(err))
+		return nil, errors.Join(syntaxError(err, data))
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+	switch err := dec.Decode(&extra); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		// What follows the first document does not parse: say where.
+		return nil, errors.Join(syntaxError(err, data))
+	default:
 		return nil, errors.Join(&FieldError{Line: extra.Line, Problem: "more than one YAML document (want one)"})
 	}
 
@@ -65,7 +76,7 @@ func Parse(data []byte) (*Config, error) {
 	if err := dec.Decode(&doc); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return nil, errors.Join(syntaxError(err))
+			return nil, errors.Join(syntaxError(err, data))
 		}
 		errs := make([]error, 0, len(te.Errors))
 		for _, msg := range te.Errors {
@@ -89,6 +100,7 @@ type document struct {
 	Server   Server       `yaml:"server"`
 	Defaults fileDefaults `yaml:"defaults"`
 	Orgs     []Org        `yaml:"orgs"`
+	Catalog  []string     `yaml:"catalog"`
 }
 
 type fileDefaults struct {
@@ -108,7 +120,8 @@ func (d document) config() *Config {
 			RunTimeout:   d.Defaults.RunTimeout,
 			QueryTimeout: d.Defaults.QueryTimeout,
 		},
-		Orgs: d.Orgs,
+		Orgs:    d.Orgs,
+		Catalog: d.Catalog,
 	}
 }
 
@@ -332,10 +345,12 @@ func editDistance(a, b string) int {
 }
 
 var (
-	typeErrLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+	typeErrLineRE = regexp.MustCompile(`(?s)^line (\d+): (.*)$`)
 	// The decoder quotes the offending value in backquotes; drop it, since
-	// a misplaced secret would otherwise be echoed into the error.
-	typeErrValueRE = regexp.MustCompile("^cannot unmarshal (!!\\w+)(?: `.*`)? into (.+)$")
+	// a misplaced secret would otherwise be echoed into the error. (?s):
+	// the value may span lines, and the tag be any local tag such as !x
+	// (both found by FuzzConfig).
+	typeErrValueRE = regexp.MustCompile("(?s)^cannot unmarshal (\\S+)(?: `.*`)? into (.+)$")
 )
 
 // typeError turns one of the decoder's "line N: cannot unmarshal ..."
@@ -359,7 +374,7 @@ func (w *keyWalker) typeError(msg string) error {
 	if m := typeErrValueRE.FindStringSubmatch(fe.Problem); m != nil {
 		into := m[2]
 		if into == "config.document" {
-			into = "the configuration (want a mapping of store, server, defaults, orgs)"
+			into = "the configuration (want a mapping of store, server, defaults, orgs, catalog)"
 		}
 		fe.Problem = fmt.Sprintf("cannot decode a %s value into %s", strings.TrimPrefix(m[1], "!!"), into)
 	}
@@ -387,13 +402,16 @@ func commonKey(keys []string) string {
 }
 
 // syntaxError turns a YAML syntax error ("yaml: line 3: ...") into a
-// FieldError with its line.
-func syntaxError(err error) error {
+// FieldError with its line. The decoder gives no line for a file that ends
+// too early ("found unexpected end of stream"): that is the last line.
+func syntaxError(err error, data []byte) error {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	fe := &FieldError{Problem: msg}
 	if m := typeErrLineRE.FindStringSubmatch(msg); m != nil {
 		fe.Line, _ = strconv.Atoi(m[1])
 		fe.Problem = m[2]
+	} else {
+		fe.Line = 1 + bytes.Count(bytes.TrimRight(data, "\n"), []byte("\n"))
 	}
 	return fe
 }

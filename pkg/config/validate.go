@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
 
@@ -24,7 +27,6 @@ const MaxOrgNameLen = 50
 
 var (
 	orgNameRE    = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
-	identRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_@$#]*$`)
 	practiceIDRE = regexp.MustCompile(`^[A-Za-z0-9]{4}$`)
 	startRE      = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 )
@@ -46,6 +48,15 @@ func (c *Config) Validate() error {
 	v.defaults(c.Defaults)
 	if len(c.Orgs) == 0 {
 		v.add("orgs", "no organizations")
+	}
+	for i, f := range c.Catalog {
+		k := fmt.Sprintf("catalog[%d]", i)
+		switch ext := strings.ToLower(filepath.Ext(f)); {
+		case strings.TrimSpace(f) == "":
+			v.add(k, "not set (want the path of a table catalog file)")
+		case ext != ".yaml" && ext != ".yml":
+			v.add(k, "want a .yaml or .yml table catalog file")
+		}
 	}
 	seen := map[string]int{}
 	for i := range c.Orgs {
@@ -438,16 +449,36 @@ func (v *validator) tableName(key, name string) bool {
 		return false
 	}
 	for _, p := range parts {
-		if len(p) > maxIdentLen || !identRE.MatchString(p) {
-			v.add(key, "%q: want table or schema.table, each a plain SQL identifier", name)
+		if len(p) >= 2 && (p[0] == '[' && p[len(p)-1] == ']' || p[0] == '"' && p[len(p)-1] == '"') {
+			v.add(key, "%q: want table or schema.table, each part written unquoted (ehrsync quotes names itself)", name)
+			return false
+		}
+		if problem := identProblem(p); problem != "" {
+			v.add(key, "%q: want table or schema.table, each part %s", name, problem)
 			return false
 		}
 	}
 	return true
 }
 
+// ident checks a column name. Names are quoted wherever ehrsync writes
+// SQL, so quotes, brackets, semicolons, spaces and any Unicode are allowed
+// (the names of the catalog are what they are at the source); what is
+// refused cannot be a sensible name on either server.
 func (v *validator) ident(key, name string) {
-	if len(name) > maxIdentLen || !identRE.MatchString(name) {
-		v.add(key, "%q is not a plain SQL identifier", name)
+	if problem := identProblem(name); problem != "" {
+		v.add(key, "%q is not a usable SQL identifier: want one %s", name, problem)
 	}
+}
+
+// identProblem says what makes name unusable as a table or column name,
+// or "" when it is usable.
+func identProblem(name string) string {
+	const want = "of 1 to 128 characters, valid UTF-8, without control characters or leading or trailing spaces"
+	switch {
+	case name == "", utf8.RuneCountInString(name) > maxIdentLen, !utf8.ValidString(name),
+		strings.TrimSpace(name) != name, strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return want
+	}
+	return ""
 }

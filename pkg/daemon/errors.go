@@ -11,6 +11,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/source"
+	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -30,6 +31,8 @@ func Class(err error) string {
 		return "canceled"
 	case storeUnavailable(err):
 		return "store_unavailable"
+	case errors.Is(err, schemas.ErrSourceChanged):
+		return "source_schema_changed"
 	}
 	// Connect and query timeouts also match context.DeadlineExceeded: the
 	// source's classes come first; a deadline nothing else explains is the

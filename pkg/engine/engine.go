@@ -344,6 +344,12 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 		return res, Plan{}, nil, fmt.Errorf("table %s is not in the catalog", tc.Name)
 	}
 	res.Table = t.QualifiedName()
+	if d, ok := e.Planner.(Describer); ok {
+		var err error
+		if t, err = e.adapt(ctx, d, db, org, tc, t); err != nil {
+			return res, Plan{}, nil, err
+		}
+	}
 	if len(tc.Columns) > 0 {
 		var err error
 		if t, err = t.Project(tc.Columns); err != nil {
@@ -366,6 +372,32 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 		DeletePolicy: sink.DeletePolicy(tc.DeletePolicy), ChangeLog: tc.ChangeLog,
 	})
 	return res, plan, target, storeErr(err)
+}
+
+// adapt checks the catalog table t against the source table as it is now
+// (schema drift between runs): it returns the table to read, or an error
+// naming the column and the fix that stops this table only.
+func (e *Engine) adapt(ctx context.Context, d Describer, db *sql.DB, org *config.Org, tc config.Table, t *schemas.Table) (*schemas.Table, error) {
+	dialect := schemas.Dialect(org.Source.Dialect)
+	cols, err := d.Columns(ctx, db, dialect, t)
+	if err != nil {
+		return nil, fmt.Errorf("describe %s at the source: %w", t.QualifiedName(), err)
+	}
+	if cols == nil {
+		return t, nil
+	}
+	a, err := schemas.AdaptToSource(t, dialect, cols, tc.Columns)
+	if err != nil {
+		return nil, err
+	}
+	log := e.Log.With("org", org.Name, "table", t.QualifiedName())
+	if len(a.Changed) > 0 || len(a.Added) > 0 {
+		log.Info("the source table changed: reading it as it is now", "changed", a.Changed, "added", a.Added)
+	}
+	if len(a.Ignored) > 0 {
+		log.Debug("source columns not in the catalog or the allow-list are not read", "columns", a.Ignored)
+	}
+	return a.Table, nil
 }
 
 // Clone returns a copy of the engine sharing its parts (and its metrics),

@@ -8,9 +8,11 @@ package engine
 
 import (
 	"context"
+	"database/sql"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -42,4 +44,13 @@ type Chunk struct {
 	Batch  arrow.RecordBatch
 	To     watermarks.Position
 	Reason watermarks.Reason // ReasonSnapshot while snapshotting, ReasonSync otherwise
+}
+
+// Describer is an optional ability of a Planner: it describes a table's
+// columns as the source has them now, so that the engine reads the table
+// as it is (schemas.AdaptToSource) instead of failing mid-run or reading a
+// changed column with its old type. Columns returns nil, nil when it cannot
+// tell for this dialect.
+type Describer interface {
+	Columns(ctx context.Context, db *sql.DB, dialect schemas.Dialect, t *schemas.Table) ([]schemas.SourceColumn, error)
 }

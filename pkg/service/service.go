@@ -73,6 +73,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		pool.Close()
 		return nil, err
 	}
+	catalog, err := Catalog(cfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	for _, o := range cfg.Orgs {
 		for _, w := range source.Warnings(o.Source) {
 			log.Warn("insecure source connection", "org", o.Name, "warning", w)
@@ -93,7 +98,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 			Sink:      sink.New(pool, positions),
 			Positions: positions,
 			Planner:   planner.New(),
-			Catalog:   schemas.NextGen(),
+			Catalog:   catalog,
 			Log:       log,
 			Actor:     actor,
 			Allocator: memory.DefaultAllocator,
@@ -101,6 +106,23 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 			Views:     denials.Views{Pool: pool},
 		},
 	}, nil
+}
+
+// Catalog is the table catalog of a configuration: the built-in NextGen
+// tables and the tables of the files cfg.Catalog lists.
+func Catalog(cfg *config.Config) (*schemas.Catalog, error) {
+	if len(cfg.Catalog) == 0 {
+		return schemas.NextGen(), nil
+	}
+	extra, err := schemas.LoadTableFiles(cfg.Catalog...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	c, err := schemas.NextGen().With(extra...)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return c, nil
 }
 
 // Instrument registers the engine's and the leases' metrics on reg (the

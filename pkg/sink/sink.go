@@ -141,6 +141,9 @@ func (s *Sink) Prepare(ctx context.Context, org string, t *schemas.Table, opts T
 		return nil, fmt.Errorf("prepare %s: %w", t.QualifiedName(), err)
 	}
 	name := TableName(t)
+	if err := checkNames(t, name, opts); err != nil {
+		return nil, err
+	}
 	tg := &Target{
 		sink: s, org: org, table: t, opts: opts, schema: schema, key: t.Key,
 		ident:   pgx.Identifier{opts.Schema, name},

@@ -223,9 +223,18 @@ func (s *Scanner) Read(rows *sql.Rows, b *Batch, op schemas.Op, seq *int64, lim 
 
 var errUnexpected = errors.New("unexpected driver value")
 
+// errInfinite is a PostgreSQL date or timestamp of ±infinity (pgx hands it
+// over as the string "infinity"): Arrow's dates and timestamps, and the
+// store's mapping of them, have no infinity.
+var errInfinite = errors.New("a date or timestamp of PostgreSQL's ±infinity, which the store's mapping cannot carry: " +
+	"replace it at the source (a view mapping it to NULL or a sentinel date) or leave the column out with the table's columns allow-list")
+
 // unexpected names the Go type of a value the converter cannot take, never
 // the value itself.
 func unexpected(v any) error {
+	if s, ok := v.(string); ok && (s == "infinity" || s == "-infinity") {
+		return fmt.Errorf("%w: %w", errUnexpected, errInfinite)
+	}
 	return fmt.Errorf("%w of type %T", errUnexpected, v)
 }
 
