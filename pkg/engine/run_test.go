@@ -86,7 +86,9 @@ func (r *seqRun) Close() error {
 
 type seqExtractor struct{ run *seqRun }
 
-func (e seqExtractor) Open(context.Context, watermarks.Position) (engine.Run, error) { return e.run, nil }
+func (e seqExtractor) Open(context.Context, watermarks.Position) (engine.Run, error) {
+	return e.run, nil
+}
 
 type noPosition struct{}
 
