@@ -56,6 +56,11 @@ type Reader struct {
 	d       dialect.Dialect
 	scanner *arrowscan.Scanner
 	in      *dialect.In
+	// rowsHint and dataHint are the rows and the variable-length bytes per
+	// column of the last chunk that stopped at a bound: the next chunk
+	// reserves that much.
+	rowsHint int
+	dataHint []int
 }
 
 // New checks cfg, fills in its defaults and returns a Reader.
@@ -177,12 +182,16 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 	defer rows.Close()
 	b := r.scanner.NewBatch(r.cfg.Allocator)
 	defer b.Release()
+	b.Reserve(min(sel.Limit, r.rowsHint), r.dataHint)
 	res, err := r.scanner.Read(rows, b, op, seq, arrowscan.Limits{Rows: sel.Limit, Bytes: r.cfg.ChunkBytes})
 	if err != nil {
 		return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
 	}
 	if err := rows.Close(); err != nil {
 		return Chunk{}, fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), err)
+	}
+	if res.Stopped {
+		r.rowsHint, r.dataHint = res.Rows, b.DataLens()
 	}
 	return r.chunk(b, res, sel.Limit)
 }
@@ -210,6 +219,9 @@ func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit in
 		defer rows.Close()
 		b := r.scanner.NewBatch(r.cfg.Allocator)
 		defer b.Release()
+		// Size the buffers once, as the last chunk that stopped at a bound
+		// needed: a table's chunks are much alike.
+		b.Reserve(min(limit, r.rowsHint), r.dataHint)
 		res, err := r.scanner.ReadPgx(rows, pc.TypeMap(), b, op, seq, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes})
 		if err != nil {
 			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
@@ -217,6 +229,9 @@ func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit in
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), err)
+		}
+		if res.Stopped {
+			r.rowsHint, r.dataHint = res.Rows, b.DataLens()
 		}
 		ch, err = r.chunk(b, res, limit)
 		return err
