@@ -49,7 +49,9 @@ func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 	if err != nil {
 		return false, err
 	}
-	continues := tg.directAfter != nil && bytes.Equal(from, tg.directAfter)
+	// Only a snapshot in progress continues: a finished one's end position
+	// (Snapshot{} for a table snapshotted every run) starts the next pass.
+	continues := tg.directAfter != nil && !startsSnapshot(m.From) && bytes.Equal(from, tg.directAfter)
 	if !continues {
 		if !startsSnapshot(m.From) {
 			return false, nil
