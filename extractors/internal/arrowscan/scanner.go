@@ -1,5 +1,7 @@
 // Package arrowscan reads database/sql rows straight into Arrow change
-// batches (schemas.ChangeSchema) for go-mssqldb and pgx stdlib sources.
+// batches (schemas.ChangeSchema) for go-mssqldb and pgx stdlib sources, and
+// (ReadPgx) a PostgreSQL source's pgx rows from their wire bytes, without
+// database/sql's per-value boxing, into the same batches.
 //
 // Each column gets one converter, chosen once from the column's Arrow type
 // and the source dialect; values never pass through float64 unless the
