@@ -54,10 +54,22 @@ type TableResult struct {
 	Err        error
 }
 
+// Pipeline is how many chunks the source may read ahead of the store: while
+// one chunk commits, the next is read (and up to Pipeline-1 more wait), so
+// the source query and the store's transaction overlap. Batches in flight
+// bound the memory: (Pipeline+1) chunks at most.
+const Pipeline = 1
+
 // RunTable syncs one table: from its saved position, chunk by chunk, each
 // chunk's rows and position committed together. It stops at the run's end,
 // at the first error, or when ctx is done; every chunk committed before that
 // stays committed, and a rerun resumes after the last one.
+//
+// The source is read by a goroutine of its own, up to Pipeline chunks ahead
+// of the commits; chunks are committed one at a time in the order they were
+// read, each with its own position. An error on either side stops both, and
+// every chunk read but not committed is released. RunTable returns only
+// after the reading goroutine has ended.
 func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableResult) {
 	start := time.Now()
 	res = TableResult{Org: job.Org, Table: job.Table, Strategy: job.Strategy, Started: start}
@@ -78,19 +90,27 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 			res.Err = fmt.Errorf("close %s run: %w", job.Strategy, err)
 		}
 	}()
-	for {
-		read := time.Now()
-		chunk, err := run.Next(ctx)
-		if job.Metrics != nil {
-			job.Metrics.QueryDuration.WithLabelValues(job.Org, job.Table, job.Strategy).Observe(time.Since(read).Seconds())
+
+	rctx, stop := context.WithCancel(ctx)
+	chunks := make(chan Chunk, Pipeline)
+	var readErr error // the reader's; nil when the run ended
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		readErr = readAhead(rctx, job, run, chunks)
+	}()
+	// However the loop below ends, the reader stops and everything it read
+	// but nobody committed is released before RunTable returns (and before
+	// the deferred run.Close).
+	defer func() {
+		stop()
+		<-done // the reader has closed chunks: drain what it left there
+		for c := range chunks {
+			release(c)
 		}
-		if errors.Is(err, io.EOF) {
-			return res
-		}
-		if err != nil {
-			res.Err = fmt.Errorf("read chunk %d: %w", res.Chunks+1, err)
-			return res
-		}
+	}()
+
+	for chunk := range chunks {
 		reason := chunk.Reason
 		if reason == "" {
 			reason = watermarks.ReasonSync
@@ -98,9 +118,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		applied, err := job.Target.Apply(ctx, chunk.Batch, watermarks.Move{
 			From: pos, To: chunk.To, Reason: reason, Actor: job.Actor, RunID: job.RunID,
 		})
-		if chunk.Batch != nil {
-			chunk.Batch.Release()
-		}
+		release(chunk)
 		if err != nil {
 			res.Err = fmt.Errorf("commit chunk %d: %w", res.Chunks+1, storeErr(err))
 			return res
@@ -109,6 +127,45 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		add(&res.Totals, applied)
 		pos, res.To = chunk.To, chunk.To
 		log.Debug("chunk committed", "chunk", res.Chunks, "rows", applied.Rows, "kind", kindOf(chunk.To))
+	}
+	// The channel is closed: the reader has finished, and its error (if any)
+	// comes after every chunk it read, all of them committed above.
+	<-done
+	if readErr != nil {
+		res.Err = fmt.Errorf("read chunk %d: %w", res.Chunks+1, readErr)
+	}
+	return res
+}
+
+// readAhead reads run's chunks into out until the run ends (nil), a read
+// fails, or ctx is done (the error). It closes out before returning; a chunk
+// it cannot hand over is released.
+func readAhead(ctx context.Context, job TableJob, run Run, out chan<- Chunk) error {
+	defer close(out)
+	for {
+		read := time.Now()
+		chunk, err := run.Next(ctx)
+		if job.Metrics != nil {
+			job.Metrics.QueryDuration.WithLabelValues(job.Org, job.Table, job.Strategy).Observe(time.Since(read).Seconds())
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case out <- chunk:
+		case <-ctx.Done():
+			release(chunk)
+			return ctx.Err()
+		}
+	}
+}
+
+func release(c Chunk) {
+	if c.Batch != nil {
+		c.Batch.Release()
 	}
 }
 

@@ -110,6 +110,9 @@ type Target struct {
 	// positionTable, when set, is the name the target's position is kept
 	// under instead of the table's qualified name (WithPositionTable).
 	positionTable string
+	// directAfter is the position committed with the last chunk, when that
+	// chunk was copied straight into the target (direct.go).
+	directAfter []byte
 
 	// testHookBeforeCommit runs after everything but COMMIT; tests use it to
 	// kill the connection at the worst moment.
@@ -324,6 +327,10 @@ type Result struct {
 	Deleted   int64 // rows deleted (or soft-deleted)
 	Unchanged int64 // keys whose last change was already in effect (replays, deletes of missing rows)
 	Logged    int64 // change-log entries appended
+	// Direct is true when the rows were copied straight into the target
+	// (a snapshot chunk into a table empty at the snapshot's start), not
+	// staged and upserted.
+	Direct bool
 }
 
 // Apply applies one change batch and moves the table's position from m.From
@@ -354,8 +361,14 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 			return err
 		}
 		if res.Rows > 0 {
-			if err := tg.applyRows(ctx, tx, rec, pos, &res); err != nil {
+			direct, err := tg.applyDirect(ctx, tx, rec, m, pos, &res)
+			if err != nil {
 				return err
+			}
+			if !direct {
+				if err := tg.applyRows(ctx, tx, rec, pos, &res); err != nil {
+					return err
+				}
 			}
 		}
 		if err := tg.sink.positions.Advance(ctx, tx, m); err != nil {
@@ -371,6 +384,11 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+	}
+	// Committed: the next chunk of this snapshot may go in directly too.
+	tg.directAfter = nil
+	if res.Direct {
+		tg.directAfter = pos
 	}
 	return res, nil
 }

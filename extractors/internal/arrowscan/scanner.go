@@ -1,5 +1,7 @@
 // Package arrowscan reads database/sql rows straight into Arrow change
-// batches (schemas.ChangeSchema) for go-mssqldb and pgx stdlib sources.
+// batches (schemas.ChangeSchema) for go-mssqldb and pgx stdlib sources, and
+// (ReadPgx) a PostgreSQL source's pgx rows from their wire bytes, without
+// database/sql's per-value boxing, into the same batches.
 //
 // Each column gets one converter, chosen once from the column's Arrow type
 // and the source dialect; values never pass through float64 unless the
@@ -149,6 +151,35 @@ func (b *Batch) Append(raw []any, op schemas.Op, seq int64) error {
 	b.bytes += 1 + 8
 	b.rows++
 	return nil
+}
+
+// Reserve makes room for rows more rows in every column, and for data[i]
+// more bytes of column i's variable-length values (data may be nil or
+// shorter than the columns), so that appending them does not regrow the
+// buffers.
+func (b *Batch) Reserve(rows int, data []int) {
+	for i := 0; i < b.b.Schema().NumFields(); i++ {
+		fb := b.b.Field(i)
+		fb.Reserve(rows)
+		if i < len(data) && data[i] > 0 {
+			if bb, ok := fb.(interface{ ReserveData(int) }); ok {
+				bb.ReserveData(data[i])
+			}
+		}
+	}
+}
+
+// DataLens returns each column's variable-length data bytes appended since
+// the last NewRecordBatch (0 for fixed-width columns): a hint for the next
+// batch's Reserve.
+func (b *Batch) DataLens() []int {
+	out := make([]int, len(b.s.cols))
+	for i := range out {
+		if bb, ok := b.b.Field(i).(interface{ DataLen() int }); ok {
+			out[i] = bb.DataLen()
+		}
+	}
+	return out
 }
 
 // Rows returns the number of rows appended since the last NewRecordBatch.

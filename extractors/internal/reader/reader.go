@@ -15,6 +15,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
@@ -56,6 +57,11 @@ type Reader struct {
 	d       dialect.Dialect
 	scanner *arrowscan.Scanner
 	in      *dialect.In
+	// rowsHint and dataHint are the rows and the variable-length bytes per
+	// column of the last chunk that stopped at a bound: the next chunk
+	// reserves that much.
+	rowsHint int
+	dataHint []int
 }
 
 // New checks cfg, fills in its defaults and returns a Reader.
@@ -165,6 +171,11 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 	}
 	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	defer cancel()
+	if r.cfg.Dialect == schemas.Postgres {
+		if ch, ok, err := r.readPgx(qctx, query, args, sel.Limit, op, seq); ok {
+			return ch, err
+		}
+	}
 	rows, err := r.cfg.DB.QueryContext(qctx, query, args...)
 	if err != nil {
 		return Chunk{}, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
@@ -172,6 +183,7 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 	defer rows.Close()
 	b := r.scanner.NewBatch(r.cfg.Allocator)
 	defer b.Release()
+	b.Reserve(min(sel.Limit, r.rowsHint), r.dataHint)
 	res, err := r.scanner.Read(rows, b, op, seq, arrowscan.Limits{Rows: sel.Limit, Bytes: r.cfg.ChunkBytes})
 	if err != nil {
 		return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
@@ -179,7 +191,59 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 	if err := rows.Close(); err != nil {
 		return Chunk{}, fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
-	ch := Chunk{Rows: res.Rows, Exhausted: !res.Stopped && res.Rows < sel.Limit}
+	if res.Stopped {
+		r.rowsHint, r.dataHint = res.Rows, b.DataLens()
+	}
+	return r.chunk(b, res, sel.Limit)
+}
+
+// readPgx runs the chunk query on the pgx connection under a pgx stdlib
+// pool and decodes the rows from the wire (arrowscan.Scanner.ReadPgx). ok
+// is false, with nothing read, when the pool's driver is not pgx's.
+func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit int, op schemas.Op, seq *int64) (ch Chunk, ok bool, err error) {
+	conn, err := r.cfg.DB.Conn(ctx)
+	if err != nil {
+		return Chunk{}, true, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), err)
+	}
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		sc, isPgx := dc.(*stdlib.Conn)
+		if !isPgx {
+			return nil
+		}
+		ok = true
+		pc := sc.Conn()
+		rows, err := pc.Query(ctx, query, append([]any{arrowscan.PgxResultFormats}, args...)...)
+		if err != nil {
+			return fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), err)
+		}
+		defer rows.Close()
+		b := r.scanner.NewBatch(r.cfg.Allocator)
+		defer b.Release()
+		// Size the buffers once, as the last chunk that stopped at a bound
+		// needed: a table's chunks are much alike.
+		b.Reserve(min(limit, r.rowsHint), r.dataHint)
+		res, err := r.scanner.ReadPgx(rows, pc.TypeMap(), b, op, seq, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), err)
+		}
+		if res.Stopped {
+			r.rowsHint, r.dataHint = res.Rows, b.DataLens()
+		}
+		ch, err = r.chunk(b, res, limit)
+		return err
+	})
+	return ch, ok, err
+}
+
+// chunk finishes a chunk read into b.
+func (r *Reader) chunk(b *arrowscan.Batch, res arrowscan.ReadResult, limit int) (Chunk, error) {
+	var err error
+	ch := Chunk{Rows: res.Rows, Exhausted: !res.Stopped && res.Rows < limit}
 	if res.Rows == 0 {
 		return ch, nil
 	}

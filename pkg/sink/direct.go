@@ -1,0 +1,157 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+// Snapshot chunks into an empty table skip staging: the rows are copied
+// straight into the target, which is what the server can do fastest.
+//
+// A chunk goes in directly when all of these hold:
+//
+//   - it is a snapshot chunk (watermarks.ReasonSnapshot) of inserts only,
+//     and the table keeps no change log;
+//   - either it starts a snapshot (From is nil or a Snapshot with no last
+//     key) and the target table is empty in the chunk's own transaction,
+//     or it continues, from the position this Target committed last, a
+//     snapshot whose chunks so far all went in directly. A keyset
+//     snapshot's chunks cover disjoint, increasing key ranges, so the
+//     continuation cannot meet a row it did not write itself;
+//   - every column has a direct binary encoding.
+//
+// A snapshot resumed by a new process after a crash finds the target not
+// empty and upserts. Should a key exist all the same (a writer outside
+// ehrsync), the COPY fails with a unique violation inside a savepoint and
+// the chunk is upserted instead: a direct COPY never fails a chunk that the
+// staged upsert would have applied.
+
+// applyDirect copies rec straight into the target when the rules above
+// allow it, reporting whether it did. It runs inside the chunk's
+// transaction; on false nothing was written.
+func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, m watermarks.Move, pos []byte, res *Result) (bool, error) {
+	if tg.opts.ChangeLog || m.Reason != watermarks.ReasonSnapshot || !insertsOnly(rec, len(tg.cols)) {
+		return false, nil
+	}
+	from, err := watermarks.Encode(m.From)
+	if err != nil {
+		return false, err
+	}
+	// Only a snapshot in progress continues: a finished one's end position
+	// (Snapshot{} for a table snapshotted every run) starts the next pass.
+	continues := tg.directAfter != nil && !startsSnapshot(m.From) && bytes.Equal(from, tg.directAfter)
+	if !continues {
+		if !startsSnapshot(m.From) {
+			return false, nil
+		}
+		var empty bool
+		if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT FROM "+tg.ident.Sanitize()+")").Scan(&empty); err != nil {
+			return false, fmt.Errorf("check target is empty: %w", err)
+		}
+		if !empty {
+			return false, nil
+		}
+	}
+	enc, ok := tg.directEncoder(rec, pos)
+	if !ok {
+		return false, nil
+	}
+	if err := checkText(rec); err != nil {
+		return false, err
+	}
+	names := make([]string, 0, len(tg.cols)+2)
+	for _, c := range tg.cols {
+		names = append(names, pgx.Identifier{c.name}.Sanitize())
+	}
+	names = append(names, MetaOp, MetaPosition)
+	if _, err := tx.Exec(ctx, "SAVEPOINT ehrsync_direct"); err != nil {
+		return false, err
+	}
+	g := &guardedReader{r: enc}
+	tag, err := tx.Conn().PgConn().CopyFrom(ctx, g, "COPY "+tg.ident.Sanitize()+" ("+strings.Join(names, ", ")+") FROM STDIN BINARY")
+	g.close()
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT ehrsync_direct"); err != nil {
+				return false, err
+			}
+			return false, nil
+		}
+		return false, fmt.Errorf("copy into target: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT ehrsync_direct"); err != nil {
+		return false, err
+	}
+	res.Inserted = tag.RowsAffected()
+	res.Direct = true
+	return true, nil
+}
+
+// startsSnapshot reports whether from is where a snapshot starts: nothing
+// saved, or a snapshot that has not read a key yet.
+func startsSnapshot(from watermarks.Position) bool {
+	switch p := from.(type) {
+	case nil:
+		return true
+	case watermarks.Snapshot:
+		return len(p.LastKey) == 0
+	}
+	return false
+}
+
+// insertsOnly reports whether every change of rec is an insert. The op
+// column follows the n data columns (schemas.ChangeSchema).
+func insertsOnly(rec arrow.RecordBatch, n int) bool {
+	ops, ok := rec.Column(n).(*array.Int8)
+	if !ok || ops.NullN() > 0 {
+		return false
+	}
+	for _, op := range ops.Int8Values() {
+		if op != int8(schemas.OpInsert) {
+			return false
+		}
+	}
+	return true
+}
+
+// directEncoder encodes rec's data columns and the metadata the upsert
+// would write: _ehrsync_op 'insert' and _ehrsync_position pos (jsonb);
+// _ehrsync_synced_at and _ehrsync_deleted take their defaults (now(),
+// false), as the upsert sets them.
+func (tg *Target) directEncoder(rec arrow.RecordBatch, pos []byte) (*copyEncoder, bool) {
+	e := &copyEncoder{rows: int(rec.NumRows()), fields: make([]fieldEncoder, 0, len(tg.cols)+2)}
+	for c, col := range tg.cols {
+		f := fieldEncoderFor(rec.Column(c), col.pgType)
+		if f == nil {
+			return nil, false
+		}
+		e.fields = append(e.fields, f)
+	}
+	e.fields = append(e.fields, constField([]byte("insert")))
+	if pos == nil {
+		e.fields = append(e.fields, func(b []byte, _ int) []byte { return appendNull(b) })
+	} else {
+		e.fields = append(e.fields, constField(append([]byte{1}, pos...))) // jsonb binary: version 1, then the text
+	}
+	return e, true
+}
+
+// constField encodes the same field bytes v in every row.
+func constField(v []byte) fieldEncoder {
+	field := binary.BigEndian.AppendUint32(nil, uint32(len(v)))
+	field = append(field, v...)
+	return func(b []byte, _ int) []byte { return append(b, field...) }
+}
