@@ -50,11 +50,18 @@ type decoder func(fb array.Builder, raw []byte) (int, error)
 // pairs are decoded from the wire bytes straight into the builders; every
 // other pair goes through the same conversion pgx's database/sql driver
 // makes, so the batch is the one Read would build. ReadResult.Last holds
-// that driver's values too. It does not close rows.
+// that driver's values too. It does not close rows, except to learn why a
+// query that returned no row description failed.
 func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op, seq *int64, lim Limits) (ReadResult, error) {
 	var res ReadResult
 	fds := rows.FieldDescriptions()
 	if len(fds) != len(s.cols) {
+		// A query that failed before its row description (a connection
+		// lost mid-way) has no columns: its own error says what happened.
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return res, err
+		}
 		return res, fmt.Errorf("query returned %d columns for %d", len(fds), len(s.cols))
 	}
 	decs := make([]decoder, len(fds))

@@ -10,6 +10,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
@@ -244,4 +245,32 @@ func compareReads(t *testing.T, ctx context.Context, db *sql.DB, conn *pgx.Conn,
 	}
 	require.True(t, orec.Schema().Equal(nrec.Schema()))
 	return oldRes.Rows > 0
+}
+
+// TestReadPgxReportsTheQuerysOwnFailure: a query that fails before it
+// describes its columns (here at planning; in production, a connection
+// lost mid-way) reports its own error, not a column-count mismatch, so the
+// error's class (transient, permission, ...) is right.
+func TestReadPgxReportsTheQuerysOwnFailure(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.URL(t))
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	typ, err := schemas.ParseType(schemas.Postgres, "integer")
+	require.NoError(t, err)
+	table := &schemas.Table{Schema: "public", Name: "t", Dialect: schemas.Postgres, Key: []string{"k"},
+		Columns: []schemas.Column{{Name: "k", Type: typ}}}
+	s, err := New(schemas.Postgres, table)
+	require.NoError(t, err)
+	rows, err := conn.Query(ctx, "SELECT 1/0 AS k", PgxResultFormats)
+	if err == nil {
+		b := s.NewBatch(memory.NewGoAllocator())
+		defer b.Release()
+		var seq int64
+		_, err = s.ReadPgx(rows, conn.TypeMap(), b, schemas.OpInsert, &seq, Limits{Rows: 10})
+		rows.Close()
+	}
+	var pg *pgconn.PgError
+	require.ErrorAs(t, err, &pg, "got %v", err)
+	require.Equal(t, "22012", pg.Code)
 }
