@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,14 +75,36 @@ func (e *env) daemonConfig(t *testing.T, every, addr string) string {
 	return path
 }
 
+// daemonFlags are the `ehrsync run` flags the tests use unless they say
+// otherwise: no jitter, a 20 s grace period, quick retries.
+var daemonFlags = []string{"--jitter", "0s", "--grace", "20s", "--backoff", "100ms"}
+
+// startDaemon starts `ehrsync run` on the environment's configuration with
+// schedule every, and the extra run flags.
 func (e *env) startDaemon(t *testing.T, every string, extra ...string) *daemonProc {
 	t.Helper()
 	addr := freeAddr(t)
-	cfg := e.daemonConfig(t, every, addr)
+	return e.spawnDaemon(t, e.daemonConfig(t, every, addr), addr, nil, nil, append(slices.Clone(daemonFlags), extra...))
+}
+
+// startDaemonWith starts `ehrsync run` on the configuration file cfg with
+// extra environment and global flags, at addr.
+func (e *env) startDaemonWith(t *testing.T, cfg, addr string, environ []string, globals ...string) *daemonProc {
+	t.Helper()
+	return e.spawnDaemon(t, cfg, addr, environ, globals, daemonFlags)
+}
+
+// spawnDaemon starts `ehrsync [globals] run --config cfg [runFlags]`
+// listening at addr, with the admin token (then environ) in its
+// environment, and waits until it answers /readyz. It is killed at the
+// test's end if still running, and its error lines are logged if the test
+// failed.
+func (e *env) spawnDaemon(t *testing.T, cfg, addr string, environ, globals, runFlags []string) *daemonProc {
+	t.Helper()
 	d := &daemonProc{out: &lockedBuffer{}, addr: addr, done: make(chan error, 1)}
-	args := append([]string{"--log-format", "json", "run", "--config", cfg, "--jitter", "0s", "--grace", "20s", "--backoff", "100ms"}, extra...)
+	args := append(append(append([]string{"--log-format", "json"}, globals...), "run", "--config", cfg), runFlags...)
 	d.cmd = e.command(args...)
-	d.cmd.Env = append(d.cmd.Env, "TEST_ADMIN_TOKEN="+adminToken)
+	d.cmd.Env = append(append(d.cmd.Env, "TEST_ADMIN_TOKEN="+adminToken), environ...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	require.NoError(t, d.cmd.Start())
 	go func() { d.done <- d.cmd.Wait() }()

@@ -93,11 +93,18 @@ func isUndefinedTable(err error) bool {
 	return errors.As(err, &pg) && pg.SQLState() == "42P01"
 }
 
-// compare compares every row of every table and returns the totals: rows
-// compared, rows lost (at the source, not in the store), rows extra or
-// different in the store.
-func (e *env) compare(t *testing.T) (rows, lost, wrong int64) {
+// requireIntact checks every invariant (positions covered, keys and
+// change-log entries unique, no chunk applied twice), compares every row of
+// every table, and reports the counts under section: rows compared, lost
+// (at the source, not in the store), and extra or different in the store.
+// It returns the rows compared.
+func (e *env) requireIntact(t *testing.T, section string) int64 {
 	t.Helper()
+	e.requirePositionsCovered(t)
+	e.requireNoDuplicateKeys(t)
+	e.requireNoDuplicateChanges(t)
+	e.requireNoDoubleAppliedChunk(t)
+	var rows, lost, wrong int64
 	for _, tb := range schemas.NextGen().Tables() {
 		d, err := verify.Table(context.Background(), e.src, e.store, "dbo", sink.SchemaFor(org), tb)
 		require.NoError(t, err)
@@ -108,7 +115,14 @@ func (e *env) compare(t *testing.T) (rows, lost, wrong int64) {
 		lost += d.Missing
 		wrong += d.Extra + d.Changed
 	}
-	return rows, lost, wrong
+	figure(section, "rows compared, every column", rows)
+	figure(section, "rows lost", lost)
+	figure(section, "rows extra or different", wrong)
+	figure(section, "duplicated keys, change-log entries or chunks", 0)
+	require.Zero(t, lost, "rows lost")
+	require.Zero(t, wrong, "rows extra or different in the store")
+	require.Positive(t, rows)
+	return rows
 }
 
 // killAt starts the binary with args and SIGKILLs it after delay. It
@@ -215,34 +229,8 @@ func TestReliabilityCrashAnywhere(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		final = e.sync(t)
 	}
-	compared, lost, wrong := e.compare(t)
-	if lost+wrong > 0 {
-		for _, tb := range schemas.NextGen().Tables() {
-			d, _ := verify.Table(context.Background(), e.src, e.store, "dbo", sink.SchemaFor(org), tb)
-			if d.Equal() {
-				continue
-			}
-			for _, l := range strings.Split(final, "\n") {
-				if strings.Contains(l, tb.QualifiedName()) {
-					t.Log(l)
-				}
-			}
-			rows, _ := e.store.Query(context.Background(), `SELECT id, reason, actor, coalesce(run_id,''), coalesce(from_position::text,''), coalesce(to_position::text,''), coalesce(rows,0), at FROM ehrsync.position_history WHERE table_name = $1 ORDER BY id`, tb.QualifiedName())
-			for rows.Next() {
-				var id, n int64
-				var reason, actor, run, from, to string
-				var at time.Time
-				_ = rows.Scan(&id, &reason, &actor, &run, &from, &to, &n, &at)
-				t.Logf("%d %s %s %s %s -> %s rows %d %s", id, reason, actor, run, from, to, n, at.Format("15:04:05.000"))
-			}
-			rows.Close()
-		}
-	}
-	e.requirePositionsCovered(t)
-	e.requireNoDuplicateKeys(t)
-	e.requireNoDuplicateChanges(t)
-	e.requireNoDoubleAppliedChunk(t)
 	changes := e.noDuplicateChanges(t)
+	compared := e.requireIntact(t, section)
 
 	figure(section, "seed", seed)
 	figure(section, "kills landed mid-run", landed)
@@ -254,14 +242,7 @@ func TestReliabilityCrashAnywhere(t *testing.T) {
 	figure(section, "backfills resumed after a kill", len(unfinished))
 	figure(section, "simulated workload days during the runs", w.days)
 	figure(section, "final syncs that met a killed runner's lease still held", skipped)
-	figure(section, "rows compared, every column", compared)
 	figure(section, "change-log entries checked for duplicates", changes)
-	figure(section, "rows lost", lost)
-	figure(section, "rows extra or different", wrong)
-	figure(section, "duplicated keys or changes", 0)
-	require.Zero(t, lost, "rows lost")
-	require.Zero(t, wrong, "rows extra or different in the store")
-	require.Positive(t, compared)
 	t.Logf("%d kills (%v) in %d attempts, %d workload days, %d rows compared: 0 lost, 0 duplicated",
 		landed, kills, attempts, w.days, compared)
 }
@@ -349,11 +330,7 @@ func TestReliabilityStoreOutage(t *testing.T) {
 	_, scrape := d.get(t, "/metrics", "")
 	d.stop(t)
 
-	e.requirePositionsCovered(t)
-	e.requireNoDuplicateKeys(t)
-	e.requireNoDuplicateChanges(t)
-	e.requireNoDoubleAppliedChunk(t)
-	compared, lost, wrong := e.compare(t)
+	e.requireIntact(t, section)
 
 	retries := metric(scrape, "ehrsync_daemon_retries_total")
 	var classes []string
@@ -372,10 +349,6 @@ func TestReliabilityStoreOutage(t *testing.T) {
 	figure(section, "/healthz answered 200 during the outage", alive)
 	figure(section, "failed runs classed store_unavailable", storeErrors)
 	figure(section, "retries", retries)
-	figure(section, "rows compared, every column", compared)
-	figure(section, "rows lost", lost)
-	figure(section, "rows extra or different", wrong)
-	require.Zero(t, lost+wrong)
 	_ = ctx
 }
 
@@ -448,11 +421,7 @@ func TestReliabilitySourceFaults(t *testing.T) {
 	_, scrape := d.get(t, "/metrics", "")
 	d.stop(t)
 
-	e.requirePositionsCovered(t)
-	e.requireNoDuplicateKeys(t)
-	e.requireNoDuplicateChanges(t)
-	e.requireNoDoubleAppliedChunk(t)
-	compared, lost, wrong := e.compare(t)
+	e.requireIntact(t, section)
 
 	classes := map[string]float64{}
 	for _, l := range strings.Split(scrape, "\n") {
@@ -480,10 +449,6 @@ func TestReliabilitySourceFaults(t *testing.T) {
 	}
 	figure(section, "retries", metric(scrape, "ehrsync_daemon_retries_total"))
 	figure(section, "simulated workload days during the faults", w.days)
-	figure(section, "rows compared, every column", compared)
-	figure(section, "rows lost", lost)
-	figure(section, "rows extra or different", wrong)
-	require.Zero(t, lost+wrong)
 }
 
 // loadConfig writes a configuration of orgs organizations, each syncing the
@@ -547,19 +512,7 @@ func TestReliabilityLoad(t *testing.T) {
 	tables := []string{"dbo.payer_mstr", "dbo.reason_code_mstr", "dbo.tran_code_mstr", "dbo.patient_encounter", "dbo.claims", "dbo.charges"}
 	addr := freeAddr(t)
 	cfg := e.loadConfig(t, orgs, tables, every.String(), addr)
-	d := &daemonProc{out: &lockedBuffer{}, addr: addr, done: make(chan error, 1)}
-	d.cmd = e.command("--log-format", "json", "--log-level", "warn", "run", "--config", cfg, "--concurrency", "8", "--backoff", "100ms")
-	d.cmd.Env = append(d.cmd.Env, "TEST_ADMIN_TOKEN="+adminToken)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	require.NoError(t, d.cmd.Start())
-	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-	})
-	require.Eventually(t, func() bool { code, _ := d.get(t, "/readyz", ""); return code == http.StatusOK }, 30*time.Second, 50*time.Millisecond)
+	d := e.spawnDaemon(t, cfg, addr, nil, []string{"--log-level", "warn"}, []string{"--concurrency", "8", "--backoff", "100ms"})
 
 	// Warm-up: every org synced every table once.
 	require.Eventually(t, func() bool {

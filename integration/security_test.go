@@ -35,31 +35,6 @@ import (
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
-// startDaemonWith starts `ehrsync run` on the configuration file cfg with
-// extra environment and global flags, at addr, and waits until it answers
-// /readyz.
-func (e *env) startDaemonWith(t *testing.T, cfg, addr string, environ []string, globals ...string) *daemonProc {
-	t.Helper()
-	d := &daemonProc{out: &lockedBuffer{}, addr: addr, done: make(chan error, 1)}
-	args := append(append([]string{"--log-format", "json"}, globals...), "run", "--config", cfg, "--jitter", "0s", "--grace", "20s", "--backoff", "100ms")
-	d.cmd = e.command(args...)
-	d.cmd.Env = append(d.cmd.Env, environ...)
-	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
-	require.NoError(t, d.cmd.Start())
-	go func() { d.done <- d.cmd.Wait() }()
-	t.Cleanup(func() {
-		if d.cmd.ProcessState == nil {
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-	})
-	require.Eventually(t, func() bool {
-		code, _ := d.get(t, "/readyz", "")
-		return code == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "daemon never became ready:\n%s", d.out.String())
-	return d
-}
-
 // rawResponse is an HTTP response with the headers that may differ between
 // two identical answers (Date) removed.
 type rawResponse struct {

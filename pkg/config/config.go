@@ -55,6 +55,9 @@ const (
 	DefaultApplicationName = "ehrsync"
 	// DefaultMaxConnections bounds a source's connection pool.
 	DefaultMaxConnections = 4
+	// DefaultParallelTables is how many of an organization's tables sync
+	// at once unless it says otherwise.
+	DefaultParallelTables = 2
 	DefaultTimezone       = "UTC"
 	DefaultStart          = "00:00"
 	DefaultVendor         = "nextgen"
@@ -71,6 +74,10 @@ type Org struct {
 	Schedule Schedule `yaml:"schedule" json:"schedule"`
 	Source   Source   `yaml:"source" json:"source"`
 	Tables   []Table  `yaml:"tables" json:"tables"`
+	// ParallelTables is how many of the organization's tables sync at once
+	// (each on its own source connection); default
+	// DefaultParallelTables, at most source.max_connections.
+	ParallelTables int `yaml:"parallel_tables" json:"parallel_tables"`
 }
 
 // Schedule says when an organization's runs start: either a cron expression

@@ -31,6 +31,7 @@ func TestParseAppliesDefaults(t *testing.T) {
 	require.Equal(t, 5*time.Minute, s.QueryTimeout)
 	require.Equal(t, "ehrsync", s.ApplicationName)
 	require.Equal(t, 4, s.MaxConnections)
+	require.Equal(t, 2, o.ParallelTables)
 	require.Nil(t, s.Relay)
 	require.Nil(t, s.SSH)
 	require.Equal(t, []Table{{Name: "dbo.trans_detail", Strategy: StrategyAuto, DeletePolicy: DeleteHard, BatchRows: 10000, OnExpired: ExpiredResnapshot}}, o.Tables)
@@ -346,6 +347,9 @@ func TestValidate(t *testing.T) {
 		{name: "timeouts", mutate: func(c *Config) { c.Orgs[0].Source.ConnectTimeout = 0; c.Orgs[0].Source.QueryTimeout = -1 }, want: []string{
 			"orgs[0].source.connect_timeout: must be positive", "orgs[0].source.query_timeout: must be positive"}},
 		{name: "no tables", mutate: func(c *Config) { c.Orgs[0].Tables = nil }, want: []string{"orgs[0].tables: no tables"}},
+		{name: "parallel tables over the connections", mutate: func(c *Config) { c.Orgs[0].ParallelTables = 5 }, want: []string{
+			"orgs[0].parallel_tables: must be between 1 and source.max_connections (4)"}},
+		{name: "parallel tables at the connections", mutate: func(c *Config) { c.Orgs[0].ParallelTables = 4 }},
 		{name: "table name unset", mutate: func(c *Config) { c.Orgs[0].Tables[1].Name = "" }, want: []string{"orgs[0].tables[1].name: not set"}},
 		{name: "table name bracketed", mutate: func(c *Config) { c.Orgs[0].Tables[1].Name = "[dbo].[charges]" }, want: []string{"orgs[0].tables[1].name: \"[dbo].[charges]\": want table or schema.table"}},
 		{name: "table name empty schema", mutate: func(c *Config) { c.Orgs[0].Tables[1].Name = ".charges" }, want: []string{"want table or schema.table"}},

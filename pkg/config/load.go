@@ -186,6 +186,9 @@ func (c *Config) ApplyDefaults() {
 		if s.MaxConnections == 0 {
 			s.MaxConnections = DefaultMaxConnections
 		}
+		if o.ParallelTables == 0 {
+			o.ParallelTables = min(DefaultParallelTables, s.MaxConnections)
+		}
 		if s.QueryTimeout == 0 {
 			s.QueryTimeout = d.QueryTimeout
 		}

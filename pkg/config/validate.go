@@ -78,6 +78,9 @@ func (c *Config) Validate() error {
 		v.schedule(key+".schedule", o.Schedule)
 		v.source(key+".source", &o.Source)
 		v.tables(key+".tables", o.Tables, o.Source.Dialect)
+		if o.ParallelTables < 1 || o.ParallelTables > max(o.Source.MaxConnections, 1) {
+			v.add(key+".parallel_tables", "must be between 1 and source.max_connections (%d): each table being synced holds a source connection", o.Source.MaxConnections)
+		}
 	}
 	return errors.Join(v.errs...)
 }

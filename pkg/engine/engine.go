@@ -129,7 +129,9 @@ func (r OrgResult) Failed() int {
 
 // SyncOrg runs one pass over the organization's tables (only those named in
 // tables, when given). One table's failure does not stop the others; each
-// failure is logged here, once, and returned in its TableResult.
+// failure is logged here, once, and returned in its TableResult. Up to
+// org.ParallelTables tables run at once (the planner, sink and auditor are
+// safe for concurrent use).
 func (e *Engine) SyncOrg(ctx context.Context, org *config.Org, tables []string) OrgResult {
 	res := OrgResult{Org: org.Name, RunID: newRunID()}
 	log := e.Log.With("org", org.Name, "run", res.RunID)
@@ -150,26 +152,26 @@ func (e *Engine) SyncOrg(ctx context.Context, org *config.Org, tables []string) 
 		return res
 	}
 	defer db.Close()
-	for _, tc := range selected {
-		// --- daemon addition (issue 6): the table's lease and audit record.
-		unlock, ok, err := e.lease(ctx, org.Name, tc.Name)
-		if !ok && err == nil {
-			log.Info("table busy, skipped: another runner holds its lease", "table", e.qualified(tc.Name))
-			res.Skipped = append(res.Skipped, e.qualified(tc.Name))
+	// Up to org.ParallelTables tables at once, each on its own source
+	// connection; results keep the configuration's order.
+	results := make([]*TableResult, len(selected)) // nil: skipped, busy
+	sem := make(chan struct{}, max(org.ParallelTables, 1))
+	var wg sync.WaitGroup
+	for i, tc := range selected {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i] = e.leasedTable(ctx, log, db, org, tc, res.RunID)
+		}()
+	}
+	wg.Wait()
+	for i, tr := range results {
+		if tr == nil {
+			res.Skipped = append(res.Skipped, e.qualified(selected[i].Name))
 			continue
 		}
-		var tr TableResult
-		if err != nil {
-			tr = TableResult{Org: org.Name, Table: e.qualified(tc.Name), Err: err}
-			log.Error("table sync failed", "table", tr.Table, "err", err)
-		} else {
-			tr = e.syncTable(ctx, log.With("table", tc.Name), db, org, tc, res.RunID)
-			unlock()
-		}
-		if e.Audit != nil {
-			e.Audit.TableRun(ctx, e.Actor, res.RunID, e.columns(tc), tr)
-		}
-		res.Tables = append(res.Tables, tr)
+		res.Tables = append(res.Tables, *tr)
 	}
 	if e.Views != nil && len(res.Tables) > 0 {
 		// Derived views are a convenience: a failure is logged, and the
@@ -179,6 +181,28 @@ func (e *Engine) SyncOrg(ctx context.Context, org *config.Org, tables []string) 
 		}
 	}
 	return res
+}
+
+// leasedTable runs one table under its lease and records it in the audit;
+// nil when another runner holds the lease (the table is skipped).
+func (e *Engine) leasedTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID string) *TableResult {
+	unlock, ok, err := e.lease(ctx, org.Name, tc.Name)
+	if !ok && err == nil {
+		log.Info("table busy, skipped: another runner holds its lease", "table", e.qualified(tc.Name))
+		return nil
+	}
+	var tr TableResult
+	if err != nil {
+		tr = TableResult{Org: org.Name, Table: e.qualified(tc.Name), Err: err}
+		log.Error("table sync failed", "table", tr.Table, "err", err)
+	} else {
+		tr = e.syncTable(ctx, log.With("table", tc.Name), db, org, tc, runID)
+		unlock()
+	}
+	if e.Audit != nil {
+		e.Audit.TableRun(ctx, e.Actor, runID, e.columns(tc), tr)
+	}
+	return &tr
 }
 
 // lease takes the table's lease when e.Leases is set (daemon addition).

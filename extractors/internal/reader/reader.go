@@ -203,7 +203,7 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit int, op schemas.Op, seq *int64) (ch Chunk, ok bool, err error) {
 	conn, err := r.cfg.DB.Conn(ctx)
 	if err != nil {
-		return Chunk{}, true, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), err)
+		return Chunk{}, true, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
 	defer conn.Close()
 	err = conn.Raw(func(dc any) error {
@@ -215,7 +215,7 @@ func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit in
 		pc := sc.Conn()
 		rows, err := pc.Query(ctx, query, append([]any{arrowscan.PgxResultFormats}, args...)...)
 		if err != nil {
-			return fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), err)
+			return fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 		}
 		defer rows.Close()
 		b := r.scanner.NewBatch(r.cfg.Allocator)
@@ -225,11 +225,11 @@ func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit in
 		b.Reserve(min(limit, r.rowsHint), r.dataHint)
 		res, err := r.scanner.ReadPgx(rows, pc.TypeMap(), b, op, seq, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes})
 		if err != nil {
-			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
+			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), err)
+			return fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 		}
 		if res.Stopped {
 			r.rowsHint, r.dataHint = res.Rows, b.DataLens()
