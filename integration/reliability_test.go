@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -479,6 +480,7 @@ func (e *env) loadConfig(t *testing.T, orgs int, tables []string, every, addr st
 type loadSample struct {
 	at                time.Time
 	goroutines, rssMB float64
+	heapMB            float64 // Go heap in use (live objects and garbage not yet collected)
 	storeConns        int
 	sourceConns       int
 }
@@ -488,7 +490,7 @@ func (e *env) sampleLoad(t *testing.T, d *daemonProc) loadSample {
 	ctx := context.Background()
 	_, scrape := d.get(t, "/metrics", "")
 	s := loadSample{at: time.Now(), goroutines: metric(scrape, "go_goroutines"),
-		rssMB: metric(scrape, "process_resident_memory_bytes") / (1 << 20)}
+		rssMB: metric(scrape, "process_resident_memory_bytes") / (1 << 20), heapMB: metric(scrape, "go_memstats_heap_alloc_bytes") / (1 << 20)}
 	require.NoError(t, e.store.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ehrsync'").Scan(&s.storeConns))
 	require.NoError(t, e.src.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ehrsync-load'").Scan(&s.sourceConns))
 	return s
@@ -531,7 +533,7 @@ func TestReliabilityLoad(t *testing.T) {
 		samples = append(samples, e.sampleLoad(t, d))
 		if testing.Verbose() {
 			s := samples[len(samples)-1]
-			t.Logf("load: %.0f goroutines, %.1f MB resident, %d store and %d source connections", s.goroutines, s.rssMB, s.storeConns, s.sourceConns)
+			t.Logf("load: %.0f goroutines, %.1f MB resident, %.1f MB heap, %d store and %d source connections", s.goroutines, s.rssMB, s.heapMB, s.storeConns, s.sourceConns)
 		}
 		_, scrape := d.get(t, "/metrics", "")
 		for _, l := range strings.Split(scrape, "\n") {
@@ -577,15 +579,20 @@ func TestReliabilityLoad(t *testing.T) {
 	// Every organization kept being synced: no table was starved while the
 	// others ran (how often depends on the machine: the figures report it).
 	require.GreaterOrEqual(t, fewest, 1.0, "a table was never synced during the sustained period")
-	// No growth: the second half's peaks stay near the first half's
-	// (memory swings with garbage collection between samples; a leak
-	// raises every peak), and connections stay within the concurrency's
-	// bound.
-	first, second := peakOf(samples[:len(samples)/2]), peakOf(samples[len(samples)/2:])
-	figure(section, "peak goroutines, first half → second half", fmt.Sprintf("%.0f → %.0f", first.goroutines, second.goroutines))
-	figure(section, "peak resident MB, first half → second half", fmt.Sprintf("%.1f → %.1f", first.rssMB, second.rssMB))
-	require.LessOrEqual(t, second.goroutines, first.goroutines*1.2+10, "goroutines grew")
-	require.LessOrEqual(t, second.rssMB, first.rssMB*1.3+8, "memory grew")
+	// No growth. Any one sample depends on which runs happen to be in
+	// flight (up to 8 orgs × 2 tables, each with a chunk in flight and one
+	// read ahead) and on when the last collection ran; a leak moves the
+	// typical sample. So the medians of the two halves (after a few
+	// seconds of settling) stay near each other. Resident memory stays
+	// under the 256 MB the engine is bounded to, and connections within
+	// the concurrency's bound.
+	settled := samples[min(3, len(samples)/2):]
+	first, second := medianOf(settled[:len(settled)/2]), medianOf(settled[len(settled)/2:])
+	figure(section, "median goroutines, first half → second half", fmt.Sprintf("%.0f → %.0f", first.goroutines, second.goroutines))
+	figure(section, "median heap MB, first half → second half", fmt.Sprintf("%.1f → %.1f", first.heapMB, second.heapMB))
+	require.LessOrEqual(t, second.goroutines, first.goroutines*1.25+10, "goroutines grew")
+	require.LessOrEqual(t, second.heapMB, first.heapMB*1.5+16, "heap grew")
+	require.Less(t, peak.rssMB, 256.0, "resident memory over the engine's bound")
 	require.LessOrEqual(t, peak.sourceConns, 8*2+1, "more source connections than the concurrency allows")
 	require.LessOrEqual(t, last.storeConns, warm.storeConns+8*2, "store connections grew")
 }
@@ -613,12 +620,25 @@ func runsByTable(scrape string) map[string]float64 {
 	return out
 }
 
+// medianOf returns the median goroutines and heap of the samples.
+func medianOf(samples []loadSample) loadSample {
+	g := make([]float64, len(samples))
+	h := make([]float64, len(samples))
+	for i, s := range samples {
+		g[i], h[i] = s.goroutines, s.heapMB
+	}
+	slices.Sort(g)
+	slices.Sort(h)
+	return loadSample{goroutines: g[len(g)/2], heapMB: h[len(h)/2]}
+}
+
 // peakOf returns the largest of each measurement.
 func peakOf(samples []loadSample) loadSample {
 	var peak loadSample
 	for _, s := range samples {
 		peak.goroutines = max(peak.goroutines, s.goroutines)
 		peak.rssMB = max(peak.rssMB, s.rssMB)
+		peak.heapMB = max(peak.heapMB, s.heapMB)
 		peak.storeConns = max(peak.storeConns, s.storeConns)
 		peak.sourceConns = max(peak.sourceConns, s.sourceConns)
 	}
