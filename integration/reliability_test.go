@@ -315,10 +315,11 @@ func TestReliabilityStoreOutage(t *testing.T) {
 		require.Nil(t, d.cmd.ProcessState, "the daemon exited while the store was down:\n%s", d.out.String())
 
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		srv, err := pgserver.Start(cctx, opts)
+		restarted, err := pgserver.Start(cctx, opts)
 		cancel()
 		require.NoError(t, err)
-		t.Cleanup(func() { _ = srv.Stop() })
+		t.Cleanup(func() { _ = restarted.Stop() })
+		srv = restarted // the next outage stops this one
 		downFor += time.Since(down)
 		require.Eventually(t, func() bool {
 			code, _ := d.get(t, "/readyz", "")
