@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/pkg/source"
@@ -158,22 +156,11 @@ func RangeReconcilable(src config.Dialect, r KeyRange) bool {
 // reconcileRange deletes the store's rows in r whose key the source no
 // longer has.
 func (e *Engine) reconcileRange(ctx context.Context, keys Extractor, target *sink.Target, r KeyRange) (*sink.ReconcileResult, error) {
-	run, err := keys.Open(ctx, nil)
+	run, next, err := keyBatches(ctx, keys)
 	if err != nil {
-		return nil, fmt.Errorf("read source keys: %w", err)
+		return nil, err
 	}
 	defer run.Close()
-	next := func(ctx context.Context) (arrow.RecordBatch, error) {
-		for {
-			ch, err := run.Next(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if ch.Batch != nil {
-				return ch.Batch, nil
-			}
-		}
-	}
 	res, err := target.ReconcileRange(ctx, next, e.Actor, r.From, r.To)
 	if err != nil {
 		return nil, err

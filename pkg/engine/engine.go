@@ -452,11 +452,26 @@ func (e *Engine) reconcileIfDue(ctx context.Context, keys Extractor, target *sin
 	if every > 0 && !last.IsZero() && time.Since(last) < every {
 		return nil, nil
 	}
-	run, err := keys.Open(ctx, nil)
+	run, next, err := keyBatches(ctx, keys)
 	if err != nil {
-		return nil, fmt.Errorf("read source keys: %w", err)
+		return nil, err
 	}
 	defer run.Close()
+	r, err := target.Reconcile(ctx, next, e.Actor)
+	if err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// keyBatches opens a key reader from scratch and returns its run (the
+// caller closes it) and a function yielding its key batches, skipping
+// chunks that only move the position.
+func keyBatches(ctx context.Context, keys Extractor) (Run, func(context.Context) (arrow.RecordBatch, error), error) {
+	run, err := keys.Open(ctx, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read source keys: %w", err)
+	}
 	next := func(ctx context.Context) (arrow.RecordBatch, error) {
 		for {
 			ch, err := run.Next(ctx)
@@ -468,11 +483,7 @@ func (e *Engine) reconcileIfDue(ctx context.Context, keys Extractor, target *sin
 			}
 		}
 	}
-	r, err := target.Reconcile(ctx, next, e.Actor)
-	if err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return run, next, nil
 }
 
 func newRunID() string {
