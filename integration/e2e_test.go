@@ -115,9 +115,19 @@ func newEnvWithStore(t *testing.T, days, batchRows int, storeURL string) *env {
 		changeLog := tb.Name == "claims"
 		fmt.Fprintf(&tables, "      - {name: %s, strategy: auto, change_log: %t, reconcile_every: 1s}\n", tb.QualifiedName(), changeLog)
 	}
-	cfg := fmt.Sprintf(`store:
+	cfg := oneOrgConfig(u, "", batchRows, tables.String())
+	e.config = filepath.Join(t.TempDir(), "ehrsync.yaml")
+	require.NoError(t, os.WriteFile(e.config, []byte(cfg), 0o600))
+	return e
+}
+
+// oneOrgConfig renders a configuration of one organization (org) reading
+// the PostgreSQL source at u, with top-level sections extra (before
+// defaults) and the tables' lines.
+func oneOrgConfig(u *url.URL, extra string, batchRows int, tables string) string {
+	return fmt.Sprintf(`store:
   url: env:TEST_STORE_URL
-defaults:
+%sdefaults:
   batch_rows: %d
 orgs:
   - name: %s
@@ -131,10 +141,7 @@ orgs:
       user: %s
       tls: {mode: disable}
     tables:
-%s`, batchRows, org, u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/"), u.User.Username(), tables.String())
-	e.config = filepath.Join(t.TempDir(), "ehrsync.yaml")
-	require.NoError(t, os.WriteFile(e.config, []byte(cfg), 0o600))
-	return e
+%s`, extra, batchRows, org, u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/"), u.User.Username(), tables)
 }
 
 // command is the ehrsync binary with this environment's configuration.

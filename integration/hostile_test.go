@@ -114,24 +114,7 @@ func newCustomEnv(t *testing.T, batchRows int, tables ...customTable) *customEnv
 
 	u, err := url.Parse(e.srcURL)
 	require.NoError(t, err)
-	cfg := fmt.Sprintf(`store:
-  url: env:TEST_STORE_URL
-catalog:
-%sdefaults:
-  batch_rows: %d
-orgs:
-  - name: %s
-    schedule: {every: 10m}
-    source:
-      dialect: postgres
-      via: direct
-      host: %s
-      port: %s
-      database: %s
-      user: %s
-      tls: {mode: disable}
-    tables:
-%s`, catalog.String(), batchRows, org, u.Hostname(), u.Port(), strings.TrimPrefix(u.Path, "/"), u.User.Username(), lines.String())
+	cfg := oneOrgConfig(u, "catalog:\n"+catalog.String(), batchRows, lines.String())
 	e.config = filepath.Join(e.dir, "ehrsync.yaml")
 	require.NoError(t, os.WriteFile(e.config, []byte(cfg), 0o600))
 	return e
