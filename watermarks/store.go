@@ -52,6 +52,10 @@ type Move struct {
 	Actor      string // who moved it: the service or operator
 	RunID      string // the run, if any
 	Rows       int64  // change rows the move covers
+	// Batch, when not 0, is the position-history id Reserve gave this move
+	// in its transaction: the rows it writes carry it, and Advance records
+	// the move under it.
+	Batch int64
 }
 
 func (m Move) check() error {
@@ -141,10 +145,23 @@ func (s *Store) Advance(ctx context.Context, tx pgx.Tx, m Move) error {
 			return nil
 		}
 	}
-	if err := insertHistory(ctx, tx, m.Org, m.Table, from, to, m.Reason, m.Actor, m.RunID, &m.Rows, ""); err != nil {
+	if err := insertHistory(ctx, tx, m.Batch, m.Org, m.Table, from, to, m.Reason, m.Actor, m.RunID, &m.Rows, ""); err != nil {
 		return err
 	}
 	return nil
+}
+
+// Reserve takes the position-history id that the move committed in tx will
+// be recorded under (Move.Batch), and returns it with tx's timestamp. The
+// sink reserves it before writing a chunk's rows, so that every row can say
+// which commit wrote it (the target's _ehrsync_batch) in eight bytes instead
+// of a copy of the position. Ids of rolled-back transactions are skipped.
+func (s *Store) Reserve(ctx context.Context, tx pgx.Tx) (batch int64, at time.Time, err error) {
+	err = tx.QueryRow(ctx, "SELECT nextval(pg_get_serial_sequence('ehrsync.position_history', 'id')), now()").Scan(&batch, &at)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("reserve position history id: %w", err)
+	}
+	return batch, at, nil
 }
 
 // Claim locks the table's position row for the rest of tx and checks that
@@ -195,11 +212,12 @@ func decodeStored(org, table string, raw []byte) ([]byte, error) {
 	return b, nil
 }
 
-func insertHistory(ctx context.Context, tx pgx.Tx, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64, note string) error {
+// insertHistory records one move; batch is its reserved id, 0 for a new one.
+func insertHistory(ctx context.Context, tx pgx.Tx, batch int64, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64, note string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO ehrsync.position_history
-		(org, table_name, from_position, to_position, reason, actor, run_id, rows, note)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		org, table, jsonOrNull(from), jsonOrNull(to), string(reason), actor, textOrNull(runID), rows, textOrNull(note))
+		(id, org, table_name, from_position, to_position, reason, actor, run_id, rows, note)
+		VALUES (coalesce($1, nextval(pg_get_serial_sequence('ehrsync.position_history', 'id'))), $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		idOrNull(batch), org, table, jsonOrNull(from), jsonOrNull(to), string(reason), actor, textOrNull(runID), rows, textOrNull(note))
 	if err != nil {
 		return fmt.Errorf("record position history of %s %s: %w", org, table, err)
 	}
@@ -211,6 +229,13 @@ func jsonOrNull(b []byte) any {
 		return nil
 	}
 	return string(b)
+}
+
+func idOrNull(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
 }
 
 func textOrNull(s string) any {
@@ -391,6 +416,6 @@ func (s *Store) Reset(ctx context.Context, org, table string, to Position, actor
 			org, table, string(to.Kind()), enc, actor); err != nil {
 			return fmt.Errorf("rewind position of %s %s: %w", org, table, err)
 		}
-		return insertHistory(ctx, tx, org, table, from, enc, reason, actor, "", nil, note)
+		return insertHistory(ctx, tx, 0, org, table, from, enc, reason, actor, "", nil, note)
 	})
 }

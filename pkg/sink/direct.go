@@ -41,7 +41,7 @@ import (
 // applyDirect copies rec straight into the target when the rules above
 // allow it, reporting whether it did. It runs inside the chunk's
 // transaction; on false nothing was written.
-func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, m watermarks.Move, pos []byte, res *Result) (bool, error) {
+func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, m watermarks.Move, b commit, res *Result) (bool, error) {
 	if tg.opts.ChangeLog || m.Reason != watermarks.ReasonSnapshot || !insertsOnly(rec, len(tg.cols)) {
 		return false, nil
 	}
@@ -64,7 +64,7 @@ func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 			return false, nil
 		}
 	}
-	enc, ok := tg.directEncoder(rec, pos)
+	enc, ok := tg.directEncoder(rec, b)
 	if !ok {
 		return false, nil
 	}
@@ -75,7 +75,7 @@ func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 	for _, c := range tg.cols {
 		names = append(names, pgx.Identifier{c.name}.Sanitize())
 	}
-	names = append(names, MetaOp, MetaPosition)
+	names = append(names, MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted)
 	if _, err := tx.Exec(ctx, "SAVEPOINT ehrsync_direct"); err != nil {
 		return false, err
 	}
@@ -128,10 +128,11 @@ func insertsOnly(rec arrow.RecordBatch, n int) bool {
 }
 
 // directEncoder encodes rec's data columns and the metadata the upsert
-// would write: _ehrsync_op 'insert' and _ehrsync_position pos (jsonb);
-// _ehrsync_synced_at and _ehrsync_deleted take their defaults (now(),
-// false), as the upsert sets them.
-func (tg *Target) directEncoder(rec arrow.RecordBatch, pos []byte) (*copyEncoder, bool) {
+// would write: _ehrsync_op 'insert', _ehrsync_batch, _ehrsync_synced_at the
+// transaction's timestamp (the upsert's now()) and _ehrsync_deleted false.
+// Every one is sent, not left to a column default: a default is an
+// expression the server evaluates per row.
+func (tg *Target) directEncoder(rec arrow.RecordBatch, b commit) (*copyEncoder, bool) {
 	e := &copyEncoder{rows: int(rec.NumRows()), fields: make([]fieldEncoder, 0, len(tg.cols)+2)}
 	for c, col := range tg.cols {
 		f := fieldEncoderFor(rec.Column(c), col.pgType)
@@ -140,12 +141,11 @@ func (tg *Target) directEncoder(rec arrow.RecordBatch, pos []byte) (*copyEncoder
 		}
 		e.fields = append(e.fields, f)
 	}
-	e.fields = append(e.fields, constField([]byte("insert")))
-	if pos == nil {
-		e.fields = append(e.fields, func(b []byte, _ int) []byte { return appendNull(b) })
-	} else {
-		e.fields = append(e.fields, constField(append([]byte{1}, pos...))) // jsonb binary: version 1, then the text
-	}
+	e.fields = append(e.fields,
+		constField([]byte("insert")),
+		constField(binary.BigEndian.AppendUint64(nil, uint64(b.id))),
+		constField(binary.BigEndian.AppendUint64(nil, uint64(b.at.UnixMicro()-pgEpochMicros))),
+		constField([]byte{0}))
 	return e, true
 }
 

@@ -46,7 +46,7 @@ func ins(key, status, paid string) change {
 }
 
 var everyColumn = []string{"line_id", "practice_id", "paid_amt", "status", "begin_date_of_service", "modify_timestamp",
-	MetaOp, MetaPosition, MetaDeleted}
+	MetaOp, MetaDeleted}
 
 func TestSnapshotIntoAnEmptyTableCopiesStraightIn(t *testing.T) {
 	for _, policy := range []DeletePolicy{DeleteHard, DeleteSoft} {
@@ -79,6 +79,7 @@ func TestSnapshotIntoAnEmptyTableCopiesStraightIn(t *testing.T) {
 				from = to
 			}
 			require.Equal(t, f.dump(t, staged.Ident(), everyColumn...), f.dump(t, direct.Ident(), everyColumn...))
+			require.Equal(t, f.batches(t, staged), f.batches(t, direct))
 			var late int
 			require.NoError(t, f.pool.QueryRow(ctx, "SELECT count(*) FROM "+direct.Ident().Sanitize()+
 				" WHERE "+MetaSyncedAt+" IS NULL OR "+MetaSyncedAt+" < now() - interval '1 minute'").Scan(&late))

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/jackc/pgx/v5"
@@ -32,7 +33,10 @@ import (
 // Sync metadata columns carried by every target table.
 const (
 	MetaOp       = "_ehrsync_op"        // text: insert, update or delete (the last change applied)
-	MetaPosition = "_ehrsync_position"  // jsonb: the position committed with that change
+	// MetaBatch is the ehrsync.position_history id of the commit that last
+	// wrote the row: its positions from and to, reason, actor, run and time
+	// are there (watermarks.Store.Reserve).
+	MetaBatch    = "_ehrsync_batch"     // bigint
 	MetaSyncedAt = "_ehrsync_synced_at" // timestamptz: when it was applied
 	MetaDeleted  = "_ehrsync_deleted"   // boolean: deleted at the source (soft-delete tables)
 	// MetaChangeID numbers change-log entries in the order they were applied.
@@ -40,6 +44,11 @@ const (
 	// MetaChangeKey identifies a change-log entry: the change's source
 	// position, or a digest of its image; an entry is logged once.
 	MetaChangeKey = "_ehrsync_change_key"
+
+	// legacyPosition is the jsonb copy of the position that rows carried
+	// before MetaBatch; Prepare drops it (position_history keeps every
+	// position).
+	legacyPosition = "_ehrsync_position"
 )
 
 // NotifyChannel is the channel a NOTIFY goes to after each committed batch.
@@ -249,6 +258,9 @@ func (tg *Target) ensureTable(ctx context.Context, tx pgx.Tx, ident pgx.Identifi
 		}
 		return nil
 	}
+	if err := migrateMeta(ctx, tx, ident, have); err != nil {
+		return err
+	}
 	var problems []error
 	for _, c := range tg.cols {
 		col := pgx.Identifier{c.name}.Sanitize()
@@ -272,6 +284,26 @@ func (tg *Target) ensureTable(ctx context.Context, tx pgx.Tx, ident pgx.Identifi
 	return errors.Join(problems...)
 }
 
+// migrateMeta brings the sync metadata of a table created by an earlier
+// version up to date: rows used to carry a jsonb copy of their chunk's
+// position (_ehrsync_position); they now carry the id of the commit's
+// position-history entry (_ehrsync_batch), which holds that position. The
+// drop is a catalog change (no rewrite); the positions stay in
+// ehrsync.position_history.
+func migrateMeta(ctx context.Context, tx pgx.Tx, ident pgx.Identifier, have map[string]string) error {
+	if _, ok := have[MetaBatch]; !ok {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" ADD COLUMN "+MetaBatch+" bigint"); err != nil {
+			return fmt.Errorf("add %s to %s: %w", MetaBatch, ident.Sanitize(), err)
+		}
+	}
+	if _, ok := have[legacyPosition]; ok {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" DROP COLUMN "+legacyPosition); err != nil {
+			return fmt.Errorf("drop %s from %s: %w", legacyPosition, ident.Sanitize(), err)
+		}
+	}
+	return nil
+}
+
 func (tg *Target) createTableSQL() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE %s (", tg.ident.Sanitize())
@@ -286,8 +318,8 @@ func (tg *Target) createTableSQL() string {
 		}
 		b.WriteString(", ")
 	}
-	fmt.Fprintf(&b, "%s text NOT NULL, %s jsonb, %s timestamptz NOT NULL DEFAULT now(), %s boolean NOT NULL DEFAULT false, PRIMARY KEY (%s))",
-		MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted, tg.keyList(""))
+	fmt.Fprintf(&b, "%s text NOT NULL, %s bigint, %s timestamptz NOT NULL DEFAULT now(), %s boolean NOT NULL DEFAULT false, PRIMARY KEY (%s))",
+		MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted, tg.keyList(""))
 	return b.String()
 }
 
@@ -297,8 +329,8 @@ func (tg *Target) createChangeLogSQL() string {
 	for _, c := range tg.cols {
 		fmt.Fprintf(&b, "%s %s, ", pgx.Identifier{c.name}.Sanitize(), c.pgType)
 	}
-	fmt.Fprintf(&b, "%s text NOT NULL, %s bigint NOT NULL, %s bytea, %s bytea NOT NULL UNIQUE, %s jsonb, %s timestamptz NOT NULL DEFAULT now())",
-		MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaPosition, MetaSyncedAt)
+	fmt.Fprintf(&b, "%s text NOT NULL, %s bigint NOT NULL, %s bytea, %s bytea NOT NULL UNIQUE, %s bigint, %s timestamptz NOT NULL DEFAULT now())",
+		MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaBatch, MetaSyncedAt)
 	return b.String()
 }
 
@@ -361,12 +393,17 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 			return err
 		}
 		if res.Rows > 0 {
-			direct, err := tg.applyDirect(ctx, tx, rec, m, pos, &res)
+			b, err := tg.reserve(ctx, tx, pos)
+			if err != nil {
+				return err
+			}
+			m.Batch = b.id
+			direct, err := tg.applyDirect(ctx, tx, rec, m, b, &res)
 			if err != nil {
 				return err
 			}
 			if !direct {
-				if err := tg.applyRows(ctx, tx, rec, pos, &res); err != nil {
+				if err := tg.applyRows(ctx, tx, rec, b, &res); err != nil {
 					return err
 				}
 			}
@@ -393,7 +430,20 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	return res, nil
 }
 
-func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, pos []byte, res *Result) error {
+// commit is what a chunk's rows carry: the commit's position-history id, the
+// transaction's timestamp and its position (encoded).
+type commit struct {
+	id  int64
+	at  time.Time
+	pos []byte
+}
+
+func (tg *Target) reserve(ctx context.Context, tx pgx.Tx, pos []byte) (commit, error) {
+	id, at, err := tg.sink.positions.Reserve(ctx, tx)
+	return commit{id: id, at: at, pos: pos}, err
+}
+
+func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, b commit, res *Result) error {
 	stage := pgx.Identifier{tg.stage}.Sanitize()
 	defs := make([]string, 0, len(tg.cols)+3)
 	names := make([]string, 0, len(tg.cols)+3)
@@ -413,12 +463,12 @@ func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatc
 		return err
 	}
 	var keys int64
-	if err := tx.QueryRow(ctx, tg.applySQL(), pos).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
+	if err := tx.QueryRow(ctx, tg.applySQL(), b.id).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
 		return fmt.Errorf("apply staged changes: %w", err)
 	}
 	res.Unchanged = keys - res.Deleted - res.Inserted - res.Updated
 	if tg.opts.ChangeLog {
-		tag, err := tx.Exec(ctx, tg.changeLogSQL(), pos)
+		tag, err := tx.Exec(ctx, tg.changeLogSQL(), b.pos, b.id)
 		if err != nil {
 			return fmt.Errorf("append to change log: %w", err)
 		}
@@ -487,7 +537,7 @@ func (tg *Target) applySQL() string {
 		current = append(current, "t."+q+cast)
 		sets = append(sets, q+" = EXCLUDED."+q)
 	}
-	for _, m := range []string{MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted} {
+	for _, m := range []string{MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted} {
 		sets = append(sets, m+" = EXCLUDED."+m)
 	}
 	current = append(current, "t."+MetaDeleted)
@@ -495,9 +545,9 @@ func (tg *Target) applySQL() string {
 
 	var del string
 	if tg.opts.DeletePolicy == DeleteSoft {
-		del = fmt.Sprintf(`UPDATE %s t SET %s = 'delete', %s = $1::jsonb, %s = now(), %s = true
+		del = fmt.Sprintf(`UPDATE %s t SET %s = 'delete', %s = $1::bigint, %s = now(), %s = true
 			FROM last l WHERE l.%s = %d AND %s AND NOT t.%s RETURNING 1`,
-			target, MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted,
+			target, MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
 			schemas.OpColumn, schemas.OpDelete, strings.Join(keyMatch, " AND "), MetaDeleted)
 	} else {
 		del = fmt.Sprintf(`DELETE FROM %s t USING last l WHERE l.%s = %d AND %s RETURNING 1`,
@@ -508,7 +558,7 @@ func (tg *Target) applySQL() string {
 	), del AS (%[4]s
 	), ups AS (
 		INSERT INTO %[5]s AS t (%[6]s, %[7]s, %[8]s, %[9]s, %[10]s)
-		SELECT %[11]s, CASE l.%[12]s WHEN %[13]d THEN 'insert' ELSE 'update' END, $1::jsonb, now(), false
+		SELECT %[11]s, CASE l.%[12]s WHEN %[13]d THEN 'insert' ELSE 'update' END, $1::bigint, now(), false
 		FROM last l WHERE l.%[12]s <> %[14]d
 		ON CONFLICT (%[1]s) DO UPDATE SET %[15]s
 		WHERE (%[16]s) IS DISTINCT FROM (%[17]s)
@@ -516,7 +566,7 @@ func (tg *Target) applySQL() string {
 	)
 	SELECT (SELECT count(*) FROM last), (SELECT count(*) FROM del), (SELECT count(*) FROM ups WHERE inserted), (SELECT count(*) FROM ups WHERE NOT inserted)`,
 		tg.keyList(""), stage, schemas.SeqColumn, del,
-		target, strings.Join(cols, ", "), MetaOp, MetaPosition, MetaSyncedAt, MetaDeleted,
+		target, strings.Join(cols, ", "), MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
 		prefixAll("l.", cols), schemas.OpColumn, schemas.OpInsert, schemas.OpDelete,
 		strings.Join(sets, ", "), strings.Join(current, ", "), strings.Join(excluded, ", "))
 }
@@ -525,7 +575,8 @@ func (tg *Target) applySQL() string {
 // change's key in the log is its source position where the strategy has one
 // (CDC), and otherwise a digest of its row image (plus, for a delete, the
 // chunk's position), so that re-reading the same row image (a look-back
-// window, a snapshot every run, the first run's handoff) logs it once.
+// window, a snapshot every run, the first run's handoff) logs it once. $1 is
+// the chunk's position (its text), $2 the commit's batch id.
 func (tg *Target) changeLogSQL() string {
 	cols := make([]string, len(tg.cols))
 	for i, c := range tg.cols {
@@ -533,10 +584,10 @@ func (tg *Target) changeLogSQL() string {
 	}
 	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s)
 		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s,
-			coalesce(%s, decode(md5(CASE WHEN %s = %d THEN $1::text ELSE '' END || ROW(%s)::text), 'hex')), $1::jsonb
+			coalesce(%s, decode(md5(CASE WHEN %s = %d THEN $1::text ELSE '' END || ROW(%s)::text), 'hex')), $2::bigint
 		FROM %s ORDER BY %s
 		ON CONFLICT (%s) DO NOTHING`,
-		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaPosition,
+		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaBatch,
 		strings.Join(cols, ", "), schemas.OpColumn, schemas.OpInsert, schemas.OpUpdate, schemas.SeqColumn, schemas.SourcePosColumn,
 		schemas.SourcePosColumn, schemas.OpColumn, schemas.OpDelete, strings.Join(cols, ", "),
 		pgx.Identifier{tg.stage}.Sanitize(), schemas.SeqColumn, MetaChangeKey)

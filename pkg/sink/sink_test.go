@@ -186,6 +186,20 @@ func (f *fixture) dump(t *testing.T, ident pgx.Identifier, cols ...string) []str
 	return out
 }
 
+// batches returns, for each row of tg's table (by key), the position its
+// _ehrsync_batch's history entry moved tg's table to: "key|position", or
+// "key|NULL" for a row whose batch names no entry of that table.
+func (f *fixture) batches(t *testing.T, tg *Target) []string {
+	t.Helper()
+	rows, err := f.pool.Query(context.Background(), "SELECT t.line_id::text || '|' || coalesce(h.to_position::text, 'NULL') FROM "+
+		tg.Ident().Sanitize()+" t LEFT JOIN ehrsync.position_history h ON h.id = t."+MetaBatch+
+		" AND h.org = $1 AND h.table_name = $2 ORDER BY 1", tg.org, tg.table.QualifiedName())
+	require.NoError(t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return out
+}
+
 func cursorAt(n int64) watermarks.Position {
 	return watermarks.Cursor{Column: "row_timestamp", Value: watermarks.Int64(n)}
 }
@@ -731,4 +745,78 @@ func TestSchemaForAgreesWithConfigValidation(t *testing.T) {
 	for _, org := range []string{"st-mary", "st_mary", "north-ridge-2", "demo", "a-b_c-d"} {
 		require.Equal(t, config.StoreSchema(org), SchemaFor(org), org)
 	}
+}
+
+// TestRowsNameTheCommitThatLastWroteThem: a row's _ehrsync_batch is the
+// position-history entry of the commit that last changed it, with that
+// commit's position; a replay that changes nothing leaves it.
+func TestRowsNameTheCommitThatLastWroteThem(t *testing.T) {
+	for _, policy := range []DeletePolicy{DeleteHard, DeleteSoft} {
+		t.Run(string(policy), func(t *testing.T) {
+			f := newFixture(t)
+			tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{DeletePolicy: policy, ChangeLog: true})
+			require.NoError(t, err)
+			at := func(n int64) string {
+				b, err := watermarks.Encode(cursorAt(n))
+				require.NoError(t, err)
+				var canon string // jsonb's own spelling, as the join prints it
+				require.NoError(t, f.pool.QueryRow(context.Background(), "SELECT $1::jsonb::text", string(b)).Scan(&canon))
+				return canon
+			}
+			_, err = f.apply(t, tg, nil, cursorAt(1), change{op: schemas.OpInsert, row: line(keyA, "S", "1.00")},
+				change{op: schemas.OpInsert, row: line(keyB, "S", "2.00")})
+			require.NoError(t, err)
+			_, err = f.apply(t, tg, cursorAt(1), cursorAt(2), change{op: schemas.OpUpdate, row: line(keyA, "D", "0.00")},
+				change{op: schemas.OpUpdate, row: line(keyB, "S", "2.00")}) // no change to B
+			require.NoError(t, err)
+			require.Equal(t, []string{keyB + "|" + at(1), keyA + "|" + at(2)}, f.batches(t, tg))
+			_, err = f.apply(t, tg, cursorAt(2), cursorAt(3), change{op: schemas.OpDelete, row: map[string]any{"line_id": keyB}})
+			require.NoError(t, err)
+			want := []string{keyA + "|" + at(2)}
+			if policy == DeleteSoft {
+				want = []string{keyB + "|" + at(3), keyA + "|" + at(2)}
+			}
+			require.Equal(t, want, f.batches(t, tg))
+			// Every change-log entry names its commit too.
+			var unnamed int
+			require.NoError(t, f.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+tg.ChangeLogIdent().Sanitize()+
+				" c LEFT JOIN ehrsync.position_history h ON h.id = c."+MetaBatch+" WHERE h.id IS NULL").Scan(&unnamed))
+			require.Zero(t, unnamed)
+		})
+	}
+}
+
+// TestPrepareReplacesTheLegacyPositionColumn: a table created when rows
+// carried a jsonb copy of their position gets _ehrsync_batch instead, keeps
+// its rows, and takes batches.
+func TestPrepareReplacesTheLegacyPositionColumn(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{ChangeLog: true})
+	require.NoError(t, err)
+	_, err = f.apply(t, tg, nil, cursorAt(1), change{op: schemas.OpInsert, row: line(keyA, "S", "1.00")})
+	require.NoError(t, err)
+	for _, ident := range []pgx.Identifier{tg.Ident(), tg.ChangeLogIdent()} {
+		_, err = f.pool.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" DROP COLUMN "+MetaBatch+", ADD COLUMN "+legacyPosition+" jsonb")
+		require.NoError(t, err)
+	}
+	tg, err = f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{ChangeLog: true})
+	require.NoError(t, err)
+	for _, ident := range []pgx.Identifier{tg.Ident(), tg.ChangeLogIdent()} {
+		var cols []string
+		rows, err := f.pool.Query(ctx, "SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attname LIKE '\\_ehrsync\\_%' ORDER BY 1", ident.Sanitize())
+		require.NoError(t, err)
+		cols, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err)
+		require.Contains(t, cols, MetaBatch, ident.Sanitize())
+		require.NotContains(t, cols, legacyPosition, ident.Sanitize())
+	}
+	require.Equal(t, []string{keyA + "|S"}, f.dump(t, tg.Ident(), "line_id", "status"))
+	_, err = f.apply(t, tg, cursorAt(1), cursorAt(2), change{op: schemas.OpUpdate, row: line(keyA, "D", "0.00")})
+	require.NoError(t, err)
+	b, err := watermarks.Encode(cursorAt(2))
+	require.NoError(t, err)
+	got := f.batches(t, tg)
+	require.Len(t, got, 1)
+	require.JSONEq(t, string(b), strings.TrimPrefix(got[0], keyA+"|"))
 }
