@@ -32,7 +32,7 @@ import (
 
 // Sync metadata columns carried by every target table.
 const (
-	MetaOp       = "_ehrsync_op"        // text: insert, update or delete (the last change applied)
+	MetaOp = "_ehrsync_op" // text: insert, update or delete (the last change applied)
 	// MetaBatch is the ehrsync.position_history id of the commit that last
 	// wrote the row: its positions from and to, reason, actor, run and time
 	// are there (watermarks.Store.Reserve).
