@@ -32,11 +32,8 @@ import (
 
 // Sync metadata columns carried by every target table.
 const (
-	MetaOp = "_ehrsync_op" // text: insert, update or delete (the last change applied)
-	// MetaBatch is the ehrsync.position_history id of the commit that last
-	// wrote the row: its positions from and to, reason, actor, run and time
-	// are there (watermarks.Store.Reserve).
-	MetaBatch    = "_ehrsync_batch"     // bigint
+	MetaOp       = "_ehrsync_op"        // text: insert, update or delete (the last change applied)
+	MetaBatch    = "_ehrsync_batch"     // bigint: the ehrsync.position_history id of the commit that last wrote the row
 	MetaSyncedAt = "_ehrsync_synced_at" // timestamptz: when it was applied
 	MetaDeleted  = "_ehrsync_deleted"   // boolean: deleted at the source (soft-delete tables)
 	// MetaChangeID numbers change-log entries in the order they were applied.
