@@ -27,17 +27,14 @@ type copyEncoder struct {
 	fields []fieldEncoder
 	rows   int
 	row    int
-	buf    []byte
-	off    int
-	state  int // 0: header not written; 1: rows; 2: trailer written
+	buf    []byte // the part of a row that did not fit the last Read's p
+	off    int    // how much of buf was handed out
+	state  int    // 0: header not written; 1: rows; 2: trailer written
 }
 
 // fieldEncoder appends row i of one column as a COPY field: its length and
 // bytes, or length -1 for NULL.
 type fieldEncoder func(b []byte, i int) []byte
-
-// copyChunk is about how much encoded data the reader buffers at a time.
-const copyChunk = 64 << 10
 
 // pgEpochMicros is 2000-01-01 (PostgreSQL's epoch) in Unix microseconds;
 // pgEpochDays the same in days.
@@ -64,33 +61,49 @@ func newCopyEncoder(rec arrow.RecordBatch, pgTypes []string) (*copyEncoder, bool
 	return e, true
 }
 
+// Read encodes rows straight into p while they fit; a row that does not
+// fit is kept in buf and handed out first on the next calls.
 func (e *copyEncoder) Read(p []byte) (int, error) {
-	if e.off == len(e.buf) {
-		e.buf, e.off = e.buf[:0], 0
-		switch e.state {
-		case 0:
-			e.buf = append(e.buf, "PGCOPY\n\xff\r\n\x00"...)
-			e.buf = append(e.buf, 0, 0, 0, 0, 0, 0, 0, 0) // flags, header extension length
-			e.state = 1
-		case 2:
-			return 0, io.EOF
-		}
-		for e.state == 1 && len(e.buf) < copyChunk {
-			if e.row == e.rows {
-				e.buf = append(e.buf, 0xff, 0xff)
-				e.state = 2
-				break
-			}
-			e.buf = binary.BigEndian.AppendUint16(e.buf, uint16(len(e.fields)))
+	if e.state == 0 {
+		e.buf = append(e.buf[:0], "PGCOPY\n\xff\r\n\x00"...)
+		e.buf = append(e.buf, 0, 0, 0, 0, 0, 0, 0, 0) // flags, header extension length
+		e.off, e.state = 0, 1
+	}
+	if e.off < len(e.buf) {
+		n := copy(p, e.buf[e.off:])
+		e.off += n
+		return n, nil
+	}
+	if e.state == 2 {
+		return 0, io.EOF
+	}
+	out := p[:0:len(p)]
+	for e.state == 1 {
+		mark := len(out)
+		if e.row == e.rows {
+			out = append(out, 0xff, 0xff)
+			e.state = 2
+		} else {
+			out = binary.BigEndian.AppendUint16(out, uint16(len(e.fields)))
 			for _, f := range e.fields {
-				e.buf = f(e.buf, e.row)
+				out = f(out, e.row)
 			}
 			e.row++
 		}
+		if len(out) > len(p) {
+			// The last row (or the trailer) outgrew p, so append moved
+			// out elsewhere: p holds out[:mark]; the rest waits in buf.
+			e.buf = append(e.buf[:0], out[mark:]...)
+			e.off = 0
+			if mark == 0 {
+				n := copy(p, e.buf)
+				e.off = n
+				return n, nil
+			}
+			return mark, nil
+		}
 	}
-	n := copy(p, e.buf[e.off:])
-	e.off += n
-	return n, nil
+	return len(out), nil
 }
 
 func appendNull(b []byte) []byte { return append(b, 0xff, 0xff, 0xff, 0xff) }

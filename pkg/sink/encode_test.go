@@ -235,6 +235,23 @@ func TestCopyEncoderStream(t *testing.T) {
 	small, err := io.ReadAll(iotest.OneByteReader(enc))
 	require.NoError(t, err)
 	require.Equal(t, all, small)
+	// Reads of any size: rows are encoded straight into the caller's
+	// buffer, and a row that does not fit is handed out in pieces.
+	for _, size := range []int{2, 7, row - 1, row, row + 1, 3*row + 5, 4096, 1 << 16} {
+		enc, _ = newCopyEncoder(rec, []string{"bigint", "text"})
+		var got []byte
+		p := make([]byte, size)
+		for {
+			n, err := enc.Read(p)
+			got = append(got, p[:n]...)
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+			require.Positive(t, n, "read of %d bytes", size)
+		}
+		require.Equal(t, all, got, "reads of %d bytes", size)
+	}
 
 	_, ok = newCopyEncoder(rec, []string{"bigint", "jsonb"})
 	require.False(t, ok, "an uncovered column sends the batch through pgx")

@@ -40,9 +40,10 @@ var PgxResultFormats = pgx.QueryResultFormatsByOID{
 	pgtype.UUIDOID:        pgx.BinaryFormatCode,
 }
 
-// decoder appends one non-NULL wire value to a column's builder and returns
-// the bytes it added (Batch.Bytes). raw is only valid during the call.
-type decoder func(fb array.Builder, raw []byte) (int, error)
+// decoder appends one non-NULL wire value to the column's builder it was
+// made for and returns the bytes it added (Batch.Bytes). raw is only valid
+// during the call.
+type decoder func(raw []byte) (int, error)
 
 // ReadPgx is Read for a PostgreSQL source queried through pgx directly
 // (with PgxResultFormats as the query's first argument), without
@@ -66,10 +67,15 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 	}
 	decs := make([]decoder, len(fds))
 	slow := make([]func([]byte) (any, error), len(fds))
+	fbs := make([]array.Builder, len(fds))
 	for i, fd := range fds {
 		slow[i] = stdlibValue(m, fd)
-		decs[i] = s.cols[i].pgxDecoder(fd, slow[i])
+		fbs[i] = b.b.Field(i)
+		decs[i] = s.cols[i].pgxDecoder(fd, slow[i], fbs[i])
 	}
+	ops := b.b.Field(len(fds)).(*array.Int8Builder)
+	seqs := b.b.Field(len(fds) + 1).(*array.Int64Builder)
+	srcPos := b.b.Field(len(fds) + 2)
 	// The last row's wire bytes, kept for Last (RawValues are only valid
 	// until the next row).
 	last := make([][]byte, len(fds))
@@ -92,13 +98,12 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 		}
 		*seq++
 		for i, v := range raw {
-			fb := b.b.Field(i)
 			if v == nil {
-				fb.AppendNull()
+				fbs[i].AppendNull()
 				lastNull[i] = true
 				continue
 			}
-			k, err := decs[i](fb, v)
+			k, err := decs[i](v)
 			if err != nil {
 				return res, fmt.Errorf("column %s: %w", s.cols[i].name, err)
 			}
@@ -109,9 +114,9 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 			last[i] = append(last[i][:0], v...)
 			lastNull[i] = false
 		}
-		b.b.Field(n).(*array.Int8Builder).Append(int8(op))
-		b.b.Field(n + 1).(*array.Int64Builder).Append(*seq)
-		b.b.Field(n + 2).AppendNull()
+		ops.Append(int8(op))
+		seqs.Append(*seq)
+		srcPos.AppendNull()
 		b.bytes += 1 + 8
 		b.rows++
 		res.Rows++
@@ -133,10 +138,10 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 	return res, nil
 }
 
-// pgxDecoder returns the column's decoder for values of wire type fd. slow
-// converts a wire value as pgx's database/sql driver does.
-func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, error)) decoder {
-	fallback := func(fb array.Builder, raw []byte) (int, error) {
+// pgxDecoder returns the column's decoder into fb for values of wire type
+// fd. slow converts a wire value as pgx's database/sql driver does.
+func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, error), fb array.Builder) decoder {
+	fallback := func(raw []byte) (int, error) {
 		v, err := slow(raw)
 		if err != nil {
 			return 0, err
@@ -160,51 +165,73 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		default:
 			return fallback
 		}
-		return func(fb array.Builder, raw []byte) (int, error) {
-			if len(raw) != width {
-				return fallback(fb, raw)
-			}
-			var x int64
+		read := func(raw []byte) int64 {
 			switch width {
 			case 2:
-				x = int64(int16(binary.BigEndian.Uint16(raw)))
+				return int64(int16(binary.BigEndian.Uint16(raw)))
 			case 4:
-				x = int64(int32(binary.BigEndian.Uint32(raw)))
-			default:
-				x = int64(binary.BigEndian.Uint64(raw))
+				return int64(int32(binary.BigEndian.Uint32(raw)))
 			}
-			switch b := fb.(type) {
-			case *array.Int64Builder:
-				b.Append(x)
+			return int64(binary.BigEndian.Uint64(raw))
+		}
+		// Out of range or malformed: the fallback gives Read's error.
+		switch b := fb.(type) {
+		case *array.Int64Builder:
+			return func(raw []byte) (int, error) {
+				if len(raw) != width {
+					return fallback(raw)
+				}
+				b.Append(read(raw))
 				return 8, nil
-			case *array.Int32Builder:
-				if x >= math.MinInt32 && x <= math.MaxInt32 {
-					b.Append(int32(x))
-					return 4, nil
-				}
-			case *array.Int16Builder:
-				if x >= math.MinInt16 && x <= math.MaxInt16 {
-					b.Append(int16(x))
-					return 2, nil
-				}
-			case *array.Uint8Builder:
-				if x >= 0 && x <= math.MaxUint8 {
-					b.Append(uint8(x))
-					return 1, nil
-				}
 			}
-			return fallback(fb, raw) // out of range: the same error as Read
+		case *array.Int32Builder:
+			return func(raw []byte) (int, error) {
+				if len(raw) != width {
+					return fallback(raw)
+				}
+				x := read(raw)
+				if x < math.MinInt32 || x > math.MaxInt32 {
+					return fallback(raw)
+				}
+				b.Append(int32(x))
+				return 4, nil
+			}
+		case *array.Int16Builder:
+			return func(raw []byte) (int, error) {
+				if len(raw) != width {
+					return fallback(raw)
+				}
+				x := read(raw)
+				if x < math.MinInt16 || x > math.MaxInt16 {
+					return fallback(raw)
+				}
+				b.Append(int16(x))
+				return 2, nil
+			}
+		case *array.Uint8Builder:
+			return func(raw []byte) (int, error) {
+				if len(raw) != width {
+					return fallback(raw)
+				}
+				x := read(raw)
+				if x < 0 || x > math.MaxUint8 {
+					return fallback(raw)
+				}
+				b.Append(uint8(x))
+				return 1, nil
+			}
 		}
 	case *arrow.Decimal128Type:
 		if !bin || fd.DataTypeOID != pgtype.NumericOID {
 			break
 		}
-		return func(fb array.Builder, raw []byte) (int, error) {
+		b := fb.(*array.Decimal128Builder)
+		return func(raw []byte) (int, error) {
 			n, ok := numericToDecimal(raw, t.Precision, t.Scale)
 			if !ok {
-				return fallback(fb, raw)
+				return fallback(raw)
 			}
-			fb.(*array.Decimal128Builder).Append(n)
+			b.Append(n)
 			return 16, nil
 		}
 	case *arrow.StringType:
@@ -212,8 +239,9 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID:
 			// Text and binary formats of these types are both the bytes of
 			// the string; Append copies them.
-			return func(fb array.Builder, raw []byte) (int, error) {
-				fb.(*array.StringBuilder).BinaryBuilder.Append(raw)
+			b := fb.(*array.StringBuilder).BinaryBuilder
+			return func(raw []byte) (int, error) {
+				b.Append(raw)
 				return len(raw), nil
 			}
 		}
@@ -221,11 +249,12 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		if !bin || fd.DataTypeOID != pgtype.UUIDOID {
 			break
 		}
-		return func(fb array.Builder, raw []byte) (int, error) {
+		b := fb.(*extensions.UUIDBuilder)
+		return func(raw []byte) (int, error) {
 			if len(raw) != 16 {
-				return fallback(fb, raw)
+				return fallback(raw)
 			}
-			fb.(*extensions.UUIDBuilder).AppendBytes([16]byte(raw))
+			b.AppendBytes([16]byte(raw))
 			return 16, nil
 		}
 	case *arrow.TimestampType:
@@ -235,30 +264,47 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		if !bin || t.Unit != arrow.Microsecond || !(fd.DataTypeOID == pgtype.TimestampOID || (zoned && fd.DataTypeOID == pgtype.TimestamptzOID)) {
 			break
 		}
-		return func(fb array.Builder, raw []byte) (int, error) {
+		b := fb.(*array.TimestampBuilder)
+		return func(raw []byte) (int, error) {
 			if len(raw) != 8 {
-				return fallback(fb, raw)
+				return fallback(raw)
 			}
 			us := int64(binary.BigEndian.Uint64(raw))
 			if us == math.MaxInt64 || us == math.MinInt64 { // infinity
-				return fallback(fb, raw)
+				return fallback(raw)
 			}
-			fb.(*array.TimestampBuilder).Append(arrow.Timestamp(us + pgEpochMicros))
+			b.Append(arrow.Timestamp(us + pgEpochMicros))
+			return 8, nil
+		}
+	case *arrow.FixedSizeBinaryType:
+		// rowversion: a PostgreSQL source keeps it as a bigint, whose
+		// binary form is the big-endian bytes the column holds (the
+		// conversion refuses a negative one).
+		if !bin || fd.DataTypeOID != pgtype.Int8OID || t.ByteWidth != 8 {
+			break
+		}
+		b := fb.(*array.FixedSizeBinaryBuilder)
+		return func(raw []byte) (int, error) {
+			if len(raw) != 8 || raw[0]&0x80 != 0 {
+				return fallback(raw)
+			}
+			b.Append(raw)
 			return 8, nil
 		}
 	case *arrow.Date32Type:
 		if !bin || fd.DataTypeOID != pgtype.DateOID {
 			break
 		}
-		return func(fb array.Builder, raw []byte) (int, error) {
+		b := fb.(*array.Date32Builder)
+		return func(raw []byte) (int, error) {
 			if len(raw) != 4 {
-				return fallback(fb, raw)
+				return fallback(raw)
 			}
 			d := int32(binary.BigEndian.Uint32(raw))
 			if d == math.MaxInt32 || d == math.MinInt32 { // infinity
-				return fallback(fb, raw)
+				return fallback(raw)
 			}
-			fb.(*array.Date32Builder).Append(arrow.Date32(d + pgEpochDays))
+			b.Append(arrow.Date32(d + pgEpochDays))
 			return 4, nil
 		}
 	}
