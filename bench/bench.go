@@ -17,10 +17,18 @@
 // ehrsync runs as a child process (the real binary); its CPU time and peak
 // RSS come from the child's rusage. Baselines report the benchmark
 // process's own CPU (client encoding included).
+//
+// Each pair (baseline_copy and snapshot, baseline_upsert and incremental)
+// runs Trials times, interleaved, so that both sides of a ratio see the
+// same machine: a trial's snapshot follows its baseline_copy into an empty
+// store, a trial's incremental syncs a new change set right after its
+// baseline upserted the same one. A scenario reports its median trial, and
+// a ratio is the median of the trials' ratios.
 package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -28,6 +36,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +75,8 @@ type Options struct {
 	Binary    string // the ehrsync binary to run
 	// BatchRows is the sync's batch_rows; 0 keeps ehrsync's default.
 	BatchRows int
+	// Trials is how many times each pair of scenarios runs; 0 means 1.
+	Trials int
 	// Scenarios limits the run to these ehrsync scenarios (and what they
 	// need); empty runs all.
 	Scenarios []string
@@ -93,6 +104,9 @@ type Scenario struct {
 	// Verified says the store equalled the source after the scenario (all
 	// rows compared with Options.Verify, counts otherwise).
 	Verified string `json:"verified,omitempty"`
+	// TrialSeconds are every trial's seconds, in the order they ran; the
+	// figures above are the median trial's.
+	TrialSeconds []float64 `json:"trial_seconds,omitempty"`
 }
 
 // Machine describes where a report was measured.
@@ -112,6 +126,7 @@ type Report struct {
 	SmallRows    int                `json:"small_rows"`
 	RowBytes     float64            `json:"row_bytes"` // binary COPY bytes per row
 	BatchRows    int                `json:"batch_rows,omitempty"`
+	Trials       int                `json:"trials"`
 	Scenarios    []Scenario         `json:"scenarios"`
 	Ratios       map[string]float64 `json:"ratios"`
 	TotalSeconds float64            `json:"total_seconds"`
@@ -144,6 +159,7 @@ type runner struct {
 	storeURL         string
 	srcRows          int64 // rows at the source
 	nextNew, nextUpd int   // next new row index, next row to update
+	trials           map[string][]Scenario
 }
 
 // Run runs the benchmark. ctx bounds the whole run.
@@ -157,8 +173,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Log == nil {
 		opts.Log = io.Discard
 	}
+	opts.Trials = max(opts.Trials, 1)
 	start := time.Now()
-	r := &runner{opts: opts, rep: &Report{Started: start.UTC(), Rows: opts.Rows, SmallRows: opts.SmallRows, BatchRows: opts.BatchRows, Ratios: map[string]float64{}}}
+	r := &runner{opts: opts, trials: map[string][]Scenario{},
+		rep: &Report{Started: start.UTC(), Rows: opts.Rows, SmallRows: opts.SmallRows, BatchRows: opts.BatchRows, Trials: opts.Trials, Ratios: map[string]float64{}}}
 	dir, err := os.MkdirTemp("", "ehrsync-bench-")
 	if err != nil {
 		return nil, err
@@ -181,7 +199,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err := r.scenarios(ctx); err != nil {
 		return nil, err
 	}
-	r.ratios()
+	r.summarize()
 	r.rep.TotalSeconds = time.Since(start).Seconds()
 	return r.rep, nil
 }
@@ -319,30 +337,41 @@ func (r *runner) writeConfig() error {
 }
 
 func (r *runner) scenarios(ctx context.Context) error {
-	if r.wants(BaselineCopy) {
-		if err := r.baselineCopy(ctx); err != nil {
-			return err
-		}
-	}
-	// The incremental scenarios need the snapshot first.
-	if !r.wants(Snapshot) && !r.wants(Incremental) && !r.wants(IncrementalSmall) {
-		return nil
-	}
-	if err := r.sync(ctx, Snapshot, r.srcRows, r.wants(Snapshot)); err != nil {
-		return err
-	}
-	if r.wants(Incremental) || r.wants(BaselineUpsert) {
-		gen, err := r.changeAtSource(ctx, r.opts.Rows)
-		if err != nil {
-			return err
-		}
-		if r.wants(BaselineUpsert) && r.wants(BaselineCopy) {
-			if err := r.baselineUpsert(ctx, r.opts.Rows, gen); err != nil {
+	// The incremental scenarios need the snapshot first; every trial but
+	// the first starts the store over.
+	syncs := r.wants(Snapshot) || r.wants(Incremental) || r.wants(IncrementalSmall)
+	for i := range r.opts.Trials {
+		if r.wants(BaselineCopy) {
+			if err := r.baselineCopy(ctx); err != nil {
 				return err
 			}
 		}
-		if err := r.sync(ctx, Incremental, int64(r.opts.Rows), r.wants(Incremental)); err != nil {
+		if !syncs || (i > 0 && !r.wants(Snapshot)) {
+			continue // one snapshot is all the other scenarios need
+		}
+		if i > 0 {
+			if err := r.resetStore(ctx); err != nil {
+				return err
+			}
+		}
+		if err := r.sync(ctx, Snapshot, r.srcRows, r.wants(Snapshot)); err != nil {
 			return err
+		}
+	}
+	if r.wants(Incremental) || r.wants(BaselineUpsert) {
+		for range r.opts.Trials {
+			gen, err := r.changeAtSource(ctx, r.opts.Rows)
+			if err != nil {
+				return err
+			}
+			if r.wants(BaselineUpsert) && r.wants(BaselineCopy) {
+				if err := r.baselineUpsert(ctx, r.opts.Rows, gen); err != nil {
+					return err
+				}
+			}
+			if err := r.sync(ctx, Incremental, int64(r.opts.Rows), r.wants(Incremental)); err != nil {
+				return err
+			}
 		}
 	}
 	if r.wants(IncrementalSmall) {
@@ -352,6 +381,18 @@ func (r *runner) scenarios(ctx context.Context) error {
 		if err := r.sync(ctx, IncrementalSmall, int64(r.opts.SmallRows), true); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// resetStore removes what ehrsync wrote, so that the next snapshot starts
+// from an empty store as the first did.
+func (r *runner) resetStore(ctx context.Context) error {
+	if _, err := r.store.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{org}.Sanitize()+" CASCADE"); err != nil {
+		return fmt.Errorf("reset the store: %w", err)
+	}
+	if _, err := r.store.Exec(ctx, "DELETE FROM ehrsync.positions WHERE org = $1", org); err != nil {
+		return fmt.Errorf("reset the store: %w", err)
 	}
 	return nil
 }
@@ -366,6 +407,9 @@ const baselineTable = `CREATE TABLE bench_baseline (
 	modify_timestamp timestamp(3), row_timestamp bigint)`
 
 func (r *runner) baselineCopy(ctx context.Context) error {
+	if _, err := r.store.Exec(ctx, "DROP TABLE IF EXISTS bench_baseline"); err != nil {
+		return err
+	}
 	if _, err := r.store.Exec(ctx, baselineTable); err != nil {
 		return fmt.Errorf("create baseline table: %w", err)
 	}
@@ -416,6 +460,21 @@ func (r *runner) baselineUpsert(ctx context.Context, n int, gen func(k int) row)
 // sync runs `ehrsync sync` as a child process, records it as scenario name
 // when keep, and checks the store against the source.
 func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) error {
+	if name == Snapshot {
+		// Every snapshot trial is an initial load.
+		var table, positions bool
+		if err := r.store.QueryRow(ctx, "SELECT to_regclass('bench.charges') IS NOT NULL, to_regclass('ehrsync.positions') IS NOT NULL").Scan(&table, &positions); err != nil {
+			return err
+		}
+		if positions && !table {
+			if err := r.store.QueryRow(ctx, "SELECT EXISTS (SELECT FROM ehrsync.positions WHERE org = $1)", org).Scan(&table); err != nil {
+				return err
+			}
+		}
+		if table {
+			return fmt.Errorf("%s: the store is not empty", name)
+		}
+	}
 	r.logf("%s: ehrsync sync (%d rows)", name, rows)
 	args := []string{"--log-format", "json", "sync", "--config", r.config}
 	bin := r.opts.Binary
@@ -482,16 +541,38 @@ func (r *runner) record(s Scenario, elapsed, cpu time.Duration, rssMB float64) {
 	s.MBPerSec = float64(s.Rows) * r.rep.RowBytes / 1e6 / s.Seconds
 	s.CPUMicrosPerRow = float64(cpu.Microseconds()) / float64(s.Rows)
 	s.PeakRSSMB = rssMB
-	r.rep.Scenarios = append(r.rep.Scenarios, s)
+	r.trials[s.Name] = append(r.trials[s.Name], s)
 	r.logf("%s: %.2f s, %.0f rows/s", s.Name, s.Seconds, s.RowsPerSec)
 }
 
-func (r *runner) ratios() {
-	ratio := func(name, a, b string) {
-		x, okA := r.rep.Scenario(a)
-		y, okB := r.rep.Scenario(b)
-		if okA && okB && y.RowsPerSec > 0 {
-			r.rep.Ratios[name] = x.RowsPerSec / y.RowsPerSec
+// summarize reports each scenario's median trial, in the order the
+// scenarios first ran, and each ratio as the median of the trials' ratios
+// (trial i of one side against trial i of the other).
+func (r *runner) summarize() {
+	for _, name := range []string{BaselineCopy, Snapshot, BaselineUpsert, Incremental, IncrementalSmall} {
+		ts := r.trials[name]
+		if len(ts) == 0 {
+			continue
+		}
+		byTime := slices.Clone(ts)
+		slices.SortFunc(byTime, func(a, b Scenario) int { return cmp.Compare(a.Seconds, b.Seconds) })
+		s := byTime[(len(byTime)-1)/2]
+		if len(ts) > 1 {
+			for _, t := range ts {
+				s.TrialSeconds = append(s.TrialSeconds, t.Seconds)
+			}
+		}
+		r.rep.Scenarios = append(r.rep.Scenarios, s)
+	}
+	ratio := func(name, ours, base string) {
+		a, b := r.trials[ours], r.trials[base]
+		var rs []float64
+		for i := range min(len(a), len(b)) {
+			rs = append(rs, a[i].RowsPerSec/b[i].RowsPerSec)
+		}
+		if len(rs) > 0 {
+			slices.Sort(rs)
+			r.rep.Ratios[name] = rs[(len(rs)-1)/2]
 		}
 	}
 	ratio(SnapshotVsBaselineCopy, Snapshot, BaselineCopy)

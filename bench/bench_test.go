@@ -27,7 +27,7 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "build ehrsync:\n%s", out)
 
-	rep, err := bench.Run(context.Background(), bench.Options{Rows: 3000, SmallRows: 400, BatchRows: 1000, Binary: bin, Verify: true})
+	rep, err := bench.Run(context.Background(), bench.Options{Rows: 3000, SmallRows: 400, BatchRows: 1000, Trials: 2, Binary: bin, Verify: true})
 	require.NoError(t, err)
 	path := filepath.Join(dir, "latest.json")
 	require.NoError(t, rep.WriteJSON(path))
@@ -36,11 +36,12 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	require.NoError(t, err)
 	var got struct {
 		Scenarios []struct {
-			Name       string  `json:"name"`
-			Rows       int64   `json:"rows"`
-			RowsPerSec float64 `json:"rows_per_sec"`
-			Verified   string  `json:"verified"`
-			PeakRSSMB  float64 `json:"peak_rss_mb"`
+			Name       string    `json:"name"`
+			Rows       int64     `json:"rows"`
+			RowsPerSec float64   `json:"rows_per_sec"`
+			Verified   string    `json:"verified"`
+			PeakRSSMB  float64   `json:"peak_rss_mb"`
+			Trials     []float64 `json:"trial_seconds"`
 		} `json:"scenarios"`
 		Ratios map[string]float64 `json:"ratios"`
 	}
@@ -58,6 +59,9 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 		if s.Name == bench.Snapshot || s.Name == bench.Incremental || s.Name == bench.IncrementalSmall {
 			require.Equal(t, "rows", s.Verified, "%s: store compared row by row with the source", s.Name)
 			require.Positive(t, s.PeakRSSMB, s.Name)
+		}
+		if s.Name != bench.IncrementalSmall {
+			require.Len(t, s.Trials, 2, "%s: both trials reported", s.Name)
 		}
 		seen[s.Name] = true
 	}

@@ -24,8 +24,8 @@ func (r *Report) WriteJSON(path string) error {
 
 // Print writes the report as a table.
 func (r *Report) Print(w io.Writer) error {
-	fmt.Fprintf(w, "%d rows of %.0f bytes, %d CPUs (%s), PostgreSQL %s, %s\n\n",
-		r.Rows, r.RowBytes, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Postgres, r.Machine.Go)
+	fmt.Fprintf(w, "%d rows of %.0f bytes, %d CPUs (%s), PostgreSQL %s, %s; median of %d trials\n\n",
+		r.Rows, r.RowBytes, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Postgres, r.Machine.Go, r.Trials)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "SCENARIO\tROWS\tSECONDS\tROWS/S\tMB/S\tCPU µs/ROW\tPEAK RSS MB\tCHECKED\t")
 	for _, s := range r.Scenarios {
@@ -38,6 +38,16 @@ func (r *Report) Print(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	fmt.Fprintln(w)
+	for _, s := range r.Scenarios {
+		if len(s.TrialSeconds) > 0 {
+			fmt.Fprintf(w, "%s trials (s):", s.Name)
+			for _, t := range s.TrialSeconds {
+				fmt.Fprintf(w, " %.2f", t)
+			}
+			fmt.Fprintln(w)
+		}
 	}
 	names := make([]string, 0, len(r.Ratios))
 	for n := range r.Ratios {

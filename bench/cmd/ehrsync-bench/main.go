@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string) error {
 	rows := fs.Int("rows", 1_000_000, "rows in the initial load (the change set is as large)")
 	small := fs.Int("small-rows", 10_000, "changes in incremental_small")
 	batch := fs.Int("batch-rows", 0, "ehrsync batch_rows (0: ehrsync's default)")
+	trials := fs.Int("trials", 3, "runs of each baseline and ehrsync pair, interleaved; medians are reported")
 	only := fs.String("scenarios", "", "comma-separated scenarios to run (default all)")
 	out := fs.String("out", "bench/results/latest.json", "JSON report")
 	bin := fs.String("binary", "", "ehrsync binary (default: build ./cmd/ehrsync)")
@@ -59,7 +60,7 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	opts := bench.Options{Rows: *rows, SmallRows: *small, BatchRows: *batch, Binary: *bin, Verify: *check, Perf: *perf, Log: os.Stderr}
+	opts := bench.Options{Rows: *rows, SmallRows: *small, BatchRows: *batch, Trials: *trials, Binary: *bin, Verify: *check, Perf: *perf, Log: os.Stderr}
 	if *only != "" {
 		opts.Scenarios = strings.Split(*only, ",")
 	}
