@@ -29,6 +29,7 @@ type copyEncoder struct {
 	row    int
 	buf    []byte // the part of a row that did not fit the last Read's p
 	off    int    // how much of buf was handed out
+	maxRow int    // the longest row encoded so far
 	state  int    // 0: header not written; 1: rows; 2: trailer written
 }
 
@@ -61,8 +62,10 @@ func newCopyEncoder(rec arrow.RecordBatch, pgTypes []string) (*copyEncoder, bool
 	return e, true
 }
 
-// Read encodes rows straight into p while they fit; a row that does not
-// fit is kept in buf and handed out first on the next calls.
+// Read encodes rows straight into p while they fit: it stops when the
+// longest row so far might not. A row longer than any before that crosses
+// the end of p, or a p shorter than a row, leaves the rest of the row in
+// buf, handed out first on the next calls.
 func (e *copyEncoder) Read(p []byte) (int, error) {
 	if e.state == 0 {
 		e.buf = append(e.buf[:0], "PGCOPY\n\xff\r\n\x00"...)
@@ -77,33 +80,56 @@ func (e *copyEncoder) Read(p []byte) (int, error) {
 	if e.state == 2 {
 		return 0, io.EOF
 	}
-	out := p[:0:len(p)]
+	out := p[:0]
 	for e.state == 1 {
-		mark := len(out)
 		if e.row == e.rows {
+			if len(out)+2 > len(p) {
+				break
+			}
 			out = append(out, 0xff, 0xff)
 			e.state = 2
-		} else {
-			out = binary.BigEndian.AppendUint16(out, uint16(len(e.fields)))
-			for _, f := range e.fields {
-				out = f(out, e.row)
-			}
-			e.row++
+			break
 		}
+		if len(out)+e.maxRow > len(p) {
+			break
+		}
+		mark := len(out)
+		out = e.appendRow(out)
+		e.maxRow = max(e.maxRow, len(out)-mark)
 		if len(out) > len(p) {
-			// The last row (or the trailer) outgrew p, so append moved
-			// out elsewhere: p holds out[:mark]; the rest waits in buf.
-			e.buf = append(e.buf[:0], out[mark:]...)
-			e.off = 0
-			if mark == 0 {
-				n := copy(p, e.buf)
-				e.off = n
-				return n, nil
+			// out outgrew p and moved: p holds out[:mark].
+			e.buf, e.off = append(e.buf[:0], out[mark:]...), 0
+			if mark > 0 {
+				return mark, nil
 			}
-			return mark, nil
+			out = out[:0]
+			break
 		}
 	}
-	return len(out), nil
+	if len(out) > 0 {
+		return len(out), nil
+	}
+	if e.off == len(e.buf) { // p is shorter than the next row or the trailer
+		if e.row == e.rows {
+			e.buf, e.state = append(e.buf[:0], 0xff, 0xff), 2
+		} else {
+			e.buf = e.appendRow(e.buf[:0])
+		}
+		e.off = 0
+	}
+	n := copy(p, e.buf)
+	e.off = n
+	return n, nil
+}
+
+// appendRow appends the next row and moves past it.
+func (e *copyEncoder) appendRow(b []byte) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(e.fields)))
+	for _, f := range e.fields {
+		b = f(b, e.row)
+	}
+	e.row++
+	return b
 }
 
 func appendNull(b []byte) []byte { return append(b, 0xff, 0xff, 0xff, 0xff) }
