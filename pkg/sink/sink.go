@@ -120,6 +120,9 @@ type Target struct {
 	// chunk was copied straight into the target (direct.go).
 	directAfter []byte
 
+	keys    keySet    // tells whether a batch's keys are unique
+	applies [2]string // applySQL(false), applySQL(true), built once
+
 	// testHookBeforeCommit runs after everything but COMMIT; tests use it to
 	// kill the connection at the worst moment.
 	testHookBeforeCommit func(ctx context.Context, tx pgx.Tx) error
@@ -460,7 +463,7 @@ func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatc
 		return err
 	}
 	var keys int64
-	if err := tx.QueryRow(ctx, tg.applySQL(), b.id).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
+	if err := tx.QueryRow(ctx, tg.apply(rec), b.id).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
 		return fmt.Errorf("apply staged changes: %w", err)
 	}
 	res.Unchanged = keys - res.Deleted - res.Inserted - res.Updated
@@ -510,11 +513,34 @@ func (tg *Target) copyToStage(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 	return nil
 }
 
+// apply returns the statement that applies rec's staged changes.
+func (tg *Target) apply(rec arrow.RecordBatch) string {
+	unique := 0
+	if len(tg.key) == 1 && tg.keys.unique(rec.Column(tg.keyIndex())) {
+		unique = 1
+	}
+	if tg.applies[unique] == "" {
+		tg.applies[unique] = tg.applySQL(unique == 1)
+	}
+	return tg.applies[unique]
+}
+
+// keyIndex is the batch column of a single-column key.
+func (tg *Target) keyIndex() int {
+	for i, c := range tg.cols {
+		if c.name == tg.key[0] {
+			return i
+		}
+	}
+	return -1
+}
+
 // applySQL collapses the staged changes to the last one per key (in source
 // order) and applies them in one statement: the deletes and the upserts touch
 // disjoint keys. Upserts that would not change a row skip it, so a replayed
-// batch rewrites nothing. Returns (keys, deleted, inserted, updated).
-func (tg *Target) applySQL() string {
+// batch rewrites nothing. With unique (no key staged twice) there is nothing
+// to collapse. Returns (keys, deleted, inserted, updated).
+func (tg *Target) applySQL(unique bool) string {
 	stage := pgx.Identifier{tg.stage}.Sanitize()
 	target := tg.ident.Sanitize()
 	var keyMatch []string
@@ -550,19 +576,22 @@ func (tg *Target) applySQL() string {
 		del = fmt.Sprintf(`DELETE FROM %s t USING last l WHERE l.%s = %d AND %s RETURNING 1`,
 			target, schemas.OpColumn, schemas.OpDelete, strings.Join(keyMatch, " AND "))
 	}
-	return fmt.Sprintf(`WITH last AS (
-		SELECT DISTINCT ON (%[1]s) * FROM %[2]s ORDER BY %[1]s, %[3]s DESC
-	), del AS (%[4]s
+	last := fmt.Sprintf("SELECT DISTINCT ON (%[1]s) * FROM %[2]s ORDER BY %[1]s, %[3]s DESC", tg.keyList(""), stage, schemas.SeqColumn)
+	if unique {
+		last = "SELECT * FROM " + stage
+	}
+	return fmt.Sprintf(`WITH last AS (%[2]s
+	), del AS (%[3]s
 	), ups AS (
-		INSERT INTO %[5]s AS t (%[6]s, %[7]s, %[8]s, %[9]s, %[10]s)
-		SELECT %[11]s, CASE l.%[12]s WHEN %[13]d THEN 'insert' ELSE 'update' END, $1::bigint, now(), false
-		FROM last l WHERE l.%[12]s <> %[14]d
-		ON CONFLICT (%[1]s) DO UPDATE SET %[15]s
-		WHERE (%[16]s) IS DISTINCT FROM (%[17]s)
+		INSERT INTO %[4]s AS t (%[5]s, %[6]s, %[7]s, %[8]s, %[9]s)
+		SELECT %[10]s, CASE l.%[11]s WHEN %[12]d THEN 'insert' ELSE 'update' END, $1::bigint, now(), false
+		FROM last l WHERE l.%[11]s <> %[13]d
+		ON CONFLICT (%[1]s) DO UPDATE SET %[14]s
+		WHERE (%[15]s) IS DISTINCT FROM (%[16]s)
 		RETURNING (xmax = 0) AS inserted
 	)
 	SELECT (SELECT count(*) FROM last), (SELECT count(*) FROM del), (SELECT count(*) FROM ups WHERE inserted), (SELECT count(*) FROM ups WHERE NOT inserted)`,
-		tg.keyList(""), stage, schemas.SeqColumn, del,
+		tg.keyList(""), last, del,
 		target, strings.Join(cols, ", "), MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
 		prefixAll("l.", cols), schemas.OpColumn, schemas.OpInsert, schemas.OpDelete,
 		strings.Join(sets, ", "), strings.Join(current, ", "), strings.Join(excluded, ", "))
