@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -94,6 +95,20 @@ func (m Move) check() error {
 // which only refreshes updated_at. A saved position that does not decode
 // is a *CorruptError (ErrCorruptPosition); an operator's Reset repairs it.
 func (s *Store) Advance(ctx context.Context, tx pgx.Tx, m Move) error {
+	b := &pgx.Batch{}
+	s.QueueClaim(b, m.Org, m.Table, m.From)
+	if err := s.QueueAdvance(b, m); err != nil {
+		return err
+	}
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// QueueAdvance queues Advance's writes on b after a Claim of m.From queued
+// before it on the same transaction (Claim's lock and check stand): the
+// sink sends a chunk's statements in a few round trips, not one each. The
+// write itself still refuses a first move that meets a position saved
+// meanwhile.
+func (s *Store) QueueAdvance(b *pgx.Batch, m Move) error {
 	if err := m.check(); err != nil {
 		return fmt.Errorf("advance position: %w", err)
 	}
@@ -107,96 +122,86 @@ func (s *Store) Advance(ctx context.Context, tx pgx.Tx, m Move) error {
 			return fmt.Errorf("advance position of %s %s: %w", m.Org, m.Table, err)
 		}
 	}
-	var raw []byte
-	err = tx.QueryRow(ctx, "SELECT position FROM ehrsync.positions WHERE org = $1 AND table_name = $2 FOR UPDATE",
-		m.Org, m.Table).Scan(&raw)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		if m.From != nil {
+	// From a saved position, the claimed (locked, checked) row is updated.
+	// A first move inserts; a concurrent first move blocks it until it
+	// ends and, if it committed, leaves it nothing to do.
+	b.Queue(`INSERT INTO ehrsync.positions (org, table_name, kind, position, updated_by) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (org, table_name) DO UPDATE SET kind = EXCLUDED.kind, position = EXCLUDED.position, updated_at = now(), updated_by = EXCLUDED.updated_by
+		WHERE $6::boolean`,
+		m.Org, m.Table, string(m.To.Kind()), to, m.Actor, m.From != nil).Exec(func(tag pgconn.CommandTag) error {
+		if tag.RowsAffected() != 1 {
 			return &MovedError{Org: m.Org, Table: m.Table}
 		}
-		// A concurrent first move blocks this insert until it ends; if it
-		// committed, the insert does nothing.
-		tag, err := tx.Exec(ctx, `INSERT INTO ehrsync.positions (org, table_name, kind, position, updated_by)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org, table_name) DO NOTHING`,
-			m.Org, m.Table, string(m.To.Kind()), to, m.Actor)
-		if err != nil {
-			return fmt.Errorf("save position of %s %s: %w", m.Org, m.Table, err)
-		}
-		if tag.RowsAffected() == 0 {
-			return &MovedError{Org: m.Org, Table: m.Table}
-		}
-	case err != nil:
-		return fmt.Errorf("lock position of %s %s: %w", m.Org, m.Table, err)
-	default:
-		cur, err := decodeStored(m.Org, m.Table, raw)
-		if err != nil {
-			return err
-		}
-		if m.From == nil || !bytes.Equal(cur, from) {
-			return &MovedError{Org: m.Org, Table: m.Table}
-		}
-		if _, err := tx.Exec(ctx, `UPDATE ehrsync.positions SET kind = $3, position = $4, updated_at = now(), updated_by = $5
-			WHERE org = $1 AND table_name = $2`,
-			m.Org, m.Table, string(m.To.Kind()), to, m.Actor); err != nil {
-			return fmt.Errorf("save position of %s %s: %w", m.Org, m.Table, err)
-		}
-		if m.Rows == 0 && bytes.Equal(from, to) {
-			return nil
-		}
+		return nil
+	})
+	if m.Rows == 0 && m.From != nil && bytes.Equal(from, to) {
+		return nil // an idle run: updated_at only
 	}
-	if err := insertHistory(ctx, tx, m.Batch, m.Org, m.Table, from, to, m.Reason, m.Actor, m.RunID, &m.Rows, ""); err != nil {
-		return err
-	}
+	queueHistory(b, m.Batch, m.Org, m.Table, from, to, m.Reason, m.Actor, m.RunID, &m.Rows, "")
 	return nil
 }
 
-// Reserve takes the position-history id that the move committed in tx will
-// be recorded under (Move.Batch), and returns it with tx's timestamp. The
-// sink reserves it before writing a chunk's rows, so that every row can say
-// which commit wrote it (the target's _ehrsync_batch) in eight bytes instead
-// of a copy of the position. Ids of rolled-back transactions are skipped.
-func (s *Store) Reserve(ctx context.Context, tx pgx.Tx) (batch int64, at time.Time, err error) {
-	err = tx.QueryRow(ctx, "SELECT nextval(pg_get_serial_sequence('ehrsync.position_history', 'id')), now()").Scan(&batch, &at)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("reserve position history id: %w", err)
-	}
-	return batch, at, nil
+// QueueReserve queues, on b, the reservation of the position-history id
+// that the move committed in b's transaction will be recorded under
+// (Move.Batch), with the transaction's timestamp, into id and at. The sink
+// reserves it before writing a chunk's rows, so that every row can say
+// which commit wrote it (the target's _ehrsync_batch) in eight bytes
+// instead of a copy of the position. Ids of rolled-back transactions are
+// skipped.
+func (s *Store) QueueReserve(b *pgx.Batch, id *int64, at *time.Time) {
+	b.Queue("SELECT nextval(pg_get_serial_sequence('ehrsync.position_history', 'id')), now()").QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(id, at); err != nil {
+			return fmt.Errorf("reserve position history id: %w", err)
+		}
+		return nil
+	})
 }
 
 // Claim locks the table's position row for the rest of tx and checks that
 // it still is from, failing with ErrPositionMoved otherwise. The sink calls
 // it before applying a chunk's rows, so that a second runner on the same
 // table waits here, or fails here, instead of after doing the chunk's work
-// (and possibly deadlocking on its rows). Advance checks again.
+// (and possibly deadlocking on its rows).
 func (s *Store) Claim(ctx context.Context, tx pgx.Tx, org, table string, from Position) error {
-	var raw []byte
-	err := tx.QueryRow(ctx, "SELECT position FROM ehrsync.positions WHERE org = $1 AND table_name = $2 FOR UPDATE",
-		org, table).Scan(&raw)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		if from != nil {
+	b := &pgx.Batch{}
+	s.QueueClaim(b, org, table, from)
+	return tx.SendBatch(ctx, b).Close()
+}
+
+// QueueClaim queues Claim on b.
+func (s *Store) QueueClaim(b *pgx.Batch, org, table string, from Position) {
+	var want []byte
+	var wantErr error
+	if from != nil {
+		want, wantErr = Encode(from)
+	}
+	b.Queue("SELECT position FROM ehrsync.positions WHERE org = $1 AND table_name = $2 FOR UPDATE", org, table).QueryRow(func(row pgx.Row) error {
+		var raw []byte
+		err := row.Scan(&raw)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			if from != nil {
+				return &MovedError{Org: org, Table: table}
+			}
+			return nil // a first move: QueueAdvance's insert settles a race
+		case err != nil:
+			return fmt.Errorf("lock position of %s %s: %w", org, table, err)
+		}
+		cur, err := decodeStored(org, table, raw) // a corrupt position says so first
+		if err != nil {
+			return err
+		}
+		if from == nil {
 			return &MovedError{Org: org, Table: table}
 		}
-		return nil // a first move: Advance's insert settles a race
-	case err != nil:
-		return fmt.Errorf("lock position of %s %s: %w", org, table, err)
-	}
-	if from == nil {
-		return &MovedError{Org: org, Table: table}
-	}
-	cur, err := decodeStored(org, table, raw)
-	if err != nil {
-		return err
-	}
-	want, err := Encode(from)
-	if err != nil {
-		return fmt.Errorf("claim position of %s %s: %w", org, table, err)
-	}
-	if !bytes.Equal(cur, want) {
-		return &MovedError{Org: org, Table: table}
-	}
-	return nil
+		if wantErr != nil {
+			return fmt.Errorf("claim position of %s %s: %w", org, table, wantErr)
+		}
+		if !bytes.Equal(cur, want) {
+			return &MovedError{Org: org, Table: table}
+		}
+		return nil
+	})
 }
 
 // decodeStored decodes a stored position and returns its canonical encoding.
@@ -212,16 +217,24 @@ func decodeStored(org, table string, raw []byte) ([]byte, error) {
 	return b, nil
 }
 
-// insertHistory records one move; batch is its reserved id, 0 for a new one.
+// historySQL records one move; batch is its reserved id, 0 for a new one.
+const historySQL = `INSERT INTO ehrsync.position_history
+	(id, org, table_name, from_position, to_position, reason, actor, run_id, rows, note)
+	VALUES (coalesce($1, nextval(pg_get_serial_sequence('ehrsync.position_history', 'id'))), $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+
+func historyArgs(batch int64, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64, note string) []any {
+	return []any{idOrNull(batch), org, table, jsonOrNull(from), jsonOrNull(to), string(reason), actor, textOrNull(runID), rows, textOrNull(note)}
+}
+
 func insertHistory(ctx context.Context, tx pgx.Tx, batch int64, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64, note string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO ehrsync.position_history
-		(id, org, table_name, from_position, to_position, reason, actor, run_id, rows, note)
-		VALUES (coalesce($1, nextval(pg_get_serial_sequence('ehrsync.position_history', 'id'))), $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		idOrNull(batch), org, table, jsonOrNull(from), jsonOrNull(to), string(reason), actor, textOrNull(runID), rows, textOrNull(note))
-	if err != nil {
+	if _, err := tx.Exec(ctx, historySQL, historyArgs(batch, org, table, from, to, reason, actor, runID, rows, note)...); err != nil {
 		return fmt.Errorf("record position history of %s %s: %w", org, table, err)
 	}
 	return nil
+}
+
+func queueHistory(b *pgx.Batch, batch int64, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64, note string) {
+	b.Queue(historySQL, historyArgs(batch, org, table, from, to, reason, actor, runID, rows, note)...).Exec(func(pgconn.CommandTag) error { return nil })
 }
 
 func jsonOrNull(b []byte) any {

@@ -38,47 +38,65 @@ import (
 // the chunk is upserted instead: a direct COPY never fails a chunk that the
 // staged upsert would have applied.
 
-// applyDirect copies rec straight into the target when the rules above
-// allow it, reporting whether it did. It runs inside the chunk's
-// transaction; on false nothing was written.
-func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, m watermarks.Move, b commit, res *Result) (bool, error) {
+// directPlan is what planDirect found before the chunk's first batch was
+// sent: whether the chunk may go in directly, and, when that depends on the
+// target being empty, where the batch puts the answer.
+type directPlan struct {
+	candidate bool
+	empty     *bool // nil: no need to check
+}
+
+// planDirect decides whether rec may go straight into the target under the
+// rules above and queues, on b, what that needs from the store: the
+// emptiness check of a snapshot's first chunk and the savepoint the COPY
+// falls back to.
+func (tg *Target) planDirect(b *pgx.Batch, rec arrow.RecordBatch, m watermarks.Move) directPlan {
 	if tg.opts.ChangeLog || m.Reason != watermarks.ReasonSnapshot || !insertsOnly(rec, len(tg.cols)) {
-		return false, nil
+		return directPlan{}
 	}
 	from, err := watermarks.Encode(m.From)
 	if err != nil {
-		return false, err
+		return directPlan{} // the claim reports it
 	}
 	// Only a snapshot in progress continues: a finished one's end position
 	// (Snapshot{} for a table snapshotted every run) starts the next pass.
 	continues := tg.directAfter != nil && !startsSnapshot(m.From) && bytes.Equal(from, tg.directAfter)
-	if !continues {
-		if !startsSnapshot(m.From) {
-			return false, nil
-		}
-		var empty bool
-		if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT FROM "+tg.ident.Sanitize()+")").Scan(&empty); err != nil {
-			return false, fmt.Errorf("check target is empty: %w", err)
-		}
-		if !empty {
-			return false, nil
-		}
+	if !continues && !startsSnapshot(m.From) {
+		return directPlan{}
 	}
-	enc, ok := tg.directEncoder(rec, b)
+	p := directPlan{candidate: true}
+	if !continues {
+		p.empty = new(bool)
+		b.Queue("SELECT NOT EXISTS (SELECT FROM " + tg.ident.Sanitize() + ")").QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(p.empty); err != nil {
+				return fmt.Errorf("check target is empty: %w", err)
+			}
+			return nil
+		})
+	}
+	b.Queue("SAVEPOINT ehrsync_direct")
+	return p
+}
+
+// applyDirect copies rec straight into the target when p allows it,
+// reporting whether it did. It runs inside the chunk's transaction, after
+// the batch planDirect queued on; on false nothing was written.
+func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, p directPlan, c commit, res *Result) (bool, error) {
+	if !p.candidate || (p.empty != nil && !*p.empty) {
+		return false, nil
+	}
+	enc, ok := tg.directEncoder(rec, c)
 	if !ok {
 		return false, nil
 	}
 	if err := checkText(rec); err != nil {
 		return false, err
 	}
-	names := make([]string, 0, len(tg.cols)+2)
+	names := make([]string, 0, len(tg.cols)+4)
 	for _, c := range tg.cols {
 		names = append(names, pgx.Identifier{c.name}.Sanitize())
 	}
 	names = append(names, MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted)
-	if _, err := tx.Exec(ctx, "SAVEPOINT ehrsync_direct"); err != nil {
-		return false, err
-	}
 	g := &guardedReader{r: enc}
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, g, "COPY "+tg.ident.Sanitize()+" ("+strings.Join(names, ", ")+") FROM STDIN BINARY")
 	g.close()
@@ -92,9 +110,7 @@ func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 		}
 		return false, fmt.Errorf("copy into target: %w", err)
 	}
-	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT ehrsync_direct"); err != nil {
-		return false, err
-	}
+	// The savepoint is released with the transaction.
 	res.Inserted = tag.RowsAffected()
 	res.Direct = true
 	return true, nil

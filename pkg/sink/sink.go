@@ -24,6 +24,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ehrsync/ehrsync/schemas"
@@ -388,30 +389,41 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	if err != nil {
 		return res, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
 	}
+	// A chunk takes five round trips to the store (six when staged, three
+	// when idle): BEGIN; one batch claiming the position, reserving the
+	// commit's id and preparing the rows' path; the COPY (and the staged
+	// apply); one batch moving the position, recording it and queuing the
+	// NOTIFY; COMMIT. An idle chunk sends its two batches as one.
 	err = pgx.BeginFunc(ctx, tg.sink.pool, func(tx pgx.Tx) error {
-		if err := tg.sink.positions.Claim(ctx, tx, m.Org, m.Table, m.From); err != nil {
-			return err
-		}
+		b := &pgx.Batch{}
+		tg.sink.positions.QueueClaim(b, m.Org, m.Table, m.From)
 		if res.Rows > 0 {
-			b, err := tg.reserve(ctx, tx, pos)
+			c := commit{pos: pos}
+			tg.sink.positions.QueueReserve(b, &c.id, &c.at)
+			b.Queue(tg.createStageSQL()) // before planDirect's savepoint, which a fallback rolls back to
+			direct := tg.planDirect(b, rec, m)
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+			m.Batch = c.id
+			b = &pgx.Batch{}
+			done, err := tg.applyDirect(ctx, tx, rec, direct, c, &res)
 			if err != nil {
 				return err
 			}
-			m.Batch = b.id
-			direct, err := tg.applyDirect(ctx, tx, rec, m, b, &res)
-			if err != nil {
-				return err
-			}
-			if !direct {
-				if err := tg.applyRows(ctx, tx, rec, b, &res); err != nil {
+			if !done {
+				if err := tg.applyRows(ctx, tx, b, rec, c, &res); err != nil {
 					return err
 				}
 			}
 		}
-		if err := tg.sink.positions.Advance(ctx, tx, m); err != nil {
+		if err := tg.sink.positions.QueueAdvance(b, m); err != nil {
 			return err
 		}
-		if err := tg.notify(ctx, tx, m, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
+		if err := tg.queueNotify(b, m, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
+			return err
+		}
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
 		if tg.testHookBeforeCommit != nil {
@@ -438,24 +450,25 @@ type commit struct {
 	pos []byte
 }
 
-func (tg *Target) reserve(ctx context.Context, tx pgx.Tx, pos []byte) (commit, error) {
-	id, at, err := tg.sink.positions.Reserve(ctx, tx)
-	return commit{id: id, at: at, pos: pos}, err
-}
-
-func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, b commit, res *Result) error {
-	stage := pgx.Identifier{tg.stage}.Sanitize()
+// createStageSQL creates the connection's staging table for the target's
+// column set, once.
+func (tg *Target) createStageSQL() string {
 	defs := make([]string, 0, len(tg.cols)+3)
-	names := make([]string, 0, len(tg.cols)+3)
 	for _, c := range tg.cols {
 		defs = append(defs, pgx.Identifier{c.name}.Sanitize()+" "+c.pgType)
-		names = append(names, c.name)
 	}
 	defs = append(defs, schemas.OpColumn+" smallint", schemas.SeqColumn+" bigint", schemas.SourcePosColumn+" bytea")
-	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
-	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS "+stage+" ("+strings.Join(defs, ", ")+") ON COMMIT DELETE ROWS"); err != nil {
-		return fmt.Errorf("create staging table: %w", err)
+	return "CREATE TEMP TABLE IF NOT EXISTS " + pgx.Identifier{tg.stage}.Sanitize() + " (" + strings.Join(defs, ", ") + ") ON COMMIT DELETE ROWS"
+}
+
+// applyRows stages rec and applies it; the change-log append is queued on
+// b, sent with the position's move.
+func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, b *pgx.Batch, rec arrow.RecordBatch, c commit, res *Result) error {
+	names := make([]string, 0, len(tg.cols)+3)
+	for _, c := range tg.cols {
+		names = append(names, c.name)
 	}
+	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
 	if err := checkText(rec); err != nil {
 		return err
 	}
@@ -463,16 +476,15 @@ func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatc
 		return err
 	}
 	var keys int64
-	if err := tx.QueryRow(ctx, tg.apply(rec), b.id).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
+	if err := tx.QueryRow(ctx, tg.apply(rec), c.id).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
 		return fmt.Errorf("apply staged changes: %w", err)
 	}
 	res.Unchanged = keys - res.Deleted - res.Inserted - res.Updated
 	if tg.opts.ChangeLog {
-		tag, err := tx.Exec(ctx, tg.changeLogSQL(), b.pos, b.id)
-		if err != nil {
-			return fmt.Errorf("append to change log: %w", err)
-		}
-		res.Logged = tag.RowsAffected()
+		b.Queue(tg.changeLogSQL(), c.pos, c.id).Exec(func(tag pgconn.CommandTag) error {
+			res.Logged = tag.RowsAffected()
+			return nil
+		})
 	}
 	return nil
 }
@@ -641,9 +653,9 @@ type noticeRows struct {
 	Delete int64 `json:"delete"`
 }
 
-// notify queues the NOTIFY; PostgreSQL delivers it only if the transaction
-// commits.
-func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, rows noticeRows) error {
+// queueNotify queues the NOTIFY on b; PostgreSQL delivers it only if the
+// transaction commits.
+func (tg *Target) queueNotify(b *pgx.Batch, m watermarks.Move, rows noticeRows) error {
 	// Any role connected to the store may LISTEN: the payload carries the
 	// position's summary (kind, LSN, version), never key or cursor values;
 	// listeners read the full position from ehrsync.positions.
@@ -655,8 +667,8 @@ func (tg *Target) notify(ctx context.Context, tx pgx.Tx, m watermarks.Move, rows
 	if err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
-	return err
+	b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
+	return nil
 }
 
 // WithPositionTable returns a copy of the target whose Apply keeps its
