@@ -81,7 +81,7 @@ func (tg *Target) planDirect(b *pgx.Batch, rec arrow.RecordBatch, m watermarks.M
 // applyDirect copies rec straight into the target when p allows it,
 // reporting whether it did. It runs inside the chunk's transaction, after
 // the batch planDirect queued on; on false nothing was written.
-func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, p directPlan, c commit, res *Result) (bool, error) {
+func (tg *Target) applyDirect(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch, p directPlan, c commit, res *Result) (bool, error) {
 	if !p.candidate || (p.empty != nil && !*p.empty) {
 		return false, nil
 	}
@@ -98,12 +98,12 @@ func (tg *Target) applyDirect(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 	}
 	names = append(names, MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted)
 	g := &guardedReader{r: enc}
-	tag, err := tx.Conn().PgConn().CopyFrom(ctx, g, "COPY "+tg.ident.Sanitize()+" ("+strings.Join(names, ", ")+") FROM STDIN BINARY")
+	tag, err := conn.PgConn().CopyFrom(ctx, g, "COPY "+tg.ident.Sanitize()+" ("+strings.Join(names, ", ")+") FROM STDIN BINARY")
 	g.close()
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
-			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT ehrsync_direct"); err != nil {
+			if _, err := conn.Exec(ctx, "ROLLBACK TO SAVEPOINT ehrsync_direct"); err != nil {
 				return false, err
 			}
 			return false, nil

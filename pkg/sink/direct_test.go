@@ -170,7 +170,7 @@ func TestKilledDirectCopyLeavesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, res.Direct)
 
-	tg.testHookBeforeCommit = func(ctx context.Context, tx pgx.Tx) error {
+	tg.testHookBeforeCommit = func(ctx context.Context, tx *pgx.Conn) error {
 		var pid, n int
 		require.NoError(t, tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid))
 		require.NoError(t, tx.QueryRow(ctx, "SELECT count(*) FROM "+tg.Ident().Sanitize()).Scan(&n))

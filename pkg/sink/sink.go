@@ -126,7 +126,7 @@ type Target struct {
 
 	// testHookBeforeCommit runs after everything but COMMIT; tests use it to
 	// kill the connection at the worst moment.
-	testHookBeforeCommit func(ctx context.Context, tx pgx.Tx) error
+	testHookBeforeCommit func(ctx context.Context, conn *pgx.Conn) error
 }
 
 type column struct {
@@ -389,49 +389,18 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	if err != nil {
 		return res, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
 	}
-	// A chunk takes five round trips to the store (six when staged, three
-	// when idle): BEGIN; one batch claiming the position, reserving the
-	// commit's id and preparing the rows' path; the COPY (and the staged
-	// apply); one batch moving the position, recording it and queuing the
-	// NOTIFY; COMMIT. An idle chunk sends its two batches as one.
-	err = pgx.BeginFunc(ctx, tg.sink.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		tg.sink.positions.QueueClaim(b, m.Org, m.Table, m.From)
-		if res.Rows > 0 {
-			c := commit{pos: pos}
-			tg.sink.positions.QueueReserve(b, &c.id, &c.at)
-			b.Queue(tg.createStageSQL()) // before planDirect's savepoint, which a fallback rolls back to
-			direct := tg.planDirect(b, rec, m)
-			if err := tx.SendBatch(ctx, b).Close(); err != nil {
-				return err
-			}
-			m.Batch = c.id
-			b = &pgx.Batch{}
-			done, err := tg.applyDirect(ctx, tx, rec, direct, c, &res)
-			if err != nil {
-				return err
-			}
-			if !done {
-				if err := tg.applyRows(ctx, tx, b, rec, c, &res); err != nil {
-					return err
-				}
-			}
-		}
-		if err := tg.sink.positions.QueueAdvance(b, m); err != nil {
-			return err
-		}
-		if err := tg.queueNotify(b, m, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
-			return err
-		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		if tg.testHookBeforeCommit != nil {
-			return tg.testHookBeforeCommit(ctx, tx)
-		}
-		return nil
-	})
+	conn, err := tg.sink.pool.Acquire(ctx)
 	if err != nil {
+		return Result{}, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+	}
+	defer conn.Release()
+	if err := tg.applyIn(ctx, conn.Conn(), rec, m, pos, &res); err != nil {
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			// Nothing of the chunk commits. Should the ROLLBACK fail, the
+			// connection is still in the transaction, and Release closes
+			// it (the server then rolls back).
+			_, _ = conn.Exec(ctx, "ROLLBACK")
+		}
 		return Result{}, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
 	}
 	// Committed: the next chunk of this snapshot may go in directly too.
@@ -440,6 +409,65 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 		tg.directAfter = pos
 	}
 	return res, nil
+}
+
+// applyIn runs the chunk's transaction on conn, in few round trips (each is
+// a network latency to a cloud store): a batch from BEGIN to everything the
+// rows' path needs first; the rows' COPY; for staged rows the apply; a
+// batch moving the position, recording it, queuing the NOTIFY and
+// committing. A direct chunk takes three, a staged one four, an idle one
+// (no rows) one. On error the caller rolls back.
+func (tg *Target) applyIn(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch, m watermarks.Move, pos []byte, res *Result) error {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	tg.sink.positions.QueueClaim(b, m.Org, m.Table, m.From)
+	if res.Rows > 0 {
+		c := commit{pos: pos}
+		tg.sink.positions.QueueReserve(b, &c.id, &c.at)
+		b.Queue(tg.createStageSQL()) // before planDirect's savepoint, which a fallback rolls back to
+		direct := tg.planDirect(b, rec, m)
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		m.Batch = c.id
+		b = &pgx.Batch{}
+		done, err := tg.applyDirect(ctx, conn, rec, direct, c, res)
+		if err != nil {
+			return err
+		}
+		if !done {
+			if err := tg.applyRows(ctx, conn, b, rec, c, res); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tg.sink.positions.QueueAdvance(b, m); err != nil {
+		return err
+	}
+	if err := tg.queueNotify(b, m, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
+		return err
+	}
+	commit := func(b *pgx.Batch) {
+		b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+			if tag.String() != "COMMIT" { // an aborted transaction answers ROLLBACK
+				return fmt.Errorf("commit: the server answered %s", tag.String())
+			}
+			return nil
+		})
+	}
+	if tg.testHookBeforeCommit == nil {
+		commit(b)
+		return conn.SendBatch(ctx, b).Close()
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	if err := tg.testHookBeforeCommit(ctx, conn); err != nil {
+		return err
+	}
+	b = &pgx.Batch{}
+	commit(b)
+	return conn.SendBatch(ctx, b).Close()
 }
 
 // commit is what a chunk's rows carry: the commit's position-history id, the
@@ -463,7 +491,7 @@ func (tg *Target) createStageSQL() string {
 
 // applyRows stages rec and applies it; the change-log append is queued on
 // b, sent with the position's move.
-func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, b *pgx.Batch, rec arrow.RecordBatch, c commit, res *Result) error {
+func (tg *Target) applyRows(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, rec arrow.RecordBatch, c commit, res *Result) error {
 	names := make([]string, 0, len(tg.cols)+3)
 	for _, c := range tg.cols {
 		names = append(names, c.name)
@@ -472,11 +500,11 @@ func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, b *pgx.Batch, rec ar
 	if err := checkText(rec); err != nil {
 		return err
 	}
-	if err := tg.copyToStage(ctx, tx, rec, names); err != nil {
+	if err := tg.copyToStage(ctx, conn, rec, names); err != nil {
 		return err
 	}
 	var keys int64
-	if err := tx.QueryRow(ctx, tg.apply(rec), c.id).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
+	if err := conn.QueryRow(ctx, tg.apply(rec), c.id).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
 		return fmt.Errorf("apply staged changes: %w", err)
 	}
 	res.Unchanged = keys - res.Deleted - res.Inserted - res.Updated
@@ -492,7 +520,7 @@ func (tg *Target) applyRows(ctx context.Context, tx pgx.Tx, b *pgx.Batch, rec ar
 // copyToStage copies rec into the staging table: straight from the Arrow
 // columns when every column has a direct encoding (copyEncoder), through
 // pgx's encoder otherwise.
-func (tg *Target) copyToStage(ctx context.Context, tx pgx.Tx, rec arrow.RecordBatch, names []string) error {
+func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch, names []string) error {
 	types := make([]string, 0, len(names))
 	for _, c := range tg.cols {
 		types = append(types, c.pgType)
@@ -508,7 +536,7 @@ func (tg *Target) copyToStage(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 		// the connection fails or ctx is canceled; the caller releases rec
 		// after we return, so the guard stops every read then.
 		g := &guardedReader{r: enc}
-		_, err := tx.Conn().PgConn().CopyFrom(ctx, g, sql)
+		_, err := conn.PgConn().CopyFrom(ctx, g, sql)
 		g.close()
 		if err != nil {
 			return fmt.Errorf("copy into staging: %w", err)
@@ -519,7 +547,7 @@ func (tg *Target) copyToStage(ctx context.Context, tx pgx.Tx, rec arrow.RecordBa
 	if err != nil {
 		return err
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"pg_temp", tg.stage}, names, src); err != nil {
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"pg_temp", tg.stage}, names, src); err != nil {
 		return fmt.Errorf("copy into staging: %w", err)
 	}
 	return nil

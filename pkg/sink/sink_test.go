@@ -328,7 +328,7 @@ func TestKilledConnectionBeforeCommitLeavesNothing(t *testing.T) {
 	tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{ChangeLog: true})
 	require.NoError(t, err)
 	killed := false
-	tg.testHookBeforeCommit = func(ctx context.Context, tx pgx.Tx) error {
+	tg.testHookBeforeCommit = func(ctx context.Context, tx *pgx.Conn) error {
 		var pid int
 		require.NoError(t, tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid))
 		var staged, applied int
