@@ -175,51 +175,28 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 			return int64(binary.BigEndian.Uint64(raw))
 		}
 		// Out of range or malformed: the fallback gives Read's error.
+		within := func(lo, hi int64, size int, app func(int64)) decoder {
+			return func(raw []byte) (int, error) {
+				if len(raw) != width {
+					return fallback(raw)
+				}
+				x := read(raw)
+				if x < lo || x > hi {
+					return fallback(raw)
+				}
+				app(x)
+				return size, nil
+			}
+		}
 		switch b := fb.(type) {
 		case *array.Int64Builder:
-			return func(raw []byte) (int, error) {
-				if len(raw) != width {
-					return fallback(raw)
-				}
-				b.Append(read(raw))
-				return 8, nil
-			}
+			return within(math.MinInt64, math.MaxInt64, 8, b.Append)
 		case *array.Int32Builder:
-			return func(raw []byte) (int, error) {
-				if len(raw) != width {
-					return fallback(raw)
-				}
-				x := read(raw)
-				if x < math.MinInt32 || x > math.MaxInt32 {
-					return fallback(raw)
-				}
-				b.Append(int32(x))
-				return 4, nil
-			}
+			return within(math.MinInt32, math.MaxInt32, 4, func(x int64) { b.Append(int32(x)) })
 		case *array.Int16Builder:
-			return func(raw []byte) (int, error) {
-				if len(raw) != width {
-					return fallback(raw)
-				}
-				x := read(raw)
-				if x < math.MinInt16 || x > math.MaxInt16 {
-					return fallback(raw)
-				}
-				b.Append(int16(x))
-				return 2, nil
-			}
+			return within(math.MinInt16, math.MaxInt16, 2, func(x int64) { b.Append(int16(x)) })
 		case *array.Uint8Builder:
-			return func(raw []byte) (int, error) {
-				if len(raw) != width {
-					return fallback(raw)
-				}
-				x := read(raw)
-				if x < 0 || x > math.MaxUint8 {
-					return fallback(raw)
-				}
-				b.Append(uint8(x))
-				return 1, nil
-			}
+			return within(0, math.MaxUint8, 1, func(x int64) { b.Append(uint8(x)) })
 		}
 	case *arrow.Decimal128Type:
 		if !bin || fd.DataTypeOID != pgtype.NumericOID {
