@@ -82,8 +82,9 @@ func (m Move) check() error {
 // position is saved if and only if tx commits.
 //
 // Advance is a compare-and-set. It locks the table's row (SELECT ... FOR
-// UPDATE) and fails with a *MovedError (ErrPositionMoved), changing nothing,
-// unless the saved position equals m.From (nil: no saved position). Of two
+// UPDATE) and fails with a *MovedError (ErrPositionMoved) unless the saved
+// position equals m.From (nil: no saved position); tx must then be rolled
+// back, as it holds the refused move's writes. Of two
 // runners moving from the same position, the second blocks until the first's
 // transaction ends and then fails, so a chunk is never committed twice.
 // Positions compare by their canonical encoding. tx must be READ COMMITTED
@@ -105,9 +106,13 @@ func (s *Store) Advance(ctx context.Context, tx pgx.Tx, m Move) error {
 
 // QueueAdvance queues Advance's writes on b after a Claim of m.From queued
 // before it on the same transaction (Claim's lock and check stand): the
-// sink sends a chunk's statements in a few round trips, not one each. The
-// write itself still refuses a first move that meets a position saved
-// meanwhile.
+// sink sends a chunk's statements in a few round trips, not one each. A
+// first move that meets a position saved meanwhile fails the batch.
+//
+// The checks (the claim's, this one's) are made on the batch's replies, and
+// the server runs the whole batch whatever they say: a batch that fails
+// leaves its writes in the transaction, which the caller must roll back.
+// Never queue COMMIT on the same batch.
 func (s *Store) QueueAdvance(b *pgx.Batch, m Move) error {
 	if err := m.check(); err != nil {
 		return fmt.Errorf("advance position: %w", err)

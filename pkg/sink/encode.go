@@ -80,7 +80,7 @@ func (e *copyEncoder) Read(p []byte) (int, error) {
 	if e.state == 2 {
 		return 0, io.EOF
 	}
-	out := p[:0]
+	out := p[:0:len(p)] // never past len(p), whatever p's capacity
 	for e.state == 1 {
 		if e.row == e.rows {
 			if len(out)+2 > len(p) {

@@ -293,13 +293,14 @@ func (tg *Target) ensureTable(ctx context.Context, tx pgx.Tx, ident pgx.Identifi
 // ehrsync.position_history.
 func migrateMeta(ctx context.Context, tx pgx.Tx, ident pgx.Identifier, have map[string]string) error {
 	if _, ok := have[MetaBatch]; !ok {
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" ADD COLUMN "+MetaBatch+" bigint"); err != nil {
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" ADD COLUMN IF NOT EXISTS "+MetaBatch+" bigint"); err != nil {
 			return fmt.Errorf("add %s to %s: %w", MetaBatch, ident.Sanitize(), err)
 		}
 	}
 	if _, ok := have[legacyPosition]; ok {
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" DROP COLUMN "+legacyPosition); err != nil {
-			return fmt.Errorf("drop %s from %s: %w", legacyPosition, ident.Sanitize(), err)
+		if _, err := tx.Exec(ctx, "ALTER TABLE "+ident.Sanitize()+" DROP COLUMN IF EXISTS "+legacyPosition); err != nil {
+			return fmt.Errorf("drop %s from %s (it is replaced by %s; drop or change what depends on it, a view for instance): %w",
+				legacyPosition, ident.Sanitize(), MetaBatch, err)
 		}
 	}
 	return nil
@@ -414,9 +415,9 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 // applyIn runs the chunk's transaction on conn, in few round trips (each is
 // a network latency to a cloud store): a batch from BEGIN to everything the
 // rows' path needs first; the rows' COPY; for staged rows the apply; a
-// batch moving the position, recording it, queuing the NOTIFY and
-// committing. A direct chunk takes three, a staged one four, an idle one
-// (no rows) one. On error the caller rolls back.
+// batch moving the position, recording it and queuing the NOTIFY; COMMIT.
+// A direct chunk takes four, a staged one five, an idle one (no rows) two.
+// On error the caller rolls back.
 func (tg *Target) applyIn(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch, m watermarks.Move, pos []byte, res *Result) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
@@ -447,27 +448,25 @@ func (tg *Target) applyIn(ctx context.Context, conn *pgx.Conn, rec arrow.RecordB
 	if err := tg.queueNotify(b, m, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
 		return err
 	}
-	commit := func(b *pgx.Batch) {
-		b.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
-			if tag.String() != "COMMIT" { // an aborted transaction answers ROLLBACK
-				return fmt.Errorf("commit: the server answered %s", tag.String())
-			}
-			return nil
-		})
-	}
-	if tg.testHookBeforeCommit == nil {
-		commit(b)
-		return conn.SendBatch(ctx, b).Close()
-	}
+	// COMMIT goes alone, after the batch's replies: the position's checks
+	// (the claim, the first move's insert) run on the replies, and a
+	// pipeline runs to its end on the server whatever a reply says.
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return err
 	}
-	if err := tg.testHookBeforeCommit(ctx, conn); err != nil {
+	if tg.testHookBeforeCommit != nil {
+		if err := tg.testHookBeforeCommit(ctx, conn); err != nil {
+			return err
+		}
+	}
+	tag, err := conn.Exec(ctx, "COMMIT")
+	if err != nil {
 		return err
 	}
-	b = &pgx.Batch{}
-	commit(b)
-	return conn.SendBatch(ctx, b).Close()
+	if tag.String() != "COMMIT" { // an aborted transaction answers ROLLBACK
+		return fmt.Errorf("commit: the server answered %s", tag.String())
+	}
+	return nil
 }
 
 // commit is what a chunk's rows carry: the commit's position-history id, the
@@ -556,7 +555,7 @@ func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.Rec
 // apply returns the statement that applies rec's staged changes.
 func (tg *Target) apply(rec arrow.RecordBatch) string {
 	unique := 0
-	if len(tg.key) == 1 && tg.keys.unique(rec.Column(tg.keyIndex())) {
+	if k := tg.keyIndex(); k >= 0 && tg.keys.unique(rec.Column(k)) {
 		unique = 1
 	}
 	if tg.applies[unique] == "" {
@@ -565,10 +564,15 @@ func (tg *Target) apply(rec arrow.RecordBatch) string {
 	return tg.applies[unique]
 }
 
-// keyIndex is the batch column of a single-column key.
+// keyIndex is the batch column of a single-column key whose store type
+// compares its values byte for byte, -1 for any other key: character(n)
+// ignores trailing blanks, so two distinct strings may be one key.
 func (tg *Target) keyIndex() int {
+	if len(tg.key) != 1 {
+		return -1
+	}
 	for i, c := range tg.cols {
-		if c.name == tg.key[0] {
+		if c.name == tg.key[0] && !strings.HasPrefix(c.pgType, "character(") && c.pgType != "character" {
 			return i
 		}
 	}

@@ -313,12 +313,76 @@ func TestPositionMovesOnlyFromWhereTheBatchWasRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, cursorAt(5), got)
 
+	// Nor one with no rows: its move is refused as well, and nothing of it
+	// commits (the claim and the move go in one batch).
+	hist := func() int {
+		h, err := f.positions.History(context.Background(), "st-mary", "dbo.claim_lines", 100)
+		require.NoError(t, err)
+		return len(h)
+	}
+	before := hist()
+	_, err = f.apply(t, tg, cursorAt(3), cursorAt(9))
+	require.ErrorIs(t, err, watermarks.ErrPositionMoved)
+	got, err = f.positions.Load(context.Background(), "st-mary", "dbo.claim_lines")
+	require.NoError(t, err)
+	require.Equal(t, cursorAt(5), got, "a refused idle move was committed")
+	require.Equal(t, before, hist())
+
 	// An idle table (no rows) still moves its position (PITFALLS P3).
 	_, err = f.apply(t, tg, cursorAt(5), cursorAt(7))
 	require.NoError(t, err)
 	got, err = f.positions.Load(context.Background(), "st-mary", "dbo.claim_lines")
 	require.NoError(t, err)
 	require.Equal(t, cursorAt(7), got)
+
+	// An operator's reset (the position removed) is not undone by a runner
+	// that read before it, with rows or without.
+	require.NoError(t, f.positions.Reset(context.Background(), "st-mary", "dbo.claim_lines", nil, "operator", "re-snapshot"))
+	_, err = f.apply(t, tg, cursorAt(7), cursorAt(8))
+	require.ErrorIs(t, err, watermarks.ErrPositionMoved)
+	_, err = f.apply(t, tg, cursorAt(7), cursorAt(8), change{op: schemas.OpInsert, row: line(keyC, "S", "3.00")})
+	require.ErrorIs(t, err, watermarks.ErrPositionMoved)
+	got, err = f.positions.Load(context.Background(), "st-mary", "dbo.claim_lines")
+	require.NoError(t, err)
+	require.Nil(t, got, "a reset was undone")
+	require.Equal(t, []string{keyA}, f.dump(t, tg.Ident(), "line_id"))
+}
+
+// TestAFirstMoveThatLosesTheRaceCommitsNothing: two runners both find no
+// position; the one whose first move meets the other's commits nothing,
+// neither rows nor history.
+func TestAFirstMoveThatLosesTheRaceCommitsNothing(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	// The winner: a transaction that saves the first position and holds
+	// it uncommitted while the loser runs.
+	winner, err := f.pool.Begin(ctx)
+	require.NoError(t, err)
+	defer winner.Rollback(ctx) //nolint:errcheck // committed below
+	require.NoError(t, f.positions.Advance(ctx, winner, watermarks.Move{Org: "st-mary", Table: "dbo.claim_lines",
+		To: cursorAt(5), Reason: watermarks.ReasonSync, Actor: "winner"}))
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.apply(t, tg, nil, cursorAt(4), change{op: schemas.OpInsert, row: line(keyB, "S", "2.00")})
+		done <- err
+	}()
+	// The loser blocks on the winner's row, then finds it there.
+	require.Eventually(t, func() bool {
+		var waiting int
+		require.NoError(t, f.pool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()").Scan(&waiting))
+		return waiting > 0
+	}, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, winner.Commit(ctx))
+	require.ErrorIs(t, <-done, watermarks.ErrPositionMoved)
+	require.Empty(t, f.dump(t, tg.Ident(), "line_id"), "the loser's rows were committed")
+	h, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 10)
+	require.NoError(t, err)
+	require.Len(t, h, 1, "only the winner's move is in the history")
+	got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
+	require.NoError(t, err)
+	require.Equal(t, cursorAt(5), got)
 }
 
 // TestKilledConnectionBeforeCommitLeavesNothing kills the store backend after

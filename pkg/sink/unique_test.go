@@ -90,3 +90,16 @@ func appendLast(b array.Builder, dup, null bool, appendDup func()) {
 		b.AppendNull()
 	}
 }
+
+// TestUniqueKeysOnlyWhereBytesAreEquality: character(n) ignores trailing
+// blanks ('A' and 'A ' are one key), so its keys always collapse per key.
+func TestUniqueKeysOnlyWhereBytesAreEquality(t *testing.T) {
+	for typ, want := range map[string]int{
+		"character(4)": -1, "character": -1, "character varying(20)": 1, "text": 1, "uuid": 1, "bigint": 1,
+	} {
+		tg := &Target{key: []string{"k"}, cols: []column{{name: "x", pgType: "text"}, {name: "k", pgType: typ}}}
+		require.Equal(t, want, tg.keyIndex(), typ)
+	}
+	tg := &Target{key: []string{"k", "x"}, cols: []column{{name: "x", pgType: "text"}, {name: "k", pgType: "text"}}}
+	require.Equal(t, -1, tg.keyIndex(), "a key of two columns")
+}
