@@ -53,9 +53,9 @@ type Move struct {
 	Actor      string // who moved it: the service or operator
 	RunID      string // the run, if any
 	Rows       int64  // change rows the move covers
-	// Batch, when not 0, is the position-history id Reserve gave this move
-	// in its transaction: the rows it writes carry it, and Advance records
-	// the move under it.
+	// Batch, when not 0, is the position-history id QueueReserve gave this
+	// move in its transaction: the rows it writes carry it, and the move is
+	// recorded under it.
 	Batch int64
 }
 
@@ -142,7 +142,7 @@ func (s *Store) QueueAdvance(b *pgx.Batch, m Move) error {
 	if m.Rows == 0 && m.From != nil && bytes.Equal(from, to) {
 		return nil // an idle run: updated_at only
 	}
-	queueHistory(b, m.Batch, m.Org, m.Table, from, to, m.Reason, m.Actor, m.RunID, &m.Rows, "")
+	queueHistory(b, m.Batch, m.Org, m.Table, from, to, m.Reason, m.Actor, m.RunID, &m.Rows)
 	return nil
 }
 
@@ -231,15 +231,16 @@ func historyArgs(batch int64, org, table string, from, to []byte, reason Reason,
 	return []any{idOrNull(batch), org, table, jsonOrNull(from), jsonOrNull(to), string(reason), actor, textOrNull(runID), rows, textOrNull(note)}
 }
 
-func insertHistory(ctx context.Context, tx pgx.Tx, batch int64, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64, note string) error {
-	if _, err := tx.Exec(ctx, historySQL, historyArgs(batch, org, table, from, to, reason, actor, runID, rows, note)...); err != nil {
+func insertHistory(ctx context.Context, tx pgx.Tx, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64, note string) error {
+	if _, err := tx.Exec(ctx, historySQL, historyArgs(0, org, table, from, to, reason, actor, runID, rows, note)...); err != nil {
 		return fmt.Errorf("record position history of %s %s: %w", org, table, err)
 	}
 	return nil
 }
 
-func queueHistory(b *pgx.Batch, batch int64, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64, note string) {
-	b.Queue(historySQL, historyArgs(batch, org, table, from, to, reason, actor, runID, rows, note)...).Exec(func(pgconn.CommandTag) error { return nil })
+// queueHistory queues a sync's move (it has no note) under its reserved id.
+func queueHistory(b *pgx.Batch, batch int64, org, table string, from, to []byte, reason Reason, actor, runID string, rows *int64) {
+	b.Queue(historySQL, historyArgs(batch, org, table, from, to, reason, actor, runID, rows, "")...).Exec(func(pgconn.CommandTag) error { return nil })
 }
 
 func jsonOrNull(b []byte) any {
@@ -434,6 +435,6 @@ func (s *Store) Reset(ctx context.Context, org, table string, to Position, actor
 			org, table, string(to.Kind()), enc, actor); err != nil {
 			return fmt.Errorf("rewind position of %s %s: %w", org, table, err)
 		}
-		return insertHistory(ctx, tx, 0, org, table, from, enc, reason, actor, "", nil, note)
+		return insertHistory(ctx, tx, org, table, from, enc, reason, actor, "", nil, note)
 	})
 }
