@@ -164,9 +164,12 @@ func (s *Store) QueueReserve(b *pgx.Batch, id *int64, at *time.Time) {
 
 // Claim locks the table's position row for the rest of tx and checks that
 // it still is from, failing with ErrPositionMoved otherwise. The sink calls
-// it before applying a chunk's rows, so that a second runner on the same
-// table waits here, or fails here, instead of after doing the chunk's work
-// (and possibly deadlocking on its rows).
+// it before upserting a chunk's staged rows, so that a second runner on the
+// same table waits here, or fails here, instead of deadlocking on the rows;
+// a chunk's rows staged, or copied into a target range only it writes, take
+// no lock another chunk waits for. A runner's chunks claim one after the
+// other: each waits for the one before it to commit, and finds the position
+// that one moved to.
 func (s *Store) Claim(ctx context.Context, tx pgx.Tx, org, table string, from Position) error {
 	b := &pgx.Batch{}
 	s.QueueClaim(b, org, table, from)

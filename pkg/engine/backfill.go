@@ -81,7 +81,7 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 	if err == nil {
 		job := TableJob{
 			Org: org.Name, Table: BackfillPosition(res.Table), Strategy: "backfill",
-			Extractor: backfillExtractor{plan.Extractor}, Target: target.WithPositionTable(BackfillPosition(res.Table)),
+			Extractor: backfillExtractor{plan.Extractor}, Target: Applies(target.WithPositionTable(BackfillPosition(res.Table))),
 			Positions: e.Positions, Actor: e.Actor, RunID: runID, Metrics: e.metrics(),
 		}
 		res = RunTable(ctx, log, job)

@@ -260,7 +260,7 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 	if err == nil {
 		job := TableJob{
 			Org: org.Name, Table: res.Table, Strategy: string(plan.Strategy),
-			Extractor: plan.Extractor, Target: target, Positions: e.Positions, Actor: e.Actor, RunID: runID,
+			Extractor: plan.Extractor, Target: Applies(target), Positions: e.Positions, Actor: e.Actor, RunID: runID,
 			Metrics: m,
 		}
 		res = RunTable(ctx, log, job)

@@ -14,10 +14,36 @@ import (
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// Applier commits one chunk's rows and its position in one transaction. The
-// sink's Target implements it.
+// Applier commits chunks, each chunk's rows and its position in one
+// transaction, in steps (sink.Pending's) so that the next chunk's rows can
+// be written while one commits. The sink's Target implements it through
+// Applies.
 type Applier interface {
-	Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (sink.Result, error)
+	// Begin starts a chunk's transaction. Chunks begin one at a time, in
+	// read order.
+	Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (Pending, error)
+}
+
+// Pending is a chunk begun: Write copies its rows, Commit moves the
+// position and commits, Abort rolls back one that will not be committed.
+// A step that fails rolls back by itself. sink.Pending implements it.
+type Pending interface {
+	Write(ctx context.Context) error
+	Commit(ctx context.Context) (sink.Result, error)
+	Abort()
+}
+
+// Applies is the Applier of a sink Target.
+func Applies(tg *sink.Target) Applier { return targetApplier{tg} }
+
+type targetApplier struct{ tg *sink.Target }
+
+func (a targetApplier) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (Pending, error) {
+	p, err := a.tg.Begin(ctx, rec, m)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // PositionLoader reads a table's saved position. watermarks.Store implements it.
@@ -55,10 +81,16 @@ type TableResult struct {
 }
 
 // Pipeline is how many chunks the source may read ahead of the store: while
-// one chunk commits, the next is read (and up to Pipeline-1 more wait), so
-// the source query and the store's transaction overlap. Batches in flight
-// bound the memory: (Pipeline+1) chunks at most.
+// chunks are written and committed, the next is read (and up to Pipeline-1
+// more wait), so the source query and the store's transactions overlap.
 const Pipeline = 1
+
+// Writers is how many chunks may be in the store at once, each in a
+// transaction of its own on a connection of its own: chunk n+1's rows are
+// copied while chunk n's are copied or applied, on a second server backend.
+// Chunks still commit one at a time, in read order. Batches in flight bound
+// the memory: Pipeline+Writers+1 chunks at most.
+const Writers = 2
 
 // RunTable syncs one table: from its saved position, chunk by chunk, each
 // chunk's rows and position committed together. It stops at the run's end,
@@ -66,10 +98,12 @@ const Pipeline = 1
 // stays committed, and a rerun resumes after the last one.
 //
 // The source is read by a goroutine of its own, up to Pipeline chunks ahead
-// of the commits; chunks are committed one at a time in the order they were
-// read, each with its own position. An error on either side stops both, and
-// every chunk read but not committed is released. RunTable returns only
-// after the reading goroutine has ended.
+// of the store. Each chunk is begun in read order, then written and
+// committed by a goroutine of its own, up to Writers at once; a chunk
+// commits only after the one before it has (and is aborted if that one
+// failed), each with its own position. An error on any side stops them
+// all, and every chunk read but not committed is released. RunTable returns
+// only after every goroutine it started has ended.
 func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableResult) {
 	start := time.Now()
 	res = TableResult{Org: job.Org, Table: job.Table, Strategy: job.Strategy, Started: start}
@@ -92,6 +126,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 	}()
 
 	rctx, stop := context.WithCancel(ctx)
+	defer stop()
 	chunks := make(chan Chunk, Pipeline)
 	var readErr error // the reader's; nil when the run ended
 	done := make(chan struct{})
@@ -99,42 +134,106 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		defer close(done)
 		readErr = readAhead(rctx, job, run, chunks)
 	}()
-	// However the loop below ends, the reader stops and everything it read
-	// but nobody committed is released before RunTable returns (and before
-	// the deferred run.Close).
-	defer func() {
-		stop()
-		<-done // the reader has closed chunks: drain what it left there
-		for c := range chunks {
-			release(c)
-		}
-	}()
 
+	// inflight holds the chunks begun and not yet counted, in read order.
+	var inflight []*writing
+	// settle waits for the oldest chunk in flight and counts it.
+	settle := func() error {
+		w := inflight[0]
+		inflight = inflight[1:]
+		<-w.done
+		if w.err != nil {
+			return fmt.Errorf("commit chunk %d: %w", res.Chunks+1, storeErr(w.err))
+		}
+		res.Chunks++
+		add(&res.Totals, w.res)
+		res.To = w.to
+		log.Debug("chunk committed", "chunk", res.Chunks, "rows", w.res.Rows, "kind", kindOf(w.to))
+		return nil
+	}
+	var prev *writing
 	for chunk := range chunks {
+		if len(inflight) == Writers {
+			if res.Err = settle(); res.Err != nil {
+				release(chunk)
+				break
+			}
+		}
 		reason := chunk.Reason
 		if reason == "" {
 			reason = watermarks.ReasonSync
 		}
-		applied, err := job.Target.Apply(ctx, chunk.Batch, watermarks.Move{
+		p, err := job.Target.Begin(rctx, chunk.Batch, watermarks.Move{
 			From: pos, To: chunk.To, Reason: reason, Actor: job.Actor, RunID: job.RunID,
 		})
-		release(chunk)
 		if err != nil {
-			res.Err = fmt.Errorf("commit chunk %d: %w", res.Chunks+1, storeErr(err))
-			return res
+			release(chunk)
+			// The chunks before this one may still commit.
+			for len(inflight) > 0 && res.Err == nil {
+				res.Err = settle()
+			}
+			if res.Err == nil {
+				res.Err = fmt.Errorf("commit chunk %d: %w", res.Chunks+1, storeErr(err))
+			}
+			break
 		}
-		res.Chunks++
-		add(&res.Totals, applied)
-		pos, res.To = chunk.To, chunk.To
-		log.Debug("chunk committed", "chunk", res.Chunks, "rows", applied.Rows, "kind", kindOf(chunk.To))
+		w := &writing{to: chunk.To, done: make(chan struct{})}
+		go w.run(rctx, p, chunk, prev)
+		inflight = append(inflight, w)
+		prev, pos = w, chunk.To
 	}
-	// The channel is closed: the reader has finished, and its error (if any)
-	// comes after every chunk it read, all of them committed above.
-	<-done
-	if readErr != nil {
+	for len(inflight) > 0 && res.Err == nil {
+		res.Err = settle()
+	}
+	// However the loop ended, the reader and the writers stop, and
+	// everything read but not committed is released before RunTable
+	// returns (and before the deferred run.Close). Writers left after an
+	// error abort: each waits for the one before it.
+	stop()
+	for _, w := range inflight {
+		<-w.done
+	}
+	<-done // the reader has closed chunks: drain what it left there
+	for c := range chunks {
+		release(c)
+	}
+	if res.Err == nil && readErr != nil {
+		// The reader's error comes after every chunk it read, all of them
+		// committed above.
 		res.Err = fmt.Errorf("read chunk %d: %w", res.Chunks+1, readErr)
 	}
 	return res
+}
+
+// writing is one chunk between Begin and the end of its Commit.
+type writing struct {
+	to   watermarks.Position
+	done chan struct{} // closed when it has committed or failed
+	res  sink.Result
+	err  error
+}
+
+// errBeforeFailed aborts a chunk whose predecessor did not commit.
+var errBeforeFailed = errors.New("the chunk before it was not committed")
+
+// run writes the chunk's rows, waits for the chunk before it (prev, nil for
+// the first) to commit, and commits; it aborts when prev failed.
+func (w *writing) run(ctx context.Context, p Pending, c Chunk, prev *writing) {
+	defer close(w.done)
+	err := p.Write(ctx)
+	release(c)
+	if err == nil && prev != nil {
+		<-prev.done
+		if prev.err != nil {
+			p.Abort()
+			err = errBeforeFailed
+		}
+	}
+	if err != nil {
+		w.err = err
+		return
+	}
+	w.res, w.err = p.Commit(ctx)
 }
 
 // readAhead reads run's chunks into out until the run ends (nil), a read

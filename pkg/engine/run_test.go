@@ -94,24 +94,65 @@ type noPosition struct{}
 
 func (noPosition) Load(context.Context, string, string) (watermarks.Position, error) { return nil, nil }
 
-// recorder is an Applier that records each chunk's number and move; apply,
-// when set, runs first and can fail the chunk.
+// recorder is an Applier that records each chunk's number and move as it
+// commits; apply, when set, runs first and can fail the commit, and write
+// runs as the chunk's rows are written. It notes chunks aborted, and
+// commits that overlapped.
 type recorder struct {
-	got   []int64
-	moves []watermarks.Move
-	apply func(ctx context.Context, n int64) error
+	mu         sync.Mutex
+	got        []int64
+	moves      []watermarks.Move
+	aborted    []int64
+	committing bool
+	overlap    bool
+	apply      func(ctx context.Context, n int64) error
+	write      func(ctx context.Context, n int64) error
 }
 
-func (a *recorder) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (sink.Result, error) {
-	n := rec.Column(0).(*array.Int64).Value(0)
-	if a.apply != nil {
-		if err := a.apply(ctx, n); err != nil {
+func (a *recorder) Begin(_ context.Context, rec arrow.RecordBatch, m watermarks.Move) (engine.Pending, error) {
+	return &recorded{a: a, n: rec.Column(0).(*array.Int64).Value(0), rows: rec.NumRows(), m: m}, nil
+}
+
+type recorded struct {
+	a    *recorder
+	n    int64
+	rows int64
+	m    watermarks.Move
+}
+
+func (p *recorded) Write(ctx context.Context) error {
+	if p.a.write != nil {
+		return p.a.write(ctx, p.n)
+	}
+	return nil
+}
+
+func (p *recorded) Commit(ctx context.Context) (sink.Result, error) {
+	p.a.mu.Lock()
+	p.a.overlap = p.a.overlap || p.a.committing
+	p.a.committing = true
+	p.a.mu.Unlock()
+	defer func() {
+		p.a.mu.Lock()
+		p.a.committing = false
+		p.a.mu.Unlock()
+	}()
+	if p.a.apply != nil {
+		if err := p.a.apply(ctx, p.n); err != nil {
 			return sink.Result{}, err
 		}
 	}
-	a.got = append(a.got, n)
-	a.moves = append(a.moves, m)
-	return sink.Result{Rows: rec.NumRows()}, nil
+	p.a.mu.Lock()
+	defer p.a.mu.Unlock()
+	p.a.got = append(p.a.got, p.n)
+	p.a.moves = append(p.a.moves, p.m)
+	return sink.Result{Rows: p.rows}, nil
+}
+
+func (p *recorded) Abort() {
+	p.a.mu.Lock()
+	defer p.a.mu.Unlock()
+	p.a.aborted = append(p.a.aborted, p.n)
 }
 
 func job(run *seqRun, a *recorder) engine.TableJob {
@@ -173,6 +214,92 @@ func TestRunTableReadsTheNextChunkWhileOneCommits(t *testing.T) {
 	res := engine.RunTable(context.Background(), quiet, job(run, a))
 	require.NoError(t, res.Err)
 	require.Equal(t, []int64{1, 2, 3}, a.got)
+}
+
+func TestRunTableWritesTheNextChunkWhileOneCommits(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	run := &seqRun{mem: mem, n: 20}
+	writes := make(chan int64, 20)
+	a := &recorder{
+		write: func(_ context.Context, n int64) error {
+			writes <- n
+			return nil
+		},
+		apply: func(_ context.Context, n int64) error {
+			// Chunk n is committing: chunk n+1's rows must be written
+			// meanwhile. The timeout only turns a serial run's deadlock
+			// into a failure.
+			if n == 20 {
+				return nil
+			}
+			for {
+				select {
+				case i := <-writes:
+					if i == n+1 {
+						return nil
+					}
+				case <-time.After(time.Minute):
+					return errors.New("the next chunk was not written while this one committed")
+				}
+			}
+		},
+	}
+	res := engine.RunTable(context.Background(), quiet, job(run, a))
+	require.NoError(t, res.Err)
+	require.Equal(t, 20, res.Chunks)
+	require.False(t, a.overlap, "two chunks committed at once")
+	for i, n := range a.got {
+		require.Equal(t, int64(i+1), n, "chunks committed out of order")
+	}
+	require.Equal(t, position(20), res.To)
+}
+
+func TestRunTableCommitsNothingAfterAChunkThatFails(t *testing.T) {
+	errStore := errors.New("store went away")
+	for _, tc := range []struct {
+		name    string
+		write   bool // the failing chunk's write fails, not its commit
+		commits []int64
+	}{
+		{name: "commit fails", commits: []int64{1, 2}},
+		{name: "write fails", write: true, commits: []int64{1, 2}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			defer mem.AssertSize(t, 0)
+			run := &seqRun{mem: mem}
+			written := make(chan struct{})
+			a := &recorder{
+				write: func(_ context.Context, n int64) error {
+					if n == 4 {
+						close(written)
+					}
+					if tc.write && n == 3 {
+						return errStore
+					}
+					return nil
+				},
+				apply: func(_ context.Context, n int64) error {
+					if n == 3 {
+						<-written // chunk 4 is written, waiting to commit
+						return errStore
+					}
+					return nil
+				},
+			}
+			res := engine.RunTable(context.Background(), quiet, job(run, a))
+			require.ErrorIs(t, res.Err, errStore)
+			require.ErrorContains(t, res.Err, "commit chunk 3")
+			require.Equal(t, tc.commits, a.got)
+			require.Equal(t, 2, res.Chunks)
+			require.Equal(t, position(2), res.To)
+			require.Contains(t, a.aborted, int64(4), "the chunk after the failed one was not aborted")
+			require.True(t, run.closed)
+		})
+	}
 }
 
 func TestRunTableStopsBothSidesOnAnError(t *testing.T) {

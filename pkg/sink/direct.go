@@ -26,10 +26,11 @@ import (
 //     and the table keeps no change log;
 //   - either it starts a snapshot (From is nil or a Snapshot with no last
 //     key) and the target table is empty in the chunk's own transaction,
-//     or it continues, from the position this Target committed last, a
-//     snapshot whose chunks so far all went in directly. A keyset
-//     snapshot's chunks cover disjoint, increasing key ranges, so the
-//     continuation cannot meet a row it did not write itself;
+//     or it continues, from the To of the chunk this Target began last, a
+//     snapshot whose chunks so far were all to go in directly (the chunk
+//     before may still be open: it commits first, or this one is refused).
+//     A keyset snapshot's chunks cover disjoint, increasing key ranges, so
+//     the continuation cannot meet a row it did not write itself;
 //   - every column has a direct binary encoding.
 //
 // A snapshot resumed by a new process after a crash finds the target not
@@ -44,6 +45,12 @@ import (
 type directPlan struct {
 	candidate bool
 	empty     *bool // nil: no need to check
+}
+
+// take reports whether the chunk is to be copied straight into the target,
+// once the batch planDirect queued on has been sent.
+func (p directPlan) take() bool {
+	return p.candidate && (p.empty == nil || *p.empty)
 }
 
 // planDirect decides whether rec may go straight into the target under the
@@ -82,15 +89,12 @@ func (tg *Target) planDirect(b *pgx.Batch, rec arrow.RecordBatch, m watermarks.M
 // reporting whether it did. It runs inside the chunk's transaction, after
 // the batch planDirect queued on; on false nothing was written.
 func (tg *Target) applyDirect(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch, p directPlan, c commit, res *Result) (bool, error) {
-	if !p.candidate || (p.empty != nil && !*p.empty) {
+	if !p.take() {
 		return false, nil
 	}
 	enc, ok := tg.directEncoder(rec, c)
 	if !ok {
 		return false, nil
-	}
-	if err := checkText(rec); err != nil {
-		return false, err
 	}
 	names := make([]string, 0, len(tg.cols)+4)
 	for _, c := range tg.cols {

@@ -5,11 +5,14 @@
 // its table from the catalog (and its change log, when asked) and adds columns
 // that appeared at the source. Apply takes one change batch (the contract in
 // package schemas) and, in one transaction: copies it into a temporary staging
-// table with binary COPY, collapses it to the last change per key in source
+// table with binary COPY (or, for a snapshot into an empty table, straight
+// into the target), collapses it to the last change per key in source
 // order, deletes (or soft-deletes) and upserts with set-based SQL, appends every
 // change to the change log, moves the table's position (compare-and-set on the
 // position the batch was read from), queues a NOTIFY for downstream listeners,
 // and commits. There is no way to save a position without the rows it covers.
+// Begin, Write and Commit are Apply's steps (Pending): a runner writes the
+// next chunk's rows while one commits.
 package sink
 
 import (
@@ -117,8 +120,8 @@ type Target struct {
 	// positionTable, when set, is the name the target's position is kept
 	// under instead of the table's qualified name (WithPositionTable).
 	positionTable string
-	// directAfter is the position committed with the last chunk, when that
-	// chunk was copied straight into the target (direct.go).
+	// directAfter is the position of the last chunk begun, when that chunk
+	// is to be copied straight into the target (direct.go).
 	directAfter []byte
 
 	keys    keySet    // tells whether a batch's keys are unique
@@ -368,105 +371,211 @@ type Result struct {
 }
 
 // Apply applies one change batch and moves the table's position from m.From
-// to m.To, all in one transaction. rec may be nil or empty: an idle table
-// still moves its position (PITFALLS P3). The caller keeps ownership of rec.
-// m.Org and m.Table are set from the target. On any error nothing is applied
-// and the position does not move; a position that moved since m.From was read
-// gives watermarks.ErrPositionMoved.
+// to m.To, all in one transaction: Begin, Write and Commit in a row. rec may
+// be nil or empty: an idle table still moves its position (PITFALLS P3). The
+// caller keeps ownership of rec. m.Org and m.Table are set from the target.
+// On any error nothing is applied and the position does not move; a position
+// that moved since m.From was read gives watermarks.ErrPositionMoved.
 func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (Result, error) {
+	p, err := tg.Begin(ctx, rec, m)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := p.Write(ctx); err != nil {
+		return Result{}, err
+	}
+	return p.Commit(ctx)
+}
+
+// Pending is one chunk's transaction, in three steps so that a runner can
+// write the next chunk's rows while this one commits, each on a store
+// connection of its own:
+//
+//   - Begin opens the transaction and reserves the commit's history id. The
+//     chunks of a Target begin one at a time, in read order: whether a
+//     snapshot chunk may go straight into the target depends on the one
+//     begun before it.
+//   - Write copies the rows, into the target (direct.go) or into the
+//     connection's staging table. It takes no lock another chunk's
+//     transaction waits for: a direct chunk's keys are its own, and staging
+//     tables are per connection.
+//   - Commit claims the position (waiting for a chunk that holds it to end,
+//     and failing with watermarks.ErrPositionMoved unless it is still m.From),
+//     applies staged rows, moves the position, records it and commits.
+//     Chunks commit in read order: a chunk's From is the To of the one before
+//     it, so a chunk committed before that one, or after it failed, is
+//     refused by the claim and commits nothing.
+//
+// A step that fails rolls back and releases the connection; so does Abort,
+// for a chunk that will not be committed. A Pending is used by one goroutine
+// at a time.
+type Pending struct {
+	tg     *Target
+	conn   *pgxpool.Conn // nil for an idle chunk until Commit, and once done
+	rec    arrow.RecordBatch
+	m      watermarks.Move
+	c      commit
+	direct directPlan
+	apply  string // the staged apply, should the rows be staged
+	res    Result
+	ended  bool // committed, failed or aborted
+}
+
+// Begin starts applying rec with m: the first of Pending's steps. The caller
+// keeps ownership of rec and must keep it until Write returns.
+func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (*Pending, error) {
 	m.Org, m.Table = tg.org, tg.table.QualifiedName()
 	if tg.positionTable != "" {
 		m.Table = tg.positionTable
 	}
-	var res Result
-	if rec != nil {
+	p := &Pending{tg: tg, m: m}
+	if rec != nil && rec.NumRows() > 0 {
 		if err := schemas.ValidateChangeBatch(tg.table, rec); err != nil {
-			return res, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+			return nil, tg.errorf(err)
 		}
-		res.Rows = rec.NumRows()
+		if err := checkText(rec); err != nil {
+			return nil, tg.errorf(err)
+		}
+		p.rec, p.res.Rows = rec, rec.NumRows()
 	}
-	m.Rows = res.Rows
+	p.m.Rows = p.res.Rows
 	pos, err := watermarks.Encode(m.To)
 	if err != nil {
-		return res, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+		return nil, tg.errorf(err)
 	}
-	conn, err := tg.sink.pool.Acquire(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+	p.c.pos = pos
+	if p.rec == nil {
+		return p, nil // Commit does it all
 	}
-	defer conn.Release()
-	if err := tg.applyIn(ctx, conn.Conn(), rec, m, pos, &res); err != nil {
-		if conn.Conn().PgConn().TxStatus() != 'I' {
-			// Nothing of the chunk commits. Should the ROLLBACK fail, the
-			// connection is still in the transaction, and Release closes
-			// it (the server then rolls back).
-			_, _ = conn.Exec(ctx, "ROLLBACK")
-		}
-		return Result{}, fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
+	if p.conn, err = tg.sink.pool.Acquire(ctx); err != nil {
+		return nil, tg.errorf(err)
 	}
-	// Committed: the next chunk of this snapshot may go in directly too.
-	tg.directAfter = nil
-	if res.Direct {
-		tg.directAfter = pos
-	}
-	return res, nil
-}
-
-// applyIn runs the chunk's transaction on conn, in few round trips (each is
-// a network latency to a cloud store): a batch from BEGIN to everything the
-// rows' path needs first; the rows' COPY; for staged rows the apply; a
-// batch moving the position, recording it and queuing the NOTIFY; COMMIT.
-// A direct chunk takes four, a staged one five, an idle one (no rows) two.
-// On error the caller rolls back.
-func (tg *Target) applyIn(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch, m watermarks.Move, pos []byte, res *Result) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	tg.sink.positions.QueueClaim(b, m.Org, m.Table, m.From)
-	if res.Rows > 0 {
-		c := commit{pos: pos}
-		tg.sink.positions.QueueReserve(b, &c.id, &c.at)
-		b.Queue(tg.createStageSQL()) // before planDirect's savepoint, which a fallback rolls back to
-		direct := tg.planDirect(b, rec, m)
-		if err := conn.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-		m.Batch = c.id
-		b = &pgx.Batch{}
-		done, err := tg.applyDirect(ctx, conn, rec, direct, c, res)
+	tg.sink.positions.QueueReserve(b, &p.c.id, &p.c.at)
+	b.Queue(tg.createStageSQL()) // before planDirect's savepoint, which a fallback rolls back to
+	p.direct = tg.planDirect(b, rec, p.m)
+	if err := p.conn.SendBatch(ctx, b).Close(); err != nil {
+		return nil, p.fail(ctx, err)
+	}
+	p.m.Batch = p.c.id
+	tg.directAfter = nil
+	if p.direct.take() {
+		tg.directAfter = pos
+		p.apply = tg.applyStatement(false) // should the direct COPY fall back
+	} else {
+		p.apply = tg.apply(rec)
+	}
+	return p, nil
+}
+
+// Write copies the rows begun: the second step.
+func (p *Pending) Write(ctx context.Context) error {
+	if p.ended {
+		return p.tg.errorf(errDone)
+	}
+	if p.rec == nil {
+		return nil // idle, or written
+	}
+	direct, err := p.tg.applyDirect(ctx, p.conn.Conn(), p.rec, p.direct, p.c, &p.res)
+	if err == nil && !direct {
+		err = p.tg.copyToStage(ctx, p.conn.Conn(), p.rec)
+	}
+	p.rec = nil // written: the caller may release it
+	if err != nil {
+		return p.fail(ctx, err)
+	}
+	return nil
+}
+
+// Commit moves the position and commits: the last step. It returns what
+// the chunk did to the target.
+func (p *Pending) Commit(ctx context.Context) (Result, error) {
+	tg := p.tg
+	if p.ended || p.rec != nil {
+		return Result{}, tg.errorf(errDone)
+	}
+	b := &pgx.Batch{}
+	if p.conn == nil { // an idle chunk
+		conn, err := tg.sink.pool.Acquire(ctx)
 		if err != nil {
-			return err
+			p.ended = true
+			return Result{}, tg.errorf(err)
 		}
-		if !done {
-			if err := tg.applyRows(ctx, conn, b, rec, c, res); err != nil {
-				return err
-			}
+		p.conn = conn
+		b.Queue("BEGIN")
+	}
+	tg.sink.positions.QueueClaim(b, p.m.Org, p.m.Table, p.m.From)
+	if p.res.Rows > 0 && !p.res.Direct {
+		p.queueApply(b)
+		if err := p.conn.SendBatch(ctx, b).Close(); err != nil {
+			return Result{}, p.fail(ctx, err)
 		}
+		b = &pgx.Batch{}
 	}
-	if err := tg.sink.positions.QueueAdvance(b, m); err != nil {
-		return err
+	if err := tg.sink.positions.QueueAdvance(b, p.m); err != nil {
+		return Result{}, p.fail(ctx, err)
 	}
-	if err := tg.queueNotify(b, m, noticeRows{Insert: res.Inserted, Update: res.Updated, Delete: res.Deleted}); err != nil {
-		return err
+	if err := tg.queueNotify(b, p.m, noticeRows{Insert: p.res.Inserted, Update: p.res.Updated, Delete: p.res.Deleted}); err != nil {
+		return Result{}, p.fail(ctx, err)
 	}
 	// COMMIT goes alone, after the batch's replies: the position's checks
 	// (the claim, the first move's insert) run on the replies, and a
 	// pipeline runs to its end on the server whatever a reply says.
+	conn := p.conn.Conn()
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return err
+		return Result{}, p.fail(ctx, err)
 	}
 	if tg.testHookBeforeCommit != nil {
 		if err := tg.testHookBeforeCommit(ctx, conn); err != nil {
-			return err
+			return Result{}, p.fail(ctx, err)
 		}
 	}
 	tag, err := conn.Exec(ctx, "COMMIT")
+	if err == nil && tag.String() != "COMMIT" { // an aborted transaction answers ROLLBACK
+		err = fmt.Errorf("commit: the server answered %s", tag.String())
+	}
 	if err != nil {
-		return err
+		return Result{}, p.fail(ctx, err)
 	}
-	if tag.String() != "COMMIT" { // an aborted transaction answers ROLLBACK
-		return fmt.Errorf("commit: the server answered %s", tag.String())
+	p.conn.Release()
+	p.conn, p.ended = nil, true
+	return p.res, nil
+}
+
+// Abort rolls back a chunk that will not be committed and releases its
+// connection. It does nothing once a step has failed or Commit succeeded.
+func (p *Pending) Abort() {
+	if !p.ended {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = p.fail(ctx, errDone)
 	}
-	return nil
+	p.rec = nil
+}
+
+// errDone is a step taken out of order or after the chunk ended.
+var errDone = errors.New("the chunk's transaction has already ended")
+
+// fail rolls the chunk's transaction back, releases its connection and
+// returns err with the target named.
+func (p *Pending) fail(ctx context.Context, err error) error {
+	if p.conn != nil {
+		if p.conn.Conn().PgConn().TxStatus() != 'I' {
+			// Nothing of the chunk commits. Should the ROLLBACK fail, the
+			// connection is still in the transaction, and Release closes
+			// it (the server then rolls back).
+			_, _ = p.conn.Exec(ctx, "ROLLBACK")
+		}
+		p.conn.Release()
+		p.conn = nil
+	}
+	p.ended = true
+	return p.tg.errorf(err)
+}
+
+func (tg *Target) errorf(err error) error {
+	return fmt.Errorf("apply to %s: %w", tg.ident.Sanitize(), err)
 }
 
 // commit is what a chunk's rows carry: the commit's position-history id, the
@@ -488,42 +597,36 @@ func (tg *Target) createStageSQL() string {
 	return "CREATE TEMP TABLE IF NOT EXISTS " + pgx.Identifier{tg.stage}.Sanitize() + " (" + strings.Join(defs, ", ") + ") ON COMMIT DELETE ROWS"
 }
 
-// applyRows stages rec and applies it; the change-log append is queued on
-// b, sent with the position's move.
-func (tg *Target) applyRows(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, rec arrow.RecordBatch, c commit, res *Result) error {
-	names := make([]string, 0, len(tg.cols)+3)
-	for _, c := range tg.cols {
-		names = append(names, c.name)
-	}
-	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
-	if err := checkText(rec); err != nil {
-		return err
-	}
-	if err := tg.copyToStage(ctx, conn, rec, names); err != nil {
-		return err
-	}
-	var keys int64
-	if err := conn.QueryRow(ctx, tg.apply(rec), c.id).Scan(&keys, &res.Deleted, &res.Inserted, &res.Updated); err != nil {
-		return fmt.Errorf("apply staged changes: %w", err)
-	}
-	res.Unchanged = keys - res.Deleted - res.Inserted - res.Updated
-	if tg.opts.ChangeLog {
-		b.Queue(tg.changeLogSQL(), c.pos, c.id).Exec(func(tag pgconn.CommandTag) error {
-			res.Logged = tag.RowsAffected()
+// queueApply queues, on b, the staged rows' apply and their change-log
+// append, which fill the result's counts.
+func (p *Pending) queueApply(b *pgx.Batch) {
+	b.Queue(p.apply, p.c.id).QueryRow(func(row pgx.Row) error {
+		var keys int64
+		if err := row.Scan(&keys, &p.res.Deleted, &p.res.Inserted, &p.res.Updated); err != nil {
+			return fmt.Errorf("apply staged changes: %w", err)
+		}
+		p.res.Unchanged = keys - p.res.Deleted - p.res.Inserted - p.res.Updated
+		return nil
+	})
+	if p.tg.opts.ChangeLog {
+		b.Queue(p.tg.changeLogSQL(), p.c.pos, p.c.id).Exec(func(tag pgconn.CommandTag) error {
+			p.res.Logged = tag.RowsAffected()
 			return nil
 		})
 	}
-	return nil
 }
 
 // copyToStage copies rec into the staging table: straight from the Arrow
 // columns when every column has a direct encoding (copyEncoder), through
 // pgx's encoder otherwise.
-func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch, names []string) error {
-	types := make([]string, 0, len(names))
+func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch) error {
+	names := make([]string, 0, len(tg.cols)+3)
+	types := make([]string, 0, len(tg.cols)+3)
 	for _, c := range tg.cols {
+		names = append(names, c.name)
 		types = append(types, c.pgType)
 	}
+	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
 	types = append(types, "smallint", "bigint", "bytea") // op, seq, source position
 	if enc, ok := newCopyEncoder(rec, types); ok {
 		cols := make([]string, len(names))
@@ -554,14 +657,20 @@ func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.Rec
 
 // apply returns the statement that applies rec's staged changes.
 func (tg *Target) apply(rec arrow.RecordBatch) string {
-	unique := 0
-	if k := tg.keyIndex(); k >= 0 && tg.keys.unique(rec.Column(k)) {
-		unique = 1
+	k := tg.keyIndex()
+	return tg.applyStatement(k >= 0 && tg.keys.unique(rec.Column(k)))
+}
+
+// applyStatement is applySQL(unique), built once.
+func (tg *Target) applyStatement(unique bool) string {
+	i := 0
+	if unique {
+		i = 1
 	}
-	if tg.applies[unique] == "" {
-		tg.applies[unique] = tg.applySQL(unique == 1)
+	if tg.applies[i] == "" {
+		tg.applies[i] = tg.applySQL(unique)
 	}
-	return tg.applies[unique]
+	return tg.applies[i]
 }
 
 // keyIndex is the batch column of a single-column key whose store type
