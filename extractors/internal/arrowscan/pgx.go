@@ -9,7 +9,6 @@ import (
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/extensions"
 	"github.com/jackc/pgx/v5"
@@ -40,15 +39,15 @@ var PgxResultFormats = pgx.QueryResultFormatsByOID{
 	pgtype.UUIDOID:        pgx.BinaryFormatCode,
 }
 
-// decoder appends one non-NULL wire value to the column's builder it was
-// made for and returns the bytes it added (Batch.Bytes). raw is only valid
+// decoder appends one non-NULL wire value to the column buffer it was made
+// for and returns the bytes it added (Batch.Bytes). raw is only valid
 // during the call.
 type decoder func(raw []byte) (int, error)
 
 // ReadPgx is Read for a PostgreSQL source queried through pgx directly
 // (with PgxResultFormats as the query's first argument), without
 // database/sql's per-value boxing: the common (column type, wire type)
-// pairs are decoded from the wire bytes straight into the builders; every
+// pairs are decoded from the wire bytes straight into the column buffers; every
 // other pair goes through the same conversion pgx's database/sql driver
 // makes, so the batch is the one Read would build. ReadResult.Last holds
 // that driver's values too. It does not close rows, except to learn why a
@@ -67,15 +66,10 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 	}
 	decs := make([]decoder, len(fds))
 	slow := make([]func([]byte) (any, error), len(fds))
-	fbs := make([]array.Builder, len(fds))
 	for i, fd := range fds {
 		slow[i] = stdlibValue(m, fd)
-		fbs[i] = b.b.Field(i)
-		decs[i] = s.cols[i].pgxDecoder(fd, slow[i], fbs[i])
+		decs[i] = s.cols[i].pgxDecoder(fd, slow[i], b.cols[i])
 	}
-	ops := b.b.Field(len(fds)).(*array.Int8Builder)
-	seqs := b.b.Field(len(fds) + 1).(*array.Int64Builder)
-	srcPos := b.b.Field(len(fds) + 2)
 	// The last row's wire bytes, kept for Last (RawValues are only valid
 	// until the next row).
 	last := make([][]byte, len(fds))
@@ -99,7 +93,7 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 		*seq++
 		for i, v := range raw {
 			if v == nil {
-				fbs[i].AppendNull()
+				b.cols[i].appendNull()
 				lastNull[i] = true
 				continue
 			}
@@ -114,11 +108,7 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 			last[i] = append(last[i][:0], v...)
 			lastNull[i] = false
 		}
-		ops.Append(int8(op))
-		seqs.Append(*seq)
-		srcPos.AppendNull()
-		b.bytes += 1 + 8
-		b.rows++
+		b.endRow(op, *seq)
 		res.Rows++
 	}
 	if res.Rows == 0 {
@@ -138,15 +128,15 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 	return res, nil
 }
 
-// pgxDecoder returns the column's decoder into fb for values of wire type
+// pgxDecoder returns the column's decoder into cb for values of wire type
 // fd. slow converts a wire value as pgx's database/sql driver does.
-func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, error), fb array.Builder) decoder {
+func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, error), cb colBuf) decoder {
 	fallback := func(raw []byte) (int, error) {
 		v, err := slow(raw)
 		if err != nil {
 			return 0, err
 		}
-		return c.append(fb, v)
+		return c.append(cb, v)
 	}
 	bin := fd.Format == pgx.BinaryFormatCode
 	switch t := c.arrow.(type) {
@@ -165,60 +155,58 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		default:
 			return fallback
 		}
-		read := func(raw []byte) int64 {
+		var lo, hi int64
+		switch t.(type) {
+		case *arrow.Int64Type:
+			lo, hi = math.MinInt64, math.MaxInt64
+		case *arrow.Int32Type:
+			lo, hi = math.MinInt32, math.MaxInt32
+		case *arrow.Int16Type:
+			lo, hi = math.MinInt16, math.MaxInt16
+		case *arrow.Uint8Type:
+			lo, hi = 0, math.MaxUint8
+		}
+		fc := cb.(*fixedCol)
+		return func(raw []byte) (int, error) {
+			if len(raw) != width {
+				return fallback(raw) // malformed: the fallback gives Read's error
+			}
+			var x int64
 			switch width {
 			case 2:
-				return int64(int16(binary.BigEndian.Uint16(raw)))
+				x = int64(int16(binary.BigEndian.Uint16(raw)))
 			case 4:
-				return int64(int32(binary.BigEndian.Uint32(raw)))
+				x = int64(int32(binary.BigEndian.Uint32(raw)))
+			default:
+				x = int64(binary.BigEndian.Uint64(raw))
 			}
-			return int64(binary.BigEndian.Uint64(raw))
-		}
-		// Out of range or malformed: the fallback gives Read's error.
-		within := func(lo, hi int64, size int, app func(int64)) decoder {
-			return func(raw []byte) (int, error) {
-				if len(raw) != width {
-					return fallback(raw)
-				}
-				x := read(raw)
-				if x < lo || x > hi {
-					return fallback(raw)
-				}
-				app(x)
-				return size, nil
+			if x < lo || x > hi {
+				return fallback(raw) // out of range: likewise
 			}
-		}
-		switch b := fb.(type) {
-		case *array.Int64Builder:
-			return within(math.MinInt64, math.MaxInt64, 8, b.Append)
-		case *array.Int32Builder:
-			return within(math.MinInt32, math.MaxInt32, 4, func(x int64) { b.Append(int32(x)) })
-		case *array.Int16Builder:
-			return within(math.MinInt16, math.MaxInt16, 2, func(x int64) { b.Append(int16(x)) })
-		case *array.Uint8Builder:
-			return within(0, math.MaxUint8, 1, func(x int64) { b.Append(uint8(x)) })
+			fc.addInt(x)
+			return fc.width, nil
 		}
 	case *arrow.Decimal128Type:
 		if !bin || fd.DataTypeOID != pgtype.NumericOID {
 			break
 		}
-		b := fb.(*array.Decimal128Builder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			n, ok := numericToDecimal(raw, t.Precision, t.Scale)
 			if !ok {
 				return fallback(raw)
 			}
-			b.Append(n)
+			fc.addDecimal(n)
 			return 16, nil
 		}
 	case *arrow.StringType:
 		switch fd.DataTypeOID {
 		case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID:
 			// Text and binary formats of these types are both the bytes of
-			// the string; Append copies them.
-			b := fb.(*array.StringBuilder).BinaryBuilder
+			// the string; add copies them.
+			vc := cb.(*varCol)
 			return func(raw []byte) (int, error) {
-				b.Append(raw)
+				vc.add(raw)
 				return len(raw), nil
 			}
 		}
@@ -226,12 +214,12 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		if !bin || fd.DataTypeOID != pgtype.UUIDOID {
 			break
 		}
-		b := fb.(*extensions.UUIDBuilder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			if len(raw) != 16 {
 				return fallback(raw)
 			}
-			b.AppendBytes([16]byte(raw))
+			fc.addBytes(raw)
 			return 16, nil
 		}
 	case *arrow.TimestampType:
@@ -241,7 +229,7 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		if !bin || t.Unit != arrow.Microsecond || !(fd.DataTypeOID == pgtype.TimestampOID || (zoned && fd.DataTypeOID == pgtype.TimestamptzOID)) {
 			break
 		}
-		b := fb.(*array.TimestampBuilder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			if len(raw) != 8 {
 				return fallback(raw)
@@ -250,7 +238,7 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 			if us == math.MaxInt64 || us == math.MinInt64 { // infinity
 				return fallback(raw)
 			}
-			b.Append(arrow.Timestamp(us + pgEpochMicros))
+			fc.add64(uint64(us + pgEpochMicros))
 			return 8, nil
 		}
 	case *arrow.FixedSizeBinaryType:
@@ -260,19 +248,19 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		if !bin || fd.DataTypeOID != pgtype.Int8OID || t.ByteWidth != 8 {
 			break
 		}
-		b := fb.(*array.FixedSizeBinaryBuilder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			if len(raw) != 8 || raw[0]&0x80 != 0 {
 				return fallback(raw)
 			}
-			b.Append(raw)
+			fc.addBytes(raw)
 			return 8, nil
 		}
 	case *arrow.Date32Type:
 		if !bin || fd.DataTypeOID != pgtype.DateOID {
 			break
 		}
-		b := fb.(*array.Date32Builder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			if len(raw) != 4 {
 				return fallback(raw)
@@ -281,7 +269,7 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 			if d == math.MaxInt32 || d == math.MinInt32 { // infinity
 				return fallback(raw)
 			}
-			b.Append(arrow.Date32(d + pgEpochDays))
+			fc.add32(uint32(d + pgEpochDays))
 			return 4, nil
 		}
 	}
