@@ -70,10 +70,11 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 		slow[i] = stdlibValue(m, fd)
 		decs[i] = s.cols[i].pgxDecoder(fd, slow[i], b.cols[i])
 	}
-	// The last row's wire bytes, kept for Last (RawValues are only valid
-	// until the next row).
-	last := make([][]byte, len(fds))
-	lastNull := make([]bool, len(fds))
+	// The last row's wire bytes end to end, kept for Last (RawValues are
+	// only valid until the next row), and where each ends (-1: NULL). Flat,
+	// so that keeping them stores no pointer per value.
+	last := make([]byte, 0, 256)
+	lastEnd := make([]int, len(fds))
 	n := len(s.cols)
 	for {
 		if res.Rows >= lim.Rows || (lim.Bytes > 0 && b.Bytes() >= lim.Bytes) {
@@ -91,10 +92,11 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 			return res, fmt.Errorf("row has %d values for %d columns", len(raw), n)
 		}
 		*seq++
+		last = last[:0]
 		for i, v := range raw {
 			if v == nil {
 				b.cols[i].appendNull()
-				lastNull[i] = true
+				lastEnd[i] = -1
 				continue
 			}
 			k, err := decs[i](v)
@@ -102,11 +104,8 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 				return res, fmt.Errorf("column %s: %w", s.cols[i].name, err)
 			}
 			b.bytes += k
-			if last[i] == nil {
-				last[i] = make([]byte, 0, len(v)) // non-nil even when empty: '' is not NULL
-			}
-			last[i] = append(last[i][:0], v...)
-			lastNull[i] = false
+			last = append(last, v...)
+			lastEnd[i] = len(last)
 		}
 		b.endRow(op, *seq)
 		res.Rows++
@@ -115,11 +114,13 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 		return res, nil
 	}
 	res.Last = make([]any, n)
-	for i := range last {
-		if lastNull[i] {
+	start := 0
+	for i, end := range lastEnd {
+		if end < 0 {
 			continue
 		}
-		v, err := slow[i](last[i])
+		v, err := slow[i](last[start:end:end]) // non-nil even when empty: '' is not NULL
+		start = end
 		if err != nil {
 			return res, fmt.Errorf("column %s: %w", s.cols[i].name, err)
 		}
@@ -307,7 +308,9 @@ func numericToDecimal(raw []byte, precision, scale int32) (decimal128.Num, bool)
 	var acc uint64
 	for i := 0; i < ndigits; i++ {
 		d := uint64(binary.BigEndian.Uint16(raw[8+2*i:]))
-		if d >= 10000 || acc > (math.MaxUint64-d)/10000 {
+		// A constant bound (no division per digit), a little below the
+		// exact one: the few values between take the caller's text path.
+		if d >= 10000 || acc > (math.MaxUint64-9999)/10000 {
 			return decimal128.Num{}, false
 		}
 		acc = acc*10000 + d
@@ -321,20 +324,32 @@ func numericToDecimal(raw []byte, precision, scale int32) (decimal128.Num, bool)
 		}
 		acc *= pow10[k]
 	default:
-		if -k >= len(pow10) || acc%pow10[-k] != 0 {
+		var q uint64
+		switch -k { // constant divisors compile to multiplications
+		case 1:
+			q = acc / 10
+		case 2:
+			q = acc / 100
+		case 3:
+			q = acc / 1000
+		default:
+			if -k >= len(pow10) {
+				return decimal128.Num{}, false
+			}
+			q = acc / pow10[-k]
+		}
+		if q*pow10[-k] != acc {
 			return decimal128.Num{}, false
 		}
-		acc /= pow10[-k]
+		acc = q
 	}
-	if acc > math.MaxInt64 {
+	// |n| < 10^precision, and n fits int64.
+	if acc > math.MaxInt64 || (int(precision) < len(pow10) && acc >= pow10[precision]) {
 		return decimal128.Num{}, false
 	}
 	n := decimal128.FromI64(int64(acc))
 	if sign == 0x4000 {
 		n = n.Negate()
-	}
-	if !n.FitsInPrecision(precision) {
-		return decimal128.Num{}, false
 	}
 	return n, true
 }
