@@ -80,6 +80,11 @@ func New(source schemas.Dialect, t *schemas.Table) (*Scanner, error) {
 		}
 		s.cols = append(s.cols, col)
 	}
+	for _, f := range schema.Fields() {
+		if _, err := newColBuf(f.Type); err != nil {
+			return nil, fmt.Errorf("table %s: field %s: %w", t.QualifiedName(), f.Name, err)
+		}
+	}
 	return s, nil
 }
 
@@ -130,7 +135,7 @@ func (s *Scanner) NewBatch(mem memory.Allocator) *Batch {
 	for i, f := range s.schema.Fields() {
 		c, err := newColBuf(f.Type)
 		if err != nil {
-			panic(err) // New made a converter for each column's type, all of which have colBufs
+			panic(err) // New has checked every field's type
 		}
 		b.cols[i] = c
 	}
