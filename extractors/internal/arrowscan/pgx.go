@@ -49,9 +49,9 @@ type decoder func(raw []byte) (int, error)
 // database/sql's per-value boxing: the common (column type, wire type)
 // pairs are decoded from the wire bytes straight into the batch's column
 // buffers; every other pair goes through the same conversion pgx's
-// database/sql driver makes, so the batch is the one Read would build. ReadResult.Last holds
-// that driver's values too. It does not close rows, except to learn why a
-// query that returned no row description failed.
+// database/sql driver makes, so the batch is the one Read would build.
+// ReadResult.Last holds that driver's values too. It does not close rows,
+// except to learn why a query that returned no row description failed.
 func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op, seq *int64, lim Limits) (ReadResult, error) {
 	var res ReadResult
 	fds := rows.FieldDescriptions()
