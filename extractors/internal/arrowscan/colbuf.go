@@ -15,9 +15,9 @@ import (
 // A colBuf accumulates one column of a Batch in plain Go slices, in place
 // of an Arrow builder: a builder's Append costs several capacity checks and
 // calls per value (about 20% of the engine's CPU on the benchmark's
-// claim-line table), a colBuf's one append to a slice. NULLs are noted by
-// row and the validity bitmap is written once, by newArray, and only when
-// there is a NULL.
+// claim-line table), a colBuf's a check, a store and a count. NULLs are
+// noted by row and the validity bitmap is written once, by newArray, and
+// only when there is a NULL.
 //
 // newArray hands the slices over to the array (memory.NewBufferBytes: Go
 // memory, which the garbage collector frees once the array is unreachable)
@@ -46,7 +46,7 @@ func newColBuf(dt arrow.DataType) (colBuf, error) {
 	case *arrow.BooleanType:
 		return &boolCol{}, nil
 	case *arrow.StringType, *arrow.BinaryType:
-		return &varCol{dt: dt, offs: []int32{0}}, nil
+		return &varCol{dt: dt}, nil
 	case arrow.FixedWidthDataType:
 		if t.BitWidth()%8 == 0 {
 			return &fixedCol{dt: dt, width: t.BitWidth() / 8}, nil
@@ -77,20 +77,64 @@ func (ns *nulls) bitmap(n int) (*memory.Buffer, int) {
 // fixedCol holds fixed-width values (integers, floats, decimals, dates,
 // times, timestamps, fixed-size binary and UUIDs) as their bytes in
 // Arrow's layout: native byte order, as Arrow's own buffers.
+//
+// Its slices are used to their capacity, with counts beside them: an
+// append stores a value and a count, where appending to a slice in a
+// struct would store the slice's pointer (and check for a write barrier)
+// every time.
 type fixedCol struct {
 	dt    arrow.DataType
 	width int
-	vals  []byte
+	buf   []byte // the values' bytes, then room for more
+	n     int    // bytes of values in buf
 	nulls nulls
 }
 
-func (c *fixedCol) add8(x uint8)   { c.vals = append(c.vals, x) }
-func (c *fixedCol) add16(x uint16) { c.vals = binary.NativeEndian.AppendUint16(c.vals, x) }
-func (c *fixedCol) add32(x uint32) { c.vals = binary.NativeEndian.AppendUint32(c.vals, x) }
-func (c *fixedCol) add64(x uint64) { c.vals = binary.NativeEndian.AppendUint64(c.vals, x) }
+// grow makes room for k more bytes.
+func (c *fixedCol) grow(k int) {
+	c.buf = slices.Grow(c.buf[:c.n], k)
+	c.buf = c.buf[:cap(c.buf)]
+}
+
+func (c *fixedCol) add8(x uint8) {
+	if c.n >= len(c.buf) {
+		c.grow(1)
+	}
+	c.buf[c.n] = x
+	c.n++
+}
+
+func (c *fixedCol) add16(x uint16) {
+	if len(c.buf)-c.n < 2 {
+		c.grow(2)
+	}
+	binary.NativeEndian.PutUint16(c.buf[c.n:], x)
+	c.n += 2
+}
+
+func (c *fixedCol) add32(x uint32) {
+	if len(c.buf)-c.n < 4 {
+		c.grow(4)
+	}
+	binary.NativeEndian.PutUint32(c.buf[c.n:], x)
+	c.n += 4
+}
+
+func (c *fixedCol) add64(x uint64) {
+	if len(c.buf)-c.n < 8 {
+		c.grow(8)
+	}
+	binary.NativeEndian.PutUint64(c.buf[c.n:], x)
+	c.n += 8
+}
 
 // addBytes appends a value given as its width bytes.
-func (c *fixedCol) addBytes(b []byte) { c.vals = append(c.vals, b...) }
+func (c *fixedCol) addBytes(b []byte) {
+	if len(c.buf)-c.n < len(b) {
+		c.grow(len(b))
+	}
+	c.n += copy(c.buf[c.n:], b)
+}
 
 // addInt appends an integer known to fit the column's width.
 func (c *fixedCol) addInt(x int64) {
@@ -113,61 +157,82 @@ func (c *fixedCol) addDecimal(n decimal128.Num) {
 }
 
 func (c *fixedCol) appendNull() {
-	c.nulls = append(c.nulls, int32(len(c.vals)/c.width))
-	c.vals = append(c.vals, make([]byte, c.width)...)
+	if len(c.buf)-c.n < c.width {
+		c.grow(c.width)
+	}
+	c.nulls = append(c.nulls, int32(c.n/c.width))
+	clear(c.buf[c.n : c.n+c.width])
+	c.n += c.width
 }
 
-func (c *fixedCol) reserve(rows, _ int) { c.vals = slices.Grow(c.vals, rows*c.width) }
+func (c *fixedCol) reserve(rows, _ int) { c.grow(rows * c.width) }
 
 func (c *fixedCol) dataLen() int { return 0 }
 
 func (c *fixedCol) newArray() arrow.Array {
-	n := len(c.vals) / c.width
+	n := c.n / c.width
 	valid, k := c.nulls.bitmap(n)
-	data := array.NewData(c.dt, n, []*memory.Buffer{valid, memory.NewBufferBytes(c.vals)}, nil, k, 0)
+	data := array.NewData(c.dt, n, []*memory.Buffer{valid, memory.NewBufferBytes(c.buf[:c.n])}, nil, k, 0)
 	defer data.Release()
-	c.vals = nil
+	c.buf, c.n = nil, 0
 	return array.MakeFromData(data)
 }
 
-// varCol holds variable-length values (strings, binary): their bytes
-// end to end and the int32 offset of each value's end after a leading 0.
+// varCol holds variable-length values (strings, binary): their bytes end
+// to end and the int32 offset of each value's end after a leading 0. Its
+// slices are used to their capacity, as fixedCol's.
 type varCol struct {
-	dt    arrow.DataType
-	offs  []int32
-	data  []byte
-	nulls nulls
+	dt      arrow.DataType
+	offs    []int32 // nil, or the offsets (n+1 of them) and room for more
+	data    []byte  // the values' bytes and room for more
+	n, size int     // values; bytes of values
+	nulls   nulls
 }
 
-func (c *varCol) add(b []byte) {
-	c.data = append(c.data, b...)
-	c.offs = append(c.offs, int32(len(c.data)))
+// addVar appends one value (a function: methods cannot have type
+// parameters, and strings would otherwise be copied to a []byte first).
+func addVar[T string | []byte](c *varCol, v T) {
+	if c.n+1 >= len(c.offs) || len(c.data)-c.size < len(v) {
+		c.grow(1, len(v))
+	}
+	c.size += copy(c.data[c.size:], v)
+	c.n++
+	c.offs[c.n] = int32(c.size)
 }
 
-func (c *varCol) addString(s string) {
-	c.data = append(c.data, s...)
-	c.offs = append(c.offs, int32(len(c.data)))
+// grow makes room for rows more values and bytes more bytes of values.
+func (c *varCol) grow(rows, bytes int) {
+	if c.offs == nil {
+		c.offs = []int32{0}
+	}
+	c.offs = slices.Grow(c.offs[:c.n+1], rows)
+	c.offs = c.offs[:cap(c.offs)]
+	c.data = slices.Grow(c.data[:c.size], bytes)
+	c.data = c.data[:cap(c.data)]
 }
 
 func (c *varCol) appendNull() {
-	c.nulls = append(c.nulls, int32(len(c.offs)-1))
-	c.offs = append(c.offs, int32(len(c.data)))
+	if c.n+1 >= len(c.offs) {
+		c.grow(1, 0)
+	}
+	c.nulls = append(c.nulls, int32(c.n))
+	c.n++
+	c.offs[c.n] = int32(c.size)
 }
 
-func (c *varCol) reserve(rows, data int) {
-	c.offs = slices.Grow(c.offs, rows)
-	c.data = slices.Grow(c.data, data)
-}
+func (c *varCol) reserve(rows, data int) { c.grow(rows, data) }
 
-func (c *varCol) dataLen() int { return len(c.data) }
+func (c *varCol) dataLen() int { return c.size }
 
 func (c *varCol) newArray() arrow.Array {
-	n := len(c.offs) - 1
-	valid, k := c.nulls.bitmap(n)
-	offs := memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(c.offs))
-	data := array.NewData(c.dt, n, []*memory.Buffer{valid, offs, memory.NewBufferBytes(c.data)}, nil, k, 0)
+	if c.offs == nil {
+		c.grow(0, 0) // the leading 0 of no value
+	}
+	valid, k := c.nulls.bitmap(c.n)
+	offs := memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(c.offs[:c.n+1]))
+	data := array.NewData(c.dt, c.n, []*memory.Buffer{valid, offs, memory.NewBufferBytes(c.data[:c.size])}, nil, k, 0)
 	defer data.Release()
-	c.offs, c.data = []int32{0}, nil
+	c.offs, c.data, c.n, c.size = nil, nil, 0, 0
 	return array.MakeFromData(data)
 }
 

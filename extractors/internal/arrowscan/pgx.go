@@ -204,10 +204,10 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		switch fd.DataTypeOID {
 		case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID:
 			// Text and binary formats of these types are both the bytes of
-			// the string; add copies them.
+			// the string; addVar copies them.
 			vc := cb.(*varCol)
 			return func(raw []byte) (int, error) {
-				vc.add(raw)
+				addVar(vc, raw)
 				return len(raw), nil
 			}
 		}

@@ -399,7 +399,7 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 			if err != nil {
 				return 0, err
 			}
-			b.(*varCol).addString(s)
+			addVar(b.(*varCol), s)
 			return len(s), nil
 		}
 		col.native = func(v any) (any, error) { return text(v) }
@@ -472,10 +472,10 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 		col.append = func(b colBuf, v any) (int, error) {
 			switch x := v.(type) {
 			case []byte:
-				b.(*varCol).add(x)
+				addVar(b.(*varCol), x)
 				return len(x), nil
 			case string:
-				b.(*varCol).addString(x)
+				addVar(b.(*varCol), x)
 				return len(x), nil
 			}
 			return 0, unexpected(v)
