@@ -9,7 +9,6 @@ import (
 	"strconv"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/extensions"
 	"github.com/jackc/pgx/v5"
@@ -40,19 +39,19 @@ var PgxResultFormats = pgx.QueryResultFormatsByOID{
 	pgtype.UUIDOID:        pgx.BinaryFormatCode,
 }
 
-// decoder appends one non-NULL wire value to the column's builder it was
-// made for and returns the bytes it added (Batch.Bytes). raw is only valid
+// decoder appends one non-NULL wire value to the column buffer it was made
+// for and returns the bytes it added (Batch.Bytes). raw is only valid
 // during the call.
 type decoder func(raw []byte) (int, error)
 
 // ReadPgx is Read for a PostgreSQL source queried through pgx directly
 // (with PgxResultFormats as the query's first argument), without
 // database/sql's per-value boxing: the common (column type, wire type)
-// pairs are decoded from the wire bytes straight into the builders; every
-// other pair goes through the same conversion pgx's database/sql driver
-// makes, so the batch is the one Read would build. ReadResult.Last holds
-// that driver's values too. It does not close rows, except to learn why a
-// query that returned no row description failed.
+// pairs are decoded from the wire bytes straight into the batch's column
+// buffers; every other pair goes through the same conversion pgx's
+// database/sql driver makes, so the batch is the one Read would build.
+// ReadResult.Last holds that driver's values too. It does not close rows,
+// except to learn why a query that returned no row description failed.
 func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op, seq *int64, lim Limits) (ReadResult, error) {
 	var res ReadResult
 	fds := rows.FieldDescriptions()
@@ -67,19 +66,15 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 	}
 	decs := make([]decoder, len(fds))
 	slow := make([]func([]byte) (any, error), len(fds))
-	fbs := make([]array.Builder, len(fds))
 	for i, fd := range fds {
 		slow[i] = stdlibValue(m, fd)
-		fbs[i] = b.b.Field(i)
-		decs[i] = s.cols[i].pgxDecoder(fd, slow[i], fbs[i])
+		decs[i] = s.cols[i].pgxDecoder(fd, slow[i], b.cols[i])
 	}
-	ops := b.b.Field(len(fds)).(*array.Int8Builder)
-	seqs := b.b.Field(len(fds) + 1).(*array.Int64Builder)
-	srcPos := b.b.Field(len(fds) + 2)
-	// The last row's wire bytes, kept for Last (RawValues are only valid
-	// until the next row).
-	last := make([][]byte, len(fds))
-	lastNull := make([]bool, len(fds))
+	// The last row's wire bytes end to end, kept for Last (RawValues are
+	// only valid until the next row), and where each ends (-1: NULL). Flat,
+	// so that keeping them stores no pointer per value.
+	last := make([]byte, 0, 256)
+	lastEnd := make([]int, len(fds))
 	n := len(s.cols)
 	for {
 		if res.Rows >= lim.Rows || (lim.Bytes > 0 && b.Bytes() >= lim.Bytes) {
@@ -97,10 +92,11 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 			return res, fmt.Errorf("row has %d values for %d columns", len(raw), n)
 		}
 		*seq++
+		last = last[:0]
 		for i, v := range raw {
 			if v == nil {
-				fbs[i].AppendNull()
-				lastNull[i] = true
+				b.cols[i].appendNull()
+				lastEnd[i] = -1
 				continue
 			}
 			k, err := decs[i](v)
@@ -108,28 +104,23 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 				return res, fmt.Errorf("column %s: %w", s.cols[i].name, err)
 			}
 			b.bytes += k
-			if last[i] == nil {
-				last[i] = make([]byte, 0, len(v)) // non-nil even when empty: '' is not NULL
-			}
-			last[i] = append(last[i][:0], v...)
-			lastNull[i] = false
+			last = append(last, v...)
+			lastEnd[i] = len(last)
 		}
-		ops.Append(int8(op))
-		seqs.Append(*seq)
-		srcPos.AppendNull()
-		b.bytes += 1 + 8
-		b.rows++
+		b.endRow(op, *seq)
 		res.Rows++
 	}
 	if res.Rows == 0 {
 		return res, nil
 	}
 	res.Last = make([]any, n)
-	for i := range last {
-		if lastNull[i] {
+	start := 0
+	for i, end := range lastEnd {
+		if end < 0 {
 			continue
 		}
-		v, err := slow[i](last[i])
+		v, err := slow[i](last[start:end:end]) // non-nil even when empty: '' is not NULL
+		start = end
 		if err != nil {
 			return res, fmt.Errorf("column %s: %w", s.cols[i].name, err)
 		}
@@ -138,15 +129,15 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 	return res, nil
 }
 
-// pgxDecoder returns the column's decoder into fb for values of wire type
+// pgxDecoder returns the column's decoder into cb for values of wire type
 // fd. slow converts a wire value as pgx's database/sql driver does.
-func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, error), fb array.Builder) decoder {
+func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, error), cb colBuf) decoder {
 	fallback := func(raw []byte) (int, error) {
 		v, err := slow(raw)
 		if err != nil {
 			return 0, err
 		}
-		return c.append(fb, v)
+		return c.append(cb, v)
 	}
 	bin := fd.Format == pgx.BinaryFormatCode
 	switch t := c.arrow.(type) {
@@ -165,60 +156,58 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		default:
 			return fallback
 		}
-		read := func(raw []byte) int64 {
+		var lo, hi int64
+		switch t.(type) {
+		case *arrow.Int64Type:
+			lo, hi = math.MinInt64, math.MaxInt64
+		case *arrow.Int32Type:
+			lo, hi = math.MinInt32, math.MaxInt32
+		case *arrow.Int16Type:
+			lo, hi = math.MinInt16, math.MaxInt16
+		case *arrow.Uint8Type:
+			lo, hi = 0, math.MaxUint8
+		}
+		fc := cb.(*fixedCol)
+		return func(raw []byte) (int, error) {
+			if len(raw) != width {
+				return fallback(raw) // malformed: the fallback gives Read's error
+			}
+			var x int64
 			switch width {
 			case 2:
-				return int64(int16(binary.BigEndian.Uint16(raw)))
+				x = int64(int16(binary.BigEndian.Uint16(raw)))
 			case 4:
-				return int64(int32(binary.BigEndian.Uint32(raw)))
+				x = int64(int32(binary.BigEndian.Uint32(raw)))
+			default:
+				x = int64(binary.BigEndian.Uint64(raw))
 			}
-			return int64(binary.BigEndian.Uint64(raw))
-		}
-		// Out of range or malformed: the fallback gives Read's error.
-		within := func(lo, hi int64, size int, app func(int64)) decoder {
-			return func(raw []byte) (int, error) {
-				if len(raw) != width {
-					return fallback(raw)
-				}
-				x := read(raw)
-				if x < lo || x > hi {
-					return fallback(raw)
-				}
-				app(x)
-				return size, nil
+			if x < lo || x > hi {
+				return fallback(raw) // out of range: likewise
 			}
-		}
-		switch b := fb.(type) {
-		case *array.Int64Builder:
-			return within(math.MinInt64, math.MaxInt64, 8, b.Append)
-		case *array.Int32Builder:
-			return within(math.MinInt32, math.MaxInt32, 4, func(x int64) { b.Append(int32(x)) })
-		case *array.Int16Builder:
-			return within(math.MinInt16, math.MaxInt16, 2, func(x int64) { b.Append(int16(x)) })
-		case *array.Uint8Builder:
-			return within(0, math.MaxUint8, 1, func(x int64) { b.Append(uint8(x)) })
+			fc.addInt(x)
+			return fc.width, nil
 		}
 	case *arrow.Decimal128Type:
 		if !bin || fd.DataTypeOID != pgtype.NumericOID {
 			break
 		}
-		b := fb.(*array.Decimal128Builder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			n, ok := numericToDecimal(raw, t.Precision, t.Scale)
 			if !ok {
 				return fallback(raw)
 			}
-			b.Append(n)
+			fc.addDecimal(n)
 			return 16, nil
 		}
 	case *arrow.StringType:
 		switch fd.DataTypeOID {
 		case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID:
 			// Text and binary formats of these types are both the bytes of
-			// the string; Append copies them.
-			b := fb.(*array.StringBuilder).BinaryBuilder
+			// the string; addVar copies them.
+			vc := cb.(*varCol)
 			return func(raw []byte) (int, error) {
-				b.Append(raw)
+				addVar(vc, raw)
 				return len(raw), nil
 			}
 		}
@@ -226,12 +215,12 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		if !bin || fd.DataTypeOID != pgtype.UUIDOID {
 			break
 		}
-		b := fb.(*extensions.UUIDBuilder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			if len(raw) != 16 {
 				return fallback(raw)
 			}
-			b.AppendBytes([16]byte(raw))
+			fc.addBytes(raw)
 			return 16, nil
 		}
 	case *arrow.TimestampType:
@@ -241,7 +230,7 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		if !bin || t.Unit != arrow.Microsecond || !(fd.DataTypeOID == pgtype.TimestampOID || (zoned && fd.DataTypeOID == pgtype.TimestamptzOID)) {
 			break
 		}
-		b := fb.(*array.TimestampBuilder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			if len(raw) != 8 {
 				return fallback(raw)
@@ -250,7 +239,7 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 			if us == math.MaxInt64 || us == math.MinInt64 { // infinity
 				return fallback(raw)
 			}
-			b.Append(arrow.Timestamp(us + pgEpochMicros))
+			fc.add64(uint64(us + pgEpochMicros))
 			return 8, nil
 		}
 	case *arrow.FixedSizeBinaryType:
@@ -260,19 +249,19 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 		if !bin || fd.DataTypeOID != pgtype.Int8OID || t.ByteWidth != 8 {
 			break
 		}
-		b := fb.(*array.FixedSizeBinaryBuilder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			if len(raw) != 8 || raw[0]&0x80 != 0 {
 				return fallback(raw)
 			}
-			b.Append(raw)
+			fc.addBytes(raw)
 			return 8, nil
 		}
 	case *arrow.Date32Type:
 		if !bin || fd.DataTypeOID != pgtype.DateOID {
 			break
 		}
-		b := fb.(*array.Date32Builder)
+		fc := cb.(*fixedCol)
 		return func(raw []byte) (int, error) {
 			if len(raw) != 4 {
 				return fallback(raw)
@@ -281,7 +270,7 @@ func (c column) pgxDecoder(fd pgconn.FieldDescription, slow func([]byte) (any, e
 			if d == math.MaxInt32 || d == math.MinInt32 { // infinity
 				return fallback(raw)
 			}
-			b.Append(arrow.Date32(d + pgEpochDays))
+			fc.add32(uint32(d + pgEpochDays))
 			return 4, nil
 		}
 	}
@@ -319,7 +308,9 @@ func numericToDecimal(raw []byte, precision, scale int32) (decimal128.Num, bool)
 	var acc uint64
 	for i := 0; i < ndigits; i++ {
 		d := uint64(binary.BigEndian.Uint16(raw[8+2*i:]))
-		if d >= 10000 || acc > (math.MaxUint64-d)/10000 {
+		// A constant bound (no division per digit), a little below the
+		// exact one: the few values between take the caller's text path.
+		if d >= 10000 || acc > (math.MaxUint64-9999)/10000 {
 			return decimal128.Num{}, false
 		}
 		acc = acc*10000 + d
@@ -333,20 +324,32 @@ func numericToDecimal(raw []byte, precision, scale int32) (decimal128.Num, bool)
 		}
 		acc *= pow10[k]
 	default:
-		if -k >= len(pow10) || acc%pow10[-k] != 0 {
+		var q uint64
+		switch -k { // constant divisors compile to multiplications
+		case 1:
+			q = acc / 10
+		case 2:
+			q = acc / 100
+		case 3:
+			q = acc / 1000
+		default:
+			if -k >= len(pow10) {
+				return decimal128.Num{}, false
+			}
+			q = acc / pow10[-k]
+		}
+		if q*pow10[-k] != acc {
 			return decimal128.Num{}, false
 		}
-		acc /= pow10[-k]
+		acc = q
 	}
-	if acc > math.MaxInt64 {
+	// |n| < 10^precision, and n fits int64.
+	if acc > math.MaxInt64 || (int(precision) < len(pow10) && acc >= pow10[precision]) {
 		return decimal128.Num{}, false
 	}
 	n := decimal128.FromI64(int64(acc))
 	if sign == 0x4000 {
 		n = n.Negate()
-	}
-	if !n.FitsInPrecision(precision) {
-		return decimal128.Num{}, false
 	}
 	return n, true
 }

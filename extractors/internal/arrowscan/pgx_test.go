@@ -11,6 +11,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
@@ -273,4 +274,58 @@ func TestReadPgxReportsTheQuerysOwnFailure(t *testing.T) {
 	var pg *pgconn.PgError
 	require.ErrorAs(t, err, &pg, "got %v", err)
 	require.Equal(t, "22012", pg.Code)
+}
+
+// TestNumericToDecimal: the binary numeric fast path converts what it
+// takes as ParseDecimal (the text path, the oracle) does, takes the common
+// values, and leaves to the text path what is not exact or does not fit.
+func TestNumericToDecimal(t *testing.T) {
+	m := pgtype.NewMap()
+	tests := []struct {
+		text             string
+		precision, scale int32
+		fast             bool // the fast path takes it
+	}{
+		{"0", 19, 2, true},
+		{"1.50", 19, 2, true},
+		{"-125.40", 19, 2, true},
+		{"0.01", 19, 2, true},
+		{"999999999999999.99", 19, 2, true},
+		{"9999999999999999.99", 19, 2, false}, // 20 digits with the 00 beyond scale of the last base-10000 digit: more than 64 bits
+		{"-999999999999999.99", 19, 2, true},
+		{"922337203685477.5807", 19, 4, true},
+		{"12345.6789", 10, 4, true},
+		{"0.0000000001", 38, 10, true},
+		{"100000", 6, 0, true},
+		{"999.99", 5, 2, true},
+		{"1000.00", 5, 2, false},   // beyond precision
+		{"1.234", 19, 2, false},    // digits beyond scale
+		{"1.230", 19, 2, true},     // zeros beyond scale
+		{"0.001", 19, 2, false},    // likewise
+		{"123.4567", 19, 3, false}, // digits beyond scale: a division that is not exact
+		{"123.4560", 19, 3, true},  // one that is
+		{"922337203685477.5807", 38, 4, true},
+		{"922337203685477.5808", 38, 4, false}, // beyond int64
+		{"1844674407370955161.5", 38, 0, false},
+		{"18446744073709551616", 38, 0, false}, // 2^64: would wrap to 0
+		{"123456789012345678901234567890", 38, 0, false},
+		{"12.5", 19, 1, true},
+		{"NaN", 19, 2, false},
+		{"Infinity", 19, 2, false},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%s(%d,%d)", tc.text, tc.precision, tc.scale), func(t *testing.T) {
+			var n pgtype.Numeric
+			require.NoError(t, n.Scan(tc.text))
+			raw, err := m.Encode(pgtype.NumericOID, pgx.BinaryFormatCode, n, nil)
+			require.NoError(t, err)
+			got, ok := numericToDecimal(raw, tc.precision, tc.scale)
+			require.Equal(t, tc.fast, ok)
+			want, err := ParseDecimal(tc.text, tc.precision, tc.scale)
+			if ok {
+				require.NoError(t, err)
+				require.Equal(t, want, got)
+			}
+		})
+	}
 }

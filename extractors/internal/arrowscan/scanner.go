@@ -53,7 +53,7 @@ type column struct {
 	name   string
 	typ    schemas.Type
 	arrow  arrow.DataType
-	append func(b array.Builder, v any) (int, error)
+	append func(b colBuf, v any) (int, error)
 	native func(v any) (any, error)
 }
 
@@ -79,6 +79,11 @@ func New(source schemas.Dialect, t *schemas.Table) (*Scanner, error) {
 			return nil, fmt.Errorf("table %s: column %s: %w", t.QualifiedName(), c.Name, err)
 		}
 		s.cols = append(s.cols, col)
+	}
+	for _, f := range schema.Fields() {
+		if _, err := newColBuf(f.Type); err != nil {
+			return nil, fmt.Errorf("table %s: field %s: %w", t.QualifiedName(), f.Name, err)
+		}
 	}
 	return s, nil
 }
@@ -114,16 +119,27 @@ func (s *Scanner) Native(i int, raw any) (any, error) {
 // Batch whose Append failed holds a partial row and must be released, not
 // finished.
 type Batch struct {
-	s     *Scanner
-	b     *array.RecordBuilder
+	s *Scanner
+	// cols accumulate the schema's fields: the table's columns, then the
+	// operation, the sequence and the source position.
+	cols  []colBuf
 	rows  int
 	bytes int
 }
 
-// NewBatch returns an empty batch whose buffers come from mem. The caller
-// releases it.
+// NewBatch returns an empty batch. Its columns are built in Go memory and
+// handed to the record batches (see colBuf), not allocated from mem. The
+// caller releases it.
 func (s *Scanner) NewBatch(mem memory.Allocator) *Batch {
-	return &Batch{s: s, b: array.NewRecordBuilder(mem, s.schema)}
+	b := &Batch{s: s, cols: make([]colBuf, s.schema.NumFields())}
+	for i, f := range s.schema.Fields() {
+		c, err := newColBuf(f.Type)
+		if err != nil {
+			panic(err) // New has checked every field's type
+		}
+		b.cols[i] = c
+	}
+	return b
 }
 
 // Append adds one row: raw holds the values of the table's columns in
@@ -133,24 +149,29 @@ func (b *Batch) Append(raw []any, op schemas.Op, seq int64) error {
 		return fmt.Errorf("row has %d values for %d columns", len(raw), len(b.s.cols))
 	}
 	for i, c := range b.s.cols {
-		fb := b.b.Field(i)
+		cb := b.cols[i]
 		if raw[i] == nil {
-			fb.AppendNull()
+			cb.appendNull()
 			continue
 		}
-		n, err := c.append(fb, raw[i])
+		n, err := c.append(cb, raw[i])
 		if err != nil {
 			return fmt.Errorf("column %s: %w", c.name, err)
 		}
 		b.bytes += n
 	}
+	b.endRow(op, seq)
+	return nil
+}
+
+// endRow appends a row's operation, sequence and (NULL) source position.
+func (b *Batch) endRow(op schemas.Op, seq int64) {
 	n := len(b.s.cols)
-	b.b.Field(n).(*array.Int8Builder).Append(int8(op))
-	b.b.Field(n + 1).(*array.Int64Builder).Append(seq)
-	b.b.Field(n + 2).AppendNull()
+	b.cols[n].(*fixedCol).add8(uint8(op))
+	b.cols[n+1].(*fixedCol).add64(uint64(seq))
+	b.cols[n+2].appendNull()
 	b.bytes += 1 + 8
 	b.rows++
-	return nil
 }
 
 // Reserve makes room for rows more rows in every column, and for data[i]
@@ -158,14 +179,12 @@ func (b *Batch) Append(raw []any, op schemas.Op, seq int64) error {
 // shorter than the columns), so that appending them does not regrow the
 // buffers.
 func (b *Batch) Reserve(rows int, data []int) {
-	for i := 0; i < b.b.Schema().NumFields(); i++ {
-		fb := b.b.Field(i)
-		fb.Reserve(rows)
-		if i < len(data) && data[i] > 0 {
-			if bb, ok := fb.(interface{ ReserveData(int) }); ok {
-				bb.ReserveData(data[i])
-			}
+	for i, c := range b.cols {
+		d := 0
+		if i < len(data) {
+			d = max(data[i], 0)
 		}
+		c.reserve(rows, d)
 	}
 }
 
@@ -175,9 +194,7 @@ func (b *Batch) Reserve(rows int, data []int) {
 func (b *Batch) DataLens() []int {
 	out := make([]int, len(b.s.cols))
 	for i := range out {
-		if bb, ok := b.b.Field(i).(interface{ DataLen() int }); ok {
-			out[i] = bb.DataLen()
-		}
+		out[i] = b.cols[i].dataLen()
 	}
 	return out
 }
@@ -190,14 +207,22 @@ func (b *Batch) Rows() int { return b.rows }
 func (b *Batch) Bytes() int { return b.bytes }
 
 // NewRecordBatch returns the rows appended so far as a record batch, which
-// the caller releases, and empties the batch.
+// the caller releases, and empties the batch. The record batch shares no
+// memory with the batch's later rows.
 func (b *Batch) NewRecordBatch() arrow.RecordBatch {
+	arrs := make([]arrow.Array, len(b.cols))
+	for i, c := range b.cols {
+		arrs[i] = c.newArray()
+		defer arrs[i].Release()
+	}
+	rec := array.NewRecordBatch(b.s.schema, arrs, int64(b.rows))
 	b.rows, b.bytes = 0, 0
-	return b.b.NewRecordBatch()
+	return rec
 }
 
-// Release frees the batch's builders.
-func (b *Batch) Release() { b.b.Release() }
+// Release lets go of the rows not yet made a record batch (Go memory,
+// which the garbage collector frees). The batch is not used after.
+func (b *Batch) Release() { b.cols = nil }
 
 // Limits bound one Read.
 type Limits struct {
@@ -273,83 +298,83 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 	col := column{name: c.Name, typ: c.Type, arrow: dt, native: nativeAsIs}
 	switch t := dt.(type) {
 	case *arrow.BooleanType:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			switch x := v.(type) {
 			case bool:
-				b.(*array.BooleanBuilder).Append(x)
+				b.(*boolCol).add(x)
 			case int64:
-				b.(*array.BooleanBuilder).Append(x != 0)
+				b.(*boolCol).add(x != 0)
 			default:
 				return 0, unexpected(v)
 			}
 			return 1, nil
 		}
 	case *arrow.Uint8Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			x, err := integer(v, 0, math.MaxUint8)
 			if err != nil {
 				return 0, err
 			}
-			b.(*array.Uint8Builder).Append(uint8(x))
+			b.(*fixedCol).add8(uint8(x))
 			return 1, nil
 		}
 		col.native = nativeInteger
 	case *arrow.Int16Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			x, err := integer(v, math.MinInt16, math.MaxInt16)
 			if err != nil {
 				return 0, err
 			}
-			b.(*array.Int16Builder).Append(int16(x))
+			b.(*fixedCol).add16(uint16(x))
 			return 2, nil
 		}
 		col.native = nativeInteger
 	case *arrow.Int32Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			x, err := integer(v, math.MinInt32, math.MaxInt32)
 			if err != nil {
 				return 0, err
 			}
-			b.(*array.Int32Builder).Append(int32(x))
+			b.(*fixedCol).add32(uint32(x))
 			return 4, nil
 		}
 		col.native = nativeInteger
 	case *arrow.Int64Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			x, err := integer(v, math.MinInt64, math.MaxInt64)
 			if err != nil {
 				return 0, err
 			}
-			b.(*array.Int64Builder).Append(x)
+			b.(*fixedCol).add64(uint64(x))
 			return 8, nil
 		}
 		col.native = nativeInteger
 	case *arrow.Float32Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			switch x := v.(type) {
 			case float64:
-				b.(*array.Float32Builder).Append(float32(x)) // the source value is a float32
+				b.(*fixedCol).add32(math.Float32bits(float32(x))) // the source value is a float32
 			case float32:
-				b.(*array.Float32Builder).Append(x)
+				b.(*fixedCol).add32(math.Float32bits(x))
 			default:
 				return 0, unexpected(v)
 			}
 			return 4, nil
 		}
 	case *arrow.Float64Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			switch x := v.(type) {
 			case float64:
-				b.(*array.Float64Builder).Append(x)
+				b.(*fixedCol).add64(math.Float64bits(x))
 			case float32:
-				b.(*array.Float64Builder).Append(float64(x))
+				b.(*fixedCol).add64(math.Float64bits(float64(x)))
 			default:
 				return 0, unexpected(v)
 			}
 			return 8, nil
 		}
 	case *arrow.Decimal128Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			text, ok := asText(v)
 			if !ok {
 				return 0, unexpected(v)
@@ -358,7 +383,7 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 			if err != nil {
 				return 0, err
 			}
-			b.(*array.Decimal128Builder).Append(n)
+			b.(*fixedCol).addDecimal(n)
 			return 16, nil
 		}
 		col.native = func(v any) (any, error) {
@@ -369,38 +394,38 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 			return text, nil
 		}
 	case *arrow.StringType:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			s, err := text(v)
 			if err != nil {
 				return 0, err
 			}
-			b.(*array.StringBuilder).Append(s)
+			addVar(b.(*varCol), s)
 			return len(s), nil
 		}
 		col.native = func(v any) (any, error) { return text(v) }
 	case *extensions.UUIDType:
 		conv := uuidConverter(source)
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			u, err := conv(v)
 			if err != nil {
 				return 0, err
 			}
-			b.(*extensions.UUIDBuilder).AppendBytes(u)
+			b.(*fixedCol).addBytes(u[:])
 			return 16, nil
 		}
 		col.native = func(v any) (any, error) { return conv(v) }
 	case *arrow.Date32Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			x, ok := v.(time.Time)
 			if !ok {
 				return 0, unexpected(v)
 			}
-			b.(*array.Date32Builder).Append(Date32(x))
+			b.(*fixedCol).add32(uint32(Date32(x)))
 			return 4, nil
 		}
 		col.native = nativeWall
 	case *arrow.Time64Type:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			var x time.Time
 			switch y := v.(type) {
 			case time.Time:
@@ -413,20 +438,20 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 			default:
 				return 0, unexpected(v)
 			}
-			b.(*array.Time64Builder).Append(TimeOfDayMicros(x))
+			b.(*fixedCol).add64(uint64(TimeOfDayMicros(x)))
 			return 8, nil
 		}
 	case *arrow.TimestampType:
 		zoned := t.TimeZone != ""
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			x, ok := v.(time.Time)
 			if !ok {
 				return 0, unexpected(v)
 			}
 			if zoned {
-				b.(*array.TimestampBuilder).Append(arrow.Timestamp(x.UnixMicro()))
+				b.(*fixedCol).add64(uint64(x.UnixMicro()))
 			} else {
-				b.(*array.TimestampBuilder).Append(arrow.Timestamp(WallMicros(x)))
+				b.(*fixedCol).add64(uint64(WallMicros(x)))
 			}
 			return 8, nil
 		}
@@ -435,22 +460,22 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 		}
 	case *arrow.FixedSizeBinaryType:
 		width := t.ByteWidth
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			x, err := fixedBytes(v, width)
 			if err != nil {
 				return 0, err
 			}
-			b.(*array.FixedSizeBinaryBuilder).Append(x)
+			b.(*fixedCol).addBytes(x)
 			return width, nil
 		}
 	case *arrow.BinaryType:
-		col.append = func(b array.Builder, v any) (int, error) {
+		col.append = func(b colBuf, v any) (int, error) {
 			switch x := v.(type) {
 			case []byte:
-				b.(*array.BinaryBuilder).Append(x)
+				addVar(b.(*varCol), x)
 				return len(x), nil
 			case string:
-				b.(*array.BinaryBuilder).AppendString(x)
+				addVar(b.(*varCol), x)
 				return len(x), nil
 			}
 			return 0, unexpected(v)
