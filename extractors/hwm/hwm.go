@@ -46,7 +46,9 @@ type Options struct {
 	ChunkBytes int
 	// QueryTimeout bounds each query; 0: DefaultQueryTimeout.
 	QueryTimeout time.Duration
-	// Allocator allocates the batches' buffers; nil: memory.DefaultAllocator.
+	// Allocator allocates what the extractor builds with Arrow's allocator
+	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
+	// memory.DefaultAllocator.
 	Allocator memory.Allocator
 }
 

@@ -76,7 +76,9 @@ type Options struct {
 	ChunkBytes int
 	// QueryTimeout bounds each chunk query; 0: DefaultQueryTimeout.
 	QueryTimeout time.Duration
-	// Allocator allocates the batches' buffers; nil: memory.DefaultAllocator.
+	// Allocator allocates what the extractor builds with Arrow's allocator
+	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
+	// memory.DefaultAllocator.
 	Allocator memory.Allocator
 	// KeysOnly emits only the key columns (schemas.ChangeSchema of the key
 	// projection), for a key reconciliation. Such batches are not full row
