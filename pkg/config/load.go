@@ -353,7 +353,8 @@ var (
 	// a misplaced secret would otherwise be echoed into the error. (?s):
 	// the value may span lines, and the tag be any local tag such as !x
 	// (both found by FuzzConfig).
-	typeErrValueRE = regexp.MustCompile("(?s)^cannot unmarshal (\\S+)(?: `.*`)? into (.+)$")
+	// Whitespace may follow the tag (a tab after "!": FuzzConfig again).
+	typeErrValueRE = regexp.MustCompile("(?s)^cannot unmarshal (\\S+)\\s*(?:`.*`)?\\s*into (.+)$")
 )
 
 // typeError turns one of the decoder's "line N: cannot unmarshal ..."
@@ -380,6 +381,9 @@ func (w *keyWalker) typeError(msg string) error {
 			into = "the configuration (want a mapping of store, server, defaults, orgs, catalog)"
 		}
 		fe.Problem = fmt.Sprintf("cannot decode a %s value into %s", strings.TrimPrefix(m[1], "!!"), into)
+	} else if strings.HasPrefix(fe.Problem, "cannot unmarshal") {
+		// A message of a shape not seen yet: never let its value through.
+		fe.Problem = "cannot decode the value here: wrong type"
 	}
 	return fe
 }
