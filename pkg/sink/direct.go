@@ -135,12 +135,17 @@ func startsSnapshot(from watermarks.Position) bool {
 // insertsOnly reports whether every change of rec is an insert. The op
 // column follows the n data columns (schemas.ChangeSchema).
 func insertsOnly(rec arrow.RecordBatch, n int) bool {
+	return onlyOps(rec, n, func(op schemas.Op) bool { return op == schemas.OpInsert })
+}
+
+// onlyOps reports whether want holds for the op of every change of rec.
+func onlyOps(rec arrow.RecordBatch, n int, want func(schemas.Op) bool) bool {
 	ops, ok := rec.Column(n).(*array.Int8)
 	if !ok || ops.NullN() > 0 {
 		return false
 	}
 	for _, op := range ops.Int8Values() {
-		if op != int8(schemas.OpInsert) {
+		if !want(schemas.Op(op)) {
 			return false
 		}
 	}

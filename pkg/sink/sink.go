@@ -125,7 +125,7 @@ type Target struct {
 	directAfter []byte
 
 	keys    keySet    // tells whether a batch's keys are unique
-	applies [2]string // applySQL(false), applySQL(true), built once
+	applies [4]string // applySQL's four statements, built once
 
 	// testHookBeforeCommit runs after everything but COMMIT; tests use it to
 	// kill the connection at the worst moment.
@@ -462,7 +462,7 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	tg.directAfter = nil
 	if p.direct.take() {
 		tg.directAfter = pos
-		p.apply = tg.applyStatement(false) // should the direct COPY fall back
+		p.apply = tg.applyStatement(false, false) // should the direct COPY fall back: inserts only
 	} else {
 		p.apply = tg.apply(rec)
 	}
@@ -658,17 +658,22 @@ func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.Rec
 // apply returns the statement that applies rec's staged changes.
 func (tg *Target) apply(rec arrow.RecordBatch) string {
 	k := tg.keyIndex()
-	return tg.applyStatement(k >= 0 && tg.keys.unique(rec.Column(k)))
+	unique := k >= 0 && tg.keys.unique(rec.Column(k))
+	deletes := !onlyOps(rec, len(tg.cols), func(op schemas.Op) bool { return op != schemas.OpDelete })
+	return tg.applyStatement(unique, deletes)
 }
 
-// applyStatement is applySQL(unique), built once.
-func (tg *Target) applyStatement(unique bool) string {
+// applyStatement is applySQL(unique, deletes), built once.
+func (tg *Target) applyStatement(unique, deletes bool) string {
 	i := 0
 	if unique {
-		i = 1
+		i |= 1
+	}
+	if deletes {
+		i |= 2
 	}
 	if tg.applies[i] == "" {
-		tg.applies[i] = tg.applySQL(unique)
+		tg.applies[i] = tg.applySQL(unique, deletes)
 	}
 	return tg.applies[i]
 }
@@ -692,8 +697,10 @@ func (tg *Target) keyIndex() int {
 // order) and applies them in one statement: the deletes and the upserts touch
 // disjoint keys. Upserts that would not change a row skip it, so a replayed
 // batch rewrites nothing. With unique (no key staged twice) there is nothing
-// to collapse. Returns (keys, deleted, inserted, updated).
-func (tg *Target) applySQL(unique bool) string {
+// to collapse; without deletes the statement has no delete step and reads
+// the staged rows once (a CTE read twice is copied aside first). Returns
+// (keys, deleted, inserted, updated).
+func (tg *Target) applySQL(unique, deletes bool) string {
 	stage := pgx.Identifier{tg.stage}.Sanitize()
 	target := tg.ident.Sanitize()
 	var keyMatch []string
@@ -730,24 +737,36 @@ func (tg *Target) applySQL(unique bool) string {
 			target, schemas.OpColumn, schemas.OpDelete, strings.Join(keyMatch, " AND "))
 	}
 	last := fmt.Sprintf("SELECT DISTINCT ON (%[1]s) * FROM %[2]s ORDER BY %[1]s, %[3]s DESC", tg.keyList(""), stage, schemas.SeqColumn)
+	// upsert inserts or updates from the changes in from (alias l).
+	upsert := func(from string) string {
+		return fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s, %[3]s, %[4]s, %[5]s, %[6]s)
+		SELECT %[7]s, CASE l.%[8]s WHEN %[9]d THEN 'insert' ELSE 'update' END, $1::bigint, now(), false
+		FROM %[15]s l WHERE l.%[8]s <> %[10]d
+		ON CONFLICT (%[11]s) DO UPDATE SET %[12]s
+		WHERE (%[13]s) IS DISTINCT FROM (%[14]s)
+		RETURNING (xmax = 0) AS inserted`,
+			target, strings.Join(cols, ", "), MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
+			prefixAll("l.", cols), schemas.OpColumn, schemas.OpInsert, schemas.OpDelete,
+			tg.keyList(""), strings.Join(sets, ", "), strings.Join(current, ", "), strings.Join(excluded, ", "), from)
+	}
+	if !deletes {
+		from, with := stage, ""
+		if !unique {
+			from, with = "last", "last AS ("+last+"), "
+		}
+		return fmt.Sprintf(`WITH %sups AS (%s)
+	SELECT (SELECT count(*) FROM %s), 0, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ups`,
+			with, upsert(from), from)
+	}
 	if unique {
 		last = "SELECT * FROM " + stage
 	}
-	return fmt.Sprintf(`WITH last AS (%[2]s
-	), del AS (%[3]s
-	), ups AS (
-		INSERT INTO %[4]s AS t (%[5]s, %[6]s, %[7]s, %[8]s, %[9]s)
-		SELECT %[10]s, CASE l.%[11]s WHEN %[12]d THEN 'insert' ELSE 'update' END, $1::bigint, now(), false
-		FROM last l WHERE l.%[11]s <> %[13]d
-		ON CONFLICT (%[1]s) DO UPDATE SET %[14]s
-		WHERE (%[15]s) IS DISTINCT FROM (%[16]s)
-		RETURNING (xmax = 0) AS inserted
+	return fmt.Sprintf(`WITH last AS (%s
+	), del AS (%s
+	), ups AS (%s
 	)
 	SELECT (SELECT count(*) FROM last), (SELECT count(*) FROM del), (SELECT count(*) FROM ups WHERE inserted), (SELECT count(*) FROM ups WHERE NOT inserted)`,
-		tg.keyList(""), last, del,
-		target, strings.Join(cols, ", "), MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
-		prefixAll("l.", cols), schemas.OpColumn, schemas.OpInsert, schemas.OpDelete,
-		strings.Join(sets, ", "), strings.Join(current, ", "), strings.Join(excluded, ", "))
+		last, del, upsert("last"))
 }
 
 // changeLogSQL appends every staged change in source order, each once: a

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"context"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -9,6 +10,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 func TestKeySetTellsUniqueKeys(t *testing.T) {
@@ -102,4 +106,45 @@ func TestUniqueKeysOnlyWhereBytesAreEquality(t *testing.T) {
 	}
 	tg := &Target{key: []string{"k", "x"}, cols: []column{{name: "x", pgType: "text"}, {name: "k", pgType: "text"}}}
 	require.Equal(t, -1, tg.keyIndex(), "a key of two columns")
+}
+
+// TestEveryApplyFormEndsInTheSameState applies the same chunks through the
+// statement chosen for each (unique keys or not, deletes or not) and
+// through the general one (collapse, deletes), which is right for any
+// chunk: the rows and the counts must be the same.
+func TestEveryApplyFormEndsInTheSameState(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	chosen, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	general, err := f.sink.Prepare(ctx, "st-joseph", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	g := general.applySQL(false, true)
+	general.applies = [4]string{g, g, g, g}
+
+	del := func(key string) change { return change{op: schemas.OpDelete, row: map[string]any{"line_id": key}} }
+	upd := func(key, status, paid string) change { return change{op: schemas.OpUpdate, row: line(key, status, paid)} }
+	chunks := []struct {
+		form    int // the index of the statement chosen: 1 unique, 2 deletes
+		changes []change
+	}{
+		{1, []change{ins(key1, "S", "1.00"), ins(key2, "D", "2.00"), ins(key3, "P", "3.00")}},
+		{1, []change{ins(key1, "S", "1.00"), upd(key2, "A", "2.50"), ins(key4, "P", "4.00")}}, // a replayed row, an update, a new key
+		{0, []change{upd(key2, "B", "2.75"), upd(key2, "C", "2.80"), ins(keyA, "P", "5.00")}},
+		{3, []change{del(key1), upd(key3, "R", "3.10"), del(keyC)}}, // keyC is not there
+		{2, []change{del(key2), ins(key2, "N", "7.00"), ins(key1, "Z", "8.00"), del(key4)}},
+	}
+	var from watermarks.Position
+	for i, c := range chunks {
+		to := cursorAt(int64(i + 1))
+		want, err := f.apply(t, general, from, to, c.changes...)
+		require.NoError(t, err, "chunk %d", i+1)
+		got, err := f.apply(t, chosen, from, to, c.changes...)
+		require.NoError(t, err, "chunk %d", i+1)
+		require.Equal(t, want, got, "chunk %d", i+1)
+		require.NotEmpty(t, chosen.applies[c.form], "chunk %d did not choose statement %d", i+1, c.form)
+		require.Equal(t, f.dump(t, general.Ident(), everyColumn...), f.dump(t, chosen.Ident(), everyColumn...), "chunk %d", i+1)
+		from = to
+	}
+	require.Equal(t, []string{key1 + "|Z", key2 + "|N", key3 + "|R", keyA + "|P"}, f.dump(t, chosen.Ident(), "line_id", "status"))
 }
