@@ -123,7 +123,9 @@ func TestEveryApplyFormEndsInTheSameState(t *testing.T) {
 	general.applies = [4]string{g, g, g, g}
 
 	del := func(key string) change { return change{op: schemas.OpDelete, row: map[string]any{"line_id": key}} }
-	upd := func(key, status, paid string) change { return change{op: schemas.OpUpdate, row: line(key, status, paid)} }
+	upd := func(key, status, paid string) change {
+		return change{op: schemas.OpUpdate, row: line(key, status, paid)}
+	}
 	chunks := []struct {
 		form    int // the index of the statement chosen: 1 unique, 2 deletes
 		changes []change
