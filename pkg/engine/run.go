@@ -89,7 +89,9 @@ const Pipeline = 1
 // transaction of its own on a connection of its own: chunk n+1's rows are
 // copied while chunk n's are copied or applied, on a second server backend.
 // Chunks still commit one at a time, in read order. Batches in flight bound
-// the memory: Pipeline+Writers+1 chunks at most.
+// the memory: Pipeline+Writers+2 chunks at most (one being read, Pipeline
+// waiting, Writers being written, and one the loop holds while the oldest
+// writer ends).
 const Writers = 2
 
 // RunTable syncs one table: from its saved position, chunk by chunk, each
@@ -101,9 +103,10 @@ const Writers = 2
 // of the store. Each chunk is begun in read order, then written and
 // committed by a goroutine of its own, up to Writers at once; a chunk
 // commits only after the one before it has (and is aborted if that one
-// failed), each with its own position. An error on any side stops them
-// all, and every chunk read but not committed is released. RunTable returns
-// only after every goroutine it started has ended.
+// failed), each with its own position. A store error stops them all; a
+// read error lets the chunks read before it commit first. Every chunk read
+// but not committed is released, and RunTable returns only after every
+// goroutine it started has ended.
 func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableResult) {
 	start := time.Now()
 	res = TableResult{Org: job.Org, Table: job.Table, Strategy: job.Strategy, Started: start}

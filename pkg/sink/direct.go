@@ -81,9 +81,20 @@ func (tg *Target) planDirect(b *pgx.Batch, rec arrow.RecordBatch, m watermarks.M
 			return nil
 		})
 	}
+	// A direct chunk and the one begun after it are open at once (Pending),
+	// and the later one waits, in the engine, for the earlier to commit.
+	// Were one store key in both (two source keys the store holds as one),
+	// the earlier one's COPY would wait for the later one's row: a cycle
+	// PostgreSQL cannot see. Lock waits are bounded instead; the chunk
+	// fails, and the rerun (the target no longer empty) upserts.
+	b.Queue("SET LOCAL lock_timeout = '" + directLockTimeout + "'")
 	b.Queue("SAVEPOINT ehrsync_direct")
 	return p
 }
+
+// directLockTimeout bounds the lock waits of a chunk that may go straight
+// into the target (a variable for tests).
+var directLockTimeout = "10s"
 
 // applyDirect copies rec straight into the target when p allows it,
 // reporting whether it did. It runs inside the chunk's transaction, after

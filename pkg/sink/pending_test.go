@@ -3,8 +3,10 @@ package sink
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -152,4 +154,34 @@ func TestAChunkAfterOneAbortedCommitsNothing(t *testing.T) {
 			require.Zero(t, f.pool.Stat().AcquiredConns())
 		})
 	}
+}
+
+// TestDirectChunksSharingAKeyFailInsteadOfWaiting: two snapshot chunks open
+// at once that hold one store key (two source keys the store holds as one).
+// The later chunk copied it first, and waits in the engine for the earlier
+// one to commit, which waits for the later one's row: PostgreSQL cannot see
+// that cycle, so the earlier chunk's lock wait must end by itself, leaving
+// nothing committed.
+func TestDirectChunksSharingAKeyFailInsteadOfWaiting(t *testing.T) {
+	defer func(d string) { directLockTimeout = d }(directLockTimeout)
+	directLockTimeout = "300ms"
+	ctx := context.Background()
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	to := chunkPositions(watermarks.ReasonSnapshot)
+	one := f.begin(t, tg, watermarks.ReasonSnapshot, nil, to[0], ins(key1, "S", "1.00"), ins(key2, "D", "2.00"))
+	two := f.begin(t, tg, watermarks.ReasonSnapshot, to[0], to[1], ins(key2, "P", "3.00"), ins(key3, "P", "3.00"))
+	require.NoError(t, two.Write(ctx))
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	err = one.Write(wctx)
+	var pgErr *pgconn.PgError
+	require.ErrorAs(t, err, &pgErr, "the chunk waited for the other's row until canceled: %v", err)
+	require.Equal(t, "55P03", pgErr.Code) // lock_not_available
+	two.Abort()
+	require.Empty(t, f.dump(t, tg.Ident(), "line_id"))
+	got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
+	require.NoError(t, err)
+	require.Nil(t, got)
 }

@@ -391,10 +391,12 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 // write the next chunk's rows while this one commits, each on a store
 // connection of its own:
 //
-//   - Begin opens the transaction and reserves the commit's history id. The
+//   - Begin takes the chunk's store connection and, for a chunk with rows,
+//     opens the transaction and reserves the commit's history id. The
 //     chunks of a Target begin one at a time, in read order: whether a
 //     snapshot chunk may go straight into the target depends on the one
-//     begun before it.
+//     begun before it, and a chunk never waits for a connection while a
+//     later one holds one and waits for it to commit.
 //   - Write copies the rows, into the target (direct.go) or into the
 //     connection's staging table. It takes no lock another chunk's
 //     transaction waits for: a direct chunk's keys are its own, and staging
@@ -411,7 +413,7 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 // at a time.
 type Pending struct {
 	tg     *Target
-	conn   *pgxpool.Conn // nil for an idle chunk until Commit, and once done
+	conn   *pgxpool.Conn // acquired by Begin (in read order); nil once done
 	rec    arrow.RecordBatch
 	m      watermarks.Move
 	c      commit
@@ -444,11 +446,14 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 		return nil, tg.errorf(err)
 	}
 	p.c.pos = pos
-	if p.rec == nil {
-		return p, nil // Commit does it all
-	}
+	// Every chunk, an idle one too, takes its connection here, in read
+	// order: a chunk never waits for a connection while a later one holds
+	// one and waits for it to commit.
 	if p.conn, err = tg.sink.pool.Acquire(ctx); err != nil {
 		return nil, tg.errorf(err)
+	}
+	if p.rec == nil {
+		return p, nil // Commit begins and does it all, in one batch
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
@@ -496,13 +501,7 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 		return Result{}, tg.errorf(errDone)
 	}
 	b := &pgx.Batch{}
-	if p.conn == nil { // an idle chunk
-		conn, err := tg.sink.pool.Acquire(ctx)
-		if err != nil {
-			p.ended = true
-			return Result{}, tg.errorf(err)
-		}
-		p.conn = conn
+	if p.res.Rows == 0 { // an idle chunk: its connection is not in a transaction yet
 		b.Queue("BEGIN")
 	}
 	tg.sink.positions.QueueClaim(b, p.m.Org, p.m.Table, p.m.From)
@@ -531,7 +530,14 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 			return Result{}, p.fail(ctx, err)
 		}
 	}
-	tag, err := conn.Exec(ctx, "COMMIT")
+	if err := ctx.Err(); err != nil {
+		return Result{}, p.fail(ctx, err)
+	}
+	// COMMIT, once sent, is seen through: canceled halfway, the server may
+	// have committed a chunk the caller would count as failed.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	tag, err := conn.Exec(cctx, "COMMIT")
 	if err == nil && tag.String() != "COMMIT" { // an aborted transaction answers ROLLBACK
 		err = fmt.Errorf("commit: the server answered %s", tag.String())
 	}
@@ -553,6 +559,9 @@ func (p *Pending) Abort() {
 	}
 	p.rec = nil
 }
+
+// commitTimeout bounds a COMMIT that its caller's context no longer can.
+const commitTimeout = 30 * time.Second
 
 // errDone is a step taken out of order or after the chunk ended.
 var errDone = errors.New("the chunk's transaction has already ended")
