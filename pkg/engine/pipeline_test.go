@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"io"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -21,7 +22,9 @@ import (
 )
 
 // scripted yields the given chunks: rows[i] == 0 is an idle chunk (nil
-// batch), otherwise that many rows, keys continuing from the last chunk.
+// batch), otherwise that many inserts, keys continuing from the last
+// chunk. A snapshot's chunks move to Snapshot{LastKey}, its last to
+// Snapshot{}; other chunks to a cursor counting them.
 type scripted struct {
 	table  *schemas.Table
 	rows   []int
@@ -44,7 +47,7 @@ func (r *scriptedRun) Next(context.Context) (engine.Chunk, error) {
 	}
 	n := r.s.rows[r.i]
 	r.i++
-	to := watermarks.Cursor{Column: "id", Value: watermarks.Int64(int64(r.i))}
+	var to watermarks.Position = watermarks.Cursor{Column: "id", Value: watermarks.Int64(int64(r.i))}
 	if n == 0 {
 		return engine.Chunk{To: to, Reason: r.s.reason}, nil
 	}
@@ -61,6 +64,12 @@ func (r *scriptedRun) Next(context.Context) (engine.Chunk, error) {
 		b.Field(2).(*array.Int8Builder).Append(int8(schemas.OpInsert))
 		b.Field(3).(*array.Int64Builder).Append(int64(r.key))
 		b.Field(4).AppendNull()
+	}
+	if r.s.reason == watermarks.ReasonSnapshot {
+		to = watermarks.Snapshot{LastKey: watermarks.Key{watermarks.Int64(int64(r.key))}}
+		if r.i == len(r.s.rows) {
+			to = watermarks.Snapshot{}
+		}
 	}
 	return engine.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: r.s.reason}, nil
 }
@@ -103,51 +112,6 @@ func TestIdleChunksAndRowsShareOneConnection(t *testing.T) {
 	require.Equal(t, int64(12), res.Totals.Inserted)
 }
 
-// snapshotScript yields n snapshot chunks of size rows each, keys
-// increasing, positions Snapshot{LastKey}, the last one Snapshot{}.
-type snapshotScript struct {
-	table   *schemas.Table
-	n, size int
-}
-
-func (s snapshotScript) Open(_ context.Context, pos watermarks.Position) (engine.Run, error) {
-	return &snapshotScriptRun{s: s}, nil
-}
-
-type snapshotScriptRun struct {
-	s   snapshotScript
-	i   int
-	key int
-}
-
-func (r *snapshotScriptRun) Next(ctx context.Context) (engine.Chunk, error) {
-	if r.i >= r.s.n {
-		return engine.Chunk{}, io.EOF
-	}
-	r.i++
-	sc, err := schemas.ChangeSchema(r.s.table)
-	if err != nil {
-		return engine.Chunk{}, err
-	}
-	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
-	defer b.Release()
-	for j := 0; j < r.s.size; j++ {
-		r.key++
-		b.Field(0).(*array.Int32Builder).Append(int32(r.key))
-		b.Field(1).(*array.StringBuilder).Append("v" + strconv.Itoa(r.key))
-		b.Field(2).(*array.Int8Builder).Append(int8(schemas.OpInsert))
-		b.Field(3).(*array.Int64Builder).Append(int64(r.key))
-		b.Field(4).AppendNull()
-	}
-	to := watermarks.Position(watermarks.Snapshot{LastKey: watermarks.Key{watermarks.Int64(int64(r.key))}})
-	if r.i == r.s.n {
-		to = watermarks.Snapshot{}
-	}
-	return engine.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: watermarks.ReasonSnapshot}, nil
-}
-
-func (r *snapshotScriptRun) Close() error { return nil }
-
 // TestACanceledRunLeavesExactlyTheChunksItCounts: a direct snapshot run
 // canceled at various instants leaves the store with exactly the rows up to
 // its saved position, that position at res.To (a COMMIT canceled after the
@@ -165,7 +129,7 @@ func TestACanceledRunLeavesExactlyTheChunksItCounts(t *testing.T) {
 			time.AfterFunc(after*time.Millisecond, cancel)
 			defer cancel()
 			res := engine.RunTable(ctx, quiet, engine.TableJob{Org: "st-mary", Table: "dbo.t", Strategy: "snapshot",
-				Extractor: snapshotScript{table: tb, n: 40, size: 5000},
+				Extractor: scripted{table: tb, rows: slices.Repeat([]int{5000}, 40), reason: watermarks.ReasonSnapshot},
 				Target:    engine.Applies(tg), Positions: positions, Actor: "test"})
 			t.Logf("chunks %d err %v", res.Chunks, res.Err)
 			// A connection released in a transaction is destroyed

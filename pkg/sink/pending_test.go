@@ -24,6 +24,19 @@ func (f *fixture) begin(t *testing.T, tg *Target, reason watermarks.Reason, from
 	return p
 }
 
+// eachReason runs test on a new fixture's claim-lines target, once for a
+// snapshot's chunks and once for sync chunks.
+func eachReason(t *testing.T, test func(t *testing.T, f *fixture, tg *Target, reason watermarks.Reason)) {
+	for _, reason := range []watermarks.Reason{watermarks.ReasonSnapshot, watermarks.ReasonSync} {
+		t.Run(string(reason), func(t *testing.T) {
+			f := newFixture(t)
+			tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{})
+			require.NoError(t, err)
+			test(t, f, tg, reason)
+		})
+	}
+}
+
 // chunkPositions are the positions three chunks of a run move to: a
 // snapshot's keys and its handoff, or cursor values.
 func chunkPositions(reason watermarks.Reason) [3]watermarks.Position {
@@ -39,71 +52,61 @@ func chunkPositions(reason watermarks.Reason) [3]watermarks.Position {
 // A snapshot's chunks all go straight into the target, the ones begun while
 // the first was open included; other chunks are staged and upserted.
 func TestChunksWrittenTogetherCommitInReadOrder(t *testing.T) {
-	for _, reason := range []watermarks.Reason{watermarks.ReasonSnapshot, watermarks.ReasonSync} {
-		t.Run(string(reason), func(t *testing.T) {
-			ctx := context.Background()
-			f := newFixture(t)
-			tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-			require.NoError(t, err)
-			to := chunkPositions(reason)
-			chunks := []*Pending{
-				f.begin(t, tg, reason, nil, to[0], ins(key1, "S", "1.00"), ins(key2, "D", "2.00")),
-				f.begin(t, tg, reason, to[0], to[1], ins(key3, "P", "3.00")),
-				f.begin(t, tg, reason, to[1], to[2], ins(key4, "P", "4.00")),
-			}
-			for _, i := range []int{2, 0, 1} { // written out of order, all open at once
-				require.NoError(t, chunks[i].Write(ctx))
-			}
-			require.Equal(t, 3, int(f.pool.Stat().AcquiredConns()), "the chunks do not have a connection each")
-			for i, p := range chunks {
-				res, err := p.Commit(ctx)
-				require.NoError(t, err, "chunk %d", i+1)
-				require.Equal(t, reason == watermarks.ReasonSnapshot, res.Direct, "chunk %d", i+1)
-				require.Equal(t, []int64{2, 1, 1}[i], res.Inserted, "chunk %d", i+1)
-			}
-			require.Equal(t, []string{key1 + "|S", key2 + "|D", key3 + "|P", key4 + "|P"}, f.dump(t, tg.Ident(), "line_id", "status"))
-			got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
-			require.NoError(t, err)
-			require.Equal(t, to[2], got)
-			// Each row names its own chunk's commit, and the commits'
-			// ids follow the read order.
-			var ids []int64
-			require.NoError(t, pgxscan(f, &ids, "SELECT "+MetaBatch+" FROM "+tg.Ident().Sanitize()+" ORDER BY line_id"))
-			require.Len(t, ids, 4)
-			require.Equal(t, ids[0], ids[1])
-			require.Less(t, ids[1], ids[2])
-			require.Less(t, ids[2], ids[3])
-			require.NotContains(t, f.batches(t, tg), key1+"|NULL")
-		})
-	}
+	eachReason(t, func(t *testing.T, f *fixture, tg *Target, reason watermarks.Reason) {
+		ctx := context.Background()
+		to := chunkPositions(reason)
+		chunks := []*Pending{
+			f.begin(t, tg, reason, nil, to[0], ins(key1, "S", "1.00"), ins(key2, "D", "2.00")),
+			f.begin(t, tg, reason, to[0], to[1], ins(key3, "P", "3.00")),
+			f.begin(t, tg, reason, to[1], to[2], ins(key4, "P", "4.00")),
+		}
+		for _, i := range []int{2, 0, 1} { // written out of order, all open at once
+			require.NoError(t, chunks[i].Write(ctx))
+		}
+		require.Equal(t, 3, int(f.pool.Stat().AcquiredConns()), "the chunks do not have a connection each")
+		for i, p := range chunks {
+			res, err := p.Commit(ctx)
+			require.NoError(t, err, "chunk %d", i+1)
+			require.Equal(t, reason == watermarks.ReasonSnapshot, res.Direct, "chunk %d", i+1)
+			require.Equal(t, []int64{2, 1, 1}[i], res.Inserted, "chunk %d", i+1)
+		}
+		require.Equal(t, []string{key1 + "|S", key2 + "|D", key3 + "|P", key4 + "|P"}, f.dump(t, tg.Ident(), "line_id", "status"))
+		got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
+		require.NoError(t, err)
+		require.Equal(t, to[2], got)
+		// Each row names its own chunk's commit, and the commits'
+		// ids follow the read order.
+		var ids []int64
+		require.NoError(t, pgxscan(f, &ids, "SELECT "+MetaBatch+" FROM "+tg.Ident().Sanitize()+" ORDER BY line_id"))
+		require.Len(t, ids, 4)
+		require.Equal(t, ids[0], ids[1])
+		require.Less(t, ids[1], ids[2])
+		require.Less(t, ids[2], ids[3])
+		require.NotContains(t, f.batches(t, tg), key1+"|NULL")
+	})
 }
 
 // TestAChunkCommittedBeforeTheOneBeforeItCommitsNothing: a chunk's claim
 // finds the position where the chunk before it started, not where it
 // starts itself, so committing out of order is refused and leaves nothing.
 func TestAChunkCommittedBeforeTheOneBeforeItCommitsNothing(t *testing.T) {
-	for _, reason := range []watermarks.Reason{watermarks.ReasonSnapshot, watermarks.ReasonSync} {
-		t.Run(string(reason), func(t *testing.T) {
-			ctx := context.Background()
-			f := newFixture(t)
-			tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-			require.NoError(t, err)
-			to := chunkPositions(reason)
-			one := f.begin(t, tg, reason, nil, to[0], ins(key1, "S", "1.00"))
-			two := f.begin(t, tg, reason, to[0], to[1], ins(key3, "P", "3.00"))
-			require.NoError(t, one.Write(ctx))
-			require.NoError(t, two.Write(ctx))
-			_, err = two.Commit(ctx)
-			require.ErrorIs(t, err, watermarks.ErrPositionMoved)
-			require.Empty(t, f.dump(t, tg.Ident(), "line_id"))
-			_, err = one.Commit(ctx)
-			require.NoError(t, err)
-			require.Equal(t, []string{key1}, f.dump(t, tg.Ident(), "line_id"), "the refused chunk's rows were committed")
-			got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
-			require.NoError(t, err)
-			require.Equal(t, to[0], got)
-		})
-	}
+	eachReason(t, func(t *testing.T, f *fixture, tg *Target, reason watermarks.Reason) {
+		ctx := context.Background()
+		to := chunkPositions(reason)
+		one := f.begin(t, tg, reason, nil, to[0], ins(key1, "S", "1.00"))
+		two := f.begin(t, tg, reason, to[0], to[1], ins(key3, "P", "3.00"))
+		require.NoError(t, one.Write(ctx))
+		require.NoError(t, two.Write(ctx))
+		_, err := two.Commit(ctx)
+		require.ErrorIs(t, err, watermarks.ErrPositionMoved)
+		require.Empty(t, f.dump(t, tg.Ident(), "line_id"))
+		_, err = one.Commit(ctx)
+		require.NoError(t, err)
+		require.Equal(t, []string{key1}, f.dump(t, tg.Ident(), "line_id"), "the refused chunk's rows were committed")
+		got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
+		require.NoError(t, err)
+		require.Equal(t, to[0], got)
+	})
 }
 
 // pgxscan collects the single column of sql's rows into out.
@@ -120,40 +123,35 @@ func pgxscan(f *fixture, out *[]int64, sql string) error {
 // before; the next one, written already, is refused by its claim and leaves
 // no row, position or history.
 func TestAChunkAfterOneAbortedCommitsNothing(t *testing.T) {
-	for _, reason := range []watermarks.Reason{watermarks.ReasonSnapshot, watermarks.ReasonSync} {
-		t.Run(string(reason), func(t *testing.T) {
-			ctx := context.Background()
-			f := newFixture(t)
-			tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-			require.NoError(t, err)
-			_, err = f.applyAs(t, tg, watermarks.ReasonSync, nil, cursorAt(1))
-			require.NoError(t, err)
-			hist, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 100)
-			require.NoError(t, err)
+	eachReason(t, func(t *testing.T, f *fixture, tg *Target, reason watermarks.Reason) {
+		ctx := context.Background()
+		_, err := f.applyAs(t, tg, watermarks.ReasonSync, nil, cursorAt(1))
+		require.NoError(t, err)
+		hist, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 100)
+		require.NoError(t, err)
 
-			one := f.begin(t, tg, reason, cursorAt(1), snapAt(key1), ins(key1, "S", "1.00"))
-			two := f.begin(t, tg, reason, snapAt(key1), snapAt(key2), ins(key2, "S", "2.00"))
-			require.NoError(t, one.Write(ctx))
-			require.NoError(t, two.Write(ctx))
-			one.Abort()
-			_, err = two.Commit(ctx)
-			require.ErrorIs(t, err, watermarks.ErrPositionMoved)
-			require.Empty(t, f.dump(t, tg.Ident(), "line_id"))
-			got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
-			require.NoError(t, err)
-			require.Equal(t, cursorAt(1), got)
-			after, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 100)
-			require.NoError(t, err)
-			require.Len(t, after, len(hist))
-			// Steps of an ended chunk are refused; none is left holding
-			// a connection.
-			_, err = one.Commit(ctx)
-			require.ErrorIs(t, err, errDone)
-			_, err = two.Commit(ctx)
-			require.ErrorIs(t, err, errDone)
-			require.Zero(t, f.pool.Stat().AcquiredConns())
-		})
-	}
+		one := f.begin(t, tg, reason, cursorAt(1), snapAt(key1), ins(key1, "S", "1.00"))
+		two := f.begin(t, tg, reason, snapAt(key1), snapAt(key2), ins(key2, "S", "2.00"))
+		require.NoError(t, one.Write(ctx))
+		require.NoError(t, two.Write(ctx))
+		one.Abort()
+		_, err = two.Commit(ctx)
+		require.ErrorIs(t, err, watermarks.ErrPositionMoved)
+		require.Empty(t, f.dump(t, tg.Ident(), "line_id"))
+		got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
+		require.NoError(t, err)
+		require.Equal(t, cursorAt(1), got)
+		after, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 100)
+		require.NoError(t, err)
+		require.Len(t, after, len(hist))
+		// Steps of an ended chunk are refused; none is left holding
+		// a connection.
+		_, err = one.Commit(ctx)
+		require.ErrorIs(t, err, errDone)
+		_, err = two.Commit(ctx)
+		require.ErrorIs(t, err, errDone)
+		require.Zero(t, f.pool.Stat().AcquiredConns())
+	})
 }
 
 // TestDirectChunksSharingAKeyFailInsteadOfWaiting: two snapshot chunks open
