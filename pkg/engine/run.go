@@ -154,7 +154,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		log.Debug("chunk committed", "chunk", res.Chunks, "rows", w.res.Rows, "kind", kindOf(w.to))
 		return nil
 	}
-	var prev *writing
+	var beginErr error // a chunk that could not begin; the ones before it may still commit
 	for chunk := range chunks {
 		if len(inflight) == Writers {
 			if res.Err = settle(); res.Err != nil {
@@ -171,22 +171,23 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		})
 		if err != nil {
 			release(chunk)
-			// The chunks before this one may still commit.
-			for len(inflight) > 0 && res.Err == nil {
-				res.Err = settle()
-			}
-			if res.Err == nil {
-				res.Err = fmt.Errorf("commit chunk %d: %w", res.Chunks+1, storeErr(err))
-			}
+			beginErr = err
 			break
+		}
+		var prev *writing // the chunk before, if still in flight
+		if len(inflight) > 0 {
+			prev = inflight[len(inflight)-1]
 		}
 		w := &writing{to: chunk.To, done: make(chan struct{})}
 		go w.run(rctx, p, chunk, prev)
 		inflight = append(inflight, w)
-		prev, pos = w, chunk.To
+		pos = chunk.To
 	}
 	for len(inflight) > 0 && res.Err == nil {
 		res.Err = settle()
+	}
+	if res.Err == nil && beginErr != nil {
+		res.Err = fmt.Errorf("commit chunk %d: %w", res.Chunks+1, storeErr(beginErr))
 	}
 	// However the loop ended, the reader and the writers stop, and
 	// everything read but not committed is released before RunTable
@@ -219,8 +220,9 @@ type writing struct {
 // errBeforeFailed aborts a chunk whose predecessor did not commit.
 var errBeforeFailed = errors.New("the chunk before it was not committed")
 
-// run writes the chunk's rows, waits for the chunk before it (prev, nil for
-// the first) to commit, and commits; it aborts when prev failed.
+// run writes the chunk's rows, waits for the chunk before it (prev; nil
+// when none is in flight) to commit, and commits; it aborts when prev
+// failed.
 func (w *writing) run(ctx context.Context, p Pending, c Chunk, prev *writing) {
 	defer close(w.done)
 	err := p.Write(ctx)

@@ -107,9 +107,15 @@ type recorder struct {
 	overlap    bool
 	apply      func(ctx context.Context, n int64) error
 	write      func(ctx context.Context, n int64) error
+	begin      func(n int64) error
 }
 
 func (a *recorder) Begin(_ context.Context, rec arrow.RecordBatch, m watermarks.Move) (engine.Pending, error) {
+	if a.begin != nil {
+		if err := a.begin(rec.Column(0).(*array.Int64).Value(0)); err != nil {
+			return nil, err
+		}
+	}
 	return &recorded{a: a, n: rec.Column(0).(*array.Int64).Value(0), rows: rec.NumRows(), m: m}, nil
 }
 
@@ -261,10 +267,12 @@ func TestRunTableCommitsNothingAfterAChunkThatFails(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		write   bool // the failing chunk's write fails, not its commit
+		begin   bool // the failing chunk cannot begin (chunk 2 is then in flight)
 		commits []int64
 	}{
 		{name: "commit fails", commits: []int64{1, 2}},
 		{name: "write fails", write: true, commits: []int64{1, 2}},
+		{name: "begin fails", begin: true, commits: []int64{1, 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
@@ -273,6 +281,12 @@ func TestRunTableCommitsNothingAfterAChunkThatFails(t *testing.T) {
 			run := &seqRun{mem: mem}
 			written := make(chan struct{})
 			a := &recorder{
+				begin: func(n int64) error {
+					if tc.begin && n == 3 {
+						return errStore
+					}
+					return nil
+				},
 				write: func(_ context.Context, n int64) error {
 					if n == 4 {
 						close(written)
@@ -296,7 +310,9 @@ func TestRunTableCommitsNothingAfterAChunkThatFails(t *testing.T) {
 			require.Equal(t, tc.commits, a.got)
 			require.Equal(t, 2, res.Chunks)
 			require.Equal(t, position(2), res.To)
-			require.Contains(t, a.aborted, int64(4), "the chunk after the failed one was not aborted")
+			if !tc.begin {
+				require.Contains(t, a.aborted, int64(4), "the chunk after the failed one was not aborted")
+			}
 			require.True(t, run.closed)
 		})
 	}
