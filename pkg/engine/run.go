@@ -87,7 +87,8 @@ const Pipeline = 1
 
 // Writers is how many chunks may be in the store at once, each in a
 // transaction of its own on a connection of its own: chunk n+1's rows are
-// copied while chunk n's are copied or applied, on a second server backend.
+// copied while chunk n's are copied or applied, on a second server backend,
+// and upserted too when the two chunks share no key (sink.Pending).
 // Chunks still commit one at a time, in read order. Batches in flight bound
 // the memory: Pipeline+Writers+2 chunks at most (one being read, Pipeline
 // waiting, Writers being written, and one the loop holds while the oldest

@@ -66,4 +66,17 @@ func TestAChunkTakesFewRoundTrips(t *testing.T) {
 	require.Equal(t, int64(4), n, "a staged chunk: a batch from BEGIN, COPY, apply, a batch, COMMIT")
 	n, _ = count(watermarks.ReasonSync, cursorAt(1), cursorAt(2))
 	require.Equal(t, int64(2), n, "an idle chunk: one batch from BEGIN, COMMIT")
+
+	before := trips.n.Load()
+	one := f.begin(t, tg, watermarks.ReasonSync, cursorAt(2), cursorAt(3), upd(key1, "E", "0.00"))
+	two := f.begin(t, tg, watermarks.ReasonSync, cursorAt(3), cursorAt(4), ins(key2, "F", "0.00"))
+	require.True(t, two.early)
+	require.NoError(t, one.Write(ctx))
+	written := writeAsync(ctx, two)
+	_, err = one.Commit(ctx)
+	require.NoError(t, err)
+	require.NoError(t, <-written)
+	_, err = two.Commit(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(8), trips.n.Load()-before, "two staged chunks, the second upserted early (the apply and its wait in one batch): 4 each")
 }

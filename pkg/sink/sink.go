@@ -22,7 +22,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -124,12 +126,22 @@ type Target struct {
 	// is to be copied straight into the target (direct.go).
 	directAfter []byte
 
-	keys    keySet    // tells whether a batch's keys are unique
 	applies [4]string // applySQL's four statements, built once
+
+	begun *begun // the chunks begun; nil until the first
 
 	// testHookBeforeCommit runs after everything but COMMIT; tests use it to
 	// kill the connection at the worst moment.
 	testHookBeforeCommit func(ctx context.Context, conn *pgx.Conn) error
+}
+
+// begun is what Begin knows of a Target's chunks. Only the goroutine that
+// begins them uses it, but for open, which their ends count down.
+type begun struct {
+	last    *Pending     // the chunk begun last
+	keySets [2]keySet    // the key hashes of the chunk begun last, and of the one being begun
+	keyHash []uint64     // chunkKeys' scratch
+	open    atomic.Int32 // chunks begun and not ended
 }
 
 type column struct {
@@ -392,21 +404,32 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 // connection of its own:
 //
 //   - Begin takes the chunk's store connection and, for a chunk with rows,
-//     opens the transaction and reserves the commit's history id. The
-//     chunks of a Target begin one at a time, in read order: whether a
-//     snapshot chunk may go straight into the target depends on the one
+//     opens the transaction, reserves the commit's history id and takes the
+//     chunk's lock (an advisory lock held until it ends). The chunks of a
+//     Target begin one at a time, in read order: whether a chunk may go
+//     straight into the target, or be upserted early, depends on the one
 //     begun before it, and a chunk never waits for a connection while a
 //     later one holds one and waits for it to commit.
 //   - Write copies the rows, into the target (direct.go) or into the
-//     connection's staging table. It takes no lock another chunk's
-//     transaction waits for: a direct chunk's keys are its own, and staging
-//     tables are per connection.
+//     connection's staging table. A staged chunk is upserted there and then
+//     ("early") when the one other chunk open is the one begun before it,
+//     which has rows, and the keys of both are known and disjoint: the two
+//     upserts touch disjoint rows and run at once. An early chunk's Write
+//     then waits, on the server, for the lock of the chunk before it, and
+//     returns once that one has ended: write each chunk on a goroutine of
+//     its own, as the engine does. The chunk holds row locks while it waits,
+//     and a wait the server sees is one its deadlock detector can break,
+//     should a transaction outside ehrsync hold a row the chunk before
+//     needs and wait for one of this chunk's. Otherwise Write takes no lock
+//     another chunk's transaction waits for: a direct chunk's keys are its
+//     own, and staging tables are per connection.
 //   - Commit claims the position (waiting for a chunk that holds it to end,
 //     and failing with watermarks.ErrPositionMoved unless it is still m.From),
-//     applies staged rows, moves the position, records it and commits.
-//     Chunks commit in read order: a chunk's From is the To of the one before
-//     it, so a chunk committed before that one, or after it failed, is
-//     refused by the claim and commits nothing.
+//     applies staged rows not yet applied, moves the position, records it
+//     and commits. Chunks commit in read order: a chunk's From is the To of
+//     the one before it, so a chunk committed before that one, or after it
+//     failed, is refused by the claim and commits nothing, its early upsert
+//     with it.
 //
 // A step that fails rolls back and releases the connection; so does Abort,
 // for a chunk that will not be committed. A Pending is used by one goroutine
@@ -421,6 +444,13 @@ type Pending struct {
 	apply  string // the staged apply, should the rows be staged
 	res    Result
 	ended  bool // committed, failed or aborted
+
+	lock    int32       // the chunk's advisory lock (chunkLockClass, lock); 0: an idle chunk, which takes none
+	keys    keySet      // its key hashes; nil when not known
+	early   bool        // its staged rows are upserted in Write
+	waitFor int32       // the lock an early chunk waits for: the chunk before's
+	applied bool        // the staged apply has run
+	closed  atomic.Bool // ended, as the goroutine that begins chunks sees it
 }
 
 // Begin starts applying rec with m: the first of Pending's steps. The caller
@@ -452,12 +482,20 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	if p.conn, err = tg.sink.pool.Acquire(ctx); err != nil {
 		return nil, tg.errorf(err)
 	}
+	if tg.begun == nil {
+		tg.begun = &begun{}
+	}
+	bg := tg.begun
+	prev, open := bg.last, bg.open.Add(1)-1 // open: the others
+	bg.last = p
 	if p.rec == nil {
 		return p, nil // Commit begins and does it all, in one batch
 	}
+	p.lock = nextChunkLock()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	tg.sink.positions.QueueReserve(b, &p.c.id, &p.c.at)
+	b.Queue("SELECT pg_advisory_xact_lock($1, $2)", chunkLockClass, p.lock)
 	b.Queue(tg.createStageSQL()) // before planDirect's savepoint, which a fallback rolls back to
 	p.direct = tg.planDirect(b, rec, p.m)
 	if err := p.conn.SendBatch(ctx, b).Close(); err != nil {
@@ -468,10 +506,44 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	if p.direct.take() {
 		tg.directAfter = pos
 		p.apply = tg.applyStatement(false, false) // should the direct COPY fall back: inserts only
-	} else {
-		p.apply = tg.apply(rec)
+		return p, nil
+	}
+	set := bg.keySets[0]
+	if set == nil {
+		set = keySet{}
+	}
+	bg.keySets[0], bg.keySets[1] = bg.keySets[1], set // the one begun last is the other
+	known, unique := tg.chunkKeys(rec, set, &bg.keyHash)
+	deletes := !onlyOps(rec, len(tg.cols), func(op schemas.Op) bool { return op != schemas.OpDelete })
+	p.apply = tg.applyStatement(unique, deletes)
+	if !known {
+		return p, nil
+	}
+	p.keys = set
+	if open == 1 && !prev.closed.Load() && prev.lock != 0 && prev.keys != nil && set.disjoint(prev.keys) {
+		// prev, begun last and not ended, is the one chunk open.
+		p.early, p.waitFor = true, prev.lock
 	}
 	return p, nil
+}
+
+// chunkLockClass is the first key of a chunk's advisory lock; the second is
+// its own (nextChunkLock). Locks of the one-key form never meet these.
+const chunkLockClass int32 = 0x65687263 // "ehrc"
+
+var chunkLocks atomic.Int32
+
+func init() { chunkLocks.Store(rand.Int32()) }
+
+// nextChunkLock returns a chunk's lock key, never 0. Two processes'
+// chunks that draw one key wait for each other's end: a delay, seen by
+// the server, never a wrong result.
+func nextChunkLock() int32 {
+	for {
+		if k := chunkLocks.Add(1); k != 0 {
+			return k
+		}
+	}
 }
 
 // Write copies the rows begun: the second step.
@@ -487,6 +559,12 @@ func (p *Pending) Write(ctx context.Context) error {
 		err = p.tg.copyToStage(ctx, p.conn.Conn(), p.rec)
 	}
 	p.rec = nil // written: the caller may release it
+	if err == nil && !direct && p.early {
+		b := &pgx.Batch{}
+		p.queueApply(b)
+		b.Queue("SELECT pg_advisory_xact_lock_shared($1, $2)", chunkLockClass, p.waitFor)
+		err = p.conn.SendBatch(ctx, b).Close()
+	}
 	if err != nil {
 		return p.fail(ctx, err)
 	}
@@ -506,11 +584,16 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 	}
 	tg.sink.positions.QueueClaim(b, p.m.Org, p.m.Table, p.m.From)
 	if p.res.Rows > 0 && !p.res.Direct {
-		p.queueApply(b)
-		if err := p.conn.SendBatch(ctx, b).Close(); err != nil {
-			return Result{}, p.fail(ctx, err)
+		if !p.applied {
+			p.queueApply(b)
 		}
-		b = &pgx.Batch{}
+		p.queueChangeLog(b)
+		if !p.early { // the notice counts what the apply did
+			if err := p.conn.SendBatch(ctx, b).Close(); err != nil {
+				return Result{}, p.fail(ctx, err)
+			}
+			b = &pgx.Batch{}
+		}
 	}
 	if err := tg.sink.positions.QueueAdvance(b, p.m); err != nil {
 		return Result{}, p.fail(ctx, err)
@@ -545,8 +628,18 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 		return Result{}, p.fail(ctx, err)
 	}
 	p.conn.Release()
-	p.conn, p.ended = nil, true
+	p.conn = nil
+	p.end()
 	return p.res, nil
+}
+
+// end marks the chunk ended, once.
+func (p *Pending) end() {
+	if !p.ended {
+		p.ended = true
+		p.closed.Store(true)
+		p.tg.begun.open.Add(-1)
+	}
 }
 
 // Abort rolls back a chunk that will not be committed and releases its
@@ -579,7 +672,7 @@ func (p *Pending) fail(ctx context.Context, err error) error {
 		p.conn.Release()
 		p.conn = nil
 	}
-	p.ended = true
+	p.end()
 	return p.tg.errorf(err)
 }
 
@@ -606,9 +699,10 @@ func (tg *Target) createStageSQL() string {
 	return "CREATE TEMP TABLE IF NOT EXISTS " + pgx.Identifier{tg.stage}.Sanitize() + " (" + strings.Join(defs, ", ") + ") ON COMMIT DELETE ROWS"
 }
 
-// queueApply queues, on b, the staged rows' apply and their change-log
-// append, which fill the result's counts.
+// queueApply queues, on b, the staged rows' apply, which fills the
+// result's counts.
 func (p *Pending) queueApply(b *pgx.Batch) {
+	p.applied = true
 	b.Queue(p.apply, p.c.id).QueryRow(func(row pgx.Row) error {
 		var keys int64
 		if err := row.Scan(&keys, &p.res.Deleted, &p.res.Inserted, &p.res.Updated); err != nil {
@@ -617,6 +711,12 @@ func (p *Pending) queueApply(b *pgx.Batch) {
 		p.res.Unchanged = keys - p.res.Deleted - p.res.Inserted - p.res.Updated
 		return nil
 	})
+}
+
+// queueChangeLog queues, on b, the staged rows' change-log append, when
+// the table keeps one. It runs at commit, after the chunk before has
+// committed: two chunks may log one change key.
+func (p *Pending) queueChangeLog(b *pgx.Batch) {
 	if p.tg.opts.ChangeLog {
 		b.Queue(p.tg.changeLogSQL(), p.c.pos, p.c.id).Exec(func(tag pgconn.CommandTag) error {
 			p.res.Logged = tag.RowsAffected()
@@ -664,14 +764,6 @@ func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.Rec
 	return nil
 }
 
-// apply returns the statement that applies rec's staged changes.
-func (tg *Target) apply(rec arrow.RecordBatch) string {
-	k := tg.keyIndex()
-	unique := k >= 0 && tg.keys.unique(rec.Column(k))
-	deletes := !onlyOps(rec, len(tg.cols), func(op schemas.Op) bool { return op != schemas.OpDelete })
-	return tg.applyStatement(unique, deletes)
-}
-
 // applyStatement is applySQL(unique, deletes), built once.
 func (tg *Target) applyStatement(unique, deletes bool) string {
 	i := 0
@@ -685,21 +777,6 @@ func (tg *Target) applyStatement(unique, deletes bool) string {
 		tg.applies[i] = tg.applySQL(unique, deletes)
 	}
 	return tg.applies[i]
-}
-
-// keyIndex is the batch column of a single-column key whose store type
-// compares its values byte for byte, -1 for any other key: character(n)
-// ignores trailing blanks, so two distinct strings may be one key.
-func (tg *Target) keyIndex() int {
-	if len(tg.key) != 1 {
-		return -1
-	}
-	for i, c := range tg.cols {
-		if c.name == tg.key[0] && !strings.HasPrefix(c.pgType, "character(") && c.pgType != "character" {
-			return i
-		}
-	}
-	return -1
 }
 
 // applySQL collapses the staged changes to the last one per key (in source
@@ -848,6 +925,7 @@ func (tg *Target) queueNotify(b *pgx.Batch, m watermarks.Move, rows noticeRows) 
 func (tg *Target) WithPositionTable(name string) *Target {
 	c := *tg
 	c.positionTable = name
+	c.begun = nil // its chunks are its own
 	return &c
 }
 

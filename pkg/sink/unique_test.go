@@ -65,25 +65,64 @@ func TestKeySetTellsUniqueKeys(t *testing.T) {
 			return b.NewArray()
 		},
 	}
-	var s keySet
+	var scratch []uint64
+	keys := func(col arrow.Array) (known, unique bool) {
+		tg := &Target{key: []string{"k"}, cols: []column{{name: "k", pgType: "bigint"}}}
+		rec := array.NewRecordBatch(arrow.NewSchema([]arrow.Field{{Name: "k", Type: col.DataType(), Nullable: true}}, nil), []arrow.Array{col}, int64(col.Len()))
+		defer rec.Release()
+		return tg.chunkKeys(rec, keySet{}, &scratch)
+	}
 	for name, f := range build {
 		for _, tc := range []struct {
-			dup, null, want bool
-		}{{want: true}, {dup: true}, {null: true}} {
+			dup, null, known, unique bool
+		}{{known: true, unique: true}, {dup: true, known: true}, {null: true}} {
 			col := f(tc.dup, tc.null)
-			require.Equal(t, tc.want, s.unique(col), "%s dup=%v null=%v", name, tc.dup, tc.null)
-			// Reused between batches: a key of the last batch is no duplicate.
-			require.Equal(t, tc.want, s.unique(col), "%s again", name)
+			known, unique := keys(col)
+			require.Equal(t, [2]bool{tc.known, tc.unique}, [2]bool{known, unique}, "%s dup=%v null=%v", name, tc.dup, tc.null)
 			col.Release()
 		}
 	}
-	// Shapes it cannot tell: false, never a guess.
+	// Shapes it cannot tell: not known, never a guess.
 	b := array.NewFloat64Builder(mem)
 	defer b.Release()
 	b.AppendValues([]float64{1, 2}, nil)
 	col := b.NewArray()
 	defer col.Release()
-	require.False(t, s.unique(col))
+	known, unique := keys(col)
+	require.False(t, known || unique)
+}
+
+// TestCompositeKeysHashWhole: rows are one key only when every key column
+// matches, and two chunks are disjoint when no row's whole key is shared.
+func TestCompositeKeysHashWhole(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	tg := &Target{key: []string{"practice", "n"}, cols: []column{{name: "n", pgType: "bigint"}, {name: "practice", pgType: "text"}}}
+	schema := arrow.NewSchema([]arrow.Field{{Name: "n", Type: arrow.PrimitiveTypes.Int64}, {Name: "practice", Type: arrow.BinaryTypes.String}}, nil)
+	chunk := func(ns []int64, ps []string) arrow.RecordBatch {
+		b := array.NewRecordBuilder(mem, schema)
+		defer b.Release()
+		b.Field(0).(*array.Int64Builder).AppendValues(ns, nil)
+		b.Field(1).(*array.StringBuilder).AppendValues(ps, nil)
+		return b.NewRecordBatch()
+	}
+	var scratch []uint64
+	hash := func(rec arrow.RecordBatch) (keySet, bool) {
+		defer rec.Release()
+		s := keySet{}
+		known, unique := tg.chunkKeys(rec, s, &scratch)
+		require.True(t, known)
+		return s, unique
+	}
+	a, unique := hash(chunk([]int64{1, 2, 1}, []string{"P1", "P1", "P2"}))
+	require.True(t, unique, "(1,P1) (2,P1) (1,P2) are three keys")
+	_, unique = hash(chunk([]int64{1, 2, 1}, []string{"P1", "P1", "P1"}))
+	require.False(t, unique, "(1,P1) twice")
+	b, _ := hash(chunk([]int64{2, 1}, []string{"P2", "P3"}))
+	require.True(t, a.disjoint(b), "(2,P2) (1,P3) share no whole key with the first chunk")
+	c, _ := hash(chunk([]int64{9, 2}, []string{"P9", "P1"}))
+	require.False(t, a.disjoint(c), "(2,P1) is in both")
+	require.False(t, c.disjoint(a), "either way round")
 }
 
 func appendLast(b array.Builder, dup, null bool, appendDup func()) {
@@ -96,16 +135,19 @@ func appendLast(b array.Builder, dup, null bool, appendDup func()) {
 }
 
 // TestUniqueKeysOnlyWhereBytesAreEquality: character(n) ignores trailing
-// blanks ('A' and 'A ' are one key), so its keys always collapse per key.
+// blanks ('A' and 'A ' are one key), so a key with such a column is never
+// hashed: its chunks always collapse per key, and are never upserted early.
 func TestUniqueKeysOnlyWhereBytesAreEquality(t *testing.T) {
-	for typ, want := range map[string]int{
-		"character(4)": -1, "character": -1, "character varying(20)": 1, "text": 1, "uuid": 1, "bigint": 1,
+	for typ, want := range map[string][]int{
+		"character(4)": nil, "character": nil, "character varying(20)": {1}, "text": {1}, "uuid": {1}, "bigint": {1},
 	} {
 		tg := &Target{key: []string{"k"}, cols: []column{{name: "x", pgType: "text"}, {name: "k", pgType: typ}}}
-		require.Equal(t, want, tg.keyIndex(), typ)
+		require.Equal(t, want, tg.keyCols(), typ)
 	}
 	tg := &Target{key: []string{"k", "x"}, cols: []column{{name: "x", pgType: "text"}, {name: "k", pgType: "text"}}}
-	require.Equal(t, -1, tg.keyIndex(), "a key of two columns")
+	require.Equal(t, []int{1, 0}, tg.keyCols(), "a key of two columns")
+	tg.cols[0].pgType = "character(4)"
+	require.Nil(t, tg.keyCols(), "a key of two columns, one of them character(4)")
 }
 
 // TestEveryApplyFormEndsInTheSameState applies the same chunks through the
@@ -123,9 +165,6 @@ func TestEveryApplyFormEndsInTheSameState(t *testing.T) {
 	general.applies = [4]string{g, g, g, g}
 
 	del := func(key string) change { return change{op: schemas.OpDelete, row: map[string]any{"line_id": key}} }
-	upd := func(key, status, paid string) change {
-		return change{op: schemas.OpUpdate, row: line(key, status, paid)}
-	}
 	chunks := []struct {
 		form    int // the index of the statement chosen: 1 unique, 2 deletes
 		changes []change
