@@ -164,12 +164,17 @@ func (s *Store) QueueReserve(b *pgx.Batch, id *int64, at *time.Time) {
 
 // Claim locks the table's position row for the rest of tx and checks that
 // it still is from, failing with ErrPositionMoved otherwise. The sink calls
-// it before upserting a chunk's staged rows, so that a second runner on the
-// same table waits here, or fails here, instead of deadlocking on the rows;
-// a chunk's rows staged, or copied into a target range only it writes, take
-// no lock another chunk waits for. A runner's chunks claim one after the
-// other: each waits for the one before it to commit, and finds the position
-// that one moved to.
+// it before upserting a chunk's staged rows when the chunk before it may
+// touch the same rows, so that a second runner on the same table waits
+// here, or fails here, instead of deadlocking on the rows; a chunk's rows
+// staged, or copied into a target range only it writes, take no lock
+// another chunk waits for. A chunk whose keys are disjoint from the one
+// before it is upserted first and claims after (sink.Pending): should a
+// second runner (which the table's lease keeps away) meet its rows, every
+// wait is one the server sees, and its deadlock detector fails one side
+// (40P01, retried) instead of ErrPositionMoved. A runner's chunks claim one
+// after the other: each waits for the one before it to commit, and finds
+// the position that one moved to.
 func (s *Store) Claim(ctx context.Context, tx pgx.Tx, org, table string, from Position) error {
 	b := &pgx.Batch{}
 	s.QueueClaim(b, org, table, from)

@@ -25,18 +25,31 @@ import (
 var keySeed = maphash.MakeSeed()
 
 // keyCols are the batch columns of the table's key, or nil when the key
-// has a column whose store type does not compare its values byte for
-// byte: character(n) ignores trailing blanks, so 'A' and 'A ' are one key.
+// has a column whose store type may hold two different source values as
+// one key: character(n) ignores trailing blanks ('A' and 'A '), numeric
+// its trailing zeros ('1.0' and '1.00', which a source's unconstrained
+// numeric sends as text), and so on. Only the types listed compare their
+// values byte for byte.
 func (tg *Target) keyCols() []int {
 	idx := make([]int, 0, len(tg.key))
 	for _, k := range tg.key {
 		i := tg.colIndex(k)
-		if i < 0 || strings.HasPrefix(tg.cols[i].pgType, "character(") || tg.cols[i].pgType == "character" {
+		if i < 0 || !bytewiseEqual(tg.cols[i].pgType) {
 			return nil
 		}
 		idx = append(idx, i)
 	}
 	return idx
+}
+
+// bytewiseEqual reports whether the store type's equality is its values'
+// bytes (text and varchar under the database's deterministic collation).
+func bytewiseEqual(pgType string) bool {
+	switch pgType {
+	case "smallint", "integer", "bigint", "uuid", "bytea", "text", "character varying":
+		return true
+	}
+	return strings.HasPrefix(pgType, "character varying(")
 }
 
 func (tg *Target) colIndex(name string) int {

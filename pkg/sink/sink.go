@@ -520,8 +520,9 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 		return p, nil
 	}
 	p.keys = set
-	if open == 1 && !prev.closed.Load() && prev.lock != 0 && prev.keys != nil && set.disjoint(prev.keys) {
-		// prev, begun last and not ended, is the one chunk open.
+	if open == 1 && !prev.closed.Load() && prev.keys != nil && set.disjoint(prev.keys) {
+		// prev, begun last and not ended, is the one chunk open; it has
+		// rows (keys), so a lock.
 		p.early, p.waitFor = true, prev.lock
 	}
 	return p, nil

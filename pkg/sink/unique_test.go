@@ -135,11 +135,13 @@ func appendLast(b array.Builder, dup, null bool, appendDup func()) {
 }
 
 // TestUniqueKeysOnlyWhereBytesAreEquality: character(n) ignores trailing
-// blanks ('A' and 'A ' are one key), so a key with such a column is never
-// hashed: its chunks always collapse per key, and are never upserted early.
+// blanks ('A' and 'A ' are one key), numeric trailing zeros ('1.0' and
+// '1.00'), so a key with such a column is never hashed: its chunks always
+// collapse per key, and are never upserted early.
 func TestUniqueKeysOnlyWhereBytesAreEquality(t *testing.T) {
 	for typ, want := range map[string][]int{
-		"character(4)": nil, "character": nil, "character varying(20)": {1}, "text": {1}, "uuid": {1}, "bigint": {1},
+		"character(4)": nil, "character": nil, "numeric": nil, "numeric(19,2)": nil, "timestamp(3) without time zone": nil,
+		"character varying(20)": {1}, "character varying": {1}, "text": {1}, "uuid": {1}, "bigint": {1}, "integer": {1}, "bytea": {1},
 	} {
 		tg := &Target{key: []string{"k"}, cols: []column{{name: "x", pgType: "text"}, {name: "k", pgType: typ}}}
 		require.Equal(t, want, tg.keyCols(), typ)
