@@ -49,34 +49,16 @@ func TestStoreEqualKeysOfDifferentTextAreNotUpsertedEarly(t *testing.T) {
 	one := f.begin(t, tg, watermarks.ReasonSync, cursorAt(1), cursorAt(2), change{op: schemas.OpUpdate, row: row("1.0", "A")})
 	two := f.begin(t, tg, watermarks.ReasonSync, cursorAt(2), cursorAt(3), change{op: schemas.OpUpdate, row: row("1.00", "B")})
 	require.NoError(t, one.Write(ctx))
-	// As the engine does: the second chunk is written on a goroutine of
-	// its own and commits after the first has.
-	oneDone := make(chan struct{})
-	var oneErr error
-	twoDone := make(chan error, 1)
-	go func() {
-		err := two.Write(ctx)
-		if err == nil {
-			<-oneDone
-			err = oneErr
-		}
-		if err == nil {
-			_, err = two.Commit(ctx)
-		}
-		twoDone <- err
-	}()
+	e := newInOrder()
+	e.writeAndCommit(ctx, two)
 	// Let the second chunk's Write run (an early upsert locks the row).
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) && !f.lockedElsewhere(t, tg, "id", "1") {
 		time.Sleep(20 * time.Millisecond)
 	}
-	go func() {
-		defer close(oneDone)
-		_, oneErr = one.Commit(ctx)
-	}()
-	<-oneDone
+	e.commit(ctx, one)
+	oneErr, err := e.wait()
 	require.NoError(t, oneErr, "chunk 1")
-	err = <-twoDone
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		t.Fatalf("chunk 2 failed with %s (%s): it was upserted early though the store holds its key as the chunk before's", pgErr.Code, pgErr.Message)
@@ -93,11 +75,7 @@ func TestStoreEqualKeysOfDifferentTextAreNotUpsertedEarly(t *testing.T) {
 // while an older chunk is still open.
 func TestOnlyTheOneOpenChunkBeforeLetsAChunkUpsertEarly(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	_, err = f.apply(t, tg, nil, cursorAt(1), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
-	require.NoError(t, err)
+	f, tg := syncedLines(t, key1, key2)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a Write that waits fails the test
 	defer cancel()
 
@@ -127,7 +105,7 @@ func TestOnlyTheOneOpenChunkBeforeLetsAChunkUpsertEarly(t *testing.T) {
 	require.NoError(t, z.Write(ctx))
 	require.NoError(t, b.Write(wctx))
 	require.False(t, f.lockedElsewhere(t, tg, "line_id", key1), "a chunk was upserted early while an older chunk than the one before it was open")
-	_, err = z.Commit(ctx)
+	_, err := z.Commit(ctx)
 	require.NoError(t, err)
 	_, err = b.Commit(ctx)
 	require.ErrorIs(t, err, watermarks.ErrPositionMoved)
@@ -139,11 +117,7 @@ func TestOnlyTheOneOpenChunkBeforeLetsAChunkUpsertEarly(t *testing.T) {
 // chunk before, ends the wait and the chunk, and gives its connection back.
 func TestAnEarlyChunkWaitingIsCanceledAndReleasesItsConnection(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	_, err = f.apply(t, tg, nil, cursorAt(1), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
-	require.NoError(t, err)
+	f, tg := syncedLines(t, key1, key2)
 	one := f.begin(t, tg, watermarks.ReasonSync, cursorAt(1), cursorAt(2), upd(key1, "A", "1.10"))
 	two := f.begin(t, tg, watermarks.ReasonSync, cursorAt(2), cursorAt(3), upd(key2, "B", "2.20"))
 	require.True(t, two.early)
@@ -159,7 +133,7 @@ func TestAnEarlyChunkWaitingIsCanceledAndReleasesItsConnection(t *testing.T) {
 		t.Fatal("a canceled Write kept waiting")
 	}
 	require.Eventually(t, func() bool { return f.pool.Stat().AcquiredConns() == 1 }, 5*time.Second, 20*time.Millisecond)
-	_, err = one.Commit(ctx)
+	_, err := one.Commit(ctx)
 	require.NoError(t, err)
 	require.Equal(t, int32(0), f.pool.Stat().AcquiredConns())
 	require.Equal(t, []string{key1 + "|A", key2 + "|S"}, f.dump(t, tg.Ident(), "line_id", "status"))
@@ -168,6 +142,64 @@ func TestAnEarlyChunkWaitingIsCanceledAndReleasesItsConnection(t *testing.T) {
 
 func upd(key, status, paid string) change {
 	return change{op: schemas.OpUpdate, row: line(key, status, paid)}
+}
+
+// syncedLines is a claim-lines target holding keys (status S), synced up
+// to cursorAt(1).
+func syncedLines(t *testing.T, keys ...string) (*fixture, *Target) {
+	t.Helper()
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	changes := make([]change, len(keys))
+	for i, k := range keys {
+		changes[i] = ins(k, "S", "1.00")
+	}
+	_, err = f.apply(t, tg, nil, cursorAt(1), changes...)
+	require.NoError(t, err)
+	return f, tg
+}
+
+// inOrder commits two chunks, each on a goroutine of its own, the second
+// only after the first has, as the engine does.
+type inOrder struct {
+	oneDone chan struct{}
+	oneErr  error
+	twoDone chan error
+}
+
+// commit commits the first chunk, written already.
+func (e *inOrder) commit(ctx context.Context, one *Pending) {
+	go func() {
+		defer close(e.oneDone)
+		_, e.oneErr = one.Commit(ctx)
+	}()
+}
+
+// writeAndCommit writes the second chunk, then commits it once the first
+// has committed.
+func (e *inOrder) writeAndCommit(ctx context.Context, two *Pending) {
+	go func() {
+		err := two.Write(ctx)
+		if err == nil {
+			<-e.oneDone
+			err = e.oneErr
+		}
+		if err == nil {
+			_, err = two.Commit(ctx)
+		}
+		e.twoDone <- err
+	}()
+}
+
+func newInOrder() *inOrder {
+	return &inOrder{oneDone: make(chan struct{}), twoDone: make(chan error, 1)}
+}
+
+// wait returns the chunks' errors once both have ended.
+func (e *inOrder) wait() (one, two error) {
+	<-e.oneDone
+	return e.oneErr, <-e.twoDone
 }
 
 // writeAsync writes p on a goroutine of its own, as the engine does: an
@@ -201,11 +233,7 @@ func (f *fixture) lockedElsewhere(t *testing.T, tg *Target, col, key string) boo
 // Write returns only once that one has. Both then commit in order.
 func TestADisjointChunkIsUpsertedWhileTheOneBeforeIsOpen(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	_, err = f.apply(t, tg, nil, cursorAt(1), ins(key1, "S", "1.00"), ins(key3, "S", "3.00"))
-	require.NoError(t, err)
+	f, tg := syncedLines(t, key1, key3)
 
 	one := f.begin(t, tg, watermarks.ReasonSync, cursorAt(1), cursorAt(2), upd(key1, "A", "1.10"), ins(key2, "N", "2.00"))
 	two := f.begin(t, tg, watermarks.ReasonSync, cursorAt(2), cursorAt(3), upd(key3, "B", "3.30"), ins(key4, "N", "4.00"))
@@ -245,11 +273,7 @@ func TestADisjointChunkIsUpsertedWhileTheOneBeforeIsOpen(t *testing.T) {
 // waits nor locks a row.
 func TestChunksSharingAKeyAreUpsertedInCommitOrder(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	_, err = f.apply(t, tg, nil, cursorAt(1), ins(key1, "S", "1.00"), ins(key3, "S", "3.00"))
-	require.NoError(t, err)
+	f, tg := syncedLines(t, key1, key3)
 
 	one := f.begin(t, tg, watermarks.ReasonSync, cursorAt(1), cursorAt(2), upd(key1, "A", "1.10"))
 	two := f.begin(t, tg, watermarks.ReasonSync, cursorAt(2), cursorAt(3), upd(key3, "B", "3.30"), upd(key1, "B", "1.20"))
@@ -277,11 +301,7 @@ func TestChunksSharingAKeyAreUpsertedInCommitOrder(t *testing.T) {
 func TestAnEarlyChunkWaitsWhereTheServerSeesIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	_, err = f.apply(t, tg, nil, cursorAt(1), ins(key1, "S", "1.00"), ins(key3, "S", "3.00"))
-	require.NoError(t, err)
+	f, tg := syncedLines(t, key1, key3)
 
 	outsider, err := f.pool.Begin(ctx)
 	require.NoError(t, err)
@@ -294,33 +314,17 @@ func TestAnEarlyChunkWaitsWhereTheServerSeesIt(t *testing.T) {
 	one := f.begin(t, tg, watermarks.ReasonSync, cursorAt(1), cursorAt(2), upd(key1, "A", "1.10"))
 	two := f.begin(t, tg, watermarks.ReasonSync, cursorAt(2), cursorAt(3), upd(key3, "B", "3.30"))
 	require.NoError(t, one.Write(ctx))
-	// As the engine does: the second chunk commits after the first has.
-	oneDone := make(chan struct{})
-	var oneErr error
-	go func() {
-		defer close(oneDone)
-		_, oneErr = one.Commit(ctx) // waits for the outsider's row
-	}()
-	twoDone := make(chan error, 1)
-	go func() {
-		err := two.Write(ctx)
-		if err == nil {
-			<-oneDone
-			err = oneErr
-		}
-		if err == nil {
-			_, err = two.Commit(ctx)
-		}
-		twoDone <- err
-	}()
+	e := newInOrder()
+	e.commit(ctx, one) // waits for the outsider's row
+	e.writeAndCommit(ctx, two)
 	require.Eventually(t, func() bool { return f.lockedElsewhere(t, tg, "line_id", key3) }, 10*time.Second, 20*time.Millisecond)
 	_, err = outsider.Exec(ctx, "UPDATE "+tg.Ident().Sanitize()+" SET status = 'X' WHERE line_id = $1", key3)
 	var pgErr *pgconn.PgError
 	require.ErrorAs(t, err, &pgErr, "the outsider waited until the test's deadline: %v", err)
 	require.Equal(t, "40P01", pgErr.Code) // deadlock_detected
 	require.NoError(t, outsider.Rollback(ctx))
-	<-oneDone
+	oneErr, twoErr := e.wait()
 	require.NoError(t, oneErr)
-	require.NoError(t, <-twoDone)
+	require.NoError(t, twoErr)
 	require.Equal(t, []string{key1 + "|A", key3 + "|B"}, f.dump(t, tg.Ident(), "line_id", "status"))
 }
