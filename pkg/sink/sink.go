@@ -32,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ehrsync/ehrsync/pkg/storedb"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -445,7 +446,7 @@ type Pending struct {
 	res    Result
 	ended  bool // committed, failed or aborted
 
-	lock    int32       // the chunk's advisory lock (chunkLockClass, lock); 0: an idle chunk, which takes none
+	lock    int32       // the chunk's advisory lock (storedb.ChunkLockClass, lock); 0: an idle chunk, which takes none
 	keys    keySet      // its key hashes; nil when not known
 	early   bool        // its staged rows are upserted in Write
 	waitFor int32       // the lock an early chunk waits for: the chunk before's
@@ -495,7 +496,7 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	tg.sink.positions.QueueReserve(b, &p.c.id, &p.c.at)
-	b.Queue("SELECT pg_advisory_xact_lock($1, $2)", chunkLockClass, p.lock)
+	b.Queue("SELECT pg_advisory_xact_lock($1, $2)", storedb.ChunkLockClass, p.lock)
 	b.Queue(tg.createStageSQL()) // before planDirect's savepoint, which a fallback rolls back to
 	p.direct = tg.planDirect(b, rec, p.m)
 	if err := p.conn.SendBatch(ctx, b).Close(); err != nil {
@@ -528,15 +529,12 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	return p, nil
 }
 
-// chunkLockClass is the first key of a chunk's advisory lock; the second is
-// its own (nextChunkLock). Locks of the one-key form never meet these.
-const chunkLockClass int32 = 0x65687263 // "ehrc"
-
 var chunkLocks atomic.Int32
 
 func init() { chunkLocks.Store(rand.Int32()) }
 
-// nextChunkLock returns a chunk's lock key, never 0. Two processes'
+// nextChunkLock returns the second key of a chunk's advisory lock (the
+// first is storedb.ChunkLockClass), never 0. Two processes'
 // chunks that draw one key wait for each other's end: a delay, seen by
 // the server, never a wrong result.
 func nextChunkLock() int32 {
@@ -563,7 +561,7 @@ func (p *Pending) Write(ctx context.Context) error {
 	if err == nil && !direct && p.early {
 		b := &pgx.Batch{}
 		p.queueApply(b)
-		b.Queue("SELECT pg_advisory_xact_lock_shared($1, $2)", chunkLockClass, p.waitFor)
+		b.Queue("SELECT pg_advisory_xact_lock_shared($1, $2)", storedb.ChunkLockClass, p.waitFor)
 		err = p.conn.SendBatch(ctx, b).Close()
 	}
 	if err != nil {

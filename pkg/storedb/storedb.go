@@ -31,10 +31,14 @@ const SchemaName = "ehrsync"
 // The advisory lock Migrate holds while it works: pg_advisory_xact_lock with
 // two int4 keys, a key space that never conflicts with locks on one bigint
 // key. Other parts of ehrsync that take two-key advisory locks use
-// LockClass with their own object numbers.
+// LockClass with their own object numbers, or a class of their own here.
 const (
 	LockClass     int32 = 0x65687273 // "ehrs"
 	MigrateObject int32 = 1
+
+	// ChunkLockClass is the class of the lock each open chunk with rows
+	// holds (pkg/sink), its object number drawn per chunk.
+	ChunkLockClass int32 = 0x65687263 // "ehrc"
 )
 
 //go:embed migrations/*.sql
