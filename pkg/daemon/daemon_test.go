@@ -251,6 +251,7 @@ func TestTransientClasses(t *testing.T) {
 	}{
 		{"connection reset", fmt.Errorf("read: %w", syscall.ECONNRESET), true},
 		{"deadlock", &pgconn.PgError{Code: "40P01"}, true},
+		{"lock timeout", &pgconn.PgError{Code: "55P03"}, true}, // a direct chunk's bounded wait
 		{"catalog race", &pgconn.PgError{Code: "23505", ConstraintName: "pg_namespace_nspname_index"}, true},
 		{"user unique violation", &pgconn.PgError{Code: "23505", ConstraintName: "claims_pkey"}, false},
 		{"login failed", &pgconn.PgError{Code: "28P01"}, false},

@@ -216,6 +216,7 @@ var pgClasses = map[string]*Class{
 	"42501": ClassPermission,
 	"40001": ClassTransient, "40P01": ClassTransient, "57P01": ClassTransient, "57P02": ClassTransient,
 	"57P03": ClassTransient, "53300": ClassTransient,
+	"55P03": ClassTransient, // lock_not_available: a lock_timeout (SQL Server's 1222 is transient too)
 	"57014": ClassQueryTimeout,
 }
 

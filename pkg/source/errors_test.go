@@ -53,6 +53,7 @@ func TestClassify(t *testing.T) {
 		{"pg 42501", pg("42501"), source.ClassPermission, false},
 		{"pg 40001", pg("40001"), source.ClassTransient, true},
 		{"pg 40P01", pg("40P01"), source.ClassTransient, true},
+		{"pg 55P03", pg("55P03"), source.ClassTransient, true},
 		{"pg 57P01", pg("57P01"), source.ClassTransient, true},
 		{"pg 08006", pg("08006"), source.ClassTransient, true},
 		{"pg 57014", pg("57014"), source.ClassQueryTimeout, true},
