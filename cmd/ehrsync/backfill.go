@@ -62,7 +62,7 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 			return usageError{fmt.Errorf("--table %s: org %s has no such table in %s", t, org.Name, *path)}
 		}
 	}
-	svc, err := service.Open(ctx, cfg, env.log, *actor)
+	svc, err := service.Open(ctx, cfg, env.log, *actor, 1)
 	if err != nil {
 		return err
 	}

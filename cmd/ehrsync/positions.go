@@ -67,7 +67,7 @@ func runPositions(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := service.Open(ctx, cfg, env.log, "positions")
+	svc, err := service.Open(ctx, cfg, env.log, "positions", 1)
 	if err != nil {
 		return err
 	}

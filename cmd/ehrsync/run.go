@@ -53,7 +53,7 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 		}
 	}
 
-	svc, err := service.Open(ctx, cfg, env.log, "daemon")
+	svc, err := service.Open(ctx, cfg, env.log, "daemon", *concurrency)
 	if err != nil {
 		return err
 	}

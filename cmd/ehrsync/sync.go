@@ -43,7 +43,7 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := service.Open(ctx, cfg, env.log, "sync")
+	svc, err := service.Open(ctx, cfg, env.log, "sync", 1)
 	if err != nil {
 		return err
 	}

@@ -239,7 +239,7 @@ func TestSSHTunnelSyncAndCheck(t *testing.T) {
 	cfg := &config.Config{Store: config.Store{URL: config.NewSecret(storeURL)}, Orgs: []config.Org{o}}
 	cfg.ApplyDefaults()
 	var logs bytes.Buffer
-	svc, err := service.Open(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), "test")
+	svc, err := service.Open(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), "test", 1)
 	require.NoError(t, err)
 	defer svc.Close()
 	res := svc.Engine.SyncOrg(ctx, &cfg.Orgs[0], nil)

@@ -99,7 +99,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Preset, opts.Seed, opts.Days, total(stats), time.Since(t0).Round(time.Millisecond))
 
 	cfg := demoConfig(opts.OrgName, srv)
-	svc, err := service.Open(ctx, cfg, opts.Log, "demo")
+	svc, err := service.Open(ctx, cfg, opts.Log, "demo", 1)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -39,9 +40,11 @@ type Service struct {
 }
 
 // Open connects to the store, applies the ehrsync schema's migrations, and
-// wires the engine. actor names who runs the syncs in position history.
-// Close releases the store connections.
-func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor string) (*Service, error) {
+// wires the engine. actor names who runs the syncs in position history;
+// orgsAtOnce is how many organizations the caller runs at once (the
+// daemon's --concurrency, 1 for a command), which sizes the store's
+// connection pool (storePoolSize). Close releases the store connections.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor string, orgsAtOnce int) (*Service, error) {
 	url, err := cfg.Store.URL.Reveal()
 	if err != nil {
 		return nil, fmt.Errorf("store.url: %w", err)
@@ -59,6 +62,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		log.Warn("insecure store connection", "warning", warning)
 	}
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "ehrsync"
+	if !strings.Contains(url, "pool_max_conns") {
+		pcfg.MaxConns = storePoolSize(cfg, orgsAtOnce, pcfg.MaxConns)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -106,6 +112,26 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 			Views:     denials.Views{Pool: pool},
 		},
 	}, nil
+}
+
+// maxStorePool caps the store pool storePoolSize chooses; pool_max_conns
+// in store.url sets any size.
+const maxStorePool = 32
+
+// storePoolSize is the store pool's size when store.url does not set one:
+// enough for every table that can run at once to hold the connections its
+// chunks take (engine.Writers each) and for the position, audit and admin
+// queries beside them (2), at least pgx's default (dflt) and at most
+// maxStorePool. Past that, a table's next chunk waits for a free
+// connection; the chunks it has open finish without another.
+func storePoolSize(cfg *config.Config, orgsAtOnce int, dflt int32) int32 {
+	widest := 1
+	for _, o := range cfg.Orgs {
+		widest = max(widest, o.ParallelTables)
+	}
+	orgs := max(1, min(orgsAtOnce, len(cfg.Orgs)))
+	need := orgs*widest*engine.Writers + 2
+	return max(dflt, int32(min(need, maxStorePool)))
 }
 
 // Catalog is the table catalog of a configuration: the built-in NextGen
