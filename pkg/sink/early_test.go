@@ -255,8 +255,7 @@ func TestADisjointChunkIsUpsertedWhileTheOneBeforeIsOpen(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, Result{Rows: 2, Inserted: 1, Updated: 1}, res)
 	require.Equal(t, []string{key1 + "|A", key2 + "|N", key3 + "|B", key4 + "|N"}, f.dump(t, tg.Ident(), "line_id", "status"))
-	var ids []int64 // each row names its own chunk's commit
-	require.NoError(t, pgxscan(f, &ids, "SELECT "+MetaBatch+" FROM "+tg.Ident().Sanitize()+" ORDER BY line_id"))
+	ids := f.batchIDs(t, tg) // each row names its own chunk's commit
 	require.Len(t, ids, 4)
 	require.Equal(t, ids[0], ids[1])
 	require.Equal(t, ids[2], ids[3])

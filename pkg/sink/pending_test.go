@@ -80,8 +80,7 @@ func TestChunksWrittenTogetherCommitInReadOrder(t *testing.T) {
 		require.Equal(t, to[2], got)
 		// Each row names its own chunk's commit, and the commits'
 		// ids follow the read order.
-		var ids []int64
-		require.NoError(t, pgxscan(f, &ids, "SELECT "+MetaBatch+" FROM "+tg.Ident().Sanitize()+" ORDER BY line_id"))
+		ids := f.batchIDs(t, tg)
 		require.Len(t, ids, 4)
 		require.Equal(t, ids[0], ids[1])
 		require.Less(t, ids[1], ids[2])
@@ -122,6 +121,14 @@ func TestAChunkCommittedBeforeTheOneBeforeItCommitsNothing(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, to[0], got)
 	})
+}
+
+// batchIDs returns the _ehrsync_batch of tg's rows, by key.
+func (f *fixture) batchIDs(t *testing.T, tg *Target) []int64 {
+	t.Helper()
+	var ids []int64
+	require.NoError(t, pgxscan(f, &ids, "SELECT "+MetaBatch+" FROM "+tg.Ident().Sanitize()+" ORDER BY line_id"))
+	return ids
 }
 
 // pgxscan collects the single column of sql's rows into out.

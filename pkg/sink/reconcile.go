@@ -224,10 +224,8 @@ func (tg *Target) LastReconciled(ctx context.Context) (time.Time, error) {
 }
 
 func (tg *Target) colType(name string) string {
-	for _, c := range tg.cols {
-		if c.name == name {
-			return c.pgType
-		}
+	if i := tg.colIndex(name); i >= 0 {
+		return tg.cols[i].pgType
 	}
 	return "text"
 }

@@ -450,7 +450,6 @@ type Pending struct {
 	keys    keySet      // its key hashes; nil when not known
 	early   bool        // its staged rows are upserted in Write
 	waitFor int32       // the lock an early chunk waits for: the chunk before's
-	applied bool        // the staged apply has run
 	closed  atomic.Bool // ended, as the goroutine that begins chunks sees it
 }
 
@@ -583,7 +582,7 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 	}
 	tg.sink.positions.QueueClaim(b, p.m.Org, p.m.Table, p.m.From)
 	if p.res.Rows > 0 && !p.res.Direct {
-		if !p.applied {
+		if !p.early { // an early chunk's ran in Write
 			p.queueApply(b)
 		}
 		p.queueChangeLog(b)
@@ -701,7 +700,6 @@ func (tg *Target) createStageSQL() string {
 // queueApply queues, on b, the staged rows' apply, which fills the
 // result's counts.
 func (p *Pending) queueApply(b *pgx.Batch) {
-	p.applied = true
 	b.Queue(p.apply, p.c.id).QueryRow(func(row pgx.Row) error {
 		var keys int64
 		if err := row.Scan(&keys, &p.res.Deleted, &p.res.Inserted, &p.res.Updated); err != nil {
