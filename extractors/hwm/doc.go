@@ -13,8 +13,9 @@
 // find an uncommitted 90 commit (PITFALLS.md P10). Each Open therefore takes
 // one upper bound, MIN_ACTIVE_ROWVERSION() (the lowest version any active
 // transaction holds; @@DBTS+1 when none), and reads only
-// from < rowversion < bound: everything below the bound is final. Versions
-// are unique, so paging by the version alone is tie-free.
+// from < rowversion < bound: everything below the bound is final. SQL Server
+// promises unique versions, but SELECT INTO and restored or replicated
+// tables can repeat them, so reads page by (version, key) (PITFALLS.md P9).
 //
 // PostgreSQL transaction-id row version. PostgreSQL has no rowversion; the
 // synthetic NextGen source keeps row_timestamp, a bigint set on every insert

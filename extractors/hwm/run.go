@@ -79,13 +79,13 @@ func (r *Run) Close() error {
 	return nil
 }
 
-// order is the paging order: the cursor alone for rowversion (unique), the
-// cursor then the key otherwise (PITFALLS.md P9).
+// order is the paging order: the cursor, then the key (PITFALLS.md P9).
+// SQL Server promises unique rowversion values, but SELECT INTO and
+// restored or replicated tables can repeat them, so row versions page by
+// (version, key) too: a repeated value can never lose rows at a chunk
+// boundary.
 func (r *Run) order() []string {
 	cols := []string{r.e.cursor.Name}
-	if r.e.kind == RowVersion {
-		return cols
-	}
 	for _, c := range r.e.keyCols {
 		cols = append(cols, c.Name)
 	}
@@ -114,10 +114,8 @@ func (r *Run) position(last []any) (watermarks.Cursor, error) {
 		return watermarks.Cursor{}, fmt.Errorf("cursor column %s is null", e.cursor.Name)
 	}
 	pos := watermarks.Cursor{Column: e.cursor.Name, Value: v}
-	if e.kind != RowVersion {
-		if pos.Key, err = e.r.Key(e.keyCols, e.keyIdx, last); err != nil {
-			return watermarks.Cursor{}, err
-		}
+	if pos.Key, err = e.r.Key(e.keyCols, e.keyIdx, last); err != nil {
+		return watermarks.Cursor{}, err
 	}
 	return pos, nil
 }

@@ -156,7 +156,11 @@ func TestSQLServerQueries(t *testing.T) {
 					[][]driver.Value{row(t, claimA, lineA, 0x7D5, stamp), row(t, claimB, lineA, 0x7D9, stamp)})
 			},
 			want: []chunkSummary{
-				{2, watermarks.Cursor{Column: "row_timestamp", Value: rv(0x7D9)}},
+				// Row versions page by (version, key) (D14).
+				{2, watermarks.Cursor{Column: "row_timestamp", Value: rv(0x7D9), Key: watermarks.Key{
+					watermarks.UUID(uuid.MustParse("00000000-0000-0000-0000-000000000001")).WithSQLType("uniqueidentifier"),
+					watermarks.UUID(uuid.MustParse("00010203-0405-0607-0809-0a0b0c0d0e0f")).WithSQLType("uniqueidentifier"),
+				}}},
 				{0, watermarks.Cursor{Column: "row_timestamp", Value: rv(0x7FF)}},
 			},
 		},
