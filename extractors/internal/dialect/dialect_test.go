@@ -1,6 +1,7 @@
 package dialect
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -96,6 +97,9 @@ func TestParamSQLServer(t *testing.T) {
 	}{
 		{"varchar(8)", "20260105", Param{Arg: mssql.VarChar("20260105")}},
 		{"char(4)", "0001", Param{Arg: mssql.VarChar("0001")}},
+		// Non-ASCII varchar goes as nvarchar, converted by the server (D3).
+		{"varchar(40)", "O’Brien", Param{Arg: "O’Brien", Cast: "varchar(40)"}},
+		{"char(10)", "José", Param{Arg: "José", Cast: "char(10)"}},
 		{"nvarchar(40)", "Zoë", Param{Arg: "Zoë"}},
 		{"uniqueidentifier", u, Param{Arg: mssql.UniqueIdentifier(u)}},
 		{"tinyint", int64(255), Param{Arg: uint8(255)}},
@@ -115,7 +119,7 @@ func TestParamSQLServer(t *testing.T) {
 		{"bit", true, Param{Arg: true}},
 	}
 	for _, tc := range tests {
-		t.Run(tc.typ, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s %v", tc.typ, tc.v), func(t *testing.T) {
 			typ, err := schemas.ParseType(schemas.SQLServer, tc.typ)
 			require.NoError(t, err)
 			got, err := SQLServer.Param(schemas.Column{Name: "k", Type: typ}, schemas.SQLServer, tc.v)

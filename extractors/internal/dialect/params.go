@@ -19,7 +19,9 @@ import (
 //
 // SQL Server: go-mssqldb sends a Go string as nvarchar, which turns a seek on
 // a varchar key into a scan per chunk, so char and varchar values go as
-// mssql.VarChar; uniqueidentifier as mssql.UniqueIdentifier (a real
+// mssql.VarChar when they are ASCII, and otherwise as nvarchar cast to the
+// column's type in the query text (go-mssqldb sends a VarChar as UTF-8
+// bytes, which a server in another code page, CP1252 for NextGen, misreads); uniqueidentifier as mssql.UniqueIdentifier (a real
 // uniqueidentifier parameter, converted to the wire's mixed-endian order by
 // the driver, so the server compares GUIDs in its own order, P12); datetime
 // as mssql.DateTime1 (1/300 s ticks, round-tripping the driver's
@@ -121,7 +123,14 @@ func sqlServerParam(t schemas.Type, v any) (Param, error) {
 		if !ok {
 			return Param{}, wrongNative(v)
 		}
-		return Param{Arg: mssql.VarChar(s)}, nil
+		if isASCII(s) {
+			return Param{Arg: mssql.VarChar(s)}, nil
+		}
+		// go-mssqldb sends a VarChar's UTF-8 bytes under the connection's
+		// collation: a CP1252 server reads O’Brien as mojibake, compares
+		// the wrong value and keyset resume skips rows. Send the text as
+		// nvarchar, which the server converts to the column's type itself.
+		return Param{Arg: s, Cast: t.String()}, nil
 	case "nchar", "nvarchar", "ntext":
 		s, ok := v.(string)
 		if !ok {
@@ -178,6 +187,17 @@ func sqlServerParam(t schemas.Type, v any) (Param, error) {
 		return Param{Arg: b}, nil
 	}
 	return Param{}, fmt.Errorf("type %s cannot be a key or cursor", t)
+}
+
+// isASCII reports whether s is the same bytes in every code page SQL
+// Server's varchar collations use.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // castUnless7 returns the cast for a fractional-second type whose precision
