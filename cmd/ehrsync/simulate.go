@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,15 +21,27 @@ func init() {
 }
 
 func runSimulate(ctx context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "simulate", "--dialect postgres|sqlserver --dsn DSN [--preset small|medium|large] [--days N] [--seed N] | --dialect sqlserver --print-ddl")
+	fs := newFlags(env, "simulate", "--dialect postgres|sqlserver --dsn DSN [--preset small|medium|large] [--days N] [--seed N] [sqlserver: --cdc-tables T,...|none --ct-tables T,...|none --ct-retention-days N --no-snapshot-isolation] | --dialect sqlserver --print-ddl")
 	dialect := fs.String("dialect", "postgres", "source dialect: postgres or sqlserver")
 	dsn := fs.String("dsn", "", "source connection: a PostgreSQL URL, or a sqlserver:// URL (or set EHRSYNC_SIMULATE_DSN)")
 	preset := fs.String("preset", string(synth.Small), "workload size when starting a simulation: small, medium or large")
 	days := fs.Int("days", 1, "simulated days to run")
 	seed := fs.Uint64("seed", 1, "seed when starting a simulation (a continued one keeps its own)")
 	printDDL := fs.Bool("print-ddl", false, "print the source DDL (with CDC and Change Tracking for sqlserver) and exit")
+	cdcTables := fs.String("cdc-tables", "", "sqlserver: comma-separated tables to enable CDC on (default dbo.claims,dbo.reason_code_links; none: no CDC, for an edition or a login without it)")
+	ctTables := fs.String("ct-tables", "", "sqlserver: comma-separated tables to enable Change Tracking on (default dbo.charges,dbo.transactions,dbo.trans_detail,dbo.reason_code_links; none: no Change Tracking)")
+	ctRetention := fs.Int("ct-retention-days", 3, "sqlserver: Change Tracking retention in days")
+	noSnapshot := fs.Bool("no-snapshot-isolation", false, "sqlserver: leave ALLOW_SNAPSHOT_ISOLATION as it is (a login that may not ALTER DATABASE)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *ctRetention <= 0 {
+		return usageError{fmt.Errorf("--ct-retention-days: %d is not a positive number of days", *ctRetention)}
+	}
+	msOpts := synth.SQLServerOptions{CDCTables: tableList(*cdcTables), CTTables: tableList(*ctTables),
+		CTRetentionDays: *ctRetention, NoSnapshotIsolation: *noSnapshot}
+	if *dialect != "sqlserver" && (*cdcTables != "" || *ctTables != "" || *noSnapshot) {
+		return usageError{errors.New("--cdc-tables, --ct-tables and --no-snapshot-isolation apply to --dialect sqlserver only")}
 	}
 	cat := schemas.NextGen()
 	if *printDDL {
@@ -36,7 +49,7 @@ func runSimulate(ctx context.Context, env *environment, args []string) error {
 		var err error
 		switch *dialect {
 		case "sqlserver":
-			ddl, err = synth.SQLServerDDL(cat, synth.SQLServerOptions{})
+			ddl, err = synth.SQLServerDDL(cat, msOpts)
 		case "postgres":
 			ddl, err = synth.PostgresDDL(cat)
 		default:
@@ -69,7 +82,7 @@ func runSimulate(ctx context.Context, env *environment, args []string) error {
 			return fmt.Errorf("--dsn: not a valid sqlserver URL")
 		}
 		defer db.Close()
-		stmts, err := synth.SQLServerStatements(cat, synth.SQLServerOptions{})
+		stmts, err := synth.SQLServerStatements(cat, msOpts)
 		if err != nil {
 			return err
 		}
@@ -104,4 +117,23 @@ func runSimulate(ctx context.Context, env *environment, args []string) error {
 	fmt.Fprintf(env.stdout, "%d transactions in %s; the simulation (preset %s, seed %d) is now at day %d\n",
 		stats.Batches, time.Since(start).Round(time.Millisecond), st.Options.Preset, st.Options.Seed, st.Day)
 	return nil
+}
+
+// tableList reads a --cdc-tables or --ct-tables value: nil (the default
+// tables) when empty, an empty list for "none".
+func tableList(v string) []string {
+	v = strings.TrimSpace(v)
+	switch {
+	case v == "":
+		return nil
+	case strings.EqualFold(v, "none"):
+		return []string{}
+	}
+	var out []string
+	for _, name := range strings.Split(v, ",") {
+		if name = strings.TrimSpace(name); name != "" {
+			out = append(out, name)
+		}
+	}
+	return out
 }

@@ -162,7 +162,7 @@ func TestP6StoppedAgentLosesNothing(t *testing.T) {
 	h := newHarness(t, linesTable(t), "claims_capture")
 	rows := h.seeded()
 	ctx := context.Background()
-	health, err := cdc.CheckAgent(ctx, h.m, time.Now(), time.Minute)
+	health, err := cdc.CheckAgent(ctx, h.m, time.Minute)
 	require.NoError(t, err)
 	require.False(t, health.Stale, health.Reason)
 
@@ -176,7 +176,7 @@ func TestP6StoppedAgentLosesNothing(t *testing.T) {
 	res := h.sync(0)
 	require.Zero(t, res.chunks, "nothing harvested: the run sees nothing")
 	require.Equal(t, saved, h.pos, "the position does not move past unharvested commits")
-	health, err = cdc.CheckAgent(ctx, h.m, time.Now(), time.Minute)
+	health, err = cdc.CheckAgent(ctx, h.m, time.Minute)
 	require.NoError(t, err)
 	require.True(t, health.Stale)
 	require.Contains(t, health.Reason, "not harvested")

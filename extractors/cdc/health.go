@@ -24,7 +24,7 @@ type Health struct {
 // seconds by default). A source without the AgentProber ability, or a login
 // without the needed grant, gives a Health whose Reason says so; it is not
 // an error.
-func CheckAgent(ctx context.Context, src Source, now time.Time, maxLag time.Duration) (Health, error) {
+func CheckAgent(ctx context.Context, src Source, maxLag time.Duration) (Health, error) {
 	p, ok := src.(AgentProber)
 	if !ok {
 		return Health{Reason: "this source cannot report on its capture agent"}, nil
@@ -43,8 +43,10 @@ func CheckAgent(ctx context.Context, src Source, now time.Time, maxLag time.Dura
 		h.Stale, h.Reason = true, fmt.Sprintf("the capture job reports %d errors (sys.dm_cdc_errors)", st.Errors)
 	case st.HarvestedLSN.IsZero():
 		h.Stale, h.Reason = true, "the capture job has harvested nothing: is SQL Server Agent running?"
-	case !st.LastScan.IsZero() && now.Sub(st.LastScan) > maxLag:
-		h.Stale, h.Reason = true, fmt.Sprintf("no log scan since %s: the capture job is stopped or stalled", st.LastScan.UTC().Format(time.RFC3339))
+	case st.SinceScan > maxLag:
+		h.Stale, h.Reason = true, fmt.Sprintf("no log scan for %s: the capture job is stopped or stalled", st.SinceScan.Round(time.Second))
+	case st.SinceScan < 0:
+		h.Reason = "capture agent health unknown: no finished log scan on record (the server restarted or failed over, or this is an Availability Group secondary)"
 	}
 	return h, nil
 }

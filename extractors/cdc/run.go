@@ -72,7 +72,19 @@ func (r *Run) checkMin(ctx context.Context) error {
 		return fmt.Errorf("cdc %s: %w", name, err)
 	}
 	if min.IsZero() {
-		return &engine.ExpiredError{Table: name, Reason: fmt.Sprintf("capture instance %s no longer exists", in.Name)}
+		if sc, ok := r.e.src.(SelectChecker); ok {
+			granted, err := sc.CanSelect(ctx, r.e.table)
+			if err != nil {
+				return fmt.Errorf("cdc %s: %w", name, err)
+			}
+			if !granted {
+				return &PermissionError{Object: name + " (sys.fn_cdc_get_min_lsn answers no LSN without SELECT on the captured table)",
+					Grant: "GRANT SELECT ON " + quote(r.e.table.Schema) + "." + quote(r.e.table.Name) + " TO <login>"}
+			}
+		}
+		return &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
+			"sys.fn_cdc_get_min_lsn answers no LSN for capture instance %s: it no longer exists, "+
+				"or the login is not a member of its gating role (see sys.sp_cdc_help_change_data_capture)", in.Name)}
 	}
 	if r.pos.LSN.Compare(min) < 0 {
 		return &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
@@ -106,7 +118,7 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	r.checked = false
 	q := Query{
 		Instance: r.ins[r.cur].Name, After: r.pos, To: upper,
-		Limit: e.opts.ChunkRows + 1, Columns: r.sel,
+		Limit: e.opts.ChunkRows + 1, Columns: r.sel, NoCommandID: r.ins[r.cur].NoCommandID,
 	}
 	if pc, ok := e.table.Column(e.table.Practice); ok && len(e.opts.Practices) > 0 {
 		q.Practice, q.Practices = pc, e.opts.Practices

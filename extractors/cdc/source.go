@@ -46,6 +46,13 @@ type Instance struct {
 	// Columns are the captured columns, in column_ordinal order. A change
 	// table keeps the columns it was created with (P7).
 	Columns []string
+	// NoCommandID is true when the change table has no __$command_id
+	// column (SQL Server 2012/2014 before the updates of KB 3030352, or a
+	// server patched without its replication components, or an Availability
+	// Group upgraded secondary first). Its changes are read in (__$start_lsn,
+	// __$seqval, __$operation) order, and a transaction whose rows are out
+	// of seqval order can then be applied in the wrong order.
+	NoCommandID bool
 }
 
 // Query asks for one chunk of change rows.
@@ -59,6 +66,9 @@ type Query struct {
 	Limit int
 	// Columns are the captured columns to return, in this order.
 	Columns []string
+	// NoCommandID: the change table has no __$command_id (see Instance);
+	// its rows read as command 0.
+	NoCommandID bool
 	// Practice and Practices filter inserts and updates to rows whose
 	// practice column holds one of Practices (bound with the column's exact
 	// type, PITFALLS.md P15); deletes are returned whatever their practice
@@ -82,6 +92,14 @@ type Change struct {
 	Values []any
 }
 
+// SelectChecker is the optional ability of a Source to tell whether the
+// login may SELECT from a table. sys.fn_cdc_get_min_lsn answers no LSN both
+// for a capture instance that is gone and for a login without SELECT on the
+// captured table; with this ability the extractor tells the two apart.
+type SelectChecker interface {
+	CanSelect(ctx context.Context, t *schemas.Table) (bool, error)
+}
+
 // AgentProber is the optional ability of a Source to report on the capture
 // agent (P6). SQLServer and cdcmodel.Model have it.
 type AgentProber interface {
@@ -92,8 +110,11 @@ type AgentProber interface {
 type AgentStatus struct {
 	// HarvestedLSN is MaxLSN.
 	HarvestedLSN watermarks.LSN
-	// LastScan is when the agent last finished a log scan; zero: unknown.
-	LastScan time.Time
+	// SinceScan is how long ago, by the server's clock, the agent last
+	// finished a log scan; -1: unknown (no finished scan on record: right
+	// after a restart or failover, or on an Availability Group secondary,
+	// where sys.dm_cdc_log_scan_sessions has no rows).
+	SinceScan time.Duration
 	// Behind is true when the source knows of committed log past
 	// HarvestedLSN that the agent has not harvested.
 	Behind bool

@@ -50,12 +50,19 @@ JOIN sys.schemas AS s ON s.schema_id = t.schema_id
 JOIN cdc.captured_columns AS cc ON cc.object_id = ct.object_id
 WHERE s.name = @p1 AND t.name = @p2
 ORDER BY ct.start_lsn, ct.capture_instance, cc.column_ordinal`
-	minLSNSQL = `SELECT sys.fn_cdc_get_min_lsn(@p1)`
-	maxLSNSQL = `SELECT MAX(start_lsn) FROM cdc.lsn_time_mapping`
-	// agentSQL reads the newest log scan session (session 0 aggregates the
-	// others) and the capture errors; both need VIEW DATABASE STATE.
+	// commandIDSQL reads whether a change table has __$command_id (NULL:
+	// no such column).
+	commandIDSQL = `SELECT COL_LENGTH(@p1, '__$command_id')`
+	minLSNSQL    = `SELECT sys.fn_cdc_get_min_lsn(@p1)`
+	// maxLSNSQL is the highest LSN the capture process has harvested (the
+	// largest start_lsn of cdc.lsn_time_mapping); it needs only public.
+	maxLSNSQL = `SELECT sys.fn_cdc_get_max_lsn()`
+	// agentSQL reads how many seconds ago, by the server's clock, the newest
+	// log scan session ended (session 0 aggregates the others; end_time is
+	// server-local and zone-less, so the age is computed on the server), and
+	// the capture errors; both need VIEW DATABASE STATE.
 	agentSQL = `SELECT
-  (SELECT MAX(end_time) FROM sys.dm_cdc_log_scan_sessions WHERE session_id > 0),
+  (SELECT DATEDIFF(second, MAX(end_time), GETDATE()) FROM sys.dm_cdc_log_scan_sessions WHERE session_id > 0),
   (SELECT COUNT(*) FROM sys.dm_cdc_errors)`
 )
 
@@ -69,6 +76,9 @@ func (s *SQLServer) Instances(ctx context.Context, schema, table string) ([]Inst
 		// the cdc schema and its metadata tables, so without it
 		// cdc.change_tables does not exist (error 208). No instances.
 		return nil, nil
+	}
+	if isPermissionDenied(err) {
+		return nil, &PermissionError{Object: "the CDC metadata (cdc.change_tables)", Grant: grantCDC, Err: err}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read capture instances: %w", err)
@@ -96,7 +106,17 @@ func (s *SQLServer) Instances(ctx context.Context, schema, table string) ([]Inst
 		if isInvalidObject(err) {
 			return nil, nil
 		}
+		if isPermissionDenied(err) {
+			return nil, &PermissionError{Object: "the CDC metadata (cdc.change_tables)", Grant: grantCDC, Err: err}
+		}
 		return nil, fmt.Errorf("read capture instances: %w", err)
+	}
+	for i := range out {
+		var n sql.NullInt64
+		if err := s.DB.QueryRowContext(ctx, commandIDSQL, "[cdc]."+quote(out[i].Name+"_CT")).Scan(&n); err != nil {
+			return nil, fmt.Errorf("read the columns of capture instance %s: %w", out[i].Name, err)
+		}
+		out[i].NoCommandID = !n.Valid
 	}
 	return out, nil
 }
@@ -193,7 +213,14 @@ func changesSQL(q Query) (string, []any, error) {
 			b.WriteString(", @cmd int = @p4, @seqval binary(10) = @p5, @op tinyint = @p6")
 		}
 	}
-	b.WriteString(";\nSELECT TOP (@n) [__$start_lsn], [__$command_id], [__$seqval], [__$operation]")
+	// Without __$command_id every row reads as command 0 and the order is
+	// (lsn, seqval, operation).
+	cmd, order := "[__$command_id]", "[__$start_lsn], [__$command_id], [__$seqval], [__$operation]"
+	cmdOrZero := "ISNULL([__$command_id], 0)"
+	if q.NoCommandID {
+		cmd, order, cmdOrZero = "CAST(NULL AS int)", "[__$start_lsn], [__$seqval], [__$operation]", "0"
+	}
+	b.WriteString(";\nSELECT TOP (@n) [__$start_lsn], " + cmd + ", [__$seqval], [__$operation]")
 	for _, c := range q.Columns {
 		b.WriteString(", " + quote(c))
 	}
@@ -202,8 +229,8 @@ func changesSQL(q Query) (string, []any, error) {
 	switch {
 	case after.LSN.IsZero():
 	case after.InTransaction():
-		b.WriteString("\n  AND ([__$start_lsn] > @lsn OR ([__$start_lsn] = @lsn AND (ISNULL([__$command_id], 0) > @cmd" +
-			" OR (ISNULL([__$command_id], 0) = @cmd AND ([__$seqval] > @seqval OR ([__$seqval] = @seqval AND [__$operation] > @op))))))")
+		b.WriteString("\n  AND ([__$start_lsn] > @lsn OR ([__$start_lsn] = @lsn AND (" + cmdOrZero + " > @cmd" +
+			" OR (" + cmdOrZero + " = @cmd AND ([__$seqval] > @seqval OR ([__$seqval] = @seqval AND [__$operation] > @op))))))")
 	default:
 		b.WriteString("\n  AND [__$start_lsn] > @lsn")
 	}
@@ -226,7 +253,7 @@ func changesSQL(q Query) (string, []any, error) {
 		}
 		b.WriteString("))")
 	}
-	b.WriteString("\nORDER BY [__$start_lsn], [__$command_id], [__$seqval], [__$operation]")
+	b.WriteString("\nORDER BY " + order)
 	return b.String(), args, nil
 }
 
@@ -249,10 +276,10 @@ func (s *SQLServer) Agent(ctx context.Context) (AgentStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
 	var (
-		last sql.NullTime
+		age  sql.NullInt64
 		errs int64
 	)
-	err = s.DB.QueryRowContext(ctx, agentSQL).Scan(&last, &errs)
+	err = s.DB.QueryRowContext(ctx, agentSQL).Scan(&age, &errs)
 	switch {
 	case isPermissionDenied(err):
 		st.Unknown = "the login lacks VIEW DATABASE STATE (GRANT VIEW DATABASE STATE TO <login>)"
@@ -260,8 +287,12 @@ func (s *SQLServer) Agent(ctx context.Context) (AgentStatus, error) {
 	case err != nil:
 		return AgentStatus{}, fmt.Errorf("read capture agent status: %w", err)
 	}
-	if last.Valid {
-		st.LastScan = last.Time
+	st.SinceScan = -1
+	if age.Valid {
+		st.SinceScan = time.Duration(age.Int64) * time.Second
+		if st.SinceScan < 0 { // an end_time ahead of the server clock
+			st.SinceScan = 0
+		}
 	}
 	st.Errors = int(errs)
 	return st, nil
@@ -269,8 +300,8 @@ func (s *SQLServer) Agent(ctx context.Context) (AgentStatus, error) {
 
 // CheckReadable reads nothing from the capture instance's change table
 // (SELECT TOP (0)) to prove the login may read it: cdc.change_tables lists
-// an instance whose gating role the login lacks, and reading it then fails
-// (PITFALLS.md P17). A denial is a *PermissionError naming the grant.
+// an instance whose change table the login may not read (P17). A denial is
+// a *PermissionError naming the grant.
 func (s *SQLServer) CheckReadable(ctx context.Context, instance string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
@@ -280,24 +311,111 @@ func (s *SQLServer) CheckReadable(ctx context.Context, instance string) error {
 	}
 	switch {
 	case isPermissionDenied(err):
-		return &PermissionError{Instance: instance, Err: err}
+		return &PermissionError{Object: "the change table of capture instance " + instance, Grant: grantCDC, Err: err}
 	case err != nil:
 		return fmt.Errorf("read change table of %s: %w", instance, err)
 	}
 	return nil
 }
 
-// PermissionError means the login may not read a capture instance's change
-// table.
+// Capture is what a probe of a table's CDC finds.
+type Capture struct {
+	// Instance is the newest capture instance with a start LSN; the login
+	// may read its change table.
+	Instance Instance
+	// Computed are the table's computed columns: CDC records them as NULL
+	// in every change row (P16), so a CDC extractor leaves them out.
+	Computed []string
+}
+
+// Probe reports what CDC offers for t: ErrNotTracked (wrapped) when the
+// table has no capture instance with a start LSN, a *PermissionError when
+// the login may not read the CDC metadata or the instance's change table.
+func (s *SQLServer) Probe(ctx context.Context, t *schemas.Table) (Capture, error) {
+	instances, err := s.Instances(ctx, t.Schema, t.Name)
+	if err != nil {
+		return Capture{}, err
+	}
+	var newest *Instance
+	for i := range instances {
+		if !instances[i].StartLSN.IsZero() {
+			newest = &instances[i]
+		}
+	}
+	if newest == nil {
+		return Capture{}, fmt.Errorf("%w: no capture instance of %s with a start LSN", ErrNotTracked, t.QualifiedName())
+	}
+	if err := s.CheckReadable(ctx, newest.Name); err != nil {
+		return Capture{}, err
+	}
+	computed, err := s.Computed(ctx, t)
+	if err != nil {
+		return Capture{}, err
+	}
+	return Capture{Instance: *newest, Computed: computed}, nil
+}
+
+// computedSQL lists a table's computed columns.
+const computedSQL = `SELECT c.name FROM sys.columns AS c WHERE c.object_id = OBJECT_ID(@p1) AND c.is_computed = 1 ORDER BY c.column_id`
+
+// Computed returns the names of t's computed columns. CDC records them as
+// NULL in every change row (P16), so a CDC extractor does not read them.
+func (s *SQLServer) Computed(ctx context.Context, t *schemas.Table) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	rows, err := s.DB.QueryContext(ctx, computedSQL, quote(t.Schema)+"."+quote(t.Name))
+	if err != nil {
+		return nil, fmt.Errorf("read the computed columns of %s: %w", t.QualifiedName(), err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("read the computed columns of %s: %w", t.QualifiedName(), err)
+		}
+		out = append(out, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the computed columns of %s: %w", t.QualifiedName(), err)
+	}
+	return out, nil
+}
+
+// selectGrantedSQL reads whether the login may SELECT from a table.
+const selectGrantedSQL = `SELECT CAST(ISNULL(HAS_PERMS_BY_NAME(@p1, 'OBJECT', 'SELECT'), 0) AS bit)`
+
+// CanSelect implements SelectChecker.
+func (s *SQLServer) CanSelect(ctx context.Context, t *schemas.Table) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	var ok bool
+	if err := s.DB.QueryRowContext(ctx, selectGrantedSQL, quote(t.Schema)+"."+quote(t.Name)).Scan(&ok); err != nil {
+		return false, fmt.Errorf("read the SELECT permission on %s: %w", t.QualifiedName(), err)
+	}
+	return ok, nil
+}
+
+// grantCDC is the grant that lets a login read CDC's metadata and change
+// tables.
+const grantCDC = "GRANT SELECT ON SCHEMA::cdc TO <login>"
+
+// PermissionError means the login may not read what CDC needs: the CDC
+// metadata (cdc.change_tables), a capture instance's change table, or the
+// captured table itself (without SELECT on it, sys.fn_cdc_get_min_lsn
+// answers no LSN). It is permanent until the grant is made.
 type PermissionError struct {
-	Instance string
-	Err      error
+	Object string // what the login may not read
+	Grant  string // the statement that fixes it
+	Err    error  // the server's denial; nil when the server answered nothing
 }
 
 func (e *PermissionError) Error() string {
-	return fmt.Sprintf("the login may not read capture instance %s: add it to the instance's gating role "+
-		"(EXEC sys.sp_helprolemember on the role named by sys.sp_cdc_help_change_data_capture) "+
-		"or GRANT SELECT ON SCHEMA::cdc TO <user>: %v", e.Instance, e.Err)
+	msg := fmt.Sprintf("the login may not read %s: %s", e.Object, e.Grant)
+	if e.Err != nil {
+		return msg + ": " + e.Err.Error()
+	}
+	return msg
 }
 
 func (e *PermissionError) Unwrap() error { return e.Err }

@@ -64,7 +64,9 @@ func scripted(v2Start, max uint64, chunks ...[][]driver.Value) fakesql.Script {
 				}
 			}
 			return fakesql.Result{Columns: []string{"capture_instance", "start_lsn", "column_name"}, Rows: rows}, nil
-		case strings.HasPrefix(query, "SELECT MAX(start_lsn)"):
+		case strings.HasPrefix(query, "SELECT COL_LENGTH"):
+			return fakesql.Result{Columns: []string{""}, Rows: [][]driver.Value{{int64(4)}}}, nil
+		case strings.HasPrefix(query, "SELECT sys.fn_cdc_get_max_lsn()"):
 			return fakesql.Result{Columns: []string{""}, Rows: [][]driver.Value{{lsnBytes(max)}}}, nil
 		case strings.HasPrefix(query, "SELECT sys.fn_cdc_get_min_lsn"):
 			return fakesql.Result{Columns: []string{""}, Rows: [][]driver.Value{{lsnBytes(100)}}}, nil

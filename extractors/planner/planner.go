@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ehrsync/ehrsync/extractors/cdc"
@@ -34,9 +35,10 @@ var ErrNotAvailable = errors.New("strategy not available for this table")
 // Prober asks a SQL Server source what a table offers. The real one reads
 // the source's catalog; tests substitute their own.
 type Prober interface {
-	// CDC returns nil when the table has a capture instance the login can
-	// read, or an error saying why not (cdc.ErrNotTracked, *cdc.PermissionError).
-	CDC(ctx context.Context, t *schemas.Table) error
+	// CDC returns what CDC offers when the table has a capture instance the
+	// login can read, or an error saying why not (cdc.ErrNotTracked,
+	// *cdc.PermissionError).
+	CDC(ctx context.Context, t *schemas.Table) (cdc.Capture, error)
 	// ChangeTracking reports whether Change Tracking can read the table.
 	ChangeTracking(ctx context.Context, t *schemas.Table) (changetracking.Status, error)
 }
@@ -142,25 +144,22 @@ func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.P
 	t, tc := req.Table, req.Config
 	var missing []string
 	if tc.Strategy != config.StrategyChangeTracking {
-		err := pr.CDC(ctx, t)
+		capt, err := pr.CDC(ctx, t)
 		if err == nil {
-			ex, err := cdc.New(req.DB, t, cdc.Options{Practices: req.Practices, ChunkRows: req.ChunkRows,
-				ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator})
-			if err != nil {
-				return engine.Plan{}, err
-			}
-			return engine.Plan{Strategy: config.StrategyCDC, Why: "the table is tracked by Change Data Capture and the login can read its capture instance", Extractor: ex}, nil
+			return p.cdcPlan(req, capt)
 		}
 		if tc.Strategy == config.StrategyCDC {
 			return engine.Plan{}, fmt.Errorf("cdc on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, err)
 		}
-		if !errors.Is(err, cdc.ErrNotTracked) {
-			var perm *cdc.PermissionError
-			if !errors.As(err, &perm) {
-				return engine.Plan{}, fmt.Errorf("probe CDC on %s: %w", t.QualifiedName(), err)
-			}
+		var perm *cdc.PermissionError
+		switch {
+		case errors.As(err, &perm):
+			missing = append(missing, "CDC not readable ("+perm.Error()+")")
+		case errors.Is(err, cdc.ErrNotTracked):
+			missing = append(missing, "no readable CDC capture instance")
+		default:
+			return engine.Plan{}, fmt.Errorf("probe CDC on %s: %w", t.QualifiedName(), err)
 		}
-		missing = append(missing, "no readable CDC capture instance")
 	}
 	st, err := pr.ChangeTracking(ctx, t)
 	if err != nil {
@@ -184,25 +183,48 @@ func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.P
 	return engine.Plan{Strategy: config.StrategyAuto, Why: ": " + strings.Join(append(missing, "Change Tracking not readable"), ", ")}, nil
 }
 
+// cdcPlan builds the CDC plan for what the probe found: computed columns
+// are left out of the table (CDC records them as NULL, so reading them
+// would overwrite the snapshot's values), and a change table without
+// __$command_id is named, since its changes are then read in seqval order.
+func (p *Planner) cdcPlan(req engine.PlanRequest, capt cdc.Capture) (engine.Plan, error) {
+	t := req.Table
+	why := "the table is tracked by Change Data Capture and the login can read its capture instance"
+	plan := engine.Plan{Strategy: config.StrategyCDC}
+	if len(capt.Computed) > 0 {
+		var keep []string
+		for _, c := range t.Columns {
+			if !slices.ContainsFunc(capt.Computed, func(n string) bool { return strings.EqualFold(n, c.Name) }) {
+				keep = append(keep, c.Name)
+			}
+		}
+		nt, err := t.Project(keep)
+		if err != nil {
+			return engine.Plan{}, fmt.Errorf("cdc on %s: leave out computed columns: %w", t.QualifiedName(), err)
+		}
+		if len(nt.Columns) < len(t.Columns) {
+			t, plan.Table = nt, nt
+			why += "; computed columns " + strings.Join(capt.Computed, ", ") + " are not read (CDC records them as NULL)"
+		}
+	}
+	if capt.Instance.NoCommandID {
+		why += "; capture instance " + capt.Instance.Name + " has no __$command_id, so changes inside a transaction are read in " +
+			"(__$start_lsn, __$seqval, __$operation) order (install the SQL Server cumulative update of KB 3030352, then re-create the capture instance)"
+	}
+	ex, err := cdc.New(req.DB, t, cdc.Options{Practices: req.Practices, ChunkRows: req.ChunkRows,
+		ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator})
+	if err != nil {
+		return engine.Plan{}, err
+	}
+	plan.Why, plan.Extractor = why, ex
+	return plan, nil
+}
+
 // sqlServerProber probes a real SQL Server.
 type sqlServerProber struct{ db *sql.DB }
 
-func (p sqlServerProber) CDC(ctx context.Context, t *schemas.Table) error {
-	src := &cdc.SQLServer{DB: p.db}
-	instances, err := src.Instances(ctx, t.Schema, t.Name)
-	if err != nil {
-		return err
-	}
-	var newest *cdc.Instance
-	for i := range instances {
-		if !instances[i].StartLSN.IsZero() {
-			newest = &instances[i]
-		}
-	}
-	if newest == nil {
-		return cdc.ErrNotTracked
-	}
-	return src.CheckReadable(ctx, newest.Name)
+func (p sqlServerProber) CDC(ctx context.Context, t *schemas.Table) (cdc.Capture, error) {
+	return (&cdc.SQLServer{DB: p.db}).Probe(ctx, t)
 }
 
 func (p sqlServerProber) ChangeTracking(ctx context.Context, t *schemas.Table) (changetracking.Status, error) {

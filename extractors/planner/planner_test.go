@@ -18,11 +18,12 @@ import (
 
 // prober answers as a source with the given CDC and Change Tracking state.
 type prober struct {
-	cdc error
-	ct  changetracking.Status
+	capt cdc.Capture
+	cdc  error
+	ct   changetracking.Status
 }
 
-func (p prober) CDC(context.Context, *schemas.Table) error { return p.cdc }
+func (p prober) CDC(context.Context, *schemas.Table) (cdc.Capture, error) { return p.capt, p.cdc }
 func (p prober) ChangeTracking(context.Context, *schemas.Table) (changetracking.Status, error) {
 	return p.ct, nil
 }
@@ -57,7 +58,7 @@ func TestAutoPrefersCDCThenChangeTrackingThenHighWaterMarkThenSnapshot(t *testin
 	}{
 		{"cdc readable", "dbo.claims", schemas.SQLServer, prober{cdc: nil, ct: ctReady}, config.StrategyCDC, false},
 		{"ct when cdc is off", "dbo.charges", schemas.SQLServer, prober{cdc: cdc.ErrNotTracked, ct: ctReady}, config.StrategyChangeTracking, false},
-		{"ct when cdc is gated", "dbo.charges", schemas.SQLServer, prober{cdc: &cdc.PermissionError{Instance: "dbo_charges"}, ct: ctReady}, config.StrategyChangeTracking, false},
+		{"ct when cdc is gated", "dbo.charges", schemas.SQLServer, prober{cdc: &cdc.PermissionError{Object: "the change table of capture instance dbo_charges", Grant: "GRANT SELECT ON SCHEMA::cdc TO <login>"}, ct: ctReady}, config.StrategyChangeTracking, false},
 		{"rowversion when neither", "dbo.patient_encounter", schemas.SQLServer, prober{cdc: cdc.ErrNotTracked, ct: ctNoGrant}, config.StrategyHWM, true},
 		{"snapshot without a cursor", "dbo.reason_code_links", schemas.SQLServer, prober{cdc: cdc.ErrNotTracked}, config.StrategySnapshot, true},
 		{"postgres never probes", "dbo.claims", schemas.Postgres, prober{cdc: nil, ct: ctReady}, config.StrategyHWM, true},
@@ -77,7 +78,7 @@ func TestAutoPrefersCDCThenChangeTrackingThenHighWaterMarkThenSnapshot(t *testin
 
 func TestExplicitStrategiesThatCannotWorkNameTheFix(t *testing.T) {
 	_, err := plan(t, "dbo.claims", schemas.SQLServer, config.Table{Strategy: config.StrategyCDC},
-		prober{cdc: &cdc.PermissionError{Instance: "dbo_claims"}, ct: ctReady})
+		prober{cdc: &cdc.PermissionError{Object: "the change table of capture instance dbo_claims", Grant: "GRANT SELECT ON SCHEMA::cdc TO <login>"}, ct: ctReady})
 	require.ErrorIs(t, err, planner.ErrNotAvailable)
 	require.ErrorContains(t, err, "GRANT SELECT ON SCHEMA::cdc")
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	mssql "github.com/microsoft/go-mssqldb"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
@@ -179,7 +180,9 @@ func (c *checker) permissions(ctx context.Context, db *sql.DB, q func(func(conte
 		check("SELECT", true, grantSelect(src, qname), "SELECT has_table_privilege(to_regclass($1), 'SELECT')", qname)
 		return out
 	}
-	check("SELECT", strategy != config.StrategyCDC, grantSelect(src, qname), "SELECT CAST(HAS_PERMS_BY_NAME(@p1, 'OBJECT', 'SELECT') AS bit)", qname)
+	// Every strategy needs SELECT: CDC's first run snapshots the table, and
+	// sys.fn_cdc_get_min_lsn answers no LSN without SELECT on it.
+	check("SELECT", true, grantSelect(src, qname), "SELECT CAST(HAS_PERMS_BY_NAME(@p1, 'OBJECT', 'SELECT') AS bit)", qname)
 	if t.CT == "enabled" || strategy == config.StrategyChangeTracking {
 		check("VIEW CHANGE TRACKING", strategy == config.StrategyChangeTracking,
 			fmt.Sprintf("GRANT VIEW CHANGE TRACKING ON %s TO %s;", qname, msIdent(user)),
@@ -195,7 +198,12 @@ func (c *checker) permissions(ctx context.Context, db *sql.DB, q func(func(conte
 		err := q(func(ctx context.Context) error {
 			return db.QueryRowContext(ctx, "SELECT TOP 1 role_name FROM cdc.change_tables WHERE source_object_id = OBJECT_ID(@p1) ORDER BY create_date DESC", qname).Scan(&role)
 		})
+		var ms mssql.Error
 		switch {
+		case errors.As(err, &ms) && ms.Number == 208:
+			// No cdc schema: sys.sp_cdc_enable_db creates it.
+			out = append(out, Permission{Name: "CDC enabled on the database", Needed: needed,
+				Grant: "EXEC sys.sp_cdc_enable_db; -- CDC is not enabled on this database (no cdc.change_tables), then sys.sp_cdc_enable_table for the table"})
 		case err != nil && !errors.Is(err, sql.ErrNoRows):
 			out = append(out, Permission{Name: "CDC gating role", Needed: needed,
 				Grant: "-- could not read cdc.change_tables; GRANT SELECT ON SCHEMA::cdc first, then re-run check"})
@@ -209,16 +217,18 @@ func (c *checker) permissions(ctx context.Context, db *sql.DB, q func(func(conte
 }
 
 // captureAgent checks that the CDC capture job runs (P6), where the login
-// may look.
+// may look. end_time is the server's local time without a zone, so the age
+// of the last log scan is computed on the server.
 func (c *checker) captureAgent(ctx context.Context, db *sql.DB) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
 	defer cancel()
-	var last sql.NullTime
+	var age sql.NullInt64
 	var errorsLastHour int
-	err := db.QueryRowContext(ctx, `SELECT (SELECT MAX(end_time) FROM sys.dm_cdc_log_scan_sessions),
-(SELECT COUNT(*) FROM sys.dm_cdc_errors WHERE entry_time > DATEADD(hour, -1, GETDATE()))`).Scan(&last, &errorsLastHour)
+	err := db.QueryRowContext(ctx, `SELECT (SELECT DATEDIFF(second, MAX(end_time), GETDATE()) FROM sys.dm_cdc_log_scan_sessions WHERE session_id > 0),
+(SELECT COUNT(*) FROM sys.dm_cdc_errors WHERE entry_time > DATEADD(hour, -1, GETDATE()))`).Scan(&age, &errorsLastHour)
 	s := Step{Name: "capture agent", DurationMS: time.Since(start).Milliseconds()}
+	since := time.Duration(age.Int64) * time.Second
 	switch {
 	case err != nil && source.Classify(err) == source.ClassPermission:
 		s.Status = StatusWarning
@@ -226,18 +236,20 @@ func (c *checker) captureAgent(ctx context.Context, db *sql.DB) {
 	case err != nil:
 		s.Status, s.Problem = StatusWarning, ProblemOf(err)
 		s.Detail = "not checked"
-	case !last.Valid || time.Since(last.Time) > 15*time.Minute || errorsLastHour > 0:
+	case !age.Valid && errorsLastHour == 0:
+		s.Status = StatusWarning
+		s.Detail = "unknown: no finished log scan on record (the server restarted or failed over recently, or this is an Availability Group secondary: check the capture job on the primary)"
+	case !age.Valid || since > 15*time.Minute || errorsLastHour > 0:
 		s.Status = StatusFailed
-		p := ProblemOf(source.ErrCaptureAgentStopped)
-		s.Problem = p
-		if last.Valid {
-			s.Detail = fmt.Sprintf("last log scan session ended %s; %d capture errors in the last hour", last.Time.Format(time.RFC3339), errorsLastHour)
+		s.Problem = ProblemOf(source.ErrCaptureAgentStopped)
+		if age.Valid {
+			s.Detail = fmt.Sprintf("last log scan session ended %s ago; %d capture errors in the last hour", since, errorsLastHour)
 		} else {
-			s.Detail = "no log scan sessions recorded"
+			s.Detail = fmt.Sprintf("no finished log scan on record; %d capture errors in the last hour", errorsLastHour)
 		}
 	default:
 		s.Status = StatusOK
-		s.Detail = "last log scan session ended " + last.Time.Format(time.RFC3339)
+		s.Detail = fmt.Sprintf("last log scan session ended %s ago", since)
 	}
 	c.rep.Steps = append(c.rep.Steps, s)
 }

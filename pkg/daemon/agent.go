@@ -24,7 +24,7 @@ func SQLServerAgent(maxLag time.Duration) AgentProbe {
 			return cdc.Health{}, err
 		}
 		defer db.Close()
-		return cdc.CheckAgent(ctx, &cdc.SQLServer{DB: db, QueryTimeout: org.Source.QueryTimeout}, time.Now(), maxLag)
+		return cdc.CheckAgent(ctx, &cdc.SQLServer{DB: db, QueryTimeout: org.Source.QueryTimeout}, maxLag)
 	}
 }
 

@@ -37,9 +37,9 @@ func TestCaptureAgentGauge(t *testing.T) {
 	probe := func(ctx context.Context, org *config.Org) (cdc.Health, error) {
 		probed[org.Name].Add(1)
 		if unknown.Load() {
-			return cdc.CheckAgent(ctx, struct{ cdc.Source }{m}, time.Now(), time.Minute) // cannot report
+			return cdc.CheckAgent(ctx, struct{ cdc.Source }{m}, time.Minute) // cannot report
 		}
-		return cdc.CheckAgent(ctx, m, time.Now(), time.Minute)
+		return cdc.CheckAgent(ctx, m, time.Minute)
 	}
 	cfg := testConfig(time.Hour, "cdc", "pg")
 	cfg.Orgs[0].Source.Dialect = config.SQLServer

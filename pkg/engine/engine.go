@@ -46,6 +46,10 @@ type Plan struct {
 	Why       string    // one sentence an operator can read
 	Blind     string    // what the strategy cannot see ("deletes"), empty when nothing
 	Extractor Extractor // the table's extractor
+	// Table is the table as Extractor reads it when the planner narrowed
+	// the request's (computed columns CDC cannot carry); nil: the
+	// request's table.
+	Table *schemas.Table
 	// Keys reads the source's keys for a reconciliation (key-only batches):
 	// periodically for strategies blind to deletes, and after a re-snapshot
 	// of an expired position for every strategy.
@@ -392,6 +396,9 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 		return res, plan, nil, fmt.Errorf("plan %s: %w", tc.Name, err)
 	}
 	res.Strategy = string(plan.Strategy)
+	if plan.Table != nil {
+		t = plan.Table
+	}
 	target, err := e.Sink.Prepare(ctx, org.Name, t, sink.TableOptions{
 		DeletePolicy: sink.DeletePolicy(tc.DeletePolicy), ChangeLog: tc.ChangeLog,
 	})

@@ -231,7 +231,11 @@ func SQLServerStatements(cat *schemas.Catalog, opts SQLServerOptions) ([]string,
 	find := func(name string) (*schemas.Table, error) {
 		t, ok := cat.Table(name)
 		if !ok {
-			return nil, fmt.Errorf("table %s is not in the catalog", name)
+			var names []string
+			for _, t := range cat.Tables() {
+				names = append(names, t.QualifiedName())
+			}
+			return nil, fmt.Errorf("table %s is not in the catalog (want one of %s)", name, strings.Join(names, ", "))
 		}
 		return t, nil
 	}
