@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -113,9 +114,11 @@ type Source struct {
 	Database string `yaml:"database" json:"database"`
 	User     string `yaml:"user" json:"user"`
 	Password Secret `yaml:"password" json:"password"`
-	// Timezone is the zone of the source's datetime values (which carry
-	// none); default UTC.
-	Timezone string `yaml:"timezone" json:"timezone"`
+	// Timezone is deprecated and unused: ehrsync copies the source's
+	// zone-less datetime values as they are and converts none. It is still
+	// read, so that configurations that set it keep loading, and
+	// [Source.Deprecations] says to remove it.
+	Timezone string `yaml:"timezone,omitempty" json:"timezone,omitempty"`
 	// PracticeIDs restricts every query to these NextGen practices
 	// (practice_id, char(4)); empty means no filter.
 	PracticeIDs []string `yaml:"practice_ids,omitempty" json:"practice_ids,omitempty"`
@@ -136,6 +139,36 @@ type Source struct {
 	// Kerberos (the user is user or DOMAIN\user). Without it, SQL
 	// authentication is used, or NTLM when the user has the DOMAIN\user form.
 	Kerberos *Kerberos `yaml:"kerberos,omitempty" json:"kerberos,omitempty"`
+	// ServerSPN is the Kerberos service principal name of the SQL Server
+	// service, used with Kerberos only; default (filled in by
+	// ApplyDefaults) [DefaultServerSPN]. Set it when that name or port is
+	// not the server's own: behind a relay whose port differs from SQL
+	// Server's, or an availability group listener registered under its
+	// own name.
+	ServerSPN string `yaml:"server_spn,omitempty" json:"server_spn,omitempty"`
+}
+
+// DefaultServerSPN is the SQL Server service principal name ehrsync asks
+// Kerberos for unless server_spn says otherwise:
+// MSSQLSvc/<tls.server_name or host>:<port>, the name SQL Server registers
+// for a TCP instance (setspn -L on its service account lists them).
+func DefaultServerSPN(s Source) string {
+	host := s.Host
+	if s.TLS.ServerName != "" {
+		host = s.TLS.ServerName
+	}
+	return "MSSQLSvc/" + host + ":" + strconv.Itoa(s.Port)
+}
+
+// Deprecations lists the settings of s that are still accepted but no
+// longer used, each with what to do; for the engine to log at start and
+// for validate and check to show.
+func (s Source) Deprecations() []string {
+	var d []string
+	if s.Timezone != "" {
+		d = append(d, "source.timezone is deprecated and unused (datetime values are copied as the source stores them, without a zone, and never converted): remove it")
+	}
+	return d
 }
 
 // Kerberos is how ehrsync gets a Kerberos ticket for SQL Server: from a
@@ -145,12 +178,6 @@ type Kerberos struct {
 	ConfigFile string `yaml:"config_file" json:"config_file"` // krb5.conf
 	Keytab     string `yaml:"keytab,omitempty" json:"keytab,omitempty"`
 	CredCache  string `yaml:"cred_cache,omitempty" json:"cred_cache,omitempty"`
-}
-
-// Location returns the zone of the source's datetime values (UTC when
-// unset).
-func (s Source) Location() (*time.Location, error) {
-	return loadLocation(s.Timezone)
 }
 
 // Dialect is the source database's SQL dialect.

@@ -25,7 +25,9 @@ func TestParseAppliesDefaults(t *testing.T) {
 	require.Equal(t, "nextgen", s.Vendor)
 	require.Equal(t, SQLServer, s.Dialect)
 	require.Equal(t, 1433, s.Port)
-	require.Equal(t, "UTC", s.Timezone)
+	require.Empty(t, s.Timezone, "source.timezone is deprecated: no default")
+	require.Empty(t, s.Deprecations())
+	require.Empty(t, s.ServerSPN, "server_spn is for kerberos only")
 	require.Equal(t, TLS{Mode: TLSRequire, MinVersion: "1.2"}, s.TLS)
 	require.Equal(t, 30*time.Second, s.ConnectTimeout)
 	require.Equal(t, 5*time.Minute, s.QueryTimeout)
@@ -424,9 +426,67 @@ func TestLocations(t *testing.T) {
 	loc, err := Schedule{Timezone: "America/Chicago"}.Location()
 	require.NoError(t, err)
 	require.Equal(t, "America/Chicago", loc.String())
-	loc, err = Source{}.Location()
+	loc, err = Schedule{}.Location()
 	require.NoError(t, err)
 	require.Equal(t, time.UTC, loc)
-	_, err = Source{Timezone: "Mars/Olympus"}.Location()
+	_, err = Schedule{Timezone: "Mars/Olympus"}.Location()
 	require.Error(t, err)
+}
+
+// TestSourceTimezoneDeprecated: source.timezone was documented and never
+// used. A file that sets it still loads, even with a zone that does not
+// exist, and the source's deprecations (printed by validate, check and
+// at start) say to remove it.
+func TestSourceTimezoneDeprecated(t *testing.T) {
+	c, err := Parse([]byte(`
+store: {url: env:STORE}
+orgs:
+  - name: st-mary
+    schedule: {every: 10m}
+    source: {via: direct, host: sql01, database: NGProd, user: reader, timezone: Central}
+    tables: [{name: dbo.claims}]
+`))
+	require.NoError(t, err)
+	s := c.Orgs[0].Source
+	require.Equal(t, "Central", s.Timezone)
+	require.Len(t, s.Deprecations(), 1)
+	require.Contains(t, s.Deprecations()[0], "source.timezone is deprecated and unused")
+	require.Contains(t, s.Deprecations()[0], "remove it")
+}
+
+// TestServerSPN: server_spn defaults to MSSQLSvc/<tls.server_name or
+// host>:<port> with kerberos, is kept when set, and is refused without
+// kerberos or in another shape.
+func TestServerSPN(t *testing.T) {
+	load := func(t *testing.T, source string) (*Config, error) {
+		t.Helper()
+		return Parse([]byte(`
+store: {url: env:STORE}
+orgs:
+  - name: st-mary
+    schedule: {every: 10m}
+    source: {via: relay, host: relay.internal, port: 11433, database: NGProd, user: ehrsync, ` + source + `}
+    tables: [{name: dbo.claims}]
+`))
+	}
+	const krb = `kerberos: {realm: HOSPITAL.LOCAL, config_file: /etc/krb5.conf, keytab: /etc/ehrsync/ehrsync.keytab}`
+	c, err := load(t, krb)
+	require.NoError(t, err)
+	require.Equal(t, "MSSQLSvc/relay.internal:11433", c.Orgs[0].Source.ServerSPN)
+
+	c, err = load(t, krb+`, tls: {server_name: ngsql01.hospital.local}`)
+	require.NoError(t, err)
+	require.Equal(t, "MSSQLSvc/ngsql01.hospital.local:11433", c.Orgs[0].Source.ServerSPN, "the certificate's name is the server's")
+
+	c, err = load(t, krb+`, server_spn: MSSQLSvc/ngsql01.hospital.local:1433`)
+	require.NoError(t, err)
+	require.Equal(t, "MSSQLSvc/ngsql01.hospital.local:1433", c.Orgs[0].Source.ServerSPN)
+
+	_, err = load(t, `server_spn: MSSQLSvc/ngsql01.hospital.local:1433`)
+	require.ErrorContains(t, err, "orgs[0].source.server_spn: only with kerberos")
+	for _, bad := range []string{"ngsql01:1433", "HTTP/ngsql01:1433", "MSSQLSvc/", "MSSQLSvc/:1433", "'MSSQLSvc/ngsql 01:1433'", "MSSQLSvc/ngsql01:1433@HOSPITAL.LOCAL"} {
+		_, err = load(t, krb+`, server_spn: `+bad)
+		require.ErrorContains(t, err, "orgs[0].source.server_spn: ", bad)
+		require.ErrorContains(t, err, "is not a SQL Server service principal name", bad)
+	}
 }

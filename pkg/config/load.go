@@ -127,7 +127,7 @@ func (d document) config() *Config {
 
 // ApplyDefaults fills in every unset value that has a default, so that
 // after it a consumer reads effective values only: the port for the
-// dialect, strategy auto, delete_policy hard, time zones UTC, TLS require
+// dialect, strategy auto, delete_policy hard, schedule time zones UTC, TLS require
 // with TLS 1.2, timeouts, and each table's batch_rows from defaults. Load
 // and Parse call it; call it on a Config built in code before Validate.
 func (c *Config) ApplyDefaults() {
@@ -165,9 +165,6 @@ func (c *Config) ApplyDefaults() {
 		if s.Port == 0 {
 			s.Port = s.Dialect.DefaultPort()
 		}
-		if s.Timezone == "" {
-			s.Timezone = DefaultTimezone
-		}
 		if s.SSH != nil && s.SSH.Port == 0 {
 			s.SSH.Port = DefaultSSHPort
 		}
@@ -179,6 +176,9 @@ func (c *Config) ApplyDefaults() {
 		}
 		if s.ConnectTimeout == 0 {
 			s.ConnectTimeout = DefaultConnectTimeout
+		}
+		if s.Kerberos != nil && s.ServerSPN == "" && s.Dialect == SQLServer && s.Host != "" {
+			s.ServerSPN = DefaultServerSPN(*s)
 		}
 		if s.ApplicationName == "" {
 			s.ApplicationName = DefaultApplicationName

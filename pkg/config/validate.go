@@ -226,7 +226,8 @@ func (v *validator) source(key string, s *Source) {
 		v.add(key+".user", "not set")
 	}
 	v.secret(key+".password", s.Password, false)
-	v.timezone(key+".timezone", s.Timezone)
+	// source.timezone is deprecated and unused (Source.Deprecations warns):
+	// not validated, so that no configuration in the field stops loading.
 
 	seen := map[string]int{}
 	for i, id := range s.PracticeIDs {
@@ -277,11 +278,30 @@ func (v *validator) source(key string, s *Source) {
 			v.add(key+".kerberos", "needs a keytab, a cred_cache, or the source's password")
 		}
 	}
+	if s.ServerSPN != "" {
+		v.serverSPN(key+".server_spn", s)
+	}
 	if s.MaxConnections < 1 || s.MaxConnections > 100 {
 		v.add(key+".max_connections", "must be between 1 and 100")
 	}
 	if len(s.ApplicationName) > 128 || strings.ContainsAny(s.ApplicationName, "\x00;") {
 		v.add(key+".application_name", "at most 128 characters, without ; or NUL")
+	}
+}
+
+// serverSPN checks source.server_spn: Kerberos only, and the shape of a
+// SQL Server service principal name, MSSQLSvc/host[:port or instance].
+func (v *validator) serverSPN(key string, s *Source) {
+	if s.Kerberos == nil || s.Dialect != SQLServer {
+		v.add(key, "only with kerberos (dialect sqlserver): it names the SQL Server service Kerberos issues a ticket for")
+		return
+	}
+	const want = "want MSSQLSvc/HOST:PORT (or MSSQLSvc/HOST:INSTANCE), as setspn -L lists it for SQL Server's service account"
+	service, host, ok := strings.Cut(s.ServerSPN, "/")
+	if name, _, _ := strings.Cut(host, ":"); !ok || !strings.EqualFold(service, "MSSQLSvc") || name == "" ||
+		strings.ContainsFunc(s.ServerSPN, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) ||
+		strings.ContainsAny(host, "/@") {
+		v.add(key, "%q is not a SQL Server service principal name: %s", s.ServerSPN, want)
 	}
 }
 
