@@ -150,3 +150,12 @@ func TestConnectErrorHidesPassword(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, strings.Contains(err.Error(), sentinel))
 }
+
+func TestWarningsNameDeprecatedSettings(t *testing.T) {
+	src := testSource(t, config.SQLServer, config.ViaDirect, "127.0.0.1:1433")
+	require.Empty(t, source.Warnings(src))
+	src.Timezone = "America/Chicago"
+	w := source.Warnings(src)
+	require.Len(t, w, 1)
+	require.Contains(t, w[0], "source.timezone is deprecated and unused")
+}

@@ -92,6 +92,24 @@ var (
 	ClassSecretFileOpen = &Class{Code: "secret_file_open",
 		Cause: "a secret or key file may be read or written by group or others, so ehrsync refuses it",
 		Fix:   "chmod 600 the file named in the error (owned by the user ehrsync runs as), as for an SSH private key"}
+	ClassNotSQLServer = &Class{Code: "not_sql_server",
+		Cause: "the endpoint answered, but not as SQL Server does: it is another service (a wrong port, or a relay or tunnel forwarding elsewhere)",
+		Fix:   "check source.port (SQL Server listens on 1433 unless configured otherwise) and where the relay or tunnel forwards: from the relay VM or bastion run nc -vz SQLHOST 1433 against SQL Server's own address; the error detail says what answered"}
+	ClassTLSStrictUnsupported = &Class{Code: "tls_strict_unsupported",
+		Cause: "tls.mode is strict (TDS 8.0, TLS before any TDS) and the server does not speak it: SQL Server before 2022 hangs up on the TLS handshake",
+		Fix:   "set tls.mode: require (TLS inside TDS, the certificate is still verified); strict needs SQL Server 2022 or later"}
+	ClassReadOnlyRouting = &Class{Code: "read_only_routing",
+		Cause: "the server is an availability group listener that routed ehrsync's read-only login (ApplicationIntent=ReadOnly) to a replica that cannot be reached through the relay or SSH tunnel, or routed it more than once",
+		Fix:   "point the relay (via: relay) or source.host (via: ssh) at a replica's own address instead of the listener: the readable secondary named in the error, or the primary; with via: direct ehrsync follows the route itself"}
+	ClassAGNotReadable = &Class{Code: "ag_database_not_readable",
+		Cause: "the database is an availability group secondary that does not allow reads now: the replica is not enabled for read access, or data movement is suspended (SQL Server 976)",
+		Fix:   "on the primary enable reads on that replica (ALTER AVAILABILITY GROUP ... MODIFY REPLICA ON '...' WITH (SECONDARY_ROLE (ALLOW_CONNECTIONS = READ_ONLY))) or resume data movement (ALTER DATABASE ... SET HADR RESUME); or point ehrsync at the primary or a readable secondary"}
+	ClassAGIntent = &Class{Code: "ag_intent_refused",
+		Cause: "the availability group replica refused the connection's application intent: it accepts only read-intent connections (978), or, as a primary, only read-write ones (979)",
+		Fix:   "ehrsync always declares ApplicationIntent=ReadOnly: connect to a readable secondary, or have the DBA allow read-intent connections on the primary (PRIMARY_ROLE (ALLOW_CONNECTIONS = ALL)); a relay or proxy in between must pass the login through unchanged"}
+	ClassAGResolving = &Class{Code: "ag_role_resolving", Transient: true,
+		Cause: "the availability group database replica is in neither the PRIMARY nor the SECONDARY role (a failover is in progress, or no readable secondary is online)",
+		Fix:   "none needed while a failover completes: the run is retried with backoff; if it persists, check the availability group's health (sys.dm_hadr_availability_replica_states) with the DBA"}
 	ClassQueryTimeout = &Class{Code: "query_timeout", Transient: true,
 		Cause: "a query did not finish within the query timeout",
 		Fix:   "raise query_timeout, or check the server's load and blocking (sp_who2)"}
@@ -107,8 +125,10 @@ var (
 func Classes() []*Class {
 	return []*Class{ClassConnectTimeout, ClassRelayUnreachable, ClassRelayUpstream, ClassServerUnreachable,
 		ClassBastionUnreachable, ClassSSHHostKey, ClassSSHAuth, ClassDNS, ClassTLSExpired, ClassTLSWrongHost,
-		ClassTLSUnknownCA, ClassTLS, ClassLoginFailed, ClassDatabase, ClassPermission, ClassCDCDisabled,
-		ClassCTDisabled, ClassCaptureAgent, ClassSecret, ClassSecretFileOpen, ClassQueryTimeout, ClassTransient, ClassUnknown}
+		ClassTLSUnknownCA, ClassTLS, ClassTLSStrictUnsupported, ClassNotSQLServer, ClassReadOnlyRouting,
+		ClassLoginFailed, ClassDatabase, ClassPermission, ClassAGNotReadable, ClassAGIntent, ClassAGResolving,
+		ClassCDCDisabled, ClassCTDisabled, ClassCaptureAgent, ClassSecret, ClassSecretFileOpen, ClassQueryTimeout,
+		ClassTransient, ClassUnknown}
 }
 
 // Hop names the connection leg a [DialError] is about.
@@ -141,6 +161,74 @@ type UpstreamClosedError struct{ Addr string }
 
 func (e *UpstreamClosedError) Error() string {
 	return "relay " + e.Addr + " closed the connection before the server answered"
+}
+
+// NotTDSError is an endpoint that answered a SQL Server connection with
+// something SQL Server never sends first: an HTTP response, a TLS record
+// where TDS was expected, or bytes that are no TDS packet. Err is the
+// driver's error for the same connection.
+type NotTDSError struct {
+	Addr   string
+	Answer string // what answered: "an HTTP response", "TLS", "bytes 48 54 54 50"
+	Err    error
+}
+
+func (e *NotTDSError) Error() string {
+	msg := e.Addr + " is not SQL Server: it answered with " + e.Answer
+	if e.Err != nil {
+		msg += " (driver: " + e.Err.Error() + ")"
+	}
+	return msg
+}
+
+// Unwrap gives the driver's error.
+func (e *NotTDSError) Unwrap() error { return e.Err }
+
+// StrictUnsupportedError is a server that hung up on TDS 8.0's TLS
+// handshake (tls.mode: strict) and then answered a TDS 7.4 PRELOGIN: a
+// SQL Server without TDS 8.0 (before 2022). Version is the one its
+// PRELOGIN answer gave ("15.0.4153"), "" when it gave none.
+type StrictUnsupportedError struct {
+	Addr    string
+	Version string
+	Err     error // the driver's error for the strict attempt
+}
+
+func (e *StrictUnsupportedError) Error() string {
+	msg := "the server at " + e.Addr + " hung up on the TDS 8.0 (tls.mode: strict) handshake and answers only TDS 7.x"
+	if e.Version != "" {
+		msg += " (SQL Server " + e.Version + ")"
+	}
+	msg += ": set tls.mode: require"
+	if e.Err != nil {
+		msg += " (driver: " + e.Err.Error() + ")"
+	}
+	return msg
+}
+
+// Unwrap gives the driver's error.
+func (e *StrictUnsupportedError) Unwrap() error { return e.Err }
+
+// RoutingError is a login that SQL Server routed to another address
+// (read-only routing of an availability group listener) where ehrsync
+// does not follow it: through a relay or an SSH tunnel, which reach one
+// configured address, or a second route after one was followed.
+type RoutingError struct {
+	Via    config.Via
+	Routed string // the host:port the server routed to
+	Again  bool   // routed again after a route was followed
+}
+
+func (e *RoutingError) Error() string {
+	if e.Again {
+		return "the server routed the login again, to " + e.Routed + ", after ehrsync followed one route: SQL Server routes a login once; check the availability group's read-only routing lists"
+	}
+	fix := "point the relay at that replica's own address, or at the primary's, instead of the listener"
+	if e.Via == config.ViaSSH {
+		fix = "set source.host to that replica's own address, or the primary's, instead of the listener"
+	}
+	return "the server (an availability group listener) routed the read-only login to " + e.Routed +
+		", which ehrsync does not follow via " + string(e.Via) + ": " + fix
 }
 
 // ErrHostKey is a host key that does not match known_hosts or the pinned
@@ -186,6 +274,13 @@ const (
 	msViewDenied         = 300
 	msDeadlock           = 1205
 	msLockTimeout        = 1222
+	msSnapshotDDL        = 3961 // snapshot transaction: the object was altered by DDL since it began
+	msSnapshotNotAllowed = 3952 // snapshot transaction: ALLOW_SNAPSHOT_ISOLATION is (now) off
+	msAGNotReadable      = 976  // AG secondary not enabled for reads, or data movement suspended
+	msAGReadIntentOnly   = 978  // AG secondary accepts only ApplicationIntent=ReadOnly
+	msAGNoReadIntent     = 979  // AG primary does not allow read-only connections
+	msAGNoReadableOnline = 982  // no online secondary replica is enabled for read-only access
+	msAGRoleResolving    = 983  // AG database replica in neither PRIMARY nor SECONDARY role
 	msCTNotOnTable       = 4998
 	msCTNotOnTable2      = 22105 // "Change tracking is not enabled on table"
 	msCDCNotOnDB         = 22901
@@ -204,6 +299,9 @@ var msClasses = map[int32]*Class{
 	msSelectDenied: ClassPermission, msColumnDenied: ClassPermission, msNoPermission: ClassPermission,
 	msNoPermInDB: ClassPermission, msViewDenied: ClassPermission,
 	msDeadlock: ClassTransient, msLockTimeout: ClassTransient,
+	msSnapshotDDL: ClassTransient, msSnapshotNotAllowed: ClassTransient,
+	msAGNotReadable: ClassAGNotReadable, msAGReadIntentOnly: ClassAGIntent, msAGNoReadIntent: ClassAGIntent,
+	msAGNoReadableOnline: ClassAGResolving, msAGRoleResolving: ClassAGResolving,
 	msAzureBusy: ClassTransient, msAzureUnavailable: ClassTransient, msAzureReconfig: ClassTransient,
 	msCTNotOnTable: ClassCTDisabled, msCTNotOnTable2: ClassCTDisabled,
 	msCDCNotOnDB: ClassCDCDisabled, msCDCNotOnTable: ClassCDCDisabled,
@@ -242,6 +340,18 @@ func Classify(err error) *Class {
 	var perm *PermissionError
 	if errors.As(err, &perm) {
 		return ClassPermission
+	}
+	var notTDS *NotTDSError
+	if errors.As(err, &notTDS) {
+		return ClassNotSQLServer
+	}
+	var strict *StrictUnsupportedError
+	if errors.As(err, &strict) {
+		return ClassTLSStrictUnsupported
+	}
+	var routed *RoutingError
+	if errors.As(err, &routed) {
+		return ClassReadOnlyRouting
 	}
 	var open *secrets.PermissionError
 	if errors.As(err, &open) {

@@ -162,7 +162,15 @@ type connector struct {
 	inner    driver.Connector
 }
 
+// Connect makes one connection: dial, and for SQL Server prelogin, TLS
+// and login, all within the connect timeout (and ctx). The connect timeout
+// bounds only that: go-mssqldb's own "connection timeout", which it would
+// re-arm before every read for the connection's whole life and so cap
+// every query, is left unset (see sqlServerURL); queries are bounded by
+// their contexts.
 func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout(c.src))
+	defer cancel()
 	a := &attempt{}
 	ctx = context.WithValue(ctx, attemptKey{}, a)
 	stop := context.AfterFunc(ctx, a.interrupt)
@@ -187,10 +195,34 @@ func (c *connector) Connect(ctx context.Context) (driver.Conn, error) {
 			ce.Seen = &TLSError{Err: v}
 		}
 	}
-	if up := a.silent.Load(); up != nil && ce.Seen == nil {
-		ce.Seen = up
+	if nt := a.notTDS.Load(); nt != nil && ce.Seen == nil {
+		seen := *nt
+		seen.Err = err
+		ce.Seen = &seen
+	}
+	if sc := a.silent.Load(); sc != nil && ce.Seen == nil {
+		ce.Seen = c.hungUp(ctx, sc, err)
 	}
 	return nil, ce
+}
+
+// hungUp explains a connection the peer closed before sending a byte. With
+// tls.mode strict that is what SQL Server before 2022 does with TDS 8.0's
+// TLS ClientHello, and what a relay does when it cannot reach the server:
+// a second connection that sends a plain TDS PRELOGIN tells them apart (a
+// server that answers it is up and does not speak TDS 8.0). Otherwise a
+// relay's silent close is an *UpstreamClosedError; anything else is left
+// to the driver's error (nil).
+func (c *connector) hungUp(ctx context.Context, sc *silentClose, err error) error {
+	if c.src.Dialect == config.SQLServer && c.src.TLS.Mode == config.TLSStrict && sc.wrote && ctx.Err() == nil {
+		if version, ok := preloginProbe(ctx, c.dialer); ok {
+			return &StrictUnsupportedError{Addr: c.dialer.Addr(), Version: version, Err: err}
+		}
+	}
+	if sc.hop == HopRelay {
+		return &UpstreamClosedError{Addr: sc.addr}
+	}
+	return nil
 }
 
 // timeoutError is a connection attempt interrupted by its deadline.
@@ -205,11 +237,12 @@ func (c *connector) Driver() driver.Driver { return c.inner.Driver() }
 // Close closes the dialer; database/sql calls it from DB.Close.
 func (c *connector) Close() error { return c.dialer.Close() }
 
-// Warnings lists what is unsafe in the source's settings, for the engine
-// to log at start and for check to show: TLS verification turned off, TLS
-// turned off.
+// Warnings lists what is unsafe or deprecated in the source's settings,
+// for the engine to log at start and for validate and check to show: TLS
+// verification turned off, TLS turned off, settings no longer used
+// (config.Source.Deprecations).
 func Warnings(src config.Source) []string {
-	var w []string
+	w := src.Deprecations()
 	if src.TLS.TrustServerCertificate {
 		w = append(w, "tls.trust_server_certificate is true: the server's certificate is not verified, so the connection can be intercepted")
 	}
@@ -252,6 +285,18 @@ func connectTimeout(src config.Source) time.Duration {
 	return 30 * time.Second
 }
 
+// serverSPN is the Kerberos service principal name of the SQL Server
+// service: source.server_spn, else MSSQLSvc/<tls.server_name or host>:<port>.
+// go-mssqldb derives none for a HostDialer such as ehrsync's Dialer (it
+// skips SPN generation when the dialer resolves names), so the krb5
+// authenticator would ask the KDC for a ticket to "".
+func serverSPN(src config.Source) string {
+	if src.ServerSPN != "" {
+		return src.ServerSPN
+	}
+	return config.DefaultServerSPN(src)
+}
+
 // sqlServerURL builds go-mssqldb's connection URL: TLS on and verified unless
 // the configuration explicitly says otherwise.
 func sqlServerURL(src config.Source, password string) string {
@@ -259,7 +304,13 @@ func sqlServerURL(src config.Source, password string) string {
 	q.Set("database", src.Database)
 	q.Set("app name", appName(src))
 	q.Set("ApplicationIntent", "ReadOnly")
-	q.Set("connection timeout", strconv.Itoa(int(connectTimeout(src)/time.Second)))
+	// No "connection timeout": go-mssqldb would set it as a deadline
+	// before every read and write for the connection's life, capping every
+	// query at the connect timeout (and an SSH channel refuses deadlines).
+	// connector.Connect bounds the connect; contexts bound queries. The
+	// driver's dial timeout (15s by default) must not cut a longer
+	// connect_timeout short.
+	q.Set("dial timeout", strconv.Itoa(int(max(connectTimeout(src), time.Second).Round(time.Second)/time.Second)))
 	switch src.TLS.Mode {
 	case config.TLSDisable:
 		q.Set("encrypt", "disable")
@@ -279,6 +330,7 @@ func sqlServerURL(src config.Source, password string) string {
 	}
 	if k := src.Kerberos; k != nil {
 		q.Set("authenticator", "krb5")
+		q.Set("ServerSPN", serverSPN(src))
 		q.Set("krb5-realm", k.Realm)
 		q.Set("krb5-configfile", k.ConfigFile)
 		if k.Keytab != "" {

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -138,6 +139,13 @@ func (t *Tunnel) Connect(ctx context.Context) error {
 
 // DialContext opens a direct-tcpip channel to addr (as the bastion resolves
 // it). When the SSH connection is gone it re-dials once.
+//
+// The connection it returns keeps net.Conn's promise of deadlines, which
+// an SSH channel refuses ("tcpChan: deadline not supported"): it is one
+// end of a net.Pipe, and two goroutines copy between the other end and the
+// channel. They end when either side closes (the caller's Close, the
+// server's end of the stream, the SSH connection's loss), and Close waits
+// for them.
 func (t *Tunnel) DialContext(ctx context.Context, addr string) (net.Conn, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := t.get(ctx)
@@ -146,7 +154,7 @@ func (t *Tunnel) DialContext(ctx context.Context, addr string) (net.Conn, error)
 		}
 		conn, err := c.DialContext(ctx, "tcp", addr)
 		if err == nil {
-			return conn, nil
+			return t.pipe(conn)
 		}
 		var oce *ssh.OpenChannelError
 		if errors.As(err, &oce) || attempt > 0 || ctx.Err() != nil {
@@ -155,6 +163,40 @@ func (t *Tunnel) DialContext(ctx context.Context, addr string) (net.Conn, error)
 		t.drop(c) // the client is dead: re-dial once
 	}
 }
+
+// pipe returns a connection with deadlines that carries ch's stream.
+func (t *Tunnel) pipe(ch net.Conn) (net.Conn, error) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		ch.Close()
+		return nil, net.ErrClosed
+	}
+	t.wg.Add(2)
+	t.mu.Unlock()
+	mine, theirs := net.Pipe()
+	go func() { // server to caller
+		defer t.wg.Done()
+		_, _ = io.Copy(theirs, ch)
+		theirs.Close() // the caller reads io.EOF; the other copy ends
+	}()
+	go func() { // caller to server
+		defer t.wg.Done()
+		_, _ = io.Copy(ch, theirs)
+		ch.Close() // the server sees the end; the other copy ends
+	}()
+	return &channelConn{Conn: mine, local: ch.LocalAddr(), remote: ch.RemoteAddr()}, nil
+}
+
+// channelConn is the caller's end of a tunnelled connection: a net.Pipe
+// end (deadlines work) with the channel's addresses.
+type channelConn struct {
+	net.Conn
+	local, remote net.Addr
+}
+
+func (c *channelConn) LocalAddr() net.Addr  { return c.local }
+func (c *channelConn) RemoteAddr() net.Addr { return c.remote }
 
 func (t *Tunnel) get(ctx context.Context) (*ssh.Client, error) {
 	t.mu.Lock()

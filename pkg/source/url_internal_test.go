@@ -26,7 +26,9 @@ func TestSQLServerURL(t *testing.T) {
 	require.Equal(t, msdsn.Encryption(msdsn.EncryptionRequired), p.Encryption)
 	require.Equal(t, "ngsql01.corp.local", p.TLSConfig.ServerName)
 	require.False(t, p.TLSConfig.InsecureSkipVerify)
-	require.Equal(t, 20*time.Second, p.ConnTimeout)
+	require.Zero(t, p.ConnTimeout, "no driver connection timeout: it would cap every read of the connection's life (connector.Connect bounds the connect)")
+	require.Equal(t, 20*time.Second, p.DialTimeout, "the driver's dial timeout is the connect timeout, not its 15s default")
+	require.Empty(t, p.ServerSPN, "no SPN without kerberos")
 
 	src.TLS.Mode = config.TLSStrict
 	p, err = msdsn.Parse(sqlServerURL(src, ""))
@@ -52,6 +54,7 @@ func TestKerberosLogin(t *testing.T) {
 	p, err := msdsn.Parse(sqlServerURL(src, ""))
 	require.NoError(t, err)
 	require.Equal(t, "krb5", p.Parameters["authenticator"])
+	require.Equal(t, "MSSQLSvc/ngsql01:1433", p.ServerSPN, "go-mssqldb derives no SPN for a HostDialer: ehrsync gives it")
 	_, err = integratedauth.GetIntegratedAuthenticator(p)
 	require.NoError(t, err, "the krb5 authenticator refused settings that are complete")
 
