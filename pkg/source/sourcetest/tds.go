@@ -37,6 +37,30 @@ func TDSTLSAddr(t testing.TB, cert tls.Certificate) string {
 	})
 }
 
+// LoginHangAddr accepts connections, answers the client's PRELOGIN with
+// encryption not supported (no TLS follows), then reads the LOGIN7 and
+// never answers it, as a server that is stuck after the prelogin.
+func LoginHangAddr(t testing.TB) string {
+	t.Helper()
+	return serve(t, func(c net.Conn) {
+		defer c.Close()
+		if _, _, err := readTDS(c); err != nil {
+			return
+		}
+		resp := []byte{
+			0x00, 0x00, 11, 0x00, 6,
+			0x01, 0x00, 17, 0x00, 1,
+			0xFF,
+			15, 0, 0x10, 0x39, 0, 0, // version 15.0.4153
+			0x02, // ENCRYPT_NOT_SUP
+		}
+		if err := writeTDS(c, 0x04, resp); err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c)
+	})
+}
+
 // readTDS reads one TDS packet: its type and payload.
 func readTDS(r io.Reader) (byte, []byte, error) {
 	var h [8]byte
