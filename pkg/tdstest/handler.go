@@ -37,6 +37,12 @@ type Column struct {
 	Name     string
 	Type     schemas.Type
 	Nullable bool
+	// Collation, if set, is the collation of a char, varchar or text column
+	// (its values are encoded in its code page); nil means the server's.
+	Collation *Collation
+	// Table is the table name SQL Server sends with a text, ntext or image
+	// column's metadata ("dbo.notes"; "" sends none).
+	Table string
 }
 
 // Result is one result set: its columns and rows, each row one value per
@@ -46,6 +52,15 @@ type Result struct {
 	Columns      []Column
 	Rows         [][]any
 	RowsAffected int64
+	// Stream, if set, yields further rows after Rows, one per call, while
+	// the server writes them, so that a large result is never held in
+	// memory: it fills row (len(Columns) values, the same slice on every
+	// call) and returns true, or returns false when there are no more. ctx
+	// is cancelled when the client cancels the statement. An error ends
+	// the result and is sent as a Handler's error is.
+	Stream func(ctx context.Context, row []any) (bool, error)
+	// Info are INFO messages (PRINT, warnings) sent before the result.
+	Info []Error
 }
 
 // Variant is a sql_variant value: the base type it holds and the value, in

@@ -1,0 +1,81 @@
+package tdstest_test
+
+import (
+	"context"
+	"database/sql"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	mssql "github.com/microsoft/go-mssqldb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ehrsync/ehrsync/pkg/tdstest"
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+// dsn is a go-mssqldb URL for the server with the query options given as
+// name, value pairs.
+func dsn(s *tdstest.Server, user, password string, opts ...string) string {
+	q := url.Values{}
+	q.Set("encrypt", "disable")
+	q.Set("dial timeout", "10")
+	for i := 0; i+1 < len(opts); i += 2 {
+		q.Set(opts[i], opts[i+1])
+	}
+	u := url.URL{
+		Scheme:   "sqlserver",
+		User:     url.UserPassword(user, password),
+		Host:     s.Host() + ":" + strconv.Itoa(s.Port()),
+		RawQuery: q.Encode(),
+	}
+	return u.String()
+}
+
+// open opens a database/sql pool on the server; the test's cleanup closes
+// it before the server.
+func open(t *testing.T, s *tdstest.Server, opts ...string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlserver", dsn(s, "sa", "secret", opts...))
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// certFile writes the server's certificate for the client's "certificate"
+// option.
+func certFile(t *testing.T, s *tdstest.Server) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ca.pem")
+	require.NoError(t, os.WriteFile(p, s.CertPEM(), 0o600))
+	return p
+}
+
+func typ(t testing.TB, s string) schemas.Type {
+	t.Helper()
+	ty, err := schemas.ParseType(schemas.SQLServer, s)
+	require.NoError(t, err)
+	return ty
+}
+
+// answer is a Handler that answers every statement with the same results
+// and records the requests.
+type answer struct {
+	results []tdstest.Result
+	err     error
+	reqs    chan *tdstest.Request
+}
+
+func (a *answer) Handle(ctx context.Context, req *tdstest.Request) ([]tdstest.Result, error) {
+	if a.reqs != nil {
+		select {
+		case a.reqs <- req:
+		default:
+		}
+	}
+	return a.results, a.err
+}
+
+var _ = mssql.Error{}
