@@ -24,6 +24,12 @@ type Config struct {
 type Store struct {
 	// URL is a PostgreSQL connection URL or key=value string; a secret.
 	URL Secret `yaml:"url" json:"url"`
+	// OwnerURL, when set, connects as the role that owns the store's
+	// ehrsync schema (a secret): migrations, the writer's grants and new
+	// organizations' schemas are made as it, and URL's role may then only
+	// append to the audit and position history (docs/operations-store.md).
+	// Unset: URL's role migrates, as one role.
+	OwnerURL Secret `yaml:"owner_url" json:"owner_url"`
 }
 
 // Server is the daemon's HTTP server (metrics, health, admin API).

@@ -268,6 +268,7 @@ func TestValidate(t *testing.T) {
 		{name: "listen all interfaces", mutate: func(c *Config) { c.Server.Listen = ":9464" }},
 		{name: "admin token enc", mutate: func(c *Config) { c.Server.AdminToken = NewSecret("enc:abc") }, want: []string{"server.admin_token: unknown enc: version (want enc:v1:..., from ehrsync secrets encrypt)"}},
 		{name: "bad env name", mutate: func(c *Config) { c.Store.URL = NewSecret("env:1X") }, want: []string{`store.url: bad environment variable name "1X"`}},
+		{name: "bad owner url env name", mutate: func(c *Config) { c.Store.OwnerURL = NewSecret("env:1X") }, want: []string{`store.owner_url: bad environment variable name "1X"`}},
 		{name: "file without path", mutate: func(c *Config) { c.Store.URL = NewSecret("file:") }, want: []string{"store.url: file: reference without a path"}},
 		{name: "defaults not applied", mutate: func(c *Config) { c.Defaults = Defaults{} }, want: []string{
 			"defaults.batch_rows: must be positive", "defaults.batch_bytes: must be positive",

@@ -43,6 +43,7 @@ const maxIdentLen = 128 // SQL Server's sysname
 func (c *Config) Validate() error {
 	v := &validator{}
 	v.secret("store.url", c.Store.URL, true)
+	v.secret("store.owner_url", c.Store.OwnerURL, false)
 	v.listen("server.listen", c.Server.Listen)
 	v.secret("server.admin_token", c.Server.AdminToken, false)
 	v.defaults(c.Defaults)
