@@ -79,3 +79,11 @@ func (a *answer) Handle(ctx context.Context, req *tdstest.Request) ([]tdstest.Re
 }
 
 var _ = mssql.Error{}
+
+func mustType(s string) schemas.Type {
+	ty, err := schemas.ParseType(schemas.SQLServer, s)
+	if err != nil {
+		panic(err)
+	}
+	return ty
+}

@@ -428,8 +428,12 @@ func decodeTimeUnits(b []byte, scale uint8) (time.Duration, error) {
 	return time.Duration(ns), nil
 }
 
-// addDays adds whole days without time.AddDate's normalization cost.
-func addDays(t time.Time, days int) time.Time { return t.Add(time.Duration(days) * 24 * time.Hour) }
+// addDays adds whole days to a UTC midnight (time.Duration spans only
+// 292 years).
+func addDays(t time.Time, days int) time.Time {
+	y, m, d := t.Date()
+	return time.Date(y, m, d+days, 0, 0, 0, 0, time.UTC)
+}
 
 // decodeParamValue decodes a parameter's bytes to its Go value.
 func decodeParamValue(ti paramInfo, b []byte) (any, error) {

@@ -237,6 +237,10 @@ func (s *Server) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
 // "certificate" option (its CA file).
 func (s *Server) CertPEM() []byte { return append([]byte(nil), s.certPEM...) }
 
+// Certificate is the server's TLS certificate, for another server that is
+// to present the same one (an Availability Group's replicas).
+func (s *Server) Certificate() tls.Certificate { return s.tlsCert }
+
 // Logins is the number of LOGIN7 packets received so far.
 func (s *Server) Logins() int { return int(s.logins.Load()) }
 
