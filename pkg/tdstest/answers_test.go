@@ -237,7 +237,6 @@ func TestTransactions(t *testing.T) {
 	require.Equal(t, 1, s.Logins())
 }
 
-
 var (
 	bitType = mustType("bit")
 	intType = mustType("int")

@@ -233,7 +233,9 @@ func TestRouting(t *testing.T) {
 	cert := replica.Certificate()
 	listener := tdstest.Start(t, tdstest.Config{
 		Certificate: &cert, // the replicas' certificate, trusted by the client
-		Handler:   tdstest.HandlerFunc(func(context.Context, *tdstest.Request) ([]tdstest.Result, error) { return nil, errors.New("the listener answered") }),
+		Handler: tdstest.HandlerFunc(func(context.Context, *tdstest.Request) ([]tdstest.Result, error) {
+			return nil, errors.New("the listener answered")
+		}),
 		Databases: []string{"clinic"},
 		Route: func(s *tdstest.Session) *tdstest.Route {
 			if !s.ReadOnlyIntent {
