@@ -143,8 +143,8 @@ func (ca *CA) File(t testing.TB) string {
 	return p
 }
 
-// Issue returns a server certificate for name valid from notBefore to
-// notAfter.
+// Issue returns a server certificate for name (a DNS name, or an IP
+// address, then only for that address) valid from notBefore to notAfter.
 func (ca *CA) Issue(t testing.TB, name string, notBefore, notAfter time.Time) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -152,8 +152,13 @@ func (ca *CA) Issue(t testing.TB, name string, notBefore, notAfter time.Time) tl
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		DNSNames: []string{name}, NotBefore: notBefore, NotAfter: notAfter,
+		NotBefore: notBefore, NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	if ip := net.ParseIP(name); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	} else {
+		tmpl.DNSNames = []string{name}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
