@@ -300,8 +300,8 @@ func (in *cdcInstance) updateMask(o pendingOp) []byte {
 	mask := in.maskBytes()
 	for i, c := range in.cols {
 		j := o.def.column(c)
-		if j < 0 {
-			continue
+		if j < 0 || o.def.cols[j].computed {
+			continue // computed columns are NULL in change rows
 		}
 		a, b := o.before[j], o.after[j]
 		t := o.def.cols[j].typ

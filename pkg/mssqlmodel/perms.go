@@ -8,7 +8,8 @@ import (
 // Permissions: logins (Session.User) are database principals with role
 // memberships and GRANT/DENY entries on objects, schemas and the database.
 // DENY wins over GRANT at any level; db_owner may do everything;
-// db_datareader may SELECT from every table (including the cdc schema's);
+// db_datareader holds SELECT on the database (every schema and table,
+// the cdc schema's included);
 // a login AddLogin did not create has Options.DefaultRoles (db_owner).
 //
 // Permissions the model checks: SELECT (reading a table: error 229), VIEW
@@ -219,7 +220,8 @@ func (m *Model) may(login, perm, schema, object string) bool {
 			}
 		}
 	}
-	return perm == "SELECT" && object != "" && m.isMember(login, "db_datareader")
+	// db_datareader holds SELECT on the database: every schema and table.
+	return perm == "SELECT" && m.isMember(login, "db_datareader")
 }
 
 // visible reports whether the login can see an object's metadata: it has
