@@ -349,6 +349,9 @@ func (a *answer) run(req *Request) error {
 		if e := a.result(&results[i], last); e != nil {
 			var he *handlerErr
 			if errors.As(e, &he) {
+				if c.ctx.Err() != nil {
+					return errClosed // the Stream saw the connection end
+				}
 				return a.fail(c.asError(he.err))
 			}
 			return e

@@ -665,12 +665,23 @@ func civilDays(y int, m time.Month, d int) int64 {
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix()/86400 + 719162
 }
 
+// unixTo0001 is the seconds from 0001-01-01 to 1970-01-01.
+const unixTo0001 = 62135596800
+
 // splitWall splits t's wall clock (in its own location) into days since
 // 0001-01-01 and nanoseconds of the day.
 func splitWall(t time.Time) (days, nsOfDay int64) {
-	y, m, d := t.Date()
-	h, mi, s := t.Clock()
-	return civilDays(y, m, d), (int64(h)*3600+int64(mi)*60+int64(s))*1e9 + int64(t.Nanosecond())
+	sec := t.Unix()
+	if loc := t.Location(); loc != time.UTC {
+		_, off := t.Zone()
+		sec += int64(off)
+	}
+	sec += unixTo0001
+	if sec < 0 {
+		// Before 0001-01-01: out of every type's range.
+		return -1, 0
+	}
+	return sec / 86400, (sec%86400)*1e9 + int64(t.Nanosecond())
 }
 
 var pow10 = [...]int64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000}

@@ -44,6 +44,15 @@ func open(t *testing.T, s *tdstest.Server, opts ...string) *sql.DB {
 	return db
 }
 
+// openB is open for a benchmark.
+func openB(b *testing.B, s *tdstest.Server) (*sql.DB, error) {
+	db, err := sql.Open("sqlserver", dsn(s, "sa", "secret"))
+	if err == nil {
+		b.Cleanup(func() { db.Close() })
+	}
+	return db, err
+}
+
 // certFile writes the server's certificate for the client's "certificate"
 // option.
 func certFile(t *testing.T, s *tdstest.Server) string {
