@@ -211,8 +211,15 @@ func (c *conn) executeSQLArgs(req *Request) *Error {
 	if len(req.Params) == 0 {
 		return &Error{Number: 201, State: 4, Class: 16, Message: "Procedure or function 'sp_executesql' expects parameter '@statement', which was not supplied."}
 	}
+	isN := func(p Param) bool {
+		switch p.Type.Name {
+		case "nvarchar", "nchar", "ntext":
+			return true
+		}
+		return false
+	}
 	stmt, ok := req.Params[0].Value.(string)
-	if !ok {
+	if !ok || !isN(req.Params[0]) {
 		return &Error{Number: 214, State: 2, Class: 16, Message: "Procedure expects parameter '@statement' of type 'ntext/nchar/nvarchar'."}
 	}
 	req.SQL, req.Proc = stmt, ""
@@ -221,7 +228,7 @@ func (c *conn) executeSQLArgs(req *Request) *Error {
 		return nil
 	}
 	declText, ok := req.Params[1].Value.(string)
-	if !ok && req.Params[1].Value != nil {
+	if (!ok && req.Params[1].Value != nil) || !isN(req.Params[1]) {
 		return &Error{Number: 214, State: 3, Class: 16, Message: "Procedure expects parameter '@params' of type 'ntext/nchar/nvarchar'."}
 	}
 	req.Params = req.Params[2:]
@@ -416,6 +423,17 @@ func (a *answer) sessionTokens() {
 // RPC), preceded by the session's ENVCHANGEs.
 func (a *answer) end(status, cmd uint16, count uint64, hasCount bool) error {
 	c := a.c
+	if f := a.faults.delay; f != nil && !a.delayed {
+		// A statement without rows: the delay comes before its end.
+		a.delayed = true
+		f.hit()
+		timer := time.NewTimer(f.d)
+		err := a.wait(timer.C, nil)
+		timer.Stop()
+		if err != nil {
+			return err
+		}
+	}
 	if err := a.beforeRow(true); err != nil {
 		return err
 	}

@@ -926,7 +926,18 @@ func (re *rowEncoder) variantEnc(t schemas.Type) (*colEnc, error) {
 		return ve, nil
 	}
 	ve := &colEnc{enc: re}
-	if err := ve.init("sql_variant value", t, true, nil, re.defColl); err != nil {
+	vt := t
+	if vt.Length == 0 {
+		// A base type without its length holds any value that fits a
+		// sql_variant.
+		switch vt.Name {
+		case "char", "varchar", "binary", "varbinary":
+			vt.Length = maxShort
+		case "nchar", "nvarchar":
+			vt.Length = maxShort / 2
+		}
+	}
+	if err := ve.init("sql_variant value", vt, true, nil, re.defColl); err != nil {
 		return nil, err
 	}
 	switch ve.kind {

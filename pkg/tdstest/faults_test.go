@@ -150,6 +150,18 @@ func TestDelayFirstRow(t *testing.T) {
 		t.Fatal("the delay was not applied")
 	}
 
+	// A statement without rows is delayed before its end.
+	plain := tdstest.Start(t, tdstest.Config{})
+	exec := tdstest.DelayFirstRow(time.Millisecond)
+	plain.Inject(exec)
+	_, err := open(t, plain).Exec("update t set a = 1")
+	require.NoError(t, err)
+	select {
+	case <-exec.Reached():
+	default:
+		t.Fatal("the delay was not applied")
+	}
+
 	// Cancelled during the delay: the attention is acknowledged and the
 	// connection survives.
 	long := tdstest.DelayFirstRow(time.Hour)
@@ -159,7 +171,7 @@ func TestDelayFirstRow(t *testing.T) {
 		<-long.Reached()
 		cancelNow()
 	}()
-	err := db.QueryRowContext(cctx, "select 1").Scan(&n)
+	err = db.QueryRowContext(cctx, "select 1").Scan(&n)
 	require.ErrorIs(t, err, context.Canceled)
 	require.Equal(t, 2, count(t, db, "select 2"))
 	require.Equal(t, 1, s.Logins())

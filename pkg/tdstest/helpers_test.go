@@ -3,10 +3,8 @@ package tdstest_test
 import (
 	"context"
 	"database/sql"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	mssql "github.com/microsoft/go-mssqldb"
@@ -19,19 +17,7 @@ import (
 // dsn is a go-mssqldb URL for the server with the query options given as
 // name, value pairs.
 func dsn(s *tdstest.Server, user, password string, opts ...string) string {
-	q := url.Values{}
-	q.Set("encrypt", "disable")
-	q.Set("dial timeout", "10")
-	for i := 0; i+1 < len(opts); i += 2 {
-		q.Set(opts[i], opts[i+1])
-	}
-	u := url.URL{
-		Scheme:   "sqlserver",
-		User:     url.UserPassword(user, password),
-		Host:     s.Host() + ":" + strconv.Itoa(s.Port()),
-		RawQuery: q.Encode(),
-	}
-	return u.String()
+	return s.URL(user, password, append([]string{"dial timeout", "10"}, opts...)...)
 }
 
 // open opens a database/sql pool on the server; the test's cleanup closes

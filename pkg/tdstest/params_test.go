@@ -144,5 +144,7 @@ func TestNamedParametersAndProcedures(t *testing.T) {
 	e := mssqlError(t, err)
 	require.EqualValues(t, 8178, e.Number)
 	require.Contains(t, e.Message, "'@b'")
+	_, err = db.Exec("sp_executesql", mssql.VarChar("select 1"))
+	require.EqualValues(t, 214, mssqlError(t, err).Number, "@statement must be nvarchar")
 	require.Empty(t, reqs, "the Handler is not called for a request SQL Server rejects")
 }

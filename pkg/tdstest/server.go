@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -232,6 +233,18 @@ func (s *Server) Host() string { return s.ln.Addr().(*net.TCPAddr).IP.String() }
 
 // Port is the server's port.
 func (s *Server) Port() int { return s.ln.Addr().(*net.TCPAddr).Port }
+
+// URL is a go-mssqldb connection URL for the server: the login, and query
+// options as name, value pairs ("database", "clinic", "encrypt", "true").
+// encrypt is "disable" unless given.
+func (s *Server) URL(user, password string, options ...string) string {
+	q := url.Values{"encrypt": {"disable"}}
+	for i := 0; i+1 < len(options); i += 2 {
+		q.Set(options[i], options[i+1])
+	}
+	u := url.URL{Scheme: "sqlserver", User: url.UserPassword(user, password), Host: s.Addr(), RawQuery: q.Encode()}
+	return u.String()
+}
 
 // CertPEM is the PEM of the server's certificate, for the client's
 // "certificate" option (its CA file).
