@@ -169,3 +169,73 @@ func Pool(t testing.TB) *pgxpool.Pool {
 	t.Cleanup(pool.Close)
 	return pool
 }
+
+// Role creates a login role for this test and returns dbURL (a database
+// from URL) connecting as it. grants are statements run on that database
+// as the server's user, %s standing for the role's quoted name
+// ("GRANT CREATE ON DATABASE "+Database(t, dbURL)+" TO %s").
+// When the test ends, what the role owns in the database is reassigned to
+// the server's user, its privileges there are revoked, and it is dropped.
+// The test is skipped when the server's user may not create roles (an
+// EHRSYNC_TEST_PG_URL without CREATEROLE).
+func Role(t testing.TB, dbURL, prefix string, grants ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := fmt.Sprintf("%s_%d_%d", unsafeChars.ReplaceAllString(strings.ToLower(prefix), "_"), os.Getpid(), counter.Add(1))
+	password := fmt.Sprintf("pw%d%d", os.Getpid(), time.Now().UnixNano())
+	admin, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("pgtest: connect to the test database: %v", err)
+	}
+	defer admin.Close(context.Background())
+	var may bool
+	if err := admin.QueryRow(ctx, "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user").Scan(&may); err != nil {
+		t.Fatalf("pgtest: read the server user's attributes: %v", err)
+	}
+	if !may {
+		t.Skipf("pgtest: the user of %s may not create roles (CREATEROLE)", EnvURL)
+	}
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+ident+" LOGIN PASSWORD '"+password+"'"); err != nil {
+		t.Fatalf("pgtest: create role %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, dbURL)
+		if err != nil {
+			t.Errorf("pgtest: drop role %s: %v", name, err)
+			return
+		}
+		defer admin.Close(context.Background())
+		_, err = admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", name)
+		if err == nil {
+			_, err = admin.Exec(ctx, "REASSIGN OWNED BY "+ident+" TO current_user; DROP OWNED BY "+ident+"; DROP ROLE "+ident)
+		}
+		if err != nil {
+			t.Errorf("pgtest: drop role %s: %v", name, err)
+		}
+	})
+	for _, g := range grants {
+		if _, err := admin.Exec(ctx, fmt.Sprintf(g, ident)); err != nil {
+			t.Fatalf("pgtest: %s: %v", fmt.Sprintf(g, name), err)
+		}
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("pgtest: parse the database URL: %v", err)
+	}
+	u.User = url.UserPassword(name, password)
+	return u.String()
+}
+
+// Database is the database name of a URL from URL, quoted for SQL.
+func Database(t testing.TB, dbURL string) string {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("pgtest: parse the database URL: %v", err)
+	}
+	return pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
+}

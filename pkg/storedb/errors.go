@@ -3,7 +3,13 @@ package storedb
 import (
 	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
+
+// insufficientPrivilege is SQLSTATE 42501: a missing privilege, or "must be
+// owner", and the append-only triggers' refusal.
+const insufficientPrivilege = "42501"
 
 var (
 	// ErrSchemaNewer means the store's ehrsync schema was migrated by a newer
@@ -29,3 +35,18 @@ func (e *VersionError) Error() string {
 
 // Is makes errors.Is(err, ErrSchemaNewer) true.
 func (e *VersionError) Is(target error) bool { return target == ErrSchemaNewer }
+
+// ErrNotOwner means the role ehrsync connected as may not change the ehrsync
+// schema: migrations run as the schema's owner (store.owner_url, or
+// `ehrsync migrate` with it), and the writer role starts on a schema that
+// is up to date.
+var ErrNotOwner = errors.New("this role may not migrate the store schema: run ehrsync migrate as its owner (store.owner_url)")
+
+// ownerHint marks a refused privilege (SQLSTATE 42501) with ErrNotOwner.
+func ownerHint(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == insufficientPrivilege {
+		return fmt.Errorf("%w: %w", ErrNotOwner, err)
+	}
+	return err
+}

@@ -130,8 +130,17 @@ func step(ctx context.Context, pool *pgxpool.Pool, ms []migration) (done bool, e
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, $2)", LockClass, MigrateObject); err != nil {
 			return fmt.Errorf("lock schema %s for migration: %w", SchemaName, err)
 		}
-		if _, err := tx.Exec(ctx, bootstrapSQL); err != nil {
-			return fmt.Errorf("create %s.schema_migrations: %w", SchemaName, err)
+		// A role that does not own the schema (the writer, when an owner
+		// migrates it) may not even run CREATE ... IF NOT EXISTS: it starts
+		// on a schema that is up to date without any DDL.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regclass('ehrsync.schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+			return fmt.Errorf("read %s schema version: %w", SchemaName, err)
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, bootstrapSQL); err != nil {
+				return fmt.Errorf("create %s.schema_migrations: %w", SchemaName, ownerHint(err))
+			}
 		}
 		applied, err := appliedVersions(ctx, tx, ms)
 		if err != nil {
@@ -143,7 +152,7 @@ func step(ctx context.Context, pool *pgxpool.Pool, ms []migration) (done bool, e
 		}
 		m := ms[applied]
 		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("apply migration %04d_%s: %w", m.version, m.name, err)
+			return fmt.Errorf("apply migration %04d_%s: %w", m.version, m.name, ownerHint(err))
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO ehrsync.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
 			m.version, m.name, m.checksum); err != nil {
