@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,17 @@ func (s *Server) serve(raw net.Conn) {
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	defer c.cancel()
+	defer func() {
+		// A Handler's panic (or this package's) fails the test, not the
+		// test binary; the connection is closed.
+		if r := recover(); r != nil {
+			err := fmt.Errorf("tdstest: panic serving a connection: %v\n%s", r, debug.Stack())
+			s.mu.Lock()
+			s.errs = append(s.errs, err)
+			s.mu.Unlock()
+			s.t.Errorf("%v", err)
+		}
+	}()
 	if f := s.takeConnFault(); f != nil {
 		c.serveFault(f)
 		return

@@ -197,6 +197,14 @@ func (c *conn) handshake(ctx context.Context) bool {
 		}
 		transport = tc
 	} else if s.cfg.Encryption == EncryptStrict {
+		// Only TLS is spoken here: what came is not a ClientHello, and the
+		// answer is a TLS alert (fatal, handshake failure). The packet is
+		// read first, so that closing does not reset the connection and
+		// lose the alert.
+		c.raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, _, err := (&packetReader{r: pc}).readPacket(); err == nil {
+			c.raw.Write([]byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28})
+		}
 		return false
 	}
 	c.rd = &packetReader{r: transport}

@@ -211,3 +211,44 @@ func TestSessionChangesByStatements(t *testing.T) {
 	require.Equal(t, "clinic", f.DB)
 	require.Equal(t, 1, s.Logins())
 }
+
+func TestHandlerPanicFailsTheTest(t *testing.T) {
+	fake := &recordingTB{TB: t}
+	s := tdstest.Start(fake, tdstest.Config{Handler: tdstest.HandlerFunc(func(context.Context, *tdstest.Request) ([]tdstest.Result, error) {
+		panic("model bug")
+	})})
+	db := open(t, s)
+	_, err := db.Exec("select 1")
+	require.Error(t, err)
+	s.Close()
+	require.True(t, fake.failed, "the panic is reported to the test")
+	require.Len(t, s.Errors(), 1)
+	require.Contains(t, s.Errors()[0].Error(), "model bug")
+}
+
+// recordingTB records Errorf instead of failing the test.
+type recordingTB struct {
+	testing.TB
+	mu     sync.Mutex
+	failed bool
+}
+
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	r.failed = true
+	r.mu.Unlock()
+}
+
+func TestForcedStrictAnswersPlainTDSWithTLS(t *testing.T) {
+	s := tdstest.Start(t, tdstest.Config{Encryption: tdstest.EncryptStrict})
+	c, err := net.Dial("tcp", s.Addr())
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(time.Minute)))
+	_, err = c.Write([]byte{0x12, 1, 0, 8, 0, 0, 1, 0})
+	require.NoError(t, err)
+	head, err := io.ReadAll(c)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(head), 2)
+	require.Equal(t, []byte{0x15, 0x03}, head[:2], "a TLS alert record")
+}

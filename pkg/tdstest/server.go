@@ -34,7 +34,7 @@ const (
 	EncryptRequired
 	// EncryptStrict is "Force Strict Encryption" (SQL Server 2022): only
 	// TDS 8.0 connections, TLS first with ALPN "tds/8.0", are accepted; a
-	// plain PRELOGIN is hung up on.
+	// plain PRELOGIN is answered with a TLS alert and hung up on.
 	EncryptStrict
 	// EncryptNotSupported is a server without a certificate: it answers
 	// ENCRYPT_NOT_SUP, so a client that requires encryption fails.
