@@ -138,3 +138,73 @@ func TestUnknownStatementThroughTheDriverFailsLoudly(t *testing.T) {
 	require.NotEmpty(t, errs)
 	require.Contains(t, errs[0].Error(), "sys.dm_exec_sessions")
 }
+
+func TestSnapshotTransactionThroughTheDriver(t *testing.T) {
+	const minValid = "SELECT CHANGE_TRACKING_MIN_VALID_VERSION(OBJECT_ID(@p1))"
+	const changes = `SELECT TOP (@p1) ct.SYS_CHANGE_OPERATION, ct.SYS_CHANGE_VERSION, CAST(CASE WHEN t.[claim_id] IS NULL THEN 0 ELSE 1 END AS bit), ct.[claim_id], ct.[line_id], t.[practice_id]
+FROM CHANGETABLE(CHANGES [dbo].[claim_lines], @p2) AS ct
+LEFT JOIN [dbo].[claim_lines] AS t ON t.[claim_id] = ct.[claim_id] AND t.[line_id] = ct.[line_id] AND t.[practice_id] IN (@p3)
+WHERE ct.SYS_CHANGE_VERSION <= @p4
+ORDER BY ct.[claim_id], ct.[line_id]`
+	ctx := context.Background()
+	setup := func(t *testing.T, snapshot bool) (*mssqlmodel.Model, *sql.DB) {
+		m := mssqlmodel.New(mssqlmodel.Options{SnapshotIsolation: snapshot})
+		require.NoError(t, m.CreateTable(linesTable()))
+		m.EnableCTDatabase()
+		require.NoError(t, m.EnableCT("dbo.claim_lines"))
+		tx := m.Begin()
+		require.NoError(t, tx.Insert("dbo.claim_lines", map[string]any{"claim_id": uuid.New(), "line_id": 1, "practice_id": "0001"}))
+		require.NoError(t, tx.Commit())
+		return m, openAs(t, serve(t, m), "ehrsync")
+	}
+	t.Run("a SNAPSHOT transaction reads one state", func(t *testing.T) {
+		m, db := setup(t, true)
+		tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSnapshot})
+		require.NoError(t, err)
+		defer tx.Rollback()
+		read := func(q interface {
+			QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+		}) (ops []string) {
+			rows, err := q.QueryContext(ctx, changes, int64(10), int64(0), mssql.VarChar("0001"), int64(100))
+			require.NoError(t, err)
+			defer rows.Close()
+			for rows.Next() {
+				var op string
+				var version int64
+				var exists bool
+				var id mssql.UniqueIdentifier
+				var line int16
+				var practice sql.NullString
+				require.NoError(t, rows.Scan(&op, &version, &exists, &id, &line, &practice))
+				ops = append(ops, op)
+			}
+			require.NoError(t, rows.Err())
+			return ops
+		}
+		require.Equal(t, []string{"I"}, read(tx))
+		// Elsewhere: a commit and the cleanup task.
+		w := m.Begin()
+		require.NoError(t, w.Insert("dbo.claim_lines", map[string]any{"claim_id": uuid.New(), "line_id": 2, "practice_id": "0001"}))
+		require.NoError(t, w.Commit())
+		require.NoError(t, m.CleanupCT("dbo.claim_lines", 2))
+		var v int64
+		require.NoError(t, tx.QueryRowContext(ctx, minValid, "[dbo].[claim_lines]").Scan(&v))
+		require.Equal(t, int64(0), v, "the transaction's snapshot predates the cleanup")
+		require.Equal(t, []string{"I"}, read(tx))
+		require.NoError(t, tx.Commit())
+		require.NoError(t, db.QueryRowContext(ctx, minValid, "[dbo].[claim_lines]").Scan(&v))
+		require.Equal(t, int64(2), v)
+		require.Equal(t, []string{"I"}, read(db), "after cleanup only version 2's insert is left")
+	})
+	t.Run("SNAPSHOT is refused where the database does not allow it", func(t *testing.T) {
+		_, db := setup(t, false)
+		tx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSnapshot})
+		require.NoError(t, err)
+		defer tx.Rollback()
+		var v sql.NullInt64
+		err = tx.QueryRowContext(ctx, minValid, "[dbo].[claim_lines]").Scan(&v)
+		var me mssql.Error
+		require.True(t, errors.As(err, &me), "%v", err)
+		require.Equal(t, int32(3952), me.Number)
+	})
+}
