@@ -30,7 +30,7 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 		"where the store orders the key as the source does (numbers, dates, times; uuids from a PostgreSQL source). "+
 		"Ranges are on the primary key whatever the table's strategy: cursor ranges are not supported")
 	to := fs.String("to", "", "backfill only the rows whose primary key is <= KEY (as --from; either bound may be left out)")
-	actor := fs.String("actor", os.Getenv("USER"), "who runs the backfill, recorded in the position history and audit (default $USER)")
+	actor := fs.String("actor", osUser(), "who runs the backfill, recorded in the position history and audit (default: the operating-system user)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -38,7 +38,7 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 		return usageError{fmt.Errorf("--org is required")}
 	}
 	if *actor == "" {
-		return usageError{fmt.Errorf("--actor is required when $USER is not set")}
+		return usageError{fmt.Errorf("--actor: empty")}
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {

@@ -43,6 +43,14 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	if *stepTimeout <= 0 {
 		*stepTimeout = check.DefaultStepTimeout
 	}
+	// The store's side: warn when the audit is not append-only for the
+	// role ehrsync writes with. A warning, not a failed check: the sources
+	// are what check tests.
+	sctx, cancel := context.WithTimeout(ctx, min(*stepTimeout, 10*time.Second))
+	if err := service.CheckAudit(sctx, cfg, env.log); err != nil {
+		env.log.Warn("the store was not reached: the audit's protection is not checked", "err", err)
+	}
+	cancel()
 	catalog, err := service.Catalog(cfg)
 	if err != nil {
 		return err

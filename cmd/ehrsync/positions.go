@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -34,7 +33,7 @@ func runPositions(ctx context.Context, env *environment, args []string) error {
 	to := fs.String("to", "", "reset: rewind to this position (JSON, as printed by show --json); empty: remove the position (full re-sync next run)")
 	confirm := fs.String("confirm", "", "reset: repeat ORG/TABLE to confirm")
 	note := fs.String("note", "", "reset: why, recorded in the history")
-	actor := fs.String("actor", os.Getenv("USER"), "reset: who, recorded in the history and audit (default $USER)")
+	actor := fs.String("actor", osUser(), "reset: who, recorded in the history and audit (default: the operating-system user)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -53,7 +52,7 @@ func runPositions(ctx context.Context, env *environment, args []string) error {
 			return usageError{fmt.Errorf("positions reset: add --confirm %s/%s", *org, *table)}
 		}
 		if *actor == "" {
-			return usageError{fmt.Errorf("--actor is required when $USER is not set")}
+			return usageError{fmt.Errorf("--actor: empty")}
 		}
 		if *to != "" {
 			p, err := watermarks.Decode([]byte(*to))
@@ -138,7 +137,10 @@ func runPositions(ctx context.Context, env *environment, args []string) error {
 		rec.Outcome, rec.ErrorClass = "failed", daemon.Class(err)
 	}
 	if aerr := svc.Audit.Write(ctx, rec); aerr != nil {
-		env.log.Error("audit record not written", "err", aerr)
+		if err != nil {
+			return fmt.Errorf("%w; and %w", err, aerr)
+		}
+		return fmt.Errorf("%s %s: %s done, but not audited: %w", *org, q, what, aerr)
 	}
 	if err != nil {
 		return err

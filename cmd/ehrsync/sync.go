@@ -24,13 +24,17 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func runSync(ctx context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "sync", "--config FILE [--org NAME] [--table NAME ...]")
+	fs := newFlags(env, "sync", "--config FILE [--org NAME] [--table NAME ...] [--actor NAME]")
 	path := fs.String("config", "", "configuration file (YAML)")
 	orgName := fs.String("org", "", "sync only this organization")
 	var tables stringList
 	fs.Var(&tables, "table", "sync only this table (repeatable; needs --org)")
+	actor := fs.String("actor", osUser(), "who runs the sync, recorded in the position history and audit (default: the operating-system user)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *actor == "" {
+		return usageError{fmt.Errorf("--actor: empty")}
 	}
 	if len(tables) > 0 && *orgName == "" {
 		return usageError{fmt.Errorf("--table needs --org")}
@@ -43,7 +47,7 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := service.Open(ctx, cfg, env.log, "sync", 1)
+	svc, err := service.Open(ctx, cfg, env.log, *actor, 1)
 	if err != nil {
 		return err
 	}

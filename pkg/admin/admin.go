@@ -128,7 +128,10 @@ func who(r *http.Request) string {
 	return actor
 }
 
-func (s *Server) record(r *http.Request, what, org, table string, from, to watermarks.Position, err error) {
+// record audits an admin action whose outcome is err. It reports false,
+// having answered 500, when the audit record was not written and the action
+// had succeeded: the operator learns that it went unaudited.
+func (s *Server) record(w http.ResponseWriter, r *http.Request, what, org, table string, from, to watermarks.Position, err error) bool {
 	outcome := "ok"
 	class := ""
 	if err != nil {
@@ -136,12 +139,19 @@ func (s *Server) record(r *http.Request, what, org, table string, from, to water
 	}
 	s.Log.Info("admin action", "actor", who(r), "action", what, "org", org, "table", table, "outcome", outcome)
 	if s.Audit == nil {
-		return
+		return true
 	}
-	if werr := s.Audit.Write(r.Context(), audit.Record{Actor: who(r), Action: audit.ActionAdmin, What: what,
-		Org: org, Table: table, From: from, To: to, Outcome: outcome, ErrorClass: class}); werr != nil {
-		s.Log.Error("audit record not written", "err", werr)
+	werr := s.Audit.Write(r.Context(), audit.Record{Actor: who(r), Action: audit.ActionAdmin, What: what,
+		Org: org, Table: table, From: from, To: to, Outcome: outcome, ErrorClass: class})
+	if werr == nil {
+		return true
 	}
+	s.Log.Error("audit record not written", "action", what, "org", org, "table", table, "err", werr)
+	if err != nil {
+		return true // the action's own error answers
+	}
+	http.Error(w, what+" done, but its audit record was not written ("+daemon.Class(werr)+")", http.StatusInternalServerError)
+	return false
 }
 
 // TableView is one table in GET /admin/orgs.
@@ -269,7 +279,9 @@ func (s *Server) trigger(backfill bool) http.HandlerFunc {
 			what = "backfill key range"
 			queued, err = s.Daemon.TriggerRange(org, body.Tables[0], rng, who(r))
 		}
-		s.record(r, what, org, strings.Join(body.Tables, ","), nil, nil, err)
+		if !s.record(w, r, what, org, strings.Join(body.Tables, ","), nil, nil, err) {
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), status(err))
 			return
@@ -282,7 +294,9 @@ func (s *Server) control(what string, fn func(string) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		org := r.PathValue("org")
 		err := fn(org)
-		s.record(r, what, org, "", nil, nil, err)
+		if !s.record(w, r, what, org, "", nil, nil, err) {
+			return
+		}
 		if err != nil {
 			http.Error(w, err.Error(), status(err))
 			return
@@ -328,7 +342,9 @@ func (s *Server) position(w http.ResponseWriter, r *http.Request) {
 		note = what + " through the admin API"
 	}
 	err := s.Positions.Reset(r.Context(), org, table, to, who(r), note)
-	s.record(r, what, org, table, from, to, err)
+	if !s.record(w, r, what, org, table, from, to, err) {
+		return
+	}
 	if err != nil {
 		http.Error(w, "reset position: "+daemon.Class(err), http.StatusInternalServerError)
 		return

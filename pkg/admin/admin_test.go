@@ -53,7 +53,7 @@ func setup(t *testing.T, token string, store admin.Pinger) (*httptest.Server, *w
 		store = pool
 	}
 	s := &admin.Server{Daemon: d, Positions: positions, Store: store, Gatherer: prometheus.NewRegistry(),
-		Audit: audit.New(pool, log), Log: log, Token: token}
+		Audit: audit.New(pool), Log: log, Token: token}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return srv, positions, s
@@ -167,4 +167,18 @@ func TestControlAndPositions(t *testing.T) {
 	var rewound string
 	require.NoError(t, lastPool.QueryRow(ctx, `SELECT to_position->>'kind' FROM ehrsync.audit WHERE what = 'rewind'`).Scan(&rewound))
 	require.Equal(t, "ct", rewound)
+}
+
+// TestUnauditedActionIsAnError: an admin action whose audit record the
+// store refuses answers 500 saying so, instead of 200 with a log line.
+func TestUnauditedActionIsAnError(t *testing.T) {
+	srv, _, _ := setup(t, "tok", nil)
+	code, body := call(t, srv, http.MethodPost, "/admin/orgs/st-mary/pause", "tok", "")
+	require.Equal(t, http.StatusOK, code, body)
+	// Every insert into the audit now fails, as a revoked INSERT would.
+	_, err := lastPool.Exec(context.Background(), "ALTER TABLE ehrsync.audit ADD CONSTRAINT refuse_all CHECK (false) NOT VALID")
+	require.NoError(t, err)
+	code, body = call(t, srv, http.MethodPost, "/admin/orgs/st-mary/resume", "tok", "")
+	require.Equal(t, http.StatusInternalServerError, code, body)
+	require.Contains(t, body, "resume done, but its audit record was not written (audit_not_written)")
 }

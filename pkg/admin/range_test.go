@@ -38,7 +38,7 @@ func TestBackfillRangeRequests(t *testing.T) {
 	d, err := daemon.New(cfg, noSync{}, bf, log, nil, daemon.Options{})
 	require.NoError(t, err)
 	s := &admin.Server{Daemon: d, Positions: watermarks.NewStore(pool), Store: pool, Gatherer: prometheus.NewRegistry(),
-		Audit: audit.New(pool, log), Log: log, Token: "tok"}
+		Audit: audit.New(pool), Log: log, Token: "tok"}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 

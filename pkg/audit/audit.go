@@ -3,14 +3,21 @@
 // the columns read, rows by operation, positions from and to, the outcome
 // and its error class, and the duration. Never row values: errors are
 // recorded by class, not by text.
+//
+// The trail is append-only and tamper-evident (issue 17): the store's
+// triggers refuse UPDATE, DELETE and TRUNCATE, and chain every row to the
+// one before it by a sha256 hash (migration 0005). Verify recomputes the
+// chain; Prune removes the rows past their retention, keeping the chain
+// verifiable. A record that cannot be written is an error of the action it
+// records (*WriteError).
 package audit
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ehrsync/ehrsync/pkg/engine"
@@ -47,7 +54,6 @@ type Record struct {
 // for concurrent use.
 type Recorder struct {
 	pool *pgxpool.Pool
-	log  *slog.Logger
 	// Action is what table runs are recorded as (ActionRun by default;
 	// ActionBackfill for a backfill's runs).
 	Action Action
@@ -55,13 +61,14 @@ type Recorder struct {
 	Classify func(error) string
 }
 
-// New returns a Recorder on the store's pool; write failures are logged on log.
-func New(pool *pgxpool.Pool, log *slog.Logger) *Recorder {
-	return &Recorder{pool: pool, log: log, Action: ActionRun}
+// New returns a Recorder on the store's pool.
+func New(pool *pgxpool.Pool) *Recorder {
+	return &Recorder{pool: pool, Action: ActionRun}
 }
 
-// TableRun records a finished table run (engine.Auditor).
-func (r *Recorder) TableRun(ctx context.Context, actor, runID string, columns []string, res engine.TableResult) {
+// TableRun records a finished table run (engine.Auditor). A record not
+// written is a *WriteError: the engine fails the run with it.
+func (r *Recorder) TableRun(ctx context.Context, actor, runID string, columns []string, res engine.TableResult) error {
 	rec := Record{
 		Actor: actor, Action: r.Action, Org: res.Org, Table: res.Table, RunID: runID, Columns: columns,
 		Chunks: res.Chunks, From: res.From, To: res.To, Duration: res.Duration, Outcome: "ok",
@@ -81,16 +88,33 @@ func (r *Recorder) TableRun(ctx context.Context, actor, runID string, columns []
 	if rec.Actor == "" {
 		rec.Actor = "unknown"
 	}
-	if err := r.Write(ctx, rec); err != nil {
-		r.log.Error("audit record not written", "org", res.Org, "table", res.Table, "err", err)
-	}
+	return r.Write(ctx, rec)
 }
 
-// Write stores one record. It writes even when ctx is done (a canceled run
-// is still audited), within its own timeout.
+// Write stores one record, chained to the one before it by the store. It
+// writes even when ctx is done (a canceled run is still audited), within
+// its own timeout. Its error is a *WriteError.
 func (r *Recorder) Write(ctx context.Context, rec Record) error {
+	if err := r.write(ctx, rec); err != nil {
+		return &WriteError{Err: err}
+	}
+	return nil
+}
+
+func (r *Recorder) write(ctx context.Context, rec Record) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	return insert(ctx, r.pool, rec)
+}
+
+// execer runs a statement: a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// insert writes rec on q; the store's trigger gives it its id, time and
+// place in the chain.
+func insert(ctx context.Context, q execer, rec Record) error {
 	from, err := encode(rec.From)
 	if err != nil {
 		return err
@@ -99,16 +123,13 @@ func (r *Recorder) Write(ctx context.Context, rec Record) error {
 	if err != nil {
 		return err
 	}
-	_, err = r.pool.Exec(ctx, `INSERT INTO ehrsync.audit (actor, action, what, org, table_name, run_id, columns, chunks,
+	_, err = q.Exec(ctx, `INSERT INTO ehrsync.audit (actor, action, what, org, table_name, run_id, columns, chunks,
 			rows_inserted, rows_updated, rows_deleted, rows_unchanged, from_position, to_position, outcome, error_class, duration_ms)
 		VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), nullif($6, ''), $7, $8, $9, $10, $11, $12, $13, $14, $15, nullif($16, ''), $17)`,
 		rec.Actor, string(rec.Action), rec.What, rec.Org, rec.Table, rec.RunID, rec.Columns, int64(rec.Chunks),
 		rec.Rows.Inserted, rec.Rows.Updated, rec.Rows.Deleted, rec.Rows.Unchanged, from, to, rec.Outcome, rec.ErrorClass,
 		rec.Duration.Milliseconds())
-	if err != nil {
-		return fmt.Errorf("write audit record: %w", err)
-	}
-	return nil
+	return err
 }
 
 func encode(p watermarks.Position) (any, error) {

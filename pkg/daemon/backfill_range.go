@@ -113,7 +113,14 @@ func (b *Backfill) BackfillRange(ctx context.Context, org *config.Org, table, ac
 	if err != nil {
 		return engine.TableResult{}, err
 	}
-	b.audit(ctx, actor, q, r, tr)
+	if err := b.audit(ctx, actor, q, r, tr); err != nil {
+		// The run is not done until it is audited.
+		if tr.Err == nil {
+			tr.Err = err
+		} else {
+			tr.Err = fmt.Errorf("%w; and %w", tr.Err, err)
+		}
+	}
 	if tr.Err != nil {
 		return tr, nil
 	}
@@ -189,10 +196,11 @@ func (b *Backfill) beginRange(ctx context.Context, org, pos, actor string, kr en
 }
 
 // audit records a ranged backfill's run: who, the table, which bounds were
-// given (never their values), rows, positions and outcome.
-func (b *Backfill) audit(ctx context.Context, actor, table string, r Range, tr engine.TableResult) {
+// given (never their values), rows, positions and outcome. Its error is the
+// record's, not written.
+func (b *Backfill) audit(ctx context.Context, actor, table string, r Range, tr engine.TableResult) error {
 	if b.Audit == nil {
-		return
+		return nil
 	}
 	rec := audit.Record{Actor: actor, Action: audit.ActionBackfill, What: "key range: " + bounds(r), Org: tr.Org, Table: table,
 		Chunks: tr.Chunks, From: tr.From, To: tr.To, Duration: tr.Duration, Outcome: "ok"}
@@ -203,7 +211,5 @@ func (b *Backfill) audit(ctx context.Context, actor, table string, r Range, tr e
 	if tr.Err != nil {
 		rec.Outcome, rec.ErrorClass = "failed", Class(tr.Err)
 	}
-	if err := b.Audit.Write(context.WithoutCancel(ctx), rec); err != nil {
-		b.Log.Error("audit record not written", "err", err)
-	}
+	return b.Audit.Write(context.WithoutCancel(ctx), rec)
 }

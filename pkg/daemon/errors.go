@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -17,8 +18,8 @@ import (
 
 // Class names an error's class for metrics labels, audit records and the
 // admin API: a stable code (source.Classify's, or one of the engine's own:
-// position_expired, position_moved, canceled, run_timeout), never error
-// text. "" for nil.
+// position_expired, position_moved, canceled, run_timeout,
+// audit_not_written), never error text. "" for nil.
 func Class(err error) string {
 	switch {
 	case err == nil:
@@ -31,6 +32,8 @@ func Class(err error) string {
 		return "canceled"
 	case storeUnavailable(err):
 		return "store_unavailable"
+	case errors.Is(err, audit.ErrNotWritten):
+		return "audit_not_written"
 	case errors.Is(err, schemas.ErrSourceChanged):
 		return "source_schema_changed"
 	}

@@ -94,14 +94,12 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 	res.Err = err
 	res.Started = start
 	res.Duration = time.Since(start)
-	if err != nil {
-		log.Error("ranged backfill failed", "chunks", res.Chunks, "err", err)
+	res.Err = e.audit(ctx, runID, *tc, res)
+	if res.Err != nil {
+		log.Error("ranged backfill failed", "chunks", res.Chunks, "err", res.Err)
 	} else {
 		log.Info("ranged backfill done", "chunks", res.Chunks, "rows", res.Totals.Rows,
 			"inserted", res.Totals.Inserted, "updated", res.Totals.Updated, "duration", res.Duration.Round(time.Millisecond))
-	}
-	if e.Audit != nil {
-		e.Audit.TableRun(ctx, e.Actor, runID, e.columns(*tc), res)
 	}
 	return res
 }

@@ -98,9 +98,10 @@ type Leaser interface {
 
 // Auditor records a finished table run: who ran it, which columns it read,
 // and res (rows by operation, positions, outcome, duration); never row
-// values. It handles its own errors (daemon addition, issue 6).
+// values (daemon addition, issue 6). A record it cannot write is an error
+// the run fails with: no run goes unaudited silently (issue 17).
 type Auditor interface {
-	TableRun(ctx context.Context, actor, runID string, columns []string, res TableResult)
+	TableRun(ctx context.Context, actor, runID string, columns []string, res TableResult) error
 }
 
 // Views keeps derived views in an organization's store schema.
@@ -195,18 +196,35 @@ func (e *Engine) leasedTable(ctx context.Context, log *slog.Logger, db *sql.DB, 
 		log.Info("table busy, skipped: another runner holds its lease", "table", e.qualified(tc.Name))
 		return nil
 	}
-	var tr TableResult
 	if err != nil {
-		tr = TableResult{Org: org.Name, Table: e.qualified(tc.Name), Err: err}
-		log.Error("table sync failed", "table", tr.Table, "err", err)
-	} else {
-		tr = e.syncTable(ctx, log.With("table", tc.Name), db, org, tc, runID)
-		unlock()
+		tr := TableResult{Org: org.Name, Table: e.qualified(tc.Name), Err: err}
+		tr.Err = e.audit(ctx, runID, tc, tr)
+		log.Error("table sync failed", "table", tr.Table, "err", tr.Err)
+		return &tr
 	}
-	if e.Audit != nil {
-		e.Audit.TableRun(ctx, e.Actor, runID, e.columns(tc), tr)
-	}
+	tlog := log.With("table", tc.Name)
+	tr := e.syncTable(ctx, tlog, db, org, tc, runID)
+	unlock()
+	tr.Err = e.audit(ctx, runID, tc, tr)
+	e.finish(tlog, tr)
 	return &tr
+}
+
+// audit records a finished table run when e.Audit is set, and returns the
+// run's error: res.Err, joined by the audit's when its record was not
+// written (a run whose record is lost fails).
+func (e *Engine) audit(ctx context.Context, runID string, tc config.Table, res TableResult) error {
+	if e.Audit == nil {
+		return res.Err
+	}
+	aerr := e.Audit.TableRun(ctx, e.Actor, runID, e.columns(tc), res)
+	switch {
+	case aerr == nil:
+		return res.Err
+	case res.Err == nil:
+		return storeErr(aerr)
+	}
+	return fmt.Errorf("%w; and %w", res.Err, storeErr(aerr))
 }
 
 // lease takes the table's lease when e.Leases is set (daemon addition).
@@ -299,16 +317,21 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, tc.ReconcileEvery)
 	}
 	res.Err = err
-	if err != nil {
+	return res
+}
+
+// finish counts and logs a table's run, once it is audited.
+func (e *Engine) finish(log *slog.Logger, res TableResult) {
+	m := e.metrics()
+	if res.Err != nil {
 		m.observe(res, "failed")
-		log.Error("table sync failed", "strategy", res.Strategy, "chunks", res.Chunks, "err", err)
-		return res
+		log.Error("table sync failed", "strategy", res.Strategy, "chunks", res.Chunks, "err", res.Err)
+		return
 	}
 	m.observe(res, "ok")
 	log.Info("table synced", "strategy", res.Strategy, "chunks", res.Chunks, "rows", res.Totals.Rows,
 		"inserted", res.Totals.Inserted, "updated", res.Totals.Updated, "deleted", res.Totals.Deleted,
 		"position", res.To, "duration", res.Duration.Round(time.Millisecond))
-	return res
 }
 
 // then is run a followed by run b of the same table, as one result.

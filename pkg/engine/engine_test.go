@@ -217,3 +217,38 @@ func TestOneTablesFailureDoesNotStopTheOthers(t *testing.T) {
 	require.Equal(t, 1, testutil.CollectAndCount(f.eng.Metrics.PositionTime), "a failed table got a position time")
 	require.Equal(t, 1, testutil.CollectAndCount(f.eng.Metrics.QueryDuration), "the source reads were not timed")
 }
+
+// failingAuditor refuses every record, as a store whose audit INSERT was
+// revoked does.
+type failingAuditor struct{ runs int }
+
+var errAuditRefused = errors.New("audit record not written to ehrsync.audit: permission denied")
+
+func (a *failingAuditor) TableRun(context.Context, string, string, []string, engine.TableResult) error {
+	a.runs++
+	return errAuditRefused
+}
+
+// TestAuditFailureFailsTheRun: a table run whose audit record cannot be
+// written fails, is counted failed and says why, though its rows are in
+// (issue 17: it used to pass with a log line).
+func TestAuditFailureFailsTheRun(t *testing.T) {
+	claims := &fake{table: table(t, "claims"), n: 3}
+	f := newFixture(t, config.ExpiredResnapshot, claims)
+	a := &failingAuditor{}
+	f.eng.Audit = a
+	res := f.eng.SyncOrg(context.Background(), f.org, nil)
+	require.Equal(t, 1, a.runs)
+	require.Equal(t, 1, res.Failed())
+	require.ErrorIs(t, res.Tables[0].Err, errAuditRefused)
+	require.Equal(t, int64(3), res.Tables[0].Totals.Rows, "the rows were synced")
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.claims", "failed")))
+	require.Zero(t, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.claims", "ok")))
+
+	// A run that failed anyway keeps its own error, and the audit's.
+	claims.expire = true
+	f.org.Tables[0].OnExpired = config.ExpiredFail
+	res = f.eng.SyncOrg(context.Background(), f.org, nil)
+	require.ErrorIs(t, res.Tables[0].Err, engine.ErrExpired)
+	require.ErrorIs(t, res.Tables[0].Err, errAuditRefused)
+}

@@ -45,40 +45,20 @@ type Service struct {
 // daemon's --concurrency, 1 for a command), which sizes the store's
 // connection pool (storePoolSize). Close releases the store connections.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor string, orgsAtOnce int) (*Service, error) {
-	url, err := cfg.Store.URL.Reveal()
+	pool, err := connect(ctx, "store.url", cfg.Store.URL, log, func(pcfg *pgxpool.Config, url string) {
+		if !strings.Contains(url, "pool_max_conns") {
+			pcfg.MaxConns = storePoolSize(cfg, orgsAtOnce, pcfg.MaxConns)
+		}
+	})
 	if err != nil {
-		return nil, fmt.Errorf("store.url: %w", err)
+		return nil, err
 	}
-	pcfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		// pgx's parse errors can quote the URL, password included.
-		return nil, fmt.Errorf("store.url (%s): not a valid PostgreSQL URL or connection string", cfg.Store.URL)
-	}
-	warning, err := storeTLS(url, &pcfg.ConnConfig.Config)
-	if err != nil {
-		return nil, fmt.Errorf("store.url (%s): %w", cfg.Store.URL, err)
-	}
-	if warning != "" {
-		log.Warn("insecure store connection", "warning", warning)
-	}
-	pcfg.ConnConfig.RuntimeParams["application_name"] = "ehrsync"
-	if !strings.Contains(url, "pool_max_conns") {
-		pcfg.MaxConns = storePoolSize(cfg, orgsAtOnce, pcfg.MaxConns)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to the store: %w", err)
-	}
-	if err := storedb.Migrate(ctx, pool); err != nil {
+	if err := prepare(ctx, cfg, pool, log); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	warnUnprotected(ctx, pool, log)
+	pcfg := pool.Config()
 	catalog, err := Catalog(cfg)
 	if err != nil {
 		pool.Close()
@@ -91,7 +71,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 	}
 	positions := watermarks.NewStore(pool)
 	leases := lease.NewManager(pcfg.ConnConfig, nil)
-	rec := audit.New(pool, log)
+	rec := audit.New(pool)
 	rec.Classify = daemon.Class
 	return &Service{
 		Store:     pool,
@@ -113,6 +93,136 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		},
 	}, nil
 }
+
+// connect opens a pool on the store URL in secret (key names it in
+// errors, which never quote it), judges its TLS (storeTLS), and pings it.
+// size, when set, may size the pool from the URL text.
+func connect(ctx context.Context, key string, secret config.Secret, log *slog.Logger, size func(*pgxpool.Config, string)) (*pgxpool.Pool, error) {
+	url, err := secret.Reveal()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors can quote the URL, password included.
+		return nil, fmt.Errorf("%s (%s): not a valid PostgreSQL URL or connection string", key, secret)
+	}
+	warning, err := storeTLS(url, &pcfg.ConnConfig.Config)
+	if err != nil {
+		return nil, fmt.Errorf("%s (%s): %s", key, secret, strings.ReplaceAll(err.Error(), "store.url", key))
+	}
+	if warning != "" {
+		log.Warn("insecure store connection", "warning", strings.Replace(warning, "store.url", key, 1))
+	}
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "ehrsync"
+	if size != nil {
+		size(pcfg, url)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connect to the store (%s): %w", key, err)
+	}
+	return pool, nil
+}
+
+// prepare brings the store's ehrsync schema to this binary's version. With
+// store.owner_url, as the owner: migrations, the writer's grants
+// (storedb.GrantWriter) and the organizations' schemas the writer creates
+// its tables in (storedb.EnsureSchemas); the writer (pool) changes no
+// schema. Without it, as pool's role, as before there were two roles.
+func prepare(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) error {
+	if !cfg.Store.OwnerURL.IsSet() {
+		return storedb.Migrate(ctx, pool)
+	}
+	owner, err := connect(ctx, "store.owner_url", cfg.Store.OwnerURL, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
+	if err != nil {
+		return err
+	}
+	defer owner.Close()
+	if err := storedb.Migrate(ctx, owner); err != nil {
+		return err
+	}
+	writer, err := storedb.CurrentRole(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if err := storedb.GrantWriter(ctx, owner, writer); err != nil {
+		return err
+	}
+	schemas := make([]string, len(cfg.Orgs))
+	for i, o := range cfg.Orgs {
+		schemas[i] = sink.SchemaFor(o.Name)
+	}
+	return storedb.EnsureSchemas(ctx, owner, writer, schemas...)
+}
+
+// Migrate is `ehrsync migrate`: it connects as store.url's role (the
+// writer) and, with store.owner_url, as the owner, and prepares the store
+// as Open does, then warns when the audit is not protected from the writer.
+func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	pool, err := connect(ctx, "store.url", cfg.Store.URL, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := prepare(ctx, cfg, pool, log); err != nil {
+		return err
+	}
+	warnUnprotected(ctx, pool, log)
+	return nil
+}
+
+// CheckAudit connects as store.url's role and warns on log when the audit
+// and position history are not append-only for it (`ehrsync check`).
+func CheckAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	pool, err := connect(ctx, "store.url", cfg.Store.URL, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 1 })
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	warnUnprotected(ctx, pool, log)
+	return nil
+}
+
+// OwnerPool connects as the ehrsync schema's owner: store.owner_url, or
+// store.url when it is not set (`ehrsync audit prune`).
+func OwnerPool(ctx context.Context, cfg *config.Config, log *slog.Logger) (*pgxpool.Pool, error) {
+	key, secret := "store.owner_url", cfg.Store.OwnerURL
+	if !secret.IsSet() {
+		key, secret = "store.url", cfg.Store.URL
+	}
+	return connect(ctx, key, secret, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
+}
+
+// StorePool connects as store.url's role, with a small pool (`ehrsync
+// audit verify`).
+func StorePool(ctx context.Context, cfg *config.Config, log *slog.Logger) (*pgxpool.Pool, error) {
+	return connect(ctx, "store.url", cfg.Store.URL, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
+}
+
+// warnUnprotected warns on log when pool's role could change or remove
+// audit or position history rows (storedb.Protection).
+func warnUnprotected(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) {
+	problems, err := storedb.Protection(ctx, pool)
+	if err != nil {
+		log.Warn("the audit's protection was not checked", "err", err)
+		return
+	}
+	if len(problems) > 0 {
+		log.Warn(AuditUnprotected, "why", strings.Join(problems, "; "),
+			"fix", "give store.url a writer role and store.owner_url the schema's owner (docs/operations-store.md)")
+	}
+}
+
+// AuditUnprotected is the warning of a store whose audit the writer role
+// could change.
+const AuditUnprotected = "the audit is not protected: the role ehrsync writes with could change or remove audit and position history rows"
 
 // maxStorePool caps the store pool storePoolSize chooses; pool_max_conns
 // in store.url sets any size.

@@ -192,8 +192,17 @@ func (s *Sink) Prepare(ctx context.Context, org string, t *schemas.Table, opts T
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('ehrsync.prepare'), hashtext($1))", pgx.Identifier{opts.Schema}.Sanitize()); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{opts.Schema}.Sanitize()); err != nil {
+		// A writer role without CREATE on the database writes into the
+		// schema the owner made for it (storedb.EnsureSchemas): even
+		// CREATE SCHEMA IF NOT EXISTS would be refused it.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT to_regnamespace($1) IS NOT NULL", pgx.Identifier{opts.Schema}.Sanitize()).Scan(&exists); err != nil {
 			return err
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{opts.Schema}.Sanitize()); err != nil {
+				return err
+			}
 		}
 		if err := tg.canonicalTypes(ctx, tx); err != nil {
 			return err
