@@ -208,3 +208,58 @@ ORDER BY ct.[claim_id], ct.[line_id]`
 		require.Equal(t, int32(3952), me.Number)
 	})
 }
+
+func TestConcurrentSessionsAndWriters(t *testing.T) {
+	m := mssqlmodel.New(mssqlmodel.Options{AutoHarvest: true})
+	require.NoError(t, m.CreateTable(linesTable()))
+	m.EnableCDCDatabase()
+	_, err := m.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.claim_lines"})
+	require.NoError(t, err)
+	m.EnableCTDatabase()
+	require.NoError(t, m.EnableCT("dbo.claim_lines"))
+	db := openAs(t, serve(t, m), "ehrsync")
+	db.SetMaxOpenConns(4)
+	ctx := context.Background()
+	done := make(chan error, 5)
+	go func() {
+		for i := range 50 {
+			tx := m.Begin()
+			if err := tx.Insert("dbo.claim_lines", map[string]any{"claim_id": uuid.New(), "line_id": i, "practice_id": "0001"}); err != nil {
+				done <- err
+				return
+			}
+			if err := tx.Commit(); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for range 4 {
+		go func() {
+			for range 25 {
+				var n int
+				if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM cdc.lsn_time_mapping").Scan(&n); err != nil {
+					done <- err
+					return
+				}
+				rows, err := db.QueryContext(ctx, "SELECT TOP (@p1) [claim_id], [line_id] FROM [dbo].[claim_lines] WHERE [practice_id] IN (@p2) ORDER BY [claim_id], [line_id]",
+					int64(10), mssql.VarChar("0001"))
+				if err != nil {
+					done <- err
+					return
+				}
+				for rows.Next() {
+				}
+				rows.Close()
+			}
+			done <- nil
+		}()
+	}
+	for range 5 {
+		require.NoError(t, <-done)
+	}
+	var n int
+	require.NoError(t, db.QueryRowContext(ctx, "SELECT COUNT(*) FROM cdc.lsn_time_mapping").Scan(&n))
+	require.Equal(t, 50, n)
+}

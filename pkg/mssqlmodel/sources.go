@@ -123,7 +123,7 @@ func (x *exec) tableSource(s *TableSource) (*relation, error) {
 		return nil, invalidObject(parts)
 	}
 	if len(parts) == 3 && !strings.EqualFold(parts[0], x.m.opts.Database) {
-		return nil, invalidObject(parts)
+		return nil, notModelled("object %s in another database", strings.Join(parts, "."))
 	}
 	schema, name := "dbo", parts[len(parts)-1]
 	if len(parts) >= 2 && parts[len(parts)-2] != "" {
