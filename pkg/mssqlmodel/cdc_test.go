@@ -357,3 +357,53 @@ func TestCDCTouchMovesTheHarvestedLSN(t *testing.T) {
 	_, err = m.Handle(context.Background(), request("ehrsync", "SELECT sys.fn_cdc_get_max_lsn()"))
 	require.NoError(t, err)
 }
+
+func TestCDCSecondCaptureInstanceAfterASchemaChange(t *testing.T) {
+	m := cdcModel(t, Options{AutoHarvest: true})
+	m.EnableCDCDatabase()
+	v1, err := m.EnableCDC(CaptureInstance{Table: "dbo.claim_lines", Name: "claims_v1", Columns: cdcColumns})
+	require.NoError(t, err)
+	insert(t, m, "dbo.claim_lines", line(1, "0001", "1.00"))
+	require.NoError(t, m.AddColumn("dbo.claim_lines", col("status", "varchar(10)", true)))
+	v2, err := m.EnableCDC(CaptureInstance{Table: "dbo.claim_lines", Name: "claims_v2", Columns: append(cdcColumns, "status")})
+	require.NoError(t, err)
+	r := line(2, "0001", "2.00")
+	r["status"] = "open"
+	insert(t, m, "dbo.claim_lines", r)
+	_, err = m.EnableCDC(CaptureInstance{Table: "dbo.claim_lines", Name: "claims_v3"})
+	require.ErrorContains(t, err, "22962", "two capture instances at most")
+
+	res := query(t, m, instancesSQL, pNVarchar("dbo"), pNVarchar("claim_lines"))
+	require.Len(t, res.Rows, 13)
+	require.Equal(t, []any{"claims_v1", v1, "id"}, res.Rows[0])
+	require.Equal(t, []any{"claims_v2", v2, "status"}, res.Rows[12])
+
+	sql, params := changesSQL("claims_v1", append(cdcColumns, "status"), 10, LSN(1<<40), nil)
+	sqlErr(t, m, "ehrsync", 207, sql, params...)
+	sql, params = changesSQL("claims_v1", cdcColumns, 10, LSN(1<<40), nil)
+	require.Len(t, query(t, m, sql, params...).Rows, 2, "the old instance keeps capturing its columns")
+	sql, params = changesSQL("claims_v2", append(cdcColumns, "status"), 10, LSN(1<<40), nil)
+	res = query(t, m, sql, params...)
+	require.Len(t, res.Rows, 1, "the new instance starts at its start LSN")
+	require.Equal(t, "open", res.Rows[0][len(res.Rows[0])-1])
+}
+
+func TestClock(t *testing.T) {
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	require.NoError(t, err)
+	m := New(Options{ServerZone: tokyo, Now: time.Date(2026, 1, 5, 20, 0, 0, 2_000_000, time.UTC)})
+	res, err := eval(t, m, "SELECT GETDATE(), GETUTCDATE(), SYSDATETIME(), DATEADD(hour, -1, GETDATE()), DATEDIFF(day, GETUTCDATE(), GETDATE())")
+	require.NoError(t, err)
+	require.Equal(t, []any{
+		time.Date(2026, 1, 6, 5, 0, 0, 3333333, time.UTC), // Tokyo's wall clock, at a datetime tick
+		time.Date(2026, 1, 5, 20, 0, 0, 3333333, time.UTC),
+		time.Date(2026, 1, 6, 5, 0, 0, 2_000_000, time.UTC),
+		time.Date(2026, 1, 6, 4, 0, 0, 3333333, time.UTC),
+		int64(1), // a day boundary lies between them
+	}, res[0].Rows[0])
+	require.Equal(t, tDatetime, res[0].Columns[0].Type)
+	m.Advance(time.Hour)
+	res, err = eval(t, m, "SELECT GETUTCDATE()")
+	require.NoError(t, err)
+	require.Equal(t, time.Date(2026, 1, 5, 21, 0, 0, 3333333, time.UTC), res[0].Rows[0][0])
+}
