@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -169,14 +170,21 @@ func testIdle(t *testing.T, h *harness) {
 }
 
 // typed is one value of the types test: the SQL literal per dialect and the
-// value expected in the store.
+// value expected in the store (wantMSSQL, when set, from a SQL Server
+// source).
 type typed struct {
 	col       string
 	mssql, pg any
 	want      string
+	wantMSSQL string
 }
 
-func same(col string, v any, want string) typed { return typed{col, v, v, want} }
+func same(col string, v any, want string) typed { return typed{col, v, v, want, ""} }
+
+// datetime is a SQL Server datetime literal (a PostgreSQL timestamp): SQL
+// Server stores the nearest 1/300 s tick, which the store holds to the
+// microsecond (tick), PostgreSQL the value itself (want).
+func datetime(col string, v any, want, tick string) typed { return typed{col, v, v, want, tick} }
 
 // testTypes: every supported type arrives exactly, extremes included
 // (PITFALLS.md P12 GUIDs, P13 exact decimals, P14 date-times).
@@ -207,10 +215,10 @@ func testTypes(t *testing.T, h *harness) {
 			same("c_guid", uuid.MustParse("6f9619ff-8b86-d011-b42d-00c04fc964ff"), "6f9619ff-8b86-d011-b42d-00c04fc964ff"),
 			same("c_date", "9999-12-31", "9999-12-31"),
 			same("c_time", "23:59:59.999999", "23:59:59.999999"),
-			same("c_datetime", "9999-12-31T23:59:59.997", "9999-12-31T23:59:59.997000"),
-			{"c_datetime2", "9999-12-31T23:59:59.9999999", "9999-12-31T23:59:59.999999", "9999-12-31T23:59:59.999999"},
+			datetime("c_datetime", "9999-12-31T23:59:59.997", "9999-12-31T23:59:59.997000", "9999-12-31T23:59:59.996667"),
+			{"c_datetime2", "9999-12-31T23:59:59.9999999", "9999-12-31T23:59:59.999999", "9999-12-31T23:59:59.999999", ""},
 			same("c_smalldatetime", "2079-06-06T23:59:00", "2079-06-06T23:59:00.000000"),
-			{"c_dto", "9999-12-31T23:59:59.9999999+14:00", "9999-12-31 23:59:59.999999+14", "9999-12-31T09:59:59.999999Z"},
+			{"c_dto", "9999-12-31T23:59:59.9999999+14:00", "9999-12-31 23:59:59.999999+14", "9999-12-31T09:59:59.999999Z", ""},
 			same("c_varbinary", []byte{0x00, 0xff, 0x10}, "0x00ff10"),
 		}},
 		{"minima", []typed{
@@ -236,7 +244,7 @@ func testTypes(t *testing.T, h *harness) {
 			same("c_datetime", "1753-01-01T00:00:00.000", "1753-01-01T00:00:00.000000"),
 			same("c_datetime2", "0001-01-01T00:00:00", "0001-01-01T00:00:00.000000"),
 			same("c_smalldatetime", "1900-01-01T00:00:00", "1900-01-01T00:00:00.000000"),
-			{"c_dto", "0001-01-01T00:00:00+00:00", "0001-01-01 00:00:00+00", "0001-01-01T00:00:00.000000Z"},
+			{"c_dto", "0001-01-01T00:00:00+00:00", "0001-01-01 00:00:00+00", "0001-01-01T00:00:00.000000Z", ""},
 			same("c_varbinary", []byte{}, "0x"),
 		}},
 		{"ticks and scales", []typed{
@@ -246,12 +254,12 @@ func testTypes(t *testing.T, h *harness) {
 			same("c_money", num("-12.34"), "-12.3400"),
 			same("c_smallmoney", num("0.0001"), "0.0001"),
 			same("c_time", "12:00:00.000001", "12:00:00.000001"),
-			same("c_datetime", "2024-02-29T12:34:56.003", "2024-02-29T12:34:56.003000"),
-			{"c_datetime2", "2024-02-29T12:34:56.1234567", "2024-02-29T12:34:56.123456", "2024-02-29T12:34:56.123456"},
-			{"c_dto", "2024-02-29T12:34:56.5-05:00", "2024-02-29 12:34:56.5-05", "2024-02-29T17:34:56.500000Z"},
+			datetime("c_datetime", "2024-02-29T12:34:56.003", "2024-02-29T12:34:56.003000", "2024-02-29T12:34:56.003333"),
+			{"c_datetime2", "2024-02-29T12:34:56.1234567", "2024-02-29T12:34:56.123456", "2024-02-29T12:34:56.123456", ""},
+			{"c_dto", "2024-02-29T12:34:56.5-05:00", "2024-02-29 12:34:56.5-05", "2024-02-29T17:34:56.500000Z", ""},
 		}},
 		{"datetime tick .007", []typed{
-			same("c_datetime", "2024-02-29T12:34:56.007", "2024-02-29T12:34:56.007000"),
+			datetime("c_datetime", "2024-02-29T12:34:56.007", "2024-02-29T12:34:56.007000", "2024-02-29T12:34:56.006667"),
 			same("c_datetime2", "2024-02-29T23:59:59.997", "2024-02-29T23:59:59.997000"),
 		}},
 		{"nulls", nil},
@@ -269,7 +277,11 @@ func testTypes(t *testing.T, h *harness) {
 		set := map[string]bool{}
 		for _, v := range r.vals {
 			set[v.col] = true
-			require.Equal(t, v.want, got[v.col], "row %s, column %s", r.name, v.col)
+			want := v.want
+			if v.wantMSSQL != "" && h.src.dialect() == schemas.SQLServer {
+				want = v.wantMSSQL
+			}
+			require.Equal(t, want, got[v.col], "row %s, column %s", r.name, v.col)
 		}
 		for _, c := range h.table.Columns {
 			if c.Nullable && !set[c.Name] {

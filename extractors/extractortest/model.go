@@ -82,6 +82,8 @@ func (s *modelSource) create(table *schemas.Table) {
 
 func (s *modelSource) blockingReads() bool { return false }
 
+func (s *modelSource) dialect() schemas.Dialect { return schemas.SQLServer }
+
 func (s *modelSource) bump() { s.m.Bump(s.t) }
 
 func (s *modelSource) expire(table *schemas.Table) bool {

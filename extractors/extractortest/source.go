@@ -42,6 +42,8 @@ type source interface {
 	expire(table *schemas.Table) bool
 	// blockingReads: see Source.BlockingReads.
 	blockingReads() bool
+	// dialect is the source's.
+	dialect() schemas.Dialect
 }
 
 type writer interface {
@@ -82,6 +84,8 @@ func (s *sqlSource) deleteLine(table *schemas.Table, r line) {
 func (s *sqlSource) bump() { s.db.bump() }
 
 func (s *sqlSource) blockingReads() bool { return s.blocking }
+
+func (s *sqlSource) dialect() schemas.Dialect { return s.db.dialect }
 
 func (s *sqlSource) expire(*schemas.Table) bool { return false }
 

@@ -100,6 +100,19 @@ func WallMicros(t time.Time) int64 {
 	return w.Unix()*1_000_000 + int64(w.Nanosecond()/1000)
 }
 
+// DateTimeTick returns the instant of the SQL Server datetime tick (1/300
+// s) that t reads: go-mssqldb rounds a datetime to the millisecond
+// (12:00:00.003 for the tick at 12:00:00.00333...), and SQL Server itself
+// reads the value as its tick (CAST to datetime2 gives .0033333), so the
+// store gets the tick's microsecond (rounded, as CAST to datetime2(6)), never a value 333 µs off (PITFALLS.md
+// P14). A reading between ticks goes to the nearest.
+func DateTimeTick(t time.Time) time.Time {
+	sec := t.Truncate(time.Second)
+	tick := (int64(t.Sub(sec))*300 + 5e8) / 1e9
+	// To the microsecond, rounded, as CAST(... AS datetime2(6)) reads it.
+	return sec.Add(time.Duration((tick*1e6+150)/300) * time.Microsecond)
+}
+
 // WallTime is the inverse of WallMicros: the wall-clock reading as a UTC
 // time.Time.
 func WallTime(micros int64) time.Time {

@@ -135,6 +135,24 @@ func TestDate32AndTimeOfDay(t *testing.T) {
 
 // A SQL Server row as go-mssqldb hands it to database/sql lands in a change
 // batch that meets the contract, exactly.
+// TestDateTimeTick: every millisecond reading go-mssqldb gives a datetime
+// maps back to its 1/300 s tick, to the microsecond.
+func TestDateTimeTick(t *testing.T) {
+	base := time.Date(2024, 2, 29, 12, 34, 56, 0, time.UTC)
+	for _, tc := range []struct{ ms, want int }{
+		{0, 0}, {3, 3333}, {7, 6667}, {10, 10000}, {13, 13333}, {997, 996667},
+	} {
+		got := DateTimeTick(base.Add(time.Duration(tc.ms) * time.Millisecond))
+		require.Equal(t, base.Add(time.Duration(tc.want)*time.Microsecond), got, "%d ms", tc.ms)
+	}
+	// Every tick of a second survives the driver's rounding.
+	for tick := range 300 {
+		exact := base.Add(time.Duration(int64(tick) * 1e9 / 300))
+		ms := exact.Round(time.Millisecond)
+		require.Equal(t, exact.Round(time.Microsecond), DateTimeTick(ms), "tick %d", tick)
+	}
+}
+
 func TestBatchSQLServerDriverValues(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
@@ -180,7 +198,9 @@ func TestBatchSQLServerDriverValues(t *testing.T) {
 	require.Equal(t, "-922337203685477.5808", rec.Column(3).(*array.Decimal128).Value(1).ToString(4))
 	require.Equal(t, uint8(255), rec.Column(4).(*array.Uint8).Value(0))
 	stamp := rec.Column(6).(*array.Timestamp)
-	require.Equal(t, "9999-12-31T23:59:59.997", WallTime(int64(stamp.Value(0))).Format("2006-01-02T15:04:05.000"))
+	// go-mssqldb reads the tick 23:59:59.99666... as .997; the store gets
+	// the tick (to the microsecond, as CAST to datetime2(6)).
+	require.Equal(t, "9999-12-31T23:59:59.996667", WallTime(int64(stamp.Value(0))).Format("2006-01-02T15:04:05.000000"))
 	require.Equal(t, "1753-01-01T00:00:00.000", WallTime(int64(stamp.Value(1))).Format("2006-01-02T15:04:05.000"))
 	require.Equal(t, int64(253402300799999999), int64(rec.Column(7).(*array.Timestamp).Value(0)))
 	require.Equal(t, time.Date(2024, 2, 29, 17, 34, 56, 500_000_000, time.UTC).UnixMicro(), int64(rec.Column(8).(*array.Timestamp).Value(0)))

@@ -443,10 +443,14 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 		}
 	case *arrow.TimestampType:
 		zoned := t.TimeZone != ""
+		ticks := source == schemas.SQLServer && c.Type.Name == "datetime"
 		col.append = func(b colBuf, v any) (int, error) {
 			x, ok := v.(time.Time)
 			if !ok {
 				return 0, unexpected(v)
+			}
+			if ticks {
+				x = DateTimeTick(x)
 			}
 			if zoned {
 				b.(*fixedCol).add64(uint64(x.UnixMicro()))
