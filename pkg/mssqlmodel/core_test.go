@@ -370,6 +370,8 @@ func TestRowVersionAndMinActiveRowVersion(t *testing.T) {
 
 	require.NoError(t, open.Commit())
 	require.Equal(t, uint64(2005), bound())
+	m.Touch()
+	require.Equal(t, uint64(2006), bound(), "activity elsewhere moves the bound")
 	res = query(t, m, "SELECT TOP (@p1) [claim_id] FROM [dbo].[claim_lines] WHERE [row_timestamp] > @p2 AND [row_timestamp] < @p3 ORDER BY [row_timestamp]",
 		pBigint(10), pBytes(binary.BigEndian.AppendUint64(nil, 2001)), pBytes(binary.BigEndian.AppendUint64(nil, 2005)))
 	require.Len(t, res.Rows, 3, "the late commit's row is below the next window's bound, not lost")

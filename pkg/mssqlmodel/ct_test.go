@@ -211,6 +211,8 @@ func TestCTChangesQuery(t *testing.T) {
 	require.Equal(t, []string{"SYS_CHANGE_OPERATION", "SYS_CHANGE_VERSION", "", "claim_id", "line_id", "practice_id", "paid_amt",
 		"service_date", "modify_timestamp", "row_timestamp"}, names(res))
 	require.Equal(t, nchar(1), res.Columns[0].Type)
+	require.True(t, res.Columns[5].Nullable, "a NOT NULL column of the LEFT JOIN's right side is nullable")
+	require.False(t, res.Columns[3].Nullable)
 	type got struct {
 		op     string
 		exists bool

@@ -47,7 +47,13 @@ func (x *exec) source(src Source, outer *scope) (*relation, error) {
 		if s.Kind == "CROSS" {
 			return crossJoin(l, r), nil
 		}
-		cols := append(slices.Clone(l.cols), r.cols...)
+		cols := slices.Clone(l.cols)
+		for _, c := range r.cols {
+			if s.Kind == "LEFT" {
+				c.nullable = true // the outer join's NULL rows
+			}
+			cols = append(cols, c)
+		}
 		sc := &scope{cols: cols, parent: outer}
 		if err := x.bindExpr(s.On, sc, false); err != nil {
 			return nil, err

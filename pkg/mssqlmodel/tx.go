@@ -291,12 +291,17 @@ func (tx *Tx) Commit() error {
 	return nil
 }
 
-// Touch commits a transaction elsewhere in the database: no suite table
-// changes, but the Change Tracking version and the LSN move (and, with
-// auto-harvest, the highest harvested LSN), as other activity moves them.
+// Touch commits a transaction elsewhere in the database: it writes a row
+// of another table (tracked by Change Tracking, with a rowversion column),
+// so no table of the model changes but @@DBTS, the Change Tracking version
+// and the LSN move (and, with auto-harvest, the highest harvested LSN), as
+// other activity moves them.
 func (m *Model) Touch() {
 	tx := m.Begin()
+	m.mu.Lock()
 	tx.touch = true
+	m.dbts++
+	m.mu.Unlock()
 	_ = tx.Commit()
 }
 
