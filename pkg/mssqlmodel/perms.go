@@ -114,11 +114,7 @@ func (m *Model) setPerm(to, permission, securable string, grant bool) error {
 	defer m.mu.Unlock()
 	p, ok := m.principals[strings.ToLower(to)]
 	if !ok {
-		p = &principal{name: to, member: map[string]bool{}, perms: map[permKey]bool{}}
-		for _, r := range m.opts.DefaultRoles {
-			p.member[strings.ToLower(r)] = true
-		}
-		m.principals[strings.ToLower(to)] = p
+		return fmt.Errorf("mssqlmodel: no login or role %s (AddLogin or AddRole first)", to)
 	}
 	p.perms[k] = grant
 	return nil

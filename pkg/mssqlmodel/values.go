@@ -1,7 +1,6 @@
 package mssqlmodel
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"encoding/hex"
@@ -898,6 +897,3 @@ func valueText(v any) string {
 	}
 	return fmt.Sprint(v)
 }
-
-// equalBytes reports whether two byte slices are equal (nil-safe).
-func equalBytes(a, b []byte) bool { return bytes.Equal(a, b) }
