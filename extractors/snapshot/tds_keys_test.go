@@ -20,7 +20,7 @@ import (
 // varchar keys in a CP1252 database, one row per chunk, reads every row
 // exactly once. go-mssqldb sends an mssql.VarChar parameter as its UTF-8
 // bytes, which the server reads in its code page: O’Brien arrived as
-// the mojibake OÃ¢â‚¬â„¢Brien, compared as another value, and resume skipped or
+// the mojibake Oâ€™Brien, compared as another value, and resume skipped or
 // repeated rows. ehrsync binds such keys as nvarchar cast to the column's
 // type, so the server compares the real value.
 func TestVarcharKeysOverTheWire(t *testing.T) {
