@@ -52,6 +52,23 @@
 //     SNAPSHOT transaction reads the state of its first statement.
 //     Sessions only read: DML through SQL is not modelled.
 //   - Binary values compare with the shorter padded by zero bytes.
+//   - VIEW DATABASE STATE denied is error 262 ("VIEW DATABASE STATE
+//     permission denied in database '<db>'."), the first of the two errors
+//     SQL Server sends (297 follows, which go-mssqldb reports as the
+//     error's Number); tdstest carries one error per statement.
+//   - Metadata visibility: catalog views, OBJECT_ID, COL_LENGTH and
+//     HAS_PERMS_BY_NAME see the objects the login has some permission on;
+//     sys.tables lists user tables only (not the cdc schema's tables).
+//   - A capture instance's gating role is enforced on direct reads of its
+//     change table (error 229), as ehrsync's CheckReadable expects; SQL
+//     Server documents it for the change data functions.
+//
+// Not modelled (each fails loudly as a Go error naming it): DML and DDL
+// through SQL, GROUP BY, HAVING, UNION, LIKE, window functions, APPLY,
+// RIGHT and FULL joins, table-valued functions (cdc.fn_cdc_get_*_changes),
+// stored procedures (sys.sp_cdc_help_change_data_capture), other
+// databases' objects (msdb.dbo.cdc_jobs), catalog views and DMVs beyond
+// those the inventory reads.
 //
 // See cdc.go, ct.go and perms.go for Change Data Capture, Change Tracking
 // and permissions.
