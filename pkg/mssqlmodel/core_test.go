@@ -490,3 +490,28 @@ func TestUnknownStatementsFailLoudlyNamingTheirShape(t *testing.T) {
 	require.Equal(t, "", st[0].Shape)
 	require.Error(t, st[0].Err)
 }
+
+// TestRestoreKeepsRowVersions: restored rows keep their rowversion values
+// (repeats included) and @@DBTS rises past them, so the next write gets a
+// larger one.
+func TestRestoreKeepsRowVersions(t *testing.T) {
+	m := newModel(t, Options{FirstRowVersion: 0x800})
+	rv := []byte{0, 0, 0, 0, 0, 0, 0x09, 0}
+	row := func(n int) map[string]any {
+		return map[string]any{"claim_id": GUIDWire(guid(n)), "line_id": GUIDWire(guid(1)), "practice_id": "0001", "row_timestamp": rv}
+	}
+	require.NoError(t, m.Restore("dbo.claim_lines", []map[string]any{row(1), row(2)}))
+	rows, err := m.Rows("dbo.claim_lines")
+	require.NoError(t, err)
+	require.Len(t, rows, 2)
+	for _, r := range rows {
+		require.Equal(t, rv, r["row_timestamp"])
+	}
+	require.Equal(t, uint64(0x900), m.DBTS())
+	insert(t, m, "dbo.claim_lines", map[string]any{"claim_id": GUIDWire(guid(3)), "line_id": GUIDWire(guid(1)), "practice_id": "0001"})
+	rows, err = m.Rows("dbo.claim_lines")
+	require.NoError(t, err)
+	require.Len(t, rows, 3)
+	require.ErrorIs(t, m.Restore("dbo.claim_lines", []map[string]any{row(1)}), ErrDuplicate)
+	require.Error(t, m.Restore("dbo.claim_lines", []map[string]any{{"claim_id": GUIDWire(guid(9)), "line_id": GUIDWire(guid(1)), "practice_id": "0001"}}))
+}
