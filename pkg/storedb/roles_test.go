@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 )
@@ -193,4 +194,26 @@ func TestEnsureSchemasLetsTheWriterCreateTables(t *testing.T) {
 	require.NoError(t, storedb.EnsureSchemas(ctx, r.owner, r.writerName, "st_mary"), "idempotent")
 	_, err = r.writer.Exec(ctx, "CREATE TABLE st_mary.claims (id int PRIMARY KEY)")
 	require.NoError(t, err)
+}
+
+// TestMigrationChainsEarlierRows: audit rows written before migration 0005
+// are chained by it, in id order, and the rows after continue the chain.
+func TestMigrationChainsEarlierRows(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	require.NoError(t, storedb.MigrateToForTest(ctx, pool, 4))
+	_, err := pool.Exec(ctx, `INSERT INTO ehrsync.audit (actor, action, what, org, table_name, columns, rows_inserted, to_position, outcome, at) VALUES
+		('daemon', 'run', '', 'st-mary', 'dbo.claims', '{claim_id,status}', 12, '{"v": 1, "kind": "ct", "version": 7}', 'ok', now() - interval '2 days'),
+		('ålice', 'admin', 'reset', 'st-mary', 'dbo.claims', NULL, NULL, NULL, 'ok', now() - interval '1 day'),
+		('sync', 'run', '', 'o', 't', '{}', 0, NULL, 'failed', now())`)
+	require.NoError(t, err)
+	require.NoError(t, storedb.Migrate(ctx, pool))
+	c, err := audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, c.Rows)
+
+	require.NoError(t, audit.New(pool).Write(ctx, audit.Record{Actor: "daemon", Action: audit.ActionRun, Outcome: "ok"}))
+	c, err = audit.Verify(ctx, pool)
+	require.NoError(t, err)
+	require.Equal(t, audit.Chain{Rows: 4, FirstID: 1, LastID: 4, Head: c.Head}, c)
 }
