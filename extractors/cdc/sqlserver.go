@@ -311,12 +311,24 @@ func (s *SQLServer) CheckReadable(ctx context.Context, instance string) error {
 	}
 	switch {
 	case isPermissionDenied(err):
-		return &PermissionError{Object: "the change table of capture instance " + instance, Grant: grantCDC, Err: err}
+		pe := &PermissionError{Object: "the change table of capture instance " + instance, Grant: grantCDC, Err: err}
+		// A gating role (P17): membership is what the login lacks, unless
+		// it lacks SELECT on the cdc schema too. cdc.change_tables names
+		// the role to any login that may read it.
+		var role sql.NullString
+		if s.DB.QueryRowContext(ctx, gatingRoleSQL, instance).Scan(&role) == nil && role.String != "" {
+			pe.Object += " (its gating role is " + role.String + ")"
+			pe.Grant = "ALTER ROLE " + quote(role.String) + " ADD MEMBER <login>; " + grantCDC
+		}
+		return pe
 	case err != nil:
 		return fmt.Errorf("read change table of %s: %w", instance, err)
 	}
 	return nil
 }
+
+// gatingRoleSQL reads a capture instance's gating role (NULL: none).
+const gatingRoleSQL = `SELECT role_name FROM cdc.change_tables WHERE capture_instance = @p1`
 
 // Capture is what a probe of a table's CDC finds.
 type Capture struct {

@@ -149,6 +149,9 @@ func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.P
 			return p.cdcPlan(req, capt)
 		}
 		if tc.Strategy == config.StrategyCDC {
+			if errors.Is(err, cdc.ErrNotTracked) {
+				return engine.Plan{}, fmt.Errorf("cdc on %s: %w: %w: enable CDC on the table: %s", t.QualifiedName(), ErrNotAvailable, err, enableCDC(t))
+			}
 			return engine.Plan{}, fmt.Errorf("cdc on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, err)
 		}
 		var perm *cdc.PermissionError
@@ -218,6 +221,14 @@ func (p *Planner) cdcPlan(req engine.PlanRequest, capt cdc.Capture) (engine.Plan
 	}
 	plan.Why, plan.Extractor = why, ex
 	return plan, nil
+}
+
+// enableCDC is the statement that creates t's capture instance, and the one
+// that enables CDC on a database without it.
+func enableCDC(t *schemas.Table) string {
+	lit := func(s string) string { return "N'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	return "EXEC sys.sp_cdc_enable_table @source_schema = " + lit(t.Schema) + ", @source_name = " + lit(t.Name) +
+		", @role_name = NULL; (on a database without CDC, EXEC sys.sp_cdc_enable_db; first)"
 }
 
 // sqlServerProber probes a real SQL Server.
