@@ -164,8 +164,9 @@ func TestAuditWriterRoleCannotEditTheAudit(t *testing.T) {
 }
 
 // TestAuditWriteRevokedFailsTheSync (issue 17, section 2): with INSERT on
-// the audit revoked from the writer, a sync exits 1 naming the audit; it
-// used to exit 0 with a log line. `ehrsync migrate` grants it back.
+// the audit revoked from the writer, a sync exits 1 naming the audit (it
+// used to exit 0 with a log line), and so do a backfill and a position
+// reset. `ehrsync migrate` grants it back.
 func TestAuditWriteRevokedFailsTheSync(t *testing.T) {
 	ctx := context.Background()
 	r := newRoleEnv(t)
@@ -179,6 +180,12 @@ func TestAuditWriteRevokedFailsTheSync(t *testing.T) {
 	require.Equal(t, 1, exitCodeOf(t, err), out)
 	require.Contains(t, out, "audit record not written to ehrsync.audit")
 	require.Contains(t, out, "permission denied for table audit")
+	out, err = r.run(t, "backfill", "--config", r.writerCfg, "--org", org, "--table", "dbo.claims")
+	require.Equal(t, 1, exitCodeOf(t, err), out)
+	require.Contains(t, out, "audit record not written to ehrsync.audit")
+	out, err = r.run(t, "positions", "reset", "--config", r.writerCfg, "--org", org, "--table", "dbo.claims", "--confirm", org+"/dbo.claims")
+	require.Equal(t, 1, exitCodeOf(t, err), out)
+	require.Contains(t, out, "reset done, but not audited: audit record not written to ehrsync.audit")
 	var audited int
 	require.NoError(t, r.store.QueryRow(ctx, "SELECT count(*) FROM ehrsync.audit").Scan(&audited))
 	require.Zero(t, audited)
