@@ -7,6 +7,9 @@
 //
 //   - baseline_copy: a minimal hand-written binary COPY of the same rows into
 //     a table with the same primary key (the server's limit);
+//   - snapshot_mssql: the same initial load from a SQL Server source: the
+//     TDS test server (package tdstest) in this process streams the same
+//     rows to `ehrsync sync` through go-mssqldb, TLS required (mssql.go);
 //   - snapshot: `ehrsync sync` of the table's initial load (hwm strategy:
 //     keyset snapshot, position committed);
 //   - baseline_upsert: a minimal temp-staging + INSERT … ON CONFLICT DO
@@ -18,12 +21,13 @@
 // RSS come from the child's rusage. Baselines report the benchmark
 // process's own CPU (client encoding included).
 //
-// Each pair (baseline_copy and snapshot, baseline_upsert and incremental)
-// runs Trials times, interleaved, so that both sides of a ratio see the
-// same machine: a trial's snapshot follows its baseline_copy into an empty
-// store, a trial's incremental syncs a new change set right after its
-// baseline upserted the same one. A scenario reports its median trial, and
-// a ratio is the median of the trials' ratios.
+// Each pair (baseline_copy and snapshot, snapshot_mssql and snapshot,
+// baseline_upsert and incremental) runs Trials times, interleaved, so that
+// both sides of a ratio see the same machine: a trial's snapshot_mssql and
+// snapshot follow its baseline_copy, each into an empty store, a trial's
+// incremental syncs a new change set right after its baseline upserted the
+// same one. A scenario reports its median trial, and a ratio is the median
+// of the trials' ratios.
 package bench
 
 import (
@@ -87,7 +91,10 @@ type Options struct {
 	// <Perf>/<scenario>.perf.data. The child's figures then include perf's
 	// overhead.
 	Perf string
-	Log  io.Writer // progress lines; nil discards
+	// MSSQLTLS is snapshot_mssql's TLS: TLSRequire (production's, the
+	// default) or TLSDisable (to measure what TLS costs).
+	MSSQLTLS string
+	Log      io.Writer // progress lines; nil discards
 }
 
 // Scenario is one measured scenario.
@@ -156,6 +163,8 @@ type runner struct {
 	srv              *pgserver.Server
 	src, store       *pgxpool.Pool
 	config           string
+	mssqlConfig      string
+	tds              *tdsSource // the SQL Server stand-in, nil unless snapshot_mssql runs
 	storeURL         string
 	srcRows          int64 // rows at the source
 	nextNew, nextUpd int   // next new row index, next row to update
@@ -174,6 +183,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		opts.Log = io.Discard
 	}
 	opts.Trials = max(opts.Trials, 1)
+	switch opts.MSSQLTLS {
+	case "":
+		opts.MSSQLTLS = TLSRequire
+	case TLSRequire, TLSDisable:
+	default:
+		return nil, fmt.Errorf("MSSQLTLS %q: want %q or %q", opts.MSSQLTLS, TLSRequire, TLSDisable)
+	}
 	start := time.Now()
 	r := &runner{opts: opts, trials: map[string][]Scenario{},
 		rep: &Report{Started: start.UTC(), Rows: opts.Rows, SmallRows: opts.SmallRows, BatchRows: opts.BatchRows, Trials: opts.Trials, Ratios: map[string]float64{}}}
@@ -195,6 +211,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	defer r.closePools()
 	if err := r.setup(ctx); err != nil {
 		return nil, err
+	}
+	if r.wants(SnapshotMSSQL) {
+		if err := r.startMSSQL(ctx); err != nil {
+			return nil, fmt.Errorf("start the SQL Server stand-in: %w", err)
+		}
+		defer r.tds.close()
 	}
 	if err := r.scenarios(ctx); err != nil {
 		return nil, err
@@ -339,6 +361,9 @@ func (r *runner) writeConfig() error {
 func (r *runner) scenarios(ctx context.Context) error {
 	// The incremental scenarios need the snapshot first; every trial but
 	// the first starts the store over.
+	// snapshot_mssql runs before snapshot, whose store the incremental
+	// scenarios keep, and its store is removed after it: both snapshots
+	// start from the same store.
 	syncs := r.wants(Snapshot) || r.wants(Incremental) || r.wants(IncrementalSmall)
 	for i := range r.opts.Trials {
 		if r.wants(BaselineCopy) {
@@ -346,16 +371,25 @@ func (r *runner) scenarios(ctx context.Context) error {
 				return err
 			}
 		}
-		if !syncs || (i > 0 && !r.wants(Snapshot)) {
-			continue // one snapshot is all the other scenarios need
-		}
-		if i > 0 {
-			if err := r.resetStore(ctx); err != nil {
+		// One snapshot is all the other scenarios need.
+		pg := syncs && (i == 0 || r.wants(Snapshot))
+		if pg && i > 0 {
+			if err := r.resetStore(ctx, org); err != nil {
 				return err
 			}
 		}
-		if err := r.sync(ctx, Snapshot, r.srcRows, r.wants(Snapshot)); err != nil {
-			return err
+		if r.wants(SnapshotMSSQL) {
+			if err := r.sync(ctx, SnapshotMSSQL, int64(r.opts.Rows), true); err != nil {
+				return err
+			}
+			if err := r.resetStore(ctx, orgMSSQL); err != nil {
+				return err
+			}
+		}
+		if pg {
+			if err := r.sync(ctx, Snapshot, r.srcRows, r.wants(Snapshot)); err != nil {
+				return err
+			}
 		}
 	}
 	if r.wants(Incremental) || r.wants(BaselineUpsert) {
@@ -385,10 +419,10 @@ func (r *runner) scenarios(ctx context.Context) error {
 	return nil
 }
 
-// resetStore removes what ehrsync wrote, so that the next snapshot starts
-// from an empty store as the first did.
-func (r *runner) resetStore(ctx context.Context) error {
-	if _, err := r.store.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{org}.Sanitize()+" CASCADE"); err != nil {
+// resetStore removes what ehrsync wrote for org, so that the next snapshot
+// starts from an empty store as the first did.
+func (r *runner) resetStore(ctx context.Context, org string) error {
+	if _, err := r.store.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{org}.Sanitize()+" CASCADE"); err != nil {
 		return fmt.Errorf("reset the store: %w", err)
 	}
 	if _, err := r.store.Exec(ctx, "DELETE FROM ehrsync.positions WHERE org = $1", org); err != nil {
@@ -460,10 +494,15 @@ func (r *runner) baselineUpsert(ctx context.Context, n int, gen func(k int) row)
 // sync runs `ehrsync sync` as a child process, records it as scenario name
 // when keep, and checks the store against the source.
 func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) error {
-	if name == Snapshot {
+	org, config := org, r.config
+	if name == SnapshotMSSQL {
+		org, config = orgMSSQL, r.mssqlConfig
+	}
+	if name == Snapshot || name == SnapshotMSSQL {
 		// Every snapshot trial is an initial load.
 		var table, positions bool
-		if err := r.store.QueryRow(ctx, "SELECT to_regclass('bench.charges') IS NOT NULL, to_regclass('ehrsync.positions') IS NOT NULL").Scan(&table, &positions); err != nil {
+		if err := r.store.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL, to_regclass('ehrsync.positions') IS NOT NULL",
+			pgx.Identifier{org, "charges"}.Sanitize()).Scan(&table, &positions); err != nil {
 			return err
 		}
 		if positions && !table {
@@ -476,7 +515,7 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 		}
 	}
 	r.logf("%s: ehrsync sync (%d rows)", name, rows)
-	args := []string{"--log-format", "json", "sync", "--config", r.config}
+	args := []string{"--log-format", "json", "sync", "--config", config}
 	bin := r.opts.Binary
 	if r.opts.Perf != "" {
 		args = append([]string{"record", "-g", "-q", "-o", filepath.Join(r.opts.Perf, name+".perf.data"), "--", bin}, args...)
@@ -485,16 +524,27 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 	var out bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "EHRSYNC_BENCH_STORE_URL="+r.storeURL)
+	if r.tds != nil {
+		cmd.Env = append(cmd.Env, mssqlPasswordEnv+"="+r.tds.password)
+	}
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()
 	err := cmd.Run()
 	elapsed := time.Since(t0)
+	if err == nil && name == SnapshotMSSQL {
+		err = r.tds.failure()
+	}
 	if err != nil {
+		if name == SnapshotMSSQL {
+			if ferr := r.tds.failure(); ferr != nil {
+				err = fmt.Errorf("%w (%w)", err, ferr)
+			}
+		}
 		return fmt.Errorf("%s: ehrsync sync: %w\n%s", name, err, out.String())
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	verified, err := r.check(ctx)
+	verified, err := r.check(ctx, org)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -504,9 +554,10 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 	return nil
 }
 
-// check compares the store with the source: every row with Options.Verify,
-// the row counts otherwise.
-func (r *runner) check(ctx context.Context) (string, error) {
+// check compares org's store with the source: every row with
+// Options.Verify, the row counts otherwise. snapshot_mssql's store is
+// compared with the PostgreSQL source too: the stand-in serves its rows.
+func (r *runner) check(ctx context.Context, org string) (string, error) {
 	if r.opts.Verify {
 		t, ok := schemas.NextGen().Table(table)
 		if !ok {
@@ -526,7 +577,7 @@ func (r *runner) check(ctx context.Context) (string, error) {
 		return "rows", nil
 	}
 	var have int64
-	if err := r.store.QueryRow(ctx, "SELECT count(*) FROM bench.charges").Scan(&have); err != nil {
+	if err := r.store.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{org, "charges"}.Sanitize()).Scan(&have); err != nil {
 		return "", err
 	}
 	if have != r.srcRows {
@@ -549,7 +600,7 @@ func (r *runner) record(s Scenario, elapsed, cpu time.Duration, rssMB float64) {
 // scenarios first ran, and each ratio as the median of the trials' ratios
 // (trial i of one side against trial i of the other).
 func (r *runner) summarize() {
-	for _, name := range []string{BaselineCopy, Snapshot, BaselineUpsert, Incremental, IncrementalSmall} {
+	for _, name := range []string{BaselineCopy, SnapshotMSSQL, Snapshot, BaselineUpsert, Incremental, IncrementalSmall} {
 		ts := r.trials[name]
 		if len(ts) == 0 {
 			continue
@@ -564,19 +615,22 @@ func (r *runner) summarize() {
 		}
 		r.rep.Scenarios = append(r.rep.Scenarios, s)
 	}
-	ratio := func(name, ours, base string) {
+	ratio := func(name, ours, base string, of func(Scenario) float64) {
 		a, b := r.trials[ours], r.trials[base]
 		var rs []float64
 		for i := range min(len(a), len(b)) {
-			rs = append(rs, a[i].RowsPerSec/b[i].RowsPerSec)
+			rs = append(rs, of(a[i])/of(b[i]))
 		}
 		if len(rs) > 0 {
 			slices.Sort(rs)
 			r.rep.Ratios[name] = rs[(len(rs)-1)/2]
 		}
 	}
-	ratio(SnapshotVsBaselineCopy, Snapshot, BaselineCopy)
-	ratio(IncrementalVsBaselineUpsert, Incremental, BaselineUpsert)
+	rowsPerSec := func(s Scenario) float64 { return s.RowsPerSec }
+	ratio(SnapshotVsBaselineCopy, Snapshot, BaselineCopy, rowsPerSec)
+	ratio(IncrementalVsBaselineUpsert, Incremental, BaselineUpsert, rowsPerSec)
+	// The SQL Server path's cost: engine CPU per row, not speed.
+	ratio(SnapshotMSSQLVsSnapshot, SnapshotMSSQL, Snapshot, func(s Scenario) float64 { return s.CPUMicrosPerRow })
 }
 
 func selfCPU() time.Duration {

@@ -15,17 +15,15 @@ import (
 
 // TestRunReportsEveryScenarioAndKeepsTheStoreEqual runs the benchmark small:
 // every scenario and ratio is in the JSON, and after each ehrsync scenario
-// every store row equals the source's (Options.Verify). It asserts
-// behaviour, never timings.
+// every store row equals the source's (Options.Verify), snapshot_mssql's
+// read from the TDS test server with TLS required. It asserts behaviour,
+// never timings.
 func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds ehrsync and starts PostgreSQL")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "ehrsync")
-	build := exec.Command("go", "build", "-o", bin, "../cmd/ehrsync")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "build ehrsync:\n%s", out)
+	bin := buildEhrsync(t)
 
 	rep, err := bench.Run(context.Background(), bench.Options{Rows: 3000, SmallRows: 400, BatchRows: 1000, Trials: 2, Binary: bin, Verify: true})
 	require.NoError(t, err)
@@ -47,7 +45,7 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(b, &got))
 	want := map[string]int64{
-		bench.BaselineCopy: 3000, bench.Snapshot: 3000, bench.BaselineUpsert: 3000,
+		bench.BaselineCopy: 3000, bench.Snapshot: 3000, bench.SnapshotMSSQL: 3000, bench.BaselineUpsert: 3000,
 		bench.Incremental: 3000, bench.IncrementalSmall: 400,
 	}
 	seen := map[string]bool{}
@@ -56,7 +54,7 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 		require.True(t, ok, "unexpected scenario %s", s.Name)
 		require.Equal(t, rows, s.Rows, s.Name)
 		require.Positive(t, s.RowsPerSec, s.Name)
-		if s.Name == bench.Snapshot || s.Name == bench.Incremental || s.Name == bench.IncrementalSmall {
+		if s.Name == bench.Snapshot || s.Name == bench.SnapshotMSSQL || s.Name == bench.Incremental || s.Name == bench.IncrementalSmall {
 			require.Equal(t, "rows", s.Verified, "%s: store compared row by row with the source", s.Name)
 			require.Positive(t, s.PeakRSSMB, s.Name)
 		}
@@ -68,4 +66,36 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	require.Len(t, seen, len(want))
 	require.Contains(t, got.Ratios, bench.SnapshotVsBaselineCopy)
 	require.Contains(t, got.Ratios, bench.IncrementalVsBaselineUpsert)
+	require.Contains(t, got.Ratios, bench.SnapshotMSSQLVsSnapshot)
+}
+
+func buildEhrsync(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ehrsync")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/ehrsync").CombinedOutput()
+	require.NoError(t, err, "build ehrsync:\n%s", out)
+	return bin
+}
+
+// TestSnapshotMSSQLAlone runs the SQL Server scenario by itself, on a few
+// thousand rows in several chunks, TLS off, each trial into an empty store.
+func TestSnapshotMSSQLAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ehrsync and starts PostgreSQL")
+	}
+	bin := buildEhrsync(t)
+	rep, err := bench.Run(context.Background(), bench.Options{Rows: 2500, BatchRows: 700, Trials: 2, Binary: bin, Verify: true,
+		Scenarios: []string{bench.SnapshotMSSQL}, MSSQLTLS: bench.TLSDisable})
+	require.NoError(t, err)
+	require.Len(t, rep.Scenarios, 1)
+	s := rep.Scenarios[0]
+	require.Equal(t, bench.SnapshotMSSQL, s.Name)
+	require.Equal(t, int64(2500), s.Rows)
+	require.Equal(t, "rows", s.Verified)
+	require.Len(t, s.TrialSeconds, 2)
+	require.Positive(t, s.CPUMicrosPerRow)
+	require.Empty(t, rep.Ratios, "no ratio without snapshot")
+
+	_, err = bench.Run(context.Background(), bench.Options{Rows: 10, Binary: bin, MSSQLTLS: "prefer"})
+	require.ErrorContains(t, err, `MSSQLTLS "prefer"`)
 }

@@ -36,21 +36,43 @@ type row struct {
 	amt, patAmt              int64
 	beginDOS, endDOS, status string
 	createdBy, modifiedBy    int32
-	createTS, modifyTS       int64 // microseconds since 2000-01-01, whole milliseconds
+	createTS, modifyTS       int64 // microseconds since 2000-01-01, whole 10 ms
 	version                  int   // 0: as inserted; 1: after the benchmark's update
 }
 
 var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
+func mix(i int) uint64 { return uint64(i)*0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019 }
+
+// genID returns claim line i's key (RFC 4122 byte order, a version 4 UUID).
+// Its first six bytes and its last six are both i+1 (big-endian), so that
+// the keys sort by i in PostgreSQL's uuid order (bytewise) and in SQL
+// Server's uniqueidentifier order (bytes 10-15 first, PITFALLS.md P12)
+// alike: both sources serve the rows in the same order.
+func genID(i int) [16]byte {
+	var id [16]byte
+	n, x := uint64(i)+1, mix(i)
+	put48(id[0:6], n)
+	id[6] = 0x40 | byte(x)&0x0f
+	id[7] = byte(x >> 8)
+	id[8] = 0x80 | byte(x>>16)&0x3f
+	id[9] = byte(x >> 24)
+	put48(id[10:16], n)
+	return id
+}
+
+func put48(b []byte, v uint64) {
+	for k := 5; k >= 0; k-- {
+		b[k] = byte(v)
+		v >>= 8
+	}
+}
+
 // genRow returns claim line i; version 1 is the same line after the update
 // the incremental scenarios apply at the source (updateSQL).
 func genRow(i int, version int) row {
-	x := uint64(i)*0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019
-	r := row{version: version}
-	binary.BigEndian.PutUint64(r.id[:8], uint64(i)+1)
-	binary.BigEndian.PutUint64(r.id[8:], x)
-	r.id[6] = r.id[6]&0x0f | 0x40
-	r.id[8] = r.id[8]&0x3f | 0x80
+	x := mix(i)
+	r := row{version: version, id: genID(i)}
 	binary.BigEndian.PutUint64(r.person[:8], x>>7)
 	binary.BigEndian.PutUint64(r.person[8:], uint64(i%50000))
 	r.practice = fmt.Sprintf("%04d", x%40)
@@ -66,7 +88,9 @@ func genRow(i int, version int) row {
 	r.status = "A"
 	r.createdBy = int32(i)
 	r.modifiedBy = int32(x % 500)
-	r.createTS = int64(day.Sub(pgEpoch)/time.Microsecond) + int64(x%86400000)*1000
+	// Whole 10 ms: a value SQL Server's datetime (1/300 s ticks) holds
+	// exactly, so that both sources serve the same instants.
+	r.createTS = int64(day.Sub(pgEpoch)/time.Microsecond) + int64(x%8640000)*10000
 	r.modifyTS = r.createTS
 	if version == 1 {
 		r.amt += 100

@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string) error {
 	bin := fs.String("binary", "", "ehrsync binary (default: build ./cmd/ehrsync)")
 	check := fs.Bool("verify", false, "compare every row of the store with the source after each scenario")
 	perf := fs.String("perf", "", "run ehrsync under `perf record -g`, writing <dir>/<scenario>.perf.data")
+	mssqlTLS := fs.String("mssql-tls", bench.TLSRequire, "snapshot_mssql's TLS: require (production's: a CA file verifies the server) or disable (to measure what TLS costs)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	opts := bench.Options{Rows: *rows, SmallRows: *small, BatchRows: *batch, Trials: *trials, Binary: *bin, Verify: *check, Perf: *perf, Log: os.Stderr}
+	opts := bench.Options{Rows: *rows, SmallRows: *small, BatchRows: *batch, Trials: *trials, Binary: *bin, Verify: *check, Perf: *perf, MSSQLTLS: *mssqlTLS, Log: os.Stderr}
 	if *only != "" {
 		opts.Scenarios = strings.Split(*only, ",")
 	}
