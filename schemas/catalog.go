@@ -125,7 +125,7 @@ func NextGen() *Catalog {
 //	key: [claim_id]
 //	row_version: row_timestamp   # optional
 //	modified_at: modify_timestamp # optional
-//	practice: practice_id        # optional
+//	practice: practice_id        # the practice column, or none: rows shared by every practice
 //	columns:
 //	  - {name: claim_id, type: uniqueidentifier, nullable: false, provenance: I}
 func LoadCatalog(fsys fs.FS, dir string) (*Catalog, error) {
@@ -212,7 +212,11 @@ func decodeTable(data []byte) (*Table, error) {
 		ModifiedAt:  f.ModifiedAt,
 		Practice:    f.Practice,
 		Description: strings.TrimSpace(f.Description),
+		Shared:      f.Practice == "none",
 		Provenance:  f.Provenance,
+	}
+	if t.Shared {
+		t.Practice = ""
 	}
 	var errs []error
 	for i, c := range f.Columns {

@@ -49,3 +49,43 @@ columns:
 		require.ErrorContains(t, err, "missing.yaml")
 	})
 }
+
+// TestPracticeDeclarations: a table names its practice column or declares
+// `practice: none` (its rows shared by every practice); one that does
+// neither is refused for an organization that filters by practice, and a
+// practice-like column it does not name is found.
+func TestPracticeDeclarations(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, practice string) string {
+		p := filepath.Join(dir, name+".yaml")
+		require.NoError(t, os.WriteFile(p, []byte("schema: app\nname: "+name+"\ndialect: postgres\nkey: [id]\n"+practice+
+			"columns:\n  - {name: id, type: bigint, nullable: false}\n  - {name: PracticeID, type: text, nullable: true}\n"), 0o600))
+		return p
+	}
+	tables, err := schemas.LoadTableFiles(file("named", "practice: PracticeID\n"), file("shared", "practice: none\n"), file("silent", ""))
+	require.NoError(t, err)
+	named, shared, silent := tables[0], tables[1], tables[2]
+	require.Equal(t, "PracticeID", named.Practice)
+	require.False(t, named.Shared)
+	require.NoError(t, named.CheckPracticeFilter())
+	require.Empty(t, named.PracticeLike())
+
+	require.True(t, shared.Shared)
+	require.Empty(t, shared.Practice, "none is a declaration, not a column")
+	require.NoError(t, shared.CheckPracticeFilter())
+	require.Equal(t, []string{"PracticeID"}, shared.PracticeLike())
+
+	err = silent.CheckPracticeFilter()
+	require.ErrorIs(t, err, schemas.ErrPracticeUndeclared)
+	require.ErrorContains(t, err, "practice: <column>")
+	require.ErrorContains(t, err, "practice: none")
+	require.ErrorContains(t, err, "it has a column PracticeID")
+
+	bad := *named
+	bad.Shared = true
+	require.ErrorContains(t, bad.Validate(), "keep one")
+
+	for _, tb := range schemas.NextGen().Tables() {
+		require.NoError(t, tb.CheckPracticeFilter(), "every NextGen table declares its practice column or none")
+	}
+}

@@ -45,6 +45,12 @@ type Table struct {
 	RowVersion   string   // rowversion column name, "" if none
 	ModifiedAt   string   // application modify-timestamp column, "" if none
 	Practice     string   // practice filter column (practice_id), "" if none
+	// Shared declares that the table has no practice column: its rows
+	// belong to every practice of the database (reference tables such as
+	// payer masters; `practice: none` in a catalog file). A table with
+	// neither Practice nor Shared is refused for an organization that
+	// filters by practice (CheckPracticeFilter).
+	Shared bool
 	Description  string
 	// Provenance tags the table name itself (see Column.Provenance).
 	Provenance string
@@ -196,6 +202,9 @@ func (t *Table) Validate() error {
 		if _, ok := t.Column(t.Practice); !ok {
 			add("practice column %s does not exist", t.Practice)
 		}
+		if t.Shared {
+			add("practice column %s is named, and the table is declared shared by every practice: keep one", t.Practice)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("table %s: %w", t.QualifiedName(), err)
@@ -273,4 +282,44 @@ func isDateTime(d Dialect, t Type) bool {
 		}
 	}
 	return false
+}
+
+// ErrPracticeUndeclared is a table that neither names its practice column
+// nor declares that it has none, read for an organization that filters by
+// practice: its rows could belong to any practice.
+var ErrPracticeUndeclared = errors.New("the table neither names its practice column nor declares that it has none")
+
+// CheckPracticeFilter returns nil when an organization restricted to
+// practices may read t: t names its practice column, or declares that its
+// rows are shared by every practice. Otherwise an error matching
+// ErrPracticeUndeclared names both fixes.
+func (t *Table) CheckPracticeFilter() error {
+	if t.Practice != "" || t.Shared {
+		return nil
+	}
+	return fmt.Errorf("table %s: %w, so every practice's rows would reach this organization: "+
+		"name it with `practice: <column>` in the table's catalog file, or declare `practice: none` "+
+		"if its rows are shared by every practice (a reference table such as a payer master)%s",
+		t.QualifiedName(), ErrPracticeUndeclared, t.practiceLikeHint())
+}
+
+// PracticeLike returns the columns of t whose names look like a practice
+// column (practice_id, PracticeID, ...) that t does not name as its
+// practice column.
+func (t *Table) PracticeLike() []string {
+	var out []string
+	for _, c := range t.Columns {
+		n := strings.ToLower(strings.ReplaceAll(c.Name, "_", ""))
+		if strings.Contains(n, "practice") && !strings.EqualFold(c.Name, t.Practice) {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+func (t *Table) practiceLikeHint() string {
+	if like := t.PracticeLike(); len(like) > 0 {
+		return " (it has a column " + strings.Join(like, ", ") + ")"
+	}
+	return ""
 }

@@ -86,8 +86,10 @@ func runValidate(_ context.Context, env *environment, args []string) error {
 }
 
 // catalogProblems loads the configuration's catalog (NextGen and the files
-// of catalog:) and checks that it has every configured table, naming the
-// key of each one it lacks.
+// of catalog:) and checks that it has every configured table, and that an
+// organization filtering by practice reads only tables that name their
+// practice column or declare they have none, naming the key of each
+// problem.
 func catalogProblems(cfg *config.Config) error {
 	catalog, err := service.Catalog(cfg)
 	if err != nil {
@@ -96,9 +98,17 @@ func catalogProblems(cfg *config.Config) error {
 	var problems []error
 	for i, o := range cfg.Orgs {
 		for j, t := range o.Tables {
-			if _, ok := catalog.Table(t.Name); !ok {
+			ct, ok := catalog.Table(t.Name)
+			if !ok {
 				problems = append(problems, &config.FieldError{Key: fmt.Sprintf("orgs[%d].tables[%d].name", i, j),
 					Problem: fmt.Sprintf("table %q is in neither the NextGen catalog nor a file of catalog:", t.Name)})
+				continue
+			}
+			if len(o.Source.PracticeIDs) > 0 {
+				if err := ct.CheckPracticeFilter(); err != nil {
+					problems = append(problems, &config.FieldError{Key: fmt.Sprintf("orgs[%d].tables[%d].name", i, j),
+						Problem: err.Error() + "; the organization sets practice_ids"})
+				}
 			}
 		}
 	}

@@ -42,3 +42,54 @@ orgs:
 	err := run(context.Background(), []string{"validate", "--config", path}, &out, &errOut)
 	require.ErrorContains(t, err, `orgs[0].tables[1].name: table "app.missing" is in neither the NextGen catalog nor a file of catalog:`)
 }
+
+// TestValidateRefusesUndeclaredPracticeColumns: an organization that filters
+// by practice may read only tables that name their practice column or
+// declare `practice: none`; a table that does neither is a configuration
+// error naming the table and both fixes.
+func TestValidateRefusesUndeclaredPracticeColumns(t *testing.T) {
+	dir := t.TempDir()
+	table := func(practice string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "visits.yaml"), []byte(`schema: app
+name: visits
+dialect: postgres
+key: [id]
+`+practice+`columns:
+  - {name: id, type: bigint, nullable: false}
+  - {name: practice_id, type: text, nullable: false}
+`), 0o600))
+	}
+	p := filepath.Join(dir, "ehrsync.yaml")
+	config := func(practices string) {
+		require.NoError(t, os.WriteFile(p, []byte(`store:
+  url: env:EHRSYNC_STORE_URL
+catalog: [visits.yaml]
+orgs:
+  - name: st-mary
+    schedule: {every: 10m}
+    source: {dialect: postgres, via: direct, host: localhost, database: emr, user: ehrsync, tls: {mode: disable}`+practices+`}
+    tables:
+      - name: dbo.payer_mstr
+      - name: app.visits
+`), 0o600))
+	}
+	var out, errOut bytes.Buffer
+	validate := func() error { return run(context.Background(), []string{"validate", "--config", p}, &out, &errOut) }
+
+	table("")
+	config(`, practice_ids: ["0001"]`)
+	err := validate()
+	require.ErrorContains(t, err, "orgs[0].tables[1].name: table app.visits: the table neither names its practice column nor declares that it has none")
+	require.ErrorContains(t, err, "practice: <column>")
+	require.ErrorContains(t, err, "practice: none")
+	require.ErrorContains(t, err, "it has a column practice_id")
+	require.NotContains(t, err.Error(), "payer_mstr", "NextGen's reference tables declare practice: none")
+
+	table("practice: practice_id\n")
+	require.NoError(t, validate())
+	table("practice: none\n")
+	require.NoError(t, validate())
+	table("")
+	config("") // no practice filter: nothing to declare
+	require.NoError(t, validate())
+}

@@ -97,6 +97,27 @@ FROM sys.tables t WHERE t.object_id = OBJECT_ID(@p1)`, qname).Scan(&cdc, &ct)
 			t.CDC, t.CT = onOff(cdc), onOff(ct)
 		}
 	}
+	// Practices: a table read for an organization that filters by practice
+	// must name its practice column or declare it has none; a column that
+	// looks like one but is not named is flagged either way.
+	if c.opts.Catalog != nil {
+		if ct, ok := c.opts.Catalog.Table(tc.Name); ok {
+			if len(src.PracticeIDs) > 0 {
+				if err := ct.CheckPracticeFilter(); err != nil {
+					fail(&Problem{Code: "practice_undeclared", Cause: err.Error(),
+						Fix: "declare the table's practice column (or practice: none) in its catalog file; until then sync refuses the table"})
+				}
+			}
+			if like := ct.PracticeLike(); len(like) > 0 {
+				t.Notes = append(t.Notes, fmt.Sprintf("column %s looks like a practice column, but the catalog does not name it "+
+					"as the table's practice column: practice_ids do not filter this table's rows "+
+					"(name it with practice: in the table's catalog file)", strings.Join(like, ", ")))
+				if t.Status == StatusOK {
+					t.Status = StatusWarning
+				}
+			}
+		}
+	}
 	// Plan.
 	strategy := tc.Strategy
 	if c.opts.Planner != nil && c.opts.Catalog != nil {

@@ -395,6 +395,11 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 		return res, Plan{}, nil, fmt.Errorf("table %s is not in the catalog", tc.Name)
 	}
 	res.Table = t.QualifiedName()
+	if len(org.Source.PracticeIDs) > 0 {
+		if err := t.CheckPracticeFilter(); err != nil {
+			return res, Plan{}, nil, err
+		}
+	}
 	if d, ok := e.Planner.(Describer); ok {
 		var err error
 		if t, err = e.adapt(ctx, d, db, org, tc, t); err != nil {

@@ -252,3 +252,24 @@ func TestAuditFailureFailsTheRun(t *testing.T) {
 	require.ErrorIs(t, res.Tables[0].Err, engine.ErrExpired)
 	require.ErrorIs(t, res.Tables[0].Err, errAuditRefused)
 }
+
+// TestUndeclaredPracticeTableIsRefused: an organization that filters by
+// practice never reads a table that neither names its practice column nor
+// declares it has none (its rows could be any practice's); a table that
+// names it, or declares none, runs.
+func TestUndeclaredPracticeTableIsRefused(t *testing.T) {
+	silent := &fake{table: table(t, "charges"), n: 3}
+	shared := &fake{table: table(t, "payers"), n: 2}
+	shared.table.Shared = true
+	named := &fake{table: table(t, "claims"), n: 4}
+	named.table.Practice = "v"
+	f := newFixture(t, config.ExpiredResnapshot, silent, shared, named)
+	f.org.Source.PracticeIDs = []string{"0001"}
+	res := f.eng.SyncOrg(context.Background(), f.org, nil)
+	require.Equal(t, 1, res.Failed())
+	require.ErrorIs(t, res.Tables[0].Err, schemas.ErrPracticeUndeclared)
+	require.Empty(t, silent.opens, "the refused table was read")
+	require.NoError(t, res.Tables[1].Err)
+	require.NoError(t, res.Tables[2].Err)
+	require.Equal(t, int64(2), res.Tables[1].Totals.Inserted)
+}
