@@ -50,8 +50,8 @@ type Table struct {
 	// payer masters; `practice: none` in a catalog file). A table with
 	// neither Practice nor Shared is refused for an organization that
 	// filters by practice (CheckPracticeFilter).
-	Shared bool
-	Description  string
+	Shared      bool
+	Description string
 	// Provenance tags the table name itself (see Column.Provenance).
 	Provenance string
 }
