@@ -1,8 +1,6 @@
 package hwm_test
 
 import (
-	"database/sql/driver"
-	"errors"
 	"flag"
 	"strings"
 	"testing"
@@ -11,21 +9,23 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
-	mssql "github.com/microsoft/go-mssqldb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/hwm"
-	"github.com/ehrsync/ehrsync/extractors/internal/fakesql"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
-// The SQL Server path without a server: the exact T-SQL and the exact
-// parameter types each run sends (PITFALLS.md P12, P15), against a fake
-// driver that answers with values shaped as go-mssqldb returns them.
+// The SQL Server path through go-mssqldb: the exact T-SQL and the exact
+// parameter types the server receives on each run (PITFALLS.md P12, P15),
+// read from SQL Server's semantics held in a model (rowversion from
+// @@DBTS, MIN_ACTIVE_ROWVERSION() held by open transactions, datetime at
+// 1/300 s, GUIDs in SQL Server's order) and served over TDS.
 
 // claimLines has a composite GUID key, a practice filter, a rowversion and a
 // datetime modify stamp.
@@ -50,36 +50,65 @@ func wire(t *testing.T, h string) []byte {
 	return extractortest.Wire(t, h)
 }
 
-// row is a claim_lines row as go-mssqldb returns it: GUIDs in wire order,
-// the decimal as text, datetime as a UTC time at the displayed millisecond.
-func row(t *testing.T, claim, line string, rv uint64, stamp time.Time) []driver.Value {
-	return []driver.Value{
-		wire(t, claim), wire(t, line), "0001", []byte("-125.40"), "20260105", stamp,
-		[]byte{0, 0, 0, 0, byte(rv >> 24), byte(rv >> 16), byte(rv >> 8), byte(rv)},
+// row is a claim_lines row of practice as the model holds it (the model
+// gives it its row version when it is written).
+func row(t *testing.T, practice, claim, line string, stamp time.Time) map[string]any {
+	return map[string]any{
+		"claim_id": wire(t, claim), "line_id": wire(t, line), "practice_id": practice,
+		"paid_amt": "-125.40", "service_date": "20260105", "modify_timestamp": stamp,
 	}
 }
 
-var lineColumns = []string{"claim_id", "line_id", "practice_id", "paid_amt", "service_date", "modify_timestamp", "row_timestamp"}
+// source is a claim_lines table served over TDS, its every request
+// recorded.
+type source struct {
+	t     *testing.T
+	table *schemas.Table
+	srv   *mssqltest.Server
+	rec   *mssqltest.Recorder
+}
 
-// scripted answers MIN_ACTIVE_ROWVERSION() with bound, MAX() with max, and
-// each chunk query with the next of chunks.
-func scripted(bound []byte, max any, chunks ...[][]driver.Value) fakesql.Script {
-	return func(query string, _ []any) (fakesql.Result, error) {
-		switch {
-		case strings.HasPrefix(query, "SELECT MIN_ACTIVE_ROWVERSION()"):
-			return fakesql.Result{Columns: []string{""}, Rows: [][]driver.Value{{bound}}}, nil
-		case strings.HasPrefix(query, "SELECT MAX("):
-			return fakesql.Result{Columns: []string{""}, Rows: [][]driver.Value{{max}}}, nil
-		case strings.HasPrefix(query, "SELECT TOP"):
-			if len(chunks) == 0 {
-				return fakesql.Result{Columns: lineColumns}, nil
-			}
-			c := chunks[0]
-			chunks = chunks[1:]
-			return fakesql.Result{Columns: lineColumns, Rows: c}, nil
-		}
-		return fakesql.Result{}, errors.New("unexpected statement")
+// newSource serves a database whose @@DBTS starts at dbts.
+func newSource(t *testing.T, dbts uint64) *source {
+	t.Helper()
+	s := &source{t: t, table: claimLines(t)}
+	s.srv, s.rec = mssqltest.ServeRecorded(t, mssqlmodel.New(mssqlmodel.Options{FirstRowVersion: dbts}))
+	require.NoError(t, s.srv.Model.CreateTable(s.table))
+	return s
+}
+
+// insert commits rows, each in its own transaction (each takes the next
+// row version).
+func (s *source) insert(rows ...map[string]any) {
+	s.t.Helper()
+	for _, r := range rows {
+		tx := s.srv.Model.Begin()
+		require.NoError(s.t, tx.Insert(s.table.QualifiedName(), r))
+		require.NoError(s.t, tx.Commit())
 	}
+}
+
+// touchTo commits writes elsewhere until @@DBTS is dbts.
+func (s *source) touchTo(dbts uint64) {
+	s.t.Helper()
+	for s.srv.Model.DBTS() < dbts {
+		s.srv.Model.Touch()
+	}
+	require.Equal(s.t, dbts, s.srv.Model.DBTS())
+}
+
+// extractor opens the source connection (its opening ping left out of the
+// recording) and builds the extractor on it.
+func (s *source) extractor(opts hwm.Options) *hwm.Extractor {
+	s.t.Helper()
+	db := s.srv.Open(s.t)
+	s.rec.Reset()
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	s.t.Cleanup(func() { mem.AssertSize(s.t, 0) })
+	opts.Allocator = mem
+	ext, err := hwm.New(db, schemas.SQLServer, s.table, opts)
+	require.NoError(s.t, err)
+	return ext
 }
 
 type chunkSummary struct {
@@ -116,27 +145,31 @@ func rv(n uint64) watermarks.Value {
 const (
 	claimA = "ff19966f-868b-11d0-b42d-00c04fc964ff" // wire order of 6f9619ff-8b86-d011-b42d-00c04fc964ff
 	lineA  = "03020100-0504-0706-0809-0a0b0c0d0e0f" // wire order of 00010203-0405-0607-0809-0a0b0c0d0e0f
-	claimB = "00000000-0000-0000-0000-000000000001"
+	claimB = "00000000-0000-0000-0000-000000000001" // sorts before claimA and lineA in SQL Server (bytes 10-15 first)
+	claimC = "00000000-0000-0000-0000-0000000000c0"
 )
 
 func TestSQLServerQueries(t *testing.T) {
 	stamp := time.Date(2026, 1, 5, 8, 0, 0, 3_000_000, time.UTC) // datetime tick 1, as the driver shows it
+	maxStamp := time.Date(9999, 12, 31, 23, 59, 59, 997_000_000, time.UTC)
 	tests := []struct {
-		name   string
-		opts   hwm.Options
-		pos    watermarks.Position
-		script func(t *testing.T) fakesql.Script
-		want   []chunkSummary
+		name  string
+		opts  hwm.Options
+		pos   watermarks.Position
+		setup func(t *testing.T) *source
+		want  []chunkSummary
 	}{
 		{
 			name: "first run records the bound then snapshots",
 			opts: hwm.Options{Practices: []string{"0001", "0002"}, ChunkRows: 2},
-			script: func(t *testing.T) fakesql.Script {
-				return scripted(rv8(0x7D1), nil,
-					[][]driver.Value{row(t, claimA, lineA, 0x7C0, stamp), row(t, claimB, lineA, 0x7C1, stamp)},
-					[][]driver.Value{row(t, claimB, claimB, 0x7C2, stamp)})
+			setup: func(t *testing.T) *source {
+				// Row versions 0x7CE..0x7D0: MIN_ACTIVE_ROWVERSION() is 0x7D1.
+				s := newSource(t, 0x7CD)
+				s.insert(row(t, "0001", claimA, lineA, stamp), row(t, "0002", claimB, lineA, stamp), row(t, "0001", claimB, claimB, stamp))
+				return s
 			},
 			want: []chunkSummary{
+				// In SQL Server's GUID order: (B, B), (B, lineA), then (A, lineA).
 				{2, watermarks.Snapshot{
 					LastKey: watermarks.Key{
 						watermarks.UUID(uuid.MustParse("00000000-0000-0000-0000-000000000001")).WithSQLType("uniqueidentifier"),
@@ -151,9 +184,21 @@ func TestSQLServerQueries(t *testing.T) {
 			name: "row version window then heartbeat",
 			opts: hwm.Options{Practices: []string{"0001"}, ChunkRows: 2},
 			pos:  watermarks.Cursor{Column: "row_timestamp", Value: rv(0x7D0)},
-			script: func(t *testing.T) fakesql.Script {
-				return scripted(rv8(0x800), nil,
-					[][]driver.Value{row(t, claimA, lineA, 0x7D5, stamp), row(t, claimB, lineA, 0x7D9, stamp)})
+			setup: func(t *testing.T) *source {
+				s := newSource(t, 0x7CF)
+				s.insert(row(t, "0001", claimC, lineA, stamp)) // 0x7D0: at the saved position, already read
+				s.touchTo(0x7D4)
+				s.insert(row(t, "0001", claimA, lineA, stamp)) // 0x7D5
+				s.touchTo(0x7D7)
+				s.insert(row(t, "0002", claimC, claimC, stamp)) // 0x7D8: another practice
+				s.insert(row(t, "0001", claimB, lineA, stamp))  // 0x7D9
+				s.touchTo(0x7FF)
+				// A transaction still open holds MIN_ACTIVE_ROWVERSION() at
+				// its row's version, 0x800 (P10): its row is not read.
+				open := s.srv.Model.Begin()
+				require.NoError(t, open.Insert(s.table.QualifiedName(), row(t, "0001", claimB, claimB, stamp)))
+				t.Cleanup(open.Rollback)
+				return s
 			},
 			want: []chunkSummary{
 				// Row versions page by (version, key) (D14).
@@ -168,8 +213,11 @@ func TestSQLServerQueries(t *testing.T) {
 			name: "idle row version at the bound reads nothing",
 			opts: hwm.Options{Practices: []string{"0001"}, ChunkRows: 2},
 			pos:  watermarks.Cursor{Column: "row_timestamp", Value: rv(0x7FF)},
-			script: func(*testing.T) fakesql.Script {
-				return scripted(rv8(0x800), nil)
+			setup: func(t *testing.T) *source {
+				// Rows at 0x7FE and 0x7FF, both read: MIN_ACTIVE_ROWVERSION() is 0x800.
+				s := newSource(t, 0x7FD)
+				s.insert(row(t, "0001", claimA, lineA, stamp), row(t, "0001", claimB, lineA, stamp))
+				return s
 			},
 		},
 		{
@@ -179,10 +227,15 @@ func TestSQLServerQueries(t *testing.T) {
 				watermarks.UUID(uuid.MustParse("6f9619ff-8b86-d011-b42d-00c04fc964ff")).WithSQLType("uniqueidentifier"),
 				watermarks.UUID(uuid.MustParse("00010203-0405-0607-0809-0a0b0c0d0e0f")).WithSQLType("uniqueidentifier"),
 			}},
-			script: func(t *testing.T) fakesql.Script {
-				return scripted(nil, nil,
-					[][]driver.Value{row(t, claimA, lineA, 0x7C0, stamp)},
-					[][]driver.Value{row(t, claimB, lineA, 0x7C1, stamp.Add(time.Second))})
+			setup: func(t *testing.T) *source {
+				s := newSource(t, 0x7BF)
+				s.insert(
+					row(t, "0001", claimC, lineA, stamp.Add(-20*time.Minute)), // before the look-back
+					row(t, "0001", claimA, lineA, stamp),                      // the saved position, read again
+					row(t, "0002", claimC, claimC, stamp.Add(time.Second)),    // another practice
+					row(t, "0001", claimB, lineA, stamp.Add(time.Second)),
+				)
+				return s
 			},
 			want: []chunkSummary{
 				{1, watermarks.Cursor{Column: "modify_timestamp", Value: dateTime(t, stamp), Key: watermarks.Key{
@@ -198,70 +251,87 @@ func TestSQLServerQueries(t *testing.T) {
 		{
 			name: "timestamp cursor first run records MAX before the snapshot",
 			opts: hwm.Options{Practices: []string{"0001"}, ChunkRows: 2, Cursor: "modify_timestamp"},
-			script: func(t *testing.T) fakesql.Script {
-				return scripted(nil, time.Date(9999, 12, 31, 23, 59, 59, 997_000_000, time.UTC))
+			setup: func(t *testing.T) *source {
+				// The last datetime there is survives the round trip (P14);
+				// another practice's later-looking value is not the bound.
+				s := newSource(t, 0x7BF)
+				s.insert(row(t, "0001", claimA, lineA, maxStamp), row(t, "0002", claimB, lineA, stamp))
+				return s
 			},
 			want: []chunkSummary{
-				{0, watermarks.Cursor{Column: "modify_timestamp", Value: dateTime(t, time.Date(9999, 12, 31, 23, 59, 59, 997_000_000, time.UTC))}},
+				// The snapshot reads the one row and hands off to MAX.
+				{1, watermarks.Cursor{Column: "modify_timestamp", Value: dateTime(t, maxStamp)}},
 			},
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
-			defer mem.AssertSize(t, 0)
-			db, fake := fakesql.Open(tc.script(t))
-			defer db.Close()
-			opts := tc.opts
-			opts.Allocator = mem
-			ext, err := hwm.New(db, schemas.SQLServer, claimLines(t), opts)
-			require.NoError(t, err)
+			s := tc.setup(t)
+			ext := s.extractor(tc.opts)
 			got := drain(t, ext, tc.pos)
 			require.Equal(t, len(tc.want), len(got))
 			for i := range got {
 				require.Equal(t, tc.want[i].rows, got[i].rows, "chunk %d rows", i)
 				require.Equal(t, encode(t, tc.want[i].to), encode(t, got[i].to), "chunk %d position", i)
 			}
-			golden(t, "sqlserver_"+strings.ReplaceAll(tc.name, " ", "_"), fake.Transcript())
-			// Every key and cursor parameter is typed (P15): no Go string
-			// (nvarchar) and GUIDs as mssql.UniqueIdentifier (P12).
-			for _, c := range fake.Calls() {
-				for _, a := range c.Args {
-					_, isString := a.(string)
-					require.False(t, isString, "a Go string parameter goes as nvarchar")
-				}
-			}
+			golden(t, "sqlserver_"+strings.ReplaceAll(tc.name, " ", "_"), s.rec.Transcript())
+			requireTypedParams(t, s.table, s.rec.Statements())
 		})
 	}
 }
 
-// A GUID key read from the wire is bound back as the same uniqueidentifier
-// (the driver converts it to the same wire bytes), so the server compares
-// it in its own order (PITFALLS.md P12).
-func TestSQLServerGUIDKeyRoundTrip(t *testing.T) {
-	db, fake := fakesql.Open(scripted(rv8(0x900), nil,
-		[][]driver.Value{row(t, claimA, lineA, 0x801, time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC))}))
-	defer db.Close()
-	ext, err := hwm.New(db, schemas.SQLServer, claimLines(t), hwm.Options{ChunkRows: 1})
-	require.NoError(t, err)
-	got := drain(t, ext, watermarks.Snapshot{Resume: watermarks.Cursor{Column: "row_timestamp", Value: rv(0x800)}})
-	require.Len(t, got, 2)
-	calls := fake.Calls()
-	require.Len(t, calls, 2)
-	var bound [][]byte
-	for _, a := range calls[1].Args {
-		if u, ok := a.(mssql.UniqueIdentifier); ok {
-			b, err := u.Value()
-			require.NoError(t, err)
-			bound = append(bound, b.([]byte))
+// requireTypedParams: every key and cursor parameter reaches the server
+// with its column's type (PITFALLS.md P12, P15): GUIDs as uniqueidentifier,
+// the datetime cursor as datetime, row versions as binary, the practice as
+// varchar, and no parameter as a plain nvarchar (a varchar column sought
+// with an nvarchar scans).
+func requireTypedParams(t *testing.T, table *schemas.Table, stmts []mssqltest.Event) {
+	t.Helper()
+	for i, st := range stmts {
+		require.Empty(t, st.PlainNVarChar(), "statement %d: an nvarchar parameter without a cast", i+1)
+		for col, params := range st.Bound() {
+			c, ok := table.Column(col)
+			require.True(t, ok, "statement %d compares %s", i+1, col)
+			for _, p := range params {
+				switch c.Type.Name {
+				case "char", "varchar":
+					require.True(t, strings.HasPrefix(p.Type, "varchar("), "statement %d: %s %s bound to %s", i+1, p.Name, p.Type, col)
+				case "rowversion", "timestamp":
+					require.Contains(t, []string{"binary(8)", "varbinary(8)"}, p.Type, "statement %d: %s bound to %s", i+1, p.Name, col)
+				default:
+					require.Equal(t, c.Type.String(), p.Type, "statement %d: %s bound to %s", i+1, p.Name, col)
+				}
+			}
 		}
 	}
-	require.Equal(t, [][]byte{wire(t, claimA), wire(t, lineA)}, bound)
 }
 
-func rv8(n uint64) []byte {
-	b, _ := rv(n).AsRowVersion()
-	return b[:]
+// A GUID key read from the wire is bound back as the same uniqueidentifier:
+// the server receives the row's own bytes, so it compares the key in its
+// own order (PITFALLS.md P12).
+func TestSQLServerGUIDKeyRoundTrip(t *testing.T) {
+	s := newSource(t, 0x800)
+	s.insert(row(t, "0001", claimA, lineA, time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC))) // 0x801
+	ext := s.extractor(hwm.Options{ChunkRows: 1})
+	got := drain(t, ext, watermarks.Snapshot{Resume: watermarks.Cursor{Column: "row_timestamp", Value: rv(0x800)}})
+	require.Len(t, got, 2)
+	require.Equal(t, 1, got[0].rows)
+	require.Equal(t, 0, got[1].rows)
+	stmts := s.rec.Statements()
+	require.Len(t, stmts, 2)
+	var bound [][]byte
+	for _, p := range stmts[1].Params {
+		if p.Type == "uniqueidentifier" {
+			b, ok := p.Raw.([]byte)
+			require.True(t, ok, "%s: %T", p.Name, p.Raw)
+			bound = append(bound, b)
+		}
+	}
+	stored, err := s.srv.Model.Rows(s.table.QualifiedName())
+	require.NoError(t, err)
+	require.Len(t, stored, 1)
+	require.Equal(t, [][]byte{stored[0]["claim_id"].([]byte), stored[0]["line_id"].([]byte)}, bound)
+	require.Equal(t, [][]byte{wire(t, claimA), wire(t, lineA)}, bound)
 }
 
 func dateTime(t *testing.T, at time.Time) watermarks.Value {
