@@ -40,9 +40,6 @@ func (r *row) scan(rows pgx.Rows) error {
 		&r.PrevHash, &r.Hash)
 }
 
-// genesis is the previous hash of the chain's first row: 32 zero bytes.
-var genesis = make([]byte, sha256.Size)
-
 // hashRow is the chain hash of r after prev, in the canonical encoding of
 // migration 0005 (version 1), computed here independently of the store's
 // own functions, so that a verification does not trust them.
