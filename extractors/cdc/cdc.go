@@ -195,6 +195,11 @@ func (e *Extractor) instances(ctx context.Context) ([]Instance, error) {
 	}
 	switch {
 	case len(all) == 0:
+		// The catalog views hide a table the login has no permission on,
+		// and with it its capture instances.
+		if err := e.selectDenied(ctx, "the catalog shows no capture instance of a table the login may not read"); err != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: no capture instance of %s", ErrNotTracked, e.table.QualifiedName())
 	case len(ins) == 0:
 		return nil, fmt.Errorf("%w: capture instance %s has no start LSN yet (has the capture job run?)", ErrNotTracked, all[0].Name)
@@ -235,6 +240,33 @@ func (e *Extractor) incremental(ctx context.Context, p watermarks.CDC) (*Run, er
 	}
 	r.checked = true
 	return r, nil
+}
+
+// selectDenied returns a *PermissionError naming the grant when the source
+// can tell that the login lacks SELECT on the table (why says what that
+// explains), nil otherwise.
+func (e *Extractor) selectDenied(ctx context.Context, why string) error {
+	sc, ok := e.src.(SelectChecker)
+	if !ok {
+		return nil
+	}
+	name := e.table.QualifiedName()
+	granted, err := sc.CanSelect(ctx, e.table)
+	if err != nil {
+		return fmt.Errorf("cdc %s: %w", name, err)
+	}
+	if granted {
+		return nil
+	}
+	return &PermissionError{Object: name + " (" + why + ")",
+		Grant: "GRANT SELECT ON " + quote(e.table.Schema) + "." + quote(e.table.Name) + " TO <login>"}
+}
+
+// readableChecker is the optional ability of a Source to prove that the
+// login may read a capture instance's change table (SQLServer's
+// CheckReadable).
+type readableChecker interface {
+	CheckReadable(ctx context.Context, instance string) error
 }
 
 // columnsOf maps the table's columns to instance in's captured columns:

@@ -3,6 +3,7 @@ package cdc
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -72,14 +73,21 @@ func (r *Run) checkMin(ctx context.Context) error {
 		return fmt.Errorf("cdc %s: %w", name, err)
 	}
 	if min.IsZero() {
-		if sc, ok := r.e.src.(SelectChecker); ok {
-			granted, err := sc.CanSelect(ctx, r.e.table)
-			if err != nil {
+		// No LSN is also the answer to a login that may not read the
+		// change data: name the grant rather than expire the position
+		// (which would re-snapshot, and expire again, every run).
+		if err := r.e.selectDenied(ctx, "sys.fn_cdc_get_min_lsn answers no LSN without SELECT on the captured table"); err != nil {
+			return err
+		}
+		if rc, ok := r.e.src.(readableChecker); ok {
+			// A gating role the login is not in (P17). A change table
+			// that is gone (208) is the expired case below.
+			var pe *PermissionError
+			switch err := rc.CheckReadable(ctx, in.Name); {
+			case errors.As(err, &pe):
+				return err
+			case err != nil && !isInvalidObject(err):
 				return fmt.Errorf("cdc %s: %w", name, err)
-			}
-			if !granted {
-				return &PermissionError{Object: name + " (sys.fn_cdc_get_min_lsn answers no LSN without SELECT on the captured table)",
-					Grant: "GRANT SELECT ON " + quote(r.e.table.Schema) + "." + quote(r.e.table.Name) + " TO <login>"}
 			}
 		}
 		return &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
