@@ -129,7 +129,7 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 		Limit: e.opts.ChunkRows + 1, Columns: r.sel, NoCommandID: r.ins[r.cur].NoCommandID,
 	}
 	if pc, ok := e.table.Column(e.table.Practice); ok && len(e.opts.Practices) > 0 {
-		q.Practice, q.Practices = pc, e.opts.Practices
+		q.Practice, q.Practices, q.Key = pc, e.opts.Practices, e.table.Key
 	}
 	changes, err := e.src.Changes(ctx, q)
 	if err != nil {
@@ -156,12 +156,15 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 		if err != nil {
 			return engine.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
 		}
+		if c.Foreign {
+			op = schemas.OpDelete // another practice's row: its key only
+		}
 		if len(c.Values) != len(r.sel) {
 			return engine.Chunk{}, fmt.Errorf("cdc %s: change row has %d values for %d columns", name, len(c.Values), len(r.sel))
 		}
 		for i, j := range r.idx {
 			raw[i] = nil
-			if j >= 0 {
+			if j >= 0 && (!c.Foreign || e.table.IsKey(e.table.Columns[i].Name)) {
 				raw[i] = c.Values[j]
 			}
 		}

@@ -69,13 +69,18 @@ type Query struct {
 	// NoCommandID: the change table has no __$command_id (see Instance);
 	// its rows read as command 0.
 	NoCommandID bool
-	// Practice and Practices filter inserts and updates to rows whose
-	// practice column holds one of Practices (bound with the column's exact
-	// type, PITFALLS.md P15); deletes are returned whatever their practice
-	// column holds (a delete image may carry NULLs, P16; deleting a key the
-	// store does not hold is a no-op). Empty Practices: no filter.
+	// Practice and Practices restrict the rows to the organization's
+	// practices (bound with the column's exact type, PITFALLS.md P15): a
+	// row whose practice column holds one of Practices is returned whole;
+	// an update after-image of another practice (a row that may have moved
+	// out of the organization) and a delete whose image carries no practice
+	// (P16) are returned Foreign, with their Key columns only, every other
+	// value NULL at the source; other rows are not returned. Another
+	// practice's values never leave the server. Empty Practices: no filter.
 	Practice  schemas.Column
 	Practices []string
+	// Key names the key columns among Columns (returned for Foreign rows).
+	Key []string
 }
 
 // Change is one change row.
@@ -90,6 +95,11 @@ type Change struct {
 	// (arrowscan's raw values: GUIDs in wire order, decimals as text bytes,
 	// time.Time, ...), nil for NULL.
 	Values []any
+	// Foreign: the row is not of the organization's practices (see
+	// Query.Practices); only its key values are set. The extractor reads
+	// it as a key-only delete: a row that moved out of the organization
+	// leaves the store, and a key the store never held is a no-op.
+	Foreign bool
 }
 
 // SelectChecker is the optional ability of a Source to tell whether the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -165,12 +166,16 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) ([]Change, error) {
 			lsn, seq []byte
 			cmd      sql.NullInt64
 			op       int64
+			ours     = true
 		)
 		vals := make([]any, len(q.Columns))
-		dest := make([]any, 0, 4+len(vals))
+		dest := make([]any, 0, 5+len(vals))
 		dest = append(dest, &lsn, &cmd, &seq, &op)
 		for i := range vals {
 			dest = append(dest, &vals[i])
+		}
+		if q.Practice.Name != "" && len(q.Practices) > 0 {
+			dest = append(dest, &ours)
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("read change table of %s: %w", q.Instance, source.Redact(err))
@@ -178,7 +183,7 @@ func (s *SQLServer) Changes(ctx context.Context, q Query) ([]Change, error) {
 		if cmd.Int64 < 0 || cmd.Int64 > math.MaxInt32 {
 			return nil, fmt.Errorf("read change table of %s: __$command_id %d is out of range", q.Instance, cmd.Int64)
 		}
-		c := Change{CommandID: int32(cmd.Int64), Op: int8(op), Values: vals}
+		c := Change{CommandID: int32(cmd.Int64), Op: int8(op), Values: vals, Foreign: !ours}
 		if c.LSN, err = lsnOf(lsn); err != nil {
 			return nil, fmt.Errorf("read change table of %s: __$start_lsn: %w", q.Instance, err)
 		}
@@ -220,9 +225,35 @@ func changesSQL(q Query) (string, []any, error) {
 	if q.NoCommandID {
 		cmd, order, cmdOrZero = "CAST(NULL AS int)", "[__$start_lsn], [__$seqval], [__$operation]", "0"
 	}
+	// The organization's practices: ours is the predicate that a row is of
+	// one of them; another practice's columns are NULL at the source, but
+	// for its key.
+	ours := ""
+	if q.Practice.Name != "" && len(q.Practices) > 0 {
+		ps := make([]string, len(q.Practices))
+		for i, p := range q.Practices {
+			param, err := tsql.PracticeParam(q.Practice, schemas.SQLServer, p)
+			if err != nil {
+				return "", nil, fmt.Errorf("practice filter: %w", err)
+			}
+			args = append(args, param.Arg)
+			ps[i] = "@p" + strconv.Itoa(len(args))
+			if param.Cast != "" {
+				ps[i] = "CAST(" + ps[i] + " AS " + param.Cast + ")"
+			}
+		}
+		ours = quote(q.Practice.Name) + " IN (" + strings.Join(ps, ", ") + ")"
+	}
 	b.WriteString(";\nSELECT TOP (@n) [__$start_lsn], " + cmd + ", [__$seqval], [__$operation]")
 	for _, c := range q.Columns {
-		b.WriteString(", " + quote(c))
+		if ours == "" || slices.ContainsFunc(q.Key, func(k string) bool { return strings.EqualFold(k, c) }) {
+			b.WriteString(", " + quote(c))
+		} else {
+			b.WriteString(", CASE WHEN " + ours + " THEN " + quote(c) + " END")
+		}
+	}
+	if ours != "" {
+		b.WriteString(", CAST(CASE WHEN " + ours + " THEN 1 ELSE 0 END AS bit)")
 	}
 	b.WriteString("\nFROM [cdc]." + quote(q.Instance+"_CT") + " WITH (READCOMMITTED)")
 	b.WriteString("\nWHERE [__$operation] IN (1, 2, 4) AND [__$start_lsn] <= @to")
@@ -234,24 +265,11 @@ func changesSQL(q Query) (string, []any, error) {
 	default:
 		b.WriteString("\n  AND [__$start_lsn] > @lsn")
 	}
-	if q.Practice.Name != "" && len(q.Practices) > 0 {
-		b.WriteString("\n  AND ([__$operation] = 1 OR " + quote(q.Practice.Name) + " IN (")
-		for i, p := range q.Practices {
-			param, err := tsql.PracticeParam(q.Practice, schemas.SQLServer, p)
-			if err != nil {
-				return "", nil, fmt.Errorf("practice filter: %w", err)
-			}
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			args = append(args, param.Arg)
-			ph := "@p" + strconv.Itoa(len(args))
-			if param.Cast != "" {
-				ph = "CAST(" + ph + " AS " + param.Cast + ")"
-			}
-			b.WriteString(ph)
-		}
-		b.WriteString("))")
+	if ours != "" {
+		// Another practice's update may be a row moving out of the
+		// organization; a delete image without a practice (P16) may be
+		// ours. Both are read as key-only deletes.
+		b.WriteString("\n  AND (" + ours + " OR [__$operation] = 4 OR ([__$operation] = 1 AND " + quote(q.Practice.Name) + " IS NULL))")
 	}
 	b.WriteString("\nORDER BY " + order)
 	return b.String(), args, nil

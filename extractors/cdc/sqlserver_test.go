@@ -80,7 +80,14 @@ func scripted(v2Start, max uint64, chunks ...[][]driver.Value) fakesql.Script {
 			if len(c) > 0 && len(c[0]) > len(cols) {
 				cols = append(cols[:len(cols):len(cols)], "status")
 			}
-			return fakesql.Result{Columns: cols, Rows: c}, nil
+			// The practice filter's last column: the row is the
+			// organization's.
+			cols = append(cols[:len(cols):len(cols)], "ours")
+			rows := make([][]driver.Value, len(c))
+			for i, r := range c {
+				rows[i] = append(r[:len(r):len(r)], true)
+			}
+			return fakesql.Result{Columns: cols, Rows: rows}, nil
 		case strings.HasPrefix(query, "SELECT TOP"): // the snapshot
 			return fakesql.Result{Columns: changeColumns[4:]}, nil
 		}

@@ -703,6 +703,10 @@ func (tg *Target) createStageSQL() string {
 		defs = append(defs, pgx.Identifier{c.name}.Sanitize()+" "+c.pgType)
 	}
 	defs = append(defs, schemas.OpColumn+" smallint", schemas.SeqColumn+" bigint", schemas.SourcePosColumn+" bytea")
+	if tg.opts.ChangeLog {
+		// Set by the apply on a staged delete whose key the target held.
+		defs = append(defs, stageHeld+" boolean NOT NULL DEFAULT false")
+	}
 	return "CREATE TEMP TABLE IF NOT EXISTS " + pgx.Identifier{tg.stage}.Sanitize() + " (" + strings.Join(defs, ", ") + ") ON COMMIT DELETE ROWS"
 }
 
@@ -853,34 +857,65 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 	if unique {
 		last = "SELECT * FROM " + stage
 	}
+	held := ""
+	if tg.opts.ChangeLog {
+		// Which staged deletes find their key in the target, as it is before
+		// this statement (every CTE sees that state): the change log records
+		// only those (changeLogSQL).
+		var stageMatch []string
+		for _, k := range tg.key {
+			stageMatch = append(stageMatch, qualify("t", k)+" = "+qualify("s", k))
+		}
+		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE s.%s = %d AND %s RETURNING 1
+	)`, stage, stageHeld, target, schemas.OpColumn, schemas.OpDelete, strings.Join(stageMatch, " AND "))
+	}
 	return fmt.Sprintf(`WITH last AS (%s
 	), del AS (%s
 	), ups AS (%s
-	)
+	)%s
 	SELECT (SELECT count(*) FROM last), (SELECT count(*) FROM del), (SELECT count(*) FROM ups WHERE inserted), (SELECT count(*) FROM ups WHERE NOT inserted)`,
-		last, del, upsert("last"))
+		last, del, upsert("last"), held)
 }
+
+// stageHeld is the staging table's column that says a staged delete's key
+// was in the target when the chunk was applied.
+const stageHeld = "_ehrsync_held"
 
 // changeLogSQL appends every staged change in source order, each once: a
 // change's key in the log is its source position where the strategy has one
 // (CDC), and otherwise a digest of its row image (plus, for a delete, the
 // chunk's position), so that re-reading the same row image (a look-back
-// window, a snapshot every run, the first run's handoff) logs it once. $1 is
-// the chunk's position (its text), $2 the commit's batch id.
+// window, a snapshot every run, the first run's handoff) logs it once. A
+// delete is logged only when the store held its key: the target had it
+// when the chunk was applied (the apply marks it), or an earlier change of
+// the chunk wrote it. A delete of a key the store never held (another
+// practice's row, read as a key-only delete) leaves no trace. $1 is the
+// chunk's position (its text), $2 the commit's batch id.
 func (tg *Target) changeLogSQL() string {
 	cols := make([]string, len(tg.cols))
 	for i, c := range tg.cols {
 		cols[i] = pgx.Identifier{c.name}.Sanitize()
 	}
+	stage := pgx.Identifier{tg.stage}.Sanitize()
+	var keyMatch []string
+	for _, k := range tg.key {
+		keyMatch = append(keyMatch, qualify("e", k)+" = "+qualify("s", k))
+	}
 	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s)
 		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s,
 			coalesce(%s, decode(md5(CASE WHEN %s = %d THEN $1::text ELSE '' END || ROW(%s)::text), 'hex')), $2::bigint
-		FROM %s ORDER BY %s
+		FROM %s s
+		WHERE s.%s <> %d OR s.%s
+			OR EXISTS (SELECT 1 FROM %s e WHERE e.%s <> %d AND e.%s < s.%s AND %s)
+		ORDER BY %s
 		ON CONFLICT (%s) DO NOTHING`,
 		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaBatch,
-		strings.Join(cols, ", "), schemas.OpColumn, schemas.OpInsert, schemas.OpUpdate, schemas.SeqColumn, schemas.SourcePosColumn,
-		schemas.SourcePosColumn, schemas.OpColumn, schemas.OpDelete, strings.Join(cols, ", "),
-		pgx.Identifier{tg.stage}.Sanitize(), schemas.SeqColumn, MetaChangeKey)
+		prefixAll("s.", cols), "s."+schemas.OpColumn, schemas.OpInsert, schemas.OpUpdate, "s."+schemas.SeqColumn, "s."+schemas.SourcePosColumn,
+		"s."+schemas.SourcePosColumn, "s."+schemas.OpColumn, schemas.OpDelete, prefixAll("s.", cols),
+		stage,
+		schemas.OpColumn, schemas.OpDelete, stageHeld,
+		stage, schemas.OpColumn, schemas.OpDelete, schemas.SeqColumn, schemas.SeqColumn, strings.Join(keyMatch, " AND "),
+		"s."+schemas.SeqColumn, MetaChangeKey)
 }
 
 func prefixAll(prefix string, cols []string) string {

@@ -884,3 +884,28 @@ func TestPrepareReplacesTheLegacyPositionColumn(t *testing.T) {
 	require.Len(t, got, 1)
 	require.JSONEq(t, string(b), strings.TrimPrefix(got[0], keyA+"|"))
 }
+
+// TestChangeLogSkipsDeletesOfKeysNeverHeld: a delete of a key the store
+// never held (another practice's row, which CDC reads as a key-only delete)
+// writes no change-log row; a delete of a held key does, and so does the
+// delete of a key the same chunk inserted first (issue 17).
+func TestChangeLogSkipsDeletesOfKeysNeverHeld(t *testing.T) {
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{ChangeLog: true})
+	require.NoError(t, err)
+	_, err = f.apply(t, tg, nil, cursorAt(1), change{op: schemas.OpInsert, row: line(keyA, "P", "1.00"), pos: []byte{1}})
+	require.NoError(t, err)
+	res, err := f.apply(t, tg, cursorAt(1), cursorAt(2),
+		change{op: schemas.OpDelete, row: line(keyB, "X", "9.00"), pos: []byte{2}}, // never held
+		change{op: schemas.OpDelete, row: line(keyA, "P", "1.00"), pos: []byte{3}}, // held
+		change{op: schemas.OpInsert, row: line(keyC, "N", "3.00"), pos: []byte{4}}, // written by this chunk,
+		change{op: schemas.OpDelete, row: line(keyC, "N", "3.00"), pos: []byte{5}}) // then deleted
+	require.NoError(t, err)
+	require.Equal(t, int64(3), res.Logged)
+	rows, err := f.pool.Query(context.Background(), "SELECT line_id::text || ':' || "+MetaOp+" FROM "+tg.ChangeLogIdent().Sanitize()+" ORDER BY "+MetaChangeID)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{keyA + ":insert", keyA + ":delete", keyC + ":insert", keyC + ":delete"}, got)
+	require.Empty(t, f.dump(t, tg.Ident(), "line_id"))
+}

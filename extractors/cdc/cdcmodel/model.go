@@ -441,15 +441,25 @@ func (m *Model) Changes(_ context.Context, q cdc.Query) ([]cdc.Change, error) {
 		if !after.LSN.IsZero() && !isAfter(r, after) {
 			continue
 		}
-		if q.Practice.Name != "" && len(q.Practices) > 0 && r.op != 1 &&
-			!slices.Contains(q.Practices, fmt.Sprint(r.row[q.Practice.Name])) {
-			continue
+		foreign := false
+		if q.Practice.Name != "" && len(q.Practices) > 0 {
+			p := r.row[q.Practice.Name]
+			ours := p != nil && slices.Contains(q.Practices, fmt.Sprint(p))
+			switch {
+			case ours:
+			case r.op == 4 || (r.op == 1 && p == nil):
+				foreign = true // key only, as the SQL Server source reads it
+			default:
+				continue
+			}
 		}
 		vals := make([]any, len(q.Columns))
 		for i, c := range q.Columns {
-			vals[i] = r.row[c]
+			if !foreign || slices.Contains(q.Key, c) {
+				vals[i] = r.row[c]
+			}
 		}
-		out = append(out, cdc.Change{LSN: LSN(r.lsn), CommandID: r.cmd, Seqval: LSN(r.seqval), Op: r.op, Values: vals})
+		out = append(out, cdc.Change{LSN: LSN(r.lsn), CommandID: r.cmd, Seqval: LSN(r.seqval), Op: r.op, Values: vals, Foreign: foreign})
 	}
 	return out, nil
 }
