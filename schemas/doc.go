@@ -99,8 +99,10 @@
 //     fragments and encoding declarations or be missing (no libxml).
 //   - sql_variant is carried as text (the extractor renders the value with
 //     its column type's canonical form: decimals at full scale, date-times in
-//     ISO 8601 with all fractional digits, binary as 0x hex); its base type
-//     is lost.
+//     ISO 8601 with all fractional digits); its base type is lost. A SQL
+//     Server variant holding binary or uniqueidentifier data is refused with
+//     the fix (go-mssqldb hands both over as bytes that cannot be told from
+//     a decimal's text): convert it at the source, or leave the column out.
 //   - hierarchyid, geography and geometry are carried as their native SQL
 //     Server serialization in bytea: nothing is dropped, but the store cannot
 //     interpret them; convert at the source (ToString, STAsBinary) with a view

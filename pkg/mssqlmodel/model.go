@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/ehrsync/ehrsync/pkg/tdstest"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -395,6 +396,19 @@ func normalize(v any, c columnDef, table string) (any, error) {
 		return nil, nil
 	}
 	t := c.typ
+	if t.Name == "sql_variant" {
+		// A variant keeps its base type: the value is normalized as that
+		// type's.
+		x, ok := v.(tdstest.Variant)
+		if !ok {
+			return nil, fmt.Errorf("mssqlmodel: %s.%s: a sql_variant value is a tdstest.Variant, not %T", table, c.name, v)
+		}
+		inner, err := normalize(x.Value, columnDef{name: c.name, typ: x.Type, nullable: true}, table)
+		if err != nil || inner == nil {
+			return nil, err
+		}
+		return tdstest.Variant{Type: x.Type, Value: inner}, nil
+	}
 	var from schemas.Type
 	switch x := v.(type) {
 	case int:

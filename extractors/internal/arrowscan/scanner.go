@@ -394,15 +394,19 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 			return text, nil
 		}
 	case *arrow.StringType:
+		render := text
+		if source == schemas.SQLServer && c.Type.Name == "sql_variant" {
+			render = variantText
+		}
 		col.append = func(b colBuf, v any) (int, error) {
-			s, err := text(v)
+			s, err := render(v)
 			if err != nil {
 				return 0, err
 			}
 			addVar(b.(*varCol), s)
 			return len(s), nil
 		}
-		col.native = func(v any) (any, error) { return text(v) }
+		col.native = func(v any) (any, error) { return render(v) }
 	case *extensions.UUIDType:
 		conv := uuidConverter(source)
 		col.append = func(b colBuf, v any) (int, error) {
@@ -562,6 +566,45 @@ func text(v any) (string, error) {
 		return x.Format(time.RFC3339Nano), nil
 	}
 	return "", unexpected(v)
+}
+
+// errVariantBytes is a sql_variant value the driver hands over as bytes
+// that are not a decimal's text: a binary or uniqueidentifier base type,
+// which database/sql does not tell apart from text.
+var errVariantBytes = errors.New("a sql_variant value holds binary or uniqueidentifier data, which ehrsync cannot carry as text " +
+	"(the driver does not say which): convert the column at the source (a view with CONVERT(nvarchar(4000), ...)) " +
+	"or leave it out with the table's columns: allow-list")
+
+// variantText renders a SQL Server sql_variant value as text. go-mssqldb
+// hands over its base type's value: decimal, numeric and money as their
+// text in bytes, binary and uniqueidentifier as raw bytes. Only the first
+// can be told apart; the others are refused rather than stored as garbage.
+func variantText(v any) (string, error) {
+	if b, ok := v.([]byte); ok {
+		if !isDecimalText(b) {
+			return "", errVariantBytes
+		}
+		return string(b), nil
+	}
+	return text(v)
+}
+
+// isDecimalText reports whether b is a decimal's text as go-mssqldb writes
+// it: an optional sign, digits, at most one point.
+func isDecimalText(b []byte) bool {
+	digits, point := 0, false
+	for i, c := range b {
+		switch {
+		case c == '-' && i == 0:
+		case c == '.' && !point:
+			point = true
+		case c >= '0' && c <= '9':
+			digits++
+		default:
+			return false
+		}
+	}
+	return digits > 0
 }
 
 func uuidConverter(source schemas.Dialect) func(v any) (uuid.UUID, error) {
