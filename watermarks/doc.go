@@ -32,8 +32,11 @@
 //
 // Key and cursor values are row data. String and the errors of this package
 // never contain them, so positions can be logged and wrapped into errors
-// freely. Detail and Value.Text show them, for an operator's
-// "positions show" only: never log their output.
+// freely. Summarize gives a position's Summary (kind, LSNs, versions,
+// row-version numbers), what the audit records and the admin API answers.
+// Detail, Value.Text and the JSON form (Encode) show the values, for an
+// operator's "positions show" and the store's own tables only: never log
+// their output, nor put it in an audit record or an API response.
 //
 // # Store
 //
