@@ -2,7 +2,9 @@
 // table run, backfill and admin action, with who did it, the org and table,
 // the columns read, rows by operation, positions from and to, the outcome
 // and its error class, and the duration. Never row values: errors are
-// recorded by class, not by text.
+// recorded by class, not by text, and positions by their summary
+// (watermarks.Summarize: kind, LSN, version, row-version number), never
+// their key or cursor values.
 //
 // The trail is append-only and tamper-evident (issue 17): the store's
 // triggers refuse UPDATE, DELETE and TRUNCATE, and chain every row to the
@@ -14,6 +16,7 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -44,6 +47,8 @@ type Record struct {
 	Columns    []string
 	Chunks     int
 	Rows       struct{ Inserted, Updated, Deleted, Unchanged int64 }
+	// From and To are recorded as their summaries (watermarks.Summary),
+	// never as the full positions, whose keys and cursors are row values.
 	From, To   watermarks.Position
 	Outcome    string // ok, failed, expired, canceled, ...
 	ErrorClass string
@@ -132,11 +137,14 @@ func insert(ctx context.Context, q execer, rec Record) error {
 	return err
 }
 
+// encode is the jsonb of p's summary: the audit never holds a key or
+// cursor value (the positions themselves stay in ehrsync.positions and
+// position_history).
 func encode(p watermarks.Position) (any, error) {
 	if p == nil {
 		return nil, nil
 	}
-	b, err := watermarks.Encode(p)
+	b, err := json.Marshal(watermarks.Summarize(p))
 	if err != nil {
 		return nil, fmt.Errorf("audit record: %w", err)
 	}

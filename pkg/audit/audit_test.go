@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/pkg/audit"
+	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -291,4 +292,45 @@ func TestWriteFailsLoudly(t *testing.T) {
 	err = audit.New(writer).Write(ctx, records()[0])
 	require.ErrorIs(t, err, audit.ErrNotWritten)
 	require.ErrorContains(t, err, "audit record not written to ehrsync.audit")
+}
+
+// TestPositionsAreSummarized: the audit records a position as its summary
+// (kind, version, row-version number), never its key or cursor values,
+// whoever writes the record (Write for admin actions and backfills,
+// TableRun for table runs); the chain over such rows verifies.
+func TestPositionsAreSummarized(t *testing.T) {
+	const sentinel = "SENTINEL-K9Q3"
+	pool := store(t)
+	ctx := context.Background()
+	key := watermarks.Key{watermarks.String("varchar(20)", sentinel)}
+	stamp, err := watermarks.ParseValue(watermarks.TypeDateTime, "datetime", "2031-07-04T11:22:33.000")
+	require.NoError(t, err)
+	from := watermarks.CT{Version: 41, To: 50, LastKey: key}
+	to := watermarks.Cursor{Column: "row_timestamp", Value: watermarks.RowVersion([8]byte{0, 0, 0, 0, 0, 0, 0x07, 0xD1}), Key: key}
+	rec := audit.New(pool)
+	require.NoError(t, rec.Write(ctx, audit.Record{Actor: "alice", Action: audit.ActionAdmin, What: "rewind", Org: "st-mary",
+		Table: "dbo.claims", From: from, To: to, Outcome: "ok"}))
+	require.NoError(t, rec.TableRun(ctx, "daemon", "r1", nil, engine.TableResult{Org: "st-mary", Table: "dbo.claims",
+		From: watermarks.Snapshot{LastKey: key, Resume: from}, To: watermarks.Cursor{Column: "modify_timestamp", Value: stamp, Key: key}}))
+
+	var leaked int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM ehrsync.audit a
+		WHERE a::text LIKE '%' || $1 || '%' OR a::text LIKE '%2031-07-04%'`, sentinel).Scan(&leaked))
+	require.Zero(t, leaked, "an audit row holds a key or cursor value")
+	var kinds, versions, rowVersions, keyValues []string
+	rows, err := pool.Query(ctx, `SELECT from_position->>'kind', coalesce(from_position->>'version', from_position->'resume'->>'version'),
+		coalesce(to_position->>'row_version', '-'), to_position->>'key_values' FROM ehrsync.audit ORDER BY id`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var k, v, rv, kv string
+		require.NoError(t, rows.Scan(&k, &v, &rv, &kv))
+		kinds, versions, rowVersions, keyValues = append(kinds, k), append(versions, v), append(rowVersions, rv), append(keyValues, kv)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []string{"ct", "snapshot"}, kinds)
+	require.Equal(t, []string{"41", "41"}, versions)
+	require.Equal(t, []string{"0x00000000000007D1", "-"}, rowVersions, "a row version's number is kept, a timestamp's value is not")
+	require.Equal(t, []string{"1", "1"}, keyValues)
+	_, err = audit.Verify(ctx, pool)
+	require.NoError(t, err)
 }
