@@ -65,8 +65,13 @@ func (r Report) WriteText(w io.Writer) error {
 					writeProblem(w, t.Name, p)
 				}
 				for _, p := range t.Permissions {
-					if p.Granted == nil && p.Needed {
+					switch {
+					case p.Granted == nil && p.Needed:
 						fmt.Fprintf(w, "  %s: %s could not be checked with this login's rights; if missing: %s\n", t.Name, p.Name, p.Grant)
+					case p.Granted != nil && !*p.Granted && !p.Needed && p.Grant != "":
+						// Not needed by the planned strategy, but what a
+						// better one (CDC, Change Tracking) lacks.
+						fmt.Fprintf(w, "  %s: %s: no (not needed by the planned strategy; CDC or Change Tracking would need it): %s\n", t.Name, p.Name, p.Grant)
 					}
 				}
 			}

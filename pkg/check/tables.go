@@ -135,9 +135,13 @@ FROM sys.tables t WHERE t.object_id = OBJECT_ID(@p1)`, qname).Scan(&cdc, &ct)
 		}
 	}
 	// Permissions.
-	t.Permissions = c.permissions(ctx, db, q, qname, strategy, t)
+	t.Permissions = c.permissions(ctx, db, q, tc, qname, strategy, t)
 	for _, p := range t.Permissions {
 		switch {
+		case p.Needed && p.Granted != nil && !*p.Granted && p.Name == cdcOnDatabase:
+			fail(&Problem{Code: source.ClassCDCDisabled.Code,
+				Cause: "CDC is not enabled on the database (it has no cdc schema), so " + t.Name + " has no capture instance",
+				Fix:   "enable CDC on the database and the table as a sysadmin or database owner, or use another strategy", Grant: p.Grant})
 		case p.Needed && p.Granted != nil && !*p.Granted:
 			fail(&Problem{Code: source.ClassPermission.Code, Cause: "the login lacks " + p.Name + " on " + t.Name,
 				Fix: "run the GRANT as a database owner", Grant: p.Grant})
@@ -177,7 +181,7 @@ func (c *checker) plan(ctx context.Context, db *sql.DB, tc config.Table) (engine
 
 // permissions lists what the strategy needs (and, on SQL Server, what CDC
 // or Change Tracking would need when they are enabled on the table).
-func (c *checker) permissions(ctx context.Context, db *sql.DB, q func(func(context.Context) error) error, qname string, strategy config.Strategy, t TableReport) []Permission {
+func (c *checker) permissions(ctx context.Context, db *sql.DB, q func(func(context.Context) error) error, tc config.Table, qname string, strategy config.Strategy, t TableReport) []Permission {
 	src := c.org.Source
 	user := src.User
 	var out []Permission
@@ -211,8 +215,6 @@ func (c *checker) permissions(ctx context.Context, db *sql.DB, q func(func(conte
 	}
 	if t.CDC == "enabled" || strategy == config.StrategyCDC {
 		needed := strategy == config.StrategyCDC
-		check("SELECT ON SCHEMA cdc", needed, fmt.Sprintf("GRANT SELECT ON SCHEMA::cdc TO %s;", msIdent(user)),
-			"SELECT CAST(HAS_PERMS_BY_NAME('cdc', 'SCHEMA', 'SELECT') AS bit)")
 		// The capture instance's gating role (P17): without membership the
 		// change functions return nothing rather than failing.
 		var role sql.NullString
@@ -220,11 +222,19 @@ func (c *checker) permissions(ctx context.Context, db *sql.DB, q func(func(conte
 			return db.QueryRowContext(ctx, "SELECT TOP 1 role_name FROM cdc.change_tables WHERE source_object_id = OBJECT_ID(@p1) ORDER BY create_date DESC", qname).Scan(&role)
 		})
 		var ms mssql.Error
+		if errors.As(err, &ms) && ms.Number == 208 {
+			// No cdc schema: CDC is not enabled on the database (checked,
+			// not a matter of rights); sys.sp_cdc_enable_db creates it.
+			no := false
+			schema, name := tc.SchemaName()
+			out = append(out, Permission{Name: cdcOnDatabase, Needed: needed, Granted: &no,
+				Grant: "EXEC sys.sp_cdc_enable_db; EXEC sys.sp_cdc_enable_table @source_schema = " + msLiteral(schema) +
+					", @source_name = " + msLiteral(name) + ", @role_name = NULL;"})
+			return out
+		}
+		check("SELECT ON SCHEMA cdc", needed, fmt.Sprintf("GRANT SELECT ON SCHEMA::cdc TO %s;", msIdent(user)),
+			"SELECT CAST(HAS_PERMS_BY_NAME('cdc', 'SCHEMA', 'SELECT') AS bit)")
 		switch {
-		case errors.As(err, &ms) && ms.Number == 208:
-			// No cdc schema: sys.sp_cdc_enable_db creates it.
-			out = append(out, Permission{Name: "CDC enabled on the database", Needed: needed,
-				Grant: "EXEC sys.sp_cdc_enable_db; -- CDC is not enabled on this database (no cdc.change_tables), then sys.sp_cdc_enable_table for the table"})
 		case err != nil && !errors.Is(err, sql.ErrNoRows):
 			out = append(out, Permission{Name: "CDC gating role", Needed: needed,
 				Grant: "-- could not read cdc.change_tables; GRANT SELECT ON SCHEMA::cdc first, then re-run check"})
@@ -274,6 +284,12 @@ func (c *checker) captureAgent(ctx context.Context, db *sql.DB) {
 	}
 	c.rep.Steps = append(c.rep.Steps, s)
 }
+
+// cdcOnDatabase is the pseudo-permission of a database without CDC.
+const cdcOnDatabase = "CDC enabled on the database"
+
+// msLiteral is s as a T-SQL Unicode string literal.
+func msLiteral(s string) string { return "N'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func grantSelect(src config.Source, qname string) string {
 	if src.Dialect == config.SQLServer {
