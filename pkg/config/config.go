@@ -32,13 +32,27 @@ type Store struct {
 	OwnerURL Secret `yaml:"owner_url" json:"owner_url"`
 }
 
-// Server is the daemon's HTTP server (metrics, health, admin API).
+// Server is the daemon's HTTP servers: metrics and health on Listen, the
+// admin API on AdminListen.
 type Server struct {
-	// Listen is host:port; default 127.0.0.1:9464 (loopback only).
+	// Listen is host:port of /metrics, /healthz and /readyz; default
+	// 127.0.0.1:9464 (loopback only).
 	Listen string `yaml:"listen" json:"listen"`
-	// AdminToken is the bearer token of the admin API; unset turns the
-	// admin API off.
+	// AdminListen is host:port of the admin API, a listener of its own;
+	// default 127.0.0.1:9465 (DefaultAdminListen). Any address but
+	// loopback requires AdminTLS.
+	AdminListen string `yaml:"admin_listen" json:"admin_listen"`
+	// AdminToken is a bearer token of the admin API, operator "admin"; a
+	// secret. With AdminTokensFile unset too, the admin API is off.
 	AdminToken Secret `yaml:"admin_token" json:"admin_token"`
+	// AdminTokensFile names the operators' tokens file: one
+	// "operator:sha256-hex-of-token" line per token (package admin). Load
+	// resolves a relative path against the configuration file's
+	// directory.
+	AdminTokensFile string `yaml:"admin_tokens_file,omitempty" json:"admin_tokens_file,omitempty"`
+	// AdminTLS serves the admin API over TLS; required on any address but
+	// loopback.
+	AdminTLS *AdminTLS `yaml:"admin_tls,omitempty" json:"admin_tls,omitempty"`
 }
 
 // Defaults are the bounds every table and run inherits unless it overrides

@@ -35,6 +35,9 @@ func Load(path string) (*Config, error) {
 			c.Catalog[i] = filepath.Join(filepath.Dir(path), f)
 		}
 	}
+	if f := c.Server.AdminTokensFile; f != "" && !filepath.IsAbs(f) {
+		c.Server.AdminTokensFile = filepath.Join(filepath.Dir(path), f)
+	}
 	return c, nil
 }
 
@@ -133,6 +136,9 @@ func (d document) config() *Config {
 func (c *Config) ApplyDefaults() {
 	if c.Server.Listen == "" {
 		c.Server.Listen = DefaultListen
+	}
+	if c.Server.AdminListen == "" {
+		c.Server.AdminListen = DefaultAdminListen
 	}
 	d := &c.Defaults
 	if d.BatchRows == 0 {

@@ -44,8 +44,7 @@ func (c *Config) Validate() error {
 	v := &validator{}
 	v.secret("store.url", c.Store.URL, true)
 	v.secret("store.owner_url", c.Store.OwnerURL, false)
-	v.listen("server.listen", c.Server.Listen)
-	v.secret("server.admin_token", c.Server.AdminToken, false)
+	v.server(c.Server)
 	v.defaults(c.Defaults)
 	if len(c.Orgs) == 0 {
 		v.add("orgs", "no organizations")
