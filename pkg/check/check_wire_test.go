@@ -394,6 +394,29 @@ func TestWireProblems(t *testing.T) {
 				require.NotContains(t, text, "GRANT SELECT ON SCHEMA::cdc first", "the review's misleading text")
 				require.NotContains(t, text, "could not be checked", "CDC's absence was checked")
 			}},
+		// D8: a CDC database with per-table grants, where cdc.change_tables
+		// answers 229: auto falls back, and check says why.
+		{name: "cdc.change_tables denied under auto",
+			tables: []config.Table{{Name: "dbo.claims", Strategy: config.StrategyAuto}},
+			setup: func(t *testing.T, f *fixture) {
+				f.create(t, "dbo.claims")
+				f.capture(t, mssqlmodel.CaptureInstance{Table: "dbo.claims"})
+				f.m.AddLogin(mssqltest.User)
+				f.grant(t, "SELECT", "dbo.claims")
+				f.grant(t, "VIEW DATABASE STATE", "DATABASE")
+			},
+			healthy: true,
+			verify: func(t *testing.T, o check.OrgReport, text string) {
+				tb := table(t, o, "dbo.claims")
+				require.Equal(t, "enabled", tb.CDC)
+				require.Equal(t, "hwm", tb.Strategy)
+				require.Contains(t, tb.Why, "CDC not readable (the login may not read the CDC metadata (cdc.change_tables): GRANT SELECT ON SCHEMA::cdc")
+				p := perm(t, tb, "SELECT ON SCHEMA cdc")
+				require.False(t, p.Needed)
+				require.Equal(t, "false", granted(p))
+				require.Contains(t, text, "dbo.claims: high-water mark on the row-version column row_timestamp: CDC not readable")
+				require.Contains(t, text, "GRANT SELECT ON SCHEMA::cdc TO [ehrsync_reader];")
+			}},
 		// D9: CDC's first run snapshots the table, and without SELECT on it
 		// sys.fn_cdc_get_min_lsn answers no LSN.
 		{name: "SELECT missing for a cdc table",
