@@ -111,6 +111,9 @@ func (s *source) extractor(opts hwm.Options) *hwm.Extractor {
 	return ext
 }
 
+// maxChunks bounds a run: a resume that does not move on would loop.
+const maxChunks = 20
+
 type chunkSummary struct {
 	rows int
 	to   watermarks.Position
@@ -118,7 +121,10 @@ type chunkSummary struct {
 
 func drain(t *testing.T, ext *hwm.Extractor, pos watermarks.Position) []chunkSummary {
 	t.Helper()
+	chunks := 0
 	out, err := extractortest.Drain(t, ext, pos, func(to watermarks.Position, batch arrow.RecordBatch) chunkSummary {
+		chunks++
+		require.Less(t, chunks, maxChunks, "the run does not end")
 		s := chunkSummary{to: to}
 		if batch != nil {
 			s.rows = int(batch.NumRows())
