@@ -53,6 +53,7 @@ type Recorder struct {
 
 	mu     sync.Mutex
 	events []*Event
+	before func(Event)
 }
 
 var (
@@ -105,6 +106,12 @@ func (r *Recorder) Handle(ctx context.Context, req *tdstest.Request) ([]tdstest.
 		ev.Params = append(ev.Params, Param{Name: name, Type: p.Type.String(), Value: Render(p.Type.Name, p.Value), Raw: p.Value})
 	}
 	rec := r.add(ev)
+	r.mu.Lock()
+	before := r.before
+	r.mu.Unlock()
+	if before != nil {
+		before(ev)
+	}
 	res, err := r.next.Handle(ctx, req)
 	if err != nil {
 		r.mu.Lock()
@@ -146,6 +153,16 @@ func (r *Recorder) add(ev Event) *Event {
 	defer r.mu.Unlock()
 	r.events = append(r.events, &ev)
 	return &ev
+}
+
+// Before sets f to run for each statement after it is recorded and before
+// the model answers it (nil: none), on the server's goroutine: a test
+// changes the model there as another session would at that moment, such
+// as a cleanup job raising a minimum between two statements of a run.
+func (r *Recorder) Before(f func(Event)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.before = f
 }
 
 // Events returns everything recorded so far, in order.
