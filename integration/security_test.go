@@ -662,28 +662,44 @@ func (e *env) withSource(t *testing.T, host, port, tls string) string {
 	return path
 }
 
-// TestReliabilitySecurityTLSVerificationOff: turning the source's TLS
-// verification or encryption off must be written in the configuration and
-// is then warned about by every command (validate, check, sync, backfill,
-// run), here for a source on another machine; left alone, TLS is on and a
-// certificate the machine does not trust stops the connection, with no
-// warning needed. For the store, an unverified connection to another
-// machine is refused unless store.url says its sslmode, and warned about
-// when it does.
+// TestReliabilitySecurityTLSVerificationOff: a source on another machine
+// without verified TLS (verification or encryption turned off) is refused
+// by every command (validate, check, sync, backfill, run) naming the
+// setting and the fix, unless the source says insecure_transport: true,
+// and then it is warned about by every command; left alone, TLS is on and
+// a certificate the machine does not trust stops the connection, with no
+// warning needed. For the store, a connection to another machine without
+// sslmode=verify-full is refused unless store.insecure_transport is set,
+// and warned about when it is; sslmode given twice is refused.
 func TestReliabilitySecurityTLSVerificationOff(t *testing.T) {
 	const section = "Security: TLS verification"
 	e := newEnv(t, 1, 2000)
 	const remote = "192.0.2.10" // TEST-NET-1: not loopback, never answers
 	cases := []struct {
-		name, tls, warning string
+		name, tls, refused, warning string
 	}{
-		{"trust_server_certificate", "      tls: {mode: require, trust_server_certificate: true}\n", "tls.trust_server_certificate is true"},
-		{"mode disable", "      tls: {mode: disable}\n", "tls.mode is disable"},
+		{"trust_server_certificate", "      tls: {mode: require, trust_server_certificate: true}\n",
+			"orgs[0].source.tls.trust_server_certificate: true accepts any certificate from " + remote, "tls.trust_server_certificate is true"},
+		{"mode disable", "      tls: {mode: disable}\n",
+			"orgs[0].source.tls.mode: disable sends the connection to " + remote + ", which is not this machine, unencrypted", "tls.mode is disable"},
 	}
-	commands := 0
+	commands, refusals := 0, 0
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := e.withSource(t, remote, "5432", tc.tls)
+			for _, args := range [][]string{
+				{"validate", "--config", cfg},
+				{"check", "--config", cfg},
+				{"sync", "--config", cfg},
+				{"backfill", "--config", cfg, "--org", org, "--table", "dbo.claims"},
+			} {
+				out, err := e.run(t, args...)
+				require.Error(t, err, "%v accepted an unverified source on another machine:\n%s", args, out)
+				require.Contains(t, out, tc.refused, args)
+				require.Contains(t, out, "or set insecure_transport: true on the source", args)
+				refusals++
+			}
+			cfg = e.withSource(t, remote, "5432", tc.tls+"      insecure_transport: true\n")
 			for _, args := range [][]string{
 				{"validate", "--config", cfg},
 				{"check", "--config", cfg},
@@ -728,25 +744,44 @@ func TestReliabilitySecurityTLSVerificationOff(t *testing.T) {
 		}
 	}
 
-	// The store on another machine.
+	// The store on another machine: refused without verify-full unless
+	// store.insecure_transport says so, then warned about; sslmode twice
+	// is refused even then.
+	b, err := os.ReadFile(e.config)
+	require.NoError(t, err)
+	insecureStore := filepath.Join(t.TempDir(), "insecure-store.yaml")
+	require.NoError(t, os.WriteFile(insecureStore, []byte(strings.Replace(string(b), "store:\n", "store:\n  insecure_transport: true\n", 1)), 0o600))
+	storeRefused := 0
 	for _, tc := range []struct {
-		url, want string
+		config, url, want string
 	}{
-		{"postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1", "add sslmode=verify-full"},
-		{"postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=require", `"msg":"insecure store connection"`},
+		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1", "store.url (env:TEST_STORE_URL): no sslmode"},
+		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=require", "store.url: sslmode=require (TLS without verifying the certificate's name) to the store at " + remote},
+		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=disable", "or set store.insecure_transport: true to accept it"},
+		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=prefer", "use sslmode=verify-full"},
+		{insecureStore, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=require", `"msg":"insecure store connection"`},
+		{insecureStore, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=verify-full&sslmode=disable", "store.url: sslmode is given 2 times"},
 	} {
 		var buf bytes.Buffer
-		cmd := exec.Command(binary, "--log-format", "json", "sync", "--config", e.config)
+		cmd := exec.Command(binary, "--log-format", "json", "sync", "--config", tc.config)
 		cmd.Env = append(os.Environ(), "TEST_STORE_URL="+tc.url)
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		require.Error(t, cmd.Run())
 		require.Contains(t, buf.String(), tc.want)
+		if tc.config == e.config || strings.Contains(tc.want, "given 2 times") {
+			storeRefused++
+		}
 		commands++
 	}
-	figure(section, "settings that turn verification off, each warned by validate, check, sync, backfill, run", len(cases))
+	out, err = e.run(t, "validate", "--config", insecureStore)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "warning: store.insecure_transport is true")
+	figure(section, "source settings that turn verification off, each refused by validate, check, sync, backfill", len(cases))
+	figure(section, "refusals of an unverified source on another machine", refusals)
+	figure(section, "the same with insecure_transport: true, warned by validate, check, sync, backfill, run", len(cases))
 	figure(section, "commands checked", commands)
 	figure(section, "untrusted certificate with the default settings", "refused ("+source.ClassTLSUnknownCA.Code+")")
-	figure(section, "remote store without sslmode", "refused")
+	figure(section, "remote store without sslmode=verify-full, or sslmode twice", fmt.Sprintf("refused (%d cases)", storeRefused))
 }
 
 func regexpQuote(s string) string { return regexp.QuoteMeta(s) }

@@ -35,6 +35,9 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range service.ConfigWarnings(cfg) {
+		env.log.Warn(w)
+	}
 	for _, o := range orgs {
 		for _, w := range source.Warnings(o.Source) {
 			env.log.Warn(w, "org", o.Name)
@@ -47,8 +50,16 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	// role ehrsync writes with. A warning, not a failed check: the sources
 	// are what check tests.
 	sctx, cancel := context.WithTimeout(ctx, min(*stepTimeout, 10*time.Second))
+	// A store URL refused for its transport fails check (after the
+	// sources' report): every other command would refuse it too.
+	var storeErr error
 	if err := service.CheckAudit(sctx, cfg, env.log); err != nil {
-		env.log.Warn("the store was not reached: the audit's protection is not checked", "err", err)
+		var te *service.StoreTransportError
+		if errors.As(err, &te) {
+			storeErr = err
+		} else {
+			env.log.Warn("the store was not reached: the audit's protection is not checked", "err", err)
+		}
 	}
 	cancel()
 	catalog, err := service.Catalog(cfg)
@@ -63,6 +74,9 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if storeErr != nil {
+		return storeErr
 	}
 	if !rep.Healthy {
 		return errUnhealthy

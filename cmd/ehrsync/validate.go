@@ -77,10 +77,16 @@ func runValidate(_ context.Context, env *environment, args []string) error {
 	fmt.Fprintf(env.stdout, "%s: valid (%d organizations, %d tables)\n", *path, len(cfg.Orgs), tables)
 	// Valid is not safe: say what turns protection off (TLS off or not
 	// verified), as every other command does at start.
+	for _, w := range service.ConfigWarnings(cfg) {
+		fmt.Fprintf(env.stdout, "warning: %s\n", w)
+	}
 	for _, o := range cfg.Orgs {
 		for _, w := range source.Warnings(o.Source) {
 			fmt.Fprintf(env.stdout, "warning: org %s: %s\n", o.Name, w)
 		}
+	}
+	for _, w := range cfg.Server.Warnings() {
+		fmt.Fprintf(env.stdout, "warning: %s\n", w)
 	}
 	return nil
 }

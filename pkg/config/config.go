@@ -30,6 +30,11 @@ type Store struct {
 	// append to the audit and position history (docs/operations-store.md).
 	// Unset: URL's role migrates, as one role.
 	OwnerURL Secret `yaml:"owner_url" json:"owner_url"`
+	// InsecureTransport accepts a store on another machine reached without
+	// a verified certificate (any sslmode but verify-full in URL or
+	// OwnerURL). Off, such a URL is refused; on, it is warned about at
+	// every start. A store on loopback or a Unix socket needs neither.
+	InsecureTransport bool `yaml:"insecure_transport,omitempty" json:"insecure_transport,omitempty"`
 }
 
 // Server is the daemon's HTTP servers: metrics and health on Listen, the
@@ -166,6 +171,12 @@ type Source struct {
 	// Server's, or an availability group listener registered under its
 	// own name.
 	ServerSPN string `yaml:"server_spn,omitempty" json:"server_spn,omitempty"`
+	// InsecureTransport accepts a source on another machine reached
+	// without verified TLS (tls.mode disable, or
+	// tls.trust_server_certificate). Off, validation refuses such a
+	// source ([Source.UnverifiedTransport]); on, it is warned about at
+	// every start. A source on loopback needs neither.
+	InsecureTransport bool `yaml:"insecure_transport,omitempty" json:"insecure_transport,omitempty"`
 }
 
 // DefaultServerSPN is the SQL Server service principal name ehrsync asks

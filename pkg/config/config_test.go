@@ -337,7 +337,34 @@ func TestValidate(t *testing.T) {
 			c.Orgs[0].Source.TLS.TrustServerCertificate = true
 			c.Orgs[0].Source.TLS.CAFile = "/ca.pem"
 		}, want: []string{"orgs[0].source.tls.trust_server_certificate: turns verification off"}},
-		{name: "tls trust alone", mutate: func(c *Config) { c.Orgs[0].Source.TLS.TrustServerCertificate = true }},
+		{name: "tls trust alone, another machine", mutate: func(c *Config) { c.Orgs[0].Source.TLS.TrustServerCertificate = true }, want: []string{
+			"orgs[0].source.tls.trust_server_certificate: true accepts any certificate from sql01, which is not this machine, so the connection can be intercepted: use tls.mode: require"}},
+		{name: "tls trust alone, insecure_transport", mutate: func(c *Config) {
+			c.Orgs[0].Source.TLS.TrustServerCertificate = true
+			c.Orgs[0].Source.InsecureTransport = true
+		}},
+		{name: "tls disable, another machine", mutate: func(c *Config) { c.Orgs[0].Source.TLS.Mode = TLSDisable }, want: []string{
+			"orgs[0].source.tls.mode: disable sends the connection to sql01, which is not this machine, unencrypted (passwords and rows readable on the way): use tls.mode: require (the default: the certificate verified against the system roots or tls.ca_file, its name against tls.server_name or host), or set insecure_transport: true on the source to accept it"}},
+		{name: "tls disable, another machine by ip", mutate: func(c *Config) {
+			c.Orgs[0].Source.TLS.Mode = TLSDisable
+			c.Orgs[0].Source.Host = "10.1.2.3"
+		}, want: []string{"orgs[0].source.tls.mode: disable sends the connection to 10.1.2.3"}},
+		{name: "tls disable, via ssh to a server the bastion reaches over the network", mutate: func(c *Config) {
+			c.Orgs[0].Source.Via = ViaSSH
+			c.Orgs[0].Source.SSH = validSSH()
+			c.Orgs[0].Source.TLS.Mode = TLSDisable
+		}, want: []string{"orgs[0].source.tls.mode: disable sends the connection to sql01"}},
+		{name: "tls disable, insecure_transport", mutate: func(c *Config) {
+			c.Orgs[0].Source.TLS.Mode = TLSDisable
+			c.Orgs[0].Source.InsecureTransport = true
+		}},
+		{name: "tls disable, localhost", mutate: func(c *Config) { c.Orgs[0].Source.TLS.Mode = TLSDisable; c.Orgs[0].Source.Host = "localhost" }},
+		{name: "tls disable, 127.0.0.2", mutate: func(c *Config) { c.Orgs[0].Source.TLS.Mode = TLSDisable; c.Orgs[0].Source.Host = "127.0.0.2" }},
+		{name: "tls disable, ::1", mutate: func(c *Config) { c.Orgs[0].Source.TLS.Mode = TLSDisable; c.Orgs[0].Source.Host = "::1" }},
+		{name: "tls trust, loopback", mutate: func(c *Config) {
+			c.Orgs[0].Source.TLS.TrustServerCertificate = true
+			c.Orgs[0].Source.Host = "127.0.0.1"
+		}},
 		{name: "tls strict postgres", mutate: func(c *Config) {
 			c.Orgs[0].Source.Dialect = Postgres
 			c.Orgs[0].Source.TLS.Mode = TLSStrict

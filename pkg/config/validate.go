@@ -258,6 +258,7 @@ func (v *validator) source(key string, s *Source) {
 		v.ssh(key+".ssh", s.SSH)
 	}
 	v.tls(key+".tls", s.TLS, s.Dialect)
+	v.transport(key, s)
 	if s.ConnectTimeout <= 0 {
 		v.add(key+".connect_timeout", "must be positive")
 	}

@@ -45,7 +45,7 @@ type Service struct {
 // daemon's --concurrency, 1 for a command), which sizes the store's
 // connection pool (storePoolSize). Close releases the store connections.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor string, orgsAtOnce int) (*Service, error) {
-	pool, err := connect(ctx, "store.url", cfg.Store.URL, log, func(pcfg *pgxpool.Config, url string) {
+	pool, err := connect(ctx, "store.url", cfg, log, func(pcfg *pgxpool.Config, url string) {
 		if !strings.Contains(url, "pool_max_conns") {
 			pcfg.MaxConns = storePoolSize(cfg, orgsAtOnce, pcfg.MaxConns)
 		}
@@ -64,11 +64,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		pool.Close()
 		return nil, err
 	}
-	for _, o := range cfg.Orgs {
-		for _, w := range source.Warnings(o.Source) {
-			log.Warn("insecure source connection", "org", o.Name, "warning", w)
-		}
-	}
+	WarnConfig(cfg, log)
 	positions := watermarks.NewStore(pool)
 	leases := lease.NewManager(pcfg.ConnConfig, nil)
 	rec := audit.New(pool)
@@ -94,10 +90,33 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 	}, nil
 }
 
+// ConfigWarnings lists what every start, validate and check warn about in
+// the configuration besides the sources' settings (source.Warnings).
+func ConfigWarnings(cfg *config.Config) []string {
+	return cfg.TransportWarnings()
+}
+
+// WarnConfig logs what every start warns about in the configuration: each
+// source's warnings (source.Warnings) and ConfigWarnings.
+func WarnConfig(cfg *config.Config, log *slog.Logger) {
+	for _, w := range ConfigWarnings(cfg) {
+		log.Warn("insecure configuration", "warning", w)
+	}
+	for _, o := range cfg.Orgs {
+		for _, w := range source.Warnings(o.Source) {
+			log.Warn("insecure source connection", "org", o.Name, "warning", w)
+		}
+	}
+}
+
 // connect opens a pool on the store URL in secret (key names it in
 // errors, which never quote it), judges its TLS (storeTLS), and pings it.
 // size, when set, may size the pool from the URL text.
-func connect(ctx context.Context, key string, secret config.Secret, log *slog.Logger, size func(*pgxpool.Config, string)) (*pgxpool.Pool, error) {
+func connect(ctx context.Context, key string, cfg *config.Config, log *slog.Logger, size func(*pgxpool.Config, string)) (*pgxpool.Pool, error) {
+	secret := cfg.Store.URL
+	if key == "store.owner_url" {
+		secret = cfg.Store.OwnerURL
+	}
 	url, err := secret.Reveal()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
@@ -107,12 +126,15 @@ func connect(ctx context.Context, key string, secret config.Secret, log *slog.Lo
 		// pgx's parse errors can quote the URL, password included.
 		return nil, fmt.Errorf("%s (%s): not a valid PostgreSQL URL or connection string", key, secret)
 	}
-	warning, err := storeTLS(url, &pcfg.ConnConfig.Config)
+	warning, err := storeTLS(key, url, &pcfg.ConnConfig.Config, cfg.Store.InsecureTransport)
 	if err != nil {
-		return nil, fmt.Errorf("%s (%s): %s", key, secret, strings.ReplaceAll(err.Error(), "store.url", key))
+		if te, ok := err.(*StoreTransportError); ok {
+			te.Ref = secret.String()
+		}
+		return nil, err
 	}
 	if warning != "" {
-		log.Warn("insecure store connection", "warning", strings.Replace(warning, "store.url", key, 1))
+		log.Warn("insecure store connection", "warning", warning)
 	}
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "ehrsync"
 	if size != nil {
@@ -140,7 +162,7 @@ func prepare(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *s
 	if !cfg.Store.OwnerURL.IsSet() {
 		return storedb.Migrate(ctx, pool)
 	}
-	owner, err := connect(ctx, "store.owner_url", cfg.Store.OwnerURL, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
+	owner, err := connect(ctx, "store.owner_url", cfg, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
 	if err != nil {
 		return err
 	}
@@ -166,7 +188,10 @@ func prepare(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *s
 // writer) and, with store.owner_url, as the owner, and prepares the store
 // as Open does, then warns when the audit is not protected from the writer.
 func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	pool, err := connect(ctx, "store.url", cfg.Store.URL, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
+	for _, w := range ConfigWarnings(cfg) {
+		log.Warn("insecure configuration", "warning", w)
+	}
+	pool, err := connect(ctx, "store.url", cfg, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
 	if err != nil {
 		return err
 	}
@@ -181,7 +206,7 @@ func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 // CheckAudit connects as store.url's role and warns on log when the audit
 // and position history are not append-only for it (`ehrsync check`).
 func CheckAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	pool, err := connect(ctx, "store.url", cfg.Store.URL, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 1 })
+	pool, err := connect(ctx, "store.url", cfg, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 1 })
 	if err != nil {
 		return err
 	}
@@ -193,17 +218,17 @@ func CheckAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 // OwnerPool connects as the ehrsync schema's owner: store.owner_url, or
 // store.url when it is not set (`ehrsync audit prune`).
 func OwnerPool(ctx context.Context, cfg *config.Config, log *slog.Logger) (*pgxpool.Pool, error) {
-	key, secret := "store.owner_url", cfg.Store.OwnerURL
-	if !secret.IsSet() {
-		key, secret = "store.url", cfg.Store.URL
+	key := "store.owner_url"
+	if !cfg.Store.OwnerURL.IsSet() {
+		key = "store.url"
 	}
-	return connect(ctx, key, secret, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
+	return connect(ctx, key, cfg, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
 }
 
 // StorePool connects as store.url's role, with a small pool (`ehrsync
 // audit verify`).
 func StorePool(ctx context.Context, cfg *config.Config, log *slog.Logger) (*pgxpool.Pool, error) {
-	return connect(ctx, "store.url", cfg.Store.URL, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
+	return connect(ctx, "store.url", cfg, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
 }
 
 // warnUnprotected warns on log when pool's role could change or remove

@@ -3,26 +3,63 @@ package service
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
 	"net/url"
 	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
 )
 
-// sslmodeRE finds an sslmode setting in a key=value connection string.
-var sslmodeRE = regexp.MustCompile(`(^|\s)sslmode\s*=\s*'?([a-z-]*)`)
+// keywordRE finds a setting in a key=value connection string.
+var keywordRE = func(key string) *regexp.Regexp {
+	return regexp.MustCompile(`(?:^|\s)` + key + `\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S*))`)
+}
 
-// storeTLS judges the store connection's TLS, as pgx configured it from
-// the URL text: a store on another machine whose certificate would not be
-// verified (no TLS, or TLS without verification: pgx's default "prefer",
-// "require", "allow", "disable") is refused unless the URL says its sslmode
-// explicitly, and then it is a warning for every start. A store on
-// loopback or a Unix socket is never judged.
-func storeTLS(text string, cfg *pgconn.Config) (warning string, err error) {
+var (
+	sslmodeRE     = keywordRE("sslmode")
+	sslrootcertRE = keywordRE("sslrootcert")
+)
+
+// StoreTransportError is a store URL refused for its transport: sslmode
+// given more than once, or a store on another machine that would not be
+// reached with a verified certificate (anything but sslmode=verify-full)
+// while store.insecure_transport is not set. Its text names the key, the
+// host and the sslmode, never the URL (which may hold a password).
+type StoreTransportError struct {
+	Key     string // store.url or store.owner_url
+	Ref     string // the secret's reference form (env:NAME, file:PATH, [redacted]), when known
+	Problem string
+}
+
+func (e *StoreTransportError) Error() string {
+	if e.Ref != "" {
+		return e.Key + " (" + e.Ref + "): " + e.Problem
+	}
+	return e.Key + ": " + e.Problem
+}
+
+// storeTLS judges the store connection's transport, as pgx configured it
+// from the URL text (key names the URL in messages):
+//
+//   - sslmode given more than once is refused, always: pgx takes the first
+//     of a URL's and the last of a key=value string's, and a reader of the
+//     configuration may believe either.
+//   - a store on another machine (not loopback, not a Unix socket: any host
+//     or fallback host of the URL) must be reached with its certificate and
+//     name verified: sslmode=verify-full (or sslrootcert=system). Anything
+//     else (no sslmode, which is pgx's "prefer" and may fall back to plain
+//     text; disable, allow, prefer, require; verify-ca, which checks the
+//     chain but not the name) is refused unless insecure is set
+//     (store.insecure_transport), and then warned about.
+func storeTLS(key, text string, cfg *pgconn.Config, insecure bool) (warning string, err error) {
+	modes := settings(text, "sslmode", sslmodeRE)
+	if len(modes) > 1 {
+		return "", &StoreTransportError{Key: key, Problem: fmt.Sprintf("sslmode is given %d times (%s): pgx uses one of them, and which is easy to misread; write it once, sslmode=verify-full", len(modes), strings.Join(quoteAll("sslmode=", modes), ", "))}
+	}
 	unverified := func(host string, tc *tls.Config) bool {
-		return !local(host) && (tc == nil || (tc.InsecureSkipVerify && tc.VerifyPeerCertificate == nil))
+		return !local(host) && (tc == nil || tc.InsecureSkipVerify)
 	}
 	remote := ""
 	if unverified(cfg.Host, cfg.TLSConfig) {
@@ -36,40 +73,58 @@ func storeTLS(text string, cfg *pgconn.Config) (warning string, err error) {
 	if remote == "" {
 		return "", nil
 	}
-	mode, explicit := sslmode(text)
-	if !explicit {
-		return "", fmt.Errorf("the connection to the store at %s would not verify its TLS certificate (no sslmode given, so pgx may even fall back to plain text): "+
-			"add sslmode=verify-full to store.url, or write sslmode=require (or disable) to accept an unverified connection", remote)
+	mode := "no sslmode (pgx's default, prefer: TLS without verification, else plain text)"
+	if len(modes) == 1 {
+		mode = "sslmode=" + modes[0]
+		switch modes[0] {
+		case "disable":
+			mode += " (plain text)"
+		case "allow", "prefer":
+			mode += " (TLS without verification, else plain text)"
+		case "require":
+			mode += " (TLS without verifying the certificate's name)"
+		case "verify-ca":
+			mode += " (the certificate's chain is verified, not its name: any certificate the CA issued passes)"
+		}
 	}
-	return fmt.Sprintf("store.url has sslmode=%s: the store's certificate is not verified, so the connection can be intercepted (use sslmode=verify-full)", mode), nil
+	problem := fmt.Sprintf("%s to the store at %s, which is not this machine, does not verify the store's certificate and name, so the connection can be read or intercepted", mode, remote)
+	if !insecure {
+		return "", &StoreTransportError{Key: key, Problem: problem + ": use sslmode=verify-full (with sslrootcert=FILE for a private CA), or set store.insecure_transport: true to accept it, which every start warns about"}
+	}
+	return key + ": " + problem + "; accepted by store.insecure_transport: true (use sslmode=verify-full)", nil
 }
 
-// sslmode returns the sslmode written in a connection URL or key=value
-// string.
-func sslmode(text string) (string, bool) {
+// settings returns every value given for key in a connection URL or
+// key=value string, in order.
+func settings(text, key string, re *regexp.Regexp) []string {
 	if strings.HasPrefix(text, "postgres://") || strings.HasPrefix(text, "postgresql://") {
 		u, err := url.Parse(text)
 		if err != nil {
-			return "", false
+			return nil
 		}
-		m, ok := u.Query()["sslmode"]
-		if !ok || len(m) == 0 {
-			return "", false
+		return u.Query()[key]
+	}
+	var vals []string
+	for _, m := range re.FindAllStringSubmatch(text, -1) {
+		v := m[2]
+		if strings.HasPrefix(strings.TrimSpace(m[0][strings.Index(m[0], "=")+1:]), "'") {
+			v = strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(m[1])
 		}
-		return m[len(m)-1], true
+		vals = append(vals, v)
 	}
-	if m := sslmodeRE.FindStringSubmatch(text); m != nil {
-		return m[2], true
-	}
-	return "", false
+	return vals
 }
 
-// local reports whether host is a Unix socket directory, localhost or a
-// loopback address.
-func local(host string) bool {
-	if strings.HasPrefix(host, "/") || host == "localhost" {
-		return true
+func quoteAll(prefix string, vals []string) []string {
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = prefix + v
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return out
+}
+
+// local reports whether host is a Unix socket directory or loopback
+// (config.IsLoopback).
+func local(host string) bool {
+	return strings.HasPrefix(host, "/") || config.IsLoopback(host)
 }

@@ -7,44 +7,65 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestStoreTLSCannotBeSilentlyUnverified: a store on another machine whose
-// certificate would go unverified is refused unless store.url says its
-// sslmode, and warned about when it does; verified modes and local stores
-// pass quietly.
-func TestStoreTLSCannotBeSilentlyUnverified(t *testing.T) {
+// TestStoreTLSMustBeVerifiedUnlessInsecure: a store on another machine
+// whose certificate and name would go unverified (no sslmode, disable,
+// allow, prefer, require, verify-ca) is refused naming the key, the
+// problem and the fix, unless store.insecure_transport is set, and then
+// warned about; sslmode given twice is refused whatever the host and
+// setting; verify-full and local stores pass quietly.
+func TestStoreTLSMustBeVerifiedUnlessInsecure(t *testing.T) {
 	for _, tc := range []struct {
 		name, url string
-		warn, err string
+		err       string // refused without insecure_transport ("" when it passes quietly)
+		always    bool   // refused with insecure_transport too
 	}{
-		{name: "remote, no sslmode (pgx prefer)", url: "postgres://u:p@store.example.com/db", err: "add sslmode=verify-full"},
-		{name: "remote key=value, no sslmode", url: "host=store.example.com user=u dbname=db", err: "add sslmode=verify-full"},
-		{name: "remote ip, no sslmode", url: "postgres://u@10.1.2.3/db", err: "would not verify its TLS certificate"},
-		{name: "remote require", url: "postgres://u@store.example.com/db?sslmode=require", warn: "sslmode=require: the store's certificate is not verified"},
-		{name: "remote disable", url: "postgres://u@store.example.com/db?sslmode=disable", warn: "sslmode=disable"},
-		{name: "remote prefer", url: "host=store.example.com sslmode=prefer", warn: "sslmode=prefer"},
-		{name: "remote allow", url: "postgres://u@store.example.com/db?sslmode=allow", warn: "sslmode=allow"},
-		{name: "remote verify-full", url: "postgres://u@store.example.com/db?sslmode=verify-full"},
-		{name: "remote verify-ca", url: "host=store.example.com sslmode=verify-ca"},
+		{name: "remote, no sslmode (pgx prefer)", url: "postgres://u:p@store.example.com/db", err: "no sslmode (pgx's default, prefer"},
+		{name: "remote key=value, no sslmode", url: "host=store.example.com user=u password=p dbname=db", err: "no sslmode"},
+		{name: "remote ip, no sslmode", url: "postgres://u@10.1.2.3/db", err: "to the store at 10.1.2.3, which is not this machine"},
+		{name: "remote require", url: "postgres://u:p@store.example.com/db?sslmode=require", err: "sslmode=require (TLS without verifying the certificate's name)"},
+		{name: "remote disable", url: "postgres://u:p@store.example.com/db?sslmode=disable", err: "sslmode=disable (plain text) to the store at store.example.com"},
+		{name: "remote prefer", url: "host=store.example.com password=p sslmode=prefer", err: "sslmode=prefer"},
+		{name: "remote allow", url: "postgres://u@store.example.com/db?sslmode=allow", err: "sslmode=allow"},
+		{name: "remote verify-ca", url: "host=store.example.com sslmode=verify-ca", err: "sslmode=verify-ca (the certificate's chain is verified, not its name"},
+		{name: "remote quoted disable", url: "host=store.example.com sslmode='disable'", err: "sslmode=disable"},
+		{name: "remote verify-full", url: "postgres://u:p@store.example.com/db?sslmode=verify-full"},
+		{name: "remote sslrootcert=system", url: "postgres://u@store.example.com/db?sslrootcert=system"},
 		{name: "loopback, no sslmode", url: "postgres://u@127.0.0.1:5432/db"},
+		{name: "loopback disable", url: "postgres://u:p@127.0.0.1:5432/db?sslmode=disable"},
 		{name: "localhost disable", url: "postgres://u@localhost/db?sslmode=disable"},
 		{name: "ipv6 loopback", url: "postgres://u@[::1]:5432/db"},
 		{name: "unix socket", url: "host=/var/run/postgresql dbname=db"},
-		{name: "a remote fallback host", url: "postgres://u@127.0.0.1,store.example.com/db", err: "add sslmode=verify-full"},
+		{name: "a remote fallback host", url: "postgres://u:p@127.0.0.1,store.example.com/db", err: "to the store at store.example.com"},
+		{name: "sslmode twice in a URL", url: "postgres://u:p@store.example.com/db?sslmode=verify-full&sslmode=disable", err: "store.url: sslmode is given 2 times (sslmode=verify-full, sslmode=disable)", always: true},
+		{name: "sslmode twice, first disable", url: "postgres://u:p@store.example.com/db?sslmode=disable&sslmode=verify-full", err: "sslmode is given 2 times", always: true},
+		{name: "sslmode twice on loopback", url: "postgres://u:p@127.0.0.1/db?sslmode=disable&sslmode=disable", err: "sslmode is given 2 times", always: true},
+		{name: "sslmode twice key=value", url: "host=store.example.com password=p sslmode=verify-full sslmode=disable", err: "sslmode is given 2 times", always: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := pgconn.ParseConfig(tc.url)
 			require.NoError(t, err)
-			warn, err := storeTLS(tc.url, cfg)
-			if tc.err != "" {
-				require.ErrorContains(t, err, tc.err)
-				require.NotContains(t, err.Error(), "u:p")
-				return
-			}
-			require.NoError(t, err)
-			if tc.warn == "" {
-				require.Empty(t, warn)
-			} else {
-				require.Contains(t, warn, tc.warn)
+			for _, insecure := range []bool{false, true} {
+				warn, err := storeTLS("store.url", tc.url, cfg, insecure)
+				switch {
+				case tc.err == "":
+					require.NoError(t, err)
+					require.Empty(t, warn)
+				case !insecure || tc.always:
+					var te *StoreTransportError
+					require.ErrorAs(t, err, &te)
+					require.ErrorContains(t, err, "store.url: ")
+					require.ErrorContains(t, err, tc.err)
+					if !tc.always {
+						require.ErrorContains(t, err, "use sslmode=verify-full (with sslrootcert=FILE for a private CA), or set store.insecure_transport: true to accept it")
+					}
+					require.NotContains(t, err.Error(), ":p@")
+					require.NotContains(t, err.Error(), "password=p")
+				default:
+					require.NoError(t, err)
+					require.Contains(t, warn, "store.url: ")
+					require.Contains(t, warn, tc.err)
+					require.Contains(t, warn, "accepted by store.insecure_transport: true")
+				}
 			}
 		})
 	}

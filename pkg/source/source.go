@@ -65,6 +65,9 @@ func Open(ctx context.Context, src config.Source) (*sql.DB, error) {
 // OpenPool returns the source's connection pool without connecting; errors
 // from its connections are *ConnectError when connecting failed.
 func OpenPool(src config.Source) (*sql.DB, error) {
+	if err := checkTransport(src); err != nil {
+		return nil, err
+	}
 	password, err := src.Password.Reveal()
 	if err != nil {
 		return nil, fmt.Errorf("source password: %w", err)
@@ -243,6 +246,13 @@ func (c *connector) Close() error { return c.dialer.Close() }
 // (config.Source.Deprecations).
 func Warnings(src config.Source) []string {
 	w := src.Deprecations()
+	if src.InsecureTransport {
+		if _, problem := src.UnverifiedTransport(); problem != "" {
+			w = append(w, "insecure_transport is true: the source on another machine is reached without verified TLS")
+		} else {
+			w = append(w, "insecure_transport is true but not needed (the connection is verified TLS, or on loopback): remove it")
+		}
+	}
 	if src.TLS.TrustServerCertificate {
 		w = append(w, "tls.trust_server_certificate is true: the server's certificate is not verified, so the connection can be intercepted")
 	}
@@ -250,6 +260,27 @@ func Warnings(src config.Source) []string {
 		w = append(w, "tls.mode is disable: the connection is not encrypted")
 	}
 	return w
+}
+
+// TransportError is a source on another machine whose connection would
+// not be verified TLS, and whose configuration does not say
+// insecure_transport: true (config.Source.UnverifiedTransport).
+type TransportError struct {
+	Key     string // the setting, relative to the source: tls.mode or tls.trust_server_certificate
+	Problem string
+}
+
+func (e *TransportError) Error() string {
+	return fmt.Sprintf("source %s: %s: use tls.mode: require (certificate verified), or set the source's insecure_transport: true to accept it", e.Key, e.Problem)
+}
+
+// checkTransport refuses what validation refuses, for a configuration
+// built without it.
+func checkTransport(src config.Source) error {
+	if key, problem := src.UnverifiedTransport(); problem != "" && !src.InsecureTransport {
+		return &TransportError{Key: key, Problem: problem}
+	}
+	return nil
 }
 
 // tlsConfig is the client TLS configuration for a PostgreSQL source: nil
