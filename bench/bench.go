@@ -107,7 +107,11 @@ type Scenario struct {
 	// CPUMicrosPerRow is user+system CPU per row of the process named by CPUOf.
 	CPUMicrosPerRow float64 `json:"cpu_us_per_row"`
 	CPUOf           string  `json:"cpu_of"` // "engine" (the ehrsync child) or "client" (this process)
-	PeakRSSMB       float64 `json:"peak_rss_mb,omitempty"`
+	// SourceCPUMicrosPerRow is, for snapshot_mssql, the CPU per row of this
+	// process meanwhile: the SQL Server stand-in generating, encoding and
+	// encrypting the rows (not the engine's).
+	SourceCPUMicrosPerRow float64 `json:"source_cpu_us_per_row,omitempty"`
+	PeakRSSMB             float64 `json:"peak_rss_mb,omitempty"`
 	// Verified says the store equalled the source after the scenario (all
 	// rows compared with Options.Verify, counts otherwise).
 	Verified string `json:"verified,omitempty"`
@@ -528,9 +532,9 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 		cmd.Env = append(cmd.Env, mssqlPasswordEnv+"="+r.tds.password)
 	}
 	cmd.Stdout, cmd.Stderr = &out, &out
-	t0 := time.Now()
+	cpu0, t0 := selfCPU(), time.Now()
 	err := cmd.Run()
-	elapsed := time.Since(t0)
+	elapsed, self := time.Since(t0), selfCPU()-cpu0
 	if err == nil && name == SnapshotMSSQL {
 		err = r.tds.failure()
 	}
@@ -542,6 +546,9 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 		}
 		return fmt.Errorf("%s: ehrsync sync: %w\n%s", name, err, out.String())
 	}
+	if name == SnapshotMSSQL {
+		r.logf("%s: the stand-in answered %s", name, r.tds.h.summary())
+	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	verified, err := r.check(ctx, org)
@@ -549,7 +556,11 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if keep {
-		r.record(Scenario{Name: name, Rows: rows, CPUOf: "engine", Verified: verified}, elapsed, cpu, float64(ru.Maxrss)/1024)
+		s := Scenario{Name: name, Rows: rows, CPUOf: "engine", Verified: verified}
+		if name == SnapshotMSSQL {
+			s.SourceCPUMicrosPerRow = float64(self.Microseconds()) / float64(rows)
+		}
+		r.record(s, elapsed, cpu, float64(ru.Maxrss)/1024)
 	}
 	return nil
 }

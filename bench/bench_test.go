@@ -94,6 +94,7 @@ func TestSnapshotMSSQLAlone(t *testing.T) {
 	require.Equal(t, "rows", s.Verified)
 	require.Len(t, s.TrialSeconds, 2)
 	require.Positive(t, s.CPUMicrosPerRow)
+	require.Positive(t, s.SourceCPUMicrosPerRow, "the stand-in's CPU")
 	require.Empty(t, rep.Ratios, "no ratio without snapshot")
 
 	_, err = bench.Run(context.Background(), bench.Options{Rows: 10, Binary: bin, MSSQLTLS: "prefer"})

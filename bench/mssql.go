@@ -233,6 +233,18 @@ func (h *chargesServer) Answered() map[string]int {
 	return out
 }
 
+// summary says what was answered so far: statements by kind, rows sent.
+func (h *chargesServer) summary() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	kinds := make([]string, 0, len(h.answered))
+	for k, n := range h.answered {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+	}
+	slices.Sort(kinds)
+	return fmt.Sprintf("%s; %d rows sent", strings.Join(kinds, ", "), h.served)
+}
+
 func (h *chargesServer) answer(req *tdstest.Request) (string, []tdstest.Result, error) {
 	if req.Proc != "" {
 		return "", nil, fmt.Errorf("bench: the SQL Server stand-in answers no procedure call (got %s with %d parameters)", req.Proc, len(req.Params))

@@ -41,6 +41,11 @@ func (r *Report) Print(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	for _, s := range r.Scenarios {
+		if s.SourceCPUMicrosPerRow > 0 {
+			fmt.Fprintf(w, "%s: the SQL Server stand-in (this process) used %.2f µs of CPU per row\n", s.Name, s.SourceCPUMicrosPerRow)
+		}
+	}
+	for _, s := range r.Scenarios {
 		if len(s.TrialSeconds) > 0 {
 			fmt.Fprintf(w, "%s trials (s):", s.Name)
 			for _, t := range s.TrialSeconds {
