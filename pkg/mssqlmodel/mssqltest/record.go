@@ -19,7 +19,8 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/tdstest"
 )
 
-// ServeRecorded serves m as Serve does, through a Recorder: every
+// ServeRecorded serves m as Serve does (the same server, login and
+// source connection), through a Recorder: every
 // statement and transaction request the server receives is recorded, as
 // the server decoded it, before the model answers it.
 func ServeRecorded(t testing.TB, m *mssqlmodel.Model) (*Server, *Recorder) {
@@ -30,6 +31,13 @@ func ServeRecorded(t testing.TB, m *mssqlmodel.Model) (*Server, *Recorder) {
 		Users:      map[string]string{User: Password},
 		Databases:  []string{m.Database()},
 		Encryption: tdstest.EncryptOn,
+	})
+	// As Serve: a statement the model does not know (or a value it cannot
+	// send) fails the test, even when the code under test recovered.
+	t.Cleanup(func() {
+		for _, err := range srv.Errors() {
+			t.Errorf("mssqltest: the model could not answer a statement: %v", err)
+		}
 	})
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	require.NoError(t, os.WriteFile(ca, srv.CertPEM(), 0o600))
