@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -20,14 +19,20 @@ import (
 
 // Load reads the file at path and returns its configuration: decoded
 // strictly, with defaults applied, validated. A decoding or validation
-// error lists every problem found (see [Problems]).
+// error lists every problem found (see [Problems]). A file that group or
+// others may read is refused when it holds a secret written as a literal
+// (one problem per key); the file is opened once and its mode taken from
+// the open file.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, mode, err := readConfigFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	c, err := Parse(data)
 	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := c.literalSecrets(path, mode); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	for i, f := range c.Catalog {

@@ -98,14 +98,9 @@ func (s Secret) Reveal() (string, error) {
 			return "", fmt.Errorf("secret %s: %s", s, s.check())
 		}
 		// A secret file others may read is refused, as ssh refuses such a
-		// private key.
-		err := secrets.CheckPrivate(path)
-		var b []byte
-		if err == nil {
-			b, err = os.ReadFile(path)
-		}
-		var perm *secrets.PermissionError
-		if errors.As(err, &perm) {
+		// private key; the file checked is the file read.
+		b, err := secrets.ReadPrivate(path)
+		if secrets.IsFileRefused(err) {
 			return "", fmt.Errorf("secret %s: %w", s, err)
 		}
 		if err != nil {

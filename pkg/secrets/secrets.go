@@ -54,7 +54,9 @@ func (e *PermissionError) Error() string {
 // CheckPrivate returns a *PermissionError when the file at path (symbolic
 // links followed) has any group or other permission bits, and the stat
 // error when it cannot be read. On Windows, where modes do not say who may
-// read, it checks nothing.
+// read, it checks nothing. It is for files another library opens by path
+// (a Kerberos keytab); a file ehrsync reads itself goes through
+// [ReadPrivate], which checks the file it reads.
 func CheckPrivate(path string) error {
 	if runtime.GOOS == "windows" {
 		return nil
@@ -114,10 +116,7 @@ func KeyFromEnv() (Key, error) {
 		return k, nil
 	}
 	if path := os.Getenv(EnvKeyFile); path != "" {
-		if err := CheckPrivate(path); err != nil {
-			return Key{}, fmt.Errorf("%s: %w", EnvKeyFile, err)
-		}
-		b, err := os.ReadFile(path)
+		b, err := ReadPrivate(path)
 		if err != nil {
 			return Key{}, fmt.Errorf("%s: %w", EnvKeyFile, err)
 		}

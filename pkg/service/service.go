@@ -127,6 +127,9 @@ func connect(ctx context.Context, key string, cfg *config.Config, log *slog.Logg
 		return nil, fmt.Errorf("%s (%s): not a valid PostgreSQL URL or connection string", key, secret)
 	}
 	warning, err := storeTLS(key, url, &pcfg.ConnConfig.Config, cfg.Store.InsecureTransport)
+	if err == nil {
+		err = storeRoots(key, url, &pcfg.ConnConfig.Config)
+	}
 	if err != nil {
 		if te, ok := err.(*StoreTransportError); ok {
 			te.Ref = secret.String()

@@ -2,14 +2,17 @@ package service
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/secrets"
 )
 
 // keywordRE finds a setting in a key=value connection string.
@@ -92,6 +95,49 @@ func storeTLS(key, text string, cfg *pgconn.Config, insecure bool) (warning stri
 		return "", &StoreTransportError{Key: key, Problem: problem + ": use sslmode=verify-full (with sslrootcert=FILE for a private CA), or set store.insecure_transport: true to accept it, which every start warns about"}
 	}
 	return key + ": " + problem + "; accepted by store.insecure_transport: true (use sslmode=verify-full)", nil
+}
+
+// storeRoots replaces the CA pool pgx read from the URL's sslrootcert (or
+// PGSSLROOTCERT, as pgx reads it) with one read from the file checked by
+// secrets.ReadTrusted: a CA file that group or others may write is
+// refused, since whoever writes it chooses which servers are trusted as
+// the store. pgx read the file by name before; what it read is dropped.
+func storeRoots(key, text string, cfg *pgconn.Config) error {
+	roots := settings(text, "sslrootcert", sslrootcertRE)
+	path := ""
+	switch {
+	case len(roots) > 1:
+		return &StoreTransportError{Key: key, Problem: fmt.Sprintf("sslrootcert is given %d times: write it once", len(roots))}
+	case len(roots) == 1:
+		path = roots[0]
+	default:
+		path = os.Getenv("PGSSLROOTCERT")
+	}
+	if path == "" || path == "system" {
+		return nil
+	}
+	b, err := secrets.ReadTrusted(path)
+	if err != nil {
+		return fmt.Errorf("%s: sslrootcert: %w", key, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return fmt.Errorf("%s: sslrootcert %s: no PEM certificates in it", key, path)
+	}
+	for _, tc := range append([]*tls.Config{cfg.TLSConfig}, fallbackTLS(cfg)...) {
+		if tc != nil && tc.RootCAs != nil {
+			tc.RootCAs, tc.ClientCAs = pool, pool
+		}
+	}
+	return nil
+}
+
+func fallbackTLS(cfg *pgconn.Config) []*tls.Config {
+	var out []*tls.Config
+	for _, f := range cfg.Fallbacks {
+		out = append(out, f.TLSConfig)
+	}
+	return out
 }
 
 // settings returns every value given for key in a connection URL or

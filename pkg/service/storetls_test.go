@@ -1,10 +1,14 @@
 package service
 
 import (
+	"os"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ehrsync/ehrsync/pkg/secrets"
+	"github.com/ehrsync/ehrsync/pkg/source/sourcetest"
 )
 
 // TestStoreTLSMustBeVerifiedUnlessInsecure: a store on another machine
@@ -68,5 +72,35 @@ func TestStoreTLSMustBeVerifiedUnlessInsecure(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStoreRootCertWritableByOthersIsRefused: the store URL's sslrootcert
+// (a CA bundle) that group or others may write is refused naming the key,
+// the file and chmod go-w; readable by others it is used, and the pool
+// the store is verified with is the one read from the file checked, not
+// the one pgx read by name before.
+func TestStoreRootCertWritableByOthersIsRefused(t *testing.T) {
+	ca := sourcetest.NewCA(t)
+	p := ca.File(t)
+	url := "postgres://u:p@store.example.com/db?sslmode=verify-full&sslrootcert=" + p
+	for _, mode := range []os.FileMode{0o600, 0o644} {
+		require.NoError(t, os.Chmod(p, mode))
+		cfg, err := pgconn.ParseConfig(url)
+		require.NoError(t, err)
+		pgxPool := cfg.TLSConfig.RootCAs
+		require.NoError(t, storeRoots("store.url", url, cfg))
+		require.NotSame(t, pgxPool, cfg.TLSConfig.RootCAs, "%04o: the pool is still pgx's", mode)
+		require.True(t, pgxPool.Equal(cfg.TLSConfig.RootCAs))
+	}
+	for _, mode := range []os.FileMode{0o664, 0o646} {
+		require.NoError(t, os.Chmod(p, mode))
+		cfg, err := pgconn.ParseConfig(url)
+		require.NoError(t, err)
+		err = storeRoots("store.url", url, cfg)
+		var w *secrets.WritableError
+		require.ErrorAs(t, err, &w, "%04o", mode)
+		require.ErrorContains(t, err, "store.url: sslrootcert: "+p+" is writable by group or others")
+		require.NotContains(t, err.Error(), ":p@")
 	}
 }

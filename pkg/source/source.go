@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"time"
 
@@ -108,6 +107,14 @@ func OpenPool(src config.Source) (*sql.DB, error) {
 			return nil, fmt.Errorf("source settings: %w", err)
 		}
 		p.Password = password
+		if p.TLSConfig != nil && src.TLS.CAFile != "" && !src.TLS.TrustServerCertificate {
+			roots, err := caPool(src.TLS.CAFile)
+			if err != nil {
+				d.Close()
+				return nil, err
+			}
+			p.TLSConfig.RootCAs = roots
+		}
 		if p.TLSConfig != nil && !src.TLS.TrustServerCertificate {
 			// Verify ourselves to keep the typed x509 error (see verifier).
 			v := &verifier{roots: p.TLSConfig.RootCAs, serverName: p.TLSConfig.ServerName}
@@ -297,16 +304,33 @@ func tlsConfig(src config.Source) (*tls.Config, error) {
 		c.InsecureSkipVerify = true // explicit in the configuration, and warned about by check
 	}
 	if src.TLS.CAFile != "" {
-		pem, err := os.ReadFile(src.TLS.CAFile)
+		roots, err := caPool(src.TLS.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("source tls.ca_file: %w", err)
+			return nil, err
 		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("source tls.ca_file %s: no PEM certificates in it", src.TLS.CAFile)
-		}
+		c.RootCAs = roots
 	}
 	return c, nil
+}
+
+// caPool reads tls.ca_file: a PEM bundle (or one DER certificate), read
+// from the file checked (secrets.ReadTrusted): one that group or others
+// may write is refused, since whoever writes it chooses which servers
+// ehrsync trusts.
+func caPool(path string) (*x509.CertPool, error) {
+	b, err := secrets.ReadTrusted(path)
+	if err != nil {
+		return nil, fmt.Errorf("source tls.ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		cert, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, fmt.Errorf("source tls.ca_file %s: no PEM certificates in it", path)
+		}
+		pool.AddCert(cert)
+	}
+	return pool, nil
 }
 
 func connectTimeout(src config.Source) time.Duration {
@@ -356,9 +380,8 @@ func sqlServerURL(src config.Source, password string) string {
 	if src.TLS.ServerName != "" {
 		q.Set("hostNameInCertificate", src.TLS.ServerName)
 	}
-	if src.TLS.CAFile != "" {
-		q.Set("certificate", src.TLS.CAFile)
-	}
+	// tls.ca_file is not given to the driver, which would read it by path:
+	// OpenPool reads it once, checked (caPool), and sets the roots.
 	if k := src.Kerberos; k != nil {
 		q.Set("authenticator", "krb5")
 		q.Set("ServerSPN", serverSPN(src))

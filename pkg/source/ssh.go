@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/secrets"
 )
 
 // TunnelOptions tune a Tunnel.
@@ -92,7 +95,7 @@ func NewTunnel(s config.SSH, opts TunnelOptions) (*Tunnel, error) {
 func hostKeyCallback(s config.SSH) (ssh.HostKeyCallback, error) {
 	var checks []ssh.HostKeyCallback
 	if s.KnownHosts != "" {
-		kh, err := knownhosts.New(s.KnownHosts)
+		kh, err := knownHosts(s.KnownHosts)
 		if err != nil {
 			return nil, fmt.Errorf("ssh.known_hosts: %w", err)
 		}
@@ -118,6 +121,33 @@ func hostKeyCallback(s config.SSH) (ssh.HostKeyCallback, error) {
 		}
 		return nil
 	}, nil
+}
+
+// knownHosts reads an OpenSSH known_hosts file that group and others may
+// not write (secrets.OpenTrusted: whoever writes it chooses which bastion
+// ehrsync trusts). knownhosts reads files by name only, so it is given the
+// descriptor that was checked (/dev/fd/N, the same open file), never the
+// path again; where there is no /dev/fd, the path.
+func knownHosts(path string) (ssh.HostKeyCallback, error) {
+	f, err := secrets.OpenTrusted(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	name := path
+	if fd := fmt.Sprintf("/dev/fd/%d", f.Fd()); runtime.GOOS != "windows" {
+		if _, err := os.Stat(fd); err == nil {
+			name = fd
+		}
+	}
+	kh, err := knownhosts.New(name)
+	if err != nil {
+		if name != path {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return nil, err
+	}
+	return kh, nil
 }
 
 // Addr is the bastion's host:port.
