@@ -43,7 +43,7 @@ func TestDecimal2(t *testing.T) {
 	}
 }
 
-func startCharges(t *testing.T, rows int) (*tdsSource, *sql.DB) {
+func startCharges(t testing.TB, rows int) (*tdsSource, *sql.DB) {
 	h, err := newChargesServer(rows, 777)
 	require.NoError(t, err)
 	src, err := startTDS(h, tdstest.EncryptOff)
