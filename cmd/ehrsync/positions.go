@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
-	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/service"
+	"github.com/ehrsync/ehrsync/pkg/terminal"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -83,7 +84,8 @@ func runPositions(ctx context.Context, env *environment, args []string) error {
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ORG\tTABLE\tKIND\tPOSITION\tUPDATED\tBY")
 		for _, e := range entries {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Org, e.Table, e.Position.Kind(), e.Position, e.UpdatedAt.Format(time.RFC3339), e.UpdatedBy)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", terminal.Escape(e.Org), terminal.Escape(e.Table), e.Position.Kind(),
+				terminal.Escape(e.Position.String()), e.UpdatedAt.Format(time.RFC3339), terminal.Escape(e.UpdatedBy))
 		}
 		if ferr := tw.Flush(); ferr != nil {
 			return ferr
@@ -101,52 +103,46 @@ func runPositions(ctx context.Context, env *environment, args []string) error {
 		if *asJSON {
 			return printJSON(env, map[string]any{"org": *org, "table": *table, "position": pos, "history": hist})
 		}
-		fmt.Fprintf(env.stdout, "%s %s: %s\n\nhistory (newest first):\n", *org, *table, positionText(pos))
+		// The full positions, key and cursor values included: show is the
+		// one place they are printed (an operator's terminal, never a log).
+		fmt.Fprintf(env.stdout, "%s %s: %s\n\nhistory (newest first):\n", terminal.Escape(*org), terminal.Escape(*table), positionDetail(pos))
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "AT\tREASON\tACTOR\tROWS\tTO\tNOTE")
 		for _, h := range hist {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", h.At.Format(time.RFC3339), h.Reason, h.Actor, h.Rows, positionText(h.To), h.Note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", h.At.Format(time.RFC3339), terminal.Escape(string(h.Reason)), terminal.Escape(h.Actor), h.Rows,
+				positionDetail(h.To), terminal.Escape(h.Note))
 		}
 		return tw.Flush()
 	}
-	// reset: under the table's lease, so no run is between chunks of it.
-	q := *table
-	if t, ok := svc.Engine.Catalog.Table(*table); ok {
-		q = t.QualifiedName()
-	}
-	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	unlock, err := svc.Leases.Wait(lctx, *org, q, time.Second, func() {
-		fmt.Fprintf(env.stderr, "waiting for %s %s's lease: a sync of it is running\n", *org, q)
-	})
+	// reset: under the table's lease, so no run is between chunks of it,
+	// as the admin API does (one daemon.Resetter for both).
+	o, err := daemon.FindOrg(cfg.Orgs, *org)
 	if err != nil {
-		return err
+		return usageError{fmt.Errorf("--org: %w in %s", err, *path)}
 	}
-	defer unlock()
-	from, _ := svc.Positions.Load(ctx, *org, q)
-	what := "reset"
-	if target != nil {
-		what = "rewind"
-	}
-	if *note == "" {
-		*note = what + " with ehrsync positions reset"
-	}
-	err = svc.Positions.Reset(ctx, *org, q, target, *actor, *note)
-	rec := audit.Record{Actor: *actor, Action: audit.ActionAdmin, What: what, Org: *org, Table: q, From: from, To: target, Outcome: "ok"}
-	if err != nil {
-		rec.Outcome, rec.ErrorClass = "failed", daemon.Class(err)
-	}
-	if aerr := svc.Audit.Write(ctx, rec); aerr != nil {
-		if err != nil {
-			return fmt.Errorf("%w; and %w", err, aerr)
-		}
-		return fmt.Errorf("%s %s: %s done, but not audited: %w", *org, q, what, aerr)
+	r := &daemon.Resetter{Positions: svc.Positions, Leases: svc.Leases, Audit: svc.Audit, Catalog: svc.Engine.Catalog}
+	res, err := r.Reset(ctx, daemon.ResetRequest{Org: o, Table: *table, To: target, Actor: *actor, Note: *note,
+		Via: "ehrsync positions reset", Waiting: func() {
+			fmt.Fprintf(env.stderr, "waiting for %s %s's lease: a sync of it is running\n", terminal.Escape(o.Name), terminal.Escape(*table))
+		}})
+	if errors.Is(err, daemon.ErrUnknownTable) {
+		return usageError{fmt.Errorf("--table: %w", err)}
 	}
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "%s %s: %s: %s -> %s\n", *org, q, what, positionText(from), positionText(target))
+	fmt.Fprintf(env.stdout, "%s %s: %s: %s -> %s\n", terminal.Escape(res.Org), terminal.Escape(res.Table), res.What,
+		positionText(res.From), positionText(res.To))
 	return nil
+}
+
+// positionDetail is a position with its key and cursor values, escaped
+// for a terminal: for positions show only.
+func positionDetail(p watermarks.Position) string {
+	if p == nil {
+		return "-"
+	}
+	return terminal.Escape(p.Detail())
 }
 
 func printJSON(env *environment, v any) error {

@@ -25,7 +25,7 @@ func init() {
 func runDaemon(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags(env, "run", "--config FILE [--listen HOST:PORT] [--concurrency N] [--jitter D] [--grace D] [--retries N] [--backoff D]")
 	path := fs.String("config", "", "configuration file (YAML); SIGHUP reloads it")
-	listen := fs.String("listen", "", "HTTP listen address for metrics, health and the admin API (default: server.listen, "+config.DefaultListen+")")
+	listen := fs.String("listen", "", "HTTP listen address for metrics and health (default: server.listen, "+config.DefaultListen+"); the admin API listens on server.admin_listen")
 	concurrency := fs.Int("concurrency", 4, "organizations run at once")
 	jitter := fs.Duration("jitter", 2*time.Second, "random delay before each scheduled run, at most this")
 	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long runs in flight may finish before they are canceled")
@@ -46,11 +46,12 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 	if addr == "" {
 		addr = config.DefaultListen
 	}
-	var token string
-	if cfg.Server.AdminToken.IsSet() {
-		if token, err = cfg.Server.AdminToken.Reveal(); err != nil {
-			return fmt.Errorf("server.admin_token: %w", err)
-		}
+	operators, err := adminOperators(cfg.Server)
+	if err != nil {
+		return err
+	}
+	for _, w := range cfg.Server.Warnings() {
+		env.log.Warn("admin API reachable from other machines", "warning", w)
 	}
 
 	svc, err := service.Open(ctx, cfg, env.log, "daemon", *concurrency)
@@ -71,22 +72,53 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &admin.Server{Daemon: d, Positions: svc.Positions, Store: svc.Store, Gatherer: reg, Audit: svc.Audit, Log: env.log, Token: token}
+	srv := &admin.Server{Daemon: d, Positions: svc.Positions, Store: svc.Store, Gatherer: reg, Audit: svc.Audit, Log: env.log,
+		Operators: operators, Catalog: svc.Engine.Catalog,
+		Resetter: &daemon.Resetter{Positions: svc.Positions, Leases: svc.Leases, Audit: svc.Audit, Catalog: svc.Engine.Catalog}}
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	if token == "" {
-		env.log.Warn("admin API is off: set server.admin_token to turn it on")
-	}
-	env.log.Info("ehrsync daemon started", "listen", ln.Addr().String(), "orgs", len(cfg.Orgs), "version", version)
-
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	return d.Run(ctx, daemon.Serve{
-		Listener: ln, Handler: srv.Handler(), Reload: hup,
+	serve := daemon.Serve{
+		Listener: ln, Handler: srv.HealthHandler(), Reload: hup,
 		Load: func() (*config.Config, error) { return loadConfig(*path) },
-	})
+	}
+	adminAddr := "off"
+	if operators.Len() == 0 {
+		env.log.Warn("admin API is off: set server.admin_token or server.admin_tokens_file to turn it on")
+	} else {
+		aln, err := admin.Listen(cfg.Server)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		serve.AdminListener, serve.AdminHandler = aln, srv.AdminHandler()
+		adminAddr = aln.Addr().String()
+		if cfg.Server.AdminTLS != nil {
+			adminAddr = "https://" + adminAddr
+		}
+	}
+	env.log.Info("ehrsync daemon started", "listen", ln.Addr().String(), "admin_listen", adminAddr, "operators", operators.Len(),
+		"orgs", len(cfg.Orgs), "version", version)
+
+	return d.Run(ctx, serve)
+}
+
+// adminOperators loads the admin API's credentials: server.admin_token
+// (operator "admin") and the operators of server.admin_tokens_file. A weak
+// token or a tokens file others may read stops the daemon here.
+func adminOperators(srv config.Server) (*admin.Operators, error) {
+	var token string
+	if srv.AdminToken.IsSet() {
+		t, err := srv.AdminToken.Reveal()
+		if err != nil {
+			return nil, fmt.Errorf("server.admin_token: %w", err)
+		}
+		token = t
+	}
+	return admin.LoadOperators(token, srv.AdminTokensFile)
 }

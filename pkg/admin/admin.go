@@ -1,10 +1,14 @@
-// Package admin is the daemon's HTTP surface: /metrics (Prometheus),
-// /healthz (the process is alive), /readyz (the store is reachable and the
-// schedules are loaded, saying why when not), and the admin API under
-// /admin/, authenticated with a bearer token compared in constant time. With
-// no token configured the admin API is off. Every admin action is audited.
+// Package admin is the daemon's HTTP surface, on two listeners. The
+// metrics listener (server.listen) serves /metrics (Prometheus), /healthz
+// (the process is alive) and /readyz (the store is reachable and the
+// schedules are loaded, saying why when not), without credentials. The
+// admin listener (server.admin_listen: loopback by default, TLS required
+// anywhere else) serves the admin API under /admin/, to operators with a
+// bearer token (Operators: the token's SHA-256 compared in constant time,
+// naming the operator who is the actor of what it does). With no token
+// configured the admin API is off. Every admin action is audited.
 //
-//	GET  /admin/orgs                                  orgs and tables: strategy, state, position, last run, last error class, lag
+//	GET  /admin/orgs                                  orgs and tables: strategy, state, position summary, last run, last error class, lag
 //	POST /admin/orgs/{org}/sync       {"tables": []}  trigger a sync now
 //	POST /admin/orgs/{org}/backfill   {"tables": []}  start a backfill (re-snapshot)
 //	                                  {"tables": ["T"], "from": "KEY", "to": "KEY"}
@@ -13,12 +17,17 @@
 //	POST /admin/orgs/{org}/pause | /resume            pause or resume the org's schedule
 //	POST /admin/orgs/{org}/tables/{table}/position    {"confirm": "ORG/TABLE", "position": null | {...}, "note": "..."}
 //	                                                  reset (null: full re-sync next run) or rewind a position
+//
+// Organization and table names in the path and in "tables" are checked
+// against the loaded configuration and answered by their canonical names
+// (the configured organization, the catalog's schema.table); a name with a
+// control character is refused (400). Positions are answered as their
+// summaries (watermarks.Summary), never with key or cursor values: the
+// full position is read with the local CLI only (ehrsync positions show).
 package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,13 +36,18 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ehrsync/ehrsync/pkg/audit"
+	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/lease"
+	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -42,7 +56,7 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// Server is the handler's dependencies.
+// Server is the handlers' dependencies.
 type Server struct {
 	Daemon    *daemon.Daemon
 	Positions *watermarks.Store
@@ -50,21 +64,37 @@ type Server struct {
 	Gatherer  prometheus.Gatherer
 	Audit     *audit.Recorder // nil: admin actions are only logged
 	Log       *slog.Logger
-	// Token is the admin API's bearer token; "" turns the admin API off.
-	Token string
+	// Operators are the admin API's credentials; none turns the admin API
+	// off.
+	Operators *Operators
+	// Catalog names tables canonically (the engine's catalog).
+	Catalog *schemas.Catalog
+	// Resetter resets and rewinds positions, as `ehrsync positions reset`
+	// does (under the table's lease); nil: position requests answer 503.
+	Resetter *daemon.Resetter
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
 
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler {
-	if s.Now == nil {
-		s.Now = time.Now
-	}
+// HealthHandler returns the metrics listener's handler: /metrics, /healthz
+// and /readyz. The admin API is not there.
+func (s *Server) HealthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.ready)
+	mux.HandleFunc("/admin/", func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "not here: the admin API has its own listener (server.admin_listen)", http.StatusNotFound)
+	})
+	return mux
+}
+
+// AdminHandler returns the admin listener's handler: the admin API.
+func (s *Server) AdminHandler() http.Handler {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/orgs", s.auth(s.listOrgs))
 	mux.HandleFunc("POST /admin/orgs/{org}/sync", s.auth(s.trigger(false)))
 	mux.HandleFunc("POST /admin/orgs/{org}/backfill", s.auth(s.trigger(true)))
@@ -92,40 +122,102 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-const actor = "admin-api"
+// actorPrefix marks the admin API's actors: "admin-api:alice".
+const actorPrefix = "admin-api:"
 
-// constantTimeCompare is subtle.ConstantTimeCompare; a test watches what it
-// is given.
-var constantTimeCompare = subtle.ConstantTimeCompare
+type operatorKey struct{}
 
-// auth checks the bearer token in constant time: it compares SHA-256
-// digests, which have one length whatever the token given, so neither a
-// shared prefix nor the length of a guess shows in the time taken.
+// auth finds the operator of the request's bearer token (Operators: SHA-256
+// digests compared in constant time) and passes the request on with it;
+// anything else is a bare 401, the same whatever was tried.
 func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
-	want := sha256.Sum256([]byte(s.Token))
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.Token == "" {
-			http.Error(w, "admin API is off: set server.admin_token", http.StatusNotFound)
+		if s.Operators.Len() == 0 {
+			http.Error(w, "admin API is off: set server.admin_token or server.admin_tokens_file", http.StatusNotFound)
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		digest := sha256.Sum256([]byte(got))
-		if constantTimeCompare(digest[:], want[:]) != 1 || !ok {
+		name, found := s.Operators.Operator(got)
+		if !ok || !found {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ehrsync"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		next(w, r)
+		next(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, name)))
 	}
 }
 
-// who is the audited actor of a request: the admin token, with the
-// operator's name when the request gives one (X-Ehrsync-Operator).
+// who is the audited actor of an authenticated request: the operator its
+// token names ("admin-api:alice"). No header a client sets is trusted.
 func who(r *http.Request) string {
-	if op := strings.TrimSpace(r.Header.Get("X-Ehrsync-Operator")); op != "" && len(op) <= 64 {
-		return actor + ":" + op
+	name, _ := r.Context().Value(operatorKey{}).(string)
+	if name == "" {
+		name = "unknown"
 	}
-	return actor
+	return actorPrefix + name
+}
+
+// maxNameLen bounds an organization or table name in a request.
+const maxNameLen = 256
+
+// checkName refuses a name that could not be one: a control character or
+// a Unicode format character (bidirectional overrides), invalid UTF-8, or
+// over maxNameLen bytes. The problem names what, never echoes the name.
+func checkName(what, name string) error {
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%s name: longer than %d bytes", what, maxNameLen)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("%s name: not valid UTF-8", what)
+	}
+	for i, r := range name {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("%s name: control character %U at byte %d: names hold none", what, r, i)
+		}
+	}
+	return nil
+}
+
+// org resolves the request's {org} against the loaded configuration. A bad
+// name is answered 400 (not audited: nothing was asked of the daemon); an
+// unknown one 404, audited as what.
+func (s *Server) org(w http.ResponseWriter, r *http.Request, what string) (config.Org, bool) {
+	name := r.PathValue("org")
+	if err := checkName("org", name); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return config.Org{}, false
+	}
+	o, err := s.Daemon.Org(name)
+	if err != nil {
+		if s.record(w, r, what, name, "", nil, nil, err) {
+			http.Error(w, err.Error(), status(err))
+		}
+		return config.Org{}, false
+	}
+	return o, true
+}
+
+// tables resolves table names against org's configuration: their canonical
+// names, or an error answered as org answers.
+func (s *Server) tables(w http.ResponseWriter, r *http.Request, what string, org *config.Org, names []string) ([]string, bool) {
+	for _, n := range names {
+		if err := checkName("table", n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return nil, false
+		}
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		q, err := daemon.CanonicalTable(s.Catalog, org, n)
+		if err != nil {
+			if s.record(w, r, what, org.Name, strings.Join(names, ","), nil, nil, err) {
+				http.Error(w, err.Error(), status(err))
+			}
+			return nil, false
+		}
+		out = append(out, q)
+	}
+	return out, true
 }
 
 // record audits an admin action whose outcome is err. It reports false,
@@ -150,16 +242,21 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request, what, org, table
 	if err != nil {
 		return true // the action's own error answers
 	}
-	http.Error(w, what+" done, but its audit record was not written ("+daemon.Class(werr)+")", http.StatusInternalServerError)
+	notAudited(w, what, werr)
 	return false
+}
+
+func notAudited(w http.ResponseWriter, what string, err error) {
+	http.Error(w, what+" done, but its audit record was not written ("+daemon.Class(err)+")", http.StatusInternalServerError)
 }
 
 // TableView is one table in GET /admin/orgs.
 type TableView struct {
-	Name        string              `json:"name"`
-	Strategy    string              `json:"strategy,omitempty"`
-	State       string              `json:"state"`
-	Position    watermarks.Position `json:"position"`
+	Name     string `json:"name"`
+	Strategy string `json:"strategy,omitempty"`
+	State    string `json:"state"`
+	// Position is the position's summary: never key or cursor values.
+	Position    *watermarks.Summary `json:"position"`
 	PositionAt  time.Time           `json:"position_updated_at,omitzero"`
 	LastRun     time.Time           `json:"last_run,omitzero"`
 	LastSuccess time.Time           `json:"last_success,omitzero"`
@@ -206,7 +303,7 @@ func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
 				tv.State = "synced" // full-snapshot tables keep no position between runs
 			}
 			if p, ok := byTable[st.Name+"\x00"+name]; ok {
-				tv.Position, tv.PositionAt, tv.State = p.Position, p.UpdatedAt, "synced"
+				tv.Position, tv.PositionAt, tv.State = watermarks.Summarize(p.Position), p.UpdatedAt, "synced"
 				if p.Position.Kind() == watermarks.KindSnapshot {
 					tv.State = "snapshotting"
 				}
@@ -233,8 +330,8 @@ func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		for _, t := range st.Config.Tables {
-			if !seen[t.Name] && !seen["dbo."+t.Name] {
-				add(t.Name)
+			if q, err := daemon.CanonicalTable(s.Catalog, &st.Config, t.Name); err == nil {
+				add(q)
 			}
 		}
 		sort.Slice(ov.Tables, func(i, j int) bool { return ov.Tables[i].Name < ov.Tables[j].Name })
@@ -257,7 +354,6 @@ func (s *Server) trigger(backfill bool) http.HandlerFunc {
 		what = "backfill"
 	}
 	return func(w http.ResponseWriter, r *http.Request) {
-		org := r.PathValue("org")
 		var body tablesBody
 		if err := decode(r, &body); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -268,40 +364,53 @@ func (s *Server) trigger(backfill bool) http.HandlerFunc {
 			http.Error(w, "from and to bound a backfill of exactly one table: give one table in tables", http.StatusBadRequest)
 			return
 		}
+		what := what
+		if !rng.IsZero() {
+			what = "backfill key range"
+		}
+		org, ok := s.org(w, r, what)
+		if !ok {
+			return
+		}
+		tables, ok := s.tables(w, r, what, &org, body.Tables)
+		if !ok {
+			return
+		}
 		var (
 			queued bool
 			err    error
-			what   = what
 		)
 		if rng.IsZero() {
-			queued, err = s.Daemon.Trigger(org, body.Tables, backfill, who(r))
+			queued, err = s.Daemon.Trigger(org.Name, tables, backfill, who(r))
 		} else {
-			what = "backfill key range"
-			queued, err = s.Daemon.TriggerRange(org, body.Tables[0], rng, who(r))
+			queued, err = s.Daemon.TriggerRange(org.Name, tables[0], rng, who(r))
 		}
-		if !s.record(w, r, what, org, strings.Join(body.Tables, ","), nil, nil, err) {
+		if !s.record(w, r, what, org.Name, strings.Join(tables, ","), nil, nil, err) {
 			return
 		}
 		if err != nil {
 			http.Error(w, err.Error(), status(err))
 			return
 		}
-		writeJSON(w, http.StatusAccepted, map[string]any{"org": org, "action": what, "queued_behind_running": queued})
+		writeJSON(w, http.StatusAccepted, map[string]any{"org": org.Name, "tables": tables, "action": what, "queued_behind_running": queued})
 	}
 }
 
 func (s *Server) control(what string, fn func(string) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		org := r.PathValue("org")
-		err := fn(org)
-		if !s.record(w, r, what, org, "", nil, nil, err) {
+		org, ok := s.org(w, r, what)
+		if !ok {
+			return
+		}
+		err := fn(org.Name)
+		if !s.record(w, r, what, org.Name, "", nil, nil, err) {
 			return
 		}
 		if err != nil {
 			http.Error(w, err.Error(), status(err))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"org": org, "action": what})
+		writeJSON(w, http.StatusOK, map[string]any{"org": org.Name, "action": what})
 	}
 }
 
@@ -312,15 +421,18 @@ type positionBody struct {
 	Note     string          `json:"note"`
 }
 
+// position resets or rewinds a table's position with the Resetter
+// `ehrsync positions reset` uses: under the table's lease, recorded in the
+// position history and the audit as the operator.
 func (s *Server) position(w http.ResponseWriter, r *http.Request) {
-	org, table := r.PathValue("org"), r.PathValue("table")
-	var body positionBody
-	if err := decode(r, &body); err != nil {
+	pathOrg, pathTable := r.PathValue("org"), r.PathValue("table")
+	if err := errors.Join(checkName("org", pathOrg), checkName("table", pathTable)); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if body.Confirm != org+"/"+table {
-		http.Error(w, fmt.Sprintf("confirm: repeat %q to reset or rewind this position", org+"/"+table), http.StatusBadRequest)
+	var body positionBody
+	if err := decode(r, &body); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	var to watermarks.Position
@@ -332,24 +444,48 @@ func (s *Server) position(w http.ResponseWriter, r *http.Request) {
 		}
 		to = p
 	}
-	from, _ := s.Positions.Load(r.Context(), org, table)
 	what := "reset"
 	if to != nil {
 		what = "rewind"
 	}
-	note := body.Note
-	if note == "" {
-		note = what + " through the admin API"
-	}
-	err := s.Positions.Reset(r.Context(), org, table, to, who(r), note)
-	if !s.record(w, r, what, org, table, from, to, err) {
+	if err := checkName("note", body.Note); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if err != nil {
-		http.Error(w, "reset position: "+daemon.Class(err), http.StatusInternalServerError)
+	org, ok := s.org(w, r, what)
+	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"org": org, "table": table, "action": what, "from": from, "to": to})
+	tables, ok := s.tables(w, r, what, &org, []string{pathTable})
+	if !ok {
+		return
+	}
+	table := tables[0]
+	if body.Confirm != pathOrg+"/"+pathTable && body.Confirm != org.Name+"/"+table {
+		http.Error(w, fmt.Sprintf("confirm: repeat %q to reset or rewind this position", org.Name+"/"+table), http.StatusBadRequest)
+		return
+	}
+	if s.Resetter == nil {
+		http.Error(w, "positions cannot be reset here", http.StatusServiceUnavailable)
+		return
+	}
+	s.Log.Info("admin action", "actor", who(r), "action", what, "org", org.Name, "table", table)
+	res, err := s.Resetter.Reset(r.Context(), daemon.ResetRequest{Org: &org, Table: table, To: to, Actor: who(r),
+		Note: body.Note, Via: "the admin API"})
+	switch {
+	case errors.Is(err, daemon.ErrResetNotAudited):
+		s.Log.Error("audit record not written", "action", what, "org", org.Name, "table", table, "err", err)
+		notAudited(w, what, err)
+		return
+	case errors.Is(err, lease.ErrBusy):
+		http.Error(w, what+" "+org.Name+" "+table+": a run of the table holds its lease; try again when it ends", http.StatusConflict)
+		return
+	case err != nil:
+		http.Error(w, what+" position: "+daemon.Class(err), http.StatusInternalServerError)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"org": res.Org, "table": res.Table, "action": res.What,
+		"from": watermarks.Summarize(res.From), "to": watermarks.Summarize(res.To)})
 }
 
 func decode(r *http.Request, v any) error {

@@ -13,7 +13,7 @@ import (
 // tried (subtle returns early on a length mismatch, which would tell a
 // prober the token's length), and never the token itself.
 func TestAuthComparesEqualLengthDigests(t *testing.T) {
-	const token = "the-real-admin-token-0123456789"
+	const token = "the-real-admin-token-0123456789abcdefghijklmnop"
 	var seen [][2][]byte
 	orig := constantTimeCompare
 	t.Cleanup(func() { constantTimeCompare = orig })
@@ -21,7 +21,9 @@ func TestAuthComparesEqualLengthDigests(t *testing.T) {
 		seen = append(seen, [2][]byte{append([]byte(nil), x...), append([]byte(nil), y...)})
 		return orig(x, y)
 	}
-	s := &Server{Token: token}
+	ops := &Operators{}
+	require.NoError(t, ops.AddToken("alice", token))
+	s := &Server{Operators: ops}
 	h := s.auth(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	for _, tc := range []struct {
 		header string

@@ -38,8 +38,8 @@ func TestBackfillRangeRequests(t *testing.T) {
 	d, err := daemon.New(cfg, noSync{}, bf, log, nil, daemon.Options{})
 	require.NoError(t, err)
 	s := &admin.Server{Daemon: d, Positions: watermarks.NewStore(pool), Store: pool, Gatherer: prometheus.NewRegistry(),
-		Audit: audit.New(pool), Log: log, Token: "tok"}
-	srv := httptest.NewServer(s.Handler())
+		Audit: audit.New(pool), Log: log, Operators: operators(t), Catalog: schemas.NextGen()}
+	srv := httptest.NewServer(s.AdminHandler())
 	t.Cleanup(srv.Close)
 
 	const guid = "6f9619ff-8b86-d011-b42d-00c04fc964ff"
@@ -56,7 +56,7 @@ func TestBackfillRangeRequests(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := call(t, srv, http.MethodPost, "/admin/orgs/st-mary/"+tc.path, "tok", tc.body)
+			code, body := call(t, srv, http.MethodPost, "/admin/orgs/st-mary/"+tc.path, aliceToken, tc.body)
 			require.Equal(t, tc.code, code, body)
 			require.Contains(t, body, tc.says)
 			require.NotContains(t, body, "patient-42")

@@ -379,10 +379,14 @@ func (d *Daemon) Status() []OrgStatus {
 
 // Serve is what Run serves besides the schedules.
 type Serve struct {
-	// Listener and Handler: the HTTP server (metrics, health, admin API);
-	// nil Listener: none.
+	// Listener and Handler: the HTTP server of metrics and health; nil
+	// Listener: none.
 	Listener net.Listener
 	Handler  http.Handler
+	// AdminListener and AdminHandler: the admin API's own HTTP server; nil
+	// AdminListener: none (the admin API is off).
+	AdminListener net.Listener
+	AdminHandler  http.Handler
 	// Reload: each value received reloads the configuration from Load
 	// (SIGHUP). nil: no reloads.
 	Reload <-chan os.Signal
@@ -402,14 +406,24 @@ func (d *Daemon) Run(ctx context.Context, srv Serve) error {
 	sem := make(chan struct{}, d.opts.Concurrency)
 
 	var (
-		server   *http.Server
+		servers  []*http.Server
 		serving  errgroup.Group
-		serveErr = make(chan error, 1)
+		serveErr = make(chan error, 2)
 	)
-	if srv.Listener != nil {
-		server = &http.Server{Handler: srv.Handler, ReadHeaderTimeout: 10 * time.Second}
+	for _, l := range []struct {
+		ln net.Listener
+		h  http.Handler
+	}{{srv.Listener, srv.Handler}, {srv.AdminListener, srv.AdminHandler}} {
+		if l.ln == nil {
+			continue
+		}
+		// The server's own errors (a TLS handshake refused) are logged
+		// as the daemon logs.
+		server := &http.Server{Handler: l.h, ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+		servers = append(servers, server)
 		serving.Go(func() error {
-			err := server.Serve(srv.Listener)
+			err := server.Serve(l.ln)
 			if errors.Is(err, http.ErrServerClosed) {
 				return nil
 			}
@@ -447,10 +461,12 @@ loop:
 	})
 	_ = runs.Wait()
 	grace.Stop()
-	if server != nil {
+	if len(servers) > 0 {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = server.Shutdown(sctx)
+		for _, server := range servers {
+			_ = server.Shutdown(sctx)
+		}
 		_ = serving.Wait()
 	}
 	d.log.Info("stopped")
