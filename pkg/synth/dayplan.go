@@ -311,7 +311,7 @@ func (dp *dayPlan) submit(p int, encs []*encounter) {
 					b.update(tEncounter, []any{"enc_id", e.id}, "enc_status", encBilled, "billable_timestamp", b.b.At)
 				}
 			}
-			if w := c.rework; w != nil && w.resend == dp.day {
+			if w := c.rework; w != nil && w.resend > 0 && w.resend == dp.day {
 				b := get()
 				b.update(tClaims, []any{"claim_id", c.id}, "status", claimSent, "editing_state", "S")
 				b.update(tEncounter, []any{"enc_id", e.id}, "enc_status", encRebilled, "billable_timestamp", b.b.At)
@@ -746,7 +746,7 @@ func (dp *dayPlan) rework(p int, encs []*encounter) {
 					b.update(tEncounter, []any{"enc_id", e.id}, "remarks", "Coverage verified, claim corrected")
 				}
 			}
-			if w.writeOff == dp.day {
+			if w.writeOff > 0 && w.writeOff == dp.day {
 				dp.writeOff(get(), e, c)
 			}
 		}
