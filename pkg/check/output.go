@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/ehrsync/ehrsync/pkg/terminal"
 )
 
 // WriteJSON writes the report as indented JSON (schema: SchemaVersion, see
@@ -16,14 +18,16 @@ func (r Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteText writes the report as tables for people.
+// WriteText writes the report as tables for people. Organization, table
+// and column names are escaped for the terminal (terminal.Escape): a name
+// with a control character cannot rewrite what the report shows.
 func (r Report) WriteText(w io.Writer) error {
 	for _, o := range r.Orgs {
 		state := "HEALTHY"
 		if !o.Healthy {
 			state = "UNHEALTHY"
 		}
-		fmt.Fprintf(w, "org %s (%s via %s): %s\n", o.Name, o.Dialect, o.Via, state)
+		fmt.Fprintf(w, "org %s (%s via %s): %s\n", terminal.Escape(o.Name), o.Dialect, o.Via, state)
 		for _, wn := range o.Warnings {
 			fmt.Fprintf(w, "  WARNING: %s\n", wn)
 		}
@@ -44,13 +48,14 @@ func (r Report) WriteText(w io.Writer) error {
 			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "  TABLE\tRESULT\tEXISTS\tKEY\tCDC\tCT\tPERMISSIONS\tSTRATEGY")
 			for _, t := range o.Tables {
-				fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Status, t.Exists, orDash(strings.Join(t.Key, ",")),
+				fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\n", terminal.Escape(t.Name), t.Status, t.Exists, orDash(terminal.Escape(strings.Join(t.Key, ","))),
 					orDash(t.CDC), orDash(t.CT), permText(t.Permissions), orDash(t.Strategy))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
 			}
 			for _, t := range o.Tables {
+				t.Name = terminal.Escape(t.Name)
 				if t.Why != "" {
 					fmt.Fprintf(w, "  %s: %s", t.Name, t.Why)
 					if t.Blind != "" {
@@ -82,7 +87,7 @@ func (r Report) WriteText(w io.Writer) error {
 }
 
 func writeProblem(w io.Writer, where string, p Problem) {
-	fmt.Fprintf(w, "  %s: [%s] %s\n    fix: %s\n", where, p.Code, p.Cause, p.Fix)
+	fmt.Fprintf(w, "  %s: [%s] %s\n    fix: %s\n", terminal.Escape(where), p.Code, p.Cause, p.Fix)
 	if p.Grant != "" {
 		fmt.Fprintf(w, "    grant: %s\n", p.Grant)
 	}
