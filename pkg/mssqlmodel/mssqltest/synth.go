@@ -110,6 +110,12 @@ func stateTable(schema string) (*schemas.Table, error) {
 // uniqueidentifier as 16 bytes in wire order, decimals as text, date-times
 // as their UTC wall clock, integers as int64; rowversion columns are left
 // to the model.
+//
+// An update or delete must find its row. SQL Server's UPDATE and DELETE
+// (what synth.SQLServerWriter sends) would silently affect none, but the
+// generator never means to write a row that is not there, so the writer
+// fails the batch instead: a generator bug shows here rather than as data
+// that differs from the plan.
 type SynthWriter struct {
 	m     *mssqlmodel.Model
 	state string // synth_state's qualified name
