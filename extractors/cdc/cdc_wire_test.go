@@ -3,19 +3,15 @@ package cdc_test
 import (
 	"context"
 	"database/sql"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
-	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
@@ -31,8 +27,7 @@ import (
 
 // wireServer is a model served over TDS whose handler can run a hook
 // before each statement (to change the model between two statements of
-// one run) and applies SQL Server's gating-role rule to
-// sys.fn_cdc_get_min_lsn where the model does not (see minLSNGated).
+// one run).
 type wireServer struct {
 	*mssqltest.Server
 	pool *sql.DB // ehrsync's source connection to it
@@ -54,11 +49,7 @@ func (s *wireServer) Handle(ctx context.Context, req *tdstest.Request) ([]tdstes
 	if hook != nil {
 		hook(req)
 	}
-	res, err := s.h.Handle(ctx, req)
-	if err == nil && req.SQL == "SELECT sys.fn_cdc_get_min_lsn(@p1)" {
-		return s.minLSNGated(ctx, req, res)
-	}
-	return res, err
+	return s.h.Handle(ctx, req)
 }
 
 func (s *wireServer) Begin(ss *tdstest.Session, iso tdstest.Isolation) error {
@@ -67,62 +58,11 @@ func (s *wireServer) Begin(ss *tdstest.Session, iso tdstest.Isolation) error {
 func (s *wireServer) Commit(ss *tdstest.Session) error   { return s.h.Commit(ss) }
 func (s *wireServer) Rollback(ss *tdstest.Session) error { return s.h.Rollback(ss) }
 
-// minLSNGated: on SQL Server sys.fn_cdc_get_min_lsn answers zero to a
-// caller outside the capture instance's gating role ("not authorized to
-// access the change data", Microsoft's sys.fn_cdc_get_min_lsn page); the
-// model checks only SELECT on the source table. Until it applies the rule
-// itself, this asks the model for the instance's gating role and the
-// login's membership (as the same session) and answers zero when SQL
-// Server would. Where the model already answers zero it changes nothing.
-func (s *wireServer) minLSNGated(ctx context.Context, req *tdstest.Request, res []tdstest.Result) ([]tdstest.Result, error) {
-	one := func(sql string, params ...tdstest.Param) any {
-		r := *req
-		r.SQL, r.Params = sql, params
-		out, err := s.h.Handle(ctx, &r)
-		if err != nil || len(out) == 0 || len(out[0].Rows) == 0 {
-			return nil
-		}
-		return out[0].Rows[0][0]
-	}
-	role, _ := one("SELECT role_name FROM cdc.change_tables WHERE capture_instance = @p1", req.Params...).(string)
-	if role == "" {
-		return res, nil
-	}
-	nv := func(v string) tdstest.Param {
-		return tdstest.Param{Name: "@p1", Type: schemas.Type{Name: "nvarchar", Length: 4000}, Value: v}
-	}
-	owner, _ := one("SELECT CAST(IS_ROLEMEMBER(@p1) AS bit)", nv("db_owner")).(bool)
-	member, _ := one("SELECT CAST(IS_ROLEMEMBER(@p1) AS bit)", nv(role)).(bool)
-	if owner || member {
-		return res, nil
-	}
-	res[0].Rows = [][]any{{make([]byte, 10)}}
-	return res, nil
-}
-
 func serveCDC(t *testing.T, opts mssqlmodel.Options) *wireServer {
 	t.Helper()
 	m := mssqlmodel.New(opts)
 	s := &wireServer{h: m.Handler()}
-	srv := tdstest.Start(t, tdstest.Config{
-		Handler:    s,
-		Users:      map[string]string{mssqltest.User: mssqltest.Password},
-		Databases:  []string{m.Database()},
-		Encryption: tdstest.EncryptOn,
-	})
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(ca, srv.CertPEM(), 0o600))
-	t.Cleanup(func() {
-		for _, err := range srv.Errors() {
-			t.Errorf("the model refused a statement: %v", err)
-		}
-	})
-	s.Server = &mssqltest.Server{Model: m, TDS: srv, Source: config.Source{
-		Dialect: config.SQLServer, Via: config.ViaDirect, Host: srv.Host(), Port: srv.Port(),
-		Database: m.Database(), User: mssqltest.User, Password: config.NewSecret(mssqltest.Password),
-		TLS:            config.TLS{Mode: config.TLSRequire, CAFile: ca},
-		MaxConnections: 4, ConnectTimeout: 10 * time.Second, QueryTimeout: time.Minute,
-	}}
+	s.Server = mssqltest.ServeHandler(t, m, s)
 	s.pool = s.Open(t)
 	return s
 }

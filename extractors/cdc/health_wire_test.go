@@ -10,6 +10,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 )
 
 // TestWireD6AgentHealthInServerTime (D6): the capture agent's health over
@@ -86,9 +87,38 @@ func TestWireD6AgentHealthInServerTime(t *testing.T) {
 		})
 	}
 	t.Run("no session after a restart, harvested LSN kept", func(t *testing.T) {
-		t.Skip("mssqlmodel gap: no way to empty sys.dm_cdc_log_scan_sessions while cdc.lsn_time_mapping keeps its rows " +
-			"(a server restart or failover); Harvest always records a session. CheckAgent's unknown verdict for it is " +
-			"covered by TestP6CheckAgentSQLServer/no_scan_on_record, and Agent's SinceScan -1 above")
+		s := serveCDC(t, mssqlmodel.Options{ServerZone: chicago, Now: time.Date(2026, 1, 5, 14, 0, 0, 0, time.UTC)})
+		require.NoError(t, s.Model.CreateTable(wireTable(t)))
+		s.Model.EnableCDCDatabase()
+		_, err := s.Model.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.t"})
+		require.NoError(t, err)
+		wireInsert(t, s.Model, 1)
+		require.Equal(t, 1, s.Model.Harvest())
+		s.Model.Advance(time.Hour)
+		s.Model.Restart() // the DMV starts empty; the harvested LSN stays
+		src := &cdc.SQLServer{DB: s.pool}
+		st, err := src.Agent(context.Background())
+		require.NoError(t, err)
+		require.False(t, st.HarvestedLSN.IsZero())
+		require.Equal(t, time.Duration(-1), st.SinceScan)
+		h, err := cdc.CheckAgent(context.Background(), src, maxLag)
+		require.NoError(t, err)
+		require.False(t, h.Stale, "no session on record is unknown, not stopped: %s", h.Reason)
+		require.Contains(t, h.Reason, "no finished log scan on record")
+	})
+	t.Run("without VIEW DATABASE STATE the health is unknown and names the grant", func(t *testing.T) {
+		s := serveCDC(t, mssqlmodel.Options{ServerZone: chicago})
+		require.NoError(t, s.Model.CreateTable(wireTable(t)))
+		s.Model.EnableCDCDatabase()
+		_, err := s.Model.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.t"})
+		require.NoError(t, err)
+		wireInsert(t, s.Model, 1)
+		require.Equal(t, 1, s.Model.Harvest())
+		s.Model.AddLogin(mssqltest.User, "db_datareader")
+		h, err := cdc.CheckAgent(context.Background(), &cdc.SQLServer{DB: s.pool}, maxLag)
+		require.NoError(t, err)
+		require.False(t, h.Stale)
+		require.Contains(t, h.Reason, "GRANT VIEW DATABASE STATE")
 	})
 }
 

@@ -15,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/extractors/cdc"
-	"github.com/ehrsync/ehrsync/extractors/cdc/cdcmodel"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
@@ -31,12 +30,6 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 // CDC semantics held in a model (capture instances with chosen names,
 // change tables with LSNs, seqvals and __$command_id, the capture agent's
 // harvest, cleanup) and served over TDS.
-
-// lsnBytes is LSN n as go-mssqldb returns a binary(10).
-func lsnBytes(n uint64) []byte {
-	l := cdcmodel.LSN(n)
-	return l[:]
-}
 
 // claimID is every test row's id; rows differ by line.
 var claimID = uuid.MustParse("6f9619ff-8b86-d011-b42d-00c04fc964ff")

@@ -18,8 +18,8 @@ import (
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// Helpers shared by the extractors' SQL Server tests, which run against the
-// fake driver of extractors/internal/fakesql.
+// Helpers shared by the extractors' SQL Server tests, which run through
+// go-mssqldb against the TDS test server (pkg/mssqlmodel/mssqltest).
 
 // Wire decodes a hex string (dashes ignored, e.g. a GUID in wire order) to
 // its bytes.

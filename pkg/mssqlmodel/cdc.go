@@ -422,3 +422,14 @@ func cmpU(a, b uint64) int {
 	}
 	return 0
 }
+
+// Restart models a server restart or an Availability Group failover, as
+// the capture agent's DMVs see it: sys.dm_cdc_log_scan_sessions and
+// sys.dm_cdc_errors start empty, while the change tables and
+// cdc.lsn_time_mapping keep their rows (the highest harvested LSN stays).
+func (m *Model) Restart() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.db.scans = nil
+	m.db.cdcErrors = nil
+}

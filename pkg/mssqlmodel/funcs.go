@@ -300,6 +300,11 @@ func (x *exec) evalFunc(f *Func, en *env) (any, error) {
 		if ts == nil || !m.may(x.login, "SELECT", ts.def.schema, ts.def.name) {
 			return zero, nil
 		}
+		// A caller outside the instance's gating role is not authorized
+		// either: the function answers zero, not an error.
+		if in.role != "" && !m.isOwner(x.login) && !m.isMember(x.login, in.role) {
+			return zero, nil
+		}
 		return LSN(in.start), nil
 	case "sys.fn_cdc_get_max_lsn":
 		if b := db.maxLSN(); b != nil {

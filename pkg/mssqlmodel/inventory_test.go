@@ -97,6 +97,8 @@ func inventoryExamples() map[string][]example {
 		},
 		"CDC __$command_id probe": {{sql: "SELECT COL_LENGTH(@p1, @p2)",
 			params: []tdstest.Param{pNVarchar("[cdc].[claims_v1_CT]"), pNVarchar("__$command_id")}, check: one(int64(4))}},
+		"CDC computed columns": {{sql: "SELECT c.name FROM sys.columns AS c WHERE c.object_id = OBJECT_ID(@p1) AND c.is_computed = 1 ORDER BY c.column_id",
+			params: []tdstest.Param{pNVarchar("[dbo].[claim_lines]")}, check: rows(0)}},
 		"CT changes chunk": {{sql: ctChangesSQL + ctOrderSQL,
 			params: []tdstest.Param{pBigint(10), pBigint(0), pVarChar("0001"), pBigint(4)}, check: rows(4)}},
 		"CT probe":                      {{sql: ctProbeSQL, params: []tdstest.Param{pNVarchar("[dbo].[claim_lines]")}, check: rows(1)}},

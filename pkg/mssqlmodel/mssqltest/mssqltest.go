@@ -45,11 +45,26 @@ func Start(t testing.TB, opts mssqlmodel.Options) *Server {
 // Serve serves m.
 func Serve(t testing.TB, m *mssqlmodel.Model) *Server {
 	t.Helper()
+	return ServeHandler(t, m, m.Handler())
+}
+
+// ServeHandler serves m through h, a handler that forwards to m's (a
+// recorder, a hook): h answers every statement; m is the Server's Model.
+// A statement the model does not know (or a value it cannot send) is a Go
+// error from the handler: the client sees error 50000, and the test fails
+// at its end, even when the code under test recovered from the error.
+func ServeHandler(t testing.TB, m *mssqlmodel.Model, h tdstest.Handler) *Server {
+	t.Helper()
 	srv := tdstest.Start(t, tdstest.Config{
-		Handler:    m.Handler(),
+		Handler:    h,
 		Users:      map[string]string{User: Password},
 		Databases:  []string{m.Database()},
 		Encryption: tdstest.EncryptOn,
+	})
+	t.Cleanup(func() {
+		for _, err := range srv.Errors() {
+			t.Errorf("mssqltest: the model could not answer a statement: %v", err)
+		}
 	})
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	require.NoError(t, os.WriteFile(ca, srv.CertPEM(), 0o600))

@@ -4,17 +4,12 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
-
-	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/tdstest"
 )
@@ -26,27 +21,7 @@ import (
 func ServeRecorded(t testing.TB, m *mssqlmodel.Model) (*Server, *Recorder) {
 	t.Helper()
 	rec := NewRecorder(m.Handler())
-	srv := tdstest.Start(t, tdstest.Config{
-		Handler:    rec,
-		Users:      map[string]string{User: Password},
-		Databases:  []string{m.Database()},
-		Encryption: tdstest.EncryptOn,
-	})
-	// As Serve: a statement the model does not know (or a value it cannot
-	// send) fails the test, even when the code under test recovered.
-	t.Cleanup(func() {
-		for _, err := range srv.Errors() {
-			t.Errorf("mssqltest: the model could not answer a statement: %v", err)
-		}
-	})
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(ca, srv.CertPEM(), 0o600))
-	return &Server{Model: m, TDS: srv, Source: config.Source{
-		Dialect: config.SQLServer, Via: config.ViaDirect, Host: srv.Host(), Port: srv.Port(),
-		Database: m.Database(), User: User, Password: config.NewSecret(Password),
-		TLS:            config.TLS{Mode: config.TLSRequire, CAFile: ca},
-		MaxConnections: 4, ConnectTimeout: 10 * time.Second, QueryTimeout: time.Minute,
-	}}, rec
+	return ServeHandler(t, m, rec), rec
 }
 
 // Recorder is a tdstest.Handler and tdstest.TxHandler that forwards every
