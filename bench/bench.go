@@ -116,8 +116,10 @@ type Scenario struct {
 	// rows compared with Options.Verify, counts otherwise).
 	Verified string `json:"verified,omitempty"`
 	// TrialSeconds are every trial's seconds, in the order they ran; the
-	// figures above are the median trial's.
-	TrialSeconds []float64 `json:"trial_seconds,omitempty"`
+	// figures above are the median trial's. TrialCPUMicrosPerRow are their
+	// CPU per row.
+	TrialSeconds         []float64 `json:"trial_seconds,omitempty"`
+	TrialCPUMicrosPerRow []float64 `json:"trial_cpu_us_per_row,omitempty"`
 }
 
 // Machine describes where a report was measured.
@@ -622,6 +624,7 @@ func (r *runner) summarize() {
 		if len(ts) > 1 {
 			for _, t := range ts {
 				s.TrialSeconds = append(s.TrialSeconds, t.Seconds)
+				s.TrialCPUMicrosPerRow = append(s.TrialCPUMicrosPerRow, t.CPUMicrosPerRow)
 			}
 		}
 		r.rep.Scenarios = append(r.rep.Scenarios, s)

@@ -51,6 +51,10 @@ func (r *Report) Print(w io.Writer) error {
 			for _, t := range s.TrialSeconds {
 				fmt.Fprintf(w, " %.2f", t)
 			}
+			fmt.Fprintf(w, "; CPU µs/row:")
+			for _, c := range s.TrialCPUMicrosPerRow {
+				fmt.Fprintf(w, " %.2f", c)
+			}
 			fmt.Fprintln(w)
 		}
 	}
