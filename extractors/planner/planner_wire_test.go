@@ -3,12 +3,8 @@ package planner_test
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"math/big"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +20,6 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
-	"github.com/ehrsync/ehrsync/pkg/tdstest"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -44,59 +39,8 @@ type wire struct {
 
 func serve(t *testing.T) *wire {
 	t.Helper()
-	srv := serveBridged(t, mssqlmodel.New(mssqlmodel.Options{AutoHarvest: true, SnapshotIsolation: true}))
+	srv := mssqltest.Serve(t, mssqlmodel.New(mssqlmodel.Options{AutoHarvest: true, SnapshotIsolation: true}))
 	return &wire{srv: srv, m: srv.Model, db: srv.Open(t)}
-}
-
-// computedSQL is cdc.SQLServer.Computed's statement (the D10 probe).
-const computedSQL = `SELECT c.name FROM sys.columns AS c WHERE c.object_id = OBJECT_ID(@p1) AND c.is_computed = 1 ORDER BY c.column_id`
-
-// bridged is the model's handler with one gap bridged: the model's
-// inventory has no shape for computedSQL (sys.columns read alone), so
-// it refuses the statement as unknown. Until it knows it, bridged asks the
-// model the same question in a shape it does know (a vacuous subquery on
-// sys.indexes makes it the primary-key probe's shape), so the answer is
-// still the model's own sys.columns. Once the model answers computedSQL
-// itself, the bridge is never used.
-type bridged struct{ h *mssqlmodel.Handler }
-
-func (b bridged) Handle(ctx context.Context, req *tdstest.Request) ([]tdstest.Result, error) {
-	res, err := b.h.Handle(ctx, req)
-	var sqlErr *tdstest.Error
-	if err != nil && !errors.As(err, &sqlErr) && req.SQL == computedSQL {
-		r := *req
-		r.SQL = strings.Replace(computedSQL, " ORDER BY", " AND (1 = 1 OR EXISTS (SELECT 1 FROM sys.indexes AS i)) ORDER BY", 1)
-		return b.h.Handle(ctx, &r)
-	}
-	return res, err
-}
-
-func (b bridged) Begin(s *tdstest.Session, iso tdstest.Isolation) error { return b.h.Begin(s, iso) }
-func (b bridged) Commit(s *tdstest.Session) error                       { return b.h.Commit(s) }
-func (b bridged) Rollback(s *tdstest.Session) error                     { return b.h.Rollback(s) }
-
-// serveBridged is mssqltest.Serve with the bridged handler.
-func serveBridged(t *testing.T, m *mssqlmodel.Model) *mssqltest.Server {
-	t.Helper()
-	srv := tdstest.Start(t, tdstest.Config{
-		Handler:    bridged{m.Handler()},
-		Users:      map[string]string{mssqltest.User: mssqltest.Password},
-		Databases:  []string{m.Database()},
-		Encryption: tdstest.EncryptOn,
-	})
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(ca, srv.CertPEM(), 0o600))
-	t.Cleanup(func() {
-		for _, err := range srv.Errors() {
-			t.Errorf("the model refused a statement: %v", err)
-		}
-	})
-	return &mssqltest.Server{Model: m, TDS: srv, Source: config.Source{
-		Dialect: config.SQLServer, Via: config.ViaDirect, Host: srv.Host(), Port: srv.Port(),
-		Database: m.Database(), User: mssqltest.User, Password: config.NewSecret(mssqltest.Password),
-		TLS:            config.TLS{Mode: config.TLSRequire, CAFile: ca},
-		MaxConnections: 4, ConnectTimeout: 10 * time.Second, QueryTimeout: time.Minute,
-	}}
 }
 
 // login restricts the login to roles (db_datareader, a gating role ...).
@@ -479,9 +423,7 @@ func TestWireD7NoCommandID(t *testing.T) {
 	require.NoError(t, tx.Commit())
 	require.Equal(t, []string{"4", "3", "2"}, runPlan(t, p, tb, &pos, "seq_nbr"))
 	for _, st := range w.m.Statements() {
-		if st.SQL != computedSQL { // bridged: see bridged
-			require.NoError(t, st.Err, st.SQL)
-		}
+		require.NoError(t, st.Err, st.SQL)
 	}
 
 	t.Run("naming __$command_id fails with 207", func(t *testing.T) {

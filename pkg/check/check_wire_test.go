@@ -3,10 +3,7 @@ package check_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +17,6 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/pkg/source"
-	"github.com/ehrsync/ehrsync/pkg/tdstest"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -33,58 +29,6 @@ import (
 // rowSentinel is in every text column of every row written: no report may
 // show it.
 const rowSentinel = "RowS3ntinel"
-
-// computedSQL is cdc.SQLServer.Computed's statement (the planner's D10
-// probe).
-const computedSQL = `SELECT c.name FROM sys.columns AS c WHERE c.object_id = OBJECT_ID(@p1) AND c.is_computed = 1 ORDER BY c.column_id`
-
-// bridged is the model's handler with one gap bridged: the model's
-// inventory has no shape for computedSQL (sys.columns read alone) and
-// refuses it as unknown. Until it knows it, bridged asks the model the
-// same question in a shape it knows (a vacuous subquery on sys.indexes
-// makes it the primary-key probe's shape), so the answer is still the
-// model's own sys.columns; once the model answers it, the bridge is unused.
-type bridged struct{ h *mssqlmodel.Handler }
-
-func (b bridged) Handle(ctx context.Context, req *tdstest.Request) ([]tdstest.Result, error) {
-	res, err := b.h.Handle(ctx, req)
-	var sqlErr *tdstest.Error
-	if err != nil && !errors.As(err, &sqlErr) && req.SQL == computedSQL {
-		r := *req
-		r.SQL = strings.Replace(computedSQL, " ORDER BY", " AND (1 = 1 OR EXISTS (SELECT 1 FROM sys.indexes AS i)) ORDER BY", 1)
-		return b.h.Handle(ctx, &r)
-	}
-	return res, err
-}
-
-func (b bridged) Begin(s *tdstest.Session, iso tdstest.Isolation) error { return b.h.Begin(s, iso) }
-func (b bridged) Commit(s *tdstest.Session) error                       { return b.h.Commit(s) }
-func (b bridged) Rollback(s *tdstest.Session) error                     { return b.h.Rollback(s) }
-
-// serveModel is mssqltest.Serve with the bridged handler; a statement the
-// model refuses fails the test.
-func serveModel(t *testing.T, m *mssqlmodel.Model) *mssqltest.Server {
-	t.Helper()
-	srv := tdstest.Start(t, tdstest.Config{
-		Handler:    bridged{m.Handler()},
-		Users:      map[string]string{mssqltest.User: mssqltest.Password},
-		Databases:  []string{m.Database()},
-		Encryption: tdstest.EncryptOn,
-	})
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	require.NoError(t, os.WriteFile(ca, srv.CertPEM(), 0o600))
-	t.Cleanup(func() {
-		for _, err := range srv.Errors() {
-			t.Errorf("the model refused a statement: %v", err)
-		}
-	})
-	return &mssqltest.Server{Model: m, TDS: srv, Source: config.Source{
-		Dialect: config.SQLServer, Via: config.ViaDirect, Host: srv.Host(), Port: srv.Port(),
-		Database: m.Database(), User: mssqltest.User, Password: config.NewSecret(mssqltest.Password),
-		TLS:            config.TLS{Mode: config.TLSRequire, CAFile: ca},
-		MaxConnections: 4, ConnectTimeout: 10 * time.Second, QueryTimeout: time.Minute,
-	}}
-}
 
 // wireRow is row n of a catalog table: every column filled by its type,
 // text columns holding rowSentinel where it fits.
@@ -132,7 +76,7 @@ type fixture struct {
 func newFixture(t *testing.T, opts mssqlmodel.Options, tables ...string) *fixture {
 	t.Helper()
 	m := mssqlmodel.New(opts)
-	f := &fixture{m: m, srv: serveModel(t, m)}
+	f := &fixture{m: m, srv: mssqltest.Serve(t, m)}
 	f.org = config.Org{Name: "st-mary", Source: f.srv.Source}
 	for _, name := range tables {
 		f.org.Tables = append(f.org.Tables, config.Table{Name: name, Strategy: config.StrategyAuto})
