@@ -48,7 +48,7 @@ type rawResponse struct {
 // nil) and returns the whole response.
 func (d *daemonProc) request(t *testing.T, method, path string, auth *string) rawResponse {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+d.addr+path, nil)
+	req, err := http.NewRequest(method, d.url(path), nil)
 	require.NoError(t, err)
 	if auth != nil {
 		req.Header["Authorization"] = []string{*auth}
@@ -74,7 +74,7 @@ func ptr(s string) *string { return &s }
 func TestReliabilitySecurityAdminAPI(t *testing.T) {
 	const section = "Security: admin API"
 	e := newEnv(t, 2, 2000)
-	token := "adm-" + sentinelID(t) + "-tok-0123456789abcdef"
+	token := "adm-" + sentinelID(t) + "-tok-0123456789abcdefghijklmnopqrstuvwxyz"
 	addr := freeAddr(t)
 	d := e.startDaemonWith(t, e.daemonConfig(t, "24h", addr), addr, []string{"TEST_ADMIN_TOKEN=" + token})
 
@@ -167,6 +167,11 @@ func TestReliabilitySecurityAdminAPI(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, net.ParseIP(host).IsLoopback(), "default listen address %s is not loopback", c.Server.Listen)
 	figure(section, "default listen address", c.Server.Listen)
+	host, _, err = net.SplitHostPort(c.Server.AdminListen)
+	require.NoError(t, err)
+	require.True(t, net.ParseIP(host).IsLoopback(), "default admin listen address %s is not loopback", c.Server.AdminListen)
+	require.NotEqual(t, c.Server.Listen, c.Server.AdminListen, "the admin API shares the metrics listener")
+	figure(section, "default admin listen address", c.Server.AdminListen)
 }
 
 var sentinelCounter atomic.Int64
@@ -423,9 +428,9 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	key, err := secrets.NewKey()
 	require.NoError(t, err)
 	password := "pw" + id + "srcpass"
-	encPassword, err := secrets.Encrypt(key, password)
+	encPassword, err := secrets.Encrypt(key, "org:"+org+"/source.password", password)
 	require.NoError(t, err)
-	token := "tok" + id + "admin"
+	token := "tok" + id + "admin-Zk9xLw2RtYq3mNc8vBp1hJd6sFa4uGe0iKo5"
 	storePassword := "sp" + id + "store"
 	su, err := url.Parse(e.storeURL)
 	require.NoError(t, err)
@@ -581,12 +586,12 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	run("validate", true, "validate", "--config", e.config)
 	// secrets encrypt prints the enc: value, never the plaintext or the key.
 	var encOut bytes.Buffer
-	enc := e.command("secrets", "encrypt")
+	enc := e.command("secrets", "encrypt", "--for", "orgs[0].source.password", "--config", e.config)
 	enc.Env = append(enc.Env, environ...)
 	enc.Stdin = strings.NewReader(password + "\n")
 	enc.Stdout, enc.Stderr = &encOut, &encOut
 	require.NoError(t, enc.Run(), encOut.String())
-	got, err := secrets.Decrypt(key, strings.TrimSpace(encOut.String()))
+	got, _, err := secrets.NewKeyring(key).Decrypt("org:"+org+"/source.password", strings.TrimSpace(encOut.String()))
 	require.NoError(t, err)
 	require.Equal(t, password, got)
 	all.add("secrets encrypt", encOut.String())
@@ -756,11 +761,11 @@ func TestReliabilitySecurityTLSVerificationOff(t *testing.T) {
 		config, url, want string
 	}{
 		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1", "store.url (env:TEST_STORE_URL): no sslmode"},
-		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=require", "store.url: sslmode=require (TLS without verifying the certificate's name) to the store at " + remote},
+		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=require", "store.url (env:TEST_STORE_URL): sslmode=require (TLS without verifying the certificate's name) to the store at " + remote},
 		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=disable", "or set store.insecure_transport: true to accept it"},
 		{e.config, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=prefer", "use sslmode=verify-full"},
 		{insecureStore, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=require", `"msg":"insecure store connection"`},
-		{insecureStore, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=verify-full&sslmode=disable", "store.url: sslmode is given 2 times"},
+		{insecureStore, "postgres://ehrsync@" + remote + ":5432/store?connect_timeout=1&sslmode=verify-full&sslmode=disable", "store.url (env:TEST_STORE_URL): sslmode is given 2 times"},
 	} {
 		var buf bytes.Buffer
 		cmd := exec.Command(binary, "--log-format", "json", "sync", "--config", tc.config)
@@ -819,7 +824,7 @@ func TestReliabilitySecurityKeyFilePermissions(t *testing.T) {
 	require.NoError(t, os.WriteFile(keyFile, []byte(key.Encode()+"\n"), 0o600))
 	pwFile := filepath.Join(dir, "source-password")
 	require.NoError(t, os.WriteFile(pwFile, []byte("pw-"+sentinelID(t)+"\n"), 0o600))
-	enc, err := secrets.Encrypt(key, "pw-"+sentinelID(t))
+	enc, err := secrets.Encrypt(key, "org:"+org+"/source.password", "pw-"+sentinelID(t))
 	require.NoError(t, err)
 	b, err := os.ReadFile(e.config)
 	require.NoError(t, err)

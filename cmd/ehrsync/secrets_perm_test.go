@@ -16,7 +16,7 @@ import (
 func TestSecretsRotateKeyRefusesAnOpenKeyFile(t *testing.T) {
 	oldKey, _ := secrets.NewKey()
 	newKey, _ := secrets.NewKey()
-	v, err := secrets.Encrypt(oldKey, pwSentinel)
+	v, err := secrets.Encrypt(oldKey, "org:st_mary/source.password", pwSentinel)
 	require.NoError(t, err)
 	path := writeConfig(t, "1433", v)
 	before, err := os.ReadFile(path)

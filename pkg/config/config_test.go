@@ -266,7 +266,7 @@ func TestValidate(t *testing.T) {
 		{name: "listen without port", mutate: func(c *Config) { c.Server.Listen = "localhost" }, want: []string{`server.listen: "localhost" is not host:port`}},
 		{name: "listen port 0", mutate: func(c *Config) { c.Server.Listen = "127.0.0.1:0" }, want: []string{`server.listen: port "0" is not 1..65535`}},
 		{name: "listen all interfaces", mutate: func(c *Config) { c.Server.Listen = ":9464" }},
-		{name: "admin token enc", mutate: func(c *Config) { c.Server.AdminToken = NewSecret("enc:abc") }, want: []string{"server.admin_token: unknown enc: version (want enc:v1:..., from ehrsync secrets encrypt)"}},
+		{name: "admin token enc", mutate: func(c *Config) { c.Server.AdminToken = NewSecret("enc:abc") }, want: []string{"server.admin_token: unknown enc: version (want enc:v2:..., from ehrsync secrets encrypt --for KEY)"}},
 		{name: "bad env name", mutate: func(c *Config) { c.Store.URL = NewSecret("env:1X") }, want: []string{`store.url: bad environment variable name "1X"`}},
 		{name: "bad owner url env name", mutate: func(c *Config) { c.Store.OwnerURL = NewSecret("env:1X") }, want: []string{`store.owner_url: bad environment variable name "1X"`}},
 		{name: "file without path", mutate: func(c *Config) { c.Store.URL = NewSecret("file:") }, want: []string{"store.url: file: reference without a path"}},
@@ -330,7 +330,7 @@ func TestValidate(t *testing.T) {
 			c.Orgs[0].Source.Via = ViaSSH
 			c.Orgs[0].Source.SSH = validSSH()
 			c.Orgs[0].Source.SSH.PrivateKey = NewSecret("enc:zzz")
-		}, want: []string{"orgs[0].source.ssh.private_key: unknown enc: version (want enc:v1:..., from ehrsync secrets encrypt)"}},
+		}, want: []string{"orgs[0].source.ssh.private_key: unknown enc: version (want enc:v2:..., from ehrsync secrets encrypt --for KEY)"}},
 		{name: "tls unset mode", mutate: func(c *Config) { c.Orgs[0].Source.TLS.Mode = "" }, want: []string{`orgs[0].source.tls.mode: unknown TLS mode ""`}},
 		{name: "tls disable with ca", mutate: func(c *Config) { c.Orgs[0].Source.TLS = TLS{Mode: TLSDisable, CAFile: "/ca.pem", MinVersion: "1.2"} }, want: []string{"orgs[0].source.tls.mode: disable turns TLS off"}},
 		{name: "tls trust and ca", mutate: func(c *Config) {

@@ -136,9 +136,11 @@ func (d document) config() *Config {
 // ApplyDefaults fills in every unset value that has a default, so that
 // after it a consumer reads effective values only: the port for the
 // dialect, strategy auto, delete_policy hard, schedule time zones UTC, TLS require
-// with TLS 1.2, timeouts, and each table's batch_rows from defaults. Load
+// with TLS 1.2, timeouts, and each table's batch_rows from defaults; and it
+// binds every secret to its key path (Config.SecretPath). Load
 // and Parse call it; call it on a Config built in code before Validate.
 func (c *Config) ApplyDefaults() {
+	c.bindSecrets()
 	if c.Server.Listen == "" {
 		c.Server.Listen = DefaultListen
 	}

@@ -21,8 +21,10 @@ import (
 //
 //	env:NAME    the environment variable NAME
 //	file:PATH   the content of the file PATH, less one trailing newline
-//	enc:v1:...  an AES-256-GCM encrypted value (package secrets), decrypted
-//	            with the key in EHRSYNC_SECRETS_KEY or EHRSYNC_SECRETS_KEY_FILE
+//	enc:v2:...  an AES-256-GCM encrypted value (package secrets), bound to
+//	            the key path of its field (For), decrypted with the keys of
+//	            EHRSYNC_SECRETS_KEY (and _PREVIOUS) or EHRSYNC_SECRETS_KEY_FILE;
+//	            enc:v1:... values of the old, unbound format still decrypt
 //
 // Any other text is the literal value. A literal that starts with one of
 // these prefixes cannot be written; put it in a file.
@@ -35,7 +37,23 @@ type Secret struct {
 	// methods (an unexported struct field, a %s of a pointer to a struct
 	// holding one) shows an address, not the text. nil is unset.
 	ref *string
+	// path is the key path the secret belongs to (SecretPath), which an
+	// enc:v2 value is bound to; "" when not bound (a Secret made in code
+	// without For).
+	path string
 }
+
+// For returns the secret bound to the key path of its field (such as
+// org:st-mary/source.password; see [Config.SecretPath]): an enc:v2 value
+// reveals only for the path it was encrypted for. Load and ApplyDefaults
+// bind every secret of a configuration.
+func (s Secret) For(path string) Secret {
+	s.path = path
+	return s
+}
+
+// Path is the key path the secret is bound to ("" when not bound).
+func (s Secret) Path() string { return s.path }
 
 // The reference prefixes.
 const (
@@ -123,14 +141,17 @@ func (s Secret) Reveal() (string, error) {
 		}
 		return v, nil
 	case strings.HasPrefix(ref, encPrefix):
-		if !strings.HasPrefix(ref, secrets.Prefix) {
+		if !strings.HasPrefix(ref, secrets.Prefix) && !secrets.IsLegacy(ref) {
 			return "", fmt.Errorf("secret %s: %w", s, ErrSecretUnsupported)
 		}
-		key, err := secrets.KeyFromEnv()
+		if s.path == "" && !secrets.IsLegacy(ref) {
+			return "", fmt.Errorf("secret %s: %w: an enc:v2 value decrypts only for the field it belongs to, and this secret's is not known", s, secrets.ErrDecrypt)
+		}
+		keys, err := secrets.KeysFromEnv()
 		if err != nil {
 			return "", fmt.Errorf("secret %s: %w", s, err)
 		}
-		v, err := secrets.Decrypt(key, ref)
+		v, _, err := keys.Decrypt(s.path, ref)
 		if err != nil {
 			return "", fmt.Errorf("secret %s: %w", s, err)
 		}
@@ -207,8 +228,8 @@ func (s Secret) check() string {
 			return "file: reference without a path"
 		}
 	case strings.HasPrefix(ref, encPrefix):
-		if !strings.HasPrefix(ref, secrets.Prefix) {
-			return "unknown enc: version (want enc:v1:..., from ehrsync secrets encrypt)"
+		if !strings.HasPrefix(ref, secrets.Prefix) && !secrets.IsLegacy(ref) {
+			return "unknown enc: version (want enc:v2:..., from ehrsync secrets encrypt --for KEY)"
 		}
 	}
 	return ""

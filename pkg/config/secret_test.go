@@ -34,9 +34,14 @@ func TestSecretReveal(t *testing.T) {
 	require.NoError(t, err)
 	t.Setenv(secrets.EnvKey, key.Encode())
 	t.Setenv(secrets.EnvKeyFile, "")
-	encrypted, err := secrets.Encrypt(key, sentinel)
+	const field = "org:st-mary/source.password"
+	encrypted, err := secrets.Encrypt(key, field, sentinel)
 	require.NoError(t, err)
-	otherKeyValue, err := secrets.Encrypt(other, sentinel)
+	otherKeyValue, err := secrets.Encrypt(other, field, sentinel)
+	require.NoError(t, err)
+	otherField, err := secrets.Encrypt(key, "org:north/source.password", sentinel)
+	require.NoError(t, err)
+	legacy, err := secrets.EncryptV1(key, sentinel)
 	require.NoError(t, err)
 
 	tests := []struct {
@@ -63,12 +68,14 @@ func TestSecretReveal(t *testing.T) {
 		{name: "file no path", ref: "file:", wantErr: []string{"file: reference without a path"}},
 		{name: "enc unknown version", ref: "enc:" + sentinel, wantErr: []string{"secret [redacted]: unsupported enc: version"}, wantIs: ErrSecretUnsupported},
 		{name: "enc", ref: encrypted, want: sentinel},
-		{name: "enc wrong key", ref: otherKeyValue, wantErr: []string{"secret [redacted]: cannot decrypt"}, wantIs: secrets.ErrDecrypt},
-		{name: "enc damaged", ref: encrypted[:len(encrypted)-2], wantErr: []string{"secret [redacted]: cannot decrypt"}, wantIs: secrets.ErrDecrypt},
+		{name: "enc wrong key", ref: otherKeyValue, wantErr: []string{"secret [redacted]: encrypted under key " + other.ID() + ", which is not the current key (" + key.ID() + ")"}, wantIs: secrets.ErrDecrypt},
+		{name: "enc damaged", ref: encrypted[:len(encrypted)-2], wantErr: []string{"secret [redacted]: does not decrypt as the value of " + field}, wantIs: secrets.ErrDecrypt},
+		{name: "enc of another field", ref: otherField, wantErr: []string{"secret [redacted]: does not decrypt as the value of " + field + " under key " + key.ID() + ": it was encrypted for another field", "ehrsync secrets encrypt --for " + field}, wantIs: secrets.ErrDecrypt},
+		{name: "enc v1, the old format", ref: legacy, want: sentinel},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := NewSecret(tt.ref).Reveal()
+			got, err := NewSecret(tt.ref).For(field).Reveal()
 			if tt.wantErr == nil {
 				require.NoError(t, err)
 				require.Equal(t, tt.want, got)
@@ -265,9 +272,9 @@ func TestSecretsNotInErrors(t *testing.T) {
 func TestSecretEncKeySources(t *testing.T) {
 	key, err := secrets.NewKey()
 	require.NoError(t, err)
-	v, err := secrets.Encrypt(key, sentinel)
+	v, err := secrets.Encrypt(key, "store.url", sentinel)
 	require.NoError(t, err)
-	s := NewSecret(v)
+	s := NewSecret(v).For("store.url")
 	require.Equal(t, Redacted, s.String())
 
 	t.Run("no key", func(t *testing.T) {

@@ -93,7 +93,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 // ConfigWarnings lists what every start, validate and check warn about in
 // the configuration besides the sources' settings (source.Warnings).
 func ConfigWarnings(cfg *config.Config) []string {
-	return cfg.TransportWarnings()
+	return append(cfg.TransportWarnings(), cfg.SecretWarnings()...)
 }
 
 // WarnConfig logs what every start warns about in the configuration: each
