@@ -55,9 +55,12 @@ const (
 	legacyPosition = "_ehrsync_position"
 )
 
-// NotifyChannel is the channel a NOTIFY goes to after each committed batch.
-// Its payload is JSON: {"org", "table", "kind", "rows": {"insert", "update",
-// "delete"}, "position"}, where position is the position's summary
+// NotifyChannel is the channel every organization's NOTIFY goes to after
+// each committed batch, as well as the organization's own (OrgChannel):
+// kept for listeners written before the per-organization channels, and
+// deprecated (new listeners use OrgChannel). Its payload, on both, is
+// JSON: {"org", "table", "kind", "rows": {"insert", "update", "delete"},
+// "position"}, where position is the position's summary
 // (watermarks.Position.String: kind, LSN or version, never key or cursor
 // values).
 const NotifyChannel = "ehrsync_changes"
@@ -954,7 +957,7 @@ func (tg *Target) queueNotify(b *pgx.Batch, m watermarks.Move, rows noticeRows) 
 	if err != nil {
 		return err
 	}
-	b.Queue("SELECT pg_notify($1, $2)", NotifyChannel, string(payload))
+	b.Queue("SELECT pg_notify($1, $3), pg_notify($2, $3)", OrgChannel(m.Org), NotifyChannel, string(payload))
 	return nil
 }
 
