@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -25,7 +26,8 @@ import (
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
-const adminToken = "test-admin-token"
+// adminToken is the daemons' admin_token: strong enough (admin.CheckToken).
+const adminToken = "test-admin-token-Zk9xLw2RtYq3mNc8vBp1hJd6sFa4uGe0iKo5"
 
 // lockedBuffer collects a process's output while the test reads it.
 type lockedBuffer struct {
@@ -49,8 +51,11 @@ func (l *lockedBuffer) String() string {
 type daemonProc struct {
 	cmd  *exec.Cmd
 	out  *lockedBuffer
-	addr string
-	done chan error
+	addr string // metrics and health
+	// adminAddr is the admin API's listener (server.admin_listen); ""
+	// when the configuration sets none.
+	adminAddr string
+	done      chan error
 }
 
 func freeAddr(t *testing.T) string {
@@ -63,13 +68,14 @@ func freeAddr(t *testing.T) string {
 }
 
 // daemonConfig writes the environment's configuration with schedule every
-// and the daemon's server section.
+// and the daemon's server section: metrics at addr, the admin API at a
+// free loopback address of its own.
 func (e *env) daemonConfig(t *testing.T, every, addr string) string {
 	t.Helper()
 	b, err := os.ReadFile(e.config)
 	require.NoError(t, err)
 	cfg := strings.Replace(string(b), "schedule: {every: 10m}", "schedule: {every: "+every+"}", 1)
-	cfg = fmt.Sprintf("server:\n  listen: %s\n  admin_token: env:TEST_ADMIN_TOKEN\n", addr) + cfg
+	cfg = fmt.Sprintf("server:\n  listen: %s\n  admin_listen: %s\n  admin_token: env:TEST_ADMIN_TOKEN\n", addr, freeAddr(t)) + cfg
 	path := filepath.Join(t.TempDir(), "daemon.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	return path
@@ -101,7 +107,7 @@ func (e *env) startDaemonWith(t *testing.T, cfg, addr string, environ []string, 
 // failed.
 func (e *env) spawnDaemon(t *testing.T, cfg, addr string, environ, globals, runFlags []string) *daemonProc {
 	t.Helper()
-	d := &daemonProc{out: &lockedBuffer{}, addr: addr, done: make(chan error, 1)}
+	d := &daemonProc{out: &lockedBuffer{}, addr: addr, adminAddr: adminListen(t, cfg), done: make(chan error, 1)}
 	args := append(append(append([]string{"--log-format", "json"}, globals...), "run", "--config", cfg), runFlags...)
 	d.cmd = e.command(args...)
 	d.cmd.Env = append(append(d.cmd.Env, "TEST_ADMIN_TOKEN="+adminToken), environ...)
@@ -130,9 +136,32 @@ func (d *daemonProc) get(t *testing.T, path, token string) (int, string) {
 	return d.do(t, http.MethodGet, path, token, "")
 }
 
+// adminListen is the server.admin_listen of the configuration file cfg
+// ("" when it has none).
+func adminListen(t *testing.T, cfg string) string {
+	t.Helper()
+	b, err := os.ReadFile(cfg)
+	require.NoError(t, err)
+	if m := adminListenRE.FindStringSubmatch(string(b)); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+var adminListenRE = regexp.MustCompile(`(?m)^\s+admin_listen:\s*(\S+)`)
+
+// url is where the daemon answers path: the admin listener for /admin/
+// (when the daemon has one), the metrics listener otherwise.
+func (d *daemonProc) url(path string) string {
+	if strings.HasPrefix(path, "/admin/") && d.adminAddr != "" {
+		return "http://" + d.adminAddr + path
+	}
+	return "http://" + d.addr + path
+}
+
 func (d *daemonProc) do(t *testing.T, method, path, token, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+d.addr+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, d.url(path), strings.NewReader(body))
 	require.NoError(t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

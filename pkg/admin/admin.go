@@ -517,5 +517,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // summaries read "<key of 1 value>"
 	_ = enc.Encode(v)
 }
