@@ -3,6 +3,7 @@ package mssqlmodel
 import (
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +61,7 @@ func (x *exec) source(src Source, outer *scope) (*relation, error) {
 		}
 		left := s.Kind == "LEFT"
 		nr := len(r.cols)
+		eq := x.equiJoin(s.On, cols, len(l.cols))
 		return &relation{cols: cols, rows: func(oe *env) ([][]any, error) {
 			lr, err := l.rows(oe)
 			if err != nil {
@@ -69,10 +71,22 @@ func (x *exec) source(src Source, outer *scope) (*relation, error) {
 			if err != nil {
 				return nil, err
 			}
+			candidates := func([]any) []int { return nil }
+			if eq != nil {
+				candidates = eq.index(rr)
+			}
 			var out [][]any
 			for _, a := range lr {
 				matched := false
-				for _, b := range rr {
+				each := rr
+				if eq != nil {
+					idx := candidates(a)
+					each = make([][]any, len(idx))
+					for i, j := range idx {
+						each[i] = rr[j]
+					}
+				}
+				for _, b := range each {
 					row := append(slices.Clone(a), b...)
 					ok, err := x.truth(s.On, &env{row: row, parent: oe})
 					if err != nil {
@@ -91,6 +105,88 @@ func (x *exec) source(src Source, outer *scope) (*relation, error) {
 		}}, nil
 	}
 	return nil, notModelled("FROM item %T", src)
+}
+
+// equi is a join's equality of a left column and a right column of a type
+// whose equality is its Go value's (the integer family, uniqueidentifier):
+// the join looks up the right rows with an equal value instead of testing
+// every pair. The full ON condition is still evaluated on each candidate.
+type equi struct{ l, r int } // column indexes in the left and the right row
+
+// equiJoin finds such an equality among on's top-level AND terms, or nil.
+func (x *exec) equiJoin(on Expr, cols []colMeta, nl int) *equi {
+	var terms []Expr
+	var walk func(e Expr)
+	walk = func(e Expr) {
+		if b, ok := e.(*Binary); ok && strings.EqualFold(b.Op, "AND") {
+			walk(b.L)
+			walk(b.R)
+			return
+		}
+		terms = append(terms, e)
+	}
+	walk(on)
+	exact := func(t schemas.Type) bool {
+		switch t.Name {
+		case "tinyint", "smallint", "int", "bigint", "uniqueidentifier":
+			return true
+		}
+		return false
+	}
+	for _, e := range terms {
+		b, ok := e.(*Binary)
+		if !ok || b.Op != "=" {
+			continue
+		}
+		lr, lok := b.L.(*ColumnRef)
+		rr, rok := b.R.(*ColumnRef)
+		if !lok || !rok {
+			continue
+		}
+		bl, bok1 := x.binds[lr]
+		br, bok2 := x.binds[rr]
+		if !bok1 || !bok2 || bl.up != 0 || br.up != 0 {
+			continue
+		}
+		i, j := bl.idx, br.idx
+		if i >= nl {
+			i, j = j, i
+		}
+		if i >= nl || j < nl || !exact(cols[i].typ) || !exact(cols[j].typ) ||
+			(cols[i].typ.Name == "uniqueidentifier") != (cols[j].typ.Name == "uniqueidentifier") {
+			continue
+		}
+		return &equi{l: i, r: j - nl}
+	}
+	return nil
+}
+
+// index maps the right rows by their join value and returns the lookup of
+// a left row's candidates, in the right rows' order. NULL matches nothing.
+func (e *equi) index(rows [][]any) func(left []any) []int {
+	byValue := map[string][]int{}
+	for i, r := range rows {
+		if k, ok := equiKey(r[e.r]); ok {
+			byValue[k] = append(byValue[k], i)
+		}
+	}
+	return func(left []any) []int {
+		k, ok := equiKey(left[e.l])
+		if !ok {
+			return nil
+		}
+		return byValue[k]
+	}
+}
+
+func equiKey(v any) (string, bool) {
+	switch x := v.(type) {
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	case []byte:
+		return string(x), true
+	}
+	return "", false
 }
 
 // cached reads a source's rows once per statement.
