@@ -48,6 +48,9 @@ func TestQueryErrorClasses(t *testing.T) {
 		require.True(t, source.IsTransient(err), "%v: %s", err, source.Classify(err).Code)
 	})
 	t.Run("deadline", func(t *testing.T) {
+		// A connection ready in the pool: the query's deadline must end the
+		// query, not a connect on a busy machine (which is connect_timeout).
+		require.NoError(t, db.PingContext(ctx))
 		qctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancel()
 		_, err := db.ExecContext(qctx, "SELECT pg_sleep(10)")
