@@ -30,8 +30,11 @@ func TestServesTwoListeners(t *testing.T) {
 	go func() {
 		done <- d.Run(ctx, Serve{Listener: health, Handler: text("health"), AdminListener: adm, AdminHandler: text("admin")})
 	}()
+	// A listener nobody serves accepts and never answers: the client gives
+	// up instead of hanging the test.
+	client := &http.Client{Timeout: 10 * time.Second}
 	get := func(addr string) (string, error) {
-		resp, err := http.Get("http://" + addr + "/")
+		resp, err := client.Get("http://" + addr + "/")
 		if err != nil {
 			return "", err
 		}
