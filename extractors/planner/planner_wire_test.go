@@ -80,52 +80,9 @@ func (w *wire) insert(t *testing.T, tb *schemas.Table, n ...int) {
 	t.Helper()
 	tx := w.m.Begin()
 	for _, i := range n {
-		require.NoError(t, tx.Insert(tb.QualifiedName(), rowOf(tb, i)))
+		require.NoError(t, tx.Insert(tb.QualifiedName(), mssqltest.Row(tb, i, "")))
 	}
 	require.NoError(t, tx.Commit())
-}
-
-// rowOf is row n of any catalog-shaped table: every column filled by its
-// type, the key unique per n, datetimes n minutes after a base (so a later
-// n is later on a timestamp cursor); rowversion columns are the model's.
-func rowOf(tb *schemas.Table, n int) map[string]any {
-	base := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
-	row := map[string]any{}
-	for i, c := range tb.Columns {
-		var v any
-		switch c.Type.Name {
-		case "rowversion", "timestamp":
-			continue
-		case "uniqueidentifier":
-			var u uuid.UUID
-			u[0], u[14], u[15] = byte(i), byte(n>>8), byte(n)
-			v = u
-		case "int", "smallint", "bigint", "tinyint":
-			v = n
-		case "bit":
-			v = n%2 == 1
-		case "numeric", "decimal", "money", "smallmoney":
-			v = fmt.Sprintf("%d.00", n)
-			if c.Type.Scale == 0 {
-				v = fmt.Sprintf("%d", n)
-			}
-		case "datetime", "datetime2", "smalldatetime", "date":
-			v = base.Add(time.Duration(n) * time.Minute)
-		case "char", "varchar", "nchar", "nvarchar":
-			s := fmt.Sprintf("%04d", n)
-			if c.Type.Length > 0 && len(s) > c.Type.Length {
-				s = s[len(s)-c.Type.Length:]
-			}
-			v = s
-		default:
-			panic("rowOf: no value for type " + c.Type.Name)
-		}
-		if c.Name == tb.Practice {
-			v = "0001"
-		}
-		row[c.Name] = v
-	}
-	return row
 }
 
 func nextGen(t *testing.T, name string) *schemas.Table {
@@ -314,7 +271,7 @@ func TestWireAutoPicksWhatTheServerOffers(t *testing.T) {
 // keysOfRow is how a batch shows row n's column col.
 func keysOfRow(t *testing.T, tb *schemas.Table, n int, col string) string {
 	t.Helper()
-	v := rowOf(tb, n)[col]
+	v := mssqltest.Row(tb, n, "")[col]
 	if u, ok := v.(uuid.UUID); ok {
 		return u.String()
 	}
@@ -417,7 +374,7 @@ func TestWireD7NoCommandID(t *testing.T) {
 	// order, so the rows arrive 4, 3, 2.
 	tx := w.m.Begin()
 	for _, n := range []int{2, 3, 4} {
-		require.NoError(t, tx.Insert(tb.QualifiedName(), rowOf(tb, n)))
+		require.NoError(t, tx.Insert(tb.QualifiedName(), mssqltest.Row(tb, n, "")))
 	}
 	tx.ReverseSeqvals()
 	require.NoError(t, tx.Commit())

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/extractors/planner"
@@ -29,42 +28,6 @@ import (
 // rowSentinel is in every text column of every row written: no report may
 // show it.
 const rowSentinel = "RowS3ntinel"
-
-// wireRow is row n of a catalog table: every column filled by its type,
-// text columns holding rowSentinel where it fits.
-func wireRow(tb *schemas.Table, n int) map[string]any {
-	base := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
-	row := map[string]any{}
-	for i, c := range tb.Columns {
-		var v any
-		switch c.Type.Name {
-		case "rowversion", "timestamp":
-			continue
-		case "uniqueidentifier":
-			var u uuid.UUID
-			u[0], u[15] = byte(i), byte(n)
-			v = u
-		case "int", "smallint", "bigint", "tinyint":
-			v = n
-		case "numeric", "decimal", "money", "smallmoney":
-			v = fmt.Sprintf("%d", 1000+n)
-		case "datetime":
-			v = base.Add(time.Duration(n) * time.Minute)
-		case "char", "varchar":
-			v = rowSentinel
-			if len(rowSentinel) > c.Type.Length {
-				v = strings.Repeat("Z", c.Type.Length)
-			}
-		default:
-			panic("wireRow: no value for type " + c.Type.Name)
-		}
-		if c.Name == tb.Practice {
-			v = "0001"
-		}
-		row[c.Name] = v
-	}
-	return row
-}
 
 // fixture is a served model and the org checking it.
 type fixture struct {
@@ -96,7 +59,7 @@ func (f *fixture) create(t *testing.T, names ...string) {
 	for _, name := range names {
 		tb, _ := schemas.NextGen().Table(name)
 		for n := 1; n <= 2; n++ {
-			require.NoError(t, tx.Insert(name, wireRow(tb, n)))
+			require.NoError(t, tx.Insert(name, mssqltest.Row(tb, n, rowSentinel)))
 		}
 	}
 	require.NoError(t, tx.Commit())
@@ -126,7 +89,7 @@ func (f *fixture) write(t *testing.T, table string, n int) {
 	tb, ok := schemas.NextGen().Table(table)
 	require.True(t, ok)
 	tx := f.m.Begin()
-	require.NoError(t, tx.Insert(table, wireRow(tb, n)))
+	require.NoError(t, tx.Insert(table, mssqltest.Row(tb, n, rowSentinel)))
 	require.NoError(t, tx.Commit())
 }
 
