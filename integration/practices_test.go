@@ -1,16 +1,13 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,39 +85,11 @@ func TestPracticesStayApartEveryStrategy(t *testing.T) {
 		fmt.Fprintf(&tables, "      - {name: dbo.%s, strategy: %s, change_log: true%s}\n", s.table, s.strategy, reconcile)
 	}
 	srv := mssqltest.Serve(t, m)
-	src := srv.Source
 	config := filepath.Join(dir, "ehrsync.yaml")
-	require.NoError(t, os.WriteFile(config, []byte(fmt.Sprintf(`store:
-  url: env:TEST_STORE_URL
-catalog: [%s]
-defaults:
-  batch_rows: 3
-orgs:
-  - name: %s
-    schedule: {every: 10m}
-    source:
-      dialect: sqlserver
-      via: direct
-      host: %s
-      port: %d
-      database: %s
-      user: %s
-      password: env:TEST_SOURCE_PASSWORD
-      practice_ids: ["0001"]
-      tls: {mode: require, ca_file: %s}
-    tables:
-%s`, strings.Join(catalogs, ", "), org, src.Host, src.Port, src.Database, src.User, src.TLS.CAFile, tables.String())), 0o600))
-
+	require.NoError(t, os.WriteFile(config, []byte(tdsConfig(srv.Source, catalogs, 3, "0001", tables.String())), 0o600))
 	sync := func() {
 		t.Helper()
-		var out bytes.Buffer
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute) // a bound on a hang, not a measurement
-		defer cancel()
-		cmd := exec.CommandContext(cctx, binary, "--log-format", "json", "sync", "--config", config)
-		cmd.Env = append(os.Environ(), "TEST_STORE_URL="+storeURL, "TEST_SOURCE_PASSWORD="+mssqltest.Password)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		require.NoError(t, cmd.Run(), "ehrsync sync:\n%s", out.String())
-		require.NotContains(t, out.String(), otherSentinel, "another practice's value reached the output")
+		require.NotContains(t, syncTDS(t, config, storeURL), otherSentinel, "another practice's value reached the output")
 	}
 	write := func(do func(tx *mssqlmodel.Tx, table string)) {
 		t.Helper()

@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
@@ -172,7 +173,18 @@ func newTDSEnv(t *testing.T, batchRows int) *tdsEnv {
 		}
 		tables.WriteString("}\n")
 	}
-	cfg := fmt.Sprintf(`store:
+	cfg := tdsConfig(src, catalogs, batchRows, tdsOrgPractice, tables.String())
+	e.config = filepath.Join(dir, "ehrsync.yaml")
+	require.NoError(t, os.WriteFile(e.config, []byte(cfg), 0o600))
+	return e
+}
+
+// tdsConfig renders a configuration of one organization (org, of
+// practice) reading the SQL Server source src (a mssqltest server, TLS
+// verified against its CA file), the password from TEST_SOURCE_PASSWORD,
+// with the catalog files and the tables' lines.
+func tdsConfig(src config.Source, catalogs []string, batchRows int, practice, tables string) string {
+	return fmt.Sprintf(`store:
   url: env:TEST_STORE_URL
 catalog: [%s]
 defaults:
@@ -191,11 +203,25 @@ orgs:
       practice_ids: [%q]
       tls: {mode: require, ca_file: %s}
     tables:
-%s`, strings.Join(catalogs, ", "), batchRows, org, src.Host, src.Port, src.Database, src.User,
-		tdsOrgPractice, src.TLS.CAFile, tables.String())
-	e.config = filepath.Join(dir, "ehrsync.yaml")
-	require.NoError(t, os.WriteFile(e.config, []byte(cfg), 0o600))
-	return e
+%s`, strings.Join(catalogs, ", "), batchRows, org, src.Host, src.Port, src.Database, src.User, practice, src.TLS.CAFile, tables)
+}
+
+// syncTDS runs `ehrsync sync --config config` against the store at
+// storeURL with mssqltest's source password, fails the test on an error or
+// on the password in the output, and returns the output (JSON log lines).
+func syncTDS(t *testing.T, config, storeURL string) string {
+	t.Helper()
+	var out bytes.Buffer
+	// A bound, not a measurement: a sync that hangs fails here instead of
+	// holding the package's timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--log-format", "json", "sync", "--config", config)
+	cmd.Env = append(os.Environ(), "TEST_STORE_URL="+storeURL, "TEST_SOURCE_PASSWORD="+mssqltest.Password)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Run(), "ehrsync sync:\n%s", out.String())
+	require.NotContains(t, out.String(), mssqltest.Password, "the source password reached the output")
+	return out.String()
 }
 
 // syncRun is what one table's run logged.
@@ -208,18 +234,9 @@ type syncRun struct {
 // returns what each table's run logged.
 func (e *tdsEnv) sync(t *testing.T) map[string]syncRun {
 	t.Helper()
-	var out bytes.Buffer
-	// A bound, not a measurement: a sync that hangs fails here instead of
-	// holding the package's timeout.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "--log-format", "json", "sync", "--config", e.config)
-	cmd.Env = append(os.Environ(), "TEST_STORE_URL="+e.storeURL, "TEST_SOURCE_PASSWORD="+mssqltest.Password)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Run(), "ehrsync sync:\n%s", out.String())
-	require.NotContains(t, out.String(), mssqltest.Password, "the source password reached the output")
+	out := syncTDS(t, e.config, e.storeURL)
 	runs := map[string]syncRun{}
-	for _, line := range strings.Split(out.String(), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		var rec struct {
 			Msg, Table string
 			syncRun
