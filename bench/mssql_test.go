@@ -98,7 +98,7 @@ func TestChargesServerAnswersAnHwmFirstLoadOnly(t *testing.T) {
 	require.Equal(t, []int64{2, 3}, index)
 	keys, index = chunk(t, db, h.next, int64(10), mssql.UniqueIdentifier(keys[1]))
 	require.Equal(t, []int64{4}, index)
-	keys, index = chunk(t, db, h.next, int64(10), mssql.UniqueIdentifier(keys[0]))
+	_, index = chunk(t, db, h.next, int64(10), mssql.UniqueIdentifier(keys[0]))
 	require.Empty(t, index, "after the last key")
 	require.NoError(t, src.failure())
 

@@ -124,7 +124,7 @@ func secretTarget(forKey, path string) (string, error) {
 	}
 	if strings.HasPrefix(forKey, "orgs[") {
 		if path == "" {
-			return "", usageError{fmt.Errorf("--for %s names an organization by its place: give --config FILE, or write --for org:NAME/...", forKey)}
+			return "", usageError{fmt.Errorf("--for %s names an organization by its place: give --config FILE, or write --for org:NAME/source.password (or another field)", forKey)}
 		}
 		cfg, err := loadConfig(path)
 		if err != nil {

@@ -115,10 +115,7 @@ func TestLoadOperators(t *testing.T) {
 			case tc.file != "":
 				path = writeFile(t, tc.file, tc.mode)
 			}
-			want := tc.want
-			if strings.Contains(want, "%s") {
-				want = strings.Replace(want, "%s", path, 1)
-			}
+			want := strings.Replace(tc.want, "%s", path, 1)
 			_, err := admin.LoadOperators(tc.token, path)
 			require.ErrorContains(t, err, want)
 			require.NotContains(t, err.Error(), hash)

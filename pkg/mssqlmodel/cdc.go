@@ -74,14 +74,14 @@ type lsnMapping struct {
 }
 
 type scanSession struct {
-	id                   int
-	start, end           time.Time // server local wall clock
-	tranCount, commands  int
-	empty                bool
-	lastCommit           uint64
-	lastCommitTime       time.Time
-	errorCount           int
-	firstBegin, lastDone uint64
+	id                  int
+	start, end          time.Time // server local wall clock
+	tranCount, commands int
+	empty               bool
+	lastCommit          uint64
+	lastCommitTime      time.Time
+	errorCount          int
+	firstBegin          uint64
 }
 
 type cdcError struct {

@@ -20,9 +20,6 @@ var latin1 = &tdstest.Collation{LCID: 0x0409, SortID: 52, CodePage: 1252, Ignore
 
 func pBigint(v int64) tdstest.Param { return tdstest.Param{Type: tBigint, Value: v} }
 func pInt(v int32) tdstest.Param    { return tdstest.Param{Type: tInt, Value: int64(v)} }
-func pSmallint(v int16) tdstest.Param {
-	return tdstest.Param{Type: tSmallint, Value: int64(v)}
-}
 
 // pNVarchar is a Go string: nvarchar.
 func pNVarchar(s string) tdstest.Param {

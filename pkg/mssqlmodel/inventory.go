@@ -141,8 +141,7 @@ func (f *facts) onlyCalls(name string) bool { return len(f.funcs) == 1 && f.func
 func factsOf(b *Batch) *facts {
 	f := &facts{funcs: map[string]bool{}, cols: map[string]bool{}, constantOnly: true}
 	var selectFacts func(s *Select, top bool)
-	var exprFacts func(e Expr)
-	exprFacts = func(e Expr) {
+	exprFacts := func(e Expr) {
 		walkExpr(e, func(y Expr, _ bool) {
 			switch n := y.(type) {
 			case *ColumnRef:

@@ -253,7 +253,7 @@ func (m *Model) CreateTable(t *schemas.Table, computed ...Computed) error {
 	defer m.mu.Unlock()
 	k := tableKey(t.Schema, t.Name)
 	if _, ok := m.db.tables[k]; ok {
-		return fmt.Errorf("mssqlmodel: There is already an object named '%s' in the database.", t.Name)
+		return fmt.Errorf("mssqlmodel: There is already an object named '%s' in the database", t.Name)
 	}
 	def := &tableDef{schema: t.Schema, name: t.Name, objectID: m.objectID(), rowversion: -1,
 		computed: map[int]func(map[string]any) any{}, created: m.now}
@@ -293,7 +293,7 @@ func (m *Model) AddColumn(table string, c schemas.Column) error {
 		return err
 	}
 	if ts.def.column(c.Name) >= 0 {
-		return fmt.Errorf("mssqlmodel: Column names in each table must be unique. Column name '%s' in table '%s' is specified more than once.", c.Name, ts.def.name)
+		return fmt.Errorf("mssqlmodel: Column names in each table must be unique. Column name '%s' in table '%s' is specified more than once", c.Name, ts.def.name)
 	}
 	def := *ts.def
 	def.cols = append(slices.Clone(def.cols), columnDef{name: c.Name, typ: c.Type, nullable: true, id: len(def.cols) + 1})

@@ -34,7 +34,6 @@ var (
 	tInt       = schemas.Type{Name: "int"}
 	tBigint    = schemas.Type{Name: "bigint"}
 	tFloat     = schemas.Type{Name: "float", Precision: 53}
-	tDate      = schemas.Type{Name: "date"}
 	tDatetime  = schemas.Type{Name: "datetime"}
 	tDatetime2 = schemas.Type{Name: "datetime2", Precision: 7}
 	tDTO       = schemas.Type{Name: "datetimeoffset", Precision: 7}

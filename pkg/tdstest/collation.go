@@ -208,9 +208,6 @@ func (cp *codePage) appendEncode(b []byte, s string) []byte {
 	return b
 }
 
-// encodedLen is the length of s encoded in a single-byte code page.
-func encodedLen(s string) int { return utf8.RuneCountInString(s) }
-
 // decode decodes bytes of the code page to a Go string.
 func (cp *codePage) decode(b []byte) string {
 	ascii := true

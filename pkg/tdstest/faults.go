@@ -106,7 +106,3 @@ func (f *Fault) connLevel() bool { return f.kind == faultGarbage || f.kind == fa
 type stmtFaults struct {
 	delay, stall, drop, dropAfter *Fault
 }
-
-func (sf *stmtFaults) any() bool {
-	return sf.delay != nil || sf.stall != nil || sf.drop != nil || sf.dropAfter != nil
-}

@@ -1,7 +1,6 @@
 package tdstest_test
 
 import (
-	"context"
 	"database/sql"
 	"os"
 	"path/filepath"
@@ -53,24 +52,6 @@ func typ(t testing.TB, s string) schemas.Type {
 	ty, err := schemas.ParseType(schemas.SQLServer, s)
 	require.NoError(t, err)
 	return ty
-}
-
-// answer is a Handler that answers every statement with the same results
-// and records the requests.
-type answer struct {
-	results []tdstest.Result
-	err     error
-	reqs    chan *tdstest.Request
-}
-
-func (a *answer) Handle(ctx context.Context, req *tdstest.Request) ([]tdstest.Result, error) {
-	if a.reqs != nil {
-		select {
-		case a.reqs <- req:
-		default:
-		}
-	}
-	return a.results, a.err
 }
 
 var _ = mssql.Error{}

@@ -36,7 +36,7 @@ func TestRecorderTranscript(t *testing.T) {
 	require.NoError(t, rows.Close())
 	stx, err := db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelSnapshot})
 	require.NoError(t, err)
-	rows, err = stx.QueryContext(ctx, query, int64(1), "x")
+	_, err = stx.QueryContext(ctx, query, int64(1), "x")
 	require.Error(t, err) // nvarchar compared with uniqueidentifier: a conversion error
 	require.NoError(t, stx.Commit())
 	require.Equal(t, `-- statement 1
