@@ -67,10 +67,12 @@ func TestConnectTimeoutBoundsTheLogin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()
-	err = within(t, 10*time.Second, func() error { return db.PingContext(ctx) })
+	err = within(t, 45*time.Second, func() error { return db.PingContext(ctx) })
 	require.Error(t, err)
 	require.Equal(t, source.ClassConnectTimeout.Code, source.Classify(err).Code, "%v", err)
-	require.Less(t, time.Since(start), 3*time.Second)
+	// Ended by the 1 s connect timeout, not the query's minute: the margin
+	// between them is for a busy machine, not a speed bound.
+	require.Less(t, time.Since(start), 30*time.Second)
 	require.NotContains(t, err.Error(), sentinel)
 }
 
@@ -86,9 +88,9 @@ func TestSSHConnectTimeout(t *testing.T) {
 			src.TLS.Mode = mode
 			src.ConnectTimeout = time.Second
 			start := time.Now()
-			err := openSlow(t, 10*time.Second, src)
+			err := openSlow(t, 45*time.Second, src)
 			require.Equal(t, source.ClassConnectTimeout.Code, source.Classify(err).Code, "%v", err)
-			require.Less(t, time.Since(start), 3*time.Second)
+			require.Less(t, time.Since(start), 30*time.Second, "interrupted by the 1 s connect timeout, not blocked")
 			require.Equal(t, 1, srv.Logins())
 		})
 	}
