@@ -706,10 +706,10 @@ func (tg *Target) createStageSQL() string {
 		defs = append(defs, pgx.Identifier{c.name}.Sanitize()+" "+c.pgType)
 	}
 	defs = append(defs, schemas.OpColumn+" smallint", schemas.SeqColumn+" bigint", schemas.SourcePosColumn+" bytea")
-	if tg.opts.ChangeLog {
-		// Set by the apply on a staged delete whose key the target held.
-		defs = append(defs, stageHeld+" boolean NOT NULL DEFAULT false")
-	}
+	// Set by the apply on a staged delete whose key the target held. Every
+	// staging table has it: one may serve tables with and without a change
+	// log (its name hashes only the columns).
+	defs = append(defs, stageHeld+" boolean NOT NULL DEFAULT false")
 	return "CREATE TEMP TABLE IF NOT EXISTS " + pgx.Identifier{tg.stage}.Sanitize() + " (" + strings.Join(defs, ", ") + ") ON COMMIT DELETE ROWS"
 }
 
@@ -869,8 +869,12 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 		for _, k := range tg.key {
 			stageMatch = append(stageMatch, qualify("t", k)+" = "+qualify("s", k))
 		}
-		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE s.%s = %d AND %s RETURNING 1
-	)`, stage, stageHeld, target, schemas.OpColumn, schemas.OpDelete, strings.Join(stageMatch, " AND "))
+		live := ""
+		if tg.opts.DeletePolicy == DeleteSoft {
+			live = " AND NOT t." + MetaDeleted // a tombstone is not held
+		}
+		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE s.%s = %d AND %s%s RETURNING 1
+	)`, stage, stageHeld, target, schemas.OpColumn, schemas.OpDelete, strings.Join(stageMatch, " AND "), live)
 	}
 	return fmt.Sprintf(`WITH last AS (%s
 	), del AS (%s
@@ -889,35 +893,31 @@ const stageHeld = "_ehrsync_held"
 // (CDC), and otherwise a digest of its row image (plus, for a delete, the
 // chunk's position), so that re-reading the same row image (a look-back
 // window, a snapshot every run, the first run's handoff) logs it once. A
-// delete is logged only when the store held its key: the target had it
-// when the chunk was applied (the apply marks it), or an earlier change of
-// the chunk wrote it. A delete of a key the store never held (another
-// practice's row, read as a key-only delete) leaves no trace. $1 is the
-// chunk's position (its text), $2 the commit's batch id.
+// delete is logged only when the store held its key just before it: the
+// chunk's previous change of the key is not a delete, or the chunk has none
+// before it and the target held the key when the chunk was applied (the
+// apply marks it). A delete of a key the store did not hold (another
+// practice's row, read as a key-only delete; a key already deleted) leaves
+// no trace. $1 is the chunk's position (its text), $2 the commit's batch
+// id.
 func (tg *Target) changeLogSQL() string {
 	cols := make([]string, len(tg.cols))
 	for i, c := range tg.cols {
 		cols[i] = pgx.Identifier{c.name}.Sanitize()
 	}
-	stage := pgx.Identifier{tg.stage}.Sanitize()
-	var keyMatch []string
-	for _, k := range tg.key {
-		keyMatch = append(keyMatch, qualify("e", k)+" = "+qualify("s", k))
-	}
+	const prev = "_ehrsync_prev_op"
 	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s)
 		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s,
 			coalesce(%s, decode(md5(CASE WHEN %s = %d THEN $1::text ELSE '' END || ROW(%s)::text), 'hex')), $2::bigint
-		FROM %s s
-		WHERE s.%s <> %d OR s.%s
-			OR EXISTS (SELECT 1 FROM %s e WHERE e.%s <> %d AND e.%s < s.%s AND %s)
+		FROM (SELECT *, lag(%s) OVER (PARTITION BY %s ORDER BY %s) AS %s FROM %s) s
+		WHERE s.%s <> %d OR (s.%s IS NULL AND s.%s) OR s.%s <> %d
 		ORDER BY %s
 		ON CONFLICT (%s) DO NOTHING`,
 		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaBatch,
 		prefixAll("s.", cols), "s."+schemas.OpColumn, schemas.OpInsert, schemas.OpUpdate, "s."+schemas.SeqColumn, "s."+schemas.SourcePosColumn,
 		"s."+schemas.SourcePosColumn, "s."+schemas.OpColumn, schemas.OpDelete, prefixAll("s.", cols),
-		stage,
-		schemas.OpColumn, schemas.OpDelete, stageHeld,
-		stage, schemas.OpColumn, schemas.OpDelete, schemas.SeqColumn, schemas.SeqColumn, strings.Join(keyMatch, " AND "),
+		schemas.OpColumn, tg.keyList(""), schemas.SeqColumn, prev, pgx.Identifier{tg.stage}.Sanitize(),
+		schemas.OpColumn, schemas.OpDelete, prev, stageHeld, prev, schemas.OpDelete,
 		"s."+schemas.SeqColumn, MetaChangeKey)
 }
 

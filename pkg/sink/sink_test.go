@@ -908,4 +908,31 @@ func TestChangeLogSkipsDeletesOfKeysNeverHeld(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{keyA + ":insert", keyA + ":delete", keyC + ":insert", keyC + ":delete"}, got)
 	require.Empty(t, f.dump(t, tg.Ident(), "line_id"))
+
+	// A key deleted twice in one chunk (a row moved out, then another
+	// practice's update of it read as a key-only delete) is logged once.
+	_, err = f.apply(t, tg, cursorAt(2), cursorAt(3), change{op: schemas.OpInsert, row: line(keyA, "P", "1.00"), pos: []byte{6}})
+	require.NoError(t, err)
+	res, err = f.apply(t, tg, cursorAt(3), cursorAt(4),
+		change{op: schemas.OpDelete, row: line(keyA, "P", "1.00"), pos: []byte{7}},
+		change{op: schemas.OpDelete, row: line(keyA, "X", "9.00"), pos: []byte{8}})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res.Logged)
+}
+
+// TestChangeLogSkipsDeletesOfTombstones: under the soft delete policy a
+// tombstone is not held: another delete of its key (another practice's
+// update of a row that moved out) is not logged.
+func TestChangeLogSkipsDeletesOfTombstones(t *testing.T) {
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{ChangeLog: true, DeletePolicy: DeleteSoft})
+	require.NoError(t, err)
+	_, err = f.apply(t, tg, nil, cursorAt(1), change{op: schemas.OpInsert, row: line(keyA, "P", "1.00"), pos: []byte{1}})
+	require.NoError(t, err)
+	res, err := f.apply(t, tg, cursorAt(1), cursorAt(2), change{op: schemas.OpDelete, row: line(keyA, "P", "1.00"), pos: []byte{2}})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res.Logged)
+	res, err = f.apply(t, tg, cursorAt(2), cursorAt(3), change{op: schemas.OpDelete, row: line(keyA, "X", "9.00"), pos: []byte{3}})
+	require.NoError(t, err)
+	require.Zero(t, res.Logged, "a delete of a tombstone was logged")
 }
