@@ -146,6 +146,9 @@ func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.P
 	if tc.Strategy != config.StrategyChangeTracking {
 		capt, err := pr.CDC(ctx, t)
 		if err == nil {
+			err = cdcNeedsComputed(t, capt.Computed)
+		}
+		if err == nil {
 			return p.cdcPlan(req, capt)
 		}
 		if tc.Strategy == config.StrategyCDC {
@@ -155,9 +158,12 @@ func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.P
 			return engine.Plan{}, fmt.Errorf("cdc on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, err)
 		}
 		var perm *cdc.PermissionError
+		var comp *computedError
 		switch {
 		case errors.As(err, &perm):
 			missing = append(missing, "CDC not readable ("+perm.Error()+")")
+		case errors.As(err, &comp):
+			missing = append(missing, "CDC not usable ("+comp.Error()+")")
 		case errors.Is(err, cdc.ErrNotTracked):
 			missing = append(missing, "no readable CDC capture instance")
 		default:
@@ -186,6 +192,29 @@ func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.P
 	return engine.Plan{Strategy: config.StrategyAuto, Why: ": " + strings.Join(append(missing, "Change Tracking not readable"), ", ")}, nil
 }
 
+// computedError is a computed column CDC cannot do without: CDC records
+// computed columns as NULL, and the extractor needs this one's value (a key
+// column, the practice filter's column).
+type computedError struct{ column, role string }
+
+func (e *computedError) Error() string {
+	return fmt.Sprintf("computed column %s is the table's %s, and CDC records computed columns as NULL: use change_tracking or hwm", e.column, e.role)
+}
+
+// cdcNeedsComputed returns a *computedError when one of computed is a
+// column the CDC extractor reads values of.
+func cdcNeedsComputed(t *schemas.Table, computed []string) error {
+	for _, c := range computed {
+		switch {
+		case t.IsKey(c):
+			return &computedError{column: c, role: "key column"}
+		case strings.EqualFold(c, t.Practice):
+			return &computedError{column: c, role: "practice column"}
+		}
+	}
+	return nil
+}
+
 // cdcPlan builds the CDC plan for what the probe found: computed columns
 // are left out of the table (CDC records them as NULL, so reading them
 // would overwrite the snapshot's values), and a change table without
@@ -195,9 +224,22 @@ func (p *Planner) cdcPlan(req engine.PlanRequest, capt cdc.Capture) (engine.Plan
 	why := "the table is tracked by Change Data Capture and the login can read its capture instance"
 	plan := engine.Plan{Strategy: config.StrategyCDC}
 	if len(capt.Computed) > 0 {
+		computed := func(name string) bool {
+			return slices.ContainsFunc(capt.Computed, func(n string) bool { return strings.EqualFold(n, name) })
+		}
+		// CDC pages by neither cursor: a computed one is left out like the
+		// others (Project keeps the cursors it names).
+		base := *t
+		if computed(base.RowVersion) {
+			base.RowVersion = ""
+		}
+		if computed(base.ModifiedAt) {
+			base.ModifiedAt = ""
+		}
+		t = &base
 		var keep []string
 		for _, c := range t.Columns {
-			if !slices.ContainsFunc(capt.Computed, func(n string) bool { return strings.EqualFold(n, c.Name) }) {
+			if !computed(c.Name) {
 				keep = append(keep, c.Name)
 			}
 		}

@@ -59,6 +59,9 @@ func TestAutoPrefersCDCThenChangeTrackingThenHighWaterMarkThenSnapshot(t *testin
 		{"cdc readable", "dbo.claims", schemas.SQLServer, prober{cdc: nil, ct: ctReady}, config.StrategyCDC, false},
 		{"ct when cdc is off", "dbo.charges", schemas.SQLServer, prober{cdc: cdc.ErrNotTracked, ct: ctReady}, config.StrategyChangeTracking, false},
 		{"ct when cdc is gated", "dbo.charges", schemas.SQLServer, prober{cdc: &cdc.PermissionError{Object: "the change table of capture instance dbo_charges", Grant: "GRANT SELECT ON SCHEMA::cdc TO <login>"}, ct: ctReady}, config.StrategyChangeTracking, false},
+		// CDC records computed columns as NULL: not usable when one is the key or the practice column.
+		{"ct when the key is computed", "dbo.charges", schemas.SQLServer, prober{capt: cdc.Capture{Computed: []string{"charge_id"}}, ct: ctReady}, config.StrategyChangeTracking, false},
+		{"ct when the practice column is computed", "dbo.charges", schemas.SQLServer, prober{capt: cdc.Capture{Computed: []string{"practice_id"}}, ct: ctReady}, config.StrategyChangeTracking, false},
 		{"rowversion when neither", "dbo.patient_encounter", schemas.SQLServer, prober{cdc: cdc.ErrNotTracked, ct: ctNoGrant}, config.StrategyHWM, true},
 		{"snapshot without a cursor", "dbo.reason_code_links", schemas.SQLServer, prober{cdc: cdc.ErrNotTracked}, config.StrategySnapshot, true},
 		{"postgres never probes", "dbo.claims", schemas.Postgres, prober{cdc: nil, ct: ctReady}, config.StrategyHWM, true},
@@ -81,6 +84,11 @@ func TestExplicitStrategiesThatCannotWorkNameTheFix(t *testing.T) {
 		prober{cdc: &cdc.PermissionError{Object: "the change table of capture instance dbo_claims", Grant: "GRANT SELECT ON SCHEMA::cdc TO <login>"}, ct: ctReady})
 	require.ErrorIs(t, err, planner.ErrNotAvailable)
 	require.ErrorContains(t, err, "GRANT SELECT ON SCHEMA::cdc")
+
+	_, err = plan(t, "dbo.charges", schemas.SQLServer, config.Table{Strategy: config.StrategyCDC},
+		prober{capt: cdc.Capture{Computed: []string{"practice_id"}}})
+	require.ErrorIs(t, err, planner.ErrNotAvailable)
+	require.ErrorContains(t, err, "computed column practice_id is the table's practice column")
 
 	_, err = plan(t, "dbo.charges", schemas.SQLServer, config.Table{Strategy: config.StrategyChangeTracking}, prober{ct: ctNoGrant})
 	require.ErrorIs(t, err, planner.ErrNotAvailable)

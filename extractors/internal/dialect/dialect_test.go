@@ -100,6 +100,7 @@ func TestParamSQLServer(t *testing.T) {
 		// Non-ASCII varchar goes as nvarchar, converted by the server (D3).
 		{"varchar(40)", "O’Brien", Param{Arg: "O’Brien", Cast: "varchar(40)"}},
 		{"char(10)", "José", Param{Arg: "José", Cast: "char(10)"}},
+		{"varchar", "José", Param{Arg: "José", Cast: "varchar(max)"}}, // never CAST's 30-character default
 		{"nvarchar(40)", "Zoë", Param{Arg: "Zoë"}},
 		{"uniqueidentifier", u, Param{Arg: mssql.UniqueIdentifier(u)}},
 		{"tinyint", int64(255), Param{Arg: uint8(255)}},

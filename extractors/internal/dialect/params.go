@@ -129,8 +129,15 @@ func sqlServerParam(t schemas.Type, v any) (Param, error) {
 		// go-mssqldb sends a VarChar's UTF-8 bytes under the connection's
 		// collation: a CP1252 server reads O’Brien as mojibake, compares
 		// the wrong value and keyset resume skips rows. Send the text as
-		// nvarchar, which the server converts to the column's type itself.
-		return Param{Arg: s, Cast: t.String()}, nil
+		// nvarchar, which the server converts to varchar in the database's
+		// code page (the column's, for NextGen). A declared length keeps
+		// the seek exact; without one, CAST would cut at 30 characters, so
+		// varchar(max) it is.
+		cast := "varchar(max)"
+		if t.Length > 0 && t.Name != "text" {
+			cast = t.String()
+		}
+		return Param{Arg: s, Cast: cast}, nil
 	case "nchar", "nvarchar", "ntext":
 		s, ok := v.(string)
 		if !ok {
