@@ -166,6 +166,37 @@ func (ca *CA) Issue(t testing.TB, name string, notBefore, notAfter time.Time) tl
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
+// IssueFiles issues a server certificate for name valid for the next hour
+// and writes it and its private key (with keyMode) to PEM files, returning
+// their paths.
+func (ca *CA) IssueFiles(t testing.TB, name string, keyMode os.FileMode) (certFile, keyFile string) {
+	t.Helper()
+	cert := ca.Issue(t, name, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	kder, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), keyMode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(keyFile, keyMode); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// Pool returns a certificate pool that trusts the CA.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Cert)
+	return p
+}
+
 // Proxy forwards TCP connections to a target; Freeze black-holes the
 // connections open at that moment (they stay open, nothing gets through),
 // as a network path that silently died.
