@@ -208,25 +208,13 @@ func paramName(p tdstest.Param, i int) string {
 	return fmt.Sprintf("@p%d", i+1)
 }
 
-// paramValue normalises a parameter's decoded value to its declared type
-// (a datetime parameter to its tick, integers to int64).
+// paramValue normalises a parameter's decoded value (handler.go's Go
+// representation) to its declared type: a date-time to its precision (a
+// datetime to its tick).
 func paramValue(p tdstest.Param) (any, error) {
 	v := p.Value
-	switch x := v.(type) {
-	case nil:
+	if v == nil {
 		return nil, nil
-	case int:
-		v = int64(x)
-	case int8:
-		v = int64(x)
-	case int16:
-		v = int64(x)
-	case int32:
-		v = int64(x)
-	case uint8:
-		v = int64(x)
-	case float32:
-		v = float64(x)
 	}
 	switch familyOf(p.Type) {
 	case famDate, famTime, famDateTime, famDTO:
