@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
@@ -50,22 +51,13 @@ func TestPracticesStayApartEveryStrategy(t *testing.T) {
 	var catalogs []string
 	var tables strings.Builder
 	for _, s := range strategies {
+		cols := []extractortest.Column{{Name: "id", Type: "int"}, {Name: "practice_id", Type: "char(4)"}, {Name: "note", Type: "varchar(80)", Nullable: true}}
 		tb := &schemas.Table{Schema: "dbo", Name: s.table, Dialect: schemas.SQLServer, Key: []string{"id"}, Practice: "practice_id"}
-		cols := "  - {name: id, type: int, nullable: false}\n  - {name: practice_id, type: char(4), nullable: false}\n  - {name: note, type: varchar(80), nullable: true}\n"
-		for _, c := range []struct{ name, typ string }{{"id", "int"}, {"practice_id", "char(4)"}, {"note", "varchar(80)"}} {
-			ty, err := schemas.ParseType(schemas.SQLServer, c.typ)
-			require.NoError(t, err)
-			tb.Columns = append(tb.Columns, schemas.Column{Name: c.name, Type: ty, Nullable: c.name == "note"})
-		}
-		extra := ""
 		if s.strategy == "hwm" {
-			rv, err := schemas.ParseType(schemas.SQLServer, "rowversion")
-			require.NoError(t, err)
-			tb.Columns = append(tb.Columns, schemas.Column{Name: "row_timestamp", Type: rv})
+			cols = append(cols, extractortest.Column{Name: "row_timestamp", Type: "rowversion"})
 			tb.RowVersion = "row_timestamp"
-			cols += "  - {name: row_timestamp, type: rowversion, nullable: false}\n"
-			extra = "row_version: row_timestamp\n"
 		}
+		tb = extractortest.DeclareTable(t, tb, cols)
 		require.NoError(t, m.CreateTable(tb))
 		switch s.strategy {
 		case "cdc":
@@ -75,8 +67,7 @@ func TestPracticesStayApartEveryStrategy(t *testing.T) {
 			require.NoError(t, m.EnableCT(tb.QualifiedName()))
 		}
 		path := filepath.Join(dir, s.table+".yaml")
-		require.NoError(t, os.WriteFile(path, []byte("schema: dbo\nname: "+s.table+"\ndialect: sqlserver\nkey: [id]\npractice: practice_id\n"+
-			extra+"columns:\n"+cols), 0o600))
+		require.NoError(t, os.WriteFile(path, []byte(catalogFile(tb)), 0o600))
 		catalogs = append(catalogs, path)
 		reconcile := ""
 		if s.strategy == "hwm" || s.strategy == "snapshot" {
