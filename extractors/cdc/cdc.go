@@ -10,10 +10,10 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
 	"github.com/ehrsync/ehrsync/extractors/internal/reader"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -54,10 +54,10 @@ type Options struct {
 }
 
 // Extractor reads one table's changes from its CDC change tables. It
-// implements engine.Extractor; it is safe for one run at a time.
+// implements extractors.Extractor; it is safe for one run at a time.
 type Extractor struct {
 	src     Source
-	snap    engine.Extractor
+	snap    extractors.Extractor
 	table   *schemas.Table
 	scanner *arrowscan.Scanner
 	opts    Options
@@ -83,7 +83,7 @@ func New(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
 // NewFrom returns a CDC extractor reading changes through src. snap runs
 // the first run's keyset snapshot: Open(ctx, watermarks.Snapshot{Resume:
 // p}) must snapshot t and end at p (snapshot.Extractor does).
-func NewFrom(src Source, snap engine.Extractor, t *schemas.Table, opts Options) (*Extractor, error) {
+func NewFrom(src Source, snap extractors.Extractor, t *schemas.Table, opts Options) (*Extractor, error) {
 	if src == nil || snap == nil {
 		return nil, errors.New("cdc: no source or no snapshotter")
 	}
@@ -126,9 +126,9 @@ func (e *Extractor) SeesDeletes() bool { return true }
 // then snapshot, P8), a watermarks.Snapshot resuming on a CDC position
 // (continue the snapshot), or a watermarks.CDC (read the change tables).
 // It fixes the window's upper bound once, the highest harvested LSN. An
-// expired position is an error matching engine.ErrExpired (P1); a table
+// expired position is an error matching extractors.ErrExpired (P1); a table
 // without capture instances one matching ErrNotTracked.
-func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (engine.Run, error) {
+func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
 	name := e.table.QualifiedName()
 	switch p := pos.(type) {
 	case nil:
@@ -227,7 +227,7 @@ func (e *Extractor) incremental(ctx context.Context, p watermarks.CDC) (*Run, er
 		}
 	}
 	if cur < 0 {
-		return nil, &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
+		return nil, &extractors.ExpiredError{Table: name, Reason: fmt.Sprintf(
 			"saved LSN %s is below the start LSN %s of capture instance %s, the oldest",
 			p.LSN, ins[0].StartLSN, ins[0].Name)}
 	}
@@ -292,6 +292,6 @@ func (e *Extractor) columnsOf(in Instance) ([]string, []int, error) {
 }
 
 var (
-	_ engine.Extractor = (*Extractor)(nil)
-	_ engine.Run       = (*Run)(nil)
+	_ extractors.Extractor = (*Extractor)(nil)
+	_ extractors.Run       = (*Run)(nil)
 )

@@ -8,9 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/cdc/cdcmodel"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -91,8 +91,8 @@ func TestP1ExpiredPositionPerInstance(t *testing.T) {
 	tx.Commit()
 
 	_, err = h.trySync(0)
-	require.ErrorIs(t, err, engine.ErrExpired)
-	var ee *engine.ExpiredError
+	require.ErrorIs(t, err, extractors.ErrExpired)
+	var ee *extractors.ExpiredError
 	require.ErrorAs(t, err, &ee)
 	require.Contains(t, ee.Reason, "claims_capture")
 	require.Equal(t, saved, h.pos, "an expired position never moves")
@@ -123,7 +123,7 @@ func TestP1CleanupDuringRun(t *testing.T) {
 	require.NoError(t, err)
 	h.m.Cleanup("claims_capture", max)
 	_, err = run.Next(context.Background())
-	require.ErrorIs(t, err, engine.ErrExpired)
+	require.ErrorIs(t, err, extractors.ErrExpired)
 }
 
 // TestP4TransactionSpanningChunkResumesExactly: one transaction of 25 rows
@@ -334,7 +334,7 @@ func TestNotTracked(t *testing.T) {
 	h.m.DisableCDC("claims_capture")
 	_, err := h.trySync(0)
 	require.ErrorIs(t, err, cdc.ErrNotTracked)
-	require.False(t, errors.Is(err, engine.ErrExpired))
+	require.False(t, errors.Is(err, extractors.ErrExpired))
 }
 
 func TestNewRejects(t *testing.T) {
@@ -350,7 +350,7 @@ func TestNewRejects(t *testing.T) {
 
 type noSnap struct{}
 
-func (noSnap) Open(context.Context, watermarks.Position) (engine.Run, error) {
+func (noSnap) Open(context.Context, watermarks.Position) (extractors.Run, error) {
 	return nil, errors.New("no snapshot")
 }
 

@@ -10,9 +10,9 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/pkg/tdstest"
@@ -181,7 +181,7 @@ func TestWireD9MinLSNWithoutSelectNamesTheGrant(t *testing.T) {
 			require.Error(t, err)
 			t.Log(err)
 			var pe *cdc.PermissionError
-			var ee *engine.ExpiredError
+			var ee *extractors.ExpiredError
 			switch {
 			case c.perm != "":
 				require.ErrorAs(t, err, &pe)
@@ -190,7 +190,7 @@ func TestWireD9MinLSNWithoutSelectNamesTheGrant(t *testing.T) {
 				require.NotContains(t, err.Error(), "no longer exists")
 			case c.expired != "":
 				require.ErrorAs(t, err, &ee)
-				require.ErrorIs(t, err, engine.ErrExpired)
+				require.ErrorIs(t, err, extractors.ErrExpired)
 				require.Contains(t, ee.Reason, c.expired)
 				require.NotErrorAs(t, err, &pe)
 			case c.tracked:
@@ -257,7 +257,7 @@ func TestWireP17GatingRole(t *testing.T) {
 			_, err = wireRun(t, s, tb, &pos)
 			t.Log(err)
 			require.ErrorAs(t, err, &pe, "the run names the missing grant")
-			var ee *engine.ExpiredError
+			var ee *extractors.ExpiredError
 			require.NotErrorAs(t, err, &ee)
 		})
 	}

@@ -6,10 +6,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/cdc/cdcmodel"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -64,7 +64,7 @@ func (s *cdcSuiteModel) Expire(t *testing.T, table *schemas.Table) {
 	s.m.Cleanup(instanceOf(table), max)
 }
 
-func (s *cdcSuiteModel) New(_ *testing.T, table *schemas.Table, cfg extractortest.Config) (engine.Extractor, error) {
+func (s *cdcSuiteModel) New(_ *testing.T, table *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 	opts := cdc.Options{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}
 	snap, err := s.m.Snapshotter(table, opts.Practices, opts.ChunkRows, cfg.Allocator)
 	if err != nil {

@@ -40,7 +40,7 @@
 // is an error. Before every read (and after it, against a concurrent
 // cleanup), the position is checked against the instance's own minimum LSN
 // (sys.fn_cdc_get_min_lsn): below it, rows may be gone, and Open or Next
-// returns an *engine.ExpiredError (P1).
+// returns an *extractors.ExpiredError (P1).
 //
 // # Rows
 //

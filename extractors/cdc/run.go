@@ -12,13 +12,13 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
-	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 // Run is one incremental CDC run over the window (saved position, highest
-// harvested LSN at Open]. It implements engine.Run; it is not safe for
+// harvested LSN at Open]. It implements extractors.Run; it is not safe for
 // concurrent use.
 type Run struct {
 	e     *Extractor
@@ -90,12 +90,12 @@ func (r *Run) checkMin(ctx context.Context) error {
 				return fmt.Errorf("cdc %s: %w", name, err)
 			}
 		}
-		return &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
+		return &extractors.ExpiredError{Table: name, Reason: fmt.Sprintf(
 			"sys.fn_cdc_get_min_lsn answers no LSN for capture instance %s: it no longer exists, "+
 				"or the login is not a member of its gating role (see sys.sp_cdc_help_change_data_capture)", in.Name)}
 	}
 	if r.pos.LSN.Compare(min) < 0 {
-		return &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
+		return &extractors.ExpiredError{Table: name, Reason: fmt.Sprintf(
 			"saved LSN %s is below capture instance %s's minimum %s", r.pos.LSN, in.Name, min)}
 	}
 	return nil
@@ -108,9 +108,9 @@ func (r *Run) checkMin(ctx context.Context) error {
 // so an idle table advances too (P3), in a chunk with a nil Batch when it
 // has no rows. The caller releases the Batch. Next returns io.EOF after
 // the last chunk.
-func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
+func (r *Run) Next(ctx context.Context) (extractors.Chunk, error) {
 	if r.done {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	e := r.e
 	name := e.table.QualifiedName()
@@ -120,7 +120,7 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	}
 	if !r.checked {
 		if err := r.checkMin(ctx); err != nil {
-			return engine.Chunk{}, err
+			return extractors.Chunk{}, err
 		}
 	}
 	r.checked = false
@@ -133,12 +133,12 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	}
 	changes, err := e.src.Changes(ctx, q)
 	if err != nil {
-		return engine.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
+		return extractors.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
 	}
 	// The rows read are complete only if cleanup did not pass the position
 	// meanwhile.
 	if err := r.checkMin(ctx); err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	if len(changes) == 0 {
 		return r.finish(upper, switching)
@@ -154,13 +154,13 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 		}
 		op, err := opOf(c.Op)
 		if err != nil {
-			return engine.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
+			return extractors.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
 		}
 		if c.Foreign {
 			op = schemas.OpDelete // another practice's row: its key only
 		}
 		if len(c.Values) != len(r.sel) {
-			return engine.Chunk{}, fmt.Errorf("cdc %s: change row has %d values for %d columns", name, len(c.Values), len(r.sel))
+			return extractors.Chunk{}, fmt.Errorf("cdc %s: change row has %d values for %d columns", name, len(c.Values), len(r.sel))
 		}
 		for i, j := range r.idx {
 			raw[i] = nil
@@ -170,7 +170,7 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 		}
 		r.seq++
 		if err := b.Append(raw, op, r.seq); err != nil {
-			return engine.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
+			return extractors.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
 		}
 		pos = append(pos, SourcePos(c))
 		n++
@@ -189,33 +189,33 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	to.Instance = r.ins[r.cur].Name
 	batch, err := withSourcePos(e.opts.Allocator, b.NewRecordBatch(), pos)
 	if err != nil {
-		return engine.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
+		return extractors.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
 	}
 	r.pos = to
 	if n == len(changes) {
 		if err := r.advance(switching); err != nil {
 			batch.Release()
-			return engine.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
+			return extractors.Chunk{}, fmt.Errorf("cdc %s: %w", name, err)
 		}
 	}
-	return engine.Chunk{Batch: batch, To: r.pos, Reason: watermarks.ReasonSync}, nil
+	return extractors.Chunk{Batch: batch, To: r.pos, Reason: watermarks.ReasonSync}, nil
 }
 
 // finish ends the current instance's range at upper: it moves the position
 // there (a heartbeat chunk) when that is an advance, and switches to the
 // next instance or ends the run.
-func (r *Run) finish(upper watermarks.LSN, switching bool) (engine.Chunk, error) {
+func (r *Run) finish(upper watermarks.LSN, switching bool) (extractors.Chunk, error) {
 	moved := r.pos.LSN.Compare(upper) < 0 || r.pos.InTransaction()
 	if moved {
 		r.pos = watermarks.CDC{LSN: upper, Instance: r.ins[r.cur].Name}
 	}
 	if err := r.advance(switching); err != nil {
-		return engine.Chunk{}, fmt.Errorf("cdc %s: %w", r.e.table.QualifiedName(), err)
+		return extractors.Chunk{}, fmt.Errorf("cdc %s: %w", r.e.table.QualifiedName(), err)
 	}
 	if !moved && !switching {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
-	return engine.Chunk{To: r.pos, Reason: watermarks.ReasonSync}, nil
+	return extractors.Chunk{To: r.pos, Reason: watermarks.ReasonSync}, nil
 }
 
 // advance, once the current instance's range is read, switches to the next

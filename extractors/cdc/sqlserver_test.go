@@ -14,9 +14,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -321,8 +321,8 @@ func TestSQLServerP1Expired(t *testing.T) {
 				})
 			}
 			_, err := ext.Open(context.Background(), watermarks.CDC{LSN: from})
-			require.ErrorIs(t, err, engine.ErrExpired)
-			var ee *engine.ExpiredError
+			require.ErrorIs(t, err, extractors.ErrExpired)
+			var ee *extractors.ExpiredError
 			require.ErrorAs(t, err, &ee)
 			if during {
 				require.ErrorContains(t, err, fmt.Sprintf("claims_v1's minimum 0x%X", low[:]))

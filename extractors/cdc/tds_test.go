@@ -4,9 +4,9 @@ import (
 	"database/sql"
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -16,7 +16,7 @@ import (
 // served over TDS.
 func TestConformanceTDS(t *testing.T) {
 	extractortest.RunTDS(t, extractortest.Subject{
-		New: func(db *sql.DB, _ schemas.Dialect, table *schemas.Table, cfg extractortest.Config) (engine.Extractor, error) {
+		New: func(db *sql.DB, _ schemas.Dialect, table *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 			return cdc.New(db, table, cdc.Options{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator})
 		},
 		SeesDeletes: true,

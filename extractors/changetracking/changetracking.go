@@ -10,10 +10,10 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/internal/ctrows"
 	"github.com/ehrsync/ehrsync/extractors/internal/reader"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -48,19 +48,19 @@ type Options struct {
 // after s.LastKey, handing off to s.Resume; from is the position saved now
 // (nil or s). *snapshot.Extractor is one (through SnapshotFunc).
 type Snapshotter interface {
-	Start(s watermarks.Snapshot, from watermarks.Position) engine.Run
+	Start(s watermarks.Snapshot, from watermarks.Position) extractors.Run
 }
 
 // SnapshotFunc adapts a function to a Snapshotter.
-type SnapshotFunc func(s watermarks.Snapshot, from watermarks.Position) engine.Run
+type SnapshotFunc func(s watermarks.Snapshot, from watermarks.Position) extractors.Run
 
 // Start calls f.
-func (f SnapshotFunc) Start(s watermarks.Snapshot, from watermarks.Position) engine.Run {
+func (f SnapshotFunc) Start(s watermarks.Snapshot, from watermarks.Position) extractors.Run {
 	return f(s, from)
 }
 
 // Extractor reads one table by Change Tracking. It implements
-// engine.Extractor; it is safe for one run at a time.
+// extractors.Extractor; it is safe for one run at a time.
 type Extractor struct {
 	src   Source
 	snap  Snapshotter
@@ -85,7 +85,7 @@ func NewSQLServer(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error
 	if err != nil {
 		return nil, fmt.Errorf("changetracking: %w", err)
 	}
-	start := SnapshotFunc(func(s watermarks.Snapshot, from watermarks.Position) engine.Run {
+	start := SnapshotFunc(func(s watermarks.Snapshot, from watermarks.Position) extractors.Run {
 		return snap.Start(s, from)
 	})
 	return New(NewSource(db), start, t, opts)
@@ -146,10 +146,10 @@ func (e *Extractor) SeesDeletes() bool { return true }
 // CHANGE_TRACKING_CURRENT_VERSION(), then snapshot), a watermarks.Snapshot
 // resuming on a CT position (continue the snapshot), or a watermarks.CT
 // (read the window after it). Anything else is an error matching
-// ErrPosition. An expired CT position is an *engine.ExpiredError
+// ErrPosition. An expired CT position is an *extractors.ExpiredError
 // (PITFALLS.md P2); a table that is not tracked or not readable is a
 // *SetupError (P17).
-func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (engine.Run, error) {
+func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
 	name := e.table.QualifiedName()
 	keys, _ := e.rows.KeyColumns()
 	switch p := pos.(type) {
@@ -191,7 +191,7 @@ func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (engine.R
 				return nil, err
 			}
 			if cur < p.Version {
-				return nil, &engine.ExpiredError{Table: name, Reason: fmt.Sprintf(
+				return nil, &extractors.ExpiredError{Table: name, Reason: fmt.Sprintf(
 					"saved change tracking version %d is above the database's current version %d (was the database restored?)", p.Version, cur)}
 			}
 			to = cur
@@ -230,7 +230,7 @@ func (e *Extractor) minValid(ctx context.Context) (int64, error) {
 	return v, nil
 }
 
-// check returns an *engine.ExpiredError when version is below the table's
+// check returns an *extractors.ExpiredError when version is below the table's
 // minimum valid version (PITFALLS.md P2).
 func (e *Extractor) check(ctx context.Context, version int64) error {
 	mv, err := e.minValid(ctx)
@@ -242,7 +242,7 @@ func (e *Extractor) check(ctx context.Context, version int64) error {
 
 func (e *Extractor) expired(version, minValid int64) error {
 	if version < minValid {
-		return &engine.ExpiredError{Table: e.table.QualifiedName(), Reason: fmt.Sprintf(
+		return &extractors.ExpiredError{Table: e.table.QualifiedName(), Reason: fmt.Sprintf(
 			"saved change tracking version %d is below the table's minimum valid version %d (cleanup or TRUNCATE removed changes)",
 			version, minValid)}
 	}
@@ -261,11 +261,11 @@ func (e *Extractor) setupError(ctx context.Context) error {
 	return &SetupError{Status: st}
 }
 
-// Run is one Change Tracking run. It implements engine.Run; it is not safe
+// Run is one Change Tracking run. It implements extractors.Run; it is not safe
 // for concurrent use.
 type Run struct {
 	e    *Extractor
-	snap engine.Run // the first run's (or a resumed) snapshot; nil when incremental
+	snap extractors.Run // the first run's (or a resumed) snapshot; nil when incremental
 	done bool
 	seq  int64
 	pos  watermarks.CT // the position reached
@@ -283,9 +283,9 @@ func (r *Run) Close() error {
 
 // Next reads the next chunk (see the package doc for its position). The
 // caller releases the chunk's Batch. It returns io.EOF after the last chunk.
-func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
+func (r *Run) Next(ctx context.Context) (extractors.Chunk, error) {
 	if r.done {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	if r.snap != nil {
 		ch, err := r.snap.Next(ctx)
@@ -296,21 +296,21 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	}
 	if r.pos.Version >= r.to {
 		r.done = true // nothing committed since the saved version
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	ch, err := r.next(ctx)
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	return ch, nil
 }
 
-func (r *Run) next(ctx context.Context) (engine.Chunk, error) {
+func (r *Run) next(ctx context.Context) (extractors.Chunk, error) {
 	e := r.e
 	name := e.table.QualifiedName()
 	// PITFALLS.md P2: before every read.
 	if err := e.check(ctx, r.pos.Version); err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	qctx, cancel := context.WithTimeout(ctx, e.opts.QueryTimeout)
 	defer cancel()
@@ -319,24 +319,24 @@ func (r *Run) next(ctx context.Context) (engine.Chunk, error) {
 		Practices: e.opts.Practices, Limit: e.opts.ChunkRows,
 	})
 	if err != nil {
-		return engine.Chunk{}, fmt.Errorf("changetracking %s: read changes: %w", name, err)
+		return extractors.Chunk{}, fmt.Errorf("changetracking %s: read changes: %w", name, err)
 	}
 	// The check after the read: cleanup that ran during it shows here.
 	if !cs.MinValidOK {
-		return engine.Chunk{}, e.setupError(ctx)
+		return extractors.Chunk{}, e.setupError(ctx)
 	}
 	if err := e.expired(r.pos.Version, cs.MinValid); err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	if len(cs.Rows) > e.opts.ChunkRows {
-		return engine.Chunk{}, fmt.Errorf("changetracking %s: source returned %d rows for a limit of %d", name, len(cs.Rows), e.opts.ChunkRows)
+		return extractors.Chunk{}, fmt.Errorf("changetracking %s: source returned %d rows for a limit of %d", name, len(cs.Rows), e.opts.ChunkRows)
 	}
 	if len(cs.Rows) == 0 {
 		// The window is done (or was empty: an idle table still moves its
 		// position to the window's bound, PITFALLS.md P3).
 		r.done = true
 		r.pos = watermarks.CT{Version: r.to}
-		return engine.Chunk{To: r.pos, Reason: watermarks.ReasonSync}, nil
+		return extractors.Chunk{To: r.pos, Reason: watermarks.ReasonSync}, nil
 	}
 	b := e.rows.NewBatch(e.opts.Allocator)
 	defer b.Release()
@@ -345,11 +345,11 @@ func (r *Run) next(ctx context.Context) (engine.Chunk, error) {
 	for i, row := range cs.Rows {
 		raw, op, err := r.image(row)
 		if err != nil {
-			return engine.Chunk{}, fmt.Errorf("changetracking %s: row %d: %w", name, i, err)
+			return extractors.Chunk{}, fmt.Errorf("changetracking %s: row %d: %w", name, i, err)
 		}
 		r.seq++
 		if err := b.Append(raw, op, r.seq); err != nil {
-			return engine.Chunk{}, fmt.Errorf("changetracking %s: row %d: %w", name, i, err)
+			return extractors.Chunk{}, fmt.Errorf("changetracking %s: row %d: %w", name, i, err)
 		}
 		last = raw
 		if b.Bytes() >= e.opts.ChunkBytes && i < len(cs.Rows)-1 {
@@ -361,14 +361,14 @@ func (r *Run) next(ctx context.Context) (engine.Chunk, error) {
 	if stopped || len(cs.Rows) == e.opts.ChunkRows {
 		key, err := e.rows.Key(last)
 		if err != nil {
-			return engine.Chunk{}, fmt.Errorf("changetracking %s: %w", name, err)
+			return extractors.Chunk{}, fmt.Errorf("changetracking %s: %w", name, err)
 		}
 		to = watermarks.CT{Version: r.pos.Version, To: r.to, LastKey: key}
 	} else {
 		r.done = true
 	}
 	r.pos = to
-	return engine.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: watermarks.ReasonSync}, nil
+	return extractors.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: watermarks.ReasonSync}, nil
 }
 
 // image turns one ChangeSet row into the table's raw values and its op:

@@ -6,10 +6,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/ctmodel"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -81,7 +81,7 @@ func (s *ctSuiteModel) Expire(_ *testing.T, table *schemas.Table) {
 	s.db.Cleanup(s.full(table), s.db.Version())
 }
 
-func (s *ctSuiteModel) New(_ *testing.T, table *schemas.Table, cfg extractortest.Config) (engine.Extractor, error) {
+func (s *ctSuiteModel) New(_ *testing.T, table *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 	opts := changetracking.Options{Practices: slices.Clone(cfg.Practices), ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}
 	return changetracking.New(s.db, s.db.Snapshotter(table, opts.Practices, opts.ChunkRows, opts.Allocator), table, opts)
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // TestP2ExpiredAfterCleanup: cleanup raised the table's minimum valid
-// version past the saved version: Open fails with an *engine.ExpiredError,
+// version past the saved version: Open fails with an *extractors.ExpiredError,
 // never reads from a raised version silently.
 func TestP2ExpiredAfterCleanup(t *testing.T) {
 	h := newHarness(t, linesTable(t))

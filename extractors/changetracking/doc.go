@@ -29,7 +29,7 @@
 // isolation, in the same snapshot as) the read: the minimum only rises, so
 // a value still at or below the window's start after the read proves that
 // cleanup removed nothing the read needed. A saved version below it is an
-// *engine.ExpiredError (errors.Is engine.ErrExpired): changes were lost at
+// *extractors.ExpiredError (errors.Is extractors.ErrExpired): changes were lost at
 // the source, the table must be re-snapshotted; the position never moves
 // past the gap silently.
 //

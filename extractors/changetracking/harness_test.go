@@ -14,16 +14,16 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/ctmodel"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/internal/ctrows"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-var _ engine.Extractor = (*changetracking.Extractor)(nil)
+var _ extractors.Extractor = (*changetracking.Extractor)(nil)
 
 // The model harness: a ctmodel database as the source, the extractor run
 // as the engine runs it (a new extractor per run, the position

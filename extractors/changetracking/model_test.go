@@ -8,8 +8,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -93,8 +93,8 @@ func TestNewRejectsBadInput(t *testing.T) {
 
 func requireExpired(t *testing.T, err error) {
 	t.Helper()
-	require.ErrorIs(t, err, engine.ErrExpired)
-	var ee *engine.ExpiredError
+	require.ErrorIs(t, err, extractors.ErrExpired)
+	var ee *extractors.ExpiredError
 	require.True(t, errors.As(err, &ee))
 	require.Contains(t, ee.Reason, "minimum valid version")
 }

@@ -4,9 +4,9 @@ import (
 	"database/sql"
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -16,7 +16,7 @@ import (
 // valid versions, SNAPSHOT transactions) served over TDS.
 func TestConformanceTDS(t *testing.T) {
 	extractortest.RunTDS(t, extractortest.Subject{
-		New: func(db *sql.DB, _ schemas.Dialect, tb *schemas.Table, cfg extractortest.Config) (engine.Extractor, error) {
+		New: func(db *sql.DB, _ schemas.Dialect, tb *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 			return changetracking.NewSQLServer(db, tb, changetracking.Options{
 				Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator,
 			})

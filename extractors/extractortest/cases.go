@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -127,7 +127,7 @@ func testTransaction(t *testing.T, h *harness) {
 }
 
 // testExpired: the source cleans its change data up past the saved
-// position (PITFALLS.md P1, P2); the next run fails with engine.ErrExpired
+// position (PITFALLS.md P1, P2); the next run fails with extractors.ErrExpired
 // and the position does not move. Extractors without change data to
 // expire (snapshot, high-water mark) and sources that cannot be made to
 // clean up (a live database) skip it.
@@ -144,7 +144,7 @@ func testExpired(t *testing.T, h *harness) {
 		t.Skip("this source cannot be made to clean up its change data")
 	}
 	_, err := h.trySync(0)
-	require.ErrorIs(t, err, engine.ErrExpired)
+	require.ErrorIs(t, err, extractors.ErrExpired)
 	require.Equal(t, saved, h.pos, "an expired position never moves")
 }
 

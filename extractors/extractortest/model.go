@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -42,7 +42,7 @@ type Model interface {
 	Expire(t *testing.T, table *schemas.Table)
 	// New builds the extractor under test for table (possibly a
 	// projection of a created table).
-	New(t *testing.T, table *schemas.Table, cfg Config) (engine.Extractor, error)
+	New(t *testing.T, table *schemas.Table, cfg Config) (extractors.Extractor, error)
 }
 
 // ModelTx is an open transaction of a Model. Rows carry every column of
@@ -91,7 +91,7 @@ func (s *modelSource) expire(table *schemas.Table) bool {
 	return true
 }
 
-func (s *modelSource) extractor(table *schemas.Table, cfg Config) (engine.Extractor, error) {
+func (s *modelSource) extractor(table *schemas.Table, cfg Config) (extractors.Extractor, error) {
 	return s.m.New(s.t, table, cfg)
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -25,7 +25,7 @@ import (
 // (emptyBatch: the error otherwise), and is released after. An error of
 // the batch or of visit fails the test. Each chunk's position is then saved
 // to *pos through an encode and decode, as the position store does.
-func SyncRun(t *testing.T, ext engine.Extractor, table *schemas.Table, pos *watermarks.Position, maxChunks int,
+func SyncRun(t *testing.T, ext extractors.Extractor, table *schemas.Table, pos *watermarks.Position, maxChunks int,
 	emptyBatch string, visit func(batch arrow.RecordBatch, reason watermarks.Reason) error) (int, error) {
 	t.Helper()
 	ctx := context.Background()

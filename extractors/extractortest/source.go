@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -35,7 +35,7 @@ type source interface {
 	// form, not through an extractor.
 	rows(table *schemas.Table) map[string]row
 	// extractor builds the extractor under test for table.
-	extractor(table *schemas.Table, cfg Config) (engine.Extractor, error)
+	extractor(table *schemas.Table, cfg Config) (extractors.Extractor, error)
 	// expire makes every position saved for table so far expire (the
 	// source's change data cleaned up past it); false when the source
 	// cannot.
@@ -93,7 +93,7 @@ func (s *sqlSource) rows(table *schemas.Table) map[string]row {
 	return sourceRows(s.db.t, s.db, table)
 }
 
-func (s *sqlSource) extractor(table *schemas.Table, cfg Config) (engine.Extractor, error) {
+func (s *sqlSource) extractor(table *schemas.Table, cfg Config) (extractors.Extractor, error) {
 	return s.sub.New(s.db.conn, s.db.dialect, table, cfg)
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -44,10 +44,10 @@ func Golden(t *testing.T, update bool, name, got string) {
 	require.Equal(t, string(want), got)
 }
 
-// Extractor is an extractor under test: an engine.Extractor that reports
+// Extractor is an extractor under test: an extractors.Extractor that reports
 // its table.
 type Extractor interface {
-	engine.Extractor
+	extractors.Extractor
 	Table() *schemas.Table
 }
 

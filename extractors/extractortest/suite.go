@@ -28,7 +28,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -58,7 +58,7 @@ type Subject struct {
 	// New builds the extractor for table t on db. The suite calls it for
 	// every run, so that each run starts from the saved position alone.
 	// RunModel does not use it: the Model builds the extractor.
-	New func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg Config) (engine.Extractor, error)
+	New func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg Config) (extractors.Extractor, error)
 	// SeesDeletes: the extractor reports deletes. When false, the suite
 	// asserts that a deleted row stays in the store (PITFALLS.md P11).
 	SeesDeletes bool
@@ -77,7 +77,7 @@ type Subject struct {
 	Native watermarks.Position
 	// Expires: a saved position can expire at the source (change data
 	// cleaned up, PITFALLS.md P1/P2), and Open or Next then fails with
-	// engine.ErrExpired. The expired-position case runs only when the
+	// extractors.ErrExpired. The expired-position case runs only when the
 	// source can expire positions (a model; not a live database).
 	Expires bool
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -69,7 +69,7 @@ func (m *tdsModel) Expire(t *testing.T, table *schemas.Table) {
 	require.NoError(t, m.srv.Model.CleanupCT(table.QualifiedName(), v))
 }
 
-func (m *tdsModel) New(_ *testing.T, table *schemas.Table, cfg Config) (engine.Extractor, error) {
+func (m *tdsModel) New(_ *testing.T, table *schemas.Table, cfg Config) (extractors.Extractor, error) {
 	return m.sub.New(m.db, schemas.SQLServer, table, cfg)
 }
 

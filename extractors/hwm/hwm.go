@@ -11,9 +11,9 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/reader"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -75,7 +75,7 @@ func (k CursorKind) String() string {
 }
 
 // Extractor reads one table by high-water mark. It implements
-// engine.Extractor; it is safe for one run at a time.
+// extractors.Extractor; it is safe for one run at a time.
 type Extractor struct {
 	r        *reader.Reader
 	snap     *snapshot.Extractor
@@ -184,7 +184,7 @@ func (e *Extractor) SeesDeletes() bool { return false }
 // then snapshot), a watermarks.Snapshot with a Resume on this cursor
 // (continue the snapshot), or a watermarks.Cursor on this column (read
 // incrementally). Anything else is an error matching ErrPosition.
-func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (engine.Run, error) {
+func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
 	name := e.table.QualifiedName()
 	switch p := pos.(type) {
 	case nil:

@@ -5,14 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/hwm"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
-var _ engine.Extractor = (*hwm.Extractor)(nil)
+var _ extractors.Extractor = (*hwm.Extractor)(nil)
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
@@ -23,14 +23,14 @@ var subjects = []struct {
 	sub  extractortest.Subject
 }{
 	{"row version", extractortest.Subject{
-		New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (engine.Extractor, error) {
+		New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 			return hwm.New(db, d, t, hwm.Options{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator})
 		},
 		Heartbeat:   true,
 		ErrPosition: hwm.ErrPosition,
 	}},
 	{"modify timestamp", extractortest.Subject{
-		New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (engine.Extractor, error) {
+		New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 			return hwm.New(db, d, t, hwm.Options{
 				Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator,
 				Cursor: t.ModifiedAt, LookBack: time.Minute,

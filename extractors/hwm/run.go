@@ -5,21 +5,21 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
 	"github.com/ehrsync/ehrsync/extractors/internal/reader"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// Run is one high-water-mark run. It implements engine.Run; it is not safe
+// Run is one high-water-mark run. It implements extractors.Run; it is not safe
 // for concurrent use.
 //
 // Incremental rows are OpUpdate: a high-water mark cannot tell an insert
 // from an update, and the row is the current full image either way.
 type Run struct {
 	e    *Extractor
-	snap engine.Run // the first run's (or a resumed) snapshot; nil when incremental
+	snap extractors.Run // the first run's (or a resumed) snapshot; nil when incremental
 	done bool
 	seq  int64
 
@@ -42,9 +42,9 @@ type Run struct {
 
 // Next reads the next chunk (see the package doc for its position). The
 // caller releases the chunk's Batch. It returns io.EOF after the last chunk.
-func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
+func (r *Run) Next(ctx context.Context) (extractors.Chunk, error) {
 	if r.done {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	if r.snap != nil {
 		ch, err := r.snap.Next(ctx)
@@ -56,7 +56,7 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 		return ch, err
 	}
 	var (
-		ch  engine.Chunk
+		ch  extractors.Chunk
 		err error
 	)
 	if r.e.kind == Timestamp {
@@ -65,7 +65,7 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 		ch, err = r.nextVersion(ctx)
 	}
 	if err != nil && err != io.EOF {
-		return engine.Chunk{}, fmt.Errorf("hwm %s: %w", r.e.table.QualifiedName(), err)
+		return extractors.Chunk{}, fmt.Errorf("hwm %s: %w", r.e.table.QualifiedName(), err)
 	}
 	return ch, err
 }
@@ -130,80 +130,80 @@ func (r *Run) read(ctx context.Context, where []dialect.Cond, notNull bool) (rea
 
 // nextVersion reads the next chunk of the row-version window
 // (from, bound).
-func (r *Run) nextVersion(ctx context.Context) (engine.Chunk, error) {
+func (r *Run) nextVersion(ctx context.Context) (extractors.Chunk, error) {
 	bound := *r.bound
 	var where []dialect.Cond
 	if !r.from.Value.IsNull() {
 		open, err := advances(r.from, r.end)
 		if err != nil {
-			return engine.Chunk{}, err
+			return extractors.Chunk{}, err
 		}
 		if !open {
 			r.done = true // empty window: the saved position is at the bound
-			return engine.Chunk{}, io.EOF
+			return extractors.Chunk{}, io.EOF
 		}
 		lower, err := r.compare(dialect.Gt, r.from)
 		if err != nil {
-			return engine.Chunk{}, err
+			return extractors.Chunk{}, err
 		}
 		where = append(where, lower)
 	}
 	upper, err := r.compare(dialect.Lt, watermarks.Cursor{Value: bound})
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	where = append(where, upper)
 	ch, err := r.read(ctx, where, false)
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	if ch.Rows == 0 {
 		r.done = true
 		adv, err := advances(r.from, r.end)
 		if err != nil || !adv {
-			return engine.Chunk{}, orEOF(err)
+			return extractors.Chunk{}, orEOF(err)
 		}
 		r.from = r.end
-		return engine.Chunk{To: r.end, Reason: watermarks.ReasonSync}, nil
+		return extractors.Chunk{To: r.end, Reason: watermarks.ReasonSync}, nil
 	}
 	to := r.end
 	if ch.Exhausted {
 		r.done = true
 	} else if to, err = r.position(ch.Last); err != nil {
 		ch.Batch.Release()
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	r.from = to
-	return engine.Chunk{Batch: ch.Batch, To: to, Reason: watermarks.ReasonSync}, nil
+	return extractors.Chunk{Batch: ch.Batch, To: to, Reason: watermarks.ReasonSync}, nil
 }
 
 // nextTimestamp reads the overlap (re-read, position kept), then the rows
 // after the saved position.
-func (r *Run) nextTimestamp(ctx context.Context) (engine.Chunk, error) {
+func (r *Run) nextTimestamp(ctx context.Context) (extractors.Chunk, error) {
 	if r.overlap {
 		var where []dialect.Cond
 		switch {
 		case r.overlapLast != nil:
 			c, err := r.compare(dialect.Gt, *r.overlapLast)
 			if err != nil {
-				return engine.Chunk{}, err
+				return extractors.Chunk{}, err
 			}
 			where = append(where, c)
 		case r.low != nil:
 			c, err := r.compare(dialect.Gt, watermarks.Cursor{Value: *r.low})
 			if err != nil {
-				return engine.Chunk{}, err
+				return extractors.Chunk{}, err
 			}
 			where = append(where, c)
 		}
 		upper, err := r.compare(dialect.Le, r.saved)
 		if err != nil {
-			return engine.Chunk{}, err
+			return extractors.Chunk{}, err
 		}
 		where = append(where, upper)
 		ch, err := r.read(ctx, where, true)
 		if err != nil {
-			return engine.Chunk{}, err
+			return extractors.Chunk{}, err
 		}
 		if ch.Rows == 0 || ch.Exhausted {
 			r.overlap = false
@@ -212,38 +212,38 @@ func (r *Run) nextTimestamp(ctx context.Context) (engine.Chunk, error) {
 			last, err := r.position(ch.Last)
 			if err != nil {
 				ch.Batch.Release()
-				return engine.Chunk{}, err
+				return extractors.Chunk{}, err
 			}
 			r.overlapLast = &last
-			return engine.Chunk{Batch: ch.Batch, To: r.saved, Reason: watermarks.ReasonSync}, nil
+			return extractors.Chunk{Batch: ch.Batch, To: r.saved, Reason: watermarks.ReasonSync}, nil
 		}
 	}
 	var where []dialect.Cond
 	if !r.from.Value.IsNull() {
 		c, err := r.compare(dialect.Gt, r.from)
 		if err != nil {
-			return engine.Chunk{}, err
+			return extractors.Chunk{}, err
 		}
 		where = append(where, c)
 	}
 	ch, err := r.read(ctx, where, true)
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	if ch.Rows == 0 {
 		r.done = true
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	to, err := r.position(ch.Last)
 	if err != nil {
 		ch.Batch.Release()
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	if ch.Exhausted {
 		r.done = true
 	}
 	r.from = to
-	return engine.Chunk{Batch: ch.Batch, To: to, Reason: watermarks.ReasonSync}, nil
+	return extractors.Chunk{Batch: ch.Batch, To: to, Reason: watermarks.ReasonSync}, nil
 }
 
 // advances reports whether moving from a to b is a real advance.

@@ -19,12 +19,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
 	"github.com/ehrsync/ehrsync/extractors/hwm"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
 	"github.com/ehrsync/ehrsync/pkg/config"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -54,15 +54,15 @@ func New() *Planner { return &Planner{} }
 
 // Plan picks req.Table's strategy and builds its extractor and, for
 // strategies blind to deletes, the key reader for reconciliations.
-func (p *Planner) Plan(ctx context.Context, req engine.PlanRequest) (engine.Plan, error) {
+func (p *Planner) Plan(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
 	t, tc := req.Table, req.Config
-	plan := engine.Plan{Strategy: tc.Strategy}
+	plan := extractors.Plan{Strategy: tc.Strategy}
 	keys, err := snapshot.New(req.DB, req.Dialect, t, snapshot.Options{
 		Practices: req.Practices, ChunkRows: max(req.ChunkRows, 50000), ChunkBytes: req.ChunkBytes,
 		QueryTimeout: req.QueryTimeout, Allocator: req.Allocator, KeysOnly: true,
 	})
 	if err != nil {
-		return engine.Plan{}, err
+		return extractors.Plan{}, err
 	}
 	if req.Dialect == schemas.SQLServer && (tc.Strategy == config.StrategyAuto || tc.Strategy == config.StrategyCDC || tc.Strategy == config.StrategyChangeTracking) {
 		if plan, err = p.capture(ctx, req); err != nil || plan.Extractor != nil {
@@ -88,7 +88,7 @@ func (p *Planner) Plan(ctx context.Context, req engine.PlanRequest) (engine.Plan
 	case config.StrategySnapshot:
 		plan.Why = "configured: full keyset snapshot each run"
 	default:
-		return engine.Plan{}, fmt.Errorf("unknown strategy %q", plan.Strategy)
+		return extractors.Plan{}, fmt.Errorf("unknown strategy %q", plan.Strategy)
 	}
 	plan.Keys = keys
 	plan.Blind = "deletes (unless reconcile_every is set)"
@@ -104,7 +104,7 @@ func (p *Planner) Plan(ctx context.Context, req engine.PlanRequest) (engine.Plan
 		})
 	}
 	if err != nil {
-		return engine.Plan{}, err
+		return extractors.Plan{}, err
 	}
 	return plan, nil
 }
@@ -113,21 +113,21 @@ func (p *Planner) Plan(ctx context.Context, req engine.PlanRequest) (engine.Plan
 // snapshot bounded to r, whatever the table's strategy (the range is on the
 // primary key), and its keys-only twin for the range's reconciliation. It
 // implements engine.RangePlanner.
-func (p *Planner) PlanRange(ctx context.Context, req engine.PlanRequest, r engine.KeyRange) (engine.Plan, error) {
+func (p *Planner) PlanRange(ctx context.Context, req extractors.PlanRequest, r extractors.KeyRange) (extractors.Plan, error) {
 	opts := snapshot.Options{
 		Practices: req.Practices, ChunkRows: req.ChunkRows, ChunkBytes: req.ChunkBytes,
 		QueryTimeout: req.QueryTimeout, Allocator: req.Allocator, From: r.From, To: r.To,
 	}
 	ext, err := snapshot.New(req.DB, req.Dialect, req.Table, opts)
 	if err != nil {
-		return engine.Plan{}, err
+		return extractors.Plan{}, err
 	}
 	opts.KeysOnly, opts.ChunkRows = true, max(req.ChunkRows, 50000)
 	keys, err := snapshot.New(req.DB, req.Dialect, req.Table, opts)
 	if err != nil {
-		return engine.Plan{}, err
+		return extractors.Plan{}, err
 	}
-	return engine.Plan{Strategy: config.StrategySnapshot, Why: "an operator's ranged backfill: a keyset snapshot of the key range",
+	return extractors.Plan{Strategy: config.StrategySnapshot, Why: "an operator's ranged backfill: a keyset snapshot of the key range",
 		Blind: "deletes (outside a range reconciliation)", Extractor: ext, Keys: keys}, nil
 }
 
@@ -135,7 +135,7 @@ func (p *Planner) PlanRange(ctx context.Context, req engine.PlanRequest, r engin
 // returns a plan with an extractor when one works; for auto, a plan without
 // one whose Why says (after a colon) what was missing; for an explicit
 // strategy that cannot work, ErrNotAvailable with the fix.
-func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.Plan, error) {
+func (p *Planner) capture(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
 	probe := p.Probe
 	if probe == nil {
 		probe = func(db *sql.DB) Prober { return sqlServerProber{db: db} }
@@ -153,9 +153,9 @@ func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.P
 		}
 		if tc.Strategy == config.StrategyCDC {
 			if errors.Is(err, cdc.ErrNotTracked) {
-				return engine.Plan{}, fmt.Errorf("cdc on %s: %w: %w: enable CDC on the table: %s", t.QualifiedName(), ErrNotAvailable, err, enableCDC(t))
+				return extractors.Plan{}, fmt.Errorf("cdc on %s: %w: %w: enable CDC on the table: %s", t.QualifiedName(), ErrNotAvailable, err, enableCDC(t))
 			}
-			return engine.Plan{}, fmt.Errorf("cdc on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, err)
+			return extractors.Plan{}, fmt.Errorf("cdc on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, err)
 		}
 		var perm *cdc.PermissionError
 		var comp *computedError
@@ -167,29 +167,29 @@ func (p *Planner) capture(ctx context.Context, req engine.PlanRequest) (engine.P
 		case errors.Is(err, cdc.ErrNotTracked):
 			missing = append(missing, "no readable CDC capture instance")
 		default:
-			return engine.Plan{}, fmt.Errorf("probe CDC on %s: %w", t.QualifiedName(), err)
+			return extractors.Plan{}, fmt.Errorf("probe CDC on %s: %w", t.QualifiedName(), err)
 		}
 	}
 	st, err := pr.ChangeTracking(ctx, t)
 	if err != nil {
-		return engine.Plan{}, fmt.Errorf("probe Change Tracking on %s: %w", t.QualifiedName(), err)
+		return extractors.Plan{}, fmt.Errorf("probe Change Tracking on %s: %w", t.QualifiedName(), err)
 	}
 	if st.Ready() {
 		ex, err := changetracking.NewSQLServer(req.DB, t, changetracking.Options{Practices: req.Practices, ChunkRows: req.ChunkRows,
 			ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator})
 		if err != nil {
-			return engine.Plan{}, err
+			return extractors.Plan{}, err
 		}
 		why := "Change Tracking is enabled and VIEW CHANGE TRACKING is granted"
 		if len(missing) > 0 {
 			why += " (" + strings.Join(missing, "; ") + ")"
 		}
-		return engine.Plan{Strategy: config.StrategyChangeTracking, Why: why, Extractor: ex}, nil
+		return extractors.Plan{Strategy: config.StrategyChangeTracking, Why: why, Extractor: ex}, nil
 	}
 	if tc.Strategy == config.StrategyChangeTracking {
-		return engine.Plan{}, fmt.Errorf("change_tracking on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, &changetracking.SetupError{Status: st})
+		return extractors.Plan{}, fmt.Errorf("change_tracking on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, &changetracking.SetupError{Status: st})
 	}
-	return engine.Plan{Strategy: config.StrategyAuto, Why: ": " + strings.Join(append(missing, "Change Tracking not readable"), ", ")}, nil
+	return extractors.Plan{Strategy: config.StrategyAuto, Why: ": " + strings.Join(append(missing, "Change Tracking not readable"), ", ")}, nil
 }
 
 // computedError is a computed column CDC cannot do without: CDC records
@@ -219,10 +219,10 @@ func cdcNeedsComputed(t *schemas.Table, computed []string) error {
 // are left out of the table (CDC records them as NULL, so reading them
 // would overwrite the snapshot's values), and a change table without
 // __$command_id is named, since its changes are then read in seqval order.
-func (p *Planner) cdcPlan(req engine.PlanRequest, capt cdc.Capture) (engine.Plan, error) {
+func (p *Planner) cdcPlan(req extractors.PlanRequest, capt cdc.Capture) (extractors.Plan, error) {
 	t := req.Table
 	why := "the table is tracked by Change Data Capture and the login can read its capture instance"
-	plan := engine.Plan{Strategy: config.StrategyCDC}
+	plan := extractors.Plan{Strategy: config.StrategyCDC}
 	if len(capt.Computed) > 0 {
 		computed := func(name string) bool {
 			return slices.ContainsFunc(capt.Computed, func(n string) bool { return strings.EqualFold(n, name) })
@@ -245,7 +245,7 @@ func (p *Planner) cdcPlan(req engine.PlanRequest, capt cdc.Capture) (engine.Plan
 		}
 		nt, err := t.Project(keep)
 		if err != nil {
-			return engine.Plan{}, fmt.Errorf("cdc on %s: leave out computed columns: %w", t.QualifiedName(), err)
+			return extractors.Plan{}, fmt.Errorf("cdc on %s: leave out computed columns: %w", t.QualifiedName(), err)
 		}
 		if len(nt.Columns) < len(t.Columns) {
 			t, plan.Table = nt, nt
@@ -259,7 +259,7 @@ func (p *Planner) cdcPlan(req engine.PlanRequest, capt cdc.Capture) (engine.Plan
 	ex, err := cdc.New(req.DB, t, cdc.Options{Practices: req.Practices, ChunkRows: req.ChunkRows,
 		ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator})
 	if err != nil {
-		return engine.Plan{}, err
+		return extractors.Plan{}, err
 	}
 	plan.Why, plan.Extractor = why, ex
 	return plan, nil

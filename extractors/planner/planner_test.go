@@ -8,11 +8,11 @@ import (
 	_ "github.com/microsoft/go-mssqldb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
 	"github.com/ehrsync/ehrsync/extractors/planner"
 	"github.com/ehrsync/ehrsync/pkg/config"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -33,7 +33,7 @@ var (
 	ctNoGrant = changetracking.Status{DatabaseEnabled: true, TableEnabled: true, Select: true, User: "ehrsync_reader", Table: "dbo.charges"}
 )
 
-func plan(t *testing.T, table string, dialect schemas.Dialect, tc config.Table, p prober) (engine.Plan, error) {
+func plan(t *testing.T, table string, dialect schemas.Dialect, tc config.Table, p prober) (extractors.Plan, error) {
 	t.Helper()
 	tb, ok := schemas.NextGen().Table(table)
 	require.True(t, ok, table)
@@ -43,7 +43,7 @@ func plan(t *testing.T, table string, dialect schemas.Dialect, tc config.Table, 
 	t.Cleanup(func() { db.Close() })
 	pl := &planner.Planner{Probe: func(*sql.DB) planner.Prober { return p }}
 	tc.Name = table
-	return pl.Plan(context.Background(), engine.PlanRequest{DB: db, Dialect: dialect, Table: tb, Config: tc, ChunkRows: 1000})
+	return pl.Plan(context.Background(), extractors.PlanRequest{DB: db, Dialect: dialect, Table: tb, Config: tc, ChunkRows: 1000})
 }
 
 func TestAutoPrefersCDCThenChangeTrackingThenHighWaterMarkThenSnapshot(t *testing.T) {

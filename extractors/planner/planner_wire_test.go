@@ -13,11 +13,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/planner"
 	"github.com/ehrsync/ehrsync/pkg/config"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -109,10 +109,10 @@ func noRowVersion(t *testing.T) *schemas.Table {
 	return tb
 }
 
-func (w *wire) plan(t *testing.T, tb *schemas.Table, tc config.Table) (engine.Plan, error) {
+func (w *wire) plan(t *testing.T, tb *schemas.Table, tc config.Table) (extractors.Plan, error) {
 	t.Helper()
 	tc.Name = tb.QualifiedName()
-	return planner.New().Plan(context.Background(), engine.PlanRequest{DB: w.db, Dialect: schemas.SQLServer, Table: tb,
+	return planner.New().Plan(context.Background(), extractors.PlanRequest{DB: w.db, Dialect: schemas.SQLServer, Table: tb,
 		Config: tc, ChunkRows: 2, QueryTimeout: time.Minute})
 }
 
@@ -133,7 +133,7 @@ func keysOf(b arrow.RecordBatch, col string) []string {
 // runPlan runs the plan's extractor from *pos to the end over the wire, as
 // the engine does, and returns the rows' values of column col in batch
 // order.
-func runPlan(t *testing.T, p engine.Plan, req *schemas.Table, pos *watermarks.Position, col string) []string {
+func runPlan(t *testing.T, p extractors.Plan, req *schemas.Table, pos *watermarks.Position, col string) []string {
 	t.Helper()
 	tb := req
 	if p.Table != nil {
@@ -434,7 +434,7 @@ func TestWireD10ComputedColumnsLeftOutOfCDC(t *testing.T) {
 	_, has = tb.Column("doubled")
 	require.True(t, has, "the request's table is left as it was")
 
-	columns := func(t *testing.T, ext engine.Extractor, pos *watermarks.Position) (batches int) {
+	columns := func(t *testing.T, ext extractors.Extractor, pos *watermarks.Position) (batches int) {
 		t.Helper()
 		_, err := extractortest.SyncRun(t, ext, p.Table, pos, 0, "empty batch", func(b arrow.RecordBatch, _ watermarks.Reason) error {
 			if b != nil {

@@ -47,9 +47,9 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
 	"github.com/ehrsync/ehrsync/extractors/internal/reader"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -91,7 +91,7 @@ type Options struct {
 	From, To watermarks.Key
 }
 
-// Extractor snapshots one table. It implements engine.Extractor. It is safe
+// Extractor snapshots one table. It implements extractors.Extractor. It is safe
 // for one run at a time.
 type Extractor struct {
 	r        *reader.Reader
@@ -172,7 +172,7 @@ func (e *Extractor) SeesDeletes() bool { return false }
 // Open starts a run from pos: nil (a new snapshot with no incremental
 // position) or a watermarks.Snapshot. Any other position is an error
 // matching ErrPosition.
-func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (engine.Run, error) {
+func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
 	var s watermarks.Snapshot
 	switch p := pos.(type) {
 	case nil:
@@ -195,7 +195,7 @@ func (e *Extractor) Start(s watermarks.Snapshot, from watermarks.Position) *Run 
 	return &Run{e: e, last: s.LastKey, resume: s.Resume, from: from}
 }
 
-// Run is one snapshot run. It implements engine.Run; it is not safe for
+// Run is one snapshot run. It implements extractors.Run; it is not safe for
 // concurrent use.
 type Run struct {
 	e      *Extractor
@@ -208,9 +208,9 @@ type Run struct {
 
 // Next reads the next chunk (see the package doc for its position). The
 // caller releases the chunk's Batch. It returns io.EOF after the last chunk.
-func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
+func (r *Run) Next(ctx context.Context) (extractors.Chunk, error) {
 	if r.done {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	e := r.e
 	var bounds []bound
@@ -227,25 +227,25 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 	for _, b := range bounds {
 		c, err := e.r.Cond(e.keyCols, b.op, b.key)
 		if err != nil {
-			return engine.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
+			return extractors.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
 		}
 		where = append(where, c)
 	}
 	ch, err := e.r.Read(ctx, e.r.Select(where, e.table.Key), schemas.OpInsert, &r.seq)
 	if err != nil {
-		return engine.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
+		return extractors.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
 	}
 	if ch.Rows == 0 {
 		r.done = true
 		if !r.endAdvances() {
-			return engine.Chunk{}, io.EOF
+			return extractors.Chunk{}, io.EOF
 		}
-		return engine.Chunk{To: r.end(), Reason: watermarks.ReasonSnapshot}, nil
+		return extractors.Chunk{To: r.end(), Reason: watermarks.ReasonSnapshot}, nil
 	}
 	key, err := e.r.Key(e.keyCols, e.keyIdx, ch.Last)
 	if err != nil {
 		ch.Batch.Release()
-		return engine.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
+		return extractors.Chunk{}, fmt.Errorf("snapshot %s: %w", e.table.QualifiedName(), err)
 	}
 	r.last = key
 	to := watermarks.Position(watermarks.Snapshot{LastKey: key, Resume: r.resume})
@@ -254,7 +254,7 @@ func (r *Run) Next(ctx context.Context) (engine.Chunk, error) {
 		to = r.end()
 	}
 	r.from = to
-	return engine.Chunk{Batch: ch.Batch, To: to, Reason: watermarks.ReasonSnapshot}, nil
+	return extractors.Chunk{Batch: ch.Batch, To: to, Reason: watermarks.ReasonSnapshot}, nil
 }
 
 // bound is one keyset condition: (key columns) op key.

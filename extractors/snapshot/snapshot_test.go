@@ -4,19 +4,19 @@ import (
 	"database/sql"
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
-var _ engine.Extractor = (*snapshot.Extractor)(nil)
+var _ extractors.Extractor = (*snapshot.Extractor)(nil)
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var subject = extractortest.Subject{
-	New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (engine.Extractor, error) {
+	New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 		return snapshot.New(db, d, t, snapshot.Options{
 			Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator,
 		})

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	mssql "github.com/microsoft/go-mssqldb"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 )
@@ -159,20 +159,20 @@ func onOff(b bool) string {
 	return "disabled"
 }
 
-func (c *checker) plan(ctx context.Context, db *sql.DB, tc config.Table) (engine.Plan, error) {
+func (c *checker) plan(ctx context.Context, db *sql.DB, tc config.Table) (extractors.Plan, error) {
 	ct, ok := c.opts.Catalog.Table(tc.Name)
 	if !ok {
-		return engine.Plan{}, fmt.Errorf("table %s is not in the catalog", tc.Name)
+		return extractors.Plan{}, fmt.Errorf("table %s is not in the catalog", tc.Name)
 	}
 	if len(tc.Columns) > 0 {
 		var err error
 		if ct, err = ct.Project(tc.Columns); err != nil {
-			return engine.Plan{}, fmt.Errorf("columns: %w", err)
+			return extractors.Plan{}, fmt.Errorf("columns: %w", err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
 	defer cancel()
-	return c.opts.Planner.Plan(ctx, engine.PlanRequest{
+	return c.opts.Planner.Plan(ctx, extractors.PlanRequest{
 		DB: db, Dialect: schemas.Dialect(c.org.Source.Dialect), Table: ct, Config: tc,
 		Practices: c.org.Source.PracticeIDs, ChunkRows: 1000, ChunkBytes: 1 << 20,
 		QueryTimeout: c.opts.StepTimeout,

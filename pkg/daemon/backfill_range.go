@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
@@ -33,19 +34,19 @@ func (r Range) IsZero() bool { return r.From == "" && r.To == "" }
 var ErrBadRange = errors.New("bad key range")
 
 // ParseRange checks r against the table's key and returns it typed.
-func (b *Backfill) ParseRange(org *config.Org, table string, r Range) (engine.KeyRange, error) {
+func (b *Backfill) ParseRange(org *config.Org, table string, r Range) (extractors.KeyRange, error) {
 	if _, ok := org.Table(table); !ok {
-		return engine.KeyRange{}, fmt.Errorf("%w: %s %s", ErrUnknownTable, org.Name, table)
+		return extractors.KeyRange{}, fmt.Errorf("%w: %s %s", ErrUnknownTable, org.Name, table)
 	}
 	t, ok := b.Engine.Catalog.Table(table)
 	if !ok {
-		return engine.KeyRange{}, fmt.Errorf("table %s is not in the catalog", table)
+		return extractors.KeyRange{}, fmt.Errorf("table %s is not in the catalog", table)
 	}
 	return parseRange(schemas.Dialect(org.Source.Dialect), t, r)
 }
 
-func parseRange(src schemas.Dialect, t *schemas.Table, r Range) (engine.KeyRange, error) {
-	var kr engine.KeyRange
+func parseRange(src schemas.Dialect, t *schemas.Table, r Range) (extractors.KeyRange, error) {
+	var kr extractors.KeyRange
 	var err error
 	if r.From != "" {
 		if kr.From, err = snapshot.ParseKey(src, t, r.From); err != nil {
@@ -158,7 +159,7 @@ func bounds(r Range) string {
 // beginRange records the ranged backfill under its position name; resumed
 // is true when an unfinished one of the same range was there (its position
 // is kept).
-func (b *Backfill) beginRange(ctx context.Context, org, pos, actor string, kr engine.KeyRange) (resumed bool, err error) {
+func (b *Backfill) beginRange(ctx context.Context, org, pos, actor string, kr extractors.KeyRange) (resumed bool, err error) {
 	enc := func(k watermarks.Key) (any, error) {
 		if k == nil {
 			return nil, nil

@@ -27,6 +27,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 )
@@ -48,7 +49,7 @@ type Backfiller interface {
 // table (*Backfill implements it): ParseRange checks a range before it is
 // queued, BackfillRange runs it.
 type RangeBackfiller interface {
-	ParseRange(org *config.Org, table string, r Range) (engine.KeyRange, error)
+	ParseRange(org *config.Org, table string, r Range) (extractors.KeyRange, error)
 	BackfillRange(ctx context.Context, org *config.Org, table, actor string, r Range) (engine.TableResult, error)
 }
 

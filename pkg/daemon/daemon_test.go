@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 )
@@ -255,7 +256,7 @@ func TestTransientClasses(t *testing.T) {
 		{"catalog race", &pgconn.PgError{Code: "23505", ConstraintName: "pg_namespace_nspname_index"}, true},
 		{"user unique violation", &pgconn.PgError{Code: "23505", ConstraintName: "claims_pkey"}, false},
 		{"login failed", &pgconn.PgError{Code: "28P01"}, false},
-		{"position expired", fmt.Errorf("open: %w", engine.ErrExpired), false},
+		{"position expired", fmt.Errorf("open: %w", extractors.ErrExpired), false},
 		{"canceled", context.Canceled, false},
 		{"unknown", errors.New("boom"), false},
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/source"
@@ -24,7 +25,7 @@ func Class(err error) string {
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, engine.ErrExpired):
+	case errors.Is(err, extractors.ErrExpired):
 		return "position_expired"
 	case errors.Is(err, watermarks.ErrPositionMoved):
 		return "position_moved"
@@ -54,7 +55,7 @@ func Class(err error) string {
 // failures, and never a canceled run.
 func Transient(err error) bool {
 	switch {
-	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, engine.ErrExpired):
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, extractors.ErrExpired):
 		return false
 	case errors.Is(err, watermarks.ErrPositionMoved), catalogRace(err), storeUnavailable(err):
 		return true

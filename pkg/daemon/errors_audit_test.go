@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 )
@@ -16,6 +17,6 @@ func TestAuditNotWrittenIsItsOwnPermanentClass(t *testing.T) {
 	require.Equal(t, "audit_not_written", Class(err))
 	require.False(t, Transient(err), "a revoked INSERT does not come back by retrying")
 	// A run that failed for its own reason keeps that class.
-	joined := fmt.Errorf("%w; and %w", engine.ErrExpired, err)
+	joined := fmt.Errorf("%w; and %w", extractors.ErrExpired, err)
 	require.Equal(t, "position_expired", Class(joined))
 }

@@ -6,25 +6,18 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// KeyRange bounds an operator's ranged backfill to the rows whose primary
-// key is in [From, To], both inclusive, compared by the source in its key
-// order. A nil bound leaves that side open. Its values are row values:
-// never log them (daemon addition, issue 6).
-type KeyRange struct {
-	From, To watermarks.Key
-}
-
 // RangePlanner builds a table's extractors bounded to a key range: Plan's
 // Extractor reads the full rows in the range, its Keys the keys in the range
 // (extractors/planner implements it; daemon addition, issue 6).
 type RangePlanner interface {
-	PlanRange(ctx context.Context, req PlanRequest, r KeyRange) (Plan, error)
+	PlanRange(ctx context.Context, req extractors.PlanRequest, r extractors.KeyRange) (extractors.Plan, error)
 }
 
 // BackfillPosition is the name a ranged backfill of table keeps its own
@@ -47,7 +40,7 @@ var ErrNoRangePlanner = errors.New("the planner cannot plan ranged backfills")
 // When reconcile is true and the run reached the range's end, the store's
 // rows in the range whose key the source no longer has are deleted (or
 // soft-deleted) by the table's delete policy: see (*sink.Target).ReconcileRange.
-func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table string, r KeyRange, reconcile bool) TableResult {
+func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table string, r extractors.KeyRange, reconcile bool) TableResult {
 	runID := newRunID()
 	res := TableResult{Org: org.Name, Table: e.qualified(table), Strategy: "backfill"}
 	log := e.Log.With("org", org.Name, "table", res.Table, "run", runID)
@@ -75,7 +68,7 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 		return res
 	}
 	defer db.Close()
-	res, plan, target, err := e.prepareWith(ctx, db, org, *tc, func(ctx context.Context, req PlanRequest) (Plan, error) {
+	res, plan, target, err := e.prepareWith(ctx, db, org, *tc, func(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
 		return rp.PlanRange(ctx, req, r)
 	})
 	if err == nil {
@@ -106,9 +99,9 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 
 // backfillExtractor records its chunks as backfill moves in the position
 // history.
-type backfillExtractor struct{ Extractor }
+type backfillExtractor struct{ extractors.Extractor }
 
-func (b backfillExtractor) Open(ctx context.Context, pos watermarks.Position) (Run, error) {
+func (b backfillExtractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
 	run, err := b.Extractor.Open(ctx, pos)
 	if err != nil {
 		return nil, err
@@ -116,9 +109,9 @@ func (b backfillExtractor) Open(ctx context.Context, pos watermarks.Position) (R
 	return backfillRun{run}, nil
 }
 
-type backfillRun struct{ Run }
+type backfillRun struct{ extractors.Run }
 
-func (r backfillRun) Next(ctx context.Context) (Chunk, error) {
+func (r backfillRun) Next(ctx context.Context) (extractors.Chunk, error) {
 	ch, err := r.Run.Next(ctx)
 	ch.Reason = watermarks.ReasonBackfill
 	return ch, err
@@ -133,7 +126,7 @@ var ErrRangeOrder = errors.New("the store cannot compare this key in the source'
 // RangeReconcilable reports whether the store compares keys like the ones
 // in r in the same order as a source of dialect src: integers, decimals,
 // dates and times everywhere, uuids from a PostgreSQL source.
-func RangeReconcilable(src config.Dialect, r KeyRange) bool {
+func RangeReconcilable(src config.Dialect, r extractors.KeyRange) bool {
 	for _, k := range []watermarks.Key{r.From, r.To} {
 		for _, v := range k {
 			switch v.Type() {
@@ -153,7 +146,7 @@ func RangeReconcilable(src config.Dialect, r KeyRange) bool {
 
 // reconcileRange deletes the store's rows in r whose key the source no
 // longer has.
-func (e *Engine) reconcileRange(ctx context.Context, keys Extractor, target *sink.Target, r KeyRange) (*sink.ReconcileResult, error) {
+func (e *Engine) reconcileRange(ctx context.Context, keys extractors.Extractor, target *sink.Target, r extractors.KeyRange) (*sink.ReconcileResult, error) {
 	run, next, err := keyBatches(ctx, keys)
 	if err != nil {
 		return nil, err

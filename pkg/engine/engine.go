@@ -14,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/pkg/source"
@@ -24,36 +25,7 @@ import (
 // Planner picks a table's strategy and builds its extractor. The
 // extractors/planner package implements it.
 type Planner interface {
-	Plan(ctx context.Context, req PlanRequest) (Plan, error)
-}
-
-// PlanRequest is what the planner needs to know about one table.
-type PlanRequest struct {
-	DB        *sql.DB
-	Dialect   schemas.Dialect
-	Table     *schemas.Table // the catalog table, projected to the column allow-list
-	Config    config.Table
-	Practices []string
-	// Bounds of every chunk and query.
-	ChunkRows, ChunkBytes int
-	QueryTimeout          time.Duration
-	Allocator             memory.Allocator
-}
-
-// Plan is the planner's choice for one table.
-type Plan struct {
-	Strategy  config.Strategy
-	Why       string    // one sentence an operator can read
-	Blind     string    // what the strategy cannot see ("deletes"), empty when nothing
-	Extractor Extractor // the table's extractor
-	// Table is the table as Extractor reads it when the planner narrowed
-	// the request's (computed columns CDC cannot carry); nil: the
-	// request's table.
-	Table *schemas.Table
-	// Keys reads the source's keys for a reconciliation (key-only batches):
-	// periodically for strategies blind to deletes, and after a re-snapshot
-	// of an expired position for every strategy.
-	Keys Extractor
+	Plan(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error)
 }
 
 // Engine syncs organizations: plans each table, prepares its target in the
@@ -286,7 +258,7 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 			Metrics: m,
 		}
 		res = RunTable(ctx, log, job)
-		if errors.Is(res.Err, ErrExpired) {
+		if errors.Is(res.Err, extractors.ErrExpired) {
 			res = e.expired(ctx, log, job, tc.OnExpired, res)
 		}
 		switch {
@@ -381,42 +353,42 @@ func (e *Engine) expired(ctx context.Context, log *slog.Logger, job TableJob, po
 
 // prepare resolves the table in the catalog, plans it, and prepares its
 // target in the store.
-func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table) (TableResult, Plan, *sink.Target, error) {
+func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table) (TableResult, extractors.Plan, *sink.Target, error) {
 	return e.prepareWith(ctx, db, org, tc, e.Planner.Plan)
 }
 
 // prepareWith is prepare with the planning step given (a ranged backfill
 // plans its bounded extractors).
 func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table,
-	planFn func(context.Context, PlanRequest) (Plan, error)) (TableResult, Plan, *sink.Target, error) {
+	planFn func(context.Context, extractors.PlanRequest) (extractors.Plan, error)) (TableResult, extractors.Plan, *sink.Target, error) {
 	res := TableResult{Org: org.Name, Table: tc.Name}
 	t, ok := e.Catalog.Table(tc.Name)
 	if !ok {
-		return res, Plan{}, nil, fmt.Errorf("table %s is not in the catalog", tc.Name)
+		return res, extractors.Plan{}, nil, fmt.Errorf("table %s is not in the catalog", tc.Name)
 	}
 	res.Table = t.QualifiedName()
 	if len(org.Source.PracticeIDs) > 0 {
 		if err := t.CheckPracticeFilter(); err != nil {
-			return res, Plan{}, nil, err
+			return res, extractors.Plan{}, nil, err
 		}
 	}
 	if d, ok := e.Planner.(Describer); ok {
 		var err error
 		if t, err = e.adapt(ctx, d, db, org, tc, t); err != nil {
-			return res, Plan{}, nil, err
+			return res, extractors.Plan{}, nil, err
 		}
 	}
 	if len(tc.Columns) > 0 {
 		var err error
 		if t, err = t.Project(tc.Columns); err != nil {
-			return res, Plan{}, nil, fmt.Errorf("columns of %s: %w", tc.Name, err)
+			return res, extractors.Plan{}, nil, fmt.Errorf("columns of %s: %w", tc.Name, err)
 		}
 	}
 	rows := tc.BatchRows
 	if rows == 0 {
 		rows = e.Defaults.BatchRows
 	}
-	plan, err := planFn(ctx, PlanRequest{
+	plan, err := planFn(ctx, extractors.PlanRequest{
 		DB: db, Dialect: schemas.Dialect(org.Source.Dialect), Table: t, Config: tc, Practices: org.Source.PracticeIDs,
 		ChunkRows: rows, ChunkBytes: int(e.Defaults.BatchBytes), QueryTimeout: org.Source.QueryTimeout, Allocator: e.Allocator,
 	})
@@ -479,7 +451,7 @@ func (e *Engine) metrics() *Metrics {
 
 // reconcileIfDue compares the source's keys with the store's when the last
 // reconciliation is older than every (always, with every 0).
-func (e *Engine) reconcileIfDue(ctx context.Context, keys Extractor, target *sink.Target, every time.Duration) (*sink.ReconcileResult, error) {
+func (e *Engine) reconcileIfDue(ctx context.Context, keys extractors.Extractor, target *sink.Target, every time.Duration) (*sink.ReconcileResult, error) {
 	last, err := target.LastReconciled(ctx)
 	if err != nil {
 		return nil, storeErr(err)
@@ -502,7 +474,7 @@ func (e *Engine) reconcileIfDue(ctx context.Context, keys Extractor, target *sin
 // keyBatches opens a key reader from scratch and returns its run (the
 // caller closes it) and a function yielding its key batches, skipping
 // chunks that only move the position.
-func keyBatches(ctx context.Context, keys Extractor) (Run, func(context.Context) (arrow.RecordBatch, error), error) {
+func keyBatches(ctx context.Context, keys extractors.Extractor) (extractors.Run, func(context.Context) (arrow.RecordBatch, error), error) {
 	run, err := keys.Open(ctx, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read source keys: %w", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
@@ -48,14 +49,14 @@ type fake struct {
 	opens  []watermarks.Position
 }
 
-func (f *fake) Open(_ context.Context, pos watermarks.Position) (engine.Run, error) {
+func (f *fake) Open(_ context.Context, pos watermarks.Position) (extractors.Run, error) {
 	f.opens = append(f.opens, pos)
 	if f.fail != nil {
 		return nil, f.fail
 	}
 	if pos != nil && f.expire {
 		f.expire = false // the re-snapshot's new position is readable
-		return nil, &engine.ExpiredError{Table: f.table.QualifiedName(), Reason: "saved LSN below the capture instance's minimum"}
+		return nil, &extractors.ExpiredError{Table: f.table.QualifiedName(), Reason: "saved LSN below the capture instance's minimum"}
 	}
 	return &fakeRun{f: f, snapshot: pos == nil}, nil
 }
@@ -66,14 +67,14 @@ type fakeRun struct {
 	done     bool
 }
 
-func (r *fakeRun) Next(context.Context) (engine.Chunk, error) {
+func (r *fakeRun) Next(context.Context) (extractors.Chunk, error) {
 	if r.done || !r.snapshot {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	r.done = true
 	sc, err := schemas.ChangeSchema(r.f.table)
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
 	defer b.Release()
@@ -84,7 +85,7 @@ func (r *fakeRun) Next(context.Context) (engine.Chunk, error) {
 		b.Field(3).(*array.Int64Builder).Append(int64(i))
 		b.Field(4).AppendNull()
 	}
-	return engine.Chunk{Batch: b.NewRecordBatch(), Reason: watermarks.ReasonSnapshot,
+	return extractors.Chunk{Batch: b.NewRecordBatch(), Reason: watermarks.ReasonSnapshot,
 		To: watermarks.Cursor{Column: "id", Value: watermarks.Int64(int64(r.f.n))}}, nil
 }
 
@@ -94,14 +95,14 @@ type planner map[string]*fake
 
 // Plan gives each table its fake, and a key reader that reads the fake's
 // current rows from scratch, as a keys-only snapshot does.
-func (p planner) Plan(_ context.Context, req engine.PlanRequest) (engine.Plan, error) {
+func (p planner) Plan(_ context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
 	f := p[req.Table.QualifiedName()]
-	return engine.Plan{Strategy: config.StrategySnapshot, Extractor: f, Keys: keysOf{f}}, nil
+	return extractors.Plan{Strategy: config.StrategySnapshot, Extractor: f, Keys: keysOf{f}}, nil
 }
 
 type keysOf struct{ f *fake }
 
-func (k keysOf) Open(context.Context, watermarks.Position) (engine.Run, error) {
+func (k keysOf) Open(context.Context, watermarks.Position) (extractors.Run, error) {
 	return &fakeRun{f: k.f, snapshot: true}, nil
 }
 
@@ -189,7 +190,7 @@ func TestExpiredPositionFailsTheTableWhenThePolicySaysSo(t *testing.T) {
 
 	res := f.eng.SyncOrg(ctx, f.org, nil)
 	require.Equal(t, 1, res.Failed())
-	require.ErrorIs(t, res.Tables[0].Err, engine.ErrExpired)
+	require.ErrorIs(t, res.Tables[0].Err, extractors.ErrExpired)
 	require.ErrorContains(t, res.Tables[0].Err, "on_expired: fail")
 	after, err := f.eng.Positions.Load(ctx, "st-mary", "dbo.claims")
 	require.NoError(t, err)
@@ -249,7 +250,7 @@ func TestAuditFailureFailsTheRun(t *testing.T) {
 	claims.expire = true
 	f.org.Tables[0].OnExpired = config.ExpiredFail
 	res = f.eng.SyncOrg(context.Background(), f.org, nil)
-	require.ErrorIs(t, res.Tables[0].Err, engine.ErrExpired)
+	require.ErrorIs(t, res.Tables[0].Err, extractors.ErrExpired)
 	require.ErrorIs(t, res.Tables[0].Err, errAuditRefused)
 }
 

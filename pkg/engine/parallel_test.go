@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -20,7 +20,7 @@ type gate struct {
 	now, max int
 }
 
-func (g *gate) Open(context.Context, watermarks.Position) (engine.Run, error) {
+func (g *gate) Open(context.Context, watermarks.Position) (extractors.Run, error) {
 	return &gateRun{g: g}, nil
 }
 
@@ -29,9 +29,9 @@ type gateRun struct {
 	done bool
 }
 
-func (r *gateRun) Next(context.Context) (engine.Chunk, error) {
+func (r *gateRun) Next(context.Context) (extractors.Chunk, error) {
 	if r.done {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	r.done = true
 	g := r.g
@@ -46,15 +46,15 @@ func (r *gateRun) Next(context.Context) (engine.Chunk, error) {
 	}
 	g.now--
 	g.mu.Unlock()
-	return engine.Chunk{To: watermarks.Snapshot{}, Reason: watermarks.ReasonSnapshot}, nil
+	return extractors.Chunk{To: watermarks.Snapshot{}, Reason: watermarks.ReasonSnapshot}, nil
 }
 
 func (r *gateRun) Close() error { return nil }
 
 type gatePlanner struct{ g *gate }
 
-func (p gatePlanner) Plan(context.Context, engine.PlanRequest) (engine.Plan, error) {
-	return engine.Plan{Strategy: "snapshot", Extractor: p.g}, nil
+func (p gatePlanner) Plan(context.Context, extractors.PlanRequest) (extractors.Plan, error) {
+	return extractors.Plan{Strategy: "snapshot", Extractor: p.g}, nil
 }
 
 // TestTablesOfAnOrgRunInParallelUpToItsLimit: with parallel_tables 2, two

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/sink"
@@ -31,7 +32,7 @@ type scripted struct {
 	reason watermarks.Reason
 }
 
-func (s scripted) Open(context.Context, watermarks.Position) (engine.Run, error) {
+func (s scripted) Open(context.Context, watermarks.Position) (extractors.Run, error) {
 	return &scriptedRun{s: s}, nil
 }
 
@@ -41,19 +42,19 @@ type scriptedRun struct {
 	key int
 }
 
-func (r *scriptedRun) Next(context.Context) (engine.Chunk, error) {
+func (r *scriptedRun) Next(context.Context) (extractors.Chunk, error) {
 	if r.i >= len(r.s.rows) {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	n := r.s.rows[r.i]
 	r.i++
 	var to watermarks.Position = watermarks.Cursor{Column: "id", Value: watermarks.Int64(int64(r.i))}
 	if n == 0 {
-		return engine.Chunk{To: to, Reason: r.s.reason}, nil
+		return extractors.Chunk{To: to, Reason: r.s.reason}, nil
 	}
 	sc, err := schemas.ChangeSchema(r.s.table)
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
 	defer b.Release()
@@ -71,7 +72,7 @@ func (r *scriptedRun) Next(context.Context) (engine.Chunk, error) {
 			to = watermarks.Snapshot{}
 		}
 	}
-	return engine.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: r.s.reason}, nil
+	return extractors.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: r.s.reason}, nil
 }
 
 func (r *scriptedRun) Close() error { return nil }

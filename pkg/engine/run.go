@@ -10,6 +10,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -55,7 +56,7 @@ type PositionLoader interface {
 type TableJob struct {
 	Org, Table string // the organization and the source table's qualified name
 	Strategy   string // for reports: snapshot, hwm, ...
-	Extractor  Extractor
+	Extractor  extractors.Extractor
 	Target     Applier
 	Positions  PositionLoader
 	Actor      string // who runs it: "sync", "daemon", an operator's name
@@ -131,7 +132,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	chunks := make(chan Chunk, Pipeline)
+	chunks := make(chan extractors.Chunk, Pipeline)
 	var readErr error // the reader's; nil when the run ended
 	done := make(chan struct{})
 	go func() {
@@ -224,7 +225,7 @@ var errBeforeFailed = errors.New("the chunk before it was not committed")
 // run writes the chunk's rows, waits for the chunk before it (prev; nil
 // when none is in flight) to commit, and commits; it aborts when prev
 // failed.
-func (w *writing) run(ctx context.Context, p Pending, c Chunk, prev *writing) {
+func (w *writing) run(ctx context.Context, p Pending, c extractors.Chunk, prev *writing) {
 	defer close(w.done)
 	err := p.Write(ctx)
 	release(c)
@@ -245,7 +246,7 @@ func (w *writing) run(ctx context.Context, p Pending, c Chunk, prev *writing) {
 // readAhead reads run's chunks into out until the run ends (nil), a read
 // fails, or ctx is done (the error). It closes out before returning; a chunk
 // it cannot hand over is released.
-func readAhead(ctx context.Context, job TableJob, run Run, out chan<- Chunk) error {
+func readAhead(ctx context.Context, job TableJob, run extractors.Run, out chan<- extractors.Chunk) error {
 	defer close(out)
 	for {
 		read := time.Now()
@@ -268,7 +269,7 @@ func readAhead(ctx context.Context, job TableJob, run Run, out chan<- Chunk) err
 	}
 }
 
-func release(c Chunk) {
+func release(c extractors.Chunk) {
 	if c.Batch != nil {
 		c.Batch.Release()
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -39,7 +40,7 @@ type seqRun struct {
 
 var errRead = errors.New("source went away")
 
-func (r *seqRun) Next(ctx context.Context) (engine.Chunk, error) {
+func (r *seqRun) Next(ctx context.Context) (extractors.Chunk, error) {
 	r.mu.Lock()
 	r.inNext = true
 	r.mu.Unlock()
@@ -49,21 +50,21 @@ func (r *seqRun) Next(ctx context.Context) (engine.Chunk, error) {
 		r.mu.Unlock()
 	}()
 	if err := ctx.Err(); err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	r.i++
 	if r.reads != nil {
 		select {
 		case r.reads <- r.i:
 		case <-ctx.Done():
-			return engine.Chunk{}, ctx.Err()
+			return extractors.Chunk{}, ctx.Err()
 		}
 	}
 	if r.i == r.failAt {
-		return engine.Chunk{}, errRead
+		return extractors.Chunk{}, errRead
 	}
 	if r.n > 0 && r.i > r.n {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	b := array.NewInt64Builder(r.mem)
 	defer b.Release()
@@ -71,7 +72,7 @@ func (r *seqRun) Next(ctx context.Context) (engine.Chunk, error) {
 	col := b.NewArray()
 	defer col.Release()
 	rec := array.NewRecordBatch(arrow.NewSchema([]arrow.Field{{Name: "i", Type: arrow.PrimitiveTypes.Int64}}, nil), []arrow.Array{col}, 1)
-	return engine.Chunk{Batch: rec, To: watermarks.Cursor{Column: "seq", Value: watermarks.Int64(int64(r.i))}}, nil
+	return extractors.Chunk{Batch: rec, To: watermarks.Cursor{Column: "seq", Value: watermarks.Int64(int64(r.i))}}, nil
 }
 
 func (r *seqRun) Close() error {
@@ -86,7 +87,7 @@ func (r *seqRun) Close() error {
 
 type seqExtractor struct{ run *seqRun }
 
-func (e seqExtractor) Open(context.Context, watermarks.Position) (engine.Run, error) {
+func (e seqExtractor) Open(context.Context, watermarks.Position) (extractors.Run, error) {
 	return e.run, nil
 }
 

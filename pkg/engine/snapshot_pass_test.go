@@ -11,8 +11,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -20,9 +20,9 @@ import (
 // snapshotPlanner plans every table as a real keyset snapshot of db.
 type snapshotPlanner struct{ db *sql.DB }
 
-func (p snapshotPlanner) Plan(_ context.Context, req engine.PlanRequest) (engine.Plan, error) {
+func (p snapshotPlanner) Plan(_ context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
 	x, err := snapshot.New(p.db, req.Dialect, req.Table, snapshot.Options{ChunkRows: 3})
-	return engine.Plan{Strategy: "snapshot", Extractor: x}, err
+	return extractors.Plan{Strategy: "snapshot", Extractor: x}, err
 }
 
 // TestResumedSnapshotPassStillSeesRowsAddedBehindIt: a snapshot-strategy
@@ -63,7 +63,7 @@ func TestResumedSnapshotPassStillSeesRowsAddedBehindIt(t *testing.T) {
 // incremental cursor 3, from which one more change (row 4) is waiting.
 type handoff struct{ table *schemas.Table }
 
-func (h handoff) Open(_ context.Context, pos watermarks.Position) (engine.Run, error) {
+func (h handoff) Open(_ context.Context, pos watermarks.Position) (extractors.Run, error) {
 	var from int64
 	if c, ok := pos.(watermarks.Cursor); ok {
 		from, _ = c.Value.AsInt64()
@@ -78,9 +78,9 @@ type handoffRun struct {
 	done     bool
 }
 
-func (r *handoffRun) Next(context.Context) (engine.Chunk, error) {
+func (r *handoffRun) Next(context.Context) (extractors.Chunk, error) {
 	if r.done || r.from >= 4 {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	r.done = true
 	ids, reason := []int32{4}, watermarks.ReasonSync
@@ -89,7 +89,7 @@ func (r *handoffRun) Next(context.Context) (engine.Chunk, error) {
 	}
 	sc, err := schemas.ChangeSchema(r.h.table)
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	b := array.NewRecordBuilder(memory.DefaultAllocator, sc)
 	defer b.Release()
@@ -100,7 +100,7 @@ func (r *handoffRun) Next(context.Context) (engine.Chunk, error) {
 		b.Field(3).(*array.Int64Builder).Append(int64(id))
 		b.Field(4).AppendNull()
 	}
-	return engine.Chunk{Batch: b.NewRecordBatch(), Reason: reason,
+	return extractors.Chunk{Batch: b.NewRecordBatch(), Reason: reason,
 		To: watermarks.Cursor{Column: "id", Value: watermarks.Int64(int64(ids[len(ids)-1]))}}, nil
 }
 
@@ -108,8 +108,8 @@ func (r *handoffRun) Close() error { return nil }
 
 type handoffPlanner struct{ h handoff }
 
-func (p handoffPlanner) Plan(context.Context, engine.PlanRequest) (engine.Plan, error) {
-	return engine.Plan{Strategy: "hwm", Extractor: p.h}, nil
+func (p handoffPlanner) Plan(context.Context, extractors.PlanRequest) (extractors.Plan, error) {
+	return extractors.Plan{Strategy: "hwm", Extractor: p.h}, nil
 }
 
 // TestSnapshotHandOffCatchesUpInTheSameRun: a run whose snapshot ends at its

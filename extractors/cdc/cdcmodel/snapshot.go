@@ -8,8 +8,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -20,7 +20,7 @@ import (
 // the last key (rows change between chunks), emits them as OpInsert with
 // Reason ReasonSnapshot, and ends at the snapshot's Resume. The model
 // orders keys by their text form; its LastKey is that text.
-func (m *Model) Snapshotter(t *schemas.Table, practices []string, chunkRows int, mem memory.Allocator) (engine.Extractor, error) {
+func (m *Model) Snapshotter(t *schemas.Table, practices []string, chunkRows int, mem memory.Allocator) (extractors.Extractor, error) {
 	sc, err := arrowscan.New(schemas.SQLServer, t)
 	if err != nil {
 		return nil, err
@@ -40,7 +40,7 @@ type snapshotter struct {
 	mem       memory.Allocator
 }
 
-func (s *snapshotter) Open(_ context.Context, pos watermarks.Position) (engine.Run, error) {
+func (s *snapshotter) Open(_ context.Context, pos watermarks.Position) (extractors.Run, error) {
 	p, ok := pos.(watermarks.Snapshot)
 	if !ok {
 		return nil, fmt.Errorf("cdcmodel snapshot: position %v is not a snapshot", pos)
@@ -61,9 +61,9 @@ type snapshotRun struct {
 	done    bool
 }
 
-func (r *snapshotRun) Next(context.Context) (engine.Chunk, error) {
+func (r *snapshotRun) Next(context.Context) (extractors.Chunk, error) {
 	if r.done {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	s := r.s
 	m := s.m
@@ -94,14 +94,14 @@ func (r *snapshotRun) Next(context.Context) (engine.Chunk, error) {
 	m.mu.Unlock()
 	if len(keys) == 0 {
 		r.done = true
-		return engine.Chunk{To: r.resume, Reason: watermarks.ReasonSnapshot}, nil
+		return extractors.Chunk{To: r.resume, Reason: watermarks.ReasonSnapshot}, nil
 	}
 	b := s.sc.NewBatch(s.mem)
 	defer b.Release()
 	for _, raw := range raws {
 		r.seq++
 		if err := b.Append(raw, schemas.OpInsert, r.seq); err != nil {
-			return engine.Chunk{}, err
+			return extractors.Chunk{}, err
 		}
 	}
 	r.last, r.started = keys[len(keys)-1], true
@@ -110,7 +110,7 @@ func (r *snapshotRun) Next(context.Context) (engine.Chunk, error) {
 		r.done = true
 		to = r.resume
 	}
-	return engine.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: watermarks.ReasonSnapshot}, nil
+	return extractors.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: watermarks.ReasonSnapshot}, nil
 }
 
 func (r *snapshotRun) Close() error {

@@ -9,10 +9,10 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/internal/ctrows"
 	"github.com/ehrsync/ehrsync/extractors/internal/reader"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -24,7 +24,7 @@ import (
 // the table as it is then (READ COMMITTED, no transaction across chunks),
 // and records the call "Snapshot".
 func (db *DB) Snapshotter(t *schemas.Table, practices []string, chunkRows int, mem memory.Allocator) changetracking.Snapshotter {
-	return changetracking.SnapshotFunc(func(s watermarks.Snapshot, from watermarks.Position) engine.Run {
+	return changetracking.SnapshotFunc(func(s watermarks.Snapshot, from watermarks.Position) extractors.Run {
 		return &snapRun{db: db, t: t, practices: practices, limit: chunkRows, mem: mem, last: s.LastKey, resume: s.Resume}
 	})
 }
@@ -43,36 +43,36 @@ type snapRun struct {
 
 func (r *snapRun) Close() error { r.done = true; return nil }
 
-func (r *snapRun) Next(ctx context.Context) (engine.Chunk, error) {
+func (r *snapRun) Next(ctx context.Context) (extractors.Chunk, error) {
 	if r.done {
-		return engine.Chunk{}, io.EOF
+		return extractors.Chunk{}, io.EOF
 	}
 	if err := ctx.Err(); err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	rows, err := r.read()
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	if len(rows) == 0 {
 		r.done = true
-		return engine.Chunk{To: r.resume, Reason: watermarks.ReasonSnapshot}, nil
+		return extractors.Chunk{To: r.resume, Reason: watermarks.ReasonSnapshot}, nil
 	}
 	conv, err := ctrows.New(r.t)
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	b := conv.NewBatch(r.mem)
 	defer b.Release()
 	for _, row := range rows {
 		r.seq++
 		if err := b.Append(row, schemas.OpInsert, r.seq); err != nil {
-			return engine.Chunk{}, err
+			return extractors.Chunk{}, err
 		}
 	}
 	key, err := conv.Key(rows[len(rows)-1])
 	if err != nil {
-		return engine.Chunk{}, err
+		return extractors.Chunk{}, err
 	}
 	r.last = key
 	to := watermarks.Position(watermarks.Snapshot{LastKey: key, Resume: r.resume})
@@ -80,7 +80,7 @@ func (r *snapRun) Next(ctx context.Context) (engine.Chunk, error) {
 		r.done = true
 		to = r.resume
 	}
-	return engine.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: watermarks.ReasonSnapshot}, nil
+	return extractors.Chunk{Batch: b.NewRecordBatch(), To: to, Reason: watermarks.ReasonSnapshot}, nil
 }
 
 // read returns the next chunk's rows, projected onto r.t's columns.
