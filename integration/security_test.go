@@ -858,5 +858,5 @@ func TestReliabilitySecurityKeyFilePermissions(t *testing.T) {
 	}
 	e.requireEqual(t)
 	figure(section, "group/world-readable key files refused (file: secret, enc: key; 3 modes; sync and check)", refused)
-	figure(section, "refused by unit tests", "file: secrets, enc: key file, SSH private key, Kerberos keytab")
+	figure(section, "refused by unit tests", "file: secrets, enc: key file, SSH private key, Kerberos keytab (held open), store sslkey")
 }

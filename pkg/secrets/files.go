@@ -41,12 +41,40 @@ func (e *NotRegularError) Error() string { return e.Path + " is not a regular fi
 // *PermissionError; one that is not a regular file a *NotRegularError.
 // On Windows, where modes do not say who may read, it checks nothing.
 func ReadPrivate(path string) ([]byte, error) {
-	return readChecked(path, func(fi fs.FileInfo) error {
+	f, err := OpenPrivate(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readAll(f)
+}
+
+// OpenPrivate opens a file that holds a secret and checks the open file as
+// ReadPrivate does. The caller reads from the returned file, never from
+// path again (a library that takes only a path can be given the open
+// file's HeldPath), and closes it.
+func OpenPrivate(path string) (*os.File, error) {
+	return openChecked(path, func(fi fs.FileInfo) error {
 		if fi.Mode().Perm()&0o077 != 0 {
 			return &PermissionError{Path: path, Mode: fi.Mode()}
 		}
 		return nil
 	})
+}
+
+// HeldPath is a path that opens the very file f holds open, for a library
+// that reads a file only by path: on Linux /proc/self/fd/N, which a rename
+// or a new file at f's original path does not change. Where the system has
+// no such path it is f's name, read again by that library.
+func HeldPath(f *os.File) string {
+	p := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	if runtime.GOOS != "linux" {
+		return f.Name()
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+		return f.Name()
+	}
+	return p
 }
 
 // OpenTrusted opens a file that ehrsync trusts servers by (a CA bundle, a
@@ -66,15 +94,6 @@ func OpenTrusted(path string) (*os.File, error) {
 // ReadTrusted is OpenTrusted and a read of the open file.
 func ReadTrusted(path string) ([]byte, error) {
 	f, err := OpenTrusted(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return readAll(f)
-}
-
-func readChecked(path string, check func(fs.FileInfo) error) ([]byte, error) {
-	f, err := openChecked(path, check)
 	if err != nil {
 		return nil, err
 	}

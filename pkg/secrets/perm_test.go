@@ -3,6 +3,7 @@ package secrets_test
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -43,17 +44,32 @@ func TestKeyFileOpenToOthersIsRefused(t *testing.T) {
 	}
 }
 
-// TestCheckPrivateFollowsLinks: a private link to an open file is refused
-// (the file's mode counts, not the link's).
-func TestCheckPrivateFollowsLinks(t *testing.T) {
+// TestOpenPrivateFollowsLinksAndHoldsTheFile: a private link to an open
+// file is refused (the file's mode counts, not the link's); the held path
+// of a file opened reads that file after another is renamed into its
+// place.
+func TestOpenPrivateFollowsLinksAndHoldsTheFile(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "target")
-	require.NoError(t, os.WriteFile(target, []byte("x"), 0o644))
+	require.NoError(t, os.WriteFile(target, []byte("checked"), 0o644))
 	link := filepath.Join(dir, "link")
 	require.NoError(t, os.Symlink(target, link))
+	_, err := secrets.OpenPrivate(link)
 	var perm *secrets.PermissionError
-	require.ErrorAs(t, secrets.CheckPrivate(link), &perm)
+	require.ErrorAs(t, err, &perm)
 	require.NoError(t, os.Chmod(target, 0o600))
-	require.NoError(t, secrets.CheckPrivate(link))
-	require.ErrorIs(t, secrets.CheckPrivate(filepath.Join(dir, "missing")), os.ErrNotExist)
+	f, err := secrets.OpenPrivate(link)
+	require.NoError(t, err)
+	defer f.Close()
+	_, err = secrets.OpenPrivate(filepath.Join(dir, "missing"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	other := filepath.Join(dir, "other")
+	require.NoError(t, os.WriteFile(other, []byte("swapped"), 0o644))
+	require.NoError(t, os.Rename(other, target))
+	b, err := os.ReadFile(secrets.HeldPath(f))
+	require.NoError(t, err)
+	if runtime.GOOS == "linux" {
+		require.Equal(t, "checked", string(b), "the held path reads the file now at the original path")
+	}
 }

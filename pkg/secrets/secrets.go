@@ -38,7 +38,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"runtime"
 	"strings"
 )
 
@@ -75,26 +74,6 @@ type PermissionError struct {
 
 func (e *PermissionError) Error() string {
 	return fmt.Sprintf("%s is open to group or others (mode %04o): run chmod 600 %s", e.Path, e.Mode.Perm(), e.Path)
-}
-
-// CheckPrivate returns a *PermissionError when the file at path (symbolic
-// links followed) has any group or other permission bits, and the stat
-// error when it cannot be read. On Windows, where modes do not say who may
-// read, it checks nothing. It is for files another library opens by path
-// (a Kerberos keytab); a file ehrsync reads itself goes through
-// [ReadPrivate], which checks the file it reads.
-func CheckPrivate(path string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return &PermissionError{Path: path, Mode: fi.Mode()}
-	}
-	return nil
 }
 
 // Key is an AES-256 key. Its String does not show it.

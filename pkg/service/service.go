@@ -130,6 +130,9 @@ func connect(ctx context.Context, key string, cfg *config.Config, log *slog.Logg
 	if err == nil {
 		err = storeRoots(key, url, &pcfg.ConnConfig.Config)
 	}
+	if err == nil {
+		err = storeClientKey(key, url, &pcfg.ConnConfig.Config)
+	}
 	if err != nil {
 		if te, ok := err.(*StoreTransportError); ok {
 			te.Ref = secret.String()

@@ -3,9 +3,12 @@ package service
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -173,4 +176,102 @@ func quoteAll(prefix string, vals []string) []string {
 // (config.IsLoopback).
 func local(host string) bool {
 	return strings.HasPrefix(host, "/") || config.IsLoopback(host)
+}
+
+var (
+	sslkeyRE      = keywordRE("sslkey")
+	sslcertRE     = keywordRE("sslcert")
+	sslpasswordRE = keywordRE("sslpassword")
+)
+
+// storeClientKey replaces the client certificate pgx loaded from the URL's
+// sslcert and sslkey (or PGSSLCERT and PGSSLKEY, or ~/.postgresql's, as pgx
+// finds them) with one read through secrets.ReadPrivate (the key: refused
+// when group or others may read it) and secrets.ReadTrusted (the
+// certificate), each opened once and checked on the open file. pgx read
+// them by name before; what it read is dropped.
+func storeClientKey(key, text string, cfg *pgconn.Config) error {
+	configs := append([]*tls.Config{cfg.TLSConfig}, fallbackTLS(cfg)...)
+	loaded := false
+	for _, tc := range configs {
+		loaded = loaded || (tc != nil && len(tc.Certificates) > 0)
+	}
+	if !loaded {
+		return nil
+	}
+	keyPath, err := clientFile(key, text, "sslkey", sslkeyRE, "PGSSLKEY", "postgresql.key")
+	if err != nil {
+		return err
+	}
+	certPath, err := clientFile(key, text, "sslcert", sslcertRE, "PGSSLCERT", "postgresql.crt")
+	if err != nil {
+		return err
+	}
+	keyPEM, err := secrets.ReadPrivate(keyPath)
+	if err != nil {
+		return fmt.Errorf("%s: sslkey: %w", key, err)
+	}
+	certPEM, err := secrets.ReadTrusted(certPath)
+	if err != nil {
+		return fmt.Errorf("%s: sslcert: %w", key, err)
+	}
+	password := os.Getenv("PGSSLPASSWORD")
+	if p := settings(text, "sslpassword", sslpasswordRE); len(p) > 0 {
+		password = p[len(p)-1]
+	}
+	if keyPEM, err = decryptKey(keyPEM, password); err != nil {
+		return fmt.Errorf("%s: sslkey %s: %w", key, keyPath, err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("%s: sslcert %s and sslkey %s are not a certificate and its key: %w", key, certPath, keyPath, err)
+	}
+	for _, tc := range configs {
+		if tc != nil && len(tc.Certificates) > 0 {
+			tc.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return nil
+}
+
+// clientFile is the path pgx took a client file from: the connection
+// string's setting (given once), else the environment variable, else
+// ~/.postgresql/name.
+func clientFile(key, text, setting string, re *regexp.Regexp, env, name string) (string, error) {
+	vals := settings(text, setting, re)
+	switch {
+	case len(vals) > 1:
+		return "", &StoreTransportError{Key: key, Problem: fmt.Sprintf("%s is given %d times: write it once", setting, len(vals))}
+	case len(vals) == 1:
+		return vals[0], nil
+	case os.Getenv(env) != "":
+		return os.Getenv(env), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("%s: %s: %w", key, setting, err)
+	}
+	return filepath.Join(home, ".postgresql", name), nil
+}
+
+// decryptKey returns a PEM key as tls.X509KeyPair takes it: an encrypted
+// PKCS#1 key is decrypted with password, as pgx does.
+func decryptKey(keyPEM []byte, password string) ([]byte, error) {
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		return nil, errors.New("no PEM key in it")
+	}
+	//lint:ignore SA1019 pgx decrypts sslpassword-protected keys this way; ehrsync reads them as pgx does
+	if !x509.IsEncryptedPEMBlock(block) {
+		return keyPEM, nil
+	}
+	if password == "" {
+		return nil, errors.New("the key is encrypted and no sslpassword is given")
+	}
+	//lint:ignore SA1019 see above
+	der, err := x509.DecryptPEMBlock(block, []byte(password))
+	if err != nil {
+		return nil, fmt.Errorf("cannot decrypt it with sslpassword: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: der}), nil
 }

@@ -104,3 +104,32 @@ func TestStoreRootCertWritableByOthersIsRefused(t *testing.T) {
 		require.NotContains(t, err.Error(), ":p@")
 	}
 }
+
+// TestStoreClientKeyReadableByOthersIsRefused: the store URL's sslkey that
+// group or others may read is refused naming the key, the file and chmod
+// 600; private, the certificate pgx would present is the one read from the
+// file checked, not the one pgx read by name before.
+func TestStoreClientKeyReadableByOthersIsRefused(t *testing.T) {
+	ca := sourcetest.NewCA(t)
+	certFile, keyFile := ca.IssueFiles(t, "ehrsync", 0o600)
+	url := "postgres://u:p@store.example.com/db?sslmode=verify-full&sslrootcert=" + ca.File(t) +
+		"&sslcert=" + certFile + "&sslkey=" + keyFile
+	cfg, err := pgconn.ParseConfig(url)
+	require.NoError(t, err)
+	pgxCert := &cfg.TLSConfig.Certificates[0]
+	require.NoError(t, storeClientKey("store.url", url, cfg))
+	require.NotSame(t, pgxCert, &cfg.TLSConfig.Certificates[0], "the certificate is still pgx's")
+	require.Equal(t, pgxCert.Certificate, cfg.TLSConfig.Certificates[0].Certificate)
+
+	for _, mode := range []os.FileMode{0o640, 0o604} {
+		require.NoError(t, os.Chmod(keyFile, mode))
+		cfg, err := pgconn.ParseConfig(url)
+		require.NoError(t, err)
+		err = storeClientKey("store.url", url, cfg)
+		var perm *secrets.PermissionError
+		require.ErrorAs(t, err, &perm, "%04o", mode)
+		require.ErrorContains(t, err, "store.url: sslkey: "+keyFile+" is open to group or others")
+		require.ErrorContains(t, err, "chmod 600 "+keyFile)
+		require.NotContains(t, err.Error(), ":p@")
+	}
+}

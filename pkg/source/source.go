@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -64,17 +65,24 @@ func Open(ctx context.Context, src config.Source) (*sql.DB, error) {
 // OpenPool returns the source's connection pool without connecting; errors
 // from its connections are *ConnectError when connecting failed.
 func OpenPool(src config.Source) (*sql.DB, error) {
+	c, err := newConnector(src)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(c)
+	db.SetMaxOpenConns(max(src.MaxConnections, 1))
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	return db, nil
+}
+
+// newConnector checks src's transport and files and builds its connector.
+func newConnector(src config.Source) (*connector, error) {
 	if err := checkTransport(src); err != nil {
 		return nil, err
 	}
 	password, err := src.Password.Reveal()
 	if err != nil {
 		return nil, fmt.Errorf("source password: %w", err)
-	}
-	if k := src.Kerberos; k != nil && k.Keytab != "" {
-		if err := secrets.CheckPrivate(k.Keytab); err != nil {
-			return nil, fmt.Errorf("source kerberos.keytab: %w", err)
-		}
 	}
 	d, err := NewDialer(src)
 	if err != nil {
@@ -85,12 +93,12 @@ func OpenPool(src config.Source) (*sql.DB, error) {
 	case config.Postgres:
 		cfg, err := pgx.ParseConfig("")
 		if err != nil {
-			d.Close()
+			c.Close()
 			return nil, err
 		}
 		cfg.Host, cfg.Port, cfg.Database, cfg.User, cfg.Password = src.Host, uint16(src.Port), src.Database, src.User, password
 		if cfg.TLSConfig, err = tlsConfig(src); err != nil {
-			d.Close()
+			c.Close()
 			return nil, err
 		}
 		cfg.Fallbacks = nil // never fall back to plain text
@@ -103,14 +111,27 @@ func OpenPool(src config.Source) (*sql.DB, error) {
 	case config.SQLServer:
 		p, err := msdsn.Parse(sqlServerURL(src, ""))
 		if err != nil {
-			d.Close()
+			c.Close()
 			return nil, fmt.Errorf("source settings: %w", err)
 		}
 		p.Password = password
+		if k := src.Kerberos; k != nil && k.Keytab != "" {
+			// The driver reads the keytab by path at every login: it is
+			// given the path of the file checked here, held open with the
+			// pool, so a file renamed into the keytab's place later is
+			// never read.
+			f, err := secrets.OpenPrivate(k.Keytab)
+			if err != nil {
+				c.Close()
+				return nil, fmt.Errorf("source kerberos.keytab: %w", err)
+			}
+			c.keytab = f
+			p.Parameters["krb5-keytabfile"] = secrets.HeldPath(f)
+		}
 		if p.TLSConfig != nil && src.TLS.CAFile != "" && !src.TLS.TrustServerCertificate {
 			roots, err := caPool(src.TLS.CAFile)
 			if err != nil {
-				d.Close()
+				c.Close()
 				return nil, err
 			}
 			p.TLSConfig.RootCAs = roots
@@ -127,13 +148,10 @@ func OpenPool(src config.Source) (*sql.DB, error) {
 		mc.Dialer = d
 		c.inner = mc
 	default:
-		d.Close()
+		c.Close()
 		return nil, fmt.Errorf("unknown source dialect %q", src.Dialect)
 	}
-	db := sql.OpenDB(c)
-	db.SetMaxOpenConns(max(src.MaxConnections, 1))
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	return db, nil
+	return c, nil
 }
 
 // ConnectError is a failure to connect to the source: the driver's error
@@ -170,6 +188,7 @@ type connector struct {
 	dialer   *Dialer
 	verifier *verifier
 	inner    driver.Connector
+	keytab   *os.File // the checked Kerberos keytab the driver reads, held open
 }
 
 // Connect makes one connection: dial, and for SQL Server prelogin, TLS
@@ -245,7 +264,12 @@ func (e *timeoutError) Temporary() bool { return true }
 func (c *connector) Driver() driver.Driver { return c.inner.Driver() }
 
 // Close closes the dialer; database/sql calls it from DB.Close.
-func (c *connector) Close() error { return c.dialer.Close() }
+func (c *connector) Close() error {
+	if c.keytab != nil {
+		c.keytab.Close()
+	}
+	return c.dialer.Close()
+}
 
 // Warnings lists what is unsafe or deprecated in the source's settings,
 // for the engine to log at start and for validate and check to show: TLS

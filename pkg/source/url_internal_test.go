@@ -3,6 +3,8 @@ package source
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"testing"
 	"time"
 
@@ -64,4 +66,35 @@ func TestKerberosLogin(t *testing.T) {
 	_, err = integratedauth.GetIntegratedAuthenticator(p)
 	require.ErrorIs(t, err, os.ErrNotExist, "the configured krb5.conf did not reach the authenticator")
 	require.ErrorContains(t, err, "missing.conf")
+}
+
+// TestKerberosKeytabIsTheFileChecked: the driver, which reads the keytab by
+// path at each login, is given a path to the file ehrsync opened and
+// checked, held open with the pool: a file renamed into the keytab's place
+// afterwards (open to others, so refused had it been checked) is never
+// what the driver reads.
+func TestKerberosKeytabIsTheFileChecked(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the held path is Linux's /proc/self/fd")
+	}
+	dir := t.TempDir()
+	conf, keytab := filepath.Join(dir, "krb5.conf"), filepath.Join(dir, "ehrsync.keytab")
+	require.NoError(t, os.WriteFile(conf, []byte("[libdefaults]\n default_realm = HOSPITAL.LOCAL\n"), 0o600))
+	require.NoError(t, os.WriteFile(keytab, []byte("checked"), 0o600))
+	src := config.Source{Dialect: config.SQLServer, Host: "ngsql01", Port: 1433, Database: "NGProd", User: "ehrsync",
+		Kerberos: &config.Kerberos{Realm: "HOSPITAL.LOCAL", ConfigFile: conf, Keytab: keytab}}
+	c, err := newConnector(src)
+	require.NoError(t, err)
+	defer c.Close()
+	// The driver's settings are unexported: read the one it opens.
+	params := reflect.ValueOf(c.inner).Elem().FieldByName("params").FieldByName("Parameters")
+	given := params.MapIndex(reflect.ValueOf("krb5-keytabfile")).String()
+	require.NotEqual(t, keytab, given, "the driver reads the keytab by its configured path")
+
+	swapped := filepath.Join(dir, "swapped")
+	require.NoError(t, os.WriteFile(swapped, []byte("swapped"), 0o644))
+	require.NoError(t, os.Rename(swapped, keytab))
+	b, err := os.ReadFile(given)
+	require.NoError(t, err)
+	require.Equal(t, "checked", string(b))
 }
