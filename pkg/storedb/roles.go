@@ -14,7 +14,7 @@ import (
 // schema and runs Migrate; the writer (store.url) is what ehrsync syncs
 // with, and gets only WriterPrivileges there: it may append to the audit
 // and the position history, never change or remove a row of them. When
-// the two are one role (the demo, deployments from before issue 17),
+// the two are one role (the demo, and deployments that give one URL),
 // everything works, and Protection says what is not protected.
 
 // Querier runs statements: a pool, a connection or a transaction.
