@@ -222,10 +222,3 @@ func (tg *Target) LastReconciled(ctx context.Context) (time.Time, error) {
 	}
 	return started, err
 }
-
-func (tg *Target) colType(name string) string {
-	if i := tg.colIndex(name); i >= 0 {
-		return tg.cols[i].pgType
-	}
-	return "text"
-}
