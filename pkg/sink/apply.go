@@ -15,11 +15,7 @@ import (
 // createStageSQL creates the connection's staging table for the target's
 // column set, once.
 func (tg *Target) createStageSQL() string {
-	defs := make([]string, 0, len(tg.cols)+3)
-	for _, c := range tg.cols {
-		defs = append(defs, pgx.Identifier{c.name}.Sanitize()+" "+c.pgType)
-	}
-	defs = append(defs, schemas.OpColumn+" smallint", schemas.SeqColumn+" bigint", schemas.SourcePosColumn+" bytea")
+	defs := append(tg.colDefs(), schemas.OpColumn+" smallint", schemas.SeqColumn+" bigint", schemas.SourcePosColumn+" bytea")
 	// Set by the apply on a staged delete whose key the target held. Every
 	// staging table has it: one may serve tables with and without a change
 	// log (its name hashes only the columns).
@@ -95,10 +91,7 @@ func (tg *Target) applyStatement(unique, deletes bool) string {
 func (tg *Target) applySQL(unique, deletes bool) string {
 	stage := pgx.Identifier{tg.stage}.Sanitize()
 	target := tg.ident.Sanitize()
-	var keyMatch []string
-	for _, k := range tg.key {
-		keyMatch = append(keyMatch, qualify("t", k)+" = "+qualify("l", k))
-	}
+	keyMatch := tg.keyMatch("t", "l")
 	var cols, excluded, current, sets []string
 	for _, c := range tg.cols {
 		q := pgx.Identifier{c.name}.Sanitize()
@@ -123,10 +116,10 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 		del = fmt.Sprintf(`UPDATE %s t SET %s = 'delete', %s = $1::bigint, %s = now(), %s = true
 			FROM last l WHERE l.%s = %d AND %s AND NOT t.%s RETURNING 1`,
 			target, MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
-			schemas.OpColumn, schemas.OpDelete, strings.Join(keyMatch, " AND "), MetaDeleted)
+			schemas.OpColumn, schemas.OpDelete, keyMatch, MetaDeleted)
 	} else {
 		del = fmt.Sprintf(`DELETE FROM %s t USING last l WHERE l.%s = %d AND %s RETURNING 1`,
-			target, schemas.OpColumn, schemas.OpDelete, strings.Join(keyMatch, " AND "))
+			target, schemas.OpColumn, schemas.OpDelete, keyMatch)
 	}
 	last := fmt.Sprintf("SELECT DISTINCT ON (%[1]s) * FROM %[2]s ORDER BY %[1]s, %[3]s DESC", tg.keyList(""), stage, schemas.SeqColumn)
 	// upsert inserts or updates from the changes in from (alias l).
@@ -158,16 +151,12 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 		// Which staged deletes find their key in the target, as it is before
 		// this statement (every CTE sees that state): the change log records
 		// only those (changeLogSQL).
-		var stageMatch []string
-		for _, k := range tg.key {
-			stageMatch = append(stageMatch, qualify("t", k)+" = "+qualify("s", k))
-		}
 		live := ""
 		if tg.opts.DeletePolicy == DeleteSoft {
 			live = " AND NOT t." + MetaDeleted // a tombstone is not held
 		}
 		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE s.%s = %d AND %s%s RETURNING 1
-	)`, stage, stageHeld, target, schemas.OpColumn, schemas.OpDelete, strings.Join(stageMatch, " AND "), live)
+	)`, stage, stageHeld, target, schemas.OpColumn, schemas.OpDelete, tg.keyMatch("t", "s"), live)
 	}
 	return fmt.Sprintf(`WITH last AS (%s
 	), del AS (%s
@@ -203,10 +192,7 @@ func (p *Pending) queueApply(b *pgx.Batch) {
 // no trace. $1 is the chunk's position (its text), $2 the commit's batch
 // id.
 func (tg *Target) changeLogSQL() string {
-	cols := make([]string, len(tg.cols))
-	for i, c := range tg.cols {
-		cols[i] = pgx.Identifier{c.name}.Sanitize()
-	}
+	cols := tg.colNames()
 	const prev = "_ehrsync_prev_op"
 	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s)
 		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s,

@@ -121,11 +121,7 @@ func checkNames(t *schemas.Table, name string, opts TableOptions) error {
 // (format_type), by creating a throwaway table, so that comparisons with the
 // existing table are exact.
 func (tg *Target) canonicalTypes(ctx context.Context, tx pgx.Tx) error {
-	defs := make([]string, len(tg.cols))
-	for i, c := range tg.cols {
-		defs[i] = pgx.Identifier{c.name}.Sanitize() + " " + c.pgType
-	}
-	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE ehrsync_probe ("+strings.Join(defs, ", ")+") ON COMMIT DROP"); err != nil {
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE ehrsync_probe ("+strings.Join(tg.colDefs(), ", ")+") ON COMMIT DROP"); err != nil {
 		return fmt.Errorf("check store types: %w", err)
 	}
 	types, err := columnTypes(ctx, tx, "pg_temp.ehrsync_probe")
@@ -249,8 +245,8 @@ func (tg *Target) createTableSQL() string {
 func (tg *Target) createChangeLogSQL() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE %s (%s bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, ", tg.changes.Sanitize(), MetaChangeID)
-	for _, c := range tg.cols {
-		fmt.Fprintf(&b, "%s %s, ", pgx.Identifier{c.name}.Sanitize(), c.pgType)
+	for _, d := range tg.colDefs() {
+		b.WriteString(d + ", ")
 	}
 	fmt.Fprintf(&b, "%s text NOT NULL, %s bigint NOT NULL, %s bytea, %s bytea NOT NULL UNIQUE, %s bigint, %s timestamptz NOT NULL DEFAULT now())",
 		MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaBatch, MetaSyncedAt)

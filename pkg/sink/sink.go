@@ -201,6 +201,35 @@ func (tg *Target) keyList(alias string) string {
 	return strings.Join(parts, ", ")
 }
 
+// keyMatch is the condition that the rows aliased a and b have one key.
+func (tg *Target) keyMatch(a, b string) string {
+	parts := make([]string, len(tg.key))
+	for i, k := range tg.key {
+		parts[i] = qualify(a, k) + " = " + qualify(b, k)
+	}
+	return strings.Join(parts, " AND ")
+}
+
+// colNames is the data columns' quoted names, in batch order.
+func (tg *Target) colNames() []string {
+	names := make([]string, len(tg.cols))
+	for i, c := range tg.cols {
+		names[i] = pgx.Identifier{c.name}.Sanitize()
+	}
+	return names
+}
+
+// colDefs is the data columns' definitions (quoted name and store type),
+// in batch order.
+func (tg *Target) colDefs() []string {
+	defs := tg.colNames()
+	for i, c := range tg.cols {
+		defs[i] += " " + c.pgType
+	}
+	return defs
+}
+
+// qualify quotes col, prefixed with alias and a dot when alias is set.
 func qualify(alias, col string) string {
 	if alias == "" {
 		return pgx.Identifier{col}.Sanitize()
@@ -208,6 +237,7 @@ func qualify(alias, col string) string {
 	return alias + "." + pgx.Identifier{col}.Sanitize()
 }
 
+// prefixAll joins cols with commas, each prefixed with prefix.
 func prefixAll(prefix string, cols []string) string {
 	out := make([]string, len(cols))
 	for i, c := range cols {
