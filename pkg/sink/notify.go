@@ -9,9 +9,8 @@ import (
 )
 
 // NotifyChannel is the channel every organization's NOTIFY goes to after
-// each committed batch, as well as the organization's own (OrgChannel):
-// kept for listeners written before the per-organization channels, and
-// deprecated (new listeners use OrgChannel). Its payload, on both, is
+// each committed batch, as well as the organization's own (OrgChannel). It
+// is deprecated: listeners use OrgChannel. Its payload, on both, is
 // JSON: {"org", "table", "kind", "rows": {"insert", "update", "delete"},
 // "position"}, where position is the position's summary
 // (watermarks.Position.String: kind, LSN or version, never key or cursor
@@ -26,8 +25,8 @@ const OrgChannelPrefix = "ehrsync_"
 // lower-case identifier (LISTEN ehrsync_st_mary needs no quotes) of at most
 // 58 bytes, since an organization's name is at most 50
 // (config.MaxOrgNameLen). A consumer LISTENs on its own organization's
-// channel only; NotifyChannel carries every organization's batches too,
-// for listeners written before the per-organization channels.
+// channel only; NotifyChannel (deprecated) carries every organization's
+// batches too.
 //
 // PostgreSQL has no privilege for LISTEN: any role that can connect to the
 // store's database may listen on any channel. The channels separate the
