@@ -107,11 +107,7 @@ func (tg *Target) applyDirect(ctx context.Context, conn *pgx.Conn, rec arrow.Rec
 	if !ok {
 		return false, nil
 	}
-	names := make([]string, 0, len(tg.cols)+4)
-	for _, c := range tg.cols {
-		names = append(names, pgx.Identifier{c.name}.Sanitize())
-	}
-	names = append(names, MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted)
+	names := append(tg.colNames(), MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted)
 	g := &guardedReader{r: enc}
 	tag, err := conn.PgConn().CopyFrom(ctx, g, "COPY "+tg.ident.Sanitize()+" ("+strings.Join(names, ", ")+") FROM STDIN BINARY")
 	g.close()

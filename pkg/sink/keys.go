@@ -52,15 +52,6 @@ func bytewiseEqual(pgType string) bool {
 	return strings.HasPrefix(pgType, "character varying(")
 }
 
-func (tg *Target) colIndex(name string) int {
-	for i, c := range tg.cols {
-		if c.name == name {
-			return i
-		}
-	}
-	return -1
-}
-
 // keySet is the hashes of one chunk's keys.
 type keySet map[uint64]struct{}
 

@@ -60,10 +60,7 @@ func (tg *Target) rangeSQL(from, to watermarks.Key) (string, []any, error) {
 		conds []string
 		args  []any
 	)
-	cols := make([]string, len(tg.key))
-	for i, k := range tg.key {
-		cols[i] = qualify("t", k)
-	}
+	keys := tg.keyList("t")
 	for _, b := range []struct {
 		op  string
 		key watermarks.Key
@@ -79,7 +76,7 @@ func (tg *Target) rangeSQL(from, to watermarks.Key) (string, []any, error) {
 			args = append(args, v.Text())
 			ps[i] = fmt.Sprintf("$%d::%s", len(args), tg.colType(tg.key[i]))
 		}
-		conds = append(conds, "("+strings.Join(cols, ", ")+") "+b.op+" ("+strings.Join(ps, ", ")+")")
+		conds = append(conds, "("+keys+") "+b.op+" ("+strings.Join(ps, ", ")+")")
 	}
 	return strings.Join(conds, " AND "), args, nil
 }
@@ -138,12 +135,8 @@ func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, 
 		if _, err := tx.Exec(ctx, "ANALYZE pg_temp.ehrsync_source_keys"); err != nil {
 			return err
 		}
-		var match []string
-		for _, k := range tg.key {
-			match = append(match, qualify("k", k)+" = "+qualify("t", k))
-		}
 		gone := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM pg_temp.ehrsync_source_keys k WHERE %s) AND t.%s < now() AND %s",
-			strings.Join(match, " AND "), MetaSyncedAt, inRange)
+			tg.keyMatch("k", "t"), MetaSyncedAt, inRange)
 		var q string
 		if tg.opts.DeletePolicy == DeleteSoft {
 			q = fmt.Sprintf("UPDATE %s t SET %s = 'delete', %s = true, %s = now() WHERE NOT t.%s AND %s",
@@ -155,10 +148,7 @@ func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, 
 			// The deletions are changes too: log each, keyed by this
 			// reconciliation's time so a later deletion of the same
 			// image is logged again.
-			cols := make([]string, len(tg.cols))
-			for i, c := range tg.cols {
-				cols[i] = pgx.Identifier{c.name}.Sanitize()
-			}
+			cols := tg.colNames()
 			list := strings.Join(cols, ", ")
 			q = fmt.Sprintf(`WITH gone AS (%s RETURNING %s), logged AS (
 				INSERT INTO %s (%s, %s, %s, %s)
@@ -221,11 +211,4 @@ func (tg *Target) LastReconciled(ctx context.Context) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return started, err
-}
-
-func (tg *Target) colType(name string) string {
-	if i := tg.colIndex(name); i >= 0 {
-		return tg.cols[i].pgType
-	}
-	return "text"
 }

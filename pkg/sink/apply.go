@@ -1,0 +1,222 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+// createStageSQL creates the connection's staging table for the target's
+// column set, once.
+func (tg *Target) createStageSQL() string {
+	defs := append(tg.colDefs(), schemas.OpColumn+" smallint", schemas.SeqColumn+" bigint", schemas.SourcePosColumn+" bytea")
+	// Set by the apply on a staged delete whose key the target held. Every
+	// staging table has it: one may serve tables with and without a change
+	// log (its name hashes only the columns).
+	defs = append(defs, stageHeld+" boolean NOT NULL DEFAULT false")
+	return "CREATE TEMP TABLE IF NOT EXISTS " + pgx.Identifier{tg.stage}.Sanitize() + " (" + strings.Join(defs, ", ") + ") ON COMMIT DELETE ROWS"
+}
+
+// stageHeld is the staging table's column that says a staged delete's key
+// was in the target when the chunk was applied.
+const stageHeld = "_ehrsync_held"
+
+// copyToStage copies rec into the staging table: straight from the Arrow
+// columns when every column has a direct encoding (copyEncoder), through
+// pgx's encoder otherwise.
+func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch) error {
+	names := make([]string, 0, len(tg.cols)+3)
+	types := make([]string, 0, len(tg.cols)+3)
+	for _, c := range tg.cols {
+		names = append(names, c.name)
+		types = append(types, c.pgType)
+	}
+	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
+	types = append(types, "smallint", "bigint", "bytea") // op, seq, source position
+	if enc, ok := newCopyEncoder(rec, types); ok {
+		cols := make([]string, len(names))
+		for i, n := range names {
+			cols[i] = pgx.Identifier{n}.Sanitize()
+		}
+		sql := "COPY " + pgx.Identifier{"pg_temp", tg.stage}.Sanitize() + " (" + strings.Join(cols, ", ") + ") FROM STDIN BINARY"
+		// pgconn reads enc from a goroutine that can outlive CopyFrom when
+		// the connection fails or ctx is canceled; the caller releases rec
+		// after we return, so the guard stops every read then.
+		g := &guardedReader{r: enc}
+		_, err := conn.PgConn().CopyFrom(ctx, g, sql)
+		g.close()
+		if err != nil {
+			return fmt.Errorf("copy into staging: %w", err)
+		}
+		return nil
+	}
+	src, err := newRecordSource(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"pg_temp", tg.stage}, names, src); err != nil {
+		return fmt.Errorf("copy into staging: %w", err)
+	}
+	return nil
+}
+
+// applyStatement is applySQL(unique, deletes), built once.
+func (tg *Target) applyStatement(unique, deletes bool) string {
+	i := 0
+	if unique {
+		i |= 1
+	}
+	if deletes {
+		i |= 2
+	}
+	if tg.applies[i] == "" {
+		tg.applies[i] = tg.applySQL(unique, deletes)
+	}
+	return tg.applies[i]
+}
+
+// applySQL collapses the staged changes to the last one per key (in source
+// order) and applies them in one statement: the deletes and the upserts touch
+// disjoint keys. Upserts that would not change a row skip it, so a replayed
+// batch rewrites nothing. With unique (no key staged twice) there is nothing
+// to collapse; without deletes the statement has no delete step and reads
+// the staged rows once (a CTE read twice is copied aside first). Returns
+// (keys, deleted, inserted, updated).
+func (tg *Target) applySQL(unique, deletes bool) string {
+	stage := pgx.Identifier{tg.stage}.Sanitize()
+	target := tg.ident.Sanitize()
+	keyMatch := tg.keyMatch("t", "l")
+	var cols, excluded, current, sets []string
+	for _, c := range tg.cols {
+		q := pgx.Identifier{c.name}.Sanitize()
+		cols = append(cols, q)
+		// json has no equality operator: compare its text.
+		cast := ""
+		if c.pgType == "json" {
+			cast = "::text"
+		}
+		excluded = append(excluded, "EXCLUDED."+q+cast)
+		current = append(current, "t."+q+cast)
+		sets = append(sets, q+" = EXCLUDED."+q)
+	}
+	for _, m := range []string{MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted} {
+		sets = append(sets, m+" = EXCLUDED."+m)
+	}
+	current = append(current, "t."+MetaDeleted)
+	excluded = append(excluded, "EXCLUDED."+MetaDeleted)
+
+	var del string
+	if tg.opts.DeletePolicy == DeleteSoft {
+		del = fmt.Sprintf(`UPDATE %s t SET %s = 'delete', %s = $1::bigint, %s = now(), %s = true
+			FROM last l WHERE l.%s = %d AND %s AND NOT t.%s RETURNING 1`,
+			target, MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
+			schemas.OpColumn, schemas.OpDelete, keyMatch, MetaDeleted)
+	} else {
+		del = fmt.Sprintf(`DELETE FROM %s t USING last l WHERE l.%s = %d AND %s RETURNING 1`,
+			target, schemas.OpColumn, schemas.OpDelete, keyMatch)
+	}
+	last := fmt.Sprintf("SELECT DISTINCT ON (%[1]s) * FROM %[2]s ORDER BY %[1]s, %[3]s DESC", tg.keyList(""), stage, schemas.SeqColumn)
+	// upsert inserts or updates from the changes in from (alias l).
+	upsert := func(from string) string {
+		return fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s, %[3]s, %[4]s, %[5]s, %[6]s)
+		SELECT %[7]s, CASE l.%[8]s WHEN %[9]d THEN 'insert' ELSE 'update' END, $1::bigint, now(), false
+		FROM %[15]s l WHERE l.%[8]s <> %[10]d
+		ON CONFLICT (%[11]s) DO UPDATE SET %[12]s
+		WHERE (%[13]s) IS DISTINCT FROM (%[14]s)
+		RETURNING (xmax = 0) AS inserted`,
+			target, strings.Join(cols, ", "), MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
+			prefixAll("l.", cols), schemas.OpColumn, schemas.OpInsert, schemas.OpDelete,
+			tg.keyList(""), strings.Join(sets, ", "), strings.Join(current, ", "), strings.Join(excluded, ", "), from)
+	}
+	if !deletes {
+		from, with := stage, ""
+		if !unique {
+			from, with = "last", "last AS ("+last+"), "
+		}
+		return fmt.Sprintf(`WITH %sups AS (%s)
+	SELECT (SELECT count(*) FROM %s), 0, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ups`,
+			with, upsert(from), from)
+	}
+	if unique {
+		last = "SELECT * FROM " + stage
+	}
+	held := ""
+	if tg.opts.ChangeLog {
+		// Which staged deletes find their key in the target, as it is before
+		// this statement (every CTE sees that state): the change log records
+		// only those (changeLogSQL).
+		live := ""
+		if tg.opts.DeletePolicy == DeleteSoft {
+			live = " AND NOT t." + MetaDeleted // a tombstone is not held
+		}
+		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE s.%s = %d AND %s%s RETURNING 1
+	)`, stage, stageHeld, target, schemas.OpColumn, schemas.OpDelete, tg.keyMatch("t", "s"), live)
+	}
+	return fmt.Sprintf(`WITH last AS (%s
+	), del AS (%s
+	), ups AS (%s
+	)%s
+	SELECT (SELECT count(*) FROM last), (SELECT count(*) FROM del), (SELECT count(*) FROM ups WHERE inserted), (SELECT count(*) FROM ups WHERE NOT inserted)`,
+		last, del, upsert("last"), held)
+}
+
+// queueApply queues, on b, the staged rows' apply, which fills the
+// result's counts.
+func (p *Pending) queueApply(b *pgx.Batch) {
+	b.Queue(p.apply, p.c.id).QueryRow(func(row pgx.Row) error {
+		var keys int64
+		if err := row.Scan(&keys, &p.res.Deleted, &p.res.Inserted, &p.res.Updated); err != nil {
+			return fmt.Errorf("apply staged changes: %w", err)
+		}
+		p.res.Unchanged = keys - p.res.Deleted - p.res.Inserted - p.res.Updated
+		return nil
+	})
+}
+
+// changeLogSQL appends every staged change in source order, each once: a
+// change's key in the log is its source position where the strategy has one
+// (CDC), and otherwise a digest of its row image (plus, for a delete, the
+// chunk's position), so that re-reading the same row image (a look-back
+// window, a snapshot every run, the first run's handoff) logs it once. A
+// delete is logged only when the store held its key just before it: the
+// chunk's previous change of the key is not a delete, or the chunk has none
+// before it and the target held the key when the chunk was applied (the
+// apply marks it). A delete of a key the store did not hold (another
+// practice's row, read as a key-only delete; a key already deleted) leaves
+// no trace. $1 is the chunk's position (its text), $2 the commit's batch
+// id.
+func (tg *Target) changeLogSQL() string {
+	cols := tg.colNames()
+	const prev = "_ehrsync_prev_op"
+	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s)
+		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s,
+			coalesce(%s, decode(md5(CASE WHEN %s = %d THEN $1::text ELSE '' END || ROW(%s)::text), 'hex')), $2::bigint
+		FROM (SELECT *, lag(%s) OVER (PARTITION BY %s ORDER BY %s) AS %s FROM %s) s
+		WHERE s.%s <> %d OR (s.%s IS NULL AND s.%s) OR s.%s <> %d
+		ORDER BY %s
+		ON CONFLICT (%s) DO NOTHING`,
+		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaBatch,
+		prefixAll("s.", cols), "s."+schemas.OpColumn, schemas.OpInsert, schemas.OpUpdate, "s."+schemas.SeqColumn, "s."+schemas.SourcePosColumn,
+		"s."+schemas.SourcePosColumn, "s."+schemas.OpColumn, schemas.OpDelete, prefixAll("s.", cols),
+		schemas.OpColumn, tg.keyList(""), schemas.SeqColumn, prev, pgx.Identifier{tg.stage}.Sanitize(),
+		schemas.OpColumn, schemas.OpDelete, prev, stageHeld, prev, schemas.OpDelete,
+		"s."+schemas.SeqColumn, MetaChangeKey)
+}
+
+// queueChangeLog queues, on b, the staged rows' change-log append, when
+// the table keeps one. It runs at commit, after the chunk before has
+// committed: two chunks may log one change key.
+func (p *Pending) queueChangeLog(b *pgx.Batch) {
+	if p.tg.opts.ChangeLog {
+		b.Queue(p.tg.changeLogSQL(), p.c.pos, p.c.id).Exec(func(tag pgconn.CommandTag) error {
+			p.res.Logged = tag.RowsAffected()
+			return nil
+		})
+	}
+}
