@@ -17,7 +17,6 @@ import (
 	"github.com/ehrsync/ehrsync/extractors/planner"
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
-	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/denials"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lease"
@@ -33,9 +32,9 @@ type Service struct {
 	Store     *pgxpool.Pool
 	Positions *watermarks.Store
 	Engine    *engine.Engine
-	// Leases guard each table's run (issue 6); the engine takes them.
+	// Leases guard each table's run; the engine takes them.
 	Leases *lease.Manager
-	// Audit records every table run and admin action (issue 6).
+	// Audit records every table run and admin action.
 	Audit *audit.Recorder
 }
 
@@ -68,7 +67,6 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 	positions := watermarks.NewStore(pool)
 	leases := lease.NewManager(pcfg.ConnConfig, nil)
 	rec := audit.New(pool)
-	rec.Classify = daemon.Class
 	return &Service{
 		Store:     pool,
 		Positions: positions,
