@@ -227,7 +227,7 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request, what, org, table
 	outcome := "ok"
 	class := ""
 	if err != nil {
-		outcome, class = "failed", daemon.Class(err)
+		outcome, class = "failed", engine.Class(err)
 	}
 	s.Log.Info("admin action", "actor", who(r), "action", what, "org", org, "table", table, "outcome", outcome)
 	if s.Audit == nil {
@@ -247,7 +247,7 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request, what, org, table
 }
 
 func notAudited(w http.ResponseWriter, what string, err error) {
-	http.Error(w, what+" done, but its audit record was not written ("+daemon.Class(err)+")", http.StatusInternalServerError)
+	http.Error(w, what+" done, but its audit record was not written ("+engine.Class(err)+")", http.StatusInternalServerError)
 }
 
 // TableView is one table in GET /admin/orgs.
@@ -481,7 +481,7 @@ func (s *Server) position(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, what+" "+org.Name+" "+table+": a run of the table holds its lease; try again when it ends", http.StatusConflict)
 		return
 	case err != nil:
-		http.Error(w, what+" position: "+daemon.Class(err), http.StatusInternalServerError)
+		http.Error(w, what+" position: "+engine.Class(err), http.StatusInternalServerError)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"org": res.Org, "table": res.Table, "action": res.What,

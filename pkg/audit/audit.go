@@ -2,16 +2,16 @@
 // table run, backfill and admin action, with who did it, the org and table,
 // the columns read, rows by operation, positions from and to, the outcome
 // and its error class, and the duration. Never row values: errors are
-// recorded by class, not by text, and positions by their summary
-// (watermarks.Summarize: kind, LSN, version, row-version number), never
-// their key or cursor values.
+// recorded by their class (engine.Class), not by text, and positions by
+// their summary (watermarks.Summarize: kind, LSN, version, row-version
+// number), never their key or cursor values.
 //
-// The trail is append-only and tamper-evident (issue 17): the store's
-// triggers refuse UPDATE, DELETE and TRUNCATE, and chain every row to the
-// one before it by a sha256 hash (migration 0005). Verify recomputes the
-// chain; Prune removes the rows past their retention, keeping the chain
-// verifiable. A record that cannot be written is an error of the action it
-// records (*WriteError).
+// The trail is append-only and tamper-evident: the store's triggers refuse
+// UPDATE, DELETE and TRUNCATE, and chain every row to the one before it by
+// a sha256 hash (migration 0005). Verify recomputes the chain; Prune
+// removes the rows past their retention, keeping the chain verifiable. A
+// record that cannot be written is an error of the action it records
+// (*WriteError, matching engine.ErrAuditNotWritten).
 package audit
 
 import (
@@ -62,8 +62,6 @@ type Recorder struct {
 	// Action is what table runs are recorded as (ActionRun by default;
 	// ActionBackfill for a backfill's runs).
 	Action Action
-	// Classify names an error's class (daemon.Class); nil: "error".
-	Classify func(error) string
 }
 
 // New returns a Recorder on the store's pool.
@@ -84,11 +82,7 @@ func (r *Recorder) TableRun(ctx context.Context, actor, runID string, columns []
 		rec.Outcome = "expired"
 	}
 	if res.Err != nil {
-		rec.Outcome = "failed"
-		rec.ErrorClass = "error"
-		if r.Classify != nil {
-			rec.ErrorClass = r.Classify(res.Err)
-		}
+		rec.Outcome, rec.ErrorClass = "failed", engine.Class(res.Err)
 	}
 	if rec.Actor == "" {
 		rec.Actor = "unknown"

@@ -273,7 +273,7 @@ func TestPruneNeedsTheOwner(t *testing.T) {
 }
 
 // TestWriteFailsLoudly: a record the store refuses is a *WriteError
-// (ErrNotWritten), not a log line.
+// (engine.ErrAuditNotWritten), not a log line.
 func TestWriteFailsLoudly(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.URL(t)
@@ -290,7 +290,7 @@ func TestWriteFailsLoudly(t *testing.T) {
 	_, err = owner.Exec(ctx, "REVOKE INSERT ON ehrsync.audit FROM "+name)
 	require.NoError(t, err)
 	err = audit.New(writer).Write(ctx, records()[0])
-	require.ErrorIs(t, err, audit.ErrNotWritten)
+	require.ErrorIs(t, err, engine.ErrAuditNotWritten)
 	require.ErrorContains(t, err, "audit record not written to ehrsync.audit")
 }
 

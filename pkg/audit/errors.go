@@ -3,14 +3,13 @@ package audit
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ehrsync/ehrsync/pkg/engine"
 )
 
-// ErrNotWritten means an audit record could not be stored (a revoked
-// INSERT, a store that went away): the action it records fails with it,
-// never silently. errors.As gives the *WriteError.
-var ErrNotWritten = errors.New("audit record not written")
-
-// WriteError is ErrNotWritten with its cause.
+// WriteError is a record that could not be stored (a revoked INSERT, a
+// store that went away), with its cause: the action it records fails with
+// it, never silently. It matches engine.ErrAuditNotWritten.
 type WriteError struct{ Err error }
 
 func (e *WriteError) Error() string {
@@ -18,8 +17,8 @@ func (e *WriteError) Error() string {
 }
 func (e *WriteError) Unwrap() error { return e.Err }
 
-// Is makes errors.Is(err, ErrNotWritten) true.
-func (e *WriteError) Is(target error) bool { return target == ErrNotWritten }
+// Is makes errors.Is(err, engine.ErrAuditNotWritten) true.
+func (e *WriteError) Is(target error) bool { return target == engine.ErrAuditNotWritten }
 
 // ErrBroken means the audit's hash chain does not verify: a row was edited,
 // removed or inserted other than by ehrsync. errors.As gives the

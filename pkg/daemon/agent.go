@@ -6,6 +6,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/source"
 )
 
@@ -56,7 +57,7 @@ func (d *Daemon) checkAgent(ctx context.Context, org *config.Org) {
 	log := d.log.With("org", org.Name)
 	switch {
 	case err != nil:
-		log.Warn("capture agent not checked", "class", Class(err))
+		log.Warn("capture agent not checked", "class", engine.Class(err))
 	case h.Stale:
 		d.metrics.CaptureAgentUp.WithLabelValues(org.Name).Set(0)
 		log.Warn("the CDC capture agent is stopped or stalled: changes are not harvested", "why", h.Reason)

@@ -210,7 +210,7 @@ func (b *Backfill) audit(ctx context.Context, actor, table string, r Range, tr e
 		rec.Rows.Deleted = tr.Reconciled.Deleted
 	}
 	if tr.Err != nil {
-		rec.Outcome, rec.ErrorClass = "failed", Class(tr.Err)
+		rec.Outcome, rec.ErrorClass = "failed", engine.Class(tr.Err)
 	}
 	return b.Audit.Write(context.WithoutCancel(ctx), rec)
 }

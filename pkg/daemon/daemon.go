@@ -652,7 +652,7 @@ func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.O
 			err = d.syncTable(ctx, stop, log, org, t)
 		}
 		if err != nil {
-			outcome, class = "failed", Class(err)
+			outcome, class = "failed", engine.Class(err)
 			if errors.Is(err, errOrg) {
 				break // the source failed: the other tables would too
 			}
@@ -692,12 +692,12 @@ func (d *Daemon) syncTable(ctx context.Context, stop <-chan struct{}, log *slog.
 		err := d.observe(org.Name, r)
 		// A run whose own deadline passed (or that was canceled) is not
 		// retried; a timeout inside it (a connect or query timeout) is.
-		if err == nil || ctx.Err() != nil || !Transient(err) || attempt >= d.opts.Retries {
+		if err == nil || ctx.Err() != nil || !engine.IsTransient(err) || attempt >= d.opts.Retries {
 			return err
 		}
 		wait := d.backoff(attempt)
 		d.metrics.Retries.WithLabelValues(org.Name).Inc()
-		log.Warn("transient error: retrying", "table", table, "attempt", attempt+1, "in", wait.Round(time.Millisecond), "class", Class(err))
+		log.Warn("transient error: retrying", "table", table, "attempt", attempt+1, "in", wait.Round(time.Millisecond), "class", engine.Class(err))
 		if !sleep(ctx, stop, wait) {
 			return err
 		}
@@ -712,7 +712,7 @@ func (d *Daemon) observe(org string, r engine.OrgResult) error {
 	defer d.mu.Unlock()
 	st := d.orgs[org]
 	if r.Err != nil {
-		d.metrics.Errors.WithLabelValues(org, "*", Class(r.Err)).Inc()
+		d.metrics.Errors.WithLabelValues(org, "*", engine.Class(r.Err)).Inc()
 		if !errors.Is(r.Err, context.Canceled) {
 			d.metrics.SourceUp.WithLabelValues(org).Set(0)
 		}
@@ -727,7 +727,7 @@ func (d *Daemon) observe(org string, r engine.OrgResult) error {
 			ts.Outcome = "expired"
 		}
 		if t.Err != nil {
-			ts.Outcome, ts.ErrorClass = "failed", Class(t.Err)
+			ts.Outcome, ts.ErrorClass = "failed", engine.Class(t.Err)
 			d.metrics.Errors.WithLabelValues(org, t.Table, ts.ErrorClass).Inc()
 			if first == nil {
 				first = t.Err

@@ -6,20 +6,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 )
@@ -242,57 +239,4 @@ func TestPauseTriggerReload(t *testing.T) {
 	require.Error(t, d.Reload(bad))
 	require.Len(t, d.Status(), 1)
 	require.NoError(t, d.Resume("b"))
-}
-
-func TestTransientClasses(t *testing.T) {
-	cases := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"connection reset", fmt.Errorf("read: %w", syscall.ECONNRESET), true},
-		{"deadlock", &pgconn.PgError{Code: "40P01"}, true},
-		{"lock timeout", &pgconn.PgError{Code: "55P03"}, true}, // a direct chunk's bounded wait
-		{"catalog race", &pgconn.PgError{Code: "23505", ConstraintName: "pg_namespace_nspname_index"}, true},
-		{"user unique violation", &pgconn.PgError{Code: "23505", ConstraintName: "claims_pkey"}, false},
-		{"login failed", &pgconn.PgError{Code: "28P01"}, false},
-		{"position expired", fmt.Errorf("open: %w", extractors.ErrExpired), false},
-		{"canceled", context.Canceled, false},
-		{"unknown", errors.New("boom"), false},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			require.Equal(t, c.want, Transient(c.err))
-			require.NotEmpty(t, Class(c.err))
-		})
-	}
-}
-
-// TestStoreUnavailableClass: a store failure caused by a refused, lost or
-// shut-down connection is store_unavailable and retried; other store
-// failures, and the same causes at the source, are not.
-func TestStoreUnavailableClass(t *testing.T) {
-	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
-	cases := []struct {
-		name      string
-		err       error
-		class     string
-		transient bool
-	}{
-		{"store refused", fmt.Errorf("lease: %w", &engine.StoreError{Err: refused}), "store_unavailable", true},
-		{"store shutting down", fmt.Errorf("commit chunk 3: %w", &engine.StoreError{Err: &pgconn.PgError{Code: "57P01"}}), "store_unavailable", true},
-		{"store connection lost", &engine.StoreError{Err: fmt.Errorf("read: %w", io.ErrUnexpectedEOF)}, "store_unavailable", true},
-		{"store permission", &engine.StoreError{Err: &pgconn.PgError{Code: "42501"}}, "permission_missing", false},
-		{"source lost", fmt.Errorf("read chunk 2: %w", io.ErrUnexpectedEOF), "", true},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			if c.class == "" {
-				require.NotEqual(t, "store_unavailable", Class(c.err))
-			} else {
-				require.Equal(t, c.class, Class(c.err))
-				require.Equal(t, c.transient, Transient(c.err))
-			}
-		})
-	}
 }

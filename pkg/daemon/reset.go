@@ -9,6 +9,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lease"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -58,7 +59,7 @@ type ResetResult struct {
 }
 
 // ErrResetNotAudited matches a reset that was done but whose audit record
-// was not written (it also matches audit.ErrNotWritten): the operator must
+// was not written (it also matches engine.ErrAuditNotWritten): the operator must
 // learn that it went unaudited.
 var ErrResetNotAudited = errors.New("done, but not audited")
 
@@ -105,7 +106,7 @@ func (r *Resetter) Reset(ctx context.Context, req ResetRequest) (ResetResult, er
 	rec := audit.Record{Actor: req.Actor, Action: audit.ActionAdmin, What: res.What, Org: res.Org, Table: table,
 		From: res.From, To: req.To, Outcome: "ok"}
 	if err != nil {
-		rec.Outcome, rec.ErrorClass = "failed", Class(err)
+		rec.Outcome, rec.ErrorClass = "failed", engine.Class(err)
 	}
 	aerr := r.Audit.Write(ctx, rec)
 	switch {

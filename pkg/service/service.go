@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ehrsync/ehrsync/extractors/planner"
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
-	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/denials"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lease"
@@ -33,9 +33,9 @@ type Service struct {
 	Store     *pgxpool.Pool
 	Positions *watermarks.Store
 	Engine    *engine.Engine
-	// Leases guard each table's run (issue 6); the engine takes them.
+	// Leases guard each table's run; the engine takes them.
 	Leases *lease.Manager
-	// Audit records every table run and admin action (issue 6).
+	// Audit records every table run and admin action.
 	Audit *audit.Recorder
 }
 
@@ -46,7 +46,7 @@ type Service struct {
 // connection pool (storePoolSize). Close releases the store connections.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor string, orgsAtOnce int) (*Service, error) {
 	pool, err := connect(ctx, "store.url", cfg, log, func(pcfg *pgxpool.Config, url string) {
-		if !strings.Contains(url, "pool_max_conns") {
+		if !setsPoolSize(url) {
 			pcfg.MaxConns = storePoolSize(cfg, orgsAtOnce, pcfg.MaxConns)
 		}
 	})
@@ -68,7 +68,6 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 	positions := watermarks.NewStore(pool)
 	leases := lease.NewManager(pcfg.ConnConfig, nil)
 	rec := audit.New(pool)
-	rec.Classify = daemon.Class
 	return &Service{
 		Store:     pool,
 		Positions: positions,
@@ -258,6 +257,19 @@ const AuditUnprotected = "the audit is not protected: the role ehrsync writes wi
 // maxStorePool caps the store pool storePoolSize chooses; pool_max_conns
 // in store.url sets any size.
 const maxStorePool = 32
+
+// setsPoolSize reports whether a connection string sets pool_max_conns, as
+// a URL query parameter or a keyword=value pair: pgconn parses it as
+// pgxpool does, keeping the key pgx does not know among its runtime
+// parameters.
+func setsPoolSize(url string) bool {
+	cc, err := pgconn.ParseConfig(url)
+	if err != nil {
+		return false
+	}
+	_, ok := cc.RuntimeParams["pool_max_conns"]
+	return ok
+}
 
 // storePoolSize is the store pool's size when store.url does not set one:
 // enough for every table that can run at once to hold the connections its

@@ -50,6 +50,26 @@ func TestStorePoolFitsTheTablesRunAtOnce(t *testing.T) {
 	}
 }
 
+// TestSetsPoolSize: pool_max_conns counts only as a setting, in a URL or
+// a keyword=value string, never as text elsewhere in the string.
+func TestSetsPoolSize(t *testing.T) {
+	for _, c := range []struct {
+		name, url string
+		want      bool
+	}{
+		{"URL", "postgres://ehrsync@db.example/ehr?pool_max_conns=3", true},
+		{"URL among others", "postgres://ehrsync@db.example/ehr?sslmode=verify-full&pool_max_conns=3", true},
+		{"keyword", "host=db.example user=ehrsync dbname=ehr pool_max_conns=3", true},
+		{"unset", "postgres://ehrsync@db.example/ehr?sslmode=verify-full", false},
+		{"in a database name", "postgres://ehrsync@db.example/pool_max_conns", false},
+		{"in a value", "host=db.example user=ehrsync application_name=pool_max_conns", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, c.want, setsPoolSize(c.url))
+		})
+	}
+}
+
 // TestOpenSizesTheStorePoolUnlessTheURLDoes: Open sizes the pool for the
 // organizations run at once, and keeps the size store.url sets.
 func TestOpenSizesTheStorePoolUnlessTheURLDoes(t *testing.T) {

@@ -1,4 +1,4 @@
-package daemon
+package engine
 
 import (
 	"context"
@@ -10,17 +10,17 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ehrsync/ehrsync/extractors"
-	"github.com/ehrsync/ehrsync/pkg/audit"
-	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// Class names an error's class for metrics labels, audit records and the
-// admin API: a stable code (source.Classify's, or one of the engine's own:
-// position_expired, position_moved, canceled, run_timeout,
-// audit_not_written), never error text. "" for nil.
+// Class names a failed run's error class for metrics labels, audit records
+// and the admin API: a stable code, source.Classify's or one of the
+// engine's own (position_expired, position_moved, canceled,
+// store_unavailable, audit_not_written, source_schema_changed,
+// run_timeout). It is decided on error types, sentinels and SQLSTATEs,
+// never on error text. "" for nil.
 func Class(err error) string {
 	switch {
 	case err == nil:
@@ -33,7 +33,7 @@ func Class(err error) string {
 		return "canceled"
 	case storeUnavailable(err):
 		return "store_unavailable"
-	case errors.Is(err, audit.ErrNotWritten):
+	case errors.Is(err, ErrAuditNotWritten):
 		return "audit_not_written"
 	case errors.Is(err, schemas.ErrSourceChanged):
 		return "source_schema_changed"
@@ -42,18 +42,19 @@ func Class(err error) string {
 	// source's classes come first; a deadline nothing else explains is the
 	// run's own.
 	c := source.Classify(err)
-	if c.Code == "unclassified" && errors.Is(err, context.DeadlineExceeded) {
+	if c == source.ClassUnknown && errors.Is(err, context.DeadlineExceeded) {
 		return "run_timeout"
 	}
 	return c.Code
 }
 
-// Transient reports whether a failed run is worth retrying with backoff:
-// timeouts, deadlocks, dropped connections (source.IsTransient), and a
-// position moved under the run by another runner or an operator (the retry
-// starts from the new position). Never login, permission or configuration
-// failures, and never a canceled run.
-func Transient(err error) bool {
+// IsTransient reports whether a failed run is worth retrying with backoff:
+// timeouts, deadlocks, dropped connections (source.IsTransient), a store
+// that is down or restarting, a catalog race in the store, and a position
+// moved under the run by another runner or an operator (the retry starts
+// from the new position). Never login, permission or configuration
+// failures, an expired position, or a canceled run.
+func IsTransient(err error) bool {
 	switch {
 	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, extractors.ErrExpired):
 		return false
@@ -72,11 +73,12 @@ func catalogRace(err error) bool {
 	return errors.As(err, &pg) && pg.Code == "23505" && strings.HasPrefix(pg.ConstraintName, "pg_")
 }
 
-// storeUnavailable reports a store failure (engine.StoreError) caused by a
-// refused, lost or shut-down connection: the store's server is down or
-// restarting, and a retry will find it back.
+// storeUnavailable reports a store failure (a *StoreError) caused by a
+// refused, lost or shut-down connection, or by a connection pgx closed
+// after such a failure (pgconn.ErrConnClosed): the store's server is down
+// or restarting, and a retry will find it back.
 func storeUnavailable(err error) bool {
-	var se *engine.StoreError
+	var se *StoreError
 	if !errors.As(err, &se) {
 		return false
 	}
@@ -84,14 +86,14 @@ func storeUnavailable(err error) bool {
 	var ne net.Error
 	var pg *pgconn.PgError
 	switch {
-	case errors.As(se.Err, &ce), errors.As(se.Err, &ne), errors.Is(se.Err, io.EOF), errors.Is(se.Err, io.ErrUnexpectedEOF),
-		errors.Is(se.Err, net.ErrClosed), pgconn.SafeToRetry(se.Err):
+	case errors.Is(se.Err, pgconn.ErrConnClosed), errors.As(se.Err, &ce), errors.As(se.Err, &ne),
+		errors.Is(se.Err, io.EOF), errors.Is(se.Err, io.ErrUnexpectedEOF), errors.Is(se.Err, net.ErrClosed),
+		pgconn.SafeToRetry(se.Err):
 		return true
 	case errors.As(se.Err, &pg):
 		// 57P01-57P03: shutting down, crashed, not yet accepting; class 08:
 		// connection exceptions.
 		return strings.HasPrefix(pg.Code, "57P") || strings.HasPrefix(pg.Code, "08")
 	}
-	// pgx reports a connection it closed after a failure as "conn closed".
-	return strings.Contains(se.Err.Error(), "conn closed")
+	return false
 }
