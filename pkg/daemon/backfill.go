@@ -188,7 +188,7 @@ func (b *Backfill) progress(ctx context.Context, org, q, posName string, estimat
 // with lease.ErrBusy otherwise.
 func (b *Backfill) lock(ctx context.Context, log *slog.Logger, org, table string) (func(), error) {
 	if b.WaitForLease {
-		return b.Leases.Wait(ctx, org, table, time.Second, func() {
+		return b.Leases.Wait(ctx, org, table, time.Second, 0, func() {
 			log.Info("waiting for the table's lease: another runner is syncing it")
 		})
 	}

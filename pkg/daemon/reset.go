@@ -90,9 +90,7 @@ func (r *Resetter) Reset(ctx context.Context, req ResetRequest) (ResetResult, er
 	if wait <= 0 {
 		wait = 2 * time.Minute
 	}
-	lctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	unlock, err := r.Leases.Wait(lctx, res.Org, table, time.Second, req.Waiting)
+	unlock, err := r.Leases.Wait(ctx, res.Org, table, time.Second, wait, req.Waiting)
 	if err == nil {
 		defer unlock()
 		res.From, err = r.Positions.Load(ctx, res.Org, table)

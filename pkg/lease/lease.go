@@ -106,25 +106,39 @@ func (m *Manager) TryLock(ctx context.Context, org, table string) (unlock func()
 	}, true, nil
 }
 
-// Wait takes (org, table)'s lease, polling every interval until it is free
-// or ctx is done. For operator commands (backfill) that should queue behind
-// a running sync rather than skip.
-func (m *Manager) Wait(ctx context.Context, org, table string, interval time.Duration, waiting func()) (unlock func(), err error) {
+// Wait takes (org, table)'s lease, polling every interval while another
+// runner holds it, for up to limit (0: until ctx is done). For operator
+// commands (a backfill, a reset) that should queue behind a running sync
+// rather than skip. limit bounds only the time the lease is seen busy: an
+// attempt to take it is bounded by ctx alone, so a slow store is not
+// mistaken for a busy table. waiting, when set, is called once, when the
+// lease is first found busy.
+func (m *Manager) Wait(ctx context.Context, org, table string, interval, limit time.Duration, waiting func()) (unlock func(), err error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	told := false
+	var giveUp <-chan time.Time
 	for {
 		unlock, ok, err := m.TryLock(ctx, org, table)
 		if err != nil || ok {
 			return unlock, err
 		}
-		if !told && waiting != nil {
-			waiting()
-			told = true
+		if giveUp == nil {
+			if waiting != nil {
+				waiting()
+			}
+			if limit > 0 {
+				timer := time.NewTimer(limit)
+				defer timer.Stop()
+				giveUp = timer.C
+			} else {
+				giveUp = make(chan time.Time)
+			}
 		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("lease %s %s: %w", org, table, errors.Join(ErrBusy, ctx.Err()))
+		case <-giveUp:
+			return nil, fmt.Errorf("lease %s %s: %w after %s", org, table, ErrBusy, limit)
 		case <-t.C:
 		}
 	}
