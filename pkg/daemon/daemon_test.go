@@ -27,7 +27,9 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeSyncer runs tables by calling fn, and checks that one org never runs
-// twice at once.
+// twice at once. It keeps the engine's contract for an org run: tables one
+// after the other, none started once run.Stop is closed, each attempt
+// reported to run.Finished, transient failures retried by run.Retry.
 type fakeSyncer struct {
 	fn       func(ctx context.Context, org, table string) error
 	mu       sync.Mutex
@@ -39,7 +41,7 @@ type fakeSyncer struct {
 	perTable sync.Map // table -> *atomic.Int32
 }
 
-func (f *fakeSyncer) SyncOrg(ctx context.Context, org *config.Org, tables []string) engine.OrgResult {
+func (f *fakeSyncer) RunOrg(ctx context.Context, org *config.Org, run engine.OrgRun) engine.OrgResult {
 	f.mu.Lock()
 	if f.running == nil {
 		f.running = map[string]int{}
@@ -64,14 +66,37 @@ func (f *fakeSyncer) SyncOrg(ctx context.Context, org *config.Org, tables []stri
 	}()
 	f.calls.Add(1)
 	res := engine.OrgResult{Org: org.Name}
-	for _, t := range tables {
-		c, _ := f.perTable.LoadOrStore(org.Name+"/"+t, new(atomic.Int32))
-		c.(*atomic.Int32).Add(1)
-		var err error
-		if f.fn != nil {
-			err = f.fn(ctx, org.Name, t)
+	if run.Opened != nil {
+		run.Opened(ctx, nil)
+	}
+	tables := run.Tables
+	if tables == nil {
+		for _, t := range org.Tables {
+			tables = append(tables, t.Name)
 		}
-		res.Tables = append(res.Tables, engine.TableResult{Org: org.Name, Table: t, Err: err})
+	}
+	for _, t := range tables {
+		if stopped(ctx, run.Stop) {
+			res.Stopped = true
+			break
+		}
+		for attempt := 0; ; attempt++ {
+			c, _ := f.perTable.LoadOrStore(org.Name+"/"+t, new(atomic.Int32))
+			c.(*atomic.Int32).Add(1)
+			var err error
+			if f.fn != nil {
+				err = f.fn(ctx, org.Name, t)
+			}
+			tr := engine.TableResult{Org: org.Name, Table: t, Err: err}
+			if run.Finished != nil {
+				run.Finished(tr)
+			}
+			if err == nil || ctx.Err() != nil || attempt >= run.Retry.Attempts || !run.Retry.Transient(err) {
+				res.Tables = append(res.Tables, tr)
+				break
+			}
+			run.Retrying(t, attempt+1, run.Retry.Backoff(attempt), err)
+		}
 	}
 	return res
 }

@@ -1,12 +1,15 @@
 // Package service wires ehrsync's parts from a configuration: the store
-// connection and its migrations, the positions store, the sink, the planner
-// and the engine. The CLI, the daemon and the demo start here.
+// connection and its migrations, the positions store, the sink, the planner,
+// the engine, the backfill runner and the CDC capture agent probe. The CLI,
+// the daemon and the demo start here.
 package service
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,7 +17,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/planner"
+	"github.com/ehrsync/ehrsync/pkg/backfill"
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/daemon"
@@ -33,10 +38,12 @@ type Service struct {
 	Store     *pgxpool.Pool
 	Positions *watermarks.Store
 	Engine    *engine.Engine
-	// Leases guard each table's run (issue 6); the engine takes them.
+	// Leases guard each table's run; the engine takes them.
 	Leases *lease.Manager
-	// Audit records every table run and admin action (issue 6).
+	// Audit records every table run and admin action.
 	Audit *audit.Recorder
+	// engine builds an engine of the service's parts, with extra options.
+	engine func(extra ...engine.Option) *engine.Engine
 }
 
 // Open connects to the store, applies the ehrsync schema's migrations, and
@@ -69,25 +76,34 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 	leases := lease.NewManager(pcfg.ConnConfig, nil)
 	rec := audit.New(pool)
 	rec.Classify = daemon.Class
-	return &Service{
-		Store:     pool,
-		Positions: positions,
-		Leases:    leases,
-		Audit:     rec,
-		Engine: &engine.Engine{
-			Leases:    leases,
-			Audit:     rec,
-			Sink:      sink.New(pool, positions),
-			Positions: positions,
-			Planner:   planner.New(),
-			Catalog:   catalog,
-			Log:       log,
-			Actor:     actor,
-			Allocator: memory.DefaultAllocator,
-			Defaults:  cfg.Defaults,
-			Views:     denials.Views{Pool: pool},
-		},
-	}, nil
+	sk, plan := sink.New(pool, positions), planner.New()
+	base := []engine.Option{
+		engine.WithLeases(leases), engine.WithAudit(rec), engine.WithLog(log), engine.WithActor(actor),
+		engine.WithAllocator(memory.DefaultAllocator), engine.WithDefaults(cfg.Defaults), engine.WithViews(denials.Views{Pool: pool}),
+	}
+	s := &Service{Store: pool, Positions: positions, Leases: leases, Audit: rec,
+		engine: func(extra ...engine.Option) *engine.Engine {
+			return engine.New(sk, positions, plan, catalog, append(slices.Clone(base), extra...)...)
+		}}
+	s.Engine = s.engine()
+	return s, nil
+}
+
+// Backfills returns the backfill runner of the service's engine, store,
+// leases and audit, with opts' log, metrics, lease policy and progress.
+func (s *Service) Backfills(opts backfill.Options) *backfill.Runner {
+	opts.Audit, opts.Class = s.Audit, daemon.Class
+	return backfill.New(s.Engine, s.Store, s.Leases, opts)
+}
+
+// CaptureAgent probes an organization's SQL Server CDC capture agent
+// (cdc.CheckAgent) on a sync run's source connection: the agent may go
+// maxLag without a finished log scan before it counts as stalled.
+func CaptureAgent(maxLag time.Duration) daemon.AgentProbe {
+	return func(ctx context.Context, org *config.Org, db *sql.DB) (daemon.AgentHealth, error) {
+		h, err := cdc.CheckAgent(ctx, &cdc.SQLServer{DB: db, QueryTimeout: org.Source.QueryTimeout}, maxLag)
+		return daemon.AgentHealth{Stale: h.Stale, Reason: h.Reason}, err
+	}
 }
 
 // ConfigWarnings lists what every start, validate and check warn about in
@@ -290,11 +306,11 @@ func Catalog(cfg *config.Config) (*schemas.Catalog, error) {
 }
 
 // Instrument registers the engine's and the leases' metrics on reg (the
-// daemon's registry).
+// daemon's registry): the engine is rebuilt with them, so call it before
+// handing s.Engine out.
 func (s *Service) Instrument(reg prometheus.Registerer) {
-	s.Engine.Metrics = engine.NewMetrics(reg)
 	s.Leases = lease.NewManager(s.Store.Config().ConnConfig, lease.NewMetrics(reg))
-	s.Engine.Leases = s.Leases
+	s.Engine = s.engine(engine.WithMetrics(engine.NewMetrics(reg)), engine.WithLeases(s.Leases))
 }
 
 // Close releases the store connections.
