@@ -123,7 +123,9 @@ func (p planFunc) Plan(_ context.Context, req extractors.PlanRequest) (extractor
 
 // oneChunk is an extractor whose run yields one empty snapshot chunk,
 // after calling read (when set) with the run's ctx; read's error fails it.
-type oneChunk struct{ read func(ctx context.Context) error }
+type oneChunk struct {
+	read func(ctx context.Context) error
+}
 
 func (x oneChunk) Open(context.Context, watermarks.Position) (extractors.Run, error) {
 	return &oneChunkRun{read: x.read}, nil

@@ -265,18 +265,22 @@ func halted(ctx context.Context, stop <-chan struct{}) bool {
 
 // acquire takes a slot of sem; false, with none taken, when stop closes or
 // ctx ends first.
-func acquire(ctx context.Context, stop <-chan struct{}, sem chan<- struct{}) bool {
+func acquire(ctx context.Context, stop <-chan struct{}, sem chan struct{}) bool {
 	if halted(ctx, stop) {
 		return false
 	}
 	select {
 	case sem <- struct{}{}:
-		return true
 	case <-stop:
 		return false
 	case <-ctx.Done():
 		return false
 	}
+	if halted(ctx, stop) { // both were ready: the stop wins
+		<-sem
+		return false
+	}
+	return true
 }
 
 // pause waits for d; false when stop closed or ctx ended first.
