@@ -1,11 +1,17 @@
 // Package daemon is ehrsync's scheduler, the heart of `ehrsync run`: per
 // organization a schedule (robfig/cron/v3: a cron expression, or an interval
 // from a start time in a time zone), no overlapping runs of one org, bounded
-// concurrency across orgs, jitter, retries with exponential backoff for
-// transient errors only, manual triggers, backfills, pause and resume,
+// concurrency across orgs, jitter, manual triggers, pause and resume,
 // configuration reload, and a graceful shutdown that stops taking work and
 // lets the chunk transactions in flight finish (or roll back when the grace
 // period ends): a chunk is never half-committed.
+//
+// It only schedules. A sync of an organization is one engine run
+// (Syncer.RunOrg): the daemon gives it the retry policy (exponential
+// backoff, transient errors only: Transient), its stop channel, and hooks
+// that keep the status and metrics current as each table ends and probe
+// the CDC capture agent on the run's source connection. A backfill is the
+// Backfiller's (pkg/backfill), one table after the other.
 //
 // Goroutines live here, under an errgroup, each with a stop path.
 package daemon
@@ -30,6 +36,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/internal/halt"
 )
 
 // Syncer runs organizations: one run per call, its tables at once up to
@@ -564,15 +571,11 @@ func (d *Daemon) start(g *errgroup.Group, ctx context.Context, stop <-chan struc
 	g.Go(func() error {
 		defer d.finish(name, cancel)
 		if req.scheduled && d.opts.Jitter > 0 {
-			if !sleep(ctx, stop, rand.N(d.opts.Jitter)) {
+			if !halt.Sleep(ctx, stop, rand.N(d.opts.Jitter)) {
 				return nil
 			}
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-stop:
-			return nil
-		case <-ctx.Done():
+		if !halt.Acquire(ctx, stop, sem) {
 			return nil
 		}
 		defer func() { <-sem }()
@@ -591,31 +594,6 @@ func (d *Daemon) finish(name string, cancel context.CancelFunc) {
 		delete(d.orgs, name)
 	}
 	d.poke() // a trigger may be waiting for this run
-}
-
-// sleep waits for dur; false when stop or ctx ended it first.
-func sleep(ctx context.Context, stop <-chan struct{}, dur time.Duration) bool {
-	t := time.NewTimer(dur)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-stop:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
-
-func stopped(ctx context.Context, stop <-chan struct{}) bool {
-	select {
-	case <-stop:
-		return true
-	case <-ctx.Done():
-		return true
-	default:
-		return false
-	}
 }
 
 // runOrg runs one request of the org: a sync, as one engine run of its
@@ -699,7 +677,7 @@ func (d *Daemon) backfillOrg(ctx context.Context, stop <-chan struct{}, org *con
 	}
 	outcome = "ok"
 	for _, t := range tables {
-		if stopped(ctx, stop) {
+		if halt.Requested(ctx, stop) {
 			return "canceled", class
 		}
 		res, err := d.backfill.Backfill(ctx, org, t, req.rng, req.actor)

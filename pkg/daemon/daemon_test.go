@@ -23,6 +23,7 @@ import (
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/internal/halt"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 )
 
@@ -91,7 +92,7 @@ func (f *fakeSyncer) RunOrg(ctx context.Context, org *config.Org, run engine.Org
 		}
 	}
 	for _, t := range tables {
-		if stopped(ctx, run.Stop) {
+		if halt.Requested(ctx, run.Stop) {
 			res.Stopped = true
 			break
 		}

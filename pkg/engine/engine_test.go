@@ -244,7 +244,7 @@ func (a *failingAuditor) TableRun(context.Context, string, string, []string, eng
 
 // TestAuditFailureFailsTheRun: a table run whose audit record cannot be
 // written fails, is counted failed and says why, though its rows are in
-// (issue 17: it used to pass with a log line).
+// (it used to pass with a log line).
 func TestAuditFailureFailsTheRun(t *testing.T) {
 	claims := &fake{table: table(t, "claims"), n: 3}
 	f := newFixture(t, config.ExpiredResnapshot, claims)

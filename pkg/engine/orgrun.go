@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/internal/halt"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 )
 
@@ -101,7 +102,7 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 	}
 	db, err := r.openSource(ctx)
 	if err != nil {
-		res.Err, res.Stopped = err, halted(ctx, run.Stop)
+		res.Err, res.Stopped = err, halt.Requested(ctx, run.Stop)
 		return res
 	}
 	defer db.Close()
@@ -116,7 +117,7 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 	var wg sync.WaitGroup
 	begun := 0
 	for i, tc := range selected {
-		if !acquire(ctx, run.Stop, sem) {
+		if !halt.Acquire(ctx, run.Stop, sem) {
 			res.Stopped = true
 			break
 		}
@@ -192,14 +193,14 @@ func (r *orgRun) table(ctx context.Context, tc config.Table) *TableResult {
 // err, is to start, having waited for its backoff; table is "" for the
 // source.
 func (r *orgRun) retry(ctx context.Context, n int, table string, err error) bool {
-	if !r.run.Retry.again(ctx, n, err) || halted(ctx, r.run.Stop) {
+	if !r.run.Retry.again(ctx, n, err) || halt.Requested(ctx, r.run.Stop) {
 		return false
 	}
-	wait := r.run.Retry.wait(n)
+	d := r.run.Retry.wait(n)
 	if r.run.Retrying != nil {
-		r.run.Retrying(table, n+1, wait, err)
+		r.run.Retrying(table, n+1, d, err)
 	}
-	return pause(ctx, r.run.Stop, wait)
+	return halt.Sleep(ctx, r.run.Stop, d)
 }
 
 // leasedTable runs one table under its lease and records it in the audit;
@@ -249,50 +250,4 @@ func (r *orgRun) lease(ctx context.Context, table string) (unlock func(), ok boo
 	}
 	unlock, ok, err = r.e.leases.TryLock(ctx, r.org.Name, r.e.qualified(table))
 	return unlock, ok, storeErr(err)
-}
-
-// halted reports whether stop is closed or ctx is done.
-func halted(ctx context.Context, stop <-chan struct{}) bool {
-	select {
-	case <-stop:
-		return true
-	case <-ctx.Done():
-		return true
-	default:
-		return false
-	}
-}
-
-// acquire takes a slot of sem; false, with none taken, when stop closes or
-// ctx ends first.
-func acquire(ctx context.Context, stop <-chan struct{}, sem chan struct{}) bool {
-	if halted(ctx, stop) {
-		return false
-	}
-	select {
-	case sem <- struct{}{}:
-	case <-stop:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-	if halted(ctx, stop) { // both were ready: the stop wins
-		<-sem
-		return false
-	}
-	return true
-}
-
-// pause waits for d; false when stop closed or ctx ended first.
-func pause(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-stop:
-		return false
-	case <-ctx.Done():
-		return false
-	}
 }

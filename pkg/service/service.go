@@ -273,10 +273,12 @@ const AuditUnprotected = "the audit is not protected: the role ehrsync writes wi
 const maxStorePool = 32
 
 // storePoolSize is the store pool's size when store.url does not set one:
-// enough for every table that can run at once to hold the connections its
-// chunks take (engine.Writers each) and for the position, audit and admin
-// queries beside them (2), at least pgx's default (dflt) and at most
-// maxStorePool. Past that, a table's next chunk waits for a free
+// enough for every table that can run at once (orgsAtOnce organization
+// runs, each running up to its parallel_tables tables: engine.RunOrg, in
+// the daemon as in a command) to hold the connections its chunks take
+// (engine.Writers each) and for the position, audit and admin queries
+// beside them (2), at least pgx's default (dflt) and at most
+// maxStorePool. Leases hold connections of their own, outside the pool. Past that, a table's next chunk waits for a free
 // connection; the chunks it has open finish without another.
 func storePoolSize(cfg *config.Config, orgsAtOnce int, dflt int32) int32 {
 	widest := 1
