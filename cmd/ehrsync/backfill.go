@@ -10,7 +10,8 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/ehrsync/ehrsync/pkg/daemon"
+	"github.com/ehrsync/ehrsync/pkg/backfill"
+	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/service"
 )
 
@@ -48,7 +49,7 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 	if !ok {
 		return usageError{fmt.Errorf("--org %s: no such organization in %s", *orgName, *path)}
 	}
-	rng := daemon.Range{From: *from, To: *to}
+	rng := engine.Range{From: *from, To: *to}
 	if !rng.IsZero() && len(tables) != 1 {
 		return usageError{fmt.Errorf("--from and --to bound a backfill of one table: give exactly one --table")}
 	}
@@ -71,16 +72,15 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 	if f, ok := env.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		tty = true
 	}
-	b := &daemon.Backfill{Engine: svc.Engine, Leases: svc.Leases, Store: svc.Store, Audit: svc.Audit, Log: env.log,
-		WaitForLease: true, Progress: func(p daemon.Progress) { progress(env.stdout, tty, p) }}
+	b := svc.Backfills(backfill.Options{Log: env.log, WaitForLease: true, Progress: func(p backfill.Progress) { progress(env.stdout, tty, p) }})
 	if !rng.IsZero() {
-		if _, err := b.ParseRange(org, tables[0], rng); err != nil {
+		if err := b.CheckRange(org, tables[0], rng); err != nil {
 			return usageError{err}
 		}
 	}
 	var failed []string
 	for _, t := range tables {
-		res, err := b.BackfillRange(ctx, org, t, *actor, rng)
+		res, err := b.Backfill(ctx, org, t, rng, *actor)
 		if err == nil {
 			err = res.Err
 		}
@@ -100,7 +100,7 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 
 // progress prints one progress line: redrawn in place on a terminal, one
 // line per report otherwise.
-func progress(w io.Writer, tty bool, p daemon.Progress) {
+func progress(w io.Writer, tty bool, p backfill.Progress) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: ", p.Org, p.Table)
 	if p.Estimate > 0 && tty {

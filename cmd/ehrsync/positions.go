@@ -120,7 +120,7 @@ func runPositions(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return usageError{fmt.Errorf("--org: %w in %s", err, *path)}
 	}
-	r := &daemon.Resetter{Positions: svc.Positions, Leases: svc.Leases, Audit: svc.Audit, Catalog: svc.Engine.Catalog}
+	r := &daemon.Resetter{Positions: svc.Positions, Leases: svc.Leases, Audit: svc.Audit, Catalog: svc.Engine.Catalog()}
 	res, err := r.Reset(ctx, daemon.ResetRequest{Org: o, Table: *table, To: target, Actor: *actor, Note: *note,
 		Via: "ehrsync positions reset", Waiting: func() {
 			fmt.Fprintf(env.stderr, "waiting for %s %s's lease: a sync of it is running\n", terminal.Escape(o.Name), terminal.Escape(*table))

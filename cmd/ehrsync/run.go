@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ehrsync/ehrsync/pkg/admin"
+	"github.com/ehrsync/ehrsync/pkg/backfill"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/service"
@@ -63,18 +64,17 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc.Instrument(reg)
 	metrics := daemon.NewMetrics(reg)
-	backfill := &daemon.Backfill{Engine: svc.Engine, Leases: svc.Leases, Store: svc.Store, Audit: svc.Audit,
-		Log: env.log, Metrics: metrics, WaitForLease: true}
-	d, err := daemon.New(cfg, svc.Engine, backfill, env.log, metrics, daemon.Options{
+	backfills := svc.Backfills(backfill.Options{Log: env.log, Metrics: backfill.NewMetrics(reg), WaitForLease: true})
+	d, err := daemon.New(cfg, svc.Engine, backfills, env.log, metrics, daemon.Options{
 		Concurrency: *concurrency, Jitter: *jitter, Grace: *grace, Retries: *retries, Backoff: *backoff, Actor: "daemon",
-		Agent: daemon.SQLServerAgent(*agentLag),
+		Agent: service.CaptureAgent(*agentLag),
 	})
 	if err != nil {
 		return err
 	}
 	srv := &admin.Server{Daemon: d, Positions: svc.Positions, Store: svc.Store, Gatherer: reg, Audit: svc.Audit, Log: env.log,
-		Operators: operators, Catalog: svc.Engine.Catalog,
-		Resetter: &daemon.Resetter{Positions: svc.Positions, Leases: svc.Leases, Audit: svc.Audit, Catalog: svc.Engine.Catalog}}
+		Operators: operators, Catalog: svc.Engine.Catalog(),
+		Resetter: &daemon.Resetter{Positions: svc.Positions, Leases: svc.Leases, Audit: svc.Audit, Catalog: svc.Engine.Catalog()}}
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -343,7 +343,7 @@ func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
 type tablesBody struct {
 	Tables []string `json:"tables"`
 	// From and To bound a backfill of one table to a key range
-	// (daemon.Range); never logged.
+	// (engine.Range); never logged.
 	From string `json:"from"`
 	To   string `json:"to"`
 }
@@ -359,7 +359,7 @@ func (s *Server) trigger(backfill bool) http.HandlerFunc {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		rng := daemon.Range{From: body.From, To: body.To}
+		rng := engine.Range{From: body.From, To: body.To}
 		if !rng.IsZero() && (!backfill || len(body.Tables) != 1) {
 			http.Error(w, "from and to bound a backfill of exactly one table: give one table in tables", http.StatusBadRequest)
 			return
@@ -506,7 +506,7 @@ func status(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, daemon.ErrNotRunning), errors.Is(err, daemon.ErrNoBackfill):
 		return http.StatusConflict
-	case errors.Is(err, daemon.ErrBadRange):
+	case errors.Is(err, engine.ErrBadRange):
 		return http.StatusBadRequest
 	}
 	return http.StatusInternalServerError

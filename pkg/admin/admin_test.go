@@ -31,7 +31,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 type noSync struct{}
 
-func (noSync) SyncOrg(_ context.Context, org *config.Org, _ []string) engine.OrgResult {
+func (noSync) RunOrg(_ context.Context, org *config.Org, _ engine.OrgRun) engine.OrgResult {
 	return engine.OrgResult{Org: org.Name}
 }
 

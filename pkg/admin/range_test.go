@@ -13,6 +13,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/admin"
 	"github.com/ehrsync/ehrsync/pkg/audit"
+	"github.com/ehrsync/ehrsync/pkg/backfill"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/engine"
@@ -34,7 +35,7 @@ func TestBackfillRangeRequests(t *testing.T) {
 	cfg := &config.Config{Orgs: []config.Org{{Name: "st-mary", Schedule: config.Schedule{Cron: "0 2 * * *"},
 		Source: config.Source{Dialect: config.SQLServer},
 		Tables: []config.Table{{Name: "dbo.claims"}, {Name: "dbo.charges"}}}}}
-	bf := &daemon.Backfill{Engine: &engine.Engine{Catalog: schemas.NextGen()}, Log: log}
+	bf := backfill.New(engine.New(nil, nil, nil, schemas.NextGen()), pool, nil, backfill.Options{Log: log})
 	d, err := daemon.New(cfg, noSync{}, bf, log, nil, daemon.Options{})
 	require.NoError(t, err)
 	s := &admin.Server{Daemon: d, Positions: watermarks.NewStore(pool), Store: pool, Gatherer: prometheus.NewRegistry(),

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -34,12 +35,14 @@ func TestCaptureAgentGauge(t *testing.T) {
 
 	var unknown atomic.Bool
 	probed := map[string]*atomic.Int32{"cdc": {}, "pg": {}}
-	probe := func(ctx context.Context, org *config.Org) (cdc.Health, error) {
+	probe := func(ctx context.Context, org *config.Org, _ *sql.DB) (AgentHealth, error) {
 		probed[org.Name].Add(1)
+		var src cdc.Source = m
 		if unknown.Load() {
-			return cdc.CheckAgent(ctx, struct{ cdc.Source }{m}, time.Minute) // cannot report
+			src = struct{ cdc.Source }{m} // cannot report
 		}
-		return cdc.CheckAgent(ctx, m, time.Minute)
+		h, err := cdc.CheckAgent(ctx, src, time.Minute)
+		return AgentHealth{Stale: h.Stale, Reason: h.Reason}, err
 	}
 	cfg := testConfig(time.Hour, "cdc", "pg")
 	cfg.Orgs[0].Source.Dialect = config.SQLServer
@@ -85,11 +88,11 @@ func TestCaptureAgentGauge(t *testing.T) {
 
 func TestCaptureAgentProbeErrorKeepsTheGauge(t *testing.T) {
 	fail := atomic.Bool{}
-	probe := func(context.Context, *config.Org) (cdc.Health, error) {
+	probe := func(context.Context, *config.Org, *sql.DB) (AgentHealth, error) {
 		if fail.Load() {
-			return cdc.Health{}, errors.New("dial: connection refused")
+			return AgentHealth{}, errors.New("dial: connection refused")
 		}
-		return cdc.Health{Stale: true, Reason: "stopped"}, nil
+		return AgentHealth{Stale: true, Reason: "stopped"}, nil
 	}
 	cfg := testConfig(time.Hour, "cdc")
 	cfg.Orgs[0].Source.Dialect = config.SQLServer

@@ -1,17 +1,24 @@
 // Package daemon is ehrsync's scheduler, the heart of `ehrsync run`: per
 // organization a schedule (robfig/cron/v3: a cron expression, or an interval
 // from a start time in a time zone), no overlapping runs of one org, bounded
-// concurrency across orgs, jitter, retries with exponential backoff for
-// transient errors only, manual triggers, backfills, pause and resume,
+// concurrency across orgs, jitter, manual triggers, pause and resume,
 // configuration reload, and a graceful shutdown that stops taking work and
 // lets the chunk transactions in flight finish (or roll back when the grace
 // period ends): a chunk is never half-committed.
+//
+// It only schedules. A sync of an organization is one engine run
+// (Syncer.RunOrg): the daemon gives it the retry policy (exponential
+// backoff, transient errors only: engine.IsTransient), its stop channel, and hooks
+// that keep the status and metrics current as each table ends and probe
+// the CDC capture agent on the run's source connection. A backfill is the
+// Backfiller's (pkg/backfill), one table after the other.
 //
 // Goroutines live here, under an errgroup, each with a stop path.
 package daemon
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,30 +34,27 @@ import (
 	"github.com/robfig/cron/v3"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/internal/halt"
 )
 
-// Syncer runs one pass over an organization's tables (only those named,
-// when given). *engine.Engine implements it; it must be safe for concurrent
-// use on different orgs.
+// Syncer runs organizations: one run per call, its tables at once up to
+// the org's parallel_tables, each retried by run.Retry, no new table after
+// run.Stop closes. *engine.Engine implements it; it must be safe for
+// concurrent use on different orgs.
 type Syncer interface {
-	SyncOrg(ctx context.Context, org *config.Org, tables []string) engine.OrgResult
+	RunOrg(ctx context.Context, org *config.Org, run engine.OrgRun) engine.OrgResult
 }
 
 // Backfiller re-snapshots one table of an organization under the table's
-// lease, recording actor in the position history. *Backfill implements it.
+// lease, as actor: the whole table, or the rows whose key is in r when r is
+// not zero. CheckRange checks a range before it is queued (an error
+// matching engine.ErrBadRange when it does not parse). *backfill.Runner
+// implements it.
 type Backfiller interface {
-	Backfill(ctx context.Context, org *config.Org, table, actor string) (engine.TableResult, error)
-}
-
-// RangeBackfiller is a Backfiller that can also backfill a key range of a
-// table (*Backfill implements it): ParseRange checks a range before it is
-// queued, BackfillRange runs it.
-type RangeBackfiller interface {
-	ParseRange(org *config.Org, table string, r Range) (extractors.KeyRange, error)
-	BackfillRange(ctx context.Context, org *config.Org, table, actor string, r Range) (engine.TableResult, error)
+	CheckRange(org *config.Org, table string, r engine.Range) error
+	Backfill(ctx context.Context, org *config.Org, table string, r engine.Range, actor string) (engine.TableResult, error)
 }
 
 // Options tune the scheduler. Zero values take the defaults.
@@ -75,7 +79,8 @@ type Options struct {
 	Now func() time.Time
 	// Agent, when set, checks the CDC capture agent of each organization
 	// with a SQL Server source that may use CDC, at the start of each of
-	// its sync runs (ehrsync_source_capture_agent_up).
+	// its sync runs, on the run's source connection
+	// (ehrsync_source_capture_agent_up).
 	Agent AgentProbe
 }
 
@@ -144,7 +149,7 @@ type orgState struct {
 type request struct {
 	tables    []string // nil: all
 	backfill  bool
-	rng       Range // a ranged backfill of tables[0]
+	rng       engine.Range // a ranged backfill of tables[0]
 	actor     string
 	scheduled bool
 	at        time.Time
@@ -262,11 +267,10 @@ func (d *Daemon) Trigger(org string, tables []string, backfill bool, actor strin
 }
 
 // TriggerRange asks for a backfill of the rows of one table of org whose
-// key is in r, as actor (see Backfill.BackfillRange). The range is checked
-// now: a range that does not parse is an error matching ErrBadRange.
-func (d *Daemon) TriggerRange(org, table string, r Range, actor string) (queued bool, err error) {
-	rb, ok := d.backfill.(RangeBackfiller)
-	if !ok {
+// key is in r, as actor. The range is checked now: a range that does not
+// parse is an error matching engine.ErrBadRange.
+func (d *Daemon) TriggerRange(org, table string, r engine.Range, actor string) (queued bool, err error) {
+	if d.backfill == nil {
 		return false, ErrNoBackfill
 	}
 	d.mu.Lock()
@@ -275,7 +279,10 @@ func (d *Daemon) TriggerRange(org, table string, r Range, actor string) (queued 
 	if !ok || st.removed {
 		return false, fmt.Errorf("%w: %s", ErrUnknownOrg, org)
 	}
-	if _, err := rb.ParseRange(&st.cfg, table, r); err != nil {
+	if _, ok := st.cfg.Table(table); !ok {
+		return false, fmt.Errorf("%w: %s %s", ErrUnknownTable, org, table)
+	}
+	if err := d.backfill.CheckRange(&st.cfg, table, r); err != nil {
 		return false, err
 	}
 	st.pending = &request{tables: []string{table}, backfill: true, rng: r, actor: actor, at: d.opts.Now()}
@@ -564,15 +571,11 @@ func (d *Daemon) start(g *errgroup.Group, ctx context.Context, stop <-chan struc
 	g.Go(func() error {
 		defer d.finish(name, cancel)
 		if req.scheduled && d.opts.Jitter > 0 {
-			if !sleep(ctx, stop, rand.N(d.opts.Jitter)) {
+			if !halt.Sleep(ctx, stop, rand.N(d.opts.Jitter)) {
 				return nil
 			}
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-stop:
-			return nil
-		case <-ctx.Done():
+		if !halt.Acquire(ctx, stop, sem) {
 			return nil
 		}
 		defer func() { <-sem }()
@@ -593,33 +596,9 @@ func (d *Daemon) finish(name string, cancel context.CancelFunc) {
 	d.poke() // a trigger may be waiting for this run
 }
 
-// sleep waits for dur; false when stop or ctx ended it first.
-func sleep(ctx context.Context, stop <-chan struct{}, dur time.Duration) bool {
-	t := time.NewTimer(dur)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-stop:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
-
-func stopped(ctx context.Context, stop <-chan struct{}) bool {
-	select {
-	case <-stop:
-		return true
-	case <-ctx.Done():
-		return true
-	default:
-		return false
-	}
-}
-
-// runOrg runs the org's tables one at a time (so a shutdown stops between
-// tables), each with retries for transient errors.
+// runOrg runs one request of the org: a sync, as one engine run of its
+// tables, or a backfill, one table after the other (a shutdown stops
+// between them).
 func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.Org, req request) {
 	start := d.opts.Now()
 	d.metrics.InFlight.Inc()
@@ -630,36 +609,11 @@ func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.O
 	}
 	log := d.log.With("org", org.Name, "kind", kind, "actor", req.actor)
 	log.Debug("run started")
-	tables := req.tables
-	if len(tables) == 0 {
-		for _, t := range org.Tables {
-			tables = append(tables, t.Name)
-		}
-	}
-	if !req.backfill {
-		d.checkAgent(ctx, org)
-	}
-	outcome, class := "ok", ""
-	for _, t := range tables {
-		if stopped(ctx, stop) {
-			outcome = "canceled"
-			break
-		}
-		var err error
-		if req.backfill {
-			err = d.backfillTable(ctx, org, t, req.actor, req.rng)
-		} else {
-			err = d.syncTable(ctx, stop, log, org, t)
-		}
-		if err != nil {
-			outcome, class = "failed", engine.Class(err)
-			if errors.Is(err, errOrg) {
-				break // the source failed: the other tables would too
-			}
-		}
-	}
-	if outcome != "canceled" && ctx.Err() != nil {
-		outcome, class = "canceled", "canceled"
+	var outcome, class string
+	if req.backfill {
+		outcome, class = d.backfillOrg(ctx, stop, org, req)
+	} else {
+		outcome, class = d.syncOrg(ctx, stop, log, org, req)
 	}
 	d.metrics.Runs.WithLabelValues(org.Name, outcome).Inc()
 	d.metrics.RunDuration.WithLabelValues(org.Name).Observe(d.opts.Now().Sub(start).Seconds())
@@ -671,13 +625,86 @@ func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.O
 	log.Debug("run finished", "outcome", outcome)
 }
 
-// errOrg marks an organization-level failure (its source).
-var errOrg = errors.New("organization run failed")
+// syncOrg runs the org's tables (req.tables; nil: all) as one engine run:
+// one source connection, parallel_tables at once, transient failures
+// retried inside the run. Each table's attempt is in the status and
+// metrics as it ends.
+func (d *Daemon) syncOrg(ctx context.Context, stop <-chan struct{}, log *slog.Logger, org *config.Org, req request) (outcome, class string) {
+	r := d.sync.RunOrg(ctx, org, engine.OrgRun{
+		Tables: req.tables, Actor: d.opts.Actor, Stop: stop,
+		Retry: engine.Retry{Attempts: d.opts.Retries, Backoff: d.backoff, Transient: engine.IsTransient},
+		Opened: func(ctx context.Context, db *sql.DB) {
+			d.metrics.SourceUp.WithLabelValues(org.Name).Set(1)
+			d.checkAgent(ctx, org, db)
+		},
+		Finished: func(t engine.TableResult) { d.observeTable(org.Name, t) },
+		Retrying: func(table string, attempt int, wait time.Duration, err error) {
+			if table == "" {
+				d.observeSource(org.Name, err)
+			}
+			d.metrics.Retries.WithLabelValues(org.Name).Inc()
+			log.Warn("transient error: retrying", "table", table, "attempt", attempt, "in", wait.Round(time.Millisecond), "class", engine.Class(err))
+		},
+	})
+	d.observeSkipped(org.Name, r.Skipped)
+	outcome = "ok"
+	if r.Err != nil {
+		d.observeSource(org.Name, r.Err)
+		outcome, class = "failed", engine.Class(r.Err)
+	}
+	for _, t := range r.Tables {
+		if t.Err != nil && class == "" {
+			outcome, class = "failed", engine.Class(t.Err)
+		}
+	}
+	switch {
+	case r.Stopped:
+		outcome = "canceled"
+	case ctx.Err() != nil:
+		outcome, class = "canceled", "canceled"
+	}
+	return outcome, class
+}
 
-type orgError struct{ err error }
+// backfillOrg runs a backfill request, one table after the other, and
+// stops at the first organization-level failure.
+func (d *Daemon) backfillOrg(ctx context.Context, stop <-chan struct{}, org *config.Org, req request) (outcome, class string) {
+	tables := req.tables
+	if len(tables) == 0 {
+		for _, t := range org.Tables {
+			tables = append(tables, t.Name)
+		}
+	}
+	outcome = "ok"
+	for _, t := range tables {
+		if halt.Requested(ctx, stop) {
+			return "canceled", class
+		}
+		res, err := d.backfill.Backfill(ctx, org, t, req.rng, req.actor)
+		if res.Table == "" && err != nil {
+			// No table ran: the backfill could not begin.
+			d.observeSource(org.Name, err)
+			outcome, class = "failed", engine.Class(err)
+			if ctx.Err() != nil {
+				return "canceled", "canceled"
+			}
+			return outcome, class
+		}
+		if err == nil {
+			err = res.Err
+		}
+		res.Err = err
+		d.observeTable(org.Name, res)
+		if err != nil {
+			outcome, class = "failed", engine.Class(err)
+		}
+	}
+	if ctx.Err() != nil {
+		return "canceled", "canceled"
+	}
+	return outcome, class
+}
 
-func (e orgError) Error() string   { return e.err.Error() }
-func (e orgError) Unwrap() []error { return []error{e.err, errOrg} }
 func (d *Daemon) backoff(n int) time.Duration {
 	b := d.opts.Backoff << min(n, 20)
 	if b > d.opts.MaxBackoff || b <= 0 {
@@ -686,84 +713,46 @@ func (d *Daemon) backoff(n int) time.Duration {
 	return b/2 + rand.N(b/2+1)
 }
 
-func (d *Daemon) syncTable(ctx context.Context, stop <-chan struct{}, log *slog.Logger, org *config.Org, table string) error {
-	for attempt := 0; ; attempt++ {
-		r := d.sync.SyncOrg(ctx, org, []string{table})
-		err := d.observe(org.Name, r)
-		// A run whose own deadline passed (or that was canceled) is not
-		// retried; a timeout inside it (a connect or query timeout) is.
-		if err == nil || ctx.Err() != nil || !engine.IsTransient(err) || attempt >= d.opts.Retries {
-			return err
-		}
-		wait := d.backoff(attempt)
-		d.metrics.Retries.WithLabelValues(org.Name).Inc()
-		log.Warn("transient error: retrying", "table", table, "attempt", attempt+1, "in", wait.Round(time.Millisecond), "class", engine.Class(err))
-		if !sleep(ctx, stop, wait) {
-			return err
-		}
+// observeSource records an organization-level failure (its source, or a
+// backfill that could not begin) in the metrics.
+func (d *Daemon) observeSource(org string, err error) {
+	d.metrics.Errors.WithLabelValues(org, "*", engine.Class(err)).Inc()
+	if !errors.Is(err, context.Canceled) {
+		d.metrics.SourceUp.WithLabelValues(org).Set(0)
 	}
 }
 
-// observe records a result in the status and metrics and returns its error
-// (the org's, marked with errOrg, or the first failed table's).
-func (d *Daemon) observe(org string, r engine.OrgResult) error {
+// observeTable records a table's finished attempt in the status and
+// metrics.
+func (d *Daemon) observeTable(org string, t engine.TableResult) {
 	now := d.opts.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.orgs[org]
-	if r.Err != nil {
-		d.metrics.Errors.WithLabelValues(org, "*", engine.Class(r.Err)).Inc()
-		if !errors.Is(r.Err, context.Canceled) {
-			d.metrics.SourceUp.WithLabelValues(org).Set(0)
-		}
-		return orgError{r.Err}
+	ts := st.tables[t.Table]
+	ts.Strategy, ts.LastRun, ts.Rows, ts.Outcome, ts.ErrorClass = t.Strategy, now, t.Totals.Rows, "ok", ""
+	if t.Expired {
+		ts.Outcome = "expired"
 	}
-	d.metrics.SourceUp.WithLabelValues(org).Set(1)
-	var first error
-	for _, t := range r.Tables {
-		ts := st.tables[t.Table]
-		ts.Strategy, ts.LastRun, ts.Rows, ts.Outcome, ts.ErrorClass = t.Strategy, now, t.Totals.Rows, "ok", ""
-		if t.Expired {
-			ts.Outcome = "expired"
-		}
-		if t.Err != nil {
-			ts.Outcome, ts.ErrorClass = "failed", engine.Class(t.Err)
-			d.metrics.Errors.WithLabelValues(org, t.Table, ts.ErrorClass).Inc()
-			if first == nil {
-				first = t.Err
-			}
-		} else {
-			ts.LastSuccess = now
-		}
-		st.tables[t.Table] = ts
+	if t.Err != nil {
+		ts.Outcome, ts.ErrorClass = "failed", engine.Class(t.Err)
+		d.metrics.Errors.WithLabelValues(org, t.Table, ts.ErrorClass).Inc()
+	} else {
+		ts.LastSuccess = now
 	}
-	for _, t := range r.Skipped {
+	st.tables[t.Table] = ts
+}
+
+// observeSkipped records the tables a run skipped because another runner
+// held their lease.
+func (d *Daemon) observeSkipped(org string, tables []string) {
+	now := d.opts.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := d.orgs[org]
+	for _, t := range tables {
 		ts := st.tables[t]
 		ts.LastRun, ts.Outcome, ts.ErrorClass = now, "busy", ""
 		st.tables[t] = ts
 	}
-	return first
-}
-
-func (d *Daemon) backfillTable(ctx context.Context, org *config.Org, table, actor string, rng Range) error {
-	var (
-		res engine.TableResult
-		err error
-	)
-	if rb, ok := d.backfill.(RangeBackfiller); ok && !rng.IsZero() {
-		res, err = rb.BackfillRange(ctx, org, table, actor, rng)
-	} else {
-		res, err = d.backfill.Backfill(ctx, org, table, actor)
-	}
-	if err == nil {
-		err = res.Err
-	}
-	r := engine.OrgResult{Org: org.Name, Tables: []engine.TableResult{res}}
-	if res.Table == "" {
-		r.Err = err
-	}
-	if obsErr := d.observe(org.Name, r); obsErr != nil {
-		return obsErr
-	}
-	return err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,12 +20,29 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/internal/halt"
+	"github.com/ehrsync/ehrsync/pkg/pgtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain runs the tests against a PostgreSQL store (the org-run tests
+// drive the real engine) and fails them when a goroutine outlives them.
+func TestMain(m *testing.M) { pgtest.Main(leakChecked{m}) }
+
+type leakChecked struct{ m *testing.M }
+
+func (l leakChecked) Run() int {
+	code := l.m.Run()
+	if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/ehrsync/ehrsync/pkg/pgserver.Start.func1")); code == 0 && err != nil {
+		fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+		return 1
+	}
+	return code
+}
 
 // fakeSyncer runs tables by calling fn, and checks that one org never runs
-// twice at once.
+// twice at once. It keeps the engine's contract for an org run: tables one
+// after the other, none started once run.Stop is closed, each attempt
+// reported to run.Finished, transient failures retried by run.Retry.
 type fakeSyncer struct {
 	fn       func(ctx context.Context, org, table string) error
 	mu       sync.Mutex
@@ -36,7 +54,7 @@ type fakeSyncer struct {
 	perTable sync.Map // table -> *atomic.Int32
 }
 
-func (f *fakeSyncer) SyncOrg(ctx context.Context, org *config.Org, tables []string) engine.OrgResult {
+func (f *fakeSyncer) RunOrg(ctx context.Context, org *config.Org, run engine.OrgRun) engine.OrgResult {
 	f.mu.Lock()
 	if f.running == nil {
 		f.running = map[string]int{}
@@ -61,14 +79,37 @@ func (f *fakeSyncer) SyncOrg(ctx context.Context, org *config.Org, tables []stri
 	}()
 	f.calls.Add(1)
 	res := engine.OrgResult{Org: org.Name}
-	for _, t := range tables {
-		c, _ := f.perTable.LoadOrStore(org.Name+"/"+t, new(atomic.Int32))
-		c.(*atomic.Int32).Add(1)
-		var err error
-		if f.fn != nil {
-			err = f.fn(ctx, org.Name, t)
+	if run.Opened != nil {
+		run.Opened(ctx, nil)
+	}
+	tables := run.Tables
+	if tables == nil {
+		for _, t := range org.Tables {
+			tables = append(tables, t.Name)
 		}
-		res.Tables = append(res.Tables, engine.TableResult{Org: org.Name, Table: t, Err: err})
+	}
+	for _, t := range tables {
+		if halt.Requested(ctx, run.Stop) {
+			res.Stopped = true
+			break
+		}
+		for attempt := 0; ; attempt++ {
+			c, _ := f.perTable.LoadOrStore(org.Name+"/"+t, new(atomic.Int32))
+			c.(*atomic.Int32).Add(1)
+			var err error
+			if f.fn != nil {
+				err = f.fn(ctx, org.Name, t)
+			}
+			tr := engine.TableResult{Org: org.Name, Table: t, Err: err}
+			if run.Finished != nil {
+				run.Finished(tr)
+			}
+			if err == nil || ctx.Err() != nil || attempt >= run.Retry.Attempts || !run.Retry.Transient(err) {
+				res.Tables = append(res.Tables, tr)
+				break
+			}
+			run.Retrying(t, attempt+1, run.Retry.Backoff(attempt), err)
+		}
 	}
 	return res
 }

@@ -20,9 +20,6 @@ type Metrics struct {
 	Paused         *prometheus.GaugeVec   // 1 while an operator has paused the org
 	Schedules      prometheus.Gauge       // orgs with a loaded schedule
 	Reloads        *prometheus.CounterVec // configuration reloads by outcome
-	BackfillRows   *prometheus.CounterVec // rows applied by backfills
-	BackfillTotal  *prometheus.GaugeVec   // estimated rows of a running backfill (0: unknown)
-	BackfillDone   *prometheus.GaugeVec   // rows applied so far by a running backfill
 }
 
 // NewMetrics creates the daemon's metrics and registers them on reg (nil:
@@ -82,22 +79,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "ehrsync", Subsystem: "daemon", Name: "config_reloads_total",
 			Help: "Configuration reloads (SIGHUP) by outcome: ok, failed (the old configuration stays).",
 		}, []string{"outcome"}),
-		BackfillRows: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "ehrsync", Subsystem: "backfill", Name: "rows_total",
-			Help: "Rows applied by backfills.",
-		}, []string{"org", "table"}),
-		BackfillTotal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "ehrsync", Subsystem: "backfill", Name: "estimated_rows",
-			Help: "Estimated rows of the table a running backfill re-snapshots (0: unknown).",
-		}, []string{"org", "table"}),
-		BackfillDone: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "ehrsync", Subsystem: "backfill", Name: "progress_rows",
-			Help: "Rows applied so far by the running backfill of the table.",
-		}, []string{"org", "table"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Runs, m.RunDuration, m.InFlight, m.Skipped, m.Retries, m.Errors, m.SourceUp, m.CaptureAgentUp, m.NextRun, m.Interval,
-			m.Paused, m.Schedules, m.Reloads, m.BackfillRows, m.BackfillTotal, m.BackfillDone)
+			m.Paused, m.Schedules, m.Reloads)
 	}
 	return m
 }

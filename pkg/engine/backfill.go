@@ -9,13 +9,12 @@ import (
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/sink"
-	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 // RangePlanner builds a table's extractors bounded to a key range: Plan's
 // Extractor reads the full rows in the range, its Keys the keys in the range
-// (extractors/planner implements it; daemon addition, issue 6).
+// (extractors/planner implements it).
 type RangePlanner interface {
 	PlanRange(ctx context.Context, req extractors.PlanRequest, r extractors.KeyRange) (extractors.Plan, error)
 }
@@ -28,23 +27,37 @@ func BackfillPosition(table string) string { return table + "#backfill" }
 // key range.
 var ErrNoRangePlanner = errors.New("the planner cannot plan ranged backfills")
 
+// Range is an operator's key range for a backfill, as given (--from, --to,
+// or the admin API's "from" and "to"): each bound one value per primary-key
+// column, comma-separated, parsed by the columns' types; "" leaves that side
+// open. Its values are row values: they are never logged nor put in errors.
+type Range struct {
+	From, To string
+}
+
+// IsZero reports whether r bounds nothing (a full backfill).
+func (r Range) IsZero() bool { return r.From == "" && r.To == "" }
+
+// ErrBadRange is a key range that does not parse as the table's key.
+var ErrBadRange = errors.New("bad key range")
+
 // BackfillRange re-reads the rows of one table whose key is in r and
-// upserts them, chunk by chunk. Each chunk commits its rows with the
+// upserts them, chunk by chunk, as actor. Each chunk commits its rows with the
 // backfill's own position, BackfillPosition(table), in one transaction; the
 // table's incremental position is neither read nor moved. A run resumes
 // after the last committed chunk of the saved backfill position (nil:
-// from the range's start). The caller holds the table's lease (e.Leases is
-// not used) and removes the backfill position when the range is done. The
-// run is audited (e.Audit) like a table run.
+// from the range's start). The caller holds the table's lease (none is
+// taken here), removes the backfill position when the range is done, and
+// records the run in the audit (with the range's bounds).
 //
 // When reconcile is true and the run reached the range's end, the store's
 // rows in the range whose key the source no longer has are deleted (or
 // soft-deleted) by the table's delete policy: see (*sink.Target).ReconcileRange.
-func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table string, r extractors.KeyRange, reconcile bool) TableResult {
+func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table string, r extractors.KeyRange, reconcile bool, actor string) TableResult {
 	runID := newRunID()
 	res := TableResult{Org: org.Name, Table: e.qualified(table), Strategy: "backfill"}
-	log := e.Log.With("org", org.Name, "table", res.Table, "run", runID)
-	rp, ok := e.Planner.(RangePlanner)
+	log := e.log.With("org", org.Name, "table", res.Table, "run", runID)
+	rp, ok := e.planner.(RangePlanner)
 	tc, found := org.Table(table)
 	switch {
 	case !ok:
@@ -55,13 +68,13 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 	if res.Err != nil {
 		return res
 	}
-	if e.Defaults.RunTimeout > 0 {
+	if e.defaults.RunTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.Defaults.RunTimeout)
+		ctx, cancel = context.WithTimeout(ctx, e.defaults.RunTimeout)
 		defer cancel()
 	}
 	start := time.Now()
-	db, err := source.Open(ctx, org.Source)
+	db, err := e.open(ctx, org.Source)
 	if err != nil {
 		res.Err = err
 		log.Error("source unreachable", "err", err)
@@ -75,19 +88,18 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 		job := TableJob{
 			Org: org.Name, Table: BackfillPosition(res.Table), Strategy: "backfill",
 			Extractor: backfillExtractor{plan.Extractor}, Target: Applies(target.WithPositionTable(BackfillPosition(res.Table))),
-			Positions: e.Positions, Actor: e.Actor, RunID: runID, Metrics: e.metrics(),
+			Positions: e.positions, Actor: actor, RunID: runID, Metrics: e.metrics,
 		}
 		res = RunTable(ctx, log, job)
 		res.Table, res.Strategy = e.qualified(table), "backfill"
 		err = res.Err
 	}
 	if err == nil && reconcile && plan.Keys != nil {
-		res.Reconciled, err = e.reconcileRange(ctx, plan.Keys, target, r)
+		res.Reconciled, err = e.reconcileRange(ctx, plan.Keys, target, r, actor)
 	}
 	res.Err = err
 	res.Started = start
 	res.Duration = time.Since(start)
-	res.Err = e.audit(ctx, runID, *tc, res)
 	if res.Err != nil {
 		log.Error("ranged backfill failed", "chunks", res.Chunks, "err", res.Err)
 	} else {
@@ -146,13 +158,13 @@ func RangeReconcilable(src config.Dialect, r extractors.KeyRange) bool {
 
 // reconcileRange deletes the store's rows in r whose key the source no
 // longer has.
-func (e *Engine) reconcileRange(ctx context.Context, keys extractors.Extractor, target *sink.Target, r extractors.KeyRange) (*sink.ReconcileResult, error) {
+func (e *Engine) reconcileRange(ctx context.Context, keys extractors.Extractor, target *sink.Target, r extractors.KeyRange, actor string) (*sink.ReconcileResult, error) {
 	run, next, err := keyBatches(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
 	defer run.Close()
-	res, err := target.ReconcileRange(ctx, next, e.Actor, r.From, r.To)
+	res, err := target.ReconcileRange(ctx, next, actor, r.From, r.To)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -29,49 +28,98 @@ type Planner interface {
 }
 
 // Engine syncs organizations: plans each table, prepares its target in the
-// store, and runs it. It is safe for concurrent use on different orgs.
+// store, and runs it. New builds one; it is not changed after, and is safe
+// for concurrent use on different orgs.
 type Engine struct {
-	Sink      *sink.Sink
-	Positions *watermarks.Store
-	Planner   Planner
-	Catalog   *schemas.Catalog
-	Log       *slog.Logger
-	// Actor says who runs the syncs in position history: "sync", "daemon",
-	// or an operator's name.
-	Actor     string
-	Allocator memory.Allocator
-	// Defaults bound runs and batches (config.Defaults after ApplyDefaults).
-	Defaults config.Defaults
-	// Views, when set, keeps derived views (denied_claim_lines) in the
-	// organization's store schema after each run.
-	Views Views
-	// Metrics are counted here; nil: NewMetrics(nil). Set before the
-	// first SyncOrg; not changed after.
-	Metrics     *Metrics
-	metricsOnce sync.Once
-
-	// --- daemon additions (issue 6) ---
-
-	// Leases, when set, guards each table's run (DESIGN.md §1 invariant 7):
-	// a table whose lease another runner holds is skipped, listed in
-	// OrgResult.Skipped, and is not a failure. nil: no leases (tests, and a
-	// backfill that already holds the table's lease).
-	Leases Leaser
-	// Audit, when set, is told of every table run that was not skipped.
-	Audit Auditor
+	sink      *sink.Sink
+	positions *watermarks.Store
+	planner   Planner
+	catalog   *schemas.Catalog
+	log       *slog.Logger
+	actor     string
+	allocator memory.Allocator
+	defaults  config.Defaults
+	views     Views
+	metrics   *Metrics
+	leases    Leaser
+	audit     Auditor
+	open      func(context.Context, config.Source) (*sql.DB, error)
 }
+
+// Option sets one of an Engine's optional parts (New).
+type Option func(*Engine)
+
+// WithLog logs to log (default: discarded).
+func WithLog(log *slog.Logger) Option { return func(e *Engine) { e.log = log } }
+
+// WithActor names who runs the syncs in the position history and audit
+// when a run does not say: "sync", "daemon", or an operator's name
+// (default "sync").
+func WithActor(actor string) Option { return func(e *Engine) { e.actor = actor } }
+
+// WithAllocator is the allocator the extractors build their batches with
+// (default memory.DefaultAllocator).
+func WithAllocator(mem memory.Allocator) Option { return func(e *Engine) { e.allocator = mem } }
+
+// WithDefaults bounds runs and batches (config.Defaults after
+// ApplyDefaults).
+func WithDefaults(d config.Defaults) Option { return func(e *Engine) { e.defaults = d } }
+
+// WithViews keeps derived views (denied_claim_lines) in the organization's
+// store schema after each run.
+func WithViews(v Views) Option { return func(e *Engine) { e.views = v } }
+
+// WithMetrics counts in m (default: NewMetrics(nil), unregistered).
+func WithMetrics(m *Metrics) Option { return func(e *Engine) { e.metrics = m } }
+
+// WithLeases guards each table's run (DESIGN.md §1 invariant 7): a table
+// whose lease another runner holds is skipped, listed in OrgResult.Skipped,
+// and is not a failure. Without it, no leases are taken (tests).
+func WithLeases(l Leaser) Option { return func(e *Engine) { e.leases = l } }
+
+// WithAudit tells a of every table run that was not skipped.
+func WithAudit(a Auditor) Option { return func(e *Engine) { e.audit = a } }
+
+// WithSourceOpener opens organizations' sources with open instead of
+// source.Open (tests count the connections an org run makes).
+func WithSourceOpener(open func(context.Context, config.Source) (*sql.DB, error)) Option {
+	return func(e *Engine) { e.open = open }
+}
+
+// New returns an engine that writes through sk, keeps positions in
+// positions, plans tables with planner and finds them in catalog.
+func New(sk *sink.Sink, positions *watermarks.Store, planner Planner, catalog *schemas.Catalog, opts ...Option) *Engine {
+	e := &Engine{sink: sk, positions: positions, planner: planner, catalog: catalog,
+		log: slog.New(slog.DiscardHandler), actor: "sync", allocator: memory.DefaultAllocator, open: source.Open}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.metrics == nil {
+		e.metrics = NewMetrics(nil)
+	}
+	return e
+}
+
+// Catalog is the table catalog the engine finds tables in.
+func (e *Engine) Catalog() *schemas.Catalog { return e.catalog }
+
+// Positions is the store of the tables' positions.
+func (e *Engine) Positions() *watermarks.Store { return e.positions }
+
+// Metrics are the engine's metrics.
+func (e *Engine) Metrics() *Metrics { return e.metrics }
 
 // Leaser takes a table's lease without waiting (pkg/lease implements it).
 // ok is false, with no error, when another runner holds it; when ok, unlock
-// releases it (daemon addition, issue 6).
+// releases it.
 type Leaser interface {
 	TryLock(ctx context.Context, org, table string) (unlock func(), ok bool, err error)
 }
 
 // Auditor records a finished table run: who ran it, which columns it read,
 // and res (rows by operation, positions, outcome, duration); never row
-// values (daemon addition, issue 6). A record it cannot write is an error
-// the run fails with: no run goes unaudited silently (issue 17).
+// values. A record it cannot write is an error the run fails with: no run
+// goes unaudited silently. It must be safe for concurrent use.
 type Auditor interface {
 	TableRun(ctx context.Context, actor, runID string, columns []string, res TableResult) error
 }
@@ -88,9 +136,11 @@ type OrgResult struct {
 	Tables []TableResult
 	Err    error // the organization-level failure (source unreachable), if any
 	// Skipped are the tables (qualified names) not run because another
-	// runner held their lease: a normal outcome, not a failure (daemon
-	// addition, issue 6).
+	// runner held their lease: a normal outcome, not a failure.
 	Skipped []string
+	// Stopped says the run ended before it began every table: OrgRun.Stop
+	// was closed or ctx ended.
+	Stopped bool
 }
 
 // Failed counts the tables that failed.
@@ -105,124 +155,26 @@ func (r OrgResult) Failed() int {
 }
 
 // SyncOrg runs one pass over the organization's tables (only those named in
-// tables, when given). One table's failure does not stop the others; each
-// failure is logged here, once, and returned in its TableResult. Up to
-// org.ParallelTables tables run at once (the planner, sink and auditor are
-// safe for concurrent use).
+// tables, when given), as RunOrg with no retries.
 func (e *Engine) SyncOrg(ctx context.Context, org *config.Org, tables []string) OrgResult {
-	res := OrgResult{Org: org.Name, RunID: newRunID()}
-	log := e.Log.With("org", org.Name, "run", res.RunID)
-	if e.Defaults.RunTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.Defaults.RunTimeout)
-		defer cancel()
-	}
-	selected, err := selectTables(org, tables)
-	if err != nil {
-		res.Err = err
-		return res
-	}
-	db, err := source.Open(ctx, org.Source)
-	if err != nil {
-		res.Err = err
-		log.Error("source unreachable", "err", err)
-		return res
-	}
-	defer db.Close()
-	// Up to org.ParallelTables tables at once, each on its own source
-	// connection; results keep the configuration's order.
-	results := make([]*TableResult, len(selected)) // nil: skipped, busy
-	sem := make(chan struct{}, max(org.ParallelTables, 1))
-	var wg sync.WaitGroup
-	for i, tc := range selected {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i] = e.leasedTable(ctx, log, db, org, tc, res.RunID)
-		}()
-	}
-	wg.Wait()
-	for i, tr := range results {
-		if tr == nil {
-			res.Skipped = append(res.Skipped, e.qualified(selected[i].Name))
-			continue
-		}
-		res.Tables = append(res.Tables, *tr)
-	}
-	if e.Views != nil && len(res.Tables) > 0 {
-		// Derived views are a convenience: a failure is logged, and the
-		// synced tables stand.
-		if _, err := e.Views.Ensure(ctx, sink.SchemaFor(org.Name)); err != nil {
-			log.Warn("store views not updated", "err", err)
-		}
-	}
-	return res
+	return e.RunOrg(ctx, org, OrgRun{Tables: tables})
 }
 
-// leasedTable runs one table under its lease and records it in the audit;
-// nil when another runner holds the lease (the table is skipped).
-func (e *Engine) leasedTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID string) *TableResult {
-	unlock, ok, err := e.lease(ctx, org.Name, tc.Name)
-	if !ok && err == nil {
-		log.Info("table busy, skipped: another runner holds its lease", "table", e.qualified(tc.Name))
-		return nil
-	}
-	if err != nil {
-		tr := TableResult{Org: org.Name, Table: e.qualified(tc.Name), Err: err}
-		tr.Err = e.audit(ctx, runID, tc, tr)
-		log.Error("table sync failed", "table", tr.Table, "err", tr.Err)
-		return &tr
-	}
-	tlog := log.With("table", tc.Name)
-	tr := e.syncTable(ctx, tlog, db, org, tc, runID)
-	unlock()
-	tr.Err = e.audit(ctx, runID, tc, tr)
-	e.finish(tlog, tr)
-	return &tr
-}
-
-// audit records a finished table run when e.Audit is set, and returns the
-// run's error: res.Err, joined by the audit's when its record was not
-// written (a run whose record is lost fails).
-func (e *Engine) audit(ctx context.Context, runID string, tc config.Table, res TableResult) error {
-	if e.Audit == nil {
-		return res.Err
-	}
-	aerr := e.Audit.TableRun(ctx, e.Actor, runID, e.columns(tc), res)
-	switch {
-	case aerr == nil:
-		return res.Err
-	case res.Err == nil:
-		return storeErr(aerr)
-	}
-	return fmt.Errorf("%w; and %w", res.Err, storeErr(aerr))
-}
-
-// lease takes the table's lease when e.Leases is set (daemon addition).
-func (e *Engine) lease(ctx context.Context, org, table string) (unlock func(), ok bool, err error) {
-	if e.Leases == nil {
-		return func() {}, true, nil
-	}
-	unlock, ok, err = e.Leases.TryLock(ctx, org, e.qualified(table))
-	return unlock, ok, storeErr(err)
-}
-
-// qualified is the catalog's qualified name of a configured table (daemon
-// addition): leases, positions and audit records use it.
+// qualified is the catalog's qualified name of a configured table: leases,
+// positions and audit records use it.
 func (e *Engine) qualified(name string) string {
-	if t, ok := e.Catalog.Table(name); ok {
+	if t, ok := e.catalog.Table(name); ok {
 		return t.QualifiedName()
 	}
 	return name
 }
 
-// columns are the columns a table's run reads (daemon addition, for audit).
+// columns are the columns a table's run reads (for the audit).
 func (e *Engine) columns(tc config.Table) []string {
 	if len(tc.Columns) > 0 {
 		return tc.Columns
 	}
-	t, ok := e.Catalog.Table(tc.Name)
+	t, ok := e.catalog.Table(tc.Name)
 	if !ok {
 		return nil
 	}
@@ -248,13 +200,13 @@ func selectTables(org *config.Org, names []string) ([]config.Table, error) {
 	return out, nil
 }
 
-func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID string) TableResult {
-	m := e.metrics()
+func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID, actor string) TableResult {
+	m := e.metrics
 	res, plan, target, err := e.prepare(ctx, db, org, tc)
 	if err == nil {
 		job := TableJob{
 			Org: org.Name, Table: res.Table, Strategy: string(plan.Strategy),
-			Extractor: plan.Extractor, Target: Applies(target), Positions: e.Positions, Actor: e.Actor, RunID: runID,
+			Extractor: plan.Extractor, Target: Applies(target), Positions: e.positions, Actor: actor, RunID: runID,
 			Metrics: m,
 		}
 		res = RunTable(ctx, log, job)
@@ -284,9 +236,9 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		// Rows deleted at the source while the position was unreadable
 		// are not in the re-snapshot, and a snapshot only upserts: find
 		// them now, whatever the strategy.
-		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, 0)
+		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, actor, 0)
 	case err == nil && plan.Keys != nil && plan.Blind != "" && tc.ReconcileEvery > 0:
-		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, tc.ReconcileEvery)
+		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, actor, tc.ReconcileEvery)
 	}
 	res.Err = err
 	return res
@@ -294,7 +246,7 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 
 // finish counts and logs a table's run, once it is audited.
 func (e *Engine) finish(log *slog.Logger, res TableResult) {
-	m := e.metrics()
+	m := e.metrics
 	if res.Err != nil {
 		m.observe(res, "failed")
 		log.Error("table sync failed", "strategy", res.Strategy, "chunks", res.Chunks, "err", res.Err)
@@ -335,14 +287,14 @@ func midPass(pos watermarks.Position) bool {
 // reset (recorded in history) and the table snapshotted again in this run;
 // with fail the table fails until an operator acts.
 func (e *Engine) expired(ctx context.Context, log *slog.Logger, job TableJob, policy config.ExpiryPolicy, res TableResult) TableResult {
-	e.metrics().ExpiredPositions.WithLabelValues(job.Org, job.Table).Inc()
+	e.metrics.ExpiredPositions.WithLabelValues(job.Org, job.Table).Inc()
 	if policy == config.ExpiredFail {
 		res.Err = fmt.Errorf("%w (on_expired: fail; reset the position to re-snapshot: ehrsync positions reset)", res.Err)
 		return res
 	}
 	log.Error("position expired at the source: changes were lost there; re-snapshotting the table",
 		"policy", policy, "position", res.From, "err", res.Err)
-	if err := e.Positions.Reset(ctx, job.Org, job.Table, nil, job.Actor, "position expired at the source: re-snapshot by policy"); err != nil {
+	if err := e.positions.Reset(ctx, job.Org, job.Table, nil, job.Actor, "position expired at the source: re-snapshot by policy"); err != nil {
 		res.Err = fmt.Errorf("reset expired position: %w", storeErr(err))
 		return res
 	}
@@ -354,7 +306,7 @@ func (e *Engine) expired(ctx context.Context, log *slog.Logger, job TableJob, po
 // prepare resolves the table in the catalog, plans it, and prepares its
 // target in the store.
 func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table) (TableResult, extractors.Plan, *sink.Target, error) {
-	return e.prepareWith(ctx, db, org, tc, e.Planner.Plan)
+	return e.prepareWith(ctx, db, org, tc, e.planner.Plan)
 }
 
 // prepareWith is prepare with the planning step given (a ranged backfill
@@ -362,7 +314,7 @@ func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc co
 func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table,
 	planFn func(context.Context, extractors.PlanRequest) (extractors.Plan, error)) (TableResult, extractors.Plan, *sink.Target, error) {
 	res := TableResult{Org: org.Name, Table: tc.Name}
-	t, ok := e.Catalog.Table(tc.Name)
+	t, ok := e.catalog.Table(tc.Name)
 	if !ok {
 		return res, extractors.Plan{}, nil, fmt.Errorf("table %s is not in the catalog", tc.Name)
 	}
@@ -372,7 +324,7 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 			return res, extractors.Plan{}, nil, err
 		}
 	}
-	if d, ok := e.Planner.(Describer); ok {
+	if d, ok := e.planner.(Describer); ok {
 		var err error
 		if t, err = e.adapt(ctx, d, db, org, tc, t); err != nil {
 			return res, extractors.Plan{}, nil, err
@@ -386,11 +338,11 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 	}
 	rows := tc.BatchRows
 	if rows == 0 {
-		rows = e.Defaults.BatchRows
+		rows = e.defaults.BatchRows
 	}
 	plan, err := planFn(ctx, extractors.PlanRequest{
 		DB: db, Dialect: schemas.Dialect(org.Source.Dialect), Table: t, Config: tc, Practices: org.Source.PracticeIDs,
-		ChunkRows: rows, ChunkBytes: int(e.Defaults.BatchBytes), QueryTimeout: org.Source.QueryTimeout, Allocator: e.Allocator,
+		ChunkRows: rows, ChunkBytes: int(e.defaults.BatchBytes), QueryTimeout: org.Source.QueryTimeout, Allocator: e.allocator,
 	})
 	if err != nil {
 		return res, plan, nil, fmt.Errorf("plan %s: %w", tc.Name, err)
@@ -399,7 +351,7 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 	if plan.Table != nil {
 		t = plan.Table
 	}
-	target, err := e.Sink.Prepare(ctx, org.Name, t, sink.TableOptions{
+	target, err := e.sink.Prepare(ctx, org.Name, t, sink.TableOptions{
 		DeletePolicy: sink.DeletePolicy(tc.DeletePolicy), ChangeLog: tc.ChangeLog,
 	})
 	return res, plan, target, storeErr(err)
@@ -421,7 +373,7 @@ func (e *Engine) adapt(ctx context.Context, d Describer, db *sql.DB, org *config
 	if err != nil {
 		return nil, err
 	}
-	log := e.Log.With("org", org.Name, "table", t.QualifiedName())
+	log := e.log.With("org", org.Name, "table", t.QualifiedName())
 	if len(a.Changed) > 0 || len(a.Added) > 0 {
 		log.Info("the source table changed: reading it as it is now", "changed", a.Changed, "added", a.Added)
 	}
@@ -431,27 +383,9 @@ func (e *Engine) adapt(ctx context.Context, d Describer, db *sql.DB, org *config
 	return a.Table, nil
 }
 
-// Clone returns a copy of the engine sharing its parts (and its metrics),
-// for a caller that changes who it runs as or its hooks.
-func (e *Engine) Clone() *Engine {
-	return &Engine{Sink: e.Sink, Positions: e.Positions, Planner: e.Planner, Catalog: e.Catalog, Log: e.Log,
-		Actor: e.Actor, Allocator: e.Allocator, Defaults: e.Defaults, Metrics: e.metrics(), Leases: e.Leases, Audit: e.Audit, Views: e.Views}
-}
-
-// metrics returns the engine's metrics, creating unregistered ones once
-// when none were given (safe with concurrent SyncOrg calls).
-func (e *Engine) metrics() *Metrics {
-	e.metricsOnce.Do(func() {
-		if e.Metrics == nil {
-			e.Metrics = NewMetrics(nil)
-		}
-	})
-	return e.Metrics
-}
-
 // reconcileIfDue compares the source's keys with the store's when the last
 // reconciliation is older than every (always, with every 0).
-func (e *Engine) reconcileIfDue(ctx context.Context, keys extractors.Extractor, target *sink.Target, every time.Duration) (*sink.ReconcileResult, error) {
+func (e *Engine) reconcileIfDue(ctx context.Context, keys extractors.Extractor, target *sink.Target, actor string, every time.Duration) (*sink.ReconcileResult, error) {
 	last, err := target.LastReconciled(ctx)
 	if err != nil {
 		return nil, storeErr(err)
@@ -464,7 +398,7 @@ func (e *Engine) reconcileIfDue(ctx context.Context, keys extractors.Extractor, 
 		return nil, err
 	}
 	defer run.Close()
-	r, err := target.Reconcile(ctx, next, e.Actor)
+	r, err := target.Reconcile(ctx, next, actor)
 	if err != nil {
 		return nil, err
 	}

@@ -113,6 +113,18 @@ type fixture struct {
 	org     *config.Org
 	reg     *prometheus.Registry
 	planner planner
+	// parts rebuilds the engine (build).
+	sink      *sink.Sink
+	positions *watermarks.Store
+	catalog   *schemas.Catalog
+	metrics   *engine.Metrics
+}
+
+// build replaces the fixture's engine with one planning with p, with opts
+// besides the fixture's log, actor and metrics.
+func (f *fixture) build(p engine.Planner, opts ...engine.Option) {
+	base := []engine.Option{engine.WithLog(slog.New(slog.NewTextHandler(io.Discard, nil))), engine.WithActor("test"), engine.WithMetrics(f.metrics)}
+	f.eng = engine.New(f.sink, f.positions, p, f.catalog, append(base, opts...)...)
 }
 
 func newFixture(t *testing.T, policy config.ExpiryPolicy, fakes ...*fake) *fixture {
@@ -139,10 +151,10 @@ func newFixture(t *testing.T, policy config.ExpiryPolicy, fakes ...*fake) *fixtu
 	org.Source = config.Source{Dialect: config.Postgres, Host: u.Hostname(), Port: port, Database: u.Path[1:],
 		User: u.User.Username(), TLS: config.TLS{Mode: config.TLSDisable}}
 	reg := prometheus.NewRegistry()
-	return &fixture{org: org, reg: reg, planner: p, store: store, srcURL: srcURL, eng: &engine.Engine{
-		Sink: sink.New(store, positions), Positions: positions, Planner: p, Catalog: cat,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Actor: "test", Metrics: engine.NewMetrics(reg),
-	}}
+	f := &fixture{org: org, reg: reg, planner: p, store: store, srcURL: srcURL,
+		sink: sink.New(store, positions), positions: positions, catalog: cat, metrics: engine.NewMetrics(reg)}
+	f.build(p)
+	return f
 }
 
 func TestExpiredPositionIsReSnapshottedByDefault(t *testing.T) {
@@ -165,9 +177,9 @@ func TestExpiredPositionIsReSnapshottedByDefault(t *testing.T) {
 	require.Len(t, claims.opens, 5)
 	require.NotNil(t, claims.opens[2])
 	require.Nil(t, claims.opens[3], "the re-snapshot did not start from scratch")
-	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.ExpiredPositions.WithLabelValues("st-mary", "dbo.claims")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics().ExpiredPositions.WithLabelValues("st-mary", "dbo.claims")))
 
-	hist, err := f.eng.Positions.History(ctx, "st-mary", "dbo.claims", 10)
+	hist, err := f.eng.Positions().History(ctx, "st-mary", "dbo.claims", 10)
 	require.NoError(t, err)
 	var resets int
 	for _, h := range hist {
@@ -185,18 +197,18 @@ func TestExpiredPositionFailsTheTableWhenThePolicySaysSo(t *testing.T) {
 	ctx := context.Background()
 	require.Zero(t, f.eng.SyncOrg(ctx, f.org, nil).Failed())
 	claims.expire = true
-	before, err := f.eng.Positions.Load(ctx, "st-mary", "dbo.claims")
+	before, err := f.eng.Positions().Load(ctx, "st-mary", "dbo.claims")
 	require.NoError(t, err)
 
 	res := f.eng.SyncOrg(ctx, f.org, nil)
 	require.Equal(t, 1, res.Failed())
 	require.ErrorIs(t, res.Tables[0].Err, extractors.ErrExpired)
 	require.ErrorContains(t, res.Tables[0].Err, "on_expired: fail")
-	after, err := f.eng.Positions.Load(ctx, "st-mary", "dbo.claims")
+	after, err := f.eng.Positions().Load(ctx, "st-mary", "dbo.claims")
 	require.NoError(t, err)
 	require.Equal(t, before, after, "a failed table's position moved")
-	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.ExpiredPositions.WithLabelValues("st-mary", "dbo.claims")))
-	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.claims", "failed")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics().ExpiredPositions.WithLabelValues("st-mary", "dbo.claims")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics().TableRuns.WithLabelValues("st-mary", "dbo.claims", "failed")))
 }
 
 func TestOneTablesFailureDoesNotStopTheOthers(t *testing.T) {
@@ -208,15 +220,15 @@ func TestOneTablesFailureDoesNotStopTheOthers(t *testing.T) {
 	require.ErrorContains(t, res.Tables[0].Err, "permission denied")
 	require.NoError(t, res.Tables[1].Err)
 	require.Equal(t, int64(4), res.Tables[1].Totals.Inserted)
-	require.Equal(t, 4.0, testutil.ToFloat64(f.eng.Metrics.Rows.WithLabelValues("st-mary", "dbo.claims", "insert")))
-	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.charges", "failed")))
+	require.Equal(t, 4.0, testutil.ToFloat64(f.eng.Metrics().Rows.WithLabelValues("st-mary", "dbo.claims", "insert")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics().TableRuns.WithLabelValues("st-mary", "dbo.charges", "failed")))
 
 	// Freshness: the synced table's position time is its run's start; the
 	// failed table has none. Every source read was timed.
-	synced := testutil.ToFloat64(f.eng.Metrics.PositionTime.WithLabelValues("st-mary", "dbo.claims"))
+	synced := testutil.ToFloat64(f.eng.Metrics().PositionTime.WithLabelValues("st-mary", "dbo.claims"))
 	require.InDelta(t, float64(res.Tables[1].Started.UnixNano())/1e9, synced, 0.001)
-	require.Equal(t, 1, testutil.CollectAndCount(f.eng.Metrics.PositionTime), "a failed table got a position time")
-	require.Equal(t, 1, testutil.CollectAndCount(f.eng.Metrics.QueryDuration), "the source reads were not timed")
+	require.Equal(t, 1, testutil.CollectAndCount(f.eng.Metrics().PositionTime), "a failed table got a position time")
+	require.Equal(t, 1, testutil.CollectAndCount(f.eng.Metrics().QueryDuration), "the source reads were not timed")
 }
 
 // failingAuditor refuses every record, as a store whose audit INSERT was
@@ -232,19 +244,19 @@ func (a *failingAuditor) TableRun(context.Context, string, string, []string, eng
 
 // TestAuditFailureFailsTheRun: a table run whose audit record cannot be
 // written fails, is counted failed and says why, though its rows are in
-// (issue 17: it used to pass with a log line).
+// (it used to pass with a log line).
 func TestAuditFailureFailsTheRun(t *testing.T) {
 	claims := &fake{table: table(t, "claims"), n: 3}
 	f := newFixture(t, config.ExpiredResnapshot, claims)
 	a := &failingAuditor{}
-	f.eng.Audit = a
+	f.build(f.planner, engine.WithAudit(a))
 	res := f.eng.SyncOrg(context.Background(), f.org, nil)
 	require.Equal(t, 1, a.runs)
 	require.Equal(t, 1, res.Failed())
 	require.ErrorIs(t, res.Tables[0].Err, errAuditRefused)
 	require.Equal(t, int64(3), res.Tables[0].Totals.Rows, "the rows were synced")
-	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.claims", "failed")))
-	require.Zero(t, testutil.ToFloat64(f.eng.Metrics.TableRuns.WithLabelValues("st-mary", "dbo.claims", "ok")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.eng.Metrics().TableRuns.WithLabelValues("st-mary", "dbo.claims", "failed")))
+	require.Zero(t, testutil.ToFloat64(f.eng.Metrics().TableRuns.WithLabelValues("st-mary", "dbo.claims", "ok")))
 
 	// A run that failed anyway keeps its own error, and the audit's.
 	claims.expire = true

@@ -1,9 +1,24 @@
-// Package engine runs syncs: for each table, under its lease, it loads the
-// saved position, opens the table's extractor, and hands each chunk to the
-// sink, which commits the rows and the new position in one transaction.
+// Package engine runs syncs. New builds an Engine from the sink, the
+// positions store, the planner and the catalog, with options (logger,
+// actor, defaults, metrics, leases, audit).
 //
-// The engine defines the small interfaces it needs; extractors and the sink
-// implement them without importing each other.
+// RunOrg is one organization run, the one both `ehrsync sync` and the
+// daemon use: it opens the organization's source once (one connection
+// pool, one SSH tunnel under via: ssh) and runs up to parallel_tables
+// tables at once on it, under one run id. For each table, under its lease,
+// it plans the table (the planner picks a strategy and builds its
+// extractor), prepares its target in the store, loads the saved position,
+// and hands each chunk the extractor reads to the sink, which commits the
+// rows and the new position in one transaction (RunTable). A table that
+// fails with a transient error is retried inside the run, by the caller's
+// Retry; the caller hears of each table as it ends (OrgRun.Finished) and
+// can stop the run between tables (OrgRun.Stop). BackfillRange re-reads a
+// key range of one table under a position of its own; pkg/backfill
+// orchestrates backfills around it.
+//
+// The engine defines the small interfaces it needs (Planner, Applier,
+// Leaser, Auditor, Views); extractors and the sink implement them without
+// importing each other.
 package engine
 
 import (

@@ -63,7 +63,7 @@ func (p gatePlanner) Plan(context.Context, extractors.PlanRequest) (extractors.P
 func TestTablesOfAnOrgRunInParallelUpToItsLimit(t *testing.T) {
 	f := newFixture(t, "", &fake{table: table(t, "a")}, &fake{table: table(t, "b")}, &fake{table: table(t, "c")})
 	g := &gate{}
-	f.eng.Planner = gatePlanner{g}
+	f.build(gatePlanner{g})
 	f.org.ParallelTables = 2
 	res := f.eng.SyncOrg(context.Background(), f.org, nil)
 	require.NoError(t, res.Err)

@@ -40,10 +40,10 @@ func TestResumedSnapshotPassStillSeesRowsAddedBehindIt(t *testing.T) {
 	_, err = src.ExecContext(ctx, `CREATE SCHEMA dbo; CREATE TABLE dbo.t (id int PRIMARY KEY, v varchar(10));
 		INSERT INTO dbo.t SELECT i * 10, 'v' || i FROM generate_series(1, 10) i`)
 	require.NoError(t, err)
-	f.eng.Planner = snapshotPlanner{src}
+	f.build(snapshotPlanner{src})
 
 	// An interrupted pass: keys up to 50 were read by an earlier run.
-	require.NoError(t, f.eng.Positions.Reset(ctx, f.org.Name, "dbo.t",
+	require.NoError(t, f.eng.Positions().Reset(ctx, f.org.Name, "dbo.t",
 		watermarks.Snapshot{LastKey: watermarks.Key{watermarks.Int64(50)}}, "test", "an interrupted pass"))
 	_, err = src.ExecContext(ctx, `INSERT INTO dbo.t VALUES (5, 'behind')`)
 	require.NoError(t, err)
@@ -120,7 +120,7 @@ func (p handoffPlanner) Plan(context.Context, extractors.PlanRequest) (extractor
 func TestSnapshotHandOffCatchesUpInTheSameRun(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, "", &fake{table: table(t, "t")})
-	f.eng.Planner = handoffPlanner{handoff{table(t, "t")}}
+	f.build(handoffPlanner{handoff{table(t, "t")}})
 	res := f.eng.SyncOrg(ctx, f.org, nil)
 	require.NoError(t, res.Err)
 	require.NoError(t, res.Tables[0].Err)
@@ -129,7 +129,7 @@ func TestSnapshotHandOffCatchesUpInTheSameRun(t *testing.T) {
 	require.Equal(t, 4, n, "the change waiting after the snapshot's hand-off was not read in the same run")
 	require.Equal(t, 2, res.Tables[0].Chunks)
 	require.Nil(t, res.Tables[0].From)
-	pos, err := f.eng.Positions.Load(ctx, f.org.Name, "dbo.t")
+	pos, err := f.eng.Positions().Load(ctx, f.org.Name, "dbo.t")
 	require.NoError(t, err)
 	v, _ := pos.(watermarks.Cursor).Value.AsInt64()
 	require.Equal(t, int64(4), v)

@@ -1,12 +1,15 @@
 // Package service wires ehrsync's parts from a configuration: the store
-// connection and its migrations, the positions store, the sink, the planner
-// and the engine. The CLI, the daemon and the demo start here.
+// connection and its migrations, the positions store, the sink, the planner,
+// the engine, the backfill runner and the CDC capture agent probe. The CLI,
+// the daemon and the demo start here.
 package service
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,9 +18,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ehrsync/ehrsync/extractors/cdc"
 	"github.com/ehrsync/ehrsync/extractors/planner"
 	"github.com/ehrsync/ehrsync/pkg/audit"
+	"github.com/ehrsync/ehrsync/pkg/backfill"
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/denials"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lease"
@@ -37,6 +43,8 @@ type Service struct {
 	Leases *lease.Manager
 	// Audit records every table run and admin action.
 	Audit *audit.Recorder
+	// engine builds an engine of the service's parts, with extra options.
+	engine func(extra ...engine.Option) *engine.Engine
 }
 
 // Open connects to the store, applies the ehrsync schema's migrations, and
@@ -68,25 +76,34 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 	positions := watermarks.NewStore(pool)
 	leases := lease.NewManager(pcfg.ConnConfig, nil)
 	rec := audit.New(pool)
-	return &Service{
-		Store:     pool,
-		Positions: positions,
-		Leases:    leases,
-		Audit:     rec,
-		Engine: &engine.Engine{
-			Leases:    leases,
-			Audit:     rec,
-			Sink:      sink.New(pool, positions),
-			Positions: positions,
-			Planner:   planner.New(),
-			Catalog:   catalog,
-			Log:       log,
-			Actor:     actor,
-			Allocator: memory.DefaultAllocator,
-			Defaults:  cfg.Defaults,
-			Views:     denials.Views{Pool: pool},
-		},
-	}, nil
+	sk, plan := sink.New(pool, positions), planner.New()
+	base := []engine.Option{
+		engine.WithLeases(leases), engine.WithAudit(rec), engine.WithLog(log), engine.WithActor(actor),
+		engine.WithAllocator(memory.DefaultAllocator), engine.WithDefaults(cfg.Defaults), engine.WithViews(denials.Views{Pool: pool}),
+	}
+	s := &Service{Store: pool, Positions: positions, Leases: leases, Audit: rec,
+		engine: func(extra ...engine.Option) *engine.Engine {
+			return engine.New(sk, positions, plan, catalog, append(slices.Clone(base), extra...)...)
+		}}
+	s.Engine = s.engine()
+	return s, nil
+}
+
+// Backfills returns the backfill runner of the service's engine, store,
+// leases and audit, with opts' log, metrics, lease policy and progress.
+func (s *Service) Backfills(opts backfill.Options) *backfill.Runner {
+	opts.Audit = s.Audit
+	return backfill.New(s.Engine, s.Store, s.Leases, opts)
+}
+
+// CaptureAgent probes an organization's SQL Server CDC capture agent
+// (cdc.CheckAgent) on a sync run's source connection: the agent may go
+// maxLag without a finished log scan before it counts as stalled.
+func CaptureAgent(maxLag time.Duration) daemon.AgentProbe {
+	return func(ctx context.Context, org *config.Org, db *sql.DB) (daemon.AgentHealth, error) {
+		h, err := cdc.CheckAgent(ctx, &cdc.SQLServer{DB: db, QueryTimeout: org.Source.QueryTimeout}, maxLag)
+		return daemon.AgentHealth{Stale: h.Stale, Reason: h.Reason}, err
+	}
 }
 
 // ConfigWarnings lists what every start, validate and check warn about in
@@ -272,10 +289,12 @@ func setsPoolSize(url string) bool {
 }
 
 // storePoolSize is the store pool's size when store.url does not set one:
-// enough for every table that can run at once to hold the connections its
-// chunks take (engine.Writers each) and for the position, audit and admin
-// queries beside them (2), at least pgx's default (dflt) and at most
-// maxStorePool. Past that, a table's next chunk waits for a free
+// enough for every table that can run at once (orgsAtOnce organization
+// runs, each running up to its parallel_tables tables: engine.RunOrg, in
+// the daemon as in a command) to hold the connections its chunks take
+// (engine.Writers each) and for the position, audit and admin queries
+// beside them (2), at least pgx's default (dflt) and at most
+// maxStorePool. Leases hold connections of their own, outside the pool. Past that, a table's next chunk waits for a free
 // connection; the chunks it has open finish without another.
 func storePoolSize(cfg *config.Config, orgsAtOnce int, dflt int32) int32 {
 	widest := 1
@@ -305,11 +324,11 @@ func Catalog(cfg *config.Config) (*schemas.Catalog, error) {
 }
 
 // Instrument registers the engine's and the leases' metrics on reg (the
-// daemon's registry).
+// daemon's registry): the engine is rebuilt with them, so call it before
+// handing s.Engine out.
 func (s *Service) Instrument(reg prometheus.Registerer) {
-	s.Engine.Metrics = engine.NewMetrics(reg)
 	s.Leases = lease.NewManager(s.Store.Config().ConnConfig, lease.NewMetrics(reg))
-	s.Engine.Leases = s.Leases
+	s.Engine = s.engine(engine.WithMetrics(engine.NewMetrics(reg)), engine.WithLeases(s.Leases))
 }
 
 // Close releases the store connections.

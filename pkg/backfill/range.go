@@ -1,4 +1,4 @@
-package daemon
+package backfill
 
 import (
 	"context"
@@ -18,51 +18,41 @@ import (
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// Range is an operator's key range for a backfill, as given (--from, --to,
-// or the admin API's "from" and "to"): each bound one value per primary-key
-// column, comma-separated, parsed by the columns' types
-// (snapshot.ParseKey); "" leaves that side open. Its values are row values:
-// they are never logged nor put in errors.
-type Range struct {
-	From, To string
+// CheckRange checks r against the table's key: an error matching
+// engine.ErrBadRange when a bound does not parse by the key columns' types
+// (snapshot.ParseKey). It never quotes the bounds.
+func (b *Runner) CheckRange(org *config.Org, table string, r engine.Range) error {
+	_, err := b.ParseRange(org, table, r)
+	return err
 }
 
-// IsZero reports whether r bounds nothing (a full backfill).
-func (r Range) IsZero() bool { return r.From == "" && r.To == "" }
-
-// ErrBadRange is a key range that does not parse as the table's key.
-var ErrBadRange = errors.New("bad key range")
-
 // ParseRange checks r against the table's key and returns it typed.
-func (b *Backfill) ParseRange(org *config.Org, table string, r Range) (extractors.KeyRange, error) {
-	if _, ok := org.Table(table); !ok {
-		return extractors.KeyRange{}, fmt.Errorf("%w: %s %s", ErrUnknownTable, org.Name, table)
-	}
-	t, ok := b.Engine.Catalog.Table(table)
-	if !ok {
-		return extractors.KeyRange{}, fmt.Errorf("table %s is not in the catalog", table)
+func (b *Runner) ParseRange(org *config.Org, table string, r engine.Range) (extractors.KeyRange, error) {
+	t, err := b.table(org, table)
+	if err != nil {
+		return extractors.KeyRange{}, err
 	}
 	return parseRange(schemas.Dialect(org.Source.Dialect), t, r)
 }
 
-func parseRange(src schemas.Dialect, t *schemas.Table, r Range) (extractors.KeyRange, error) {
+func parseRange(src schemas.Dialect, t *schemas.Table, r engine.Range) (extractors.KeyRange, error) {
 	var kr extractors.KeyRange
 	var err error
 	if r.From != "" {
 		if kr.From, err = snapshot.ParseKey(src, t, r.From); err != nil {
-			return kr, fmt.Errorf("%w: from: %w", ErrBadRange, err)
+			return kr, fmt.Errorf("%w: from: %w", engine.ErrBadRange, err)
 		}
 	}
 	if r.To != "" {
 		if kr.To, err = snapshot.ParseKey(src, t, r.To); err != nil {
-			return kr, fmt.Errorf("%w: to: %w", ErrBadRange, err)
+			return kr, fmt.Errorf("%w: to: %w", engine.ErrBadRange, err)
 		}
 	}
 	return kr, nil
 }
 
-// BackfillRange re-reads the rows of one table of org whose primary key is
-// in r and upserts them, as actor, under the table's lease. It never resets
+// backfillRange re-reads the rows of table t of org whose primary key is in
+// r and upserts them, as actor, under the table's lease. It never resets
 // nor moves the table's incremental position: it keeps its own position,
 // engine.BackfillPosition(table), committed with each chunk's rows, so that
 // a backfill stopped at any instant resumes after its last committed chunk
@@ -74,18 +64,15 @@ func parseRange(src schemas.Dialect, t *schemas.Table, r Range) (extractors.KeyR
 // backfill's start (with the key columns, never the values), its chunks and
 // its end are in the position history under the backfill position's name,
 // with actor; the run is audited.
-func (b *Backfill) BackfillRange(ctx context.Context, org *config.Org, table, actor string, r Range) (engine.TableResult, error) {
-	if r.IsZero() {
-		return b.Backfill(ctx, org, table, actor)
-	}
-	kr, err := b.ParseRange(org, table, r)
+func (b *Runner) backfillRange(ctx context.Context, org *config.Org, t *schemas.Table, table string, r engine.Range, actor string) (engine.TableResult, error) {
+	kr, err := parseRange(schemas.Dialect(org.Source.Dialect), t, r)
 	if err != nil {
 		return engine.TableResult{}, err
 	}
-	t, _ := b.Engine.Catalog.Table(table)
 	q := t.QualifiedName()
 	pos := engine.BackfillPosition(q)
-	log := b.Log.With("org", org.Name, "table", q, "actor", actor, "range_on", strings.Join(t.Key, ","))
+	positions := b.eng.Positions()
+	log := b.opts.Log.With("org", org.Name, "table", q, "actor", actor, "range_on", strings.Join(t.Key, ","))
 	unlock, err := b.lock(ctx, log, org.Name, q)
 	if err != nil {
 		return engine.TableResult{}, err
@@ -98,17 +85,15 @@ func (b *Backfill) BackfillRange(ctx context.Context, org *config.Org, table, ac
 	}
 	if resumed {
 		log.Info("resuming an unfinished ranged backfill from its saved position")
-	} else if err := b.Engine.Positions.Reset(ctx, org.Name, pos, nil, actor, "backfill of a key range on ("+strings.Join(t.Key, ", ")+"): "+bounds(r)+
+	} else if err := positions.Reset(ctx, org.Name, pos, nil, actor, "backfill of a key range on ("+strings.Join(t.Key, ", ")+"): "+bounds(r)+
 		"; the bounds are in ehrsync.backfills; the table's position is not moved"); err != nil {
 		return engine.TableResult{}, err
 	}
 
-	e := b.Engine.Clone()
-	e.Leases, e.Actor, e.Audit = nil, actor, nil // this backfill holds the lease; audited below
 	reconcile := engine.RangeReconcilable(org.Source.Dialect, kr)
 	var tr engine.TableResult
 	err = b.progress(ctx, org.Name, q, pos, 0, resumed, func() (int64, bool) {
-		tr = e.BackfillRange(ctx, org, table, kr, reconcile)
+		tr = b.eng.BackfillRange(ctx, org, table, kr, reconcile, actor)
 		return tr.Totals.Rows, tr.Err == nil
 	})
 	if err != nil {
@@ -125,12 +110,10 @@ func (b *Backfill) BackfillRange(ctx context.Context, org *config.Org, table, ac
 	if tr.Err != nil {
 		return tr, nil
 	}
-	wctx := context.WithoutCancel(ctx)
-	if _, err := b.Store.Exec(wctx, "UPDATE ehrsync.backfills SET finished_at = now() WHERE org = $1 AND table_name = $2",
-		org.Name, pos); err != nil {
-		return tr, fmt.Errorf("backfill %s %s: mark finished: %w", org.Name, q, err)
+	if err := b.finished(ctx, org.Name, pos); err != nil {
+		return tr, err
 	}
-	if err := b.Engine.Positions.Reset(wctx, org.Name, pos, nil, actor, "backfill of a key range finished"); err != nil {
+	if err := positions.Reset(context.WithoutCancel(ctx), org.Name, pos, nil, actor, "backfill of a key range finished"); err != nil {
 		return tr, err
 	}
 	switch {
@@ -146,7 +129,7 @@ func (b *Backfill) BackfillRange(ctx context.Context, org *config.Org, table, ac
 }
 
 // bounds says which bounds r has, without their values.
-func bounds(r Range) string {
+func bounds(r engine.Range) string {
 	switch {
 	case r.From != "" && r.To != "":
 		return "from and to given"
@@ -159,7 +142,7 @@ func bounds(r Range) string {
 // beginRange records the ranged backfill under its position name; resumed
 // is true when an unfinished one of the same range was there (its position
 // is kept).
-func (b *Backfill) beginRange(ctx context.Context, org, pos, actor string, kr extractors.KeyRange) (resumed bool, err error) {
+func (b *Runner) beginRange(ctx context.Context, org, pos, actor string, kr extractors.KeyRange) (resumed bool, err error) {
 	enc := func(k watermarks.Key) (any, error) {
 		if k == nil {
 			return nil, nil
@@ -179,7 +162,7 @@ func (b *Backfill) beginRange(ctx context.Context, org, pos, actor string, kr ex
 		return false, fmt.Errorf("backfill %s %s: record range: %w", org, pos, err)
 	}
 	var fresh bool
-	err = b.Store.QueryRow(ctx, `INSERT INTO ehrsync.backfills (org, table_name, actor, range_from, range_to)
+	err = b.store.QueryRow(ctx, `INSERT INTO ehrsync.backfills (org, table_name, actor, range_from, range_to)
 		VALUES ($1, $2, $3, $4::jsonb, $5::jsonb)
 		ON CONFLICT (org, table_name) DO UPDATE SET actor = EXCLUDED.actor, started_at = now(), finished_at = NULL,
 			range_from = EXCLUDED.range_from, range_to = EXCLUDED.range_to
@@ -199,8 +182,8 @@ func (b *Backfill) beginRange(ctx context.Context, org, pos, actor string, kr ex
 // audit records a ranged backfill's run: who, the table, which bounds were
 // given (never their values), rows, positions and outcome. Its error is the
 // record's, not written.
-func (b *Backfill) audit(ctx context.Context, actor, table string, r Range, tr engine.TableResult) error {
-	if b.Audit == nil {
+func (b *Runner) audit(ctx context.Context, actor, table string, r engine.Range, tr engine.TableResult) error {
+	if b.opts.Audit == nil {
 		return nil
 	}
 	rec := audit.Record{Actor: actor, Action: audit.ActionBackfill, What: "key range: " + bounds(r), Org: tr.Org, Table: table,
@@ -212,5 +195,5 @@ func (b *Backfill) audit(ctx context.Context, actor, table string, r Range, tr e
 	if tr.Err != nil {
 		rec.Outcome, rec.ErrorClass = "failed", engine.Class(tr.Err)
 	}
-	return b.Audit.Write(context.WithoutCancel(ctx), rec)
+	return b.opts.Audit.Write(context.WithoutCancel(ctx), rec)
 }

@@ -1,0 +1,33 @@
+package backfill
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the backfills' Prometheus metrics, by org and table.
+type Metrics struct {
+	BackfillRows  *prometheus.CounterVec // rows applied by backfills
+	BackfillTotal *prometheus.GaugeVec   // estimated rows of a running backfill (0: unknown)
+	BackfillDone  *prometheus.GaugeVec   // rows applied so far by a running backfill
+}
+
+// NewMetrics creates the backfills' metrics and registers them on reg (nil:
+// not registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		BackfillRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "ehrsync", Subsystem: "backfill", Name: "rows_total",
+			Help: "Rows applied by backfills.",
+		}, []string{"org", "table"}),
+		BackfillTotal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "ehrsync", Subsystem: "backfill", Name: "estimated_rows",
+			Help: "Estimated rows of the table a running backfill re-snapshots (0: unknown).",
+		}, []string{"org", "table"}),
+		BackfillDone: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "ehrsync", Subsystem: "backfill", Name: "progress_rows",
+			Help: "Rows applied so far by the running backfill of the table.",
+		}, []string{"org", "table"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.BackfillRows, m.BackfillTotal, m.BackfillDone)
+	}
+	return m
+}

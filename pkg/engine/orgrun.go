@@ -1,0 +1,253 @@
+package engine
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/internal/halt"
+	"github.com/ehrsync/ehrsync/pkg/sink"
+)
+
+// OrgRun says how one run of an organization goes: which tables, as whom,
+// with which retries, and who hears of it as it goes. The zero OrgRun runs
+// every configured table once, as the engine's actor.
+type OrgRun struct {
+	// Tables are the tables to run (configured names); nil: every one.
+	Tables []string
+	// Actor is who runs it in the position history and audit; "": the
+	// engine's (WithActor).
+	Actor string
+	// Retry retries a table whose run failed with a transient error, and
+	// the source when it cannot be reached, within this run.
+	Retry Retry
+	// Stop, when closed, ends the run gracefully: no table (nor retry)
+	// starts after it; the tables running finish, their chunk
+	// transactions with them, unless ctx ends too.
+	Stop <-chan struct{}
+	// Leased says the caller holds the tables' leases (a backfill): the
+	// engine takes none.
+	Leased bool
+	// Audit, when set, records this run's tables instead of the engine's
+	// auditor (a backfill's runs are recorded as backfills).
+	Audit Auditor
+
+	// Opened, when set, is called once the source is reached, with the
+	// run's connection pool, before any table starts (the daemon probes
+	// the CDC capture agent on it). It must not close db.
+	Opened func(ctx context.Context, db *sql.DB)
+	// Finished, when set, is called as each table's attempt ends, retried
+	// or not, with its result (audited, counted and logged already).
+	// Tables run at once call it at once.
+	Finished func(TableResult)
+	// Retrying, when set, is called before each retry: of a table, or of
+	// the source (table ""), the attempt about to start (1 for the first
+	// retry), the wait before it, and the error that caused it.
+	Retrying func(table string, attempt int, wait time.Duration, err error)
+}
+
+// Retry is a run's retry policy: a failure that Transient accepts is tried
+// again after Backoff(n) (n = 0 before the first retry), up to Attempts
+// times. A run whose ctx ended is never retried. The zero Retry retries
+// nothing.
+type Retry struct {
+	Attempts  int
+	Backoff   func(n int) time.Duration
+	Transient func(error) bool
+}
+
+// again reports whether a failure with err after attempt n (0: the first
+// try) is retried.
+func (r Retry) again(ctx context.Context, n int, err error) bool {
+	return err != nil && ctx.Err() == nil && n < r.Attempts && r.Transient != nil && r.Transient(err)
+}
+
+func (r Retry) wait(n int) time.Duration {
+	if r.Backoff == nil {
+		return 0
+	}
+	return r.Backoff(n)
+}
+
+// RunOrg runs one pass over the organization's tables: one source
+// connection pool for the whole run (one SSH tunnel under via: ssh), one
+// run id, up to org.ParallelTables tables at once, each retried on its own
+// by run.Retry. One table's failure does not stop the others; each failure
+// is logged here, once, and returned in its TableResult; results keep the
+// configuration's order. The run ends at Defaults.RunTimeout, at ctx's end,
+// or, between tables, when run.Stop is closed.
+func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgResult {
+	res := OrgResult{Org: org.Name, RunID: newRunID()}
+	if e.defaults.RunTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.defaults.RunTimeout)
+		defer cancel()
+	}
+	selected, err := selectTables(org, run.Tables)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	r := &orgRun{e: e, run: run, org: org, id: res.RunID, log: e.log.With("org", org.Name, "run", res.RunID), actor: run.Actor}
+	if r.actor == "" {
+		r.actor = e.actor
+	}
+	r.audit = e.audit
+	if run.Audit != nil {
+		r.audit = run.Audit
+	}
+	db, err := r.openSource(ctx)
+	if err != nil {
+		res.Err, res.Stopped = err, halt.Requested(ctx, run.Stop)
+		return res
+	}
+	defer db.Close()
+	r.db = db
+	if run.Opened != nil {
+		run.Opened(ctx, db)
+	}
+	// Up to org.ParallelTables tables at once, each on its own source
+	// connection of the pool.
+	results := make([]*TableResult, len(selected)) // nil: skipped, busy
+	sem := make(chan struct{}, max(org.ParallelTables, 1))
+	var wg sync.WaitGroup
+	begun := 0
+	for i, tc := range selected {
+		if !halt.Acquire(ctx, run.Stop, sem) {
+			res.Stopped = true
+			break
+		}
+		begun++
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			results[i] = r.table(ctx, tc)
+		}()
+	}
+	wg.Wait()
+	for i, tr := range results[:begun] {
+		if tr == nil {
+			res.Skipped = append(res.Skipped, e.qualified(selected[i].Name))
+			continue
+		}
+		res.Tables = append(res.Tables, *tr)
+	}
+	if e.views != nil && len(res.Tables) > 0 {
+		// Derived views are a convenience: a failure is logged, and the
+		// synced tables stand.
+		if _, err := e.views.Ensure(ctx, sink.SchemaFor(org.Name)); err != nil {
+			r.log.Warn("store views not updated", "err", err)
+		}
+	}
+	return res
+}
+
+// orgRun is one organization run in progress.
+type orgRun struct {
+	e     *Engine
+	run   OrgRun
+	org   *config.Org
+	id    string
+	log   *slog.Logger
+	actor string
+	audit Auditor
+	db    *sql.DB
+}
+
+// openSource opens the organization's source, retried by the run's policy.
+func (r *orgRun) openSource(ctx context.Context) (*sql.DB, error) {
+	for n := 0; ; n++ {
+		db, err := r.e.open(ctx, r.org.Source)
+		if err == nil {
+			return db, nil
+		}
+		r.log.Error("source unreachable", "err", err)
+		if !r.retry(ctx, n, "", err) {
+			return nil, err
+		}
+	}
+}
+
+// table runs one table with its retries; nil when another runner holds
+// its lease (the table is skipped).
+func (r *orgRun) table(ctx context.Context, tc config.Table) *TableResult {
+	for n := 0; ; n++ {
+		tr := r.leasedTable(ctx, tc)
+		if tr == nil {
+			return nil
+		}
+		if r.run.Finished != nil {
+			r.run.Finished(*tr)
+		}
+		if !r.retry(ctx, n, tr.Table, tr.Err) {
+			return tr
+		}
+	}
+}
+
+// retry reports whether the attempt after attempt n, which failed with
+// err, is to start, having waited for its backoff; table is "" for the
+// source.
+func (r *orgRun) retry(ctx context.Context, n int, table string, err error) bool {
+	if !r.run.Retry.again(ctx, n, err) || halt.Requested(ctx, r.run.Stop) {
+		return false
+	}
+	d := r.run.Retry.wait(n)
+	if r.run.Retrying != nil {
+		r.run.Retrying(table, n+1, d, err)
+	}
+	return halt.Sleep(ctx, r.run.Stop, d)
+}
+
+// leasedTable runs one table under its lease and records it in the audit;
+// nil when another runner holds the lease (the table is skipped).
+func (r *orgRun) leasedTable(ctx context.Context, tc config.Table) *TableResult {
+	unlock, ok, err := r.lease(ctx, tc.Name)
+	if !ok && err == nil {
+		r.log.Info("table busy, skipped: another runner holds its lease", "table", r.e.qualified(tc.Name))
+		return nil
+	}
+	if err != nil {
+		tr := TableResult{Org: r.org.Name, Table: r.e.qualified(tc.Name), Err: err}
+		tr.Err = r.record(ctx, tc, tr)
+		r.log.Error("table sync failed", "table", tr.Table, "err", tr.Err)
+		return &tr
+	}
+	tlog := r.log.With("table", tc.Name)
+	tr := r.e.syncTable(ctx, tlog, r.db, r.org, tc, r.id, r.actor)
+	unlock()
+	tr.Err = r.record(ctx, tc, tr)
+	r.e.finish(tlog, tr)
+	return &tr
+}
+
+// record audits a finished table run when the run has an auditor, and
+// returns the run's error: res.Err, joined by the audit's when its record
+// was not written (a run whose record is lost fails).
+func (r *orgRun) record(ctx context.Context, tc config.Table, res TableResult) error {
+	if r.audit == nil {
+		return res.Err
+	}
+	aerr := r.audit.TableRun(ctx, r.actor, r.id, r.e.columns(tc), res)
+	switch {
+	case aerr == nil:
+		return res.Err
+	case res.Err == nil:
+		return storeErr(aerr)
+	}
+	return fmt.Errorf("%w; and %w", res.Err, storeErr(aerr))
+}
+
+// lease takes the table's lease, unless the caller holds it or the engine
+// takes none.
+func (r *orgRun) lease(ctx context.Context, table string) (unlock func(), ok bool, err error) {
+	if r.e.leases == nil || r.run.Leased {
+		return func() {}, true, nil
+	}
+	unlock, ok, err = r.e.leases.TryLock(ctx, r.org.Name, r.e.qualified(table))
+	return unlock, ok, storeErr(err)
+}
