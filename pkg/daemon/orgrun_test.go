@@ -60,7 +60,7 @@ func newOrgRunFixture(t *testing.T, p engine.Planner, opts Options) *orgRunFixtu
 	org.Source = config.Source{Dialect: config.Postgres, Host: u.Hostname(), Port: port, Database: u.Path[1:],
 		User: u.User.Username(), TLS: config.TLS{Mode: config.TLSDisable}}
 	f := &orgRunFixture{metrics: NewMetrics(nil)}
-	eng := engine.New(sink.New(store, positions), positions, p, cat, engine.WithActor("daemon"), engine.WithAudit(&f.runIDs),
+	eng := engine.New(engine.Sink(sink.New(store, positions)), positions, p, cat, engine.WithActor("daemon"), engine.WithAudit(&f.runIDs),
 		engine.WithSourceOpener(func(ctx context.Context, src config.Source) (*sql.DB, error) {
 			f.opens.Add(1)
 			return source.Open(ctx, src)

@@ -52,7 +52,7 @@ var ErrBadRange = errors.New("bad key range")
 //
 // When reconcile is true and the run reached the range's end, the store's
 // rows in the range whose key the source no longer has are deleted (or
-// soft-deleted) by the table's delete policy: see (*sink.Target).ReconcileRange.
+// soft-deleted) by the table's delete policy: see (Target).ReconcileRange.
 func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table string, r extractors.KeyRange, reconcile bool, actor string) TableResult {
 	runID := newRunID()
 	res := TableResult{Org: org.Name, Table: e.qualified(table), Strategy: "backfill"}
@@ -87,7 +87,7 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 	if err == nil {
 		job := TableJob{
 			Org: org.Name, Table: BackfillPosition(res.Table), Strategy: "backfill",
-			Extractor: backfillExtractor{plan.Extractor}, Target: Applies(target.WithPositionTable(BackfillPosition(res.Table))),
+			Extractor: backfillExtractor{plan.Extractor}, Target: target.WithPositionTable(BackfillPosition(res.Table)),
 			Positions: e.positions, Actor: actor, RunID: runID, Metrics: e.metrics,
 		}
 		res = RunTable(ctx, log, job)
@@ -158,7 +158,7 @@ func RangeReconcilable(src config.Dialect, r extractors.KeyRange) bool {
 
 // reconcileRange deletes the store's rows in r whose key the source no
 // longer has.
-func (e *Engine) reconcileRange(ctx context.Context, keys extractors.Extractor, target *sink.Target, r extractors.KeyRange, actor string) (*sink.ReconcileResult, error) {
+func (e *Engine) reconcileRange(ctx context.Context, keys extractors.Extractor, target Target, r extractors.KeyRange, actor string) (*sink.ReconcileResult, error) {
 	run, next, err := keyBatches(ctx, keys)
 	if err != nil {
 		return nil, err

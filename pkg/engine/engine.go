@@ -31,7 +31,7 @@ type Planner interface {
 // store, and runs it. New builds one; it is not changed after, and is safe
 // for concurrent use on different orgs.
 type Engine struct {
-	sink      *sink.Sink
+	store     Store
 	positions *watermarks.Store
 	planner   Planner
 	catalog   *schemas.Catalog
@@ -86,10 +86,10 @@ func WithSourceOpener(open func(context.Context, config.Source) (*sql.DB, error)
 	return func(e *Engine) { e.open = open }
 }
 
-// New returns an engine that writes through sk, keeps positions in
+// New returns an engine that commits to store (Sink(sink.New(…)) for the PostgreSQL store), keeps positions in
 // positions, plans tables with planner and finds them in catalog.
-func New(sk *sink.Sink, positions *watermarks.Store, planner Planner, catalog *schemas.Catalog, opts ...Option) *Engine {
-	e := &Engine{sink: sk, positions: positions, planner: planner, catalog: catalog,
+func New(store Store, positions *watermarks.Store, planner Planner, catalog *schemas.Catalog, opts ...Option) *Engine {
+	e := &Engine{store: store, positions: positions, planner: planner, catalog: catalog,
 		log: slog.New(slog.DiscardHandler), actor: "sync", allocator: memory.DefaultAllocator, open: source.Open}
 	for _, o := range opts {
 		o(e)
@@ -206,7 +206,7 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 	if err == nil {
 		job := TableJob{
 			Org: org.Name, Table: res.Table, Strategy: string(plan.Strategy),
-			Extractor: plan.Extractor, Target: Applies(target), Positions: e.positions, Actor: actor, RunID: runID,
+			Extractor: plan.Extractor, Target: target, Positions: e.positions, Actor: actor, RunID: runID,
 			Metrics: m,
 		}
 		res = RunTable(ctx, log, job)
@@ -305,14 +305,14 @@ func (e *Engine) expired(ctx context.Context, log *slog.Logger, job TableJob, po
 
 // prepare resolves the table in the catalog, plans it, and prepares its
 // target in the store.
-func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table) (TableResult, extractors.Plan, *sink.Target, error) {
+func (e *Engine) prepare(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table) (TableResult, extractors.Plan, Target, error) {
 	return e.prepareWith(ctx, db, org, tc, e.planner.Plan)
 }
 
 // prepareWith is prepare with the planning step given (a ranged backfill
 // plans its bounded extractors).
 func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, tc config.Table,
-	planFn func(context.Context, extractors.PlanRequest) (extractors.Plan, error)) (TableResult, extractors.Plan, *sink.Target, error) {
+	planFn func(context.Context, extractors.PlanRequest) (extractors.Plan, error)) (TableResult, extractors.Plan, Target, error) {
 	res := TableResult{Org: org.Name, Table: tc.Name}
 	t, ok := e.catalog.Table(tc.Name)
 	if !ok {
@@ -351,7 +351,7 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 	if plan.Table != nil {
 		t = plan.Table
 	}
-	target, err := e.sink.Prepare(ctx, org.Name, t, sink.TableOptions{
+	target, err := e.store.Prepare(ctx, org.Name, t, sink.TableOptions{
 		DeletePolicy: sink.DeletePolicy(tc.DeletePolicy), ChangeLog: tc.ChangeLog,
 	})
 	return res, plan, target, storeErr(err)
@@ -385,7 +385,7 @@ func (e *Engine) adapt(ctx context.Context, d Describer, db *sql.DB, org *config
 
 // reconcileIfDue compares the source's keys with the store's when the last
 // reconciliation is older than every (always, with every 0).
-func (e *Engine) reconcileIfDue(ctx context.Context, keys extractors.Extractor, target *sink.Target, actor string, every time.Duration) (*sink.ReconcileResult, error) {
+func (e *Engine) reconcileIfDue(ctx context.Context, keys extractors.Extractor, target Target, actor string, every time.Duration) (*sink.ReconcileResult, error) {
 	last, err := target.LastReconciled(ctx)
 	if err != nil {
 		return nil, storeErr(err)

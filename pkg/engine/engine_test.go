@@ -124,7 +124,7 @@ type fixture struct {
 // besides the fixture's log, actor and metrics.
 func (f *fixture) build(p engine.Planner, opts ...engine.Option) {
 	base := []engine.Option{engine.WithLog(slog.New(slog.NewTextHandler(io.Discard, nil))), engine.WithActor("test"), engine.WithMetrics(f.metrics)}
-	f.eng = engine.New(f.sink, f.positions, p, f.catalog, append(base, opts...)...)
+	f.eng = engine.New(engine.Sink(f.sink), f.positions, p, f.catalog, append(base, opts...)...)
 }
 
 func newFixture(t *testing.T, policy config.ExpiryPolicy, fakes ...*fake) *fixture {

@@ -8,44 +8,10 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
-
-// Applier commits chunks, each chunk's rows and its position in one
-// transaction, in steps (sink.Pending's) so that the next chunk's rows can
-// be written while one commits. The sink's Target implements it through
-// Applies.
-type Applier interface {
-	// Begin starts a chunk's transaction. Chunks begin one at a time, in
-	// read order.
-	Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (Pending, error)
-}
-
-// Pending is a chunk begun: Write copies its rows, Commit moves the
-// position and commits, Abort rolls back one that will not be committed.
-// A step that fails rolls back by itself. sink.Pending implements it.
-type Pending interface {
-	Write(ctx context.Context) error
-	Commit(ctx context.Context) (sink.Result, error)
-	Abort()
-}
-
-// Applies is the Applier of a sink Target.
-func Applies(tg *sink.Target) Applier { return targetApplier{tg} }
-
-type targetApplier struct{ tg *sink.Target }
-
-func (a targetApplier) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (Pending, error) {
-	p, err := a.tg.Begin(ctx, rec, m)
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
-}
 
 // PositionLoader reads a table's saved position. watermarks.Store implements it.
 type PositionLoader interface {

@@ -83,7 +83,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 	}
 	s := &Service{Store: pool, Positions: positions, Leases: leases, Audit: rec,
 		engine: func(extra ...engine.Option) *engine.Engine {
-			return engine.New(sk, positions, plan, catalog, append(slices.Clone(base), extra...)...)
+			return engine.New(engine.Sink(sk), positions, plan, catalog, append(slices.Clone(base), extra...)...)
 		}}
 	s.Engine = s.engine()
 	return s, nil
