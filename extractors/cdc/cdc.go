@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
-
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
@@ -37,20 +34,10 @@ var ErrNotTracked = errors.New("table is not tracked by CDC")
 // Options configure an Extractor; the zero Options read every practice in
 // chunks of the defaults.
 type Options struct {
-	// Practices restricts inserts and updates to rows whose practice column
-	// (the table's Practice) holds one of these ids; deletes pass (a delete
-	// of a key the store does not hold is a no-op). Empty: no filter.
-	Practices []string
-	// ChunkRows and ChunkBytes bound each chunk (one query); 0: the
-	// defaults. They bound the first run's snapshot chunks too.
-	ChunkRows  int
-	ChunkBytes int
-	// QueryTimeout bounds each query; 0: DefaultQueryTimeout.
-	QueryTimeout time.Duration
-	// Allocator allocates what the extractor builds with Arrow's allocator
-	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
-	// memory.DefaultAllocator.
-	Allocator memory.Allocator
+	// Bounds bound each chunk (one query), the first run's snapshot
+	// chunks too. Practices restricts inserts and updates; deletes pass (a
+	// delete of a key the store does not hold is a no-op).
+	extractors.Bounds
 }
 
 // Extractor reads one table's changes from its CDC change tables. It
@@ -71,8 +58,7 @@ func New(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
 		return nil, errors.New("cdc: no source database")
 	}
 	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{
-		Practices: opts.Practices, ChunkRows: opts.ChunkRows, ChunkBytes: opts.ChunkBytes,
-		QueryTimeout: opts.QueryTimeout, Allocator: opts.Allocator,
+		Bounds: opts.Bounds,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cdc: %w", err)
@@ -96,17 +82,9 @@ func NewFrom(src Source, snap extractors.Extractor, t *schemas.Table, opts Optio
 	if t.Dialect != schemas.SQLServer {
 		return nil, fmt.Errorf("cdc %s: the table must be in the sqlserver dialect", t.QualifiedName())
 	}
-	if opts.ChunkRows < 0 || opts.ChunkBytes < 0 || opts.QueryTimeout < 0 {
-		return nil, fmt.Errorf("cdc %s: chunk rows, chunk bytes and query timeout must not be negative", t.QualifiedName())
-	}
-	if opts.ChunkRows == 0 {
-		opts.ChunkRows = DefaultChunkRows
-	}
-	if opts.ChunkBytes == 0 {
-		opts.ChunkBytes = DefaultChunkBytes
-	}
-	if opts.Allocator == nil {
-		opts.Allocator = memory.DefaultAllocator
+	var err error
+	if opts.Bounds, err = reader.WithDefaults(opts.Bounds); err != nil {
+		return nil, fmt.Errorf("cdc %s: %w", t.QualifiedName(), err)
 	}
 	sc, err := arrowscan.New(schemas.SQLServer, t)
 	if err != nil {

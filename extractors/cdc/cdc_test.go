@@ -344,7 +344,7 @@ func TestNewRejects(t *testing.T) {
 	require.Error(t, err)
 	_, err = cdc.NewFrom(m, noSnap{}, pg, cdc.Options{})
 	require.Error(t, err)
-	_, err = cdc.NewFrom(m, noSnap{}, linesTable(t), cdc.Options{ChunkRows: -1})
+	_, err = cdc.NewFrom(m, noSnap{}, linesTable(t), cdc.Options{Bounds: extractors.Bounds{ChunkRows: -1}})
 	require.Error(t, err)
 }
 

@@ -65,7 +65,7 @@ func (s *cdcSuiteModel) Expire(t *testing.T, table *schemas.Table) {
 }
 
 func (s *cdcSuiteModel) New(_ *testing.T, table *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
-	opts := cdc.Options{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}
+	opts := cdc.Options{Bounds: extractors.Bounds{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}}
 	snap, err := s.m.Snapshotter(table, opts.Practices, opts.ChunkRows, cfg.Allocator)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -96,7 +98,7 @@ func newHarness(t *testing.T, table *schemas.Table, instance string) *harness {
 
 func (h *harness) extractor() *cdc.Extractor {
 	h.t.Helper()
-	opts := cdc.Options{Practices: []string{practice}, ChunkRows: h.rows, ChunkBytes: h.bytes, Allocator: h.mem}
+	opts := cdc.Options{Bounds: extractors.Bounds{Practices: []string{practice}, ChunkRows: h.rows, ChunkBytes: h.bytes, Allocator: h.mem}}
 	snap, err := h.m.Snapshotter(h.table, opts.Practices, opts.ChunkRows, h.mem)
 	require.NoError(h.t, err)
 	e, err := cdc.NewFrom(h.m, snap, h.table, opts)

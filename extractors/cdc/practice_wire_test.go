@@ -3,6 +3,8 @@ package cdc_test
 import (
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -53,7 +55,7 @@ func TestPracticesStayApartOverTheWire(t *testing.T) {
 	}
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
-	ext, err := cdc.New(srv.Open(t), table, cdc.Options{Practices: []string{"0001"}, ChunkRows: 100, Allocator: mem})
+	ext, err := cdc.New(srv.Open(t), table, cdc.Options{Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: 100, Allocator: mem}})
 	require.NoError(t, err)
 	var pos watermarks.Position
 	sync := func() []practiceChange {

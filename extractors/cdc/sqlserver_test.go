@@ -273,7 +273,7 @@ func TestSQLServerGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newCDCSource(t)
 			table, pos, want := tc.setup(t, s)
-			ext := s.extractor(table, cdc.Options{Practices: []string{"0001"}, ChunkRows: tc.rows})
+			ext := s.extractor(table, cdc.Options{Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: tc.rows}})
 			got := drain(t, ext, pos)
 			if pos == nil {
 				require.Len(t, got, 1)

@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
-
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/internal/ctrows"
@@ -28,20 +25,11 @@ const (
 // Options configure an Extractor. The zero Options read every practice in
 // chunks of DefaultChunkRows rows and DefaultChunkBytes bytes.
 type Options struct {
-	// Practices restricts current rows (inserts, updates, the first
-	// snapshot) to rows whose practice column holds one of these ids.
-	// Empty: no filter. Deletes are never filtered (see the package doc).
-	Practices []string
-	// ChunkRows and ChunkBytes bound each chunk (one query); 0: the
-	// defaults. They bound the first run's snapshot chunks too.
-	ChunkRows  int
-	ChunkBytes int
-	// QueryTimeout bounds each source call; 0: DefaultQueryTimeout.
-	QueryTimeout time.Duration
-	// Allocator allocates what the extractor builds with Arrow's allocator
-	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
-	// memory.DefaultAllocator.
-	Allocator memory.Allocator
+	// Bounds bound each chunk (one query), the first run's snapshot
+	// chunks too, and each source call. Practices restricts current rows
+	// (inserts, updates, the first snapshot); deletes are never filtered
+	// (see the package doc).
+	extractors.Bounds
 }
 
 // Snapshotter starts the keyset snapshot of a first run: the rows of s
@@ -79,8 +67,7 @@ func NewSQLServer(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error
 		return nil, errors.New("changetracking: no table")
 	}
 	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{
-		Practices: opts.Practices, ChunkRows: opts.ChunkRows, ChunkBytes: opts.ChunkBytes,
-		QueryTimeout: opts.QueryTimeout, Allocator: opts.Allocator,
+		Bounds: opts.Bounds,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("changetracking: %w", err)
@@ -107,20 +94,9 @@ func New(src Source, snap Snapshotter, t *schemas.Table, opts Options) (*Extract
 	if src == nil || snap == nil {
 		return nil, fmt.Errorf("changetracking %s: no source or snapshotter", name)
 	}
-	if opts.ChunkRows < 0 || opts.ChunkBytes < 0 || opts.QueryTimeout < 0 {
-		return nil, fmt.Errorf("changetracking %s: chunk rows, chunk bytes and query timeout must not be negative", name)
-	}
-	if opts.ChunkRows == 0 {
-		opts.ChunkRows = DefaultChunkRows
-	}
-	if opts.ChunkBytes == 0 {
-		opts.ChunkBytes = DefaultChunkBytes
-	}
-	if opts.QueryTimeout == 0 {
-		opts.QueryTimeout = DefaultQueryTimeout
-	}
-	if opts.Allocator == nil {
-		opts.Allocator = memory.DefaultAllocator
+	var err error
+	if opts.Bounds, err = reader.WithDefaults(opts.Bounds); err != nil {
+		return nil, fmt.Errorf("changetracking %s: %w", name, err)
 	}
 	if t.Practice != "" && len(opts.Practices) > 0 {
 		if _, ok := t.Column(t.Practice); !ok {

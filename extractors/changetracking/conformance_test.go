@@ -82,7 +82,7 @@ func (s *ctSuiteModel) Expire(_ *testing.T, table *schemas.Table) {
 }
 
 func (s *ctSuiteModel) New(_ *testing.T, table *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
-	opts := changetracking.Options{Practices: slices.Clone(cfg.Practices), ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}
+	opts := changetracking.Options{Bounds: extractors.Bounds{Practices: slices.Clone(cfg.Practices), ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}}
 	return changetracking.New(s.db, s.db.Snapshotter(table, opts.Practices, opts.ChunkRows, opts.Allocator), table, opts)
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/stretchr/testify/require"
 
@@ -314,7 +316,7 @@ func TestByteBoundEndsAChunkEarly(t *testing.T) {
 		rows[i].note = "changed"
 	}
 	require.NoError(t, h.db.Update(h.full, raws(rows)...))
-	opts := changetracking.Options{Practices: []string{practice}, ChunkRows: 100, ChunkBytes: 1, Allocator: h.mem}
+	opts := changetracking.Options{Bounds: extractors.Bounds{Practices: []string{practice}, ChunkRows: 100, ChunkBytes: 1, Allocator: h.mem}}
 	ext, err := changetracking.New(h.db, h.db.Snapshotter(h.table, opts.Practices, 100, h.mem), h.table, opts)
 	require.NoError(t, err)
 	run, err := ext.Open(context.Background(), h.pos)

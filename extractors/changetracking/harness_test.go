@@ -145,7 +145,7 @@ func (h *harness) newLines(n int, pr string) []line {
 
 func (h *harness) extractor() *changetracking.Extractor {
 	h.t.Helper()
-	opts := changetracking.Options{Practices: []string{practice}, ChunkRows: h.rows, Allocator: h.mem}
+	opts := changetracking.Options{Bounds: extractors.Bounds{Practices: []string{practice}, ChunkRows: h.rows, Allocator: h.mem}}
 	ext, err := changetracking.New(h.db, h.db.Snapshotter(h.table, opts.Practices, opts.ChunkRows, opts.Allocator), h.table, opts)
 	require.NoError(h.t, err)
 	return ext

@@ -83,7 +83,7 @@ func TestNewRejectsBadInput(t *testing.T) {
 	snap := h.db.Snapshotter(h.table, nil, 10, h.mem)
 	_, err := changetracking.New(h.db, snap, nil, changetracking.Options{})
 	require.Error(t, err)
-	_, err = changetracking.New(h.db, snap, h.table, changetracking.Options{ChunkRows: -1})
+	_, err = changetracking.New(h.db, snap, h.table, changetracking.Options{Bounds: extractors.Bounds{ChunkRows: -1}})
 	require.Error(t, err)
 	pg := *h.table
 	pg.Dialect = schemas.Postgres

@@ -46,12 +46,9 @@ type Source struct {
 	BlockingReads bool
 }
 
-// Config is what the suite varies per extractor it builds.
-type Config struct {
-	Practices []string
-	ChunkRows int
-	Allocator memory.Allocator
-}
+// Config is what the suite varies per extractor it builds: the practices,
+// the chunk rows and the allocator of its Bounds.
+type Config = extractors.Bounds
 
 // Subject is the extractor under test.
 type Subject struct {

@@ -43,9 +43,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"time"
-
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
@@ -64,22 +61,7 @@ const (
 // Options configure an Extractor. The zero Options read every practice in
 // chunks of DefaultChunkRows rows and DefaultChunkBytes bytes.
 type Options struct {
-	// Practices restricts the snapshot to rows whose practice column (the
-	// table's Practice) holds one of these ids. Empty: no filter. Tables
-	// without a practice column are not filtered.
-	Practices []string
-	// ChunkRows bounds the rows of one chunk (one query); 0:
-	// DefaultChunkRows.
-	ChunkRows int
-	// ChunkBytes bounds a chunk's approximate Arrow bytes; 0:
-	// DefaultChunkBytes. A chunk always holds at least one row.
-	ChunkBytes int
-	// QueryTimeout bounds each chunk query; 0: DefaultQueryTimeout.
-	QueryTimeout time.Duration
-	// Allocator allocates what the extractor builds with Arrow's allocator
-	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
-	// memory.DefaultAllocator.
-	Allocator memory.Allocator
+	extractors.Bounds
 	// KeysOnly emits only the key columns (schemas.ChangeSchema of the key
 	// projection), for a key reconciliation. Such batches are not full row
 	// images: do not apply them as upserts.
@@ -118,15 +100,11 @@ func New(db *sql.DB, source schemas.Dialect, t *schemas.Table, opts Options) (*E
 		out = keysOnly(t)
 	}
 	r, err := reader.New(reader.Config{
-		DB:           db,
-		Dialect:      source,
-		Table:        out,
-		Filter:       t,
-		Practices:    opts.Practices,
-		ChunkRows:    opts.ChunkRows,
-		ChunkBytes:   opts.ChunkBytes,
-		QueryTimeout: opts.QueryTimeout,
-		Allocator:    opts.Allocator,
+		Bounds:  opts.Bounds,
+		DB:      db,
+		Dialect: source,
+		Table:   out,
+		Filter:  t,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", t.QualifiedName(), err)
