@@ -44,7 +44,7 @@ type Options struct {
 // implements extractors.Extractor; it is safe for one run at a time.
 type Extractor struct {
 	src     Source
-	snap    extractors.Extractor
+	snap    *snapshot.Extractor // the first run's snapshot
 	table   *schemas.Table
 	scanner *arrowscan.Scanner
 	opts    Options
@@ -56,22 +56,6 @@ type Extractor struct {
 func New(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
 	if db == nil {
 		return nil, errors.New("cdc: no source database")
-	}
-	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{
-		Bounds: opts.Bounds,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cdc: %w", err)
-	}
-	return NewFrom(&SQLServer{DB: db, QueryTimeout: opts.QueryTimeout}, snap, t, opts)
-}
-
-// NewFrom returns a CDC extractor reading changes through src. snap runs
-// the first run's keyset snapshot: Open(ctx, watermarks.Snapshot{Resume:
-// p}) must snapshot t and end at p (snapshot.Extractor does).
-func NewFrom(src Source, snap extractors.Extractor, t *schemas.Table, opts Options) (*Extractor, error) {
-	if src == nil || snap == nil {
-		return nil, errors.New("cdc: no source or no snapshotter")
 	}
 	if t == nil {
 		return nil, errors.New("cdc: no table")
@@ -90,6 +74,11 @@ func NewFrom(src Source, snap extractors.Extractor, t *schemas.Table, opts Optio
 	if err != nil {
 		return nil, fmt.Errorf("cdc %s: %w", t.QualifiedName(), err)
 	}
+	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{Bounds: opts.Bounds})
+	if err != nil {
+		return nil, fmt.Errorf("cdc: %w", err)
+	}
+	src := &SQLServer{DB: db, QueryTimeout: opts.QueryTimeout}
 	return &Extractor{src: src, snap: snap, table: t, scanner: sc, opts: opts}, nil
 }
 
@@ -114,16 +103,12 @@ func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extracto
 		if err != nil {
 			return nil, fmt.Errorf("cdc %s: record start: %w", name, err)
 		}
-		run, err := e.snap.Open(ctx, watermarks.Snapshot{Resume: start})
-		if err != nil {
-			return nil, fmt.Errorf("cdc: %w", err)
-		}
-		return run, nil
+		return e.snap.Begin(start), nil
 	case watermarks.Snapshot:
-		if _, ok := p.Resume.(watermarks.CDC); !ok {
-			return nil, fmt.Errorf("cdc %s: snapshot position does not resume on CDC: %w", name, ErrPosition)
-		}
-		run, err := e.snap.Open(ctx, p)
+		run, err := e.snap.Continue(p, "a CDC position", func(r watermarks.Position) bool {
+			_, ok := r.(watermarks.CDC)
+			return ok
+		})
 		if err != nil {
 			return nil, fmt.Errorf("cdc: %w", err)
 		}

@@ -180,17 +180,16 @@ func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extracto
 		if err != nil {
 			return nil, fmt.Errorf("hwm %s: record start: %w", name, err)
 		}
-		return &Run{e: e, snap: e.snap.Start(watermarks.Snapshot{Resume: start}, nil)}, nil
+		return e.snap.Begin(start), nil
 	case watermarks.Snapshot:
-		c, ok := p.Resume.(watermarks.Cursor)
-		if !ok || !strings.EqualFold(c.Column, e.cursor.Name) {
-			return nil, fmt.Errorf("hwm %s: snapshot position does not resume on cursor %s: %w", name, e.cursor.Name, ErrPosition)
-		}
-		run, err := e.snap.Open(ctx, p)
+		run, err := e.snap.Continue(p, "cursor "+e.cursor.Name, func(r watermarks.Position) bool {
+			c, ok := r.(watermarks.Cursor)
+			return ok && strings.EqualFold(c.Column, e.cursor.Name)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("hwm: %w", err)
 		}
-		return &Run{e: e, snap: run}, nil
+		return run, nil
 	case watermarks.Cursor:
 		if !strings.EqualFold(p.Column, e.cursor.Name) {
 			return nil, fmt.Errorf("hwm %s: saved cursor is on another column than %s: %w", name, e.cursor.Name, ErrPosition)

@@ -150,20 +150,44 @@ func (e *Extractor) SeesDeletes() bool { return false }
 // Open starts a run from pos: nil (a new snapshot with no incremental
 // position) or a watermarks.Snapshot. Any other position is an error
 // matching ErrPosition.
-func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
-	var s watermarks.Snapshot
+func (e *Extractor) Open(_ context.Context, pos watermarks.Position) (extractors.Run, error) {
 	switch p := pos.(type) {
 	case nil:
+		return e.Start(watermarks.Snapshot{}, nil), nil
 	case watermarks.Snapshot:
-		if len(p.LastKey) != 0 && len(p.LastKey) != len(e.keyCols) {
-			return nil, fmt.Errorf("snapshot %s: saved key has %d values for %d key columns: %w",
-				e.table.QualifiedName(), len(p.LastKey), len(e.keyCols), ErrPosition)
-		}
-		s = p
-	default:
-		return nil, fmt.Errorf("snapshot %s: cannot start from a %s position: %w", e.table.QualifiedName(), pos.Kind(), ErrPosition)
+		return e.resume(p)
 	}
-	return e.Start(s, pos), nil
+	return nil, fmt.Errorf("snapshot %s: cannot start from a %s position: %w", e.table.QualifiedName(), pos.Kind(), ErrPosition)
+}
+
+// resume continues the snapshot saved at p.
+func (e *Extractor) resume(p watermarks.Snapshot) (extractors.Run, error) {
+	if len(p.LastKey) != 0 && len(p.LastKey) != len(e.keyCols) {
+		return nil, fmt.Errorf("snapshot %s: saved key has %d values for %d key columns: %w",
+			e.table.QualifiedName(), len(p.LastKey), len(e.keyCols), ErrPosition)
+	}
+	return e.Start(p, p), nil
+}
+
+// Begin starts the first run of an incremental extractor (cdc,
+// changetracking, hwm) on a table with no position: a snapshot of every
+// row whose chunks carry Reason snapshot and the position
+// watermarks.Snapshot{LastKey, Resume: start}, and whose last chunk hands
+// off to start, the incremental position the extractor recorded before
+// the snapshot read anything (PITFALLS.md P8).
+func (e *Extractor) Begin(start watermarks.Position) extractors.Run {
+	return e.Start(watermarks.Snapshot{Resume: start}, nil)
+}
+
+// Continue resumes such a first run mid-pass from its saved position p.
+// resumes reports whether p.Resume is the incremental extractor's
+// position, which on names in the error (matching ErrPosition) when it is
+// not.
+func (e *Extractor) Continue(p watermarks.Snapshot, on string, resumes func(watermarks.Position) bool) (extractors.Run, error) {
+	if p.Resume == nil || !resumes(p.Resume) {
+		return nil, fmt.Errorf("snapshot %s: saved snapshot does not resume on %s: %w", e.table.QualifiedName(), on, ErrPosition)
+	}
+	return e.resume(p)
 }
 
 // Start returns a run that continues the snapshot s (after s.LastKey,
