@@ -86,15 +86,6 @@ func Run(t *testing.T, src Source, sub Subject) {
 	})
 }
 
-// RunModel runs the conformance suite for sub against a model source:
-// newModel returns a fresh model per test, and the model builds the
-// extractor under test (sub.New is not used).
-func RunModel(t *testing.T, newModel func(t *testing.T) Model, sub Subject) {
-	run(t, sub, func(t *testing.T) source {
-		return newModelSource(t, newModel(t))
-	})
-}
-
 func run(t *testing.T, sub Subject, open func(t *testing.T) source) {
 	tests := []struct {
 		name string

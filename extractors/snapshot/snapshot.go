@@ -27,6 +27,14 @@
 // still moves the position to that end (a chunk with a nil Batch). A crashed
 // snapshot resumes after its last committed key.
 //
+// # First runs of incremental extractors
+//
+// The incremental extractors (cdc, changetracking, hwm) each hold a
+// snapshot Extractor of their table for the first run: Begin(start) starts
+// the pass that hands off to start, the incremental position they record
+// before it reads anything, and Continue resumes a saved pass after
+// checking that its Resume is theirs.
+//
 // A ranged snapshot (Options.From, To: an operator's ranged backfill) reads
 // only the keys in [From, To], both inclusive: its first chunk starts at
 // (key) >= From, later ones after the last key copied, and every chunk stops
