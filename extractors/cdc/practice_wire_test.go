@@ -26,7 +26,7 @@ type practiceChange struct {
 	Note string
 }
 
-// TestPracticesStayApartOverTheWire (issue 17): CDC reads only the
+// TestPracticesStayApartOverTheWire: CDC reads only the
 // organization's practices. Another practice's inserts and deletes are not
 // read; its update after-images arrive as key-only deletes (a row that
 // moved out of the organization leaves the store; a key the store never

@@ -122,7 +122,7 @@ func (ns *nulls) bitmap(mem memory.Allocator, n int) ([]byte, int) {
 // times, timestamps, fixed-size binary and UUIDs) as their bytes in
 // Arrow's layout: native byte order, as Arrow's own buffers.
 //
-// Its slices are used to their capacity, with counts beside them: an
+// Its slices are used to their length (the allocation), with counts beside them: an
 // append stores a value and a count, where appending to a slice in a
 // struct would store the slice's pointer (and check for a write barrier)
 // every time.
