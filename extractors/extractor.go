@@ -74,24 +74,55 @@ func (e *ExpiredError) Error() string {
 // Is makes errors.Is(err, ErrExpired) true.
 func (e *ExpiredError) Is(target error) bool { return target == ErrExpired }
 
+// Bounds are what every extractor's reads share: the practice filter, the
+// size of each chunk, each query's timeout, and the allocator of the
+// chunks' Arrow buffers. The zero Bounds read every practice with the
+// extractor's defaults.
+type Bounds struct {
+	// Practices restricts the rows read to those whose practice column
+	// (the table's Practice) holds one of these ids. Empty: no filter.
+	// Tables without a practice column are not filtered; deletes, whose
+	// rows are gone, are never filtered.
+	Practices []string
+	// ChunkRows bounds the rows of one chunk (one query); 0: the default.
+	ChunkRows int
+	// ChunkBytes bounds a chunk's approximate Arrow bytes; 0: the default.
+	// A chunk always holds at least one row.
+	ChunkBytes int
+	// QueryTimeout bounds each query; 0: the default.
+	QueryTimeout time.Duration
+	// Allocator allocates the chunks' Arrow buffers, which the batches free
+	// to it once released; nil: memory.DefaultAllocator.
+	Allocator memory.Allocator
+}
+
+// DeleteSeer is an Extractor that knows whether it reports deletes. A
+// strategy blind to deletes (a high-water mark, a snapshot) needs key
+// reconciliations to find rows deleted at the source.
+type DeleteSeer interface {
+	SeesDeletes() bool
+}
+
+// SeesDeletes reports whether ext reports deletes: an extractor that is
+// not a DeleteSeer does not.
+func SeesDeletes(ext Extractor) bool {
+	d, ok := ext.(DeleteSeer)
+	return ok && d.SeesDeletes()
+}
+
 // PlanRequest is what the planner needs to know about one table.
 type PlanRequest struct {
-	DB        *sql.DB
-	Dialect   schemas.Dialect
-	Table     *schemas.Table // the catalog table, projected to the column allow-list
-	Config    config.Table
-	Practices []string
-	// Bounds of every chunk and query.
-	ChunkRows, ChunkBytes int
-	QueryTimeout          time.Duration
-	Allocator             memory.Allocator
+	DB      *sql.DB
+	Dialect schemas.Dialect
+	Table   *schemas.Table // the catalog table, projected to the column allow-list
+	Config  config.Table
+	Bounds  // of every chunk and query of the plan's extractors
 }
 
 // Plan is the planner's choice for one table.
 type Plan struct {
 	Strategy  config.Strategy
-	Why       string    // one sentence an operator can read
-	Blind     string    // what the strategy cannot see ("deletes"), empty when nothing
+	Why       Why       // why the planner chose Strategy
 	Extractor Extractor // the table's extractor
 	// Table is the table as Extractor reads it when the planner narrowed
 	// the request's (computed columns CDC cannot carry); nil: the
@@ -102,6 +133,10 @@ type Plan struct {
 	// of an expired position for every strategy.
 	Keys Extractor
 }
+
+// SeesDeletes reports whether the plan's extractor reports deletes; when
+// it does not, only reconciliations find deleted rows.
+func (p Plan) SeesDeletes() bool { return p.Extractor != nil && SeesDeletes(p.Extractor) }
 
 // KeyRange bounds an operator's ranged backfill to the rows whose primary
 // key is in [From, To], both inclusive, compared by the source in its key

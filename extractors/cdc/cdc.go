@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
-
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
@@ -37,27 +34,17 @@ var ErrNotTracked = errors.New("table is not tracked by CDC")
 // Options configure an Extractor; the zero Options read every practice in
 // chunks of the defaults.
 type Options struct {
-	// Practices restricts inserts and updates to rows whose practice column
-	// (the table's Practice) holds one of these ids; deletes pass (a delete
-	// of a key the store does not hold is a no-op). Empty: no filter.
-	Practices []string
-	// ChunkRows and ChunkBytes bound each chunk (one query); 0: the
-	// defaults. They bound the first run's snapshot chunks too.
-	ChunkRows  int
-	ChunkBytes int
-	// QueryTimeout bounds each query; 0: DefaultQueryTimeout.
-	QueryTimeout time.Duration
-	// Allocator allocates what the extractor builds with Arrow's allocator
-	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
-	// memory.DefaultAllocator.
-	Allocator memory.Allocator
+	// Bounds bound each chunk (one query), the first run's snapshot
+	// chunks too. Practices restricts inserts and updates; deletes pass (a
+	// delete of a key the store does not hold is a no-op).
+	extractors.Bounds
 }
 
 // Extractor reads one table's changes from its CDC change tables. It
 // implements extractors.Extractor; it is safe for one run at a time.
 type Extractor struct {
 	src     Source
-	snap    extractors.Extractor
+	snap    *snapshot.Extractor // the first run's snapshot
 	table   *schemas.Table
 	scanner *arrowscan.Scanner
 	opts    Options
@@ -70,23 +57,6 @@ func New(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
 	if db == nil {
 		return nil, errors.New("cdc: no source database")
 	}
-	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{
-		Practices: opts.Practices, ChunkRows: opts.ChunkRows, ChunkBytes: opts.ChunkBytes,
-		QueryTimeout: opts.QueryTimeout, Allocator: opts.Allocator,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cdc: %w", err)
-	}
-	return NewFrom(&SQLServer{DB: db, QueryTimeout: opts.QueryTimeout}, snap, t, opts)
-}
-
-// NewFrom returns a CDC extractor reading changes through src. snap runs
-// the first run's keyset snapshot: Open(ctx, watermarks.Snapshot{Resume:
-// p}) must snapshot t and end at p (snapshot.Extractor does).
-func NewFrom(src Source, snap extractors.Extractor, t *schemas.Table, opts Options) (*Extractor, error) {
-	if src == nil || snap == nil {
-		return nil, errors.New("cdc: no source or no snapshotter")
-	}
 	if t == nil {
 		return nil, errors.New("cdc: no table")
 	}
@@ -96,22 +66,19 @@ func NewFrom(src Source, snap extractors.Extractor, t *schemas.Table, opts Optio
 	if t.Dialect != schemas.SQLServer {
 		return nil, fmt.Errorf("cdc %s: the table must be in the sqlserver dialect", t.QualifiedName())
 	}
-	if opts.ChunkRows < 0 || opts.ChunkBytes < 0 || opts.QueryTimeout < 0 {
-		return nil, fmt.Errorf("cdc %s: chunk rows, chunk bytes and query timeout must not be negative", t.QualifiedName())
-	}
-	if opts.ChunkRows == 0 {
-		opts.ChunkRows = DefaultChunkRows
-	}
-	if opts.ChunkBytes == 0 {
-		opts.ChunkBytes = DefaultChunkBytes
-	}
-	if opts.Allocator == nil {
-		opts.Allocator = memory.DefaultAllocator
+	var err error
+	if opts.Bounds, err = reader.WithDefaults(opts.Bounds); err != nil {
+		return nil, fmt.Errorf("cdc %s: %w", t.QualifiedName(), err)
 	}
 	sc, err := arrowscan.New(schemas.SQLServer, t)
 	if err != nil {
 		return nil, fmt.Errorf("cdc %s: %w", t.QualifiedName(), err)
 	}
+	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{Bounds: opts.Bounds})
+	if err != nil {
+		return nil, fmt.Errorf("cdc: %w", err)
+	}
+	src := &SQLServer{DB: db, QueryTimeout: opts.QueryTimeout}
 	return &Extractor{src: src, snap: snap, table: t, scanner: sc, opts: opts}, nil
 }
 
@@ -136,16 +103,12 @@ func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extracto
 		if err != nil {
 			return nil, fmt.Errorf("cdc %s: record start: %w", name, err)
 		}
-		run, err := e.snap.Open(ctx, watermarks.Snapshot{Resume: start})
-		if err != nil {
-			return nil, fmt.Errorf("cdc: %w", err)
-		}
-		return run, nil
+		return e.snap.Begin(start), nil
 	case watermarks.Snapshot:
-		if _, ok := p.Resume.(watermarks.CDC); !ok {
-			return nil, fmt.Errorf("cdc %s: snapshot position does not resume on CDC: %w", name, ErrPosition)
-		}
-		run, err := e.snap.Open(ctx, p)
+		run, err := e.snap.Continue(p, "a CDC position", func(r watermarks.Position) bool {
+			_, ok := r.(watermarks.CDC)
+			return ok
+		})
 		if err != nil {
 			return nil, fmt.Errorf("cdc: %w", err)
 		}

@@ -10,14 +10,15 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
-	"github.com/ehrsync/ehrsync/extractors/cdc/cdcmodel"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// The model tests of what the conformance suite (TestConformanceModel, in
-// conformance_test.go) does not drive: the pitfalls in their exact shape
-// (P1, P3, P4, P6, P7, P8, P16) and the extractor's own errors.
+// The tests of what the conformance suite (TestConformanceTDS, in
+// tds_test.go) does not drive: the pitfalls in their exact shape (P1, P3,
+// P4, P6, P7, P8, P16) and the extractor's own errors, over TDS against
+// the model (harness_test.go).
 
 // TestP4ResumeAtEveryChunkBoundary crashes after every chunk: each run reads
 // one chunk only, from the position the previous one saved. Transactions of
@@ -28,13 +29,13 @@ func TestP4ResumeAtEveryChunkBoundary(t *testing.T) {
 	rows := h.seeded()
 	n := 30
 	for _, size := range []int{1, 7, 23, 10} {
-		tx := h.m.Begin()
-		for range size {
-			tx.Insert("dbo", "claim_lines", h.line(n, practice))
-			n++
-		}
-		tx.Update("dbo", "claim_lines", rowWith(rows[size], "note", "in tx"))
-		tx.Commit()
+		h.commit(func(tx *mssqlmodel.Tx) {
+			for range size {
+				require.NoError(t, tx.Insert("dbo.claim_lines", h.line(n, practice)))
+				n++
+			}
+			require.NoError(t, tx.Update("dbo.claim_lines", rowWith(rows[size], "note", "in tx")))
+		})
 	}
 	total := 0
 	for range 100 {
@@ -56,7 +57,8 @@ func TestP3IdleTableAdvancesToWindowBound(t *testing.T) {
 	h := newHarness(t, linesTable(t), "claims_capture")
 	h.seeded()
 	before := h.pos.(watermarks.CDC)
-	max := h.m.Touch()
+	h.m.Touch()
+	max := h.maxLSN()
 	res := h.sync(0)
 	require.Equal(t, 1, res.heartbeats)
 	require.Zero(t, res.rows)
@@ -76,19 +78,16 @@ func TestP1ExpiredPositionPerInstance(t *testing.T) {
 	saved := h.pos
 
 	other := mustTable(t, "patients", []string{"id"}, []colSpec{{"id", "int"}, {"practice_id", "char(4)"}})
-	h.m.CreateTable(cdcmodel.TableDef{Schema: "dbo", Name: "patients", Columns: []string{"id", "practice_id"}, Key: []string{"id"}})
-	h.m.EnableCDC("dbo", "patients", "patients_capture")
-	o := &harness{t: t, m: h.m, table: other, mem: h.mem, rows: 10, store: map[string]map[string]string{}, emitted: map[string]int{}}
+	require.NoError(t, h.m.CreateTable(other))
+	_, err := h.m.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.patients", Name: "patients_capture"})
+	require.NoError(t, err)
+	o := h.on(other)
 	o.syncAll()
 
 	h.update(rows[0], "note", "lost")
 	h.update(rows[1], "note", "kept")
-	max, err := h.m.MaxLSN(context.Background())
-	require.NoError(t, err)
-	h.m.Cleanup("claims_capture", max) // the first update is gone
-	tx := h.m.Begin()
-	tx.Insert("dbo", "patients", cdcmodel.Row{"id": int64(1), "practice_id": practice})
-	tx.Commit()
+	require.NoError(t, h.m.CleanupCDC("claims_capture", h.m.MaxLSN())) // the first update is gone
+	o.insert(row{"id": int64(1), "practice_id": practice})
 
 	_, err = h.trySync(0)
 	require.ErrorIs(t, err, extractors.ErrExpired)
@@ -107,7 +106,7 @@ func TestP1CleanupDuringRun(t *testing.T) {
 	h := newHarness(t, linesTable(t), "claims_capture")
 	h.seeded()
 	for i := range 3 {
-		var rows []cdcmodel.Row
+		var rows []row
 		for j := range 8 {
 			rows = append(rows, h.line(100+10*i+j, practice))
 		}
@@ -119,9 +118,7 @@ func TestP1CleanupDuringRun(t *testing.T) {
 	ch, err := run.Next(context.Background())
 	require.NoError(t, err)
 	ch.Batch.Release()
-	max, err := h.m.MaxLSN(context.Background())
-	require.NoError(t, err)
-	h.m.Cleanup("claims_capture", max)
+	require.NoError(t, h.m.CleanupCDC("claims_capture", h.m.MaxLSN()))
 	_, err = run.Next(context.Background())
 	require.ErrorIs(t, err, extractors.ErrExpired)
 }
@@ -133,7 +130,7 @@ func TestP1CleanupDuringRun(t *testing.T) {
 func TestP4TransactionSpanningChunkResumesExactly(t *testing.T) {
 	h := newHarness(t, linesTable(t), "claims_capture")
 	h.seeded()
-	var rows []cdcmodel.Row
+	var rows []row
 	for i := range 25 {
 		rows = append(rows, h.line(100+i, practice))
 	}
@@ -156,32 +153,36 @@ func TestP4TransactionSpanningChunkResumesExactly(t *testing.T) {
 
 // TestP6StoppedAgentLosesNothing: with the capture agent stopped, commits
 // are not harvested; the window's bound stays, so runs see nothing and the
-// position does not move past them. CheckAgent reports the agent stale.
-// Once the agent restarts, every change arrives.
+// position does not move past them. CheckAgent reports the agent stale once
+// it has finished no log scan for longer than the allowed lag. Once the
+// agent restarts, every change arrives.
 func TestP6StoppedAgentLosesNothing(t *testing.T) {
 	h := newHarness(t, linesTable(t), "claims_capture")
 	rows := h.seeded()
 	ctx := context.Background()
-	health, err := cdc.CheckAgent(ctx, h.m, time.Minute)
+	src := &cdc.SQLServer{DB: h.db}
+	health, err := cdc.CheckAgent(ctx, src, time.Minute)
 	require.NoError(t, err)
 	require.False(t, health.Stale, health.Reason)
 
 	saved := h.pos
-	h.m.StopAgent()
+	h.m.SetAutoHarvest(false) // the capture agent stops
 	h.update(rows[0], "note", "while stopped")
 	h.delete(rows[1])
 	h.insert(h.line(50, practice))
 	h.m.Touch()
+	h.m.Advance(2 * time.Minute)
 
 	res := h.sync(0)
 	require.Zero(t, res.chunks, "nothing harvested: the run sees nothing")
 	require.Equal(t, saved, h.pos, "the position does not move past unharvested commits")
-	health, err = cdc.CheckAgent(ctx, h.m, time.Minute)
+	health, err = cdc.CheckAgent(ctx, src, time.Minute)
 	require.NoError(t, err)
-	require.True(t, health.Stale)
-	require.Contains(t, health.Reason, "not harvested")
+	require.True(t, health.Stale, health.Reason)
+	require.Contains(t, health.Reason, "no log scan")
 
-	h.m.StartAgent()
+	h.m.SetAutoHarvest(true)
+	h.m.Harvest()
 	h.sync(0)
 	h.requireConverged()
 	h.requireExactlyOnce()
@@ -198,8 +199,10 @@ func TestP7SecondCaptureInstanceAfterSchemaChange(t *testing.T) {
 	rows := h.seeded()
 	h.update(rows[0], "note", "before the change")
 
-	h.m.AddColumn("dbo", "claim_lines", "status")
-	start := h.m.EnableCDC("dbo", "claim_lines", "claims_v2")
+	status, err := schemas.ParseType(schemas.SQLServer, "varchar(8)")
+	require.NoError(t, err)
+	require.NoError(t, h.m.AddColumn("dbo.claim_lines", schemas.Column{Name: "status", Type: status, Nullable: true}))
+	start := h.enableCDC("claims_v2")
 	wide := mustTable(t, "claim_lines", base.Key, []colSpec{
 		{"id", "uniqueidentifier"}, {"line", "int"}, {"practice_id", "char(4)"},
 		{"amount", "numeric(19,2)"}, {"note", "varchar(40)"}, {"modify_timestamp", "datetime"},
@@ -235,7 +238,7 @@ func TestP7SecondCaptureInstanceAfterSchemaChange(t *testing.T) {
 func TestP7SwitchAtInstanceStart(t *testing.T) {
 	h := newHarness(t, linesTable(t), "claims_v1")
 	h.seeded()
-	start := h.m.EnableCDC("dbo", "claim_lines", "claims_v2")
+	start := h.enableCDC("claims_v2")
 	h.m.DisableCDC("claims_v1")
 	h.pos = watermarks.CDC{LSN: start, Instance: "claims_v1"}
 	h.insert(h.line(70, practice))
@@ -251,13 +254,11 @@ func TestP7SwitchAtInstanceStart(t *testing.T) {
 // rows) are replayed from there and the store converges.
 func TestP8FirstRunRecordsMaxLSNBeforeSnapshot(t *testing.T) {
 	h := newHarness(t, linesTable(t), "claims_capture")
-	var rows []cdcmodel.Row
+	var rows []row
 	for i := range 30 {
 		rows = append(rows, h.line(i, practice))
 	}
-	h.insert(rows...)
-	max, err := h.m.MaxLSN(context.Background())
-	require.NoError(t, err)
+	max := h.insert(rows...)
 
 	res := h.sync(1)
 	require.Equal(t, 10, res.rows)
@@ -283,50 +284,52 @@ func TestP8FirstRunRecordsMaxLSNBeforeSnapshot(t *testing.T) {
 // agent's last harvest; the first run's resume position is the instance's
 // start, not an LSN the instance cannot serve (which would read as expired).
 func TestP8InstanceEnabledAfterLastHarvest(t *testing.T) {
-	m := cdcmodel.New()
-	m.Touch()
-	m.StopAgent()
-	table := linesTable(t)
-	h := newHarness(t, table, "unused")
-	h.m = m
-	m.CreateTable(h.def)
-	start := m.EnableCDC("dbo", "claim_lines", "claims_capture")
+	h := newHarness(t, linesTable(t), "claims_v1")
+	h.m.Touch()
+	h.m.SetAutoHarvest(false) // the capture agent's last harvest is behind
+	h.m.DisableCDC("claims_v1")
+	h.m.Touch()
+	start := h.enableCDC("claims_capture")
+	require.Positive(t, start.Compare(h.maxLSN()), "the instance starts after the last harvest")
 	h.sync(0)
 	require.Equal(t, start, h.pos.(watermarks.CDC).LSN, "resume at the instance's start")
+	h.m.SetAutoHarvest(true)
 	h.insert(h.line(1, practice))
-	m.StartAgent()
 	res := h.sync(0)
 	require.Equal(t, 1, res.rows)
 	h.requireConverged()
 }
 
-// TestP16DeleteImageWithNullNotNullColumns: delete images with NULL in NOT
-// NULL columns and computed columns NULL in every change row are applied,
-// not rejected.
-func TestP16DeleteImageWithNullNotNullColumns(t *testing.T) {
+// TestP16DeleteImageWithNullPractice: computed columns are NULL in every
+// change row, and a delete image whose practice column is NULL passes the
+// practice filter (P16: the practice of a deleted row may be unknown) and
+// is applied by key.
+func TestP16DeleteImageWithNullPractice(t *testing.T) {
 	table := mustTable(t, "claims", []string{"id"}, []colSpec{
 		{"id", "int"}, {"practice_id", "char(4)"}, {"paid", "bit"}, {"memo", "nvarchar(max)"}, {"total", "numeric(19,2)"},
 	})
 	table.Columns[2].Nullable = false // bit NOT NULL
-	h := newHarness(t, table, "claims_capture")
-	m := cdcmodel.New()
-	h.m = m
-	m.CreateTable(cdcmodel.TableDef{Schema: "dbo", Name: "claims", Columns: []string{"id", "practice_id", "paid", "memo", "total"},
-		Key: []string{"id"}, Computed: []string{"total"}, NullOnDelete: []string{"practice_id", "paid", "memo"}})
-	m.EnableCDC("dbo", "claims", "claims_capture")
+	h := newHarness(t, table, "claims_capture", mssqlmodel.Computed{Column: "total", Func: func(map[string]any) any { return "1.00" }})
 	h.syncAll()
-	mk := func(id int64) cdcmodel.Row {
-		return cdcmodel.Row{"id": id, "practice_id": practice, "paid": false, "memo": "m", "total": []byte("1.00")}
+	mk := func(id int64, prac any) row {
+		return row{"id": id, "practice_id": prac, "paid": false, "memo": "m"}
 	}
-	h.insert(mk(1), mk(2))
+	h.insert(mk(1, practice), mk(2, practice), mk(3, otherPractice))
 	h.sync(0)
 	require.Equal(t, "NULL", h.store["1"]["total"], "computed columns are NULL in change rows")
-	h.delete(mk(1))
+	h.delete(mk(1, practice))
 	res := h.sync(0)
-	require.Equal(t, 1, res.rows, "the delete passes the practice filter with a NULL practice")
+	require.Equal(t, 1, res.rows)
 	_, ok := h.store["1"]
 	require.False(t, ok, "the delete is applied by key")
 	require.Contains(t, h.store, "2")
+
+	h.update(mk(2, practice), "practice_id", nil) // the row leaves every practice
+	h.delete(mk(2, nil))
+	h.delete(mk(3, otherPractice))
+	res = h.sync(0)
+	_, ok = h.store["2"]
+	require.False(t, ok, "the delete image without a practice passes the filter")
 }
 
 func TestNotTracked(t *testing.T) {
@@ -338,24 +341,19 @@ func TestNotTracked(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
-	m := cdcmodel.New()
-	pg := &schemas.Table{Schema: "public", Name: "x", Dialect: schemas.Postgres}
-	_, err := cdc.NewFrom(m, nil, linesTable(t), cdc.Options{})
+	db := newHarness(t, linesTable(t), "claims_capture").db
+	pg := &schemas.Table{Schema: "public", Name: "x", Dialect: schemas.Postgres, Key: []string{"id"},
+		Columns: []schemas.Column{{Name: "id", Type: schemas.Type{Name: "integer"}}}}
+	_, err := cdc.New(nil, linesTable(t), cdc.Options{})
 	require.Error(t, err)
-	_, err = cdc.NewFrom(m, noSnap{}, pg, cdc.Options{})
+	_, err = cdc.New(db, pg, cdc.Options{})
 	require.Error(t, err)
-	_, err = cdc.NewFrom(m, noSnap{}, linesTable(t), cdc.Options{ChunkRows: -1})
+	_, err = cdc.New(db, linesTable(t), cdc.Options{Bounds: extractors.Bounds{ChunkRows: -1}})
 	require.Error(t, err)
 }
 
-type noSnap struct{}
-
-func (noSnap) Open(context.Context, watermarks.Position) (extractors.Run, error) {
-	return nil, errors.New("no snapshot")
-}
-
-func rowWith(r cdcmodel.Row, col string, v any) cdcmodel.Row {
-	c := cdcmodel.Row{}
+func rowWith(r row, col string, v any) row {
+	c := row{}
 	for k, x := range r {
 		c[k] = x
 	}
@@ -368,7 +366,7 @@ func rowWith(r cdcmodel.Row, col string, v any) cdcmodel.Row {
 func TestP4ByteBoundInsideTransaction(t *testing.T) {
 	h := newHarness(t, linesTable(t), "claims_capture")
 	h.seeded()
-	var rows []cdcmodel.Row
+	var rows []row
 	for i := range 12 {
 		rows = append(rows, h.line(200+i, practice))
 	}
@@ -404,12 +402,12 @@ func TestP4OrderByCommandIDNotSeqval(t *testing.T) {
 			rows := h.seeded()
 			h.rows = tc.chunkRows
 			moved := rowWith(rows[3], "note", "key updated")
-			tx := h.m.Begin()
-			tx.Insert("dbo", "claim_lines", h.line(300, practice))
-			tx.Delete("dbo", "claim_lines", rows[3])
-			tx.Insert("dbo", "claim_lines", moved)
-			tx.ReverseSeqvals() // the insert of the key now has the lowest seqval
-			commit := tx.Commit()
+			commit := h.commit(func(tx *mssqlmodel.Tx) {
+				require.NoError(t, tx.Insert("dbo.claim_lines", h.line(300, practice)))
+				require.NoError(t, tx.Delete("dbo.claim_lines", rows[3]))
+				require.NoError(t, tx.Insert("dbo.claim_lines", moved))
+				tx.ReverseSeqvals() // the insert of the key now has the lowest seqval
+			})
 
 			inTx := 0
 			for range 20 {

@@ -85,7 +85,7 @@ func wireInsert(t *testing.T, m *mssqlmodel.Model, ids ...int) {
 // wireRun runs a CDC extractor of tb over the wire from *pos to the end.
 func wireRun(t *testing.T, s *wireServer, tb *schemas.Table, pos *watermarks.Position) (rows int, err error) {
 	t.Helper()
-	ext, err := cdc.New(s.pool, tb, cdc.Options{ChunkRows: 10})
+	ext, err := cdc.New(s.pool, tb, cdc.Options{Bounds: extractors.Bounds{ChunkRows: 10}})
 	require.NoError(t, err)
 	_, err = extractortest.SyncRun(t, ext, tb, pos, 0, "empty batch", func(b arrow.RecordBatch, _ watermarks.Reason) error {
 		if b != nil {

@@ -1,8 +1,8 @@
 // Package cdc is the SQL Server Change Data Capture extractor: it reads a
 // table's changes from its change tables (cdc.<capture instance>_CT) in
 // (__$start_lsn, __$command_id, __$seqval, __$operation) order, in bounded
-// chunks, one query per chunk, through a small SQL layer (Source):
-// SQLServer in production, cdcmodel.Model (a test double) in tests.
+// chunks, one query per chunk, through a small SQL layer (Source, which
+// SQLServer implements).
 // __$command_id is the order of the changes within a transaction; Microsoft
 // documents that __$seqval must not be used for ordering (KB 3030352: an
 // update's delete and insert may be out of seqval order, P4).
@@ -56,8 +56,9 @@
 //
 // With no position, Open records the start (the highest harvested LSN, or
 // the newest instance's start LSN when CDC was enabled after the agent's
-// last harvest) before anything is read, then runs a keyset snapshot whose
-// positions are watermarks.Snapshot{LastKey, Resume: that start}, with
+// last harvest) before anything is read, then runs a keyset snapshot
+// (snapshot.Extractor.Begin) whose positions are
+// watermarks.Snapshot{LastKey, Resume: that start}, with
 // Reason ReasonSnapshot (P8). The next run replays from the start; full
 // images applied by key converge.
 //

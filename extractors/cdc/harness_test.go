@@ -1,6 +1,7 @@
 package cdc_test
 
 import (
+	"database/sql"
 	"fmt"
 	"maps"
 	"strings"
@@ -13,19 +14,26 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/cdc"
-	"github.com/ehrsync/ehrsync/extractors/cdc/cdcmodel"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// The model-backed harness: the engine's loop (a new extractor per run,
-// the position round-tripped through the watermarks codec after every
-// chunk), an in-memory store applying batches by key, and the comparison
-// of that store with the model's committed rows. It mirrors
-// extractortest's harness, which needs a *sql.DB and so runs only live.
+// The harness of the pitfall tests: SQL Server's CDC held in a model
+// (package mssqlmodel) and served over TDS, read through go-mssqldb by the
+// real extractor; the engine's loop (a new extractor per run, the position
+// round-tripped through the watermarks codec after every chunk), an
+// in-memory store applying batches by key, and the comparison of that
+// store with the model's committed rows.
+
+// row is a row as the model takes it: decimals as text, GUIDs in wire
+// order.
+type row = map[string]any
 
 const (
 	practice      = "0001"
@@ -34,8 +42,8 @@ const (
 
 type harness struct {
 	t     *testing.T
-	m     *cdcmodel.Model
-	def   cdcmodel.TableDef
+	m     *mssqlmodel.Model
+	db    *sql.DB
 	table *schemas.Table
 	mem   *memory.CheckedAllocator
 	rows  int
@@ -77,31 +85,54 @@ func linesTable(t *testing.T) *schemas.Table {
 	})
 }
 
-// newHarness creates table in a fresh model with one capture instance
-// (named instance, not <schema>_<table>) and an empty store.
-func newHarness(t *testing.T, table *schemas.Table, instance string) *harness {
+// newHarness serves a fresh model whose capture agent harvests every
+// commit, creates table in it (computed columns as given) with one
+// capture instance (named instance, not <schema>_<table>), and starts an
+// empty store.
+func newHarness(t *testing.T, table *schemas.Table, instance string, computed ...mssqlmodel.Computed) *harness {
 	t.Helper()
-	m := cdcmodel.New()
-	def := cdcmodel.TableDef{Schema: table.Schema, Name: table.Name, Key: table.Key}
-	for _, c := range table.Columns {
-		def.Columns = append(def.Columns, c.Name)
-	}
-	m.CreateTable(def)
-	m.EnableCDC(table.Schema, table.Name, instance)
+	m := mssqlmodel.New(mssqlmodel.Options{AutoHarvest: true})
+	srv := mssqltest.Serve(t, m)
+	require.NoError(t, m.CreateTable(table, computed...))
+	m.EnableCDCDatabase()
+	_, err := m.EnableCDC(mssqlmodel.CaptureInstance{Table: table.QualifiedName(), Name: instance})
+	require.NoError(t, err)
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	t.Cleanup(func() { mem.AssertSize(t, 0) })
-	return &harness{t: t, m: m, def: def, table: table, mem: mem, rows: 10,
+	return &harness{t: t, m: m, db: srv.Open(t), table: table, mem: mem, rows: 10,
+		store: map[string]map[string]string{}, emitted: map[string]int{}}
+}
+
+// on returns a harness of another table of h's database, with its own
+// store.
+func (h *harness) on(table *schemas.Table) *harness {
+	return &harness{t: h.t, m: h.m, db: h.db, table: table, mem: h.mem, rows: 10,
 		store: map[string]map[string]string{}, emitted: map[string]int{}}
 }
 
 func (h *harness) extractor() *cdc.Extractor {
 	h.t.Helper()
-	opts := cdc.Options{Practices: []string{practice}, ChunkRows: h.rows, ChunkBytes: h.bytes, Allocator: h.mem}
-	snap, err := h.m.Snapshotter(h.table, opts.Practices, opts.ChunkRows, h.mem)
-	require.NoError(h.t, err)
-	e, err := cdc.NewFrom(h.m, snap, h.table, opts)
+	e, err := cdc.New(h.db, h.table, cdc.Options{Bounds: extractors.Bounds{
+		Practices: []string{practice}, ChunkRows: h.rows, ChunkBytes: h.bytes, Allocator: h.mem}})
 	require.NoError(h.t, err)
 	return e
+}
+
+// enableCDC creates another capture instance of h's table and returns its
+// start LSN.
+func (h *harness) enableCDC(instance string) watermarks.LSN {
+	h.t.Helper()
+	start, err := h.m.EnableCDC(mssqlmodel.CaptureInstance{Table: h.table.QualifiedName(), Name: instance})
+	require.NoError(h.t, err)
+	return watermarks.LSN(start)
+}
+
+// maxLSN is the highest harvested LSN, sys.fn_cdc_get_max_lsn().
+func (h *harness) maxLSN() watermarks.LSN {
+	h.t.Helper()
+	b := h.m.MaxLSN()
+	require.Len(h.t, b, 10)
+	return watermarks.LSN(b)
 }
 
 type runResult struct {
@@ -190,10 +221,13 @@ func (h *harness) sourceRows() map[string]map[string]string {
 	require.NoError(h.t, err)
 	b := sc.NewBatch(memory.NewGoAllocator())
 	defer b.Release()
-	for _, r := range h.m.Rows(h.table.Schema, h.table.Name) {
+	rows, err := h.m.Rows(h.table.QualifiedName())
+	require.NoError(h.t, err)
+	for _, r := range rows {
 		if r["practice_id"] != practice {
 			continue
 		}
+		r = mssqlmodel.DriverRow(h.table, r)
 		raw := make([]any, len(h.table.Columns))
 		for i, c := range h.table.Columns {
 			raw[i] = r[c.Name]
@@ -224,48 +258,57 @@ func (h *harness) requireExactlyOnce() {
 }
 
 // line returns a claim line of the practice.
-func (h *harness) line(i int, prac string) cdcmodel.Row {
+func (h *harness) line(i int, prac string) row {
 	h.seqNext++
-	return cdcmodel.Row{
-		"id": guidWire(uuid.New()), "line": int64(i % 3), "practice_id": prac,
-		"amount": []byte(fmt.Sprintf("%d.%02d", 100+i, i%100)), "note": fmt.Sprintf("note %d", i),
+	return row{
+		"id": mssqlmodel.GUIDWire(uuid.New()), "line": int64(i % 3), "practice_id": prac,
+		"amount": fmt.Sprintf("%d.%02d", 100+i, i%100), "note": fmt.Sprintf("note %d", i),
 		"modify_timestamp": time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC).Add(time.Duration(h.seqNext) * time.Second),
 	}
 }
 
-func (h *harness) insert(rows ...cdcmodel.Row) watermarks.LSN {
+// commit runs do in one transaction and returns its commit LSN (the
+// agent harvests every commit).
+func (h *harness) commit(do func(tx *mssqlmodel.Tx)) watermarks.LSN {
+	h.t.Helper()
 	tx := h.m.Begin()
-	for _, r := range rows {
-		tx.Insert(h.table.Schema, h.table.Name, r)
-	}
-	return tx.Commit()
+	do(tx)
+	require.NoError(h.t, tx.Commit())
+	return h.maxLSN()
 }
 
-func (h *harness) update(r cdcmodel.Row, col string, v any) cdcmodel.Row {
+func (h *harness) insert(rows ...row) watermarks.LSN {
+	h.t.Helper()
+	return h.commit(func(tx *mssqlmodel.Tx) {
+		for _, r := range rows {
+			require.NoError(h.t, tx.Insert(h.table.QualifiedName(), r))
+		}
+	})
+}
+
+func (h *harness) update(r row, col string, v any) row {
+	h.t.Helper()
 	u := maps.Clone(r)
 	u[col] = v
-	tx := h.m.Begin()
-	tx.Update(h.table.Schema, h.table.Name, u)
-	tx.Commit()
+	h.commit(func(tx *mssqlmodel.Tx) { require.NoError(h.t, tx.Update(h.table.QualifiedName(), u)) })
 	return u
 }
 
-func (h *harness) delete(r cdcmodel.Row) {
-	tx := h.m.Begin()
-	tx.Delete(h.table.Schema, h.table.Name, r)
-	tx.Commit()
+func (h *harness) delete(r row) {
+	h.t.Helper()
+	h.commit(func(tx *mssqlmodel.Tx) { require.NoError(h.t, tx.Delete(h.table.QualifiedName(), r)) })
 }
 
 // seeded inserts 25 lines of the practice and 5 of another in one
 // transaction each, and syncs them.
-func (h *harness) seeded() []cdcmodel.Row {
+func (h *harness) seeded() []row {
 	h.t.Helper()
-	var rows []cdcmodel.Row
+	var rows []row
 	for i := range 25 {
 		rows = append(rows, h.line(i, practice))
 	}
 	h.insert(rows...)
-	var other []cdcmodel.Row
+	var other []row
 	for i := range 5 {
 		other = append(other, h.line(i, otherPractice))
 	}
@@ -273,14 +316,4 @@ func (h *harness) seeded() []cdcmodel.Row {
 	h.syncAll()
 	h.requireConverged()
 	return rows
-}
-
-// guidWire is u in SQL Server's mixed-endian wire order, as go-mssqldb
-// returns uniqueidentifier.
-func guidWire(u uuid.UUID) []byte {
-	b := u
-	b[0], b[1], b[2], b[3] = u[3], u[2], u[1], u[0]
-	b[4], b[5] = u[5], u[4]
-	b[6], b[7] = u[7], u[6]
-	return b[:]
 }

@@ -44,7 +44,7 @@ func TestConformanceSQLServer(t *testing.T) {
 	extractortest.Run(t, src, extractortest.Subject{
 		New: func(db *sql.DB, _ schemas.Dialect, table *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 			enableTable(t, db, table)
-			return cdc.New(db, table, cdc.Options{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator})
+			return cdc.New(db, table, cdc.Options{Bounds: extractors.Bounds{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}})
 		},
 		SeesDeletes: true,
 		ErrPosition: cdc.ErrPosition,

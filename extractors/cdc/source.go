@@ -8,10 +8,9 @@ import (
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// Source is the SQL layer the extractor reads through: SQLServer over a
-// go-mssqldb pool in production, cdcmodel.Model (an in-process test double)
-// in tests. Implementations are safe for concurrent use; every method
-// blocks on the source and honours ctx.
+// Source is the SQL layer the extractor and CheckAgent read through;
+// SQLServer implements it over a go-mssqldb pool. Implementations are safe
+// for concurrent use; every method blocks on the source and honours ctx.
 type Source interface {
 	// Instances returns the capture instances of the table schema.table
 	// (cdc.change_tables joined to sys.tables and sys.schemas by object id,
@@ -111,7 +110,7 @@ type SelectChecker interface {
 }
 
 // AgentProber is the optional ability of a Source to report on the capture
-// agent (P6). SQLServer and cdcmodel.Model have it.
+// agent (P6). SQLServer has it.
 type AgentProber interface {
 	Agent(ctx context.Context) (AgentStatus, error)
 }

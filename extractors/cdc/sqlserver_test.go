@@ -37,7 +37,7 @@ var claimID = uuid.MustParse("6f9619ff-8b86-d011-b42d-00c04fc964ff")
 // claimLine is a claim_lines row of practice 0001 as the model holds it.
 func claimLine(line int64) map[string]any {
 	return map[string]any{
-		"id": guidWire(claimID), "line": line, "practice_id": "0001", "amount": "-125.40", "note": "note",
+		"id": mssqlmodel.GUIDWire(claimID), "line": line, "practice_id": "0001", "amount": "-125.40", "note": "note",
 		"modify_timestamp": time.Date(2026, 11, 1, 8, 30, 0, 3_000_000, time.UTC),
 	}
 }
@@ -247,7 +247,7 @@ func TestSQLServerGolden(t *testing.T) {
 				start, err := s.m.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.claim_lines", Name: "claims_v2"})
 				require.NoError(t, err)
 				s.commit(func(tx *mssqlmodel.Tx) {
-					require.NoError(t, tx.Update("dbo.claim_lines", map[string]any{"id": guidWire(claimID), "line": int64(2), "status": "PAID"}))
+					require.NoError(t, tx.Update("dbo.claim_lines", map[string]any{"id": mssqlmodel.GUIDWire(claimID), "line": int64(2), "status": "PAID"}))
 				})
 				max := s.idle()
 				return table, watermarks.CDC{LSN: from, Instance: "claims_v1"}, []chunkSummary{
@@ -273,7 +273,7 @@ func TestSQLServerGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newCDCSource(t)
 			table, pos, want := tc.setup(t, s)
-			ext := s.extractor(table, cdc.Options{Practices: []string{"0001"}, ChunkRows: tc.rows})
+			ext := s.extractor(table, cdc.Options{Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: tc.rows}})
 			got := drain(t, ext, pos)
 			if pos == nil {
 				require.Len(t, got, 1)

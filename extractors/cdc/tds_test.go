@@ -17,7 +17,7 @@ import (
 func TestConformanceTDS(t *testing.T) {
 	extractortest.RunTDS(t, extractortest.Subject{
 		New: func(db *sql.DB, _ schemas.Dialect, table *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
-			return cdc.New(db, table, cdc.Options{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator})
+			return cdc.New(db, table, cdc.Options{Bounds: extractors.Bounds{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}})
 		},
 		SeesDeletes: true,
 		Heartbeat:   true,

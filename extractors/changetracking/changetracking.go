@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
-
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/internal/ctrows"
@@ -28,42 +25,18 @@ const (
 // Options configure an Extractor. The zero Options read every practice in
 // chunks of DefaultChunkRows rows and DefaultChunkBytes bytes.
 type Options struct {
-	// Practices restricts current rows (inserts, updates, the first
-	// snapshot) to rows whose practice column holds one of these ids.
-	// Empty: no filter. Deletes are never filtered (see the package doc).
-	Practices []string
-	// ChunkRows and ChunkBytes bound each chunk (one query); 0: the
-	// defaults. They bound the first run's snapshot chunks too.
-	ChunkRows  int
-	ChunkBytes int
-	// QueryTimeout bounds each source call; 0: DefaultQueryTimeout.
-	QueryTimeout time.Duration
-	// Allocator allocates what the extractor builds with Arrow's allocator
-	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
-	// memory.DefaultAllocator.
-	Allocator memory.Allocator
-}
-
-// Snapshotter starts the keyset snapshot of a first run: the rows of s
-// after s.LastKey, handing off to s.Resume; from is the position saved now
-// (nil or s). *snapshot.Extractor is one (through SnapshotFunc).
-type Snapshotter interface {
-	Start(s watermarks.Snapshot, from watermarks.Position) extractors.Run
-}
-
-// SnapshotFunc adapts a function to a Snapshotter.
-type SnapshotFunc func(s watermarks.Snapshot, from watermarks.Position) extractors.Run
-
-// Start calls f.
-func (f SnapshotFunc) Start(s watermarks.Snapshot, from watermarks.Position) extractors.Run {
-	return f(s, from)
+	// Bounds bound each chunk (one query), the first run's snapshot
+	// chunks too, and each source call. Practices restricts current rows
+	// (inserts, updates, the first snapshot); deletes are never filtered
+	// (see the package doc).
+	extractors.Bounds
 }
 
 // Extractor reads one table by Change Tracking. It implements
 // extractors.Extractor; it is safe for one run at a time.
 type Extractor struct {
 	src   Source
-	snap  Snapshotter
+	snap  *snapshot.Extractor // the first run's snapshot
 	table *schemas.Table
 	rows  *ctrows.Table
 	opts  Options
@@ -75,25 +48,9 @@ type Extractor struct {
 // first run. t is the table as batches carry it (apply a column allow-list
 // first with (*schemas.Table).Project).
 func NewSQLServer(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
-	if t == nil {
-		return nil, errors.New("changetracking: no table")
+	if db == nil {
+		return nil, errors.New("changetracking: no source database")
 	}
-	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{
-		Practices: opts.Practices, ChunkRows: opts.ChunkRows, ChunkBytes: opts.ChunkBytes,
-		QueryTimeout: opts.QueryTimeout, Allocator: opts.Allocator,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("changetracking: %w", err)
-	}
-	start := SnapshotFunc(func(s watermarks.Snapshot, from watermarks.Position) extractors.Run {
-		return snap.Start(s, from)
-	})
-	return New(NewSource(db), start, t, opts)
-}
-
-// New returns the Change Tracking extractor of table t (in the SQL Server
-// dialect) reading changes from src and first-run snapshots from snap.
-func New(src Source, snap Snapshotter, t *schemas.Table, opts Options) (*Extractor, error) {
 	if t == nil {
 		return nil, errors.New("changetracking: no table")
 	}
@@ -104,23 +61,9 @@ func New(src Source, snap Snapshotter, t *schemas.Table, opts Options) (*Extract
 	if t.Dialect != schemas.SQLServer {
 		return nil, fmt.Errorf("changetracking %s: change tracking needs a SQL Server table, not %s", name, t.Dialect)
 	}
-	if src == nil || snap == nil {
-		return nil, fmt.Errorf("changetracking %s: no source or snapshotter", name)
-	}
-	if opts.ChunkRows < 0 || opts.ChunkBytes < 0 || opts.QueryTimeout < 0 {
-		return nil, fmt.Errorf("changetracking %s: chunk rows, chunk bytes and query timeout must not be negative", name)
-	}
-	if opts.ChunkRows == 0 {
-		opts.ChunkRows = DefaultChunkRows
-	}
-	if opts.ChunkBytes == 0 {
-		opts.ChunkBytes = DefaultChunkBytes
-	}
-	if opts.QueryTimeout == 0 {
-		opts.QueryTimeout = DefaultQueryTimeout
-	}
-	if opts.Allocator == nil {
-		opts.Allocator = memory.DefaultAllocator
+	var err error
+	if opts.Bounds, err = reader.WithDefaults(opts.Bounds); err != nil {
+		return nil, fmt.Errorf("changetracking %s: %w", name, err)
 	}
 	if t.Practice != "" && len(opts.Practices) > 0 {
 		if _, ok := t.Column(t.Practice); !ok {
@@ -131,7 +74,11 @@ func New(src Source, snap Snapshotter, t *schemas.Table, opts Options) (*Extract
 	if err != nil {
 		return nil, fmt.Errorf("changetracking %s: %w", name, err)
 	}
-	return &Extractor{src: src, snap: snap, table: t, rows: rows, opts: opts}, nil
+	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{Bounds: opts.Bounds})
+	if err != nil {
+		return nil, fmt.Errorf("changetracking: %w", err)
+	}
+	return &Extractor{src: NewSource(db), snap: snap, table: t, rows: rows, opts: opts}, nil
 }
 
 // Table returns the table as the extractor's batches carry it. Do not
@@ -163,16 +110,16 @@ func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extracto
 		if _, err := e.minValid(ctx); err != nil {
 			return nil, err
 		}
-		return &Run{e: e, snap: e.snap.Start(watermarks.Snapshot{Resume: watermarks.CT{Version: cur}}, nil)}, nil
+		return e.snap.Begin(watermarks.CT{Version: cur}), nil
 	case watermarks.Snapshot:
-		ct, ok := p.Resume.(watermarks.CT)
-		if !ok || ct.InWindow() {
-			return nil, fmt.Errorf("changetracking %s: snapshot position does not resume on a change tracking version: %w", name, ErrPosition)
+		run, err := e.snap.Continue(p, "a change tracking version", func(r watermarks.Position) bool {
+			ct, ok := r.(watermarks.CT)
+			return ok && !ct.InWindow()
+		})
+		if err != nil {
+			return nil, fmt.Errorf("changetracking: %w", err)
 		}
-		if len(p.LastKey) != 0 && len(p.LastKey) != len(keys) {
-			return nil, fmt.Errorf("changetracking %s: saved key has %d values for %d key columns: %w", name, len(p.LastKey), len(keys), ErrPosition)
-		}
-		return &Run{e: e, snap: e.snap.Start(p, p)}, nil
+		return run, nil
 	case watermarks.CT:
 		if len(p.LastKey) != 0 && len(p.LastKey) != len(keys) {
 			return nil, fmt.Errorf("changetracking %s: saved key has %d values for %d key columns: %w", name, len(p.LastKey), len(keys), ErrPosition)
@@ -265,7 +212,6 @@ func (e *Extractor) setupError(ctx context.Context) error {
 // for concurrent use.
 type Run struct {
 	e    *Extractor
-	snap extractors.Run // the first run's (or a resumed) snapshot; nil when incremental
 	done bool
 	seq  int64
 	pos  watermarks.CT // the position reached
@@ -275,9 +221,6 @@ type Run struct {
 // Close ends the run. It holds no source resources between chunks.
 func (r *Run) Close() error {
 	r.done = true
-	if r.snap != nil {
-		return r.snap.Close()
-	}
 	return nil
 }
 
@@ -286,13 +229,6 @@ func (r *Run) Close() error {
 func (r *Run) Next(ctx context.Context) (extractors.Chunk, error) {
 	if r.done {
 		return extractors.Chunk{}, io.EOF
-	}
-	if r.snap != nil {
-		ch, err := r.snap.Next(ctx)
-		if err == io.EOF {
-			r.done = true
-		}
-		return ch, err
 	}
 	if r.pos.Version >= r.to {
 		r.done = true // nothing committed since the saved version

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
+
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/stretchr/testify/require"
 
@@ -38,11 +41,13 @@ func TestP2ExpiredAfterCleanup(t *testing.T) {
 }
 
 // TestP2ExpiredAfterTruncate: TRUNCATE TABLE logs no per-row deletes and
-// raises the minimum valid version; the saved version is expired.
+// raises the minimum valid version to the current version; a version
+// saved before later activity is expired.
 func TestP2ExpiredAfterTruncate(t *testing.T) {
 	h := newHarness(t, linesTable(t))
 	h.seeded()
-	h.db.Truncate(h.full)
+	h.db.m.Touch() // activity elsewhere since the last sync
+	require.NoError(t, h.db.m.Truncate(h.full.QualifiedName()))
 	_, err := h.try(0)
 	requireExpired(t, err)
 	// Re-snapshotting (the engine's answer to ErrExpired) converges.
@@ -70,7 +75,7 @@ func TestP2CheckedBeforeEveryRead(t *testing.T) {
 	h.db.Cleanup(h.full, h.db.Version())
 	_, err = run.Next(context.Background())
 	requireExpired(t, err)
-	calls := h.db.Calls()
+	calls := slices.DeleteFunc(h.db.Calls(), func(c string) bool { return c == "SnapshotIsolation" })
 	for i, c := range calls {
 		if c == "Changes" {
 			require.Equal(t, "MinValidVersion", calls[i-1], "call %d: CHANGETABLE without a validity check just before it", i)
@@ -88,7 +93,7 @@ func TestP2CleanupDuringReadIsCaught(t *testing.T) {
 	run, err := h.extractor().Open(context.Background(), h.pos)
 	require.NoError(t, err)
 	defer run.Close()
-	h.db.BeforeChanges = func() { h.db.Cleanup(h.full, h.db.Version()) }
+	h.db.BeforeChanges(func() { h.db.Cleanup(h.full, h.db.Version()) })
 	_, err = run.Next(context.Background())
 	requireExpired(t, err)
 }
@@ -138,15 +143,15 @@ func TestWindowRowChangedDuringReadConverges(t *testing.T) {
 	}
 	require.NoError(t, h.db.Update(h.full, raws(rows)...))
 	calls := 0
-	h.db.BeforeChanges = func() {
+	h.db.BeforeChanges(func() {
 		calls++
 		if calls == 2 { // during the second chunk's read
 			rows[0].note, rows[24].note = "v2 early key", "v2 late key"
 			_ = h.db.Update(h.full, rows[0].raw(), rows[24].raw())
 		}
-	}
+	})
 	h.sync(0)
-	h.db.BeforeChanges = nil
+	h.db.BeforeChanges(nil)
 	h.sync(0)
 	h.requireConverged()
 	require.Equal(t, "v2 early key", h.store[rows[0].key()]["note"])
@@ -242,8 +247,8 @@ func TestP16DeleteOfOtherPracticeIsHarmless(t *testing.T) {
 func TestP17MissingGrantIsNamed(t *testing.T) {
 	h := newHarness(t, linesTable(t))
 	h.seeded()
-	h.db.SetGrant(h.full, false)
-	grant := "GRANT VIEW CHANGE TRACKING ON [dbo].[" + h.full.Name + "] TO [ehrsync];"
+	h.db.m.AddLogin(mssqltest.User, "db_datareader") // SELECT, not VIEW CHANGE TRACKING
+	grant := "GRANT VIEW CHANGE TRACKING ON [dbo].[" + h.full.Name + "] TO [" + mssqltest.User + "];"
 	for _, pos := range []watermarks.Position{h.pos, nil} {
 		h.pos = pos
 		_, err := h.try(0)
@@ -261,13 +266,14 @@ func TestP17MissingGrantIsNamed(t *testing.T) {
 func TestP17TrackingOffIsNamed(t *testing.T) {
 	h := newHarness(t, linesTable(t))
 	h.seeded()
-	h.db.SetTableTracking(h.full, false)
+	require.NoError(t, h.db.m.DisableCT(h.full.QualifiedName()))
 	_, err := h.try(0)
 	require.ErrorIs(t, err, changetracking.ErrNotReadable)
 	require.Contains(t, err.Error(), "ALTER TABLE [dbo].["+h.full.Name+"] ENABLE CHANGE_TRACKING;")
 
-	h.db.SetTableTracking(h.full, true)
-	h.db.SetDatabaseTracking(false)
+	require.NoError(t, h.db.m.EnableCT(h.full.QualifiedName()))
+	require.NoError(t, h.db.m.DisableCT(h.full.QualifiedName()))
+	require.NoError(t, h.db.m.DisableCTDatabase())
 	h.pos = nil
 	_, err = h.try(0)
 	require.ErrorIs(t, err, changetracking.ErrNotReadable)
@@ -279,9 +285,9 @@ func TestP17TrackingOffIsNamed(t *testing.T) {
 func TestOpenTransactionIsReadAfterCommit(t *testing.T) {
 	h := newHarness(t, linesTable(t))
 	h.seeded()
-	tx := h.db.Begin()
+	tx := h.db.m.Begin()
 	early := h.newLines(1, practice)
-	tx.Insert(h.full, raws(early)...)
+	require.NoError(t, tx.Insert(h.full.QualifiedName(), values(h.full, early[0].raw())))
 	require.NoError(t, h.db.Insert(h.full, raws(h.newLines(3, practice))...))
 	h.sync(0)
 	require.NotContains(t, h.store, early[0].key())
@@ -314,9 +320,7 @@ func TestByteBoundEndsAChunkEarly(t *testing.T) {
 		rows[i].note = "changed"
 	}
 	require.NoError(t, h.db.Update(h.full, raws(rows)...))
-	opts := changetracking.Options{Practices: []string{practice}, ChunkRows: 100, ChunkBytes: 1, Allocator: h.mem}
-	ext, err := changetracking.New(h.db, h.db.Snapshotter(h.table, opts.Practices, 100, h.mem), h.table, opts)
-	require.NoError(t, err)
+	ext := h.extractorWith(extractors.Bounds{Practices: []string{practice}, ChunkRows: 100, ChunkBytes: 1, Allocator: h.mem})
 	run, err := ext.Open(context.Background(), h.pos)
 	require.NoError(t, err)
 	defer run.Close()

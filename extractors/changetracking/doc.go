@@ -85,7 +85,7 @@
 //
 // # The SQL layer
 //
-// The extractor reads through Source (four methods). SQLServer implements
-// it over a go-mssqldb pool; package ctmodel is an in-process test double
-// of Change Tracking that the tests run the extractor against.
+// The extractor reads through Source (four methods), which SQLServer
+// implements over a go-mssqldb pool. The tests run it against SQL Server's
+// Change Tracking held in a model (pkg/mssqlmodel) and served over TDS.
 package changetracking

@@ -1,6 +1,7 @@
 package changetracking_test
 
 import (
+	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -16,20 +17,22 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
-	"github.com/ehrsync/ehrsync/extractors/changetracking/ctmodel"
 	"github.com/ehrsync/ehrsync/extractors/changetracking/internal/ctrows"
 	"github.com/ehrsync/ehrsync/extractors/extractortest"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 var _ extractors.Extractor = (*changetracking.Extractor)(nil)
 
-// The model harness: a ctmodel database as the source, the extractor run
-// as the engine runs it (a new extractor per run, the position
-// round-tripped through the watermarks codec after every chunk), every
-// chunk applied to an in-memory store and checked against the change-batch
-// contract and a checked allocator.
+// The harness of the pitfall tests: SQL Server's Change Tracking held in a
+// model (package mssqlmodel) and served over TDS (ctDB), the real
+// extractor run as the engine runs it (a new extractor per run, the
+// position round-tripped through the watermarks codec after every chunk),
+// every chunk applied to an in-memory store and checked against the
+// change-batch contract and a checked allocator.
 
 const (
 	practice      = "0001"
@@ -68,16 +71,6 @@ func linesTable(t *testing.T) *schemas.Table {
 	})
 }
 
-// wireGUID is u as go-mssqldb returns a uniqueidentifier: the first three
-// groups byte-swapped.
-func wireGUID(u uuid.UUID) []byte {
-	b := u
-	b[0], b[1], b[2], b[3] = u[3], u[2], u[1], u[0]
-	b[4], b[5] = u[5], u[4]
-	b[6], b[7] = u[7], u[6]
-	return b[:]
-}
-
 // line is a lines row in the shape go-mssqldb returns it.
 type line struct {
 	id       uuid.UUID
@@ -89,7 +82,7 @@ type line struct {
 }
 
 func (l line) raw() []any {
-	r := []any{wireGUID(l.id), l.line, l.practice, nil, nil, l.stamp}
+	r := []any{mssqlmodel.GUIDWire(l.id), l.line, l.practice, nil, nil, l.stamp}
 	if l.amount != "" {
 		r[3] = []byte(l.amount)
 	}
@@ -109,9 +102,135 @@ func raws(ls []line) [][]any {
 	return out
 }
 
+// ctDB is a served model with Change Tracking on for the database, in
+// the terms of the tests: rows as go-mssqldb returns them.
+type ctDB struct {
+	t   *testing.T
+	m   *mssqlmodel.Model
+	db  *sql.DB
+	rec *mssqltest.Recorder
+}
+
+func newCTDB(t *testing.T) *ctDB {
+	t.Helper()
+	m := mssqlmodel.New(mssqlmodel.Options{SnapshotIsolation: true})
+	srv, rec := mssqltest.ServeRecorded(t, m)
+	m.EnableCTDatabase()
+	return &ctDB{t: t, m: m, db: srv.Open(t), rec: rec}
+}
+
+// Create creates t with Change Tracking on.
+func (d *ctDB) Create(t *schemas.Table) error {
+	if err := d.m.CreateTable(t); err != nil {
+		return err
+	}
+	return d.m.EnableCT(t.QualifiedName())
+}
+
+// values turns raw (t's columns in order, as go-mssqldb returns them) into
+// the model's values: decimals as text.
+func values(t *schemas.Table, raw []any) map[string]any {
+	out := make(map[string]any, len(raw))
+	for i, c := range t.Columns {
+		v := raw[i]
+		if b, ok := v.([]byte); ok && (c.Type.Name == "decimal" || c.Type.Name == "numeric") {
+			v = string(b)
+		}
+		out[c.Name] = v
+	}
+	return out
+}
+
+// write commits one transaction applying op to each of rows.
+func (d *ctDB) write(t *schemas.Table, op func(*mssqlmodel.Tx, string, map[string]any) error, rows ...[]any) error {
+	tx := d.m.Begin()
+	for _, r := range rows {
+		if err := op(tx, t.QualifiedName(), values(t, r)); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func (d *ctDB) Insert(t *schemas.Table, rows ...[]any) error {
+	return d.write(t, (*mssqlmodel.Tx).Insert, rows...)
+}
+func (d *ctDB) Update(t *schemas.Table, rows ...[]any) error {
+	return d.write(t, (*mssqlmodel.Tx).Update, rows...)
+}
+func (d *ctDB) Delete(t *schemas.Table, rows ...[]any) error {
+	return d.write(t, (*mssqlmodel.Tx).Delete, rows...)
+}
+
+// Version is CHANGE_TRACKING_CURRENT_VERSION().
+func (d *ctDB) Version() int64 {
+	v, ok := d.m.CTVersion()
+	require.True(d.t, ok, "change tracking is on")
+	return v
+}
+
+// Cleanup raises t's minimum valid version to v, as the cleanup job does.
+func (d *ctDB) Cleanup(t *schemas.Table, v int64) {
+	require.NoError(d.t, d.m.CleanupCT(t.QualifiedName(), v))
+}
+
+// Rows returns t's rows, its columns in order as go-mssqldb returns them.
+func (d *ctDB) Rows(t *schemas.Table) [][]any {
+	rows, err := d.m.Rows(t.QualifiedName())
+	require.NoError(d.t, err)
+	out := make([][]any, len(rows))
+	for i, r := range rows {
+		r = mssqlmodel.DriverRow(t, r)
+		for _, c := range t.Columns {
+			out[i] = append(out[i], r[c.Name])
+		}
+	}
+	return out
+}
+
+// BeforeChanges runs f before each CHANGETABLE query is answered (nil:
+// none), as another session acting at that moment.
+func (d *ctDB) BeforeChanges(f func()) {
+	if f == nil {
+		d.rec.Before(nil)
+		return
+	}
+	d.rec.Before(func(ev mssqltest.Event) {
+		if strings.Contains(ev.SQL, "CHANGETABLE(CHANGES") {
+			f()
+		}
+	})
+}
+
+// Calls names the statements the server received, in order:
+// CurrentVersion, MinValidVersion, Changes, SnapshotIsolation (whether the
+// database allows SNAPSHOT transactions), Snapshot (a keyset snapshot read)
+// or Other.
+func (d *ctDB) Calls() []string {
+	var out []string
+	for _, ev := range d.rec.Statements() {
+		switch {
+		case strings.Contains(ev.SQL, "CHANGETABLE(CHANGES"):
+			out = append(out, "Changes")
+		case strings.HasPrefix(ev.SQL, "SELECT CHANGE_TRACKING_CURRENT_VERSION()"):
+			out = append(out, "CurrentVersion")
+		case strings.HasPrefix(ev.SQL, "SELECT CHANGE_TRACKING_MIN_VALID_VERSION("):
+			out = append(out, "MinValidVersion")
+		case strings.Contains(ev.SQL, "snapshot_isolation_state"):
+			out = append(out, "SnapshotIsolation")
+		case strings.Contains(ev.SQL, "ORDER BY"):
+			out = append(out, "Snapshot")
+		default:
+			out = append(out, "Other")
+		}
+	}
+	return out
+}
+
 type harness struct {
 	t     *testing.T
-	db    *ctmodel.DB
+	db    *ctDB
 	table *schemas.Table // as the batches carry it
 	full  *schemas.Table // as created at the source
 	mem   *memory.CheckedAllocator
@@ -126,7 +245,7 @@ func newHarness(t *testing.T, table *schemas.Table) *harness {
 	t.Helper()
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	t.Cleanup(func() { mem.AssertSize(t, 0) })
-	db := ctmodel.New()
+	db := newCTDB(t)
 	require.NoError(t, db.Create(table))
 	return &harness{t: t, db: db, table: table, full: table, mem: mem, rows: 10,
 		store: map[string]map[string]string{}, clock: time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)}
@@ -145,8 +264,12 @@ func (h *harness) newLines(n int, pr string) []line {
 
 func (h *harness) extractor() *changetracking.Extractor {
 	h.t.Helper()
-	opts := changetracking.Options{Practices: []string{practice}, ChunkRows: h.rows, Allocator: h.mem}
-	ext, err := changetracking.New(h.db, h.db.Snapshotter(h.table, opts.Practices, opts.ChunkRows, opts.Allocator), h.table, opts)
+	return h.extractorWith(extractors.Bounds{Practices: []string{practice}, ChunkRows: h.rows, Allocator: h.mem})
+}
+
+func (h *harness) extractorWith(b extractors.Bounds) *changetracking.Extractor {
+	h.t.Helper()
+	ext, err := changetracking.NewSQLServer(h.db.db, h.table, changetracking.Options{Bounds: b})
 	require.NoError(h.t, err)
 	return ext
 }

@@ -10,12 +10,13 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/changetracking"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// Model tests beyond the conformance suite (TestConformanceModel, in
-// conformance_test.go): P3 in its exact shape, every key type, bad input.
+// Tests beyond the conformance suite (TestConformanceTDS, in
+// tds_test.go): P3 in its exact shape, every key type, bad input.
 
 // TestP3IdleTableAdvancesToWindowBound: an idle table's position moves to
 // the window's upper bound (the database's current version) in one chunk
@@ -24,8 +25,8 @@ func TestP3IdleTableAdvancesToWindowBound(t *testing.T) {
 	h := newHarness(t, linesTable(t))
 	h.seeded()
 	before := h.pos.(watermarks.CT)
-	h.db.Bump()
-	h.db.Bump()
+	h.db.m.Touch()
+	h.db.m.Touch()
 	res := h.sync(0)
 	require.Equal(t, 1, res.heartbeats)
 	require.Zero(t, res.rows)
@@ -39,12 +40,12 @@ func TestP3IdleTableAdvancesToWindowBound(t *testing.T) {
 // TestConformanceModelEveryKeyType: keys of each supported kind page in
 // the server's order (GUIDs by SQL Server byte groups, PITFALLS.md P12)
 // across chunk boundaries, and resume by typed key.
-func TestConformanceModelEveryKeyType(t *testing.T) {
+func TestEveryKeyTypePagesInServerOrder(t *testing.T) {
 	for _, tc := range []struct {
 		typ  string
 		vals func(i int) any
 	}{
-		{"uniqueidentifier", func(int) any { return wireGUID(uuid.New()) }},
+		{"uniqueidentifier", func(int) any { return mssqlmodel.GUIDWire(uuid.New()) }},
 		{"int", func(i int) any { return int64(i * 7 % 23) }},
 		{"bigint", func(i int) any { return int64(i%2*2-1) * (int64(1) << 40) * int64(i+1) }},
 		{"varchar(10)", func(i int) any { return string(rune('a'+i%23)) + "k" }},
@@ -80,14 +81,13 @@ func canonAny(v any) string { return fmt.Sprintf("%T:%v", v, v) }
 
 func TestNewRejectsBadInput(t *testing.T) {
 	h := newHarness(t, linesTable(t))
-	snap := h.db.Snapshotter(h.table, nil, 10, h.mem)
-	_, err := changetracking.New(h.db, snap, nil, changetracking.Options{})
+	_, err := changetracking.NewSQLServer(h.db.db, nil, changetracking.Options{})
 	require.Error(t, err)
-	_, err = changetracking.New(h.db, snap, h.table, changetracking.Options{ChunkRows: -1})
+	_, err = changetracking.NewSQLServer(h.db.db, h.table, changetracking.Options{Bounds: extractors.Bounds{ChunkRows: -1}})
 	require.Error(t, err)
 	pg := *h.table
 	pg.Dialect = schemas.Postgres
-	_, err = changetracking.New(h.db, snap, &pg, changetracking.Options{})
+	_, err = changetracking.NewSQLServer(h.db.db, &pg, changetracking.Options{})
 	require.Error(t, err)
 }
 

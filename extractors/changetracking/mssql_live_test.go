@@ -48,7 +48,7 @@ func TestConformanceSQLServer(t *testing.T) {
 		New: func(db *sql.DB, _ schemas.Dialect, tb *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 			enableTracking(t, db, tb)
 			return changetracking.NewSQLServer(db, tb, changetracking.Options{
-				Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator,
+				Bounds: extractors.Bounds{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator},
 			})
 		},
 		SeesDeletes: true,

@@ -9,9 +9,9 @@ import (
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// Source is the SQL layer the extractor reads Change Tracking through: the
-// real one is SQLServer; package ctmodel is an in-process test double.
-// Implementations are safe for concurrent use.
+// Source is the SQL layer the extractor reads Change Tracking through;
+// SQLServer implements it over a go-mssqldb pool. Implementations are safe
+// for concurrent use.
 type Source interface {
 	// CurrentVersion returns CHANGE_TRACKING_CURRENT_VERSION(): the version
 	// of the last committed transaction. ok is false when the database does

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -135,7 +137,7 @@ func (s *source) extractor(chunkRows int) *changetracking.Extractor {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	s.t.Cleanup(func() { mem.AssertSize(s.t, 0) })
 	ext, err := changetracking.NewSQLServer(db, s.table, changetracking.Options{
-		Practices: []string{"0001"}, ChunkRows: chunkRows, Allocator: mem,
+		Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: chunkRows, Allocator: mem},
 	})
 	require.NoError(s.t, err)
 	return ext

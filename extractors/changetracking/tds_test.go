@@ -18,7 +18,7 @@ func TestConformanceTDS(t *testing.T) {
 	extractortest.RunTDS(t, extractortest.Subject{
 		New: func(db *sql.DB, _ schemas.Dialect, tb *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 			return changetracking.NewSQLServer(db, tb, changetracking.Options{
-				Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator,
+				Bounds: extractors.Bounds{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator},
 			})
 		},
 		SeesDeletes: true,

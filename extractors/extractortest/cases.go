@@ -378,8 +378,9 @@ func testAllowList(t *testing.T, h *harness) {
 	}
 }
 
-// testForeignPosition: a position of another strategy is a loud error,
-// never a silent restart.
+// testForeignPosition: a position of another strategy, or (for an
+// incremental extractor) a first-run snapshot handing off to one, is a
+// loud error, never a silent restart.
 func testForeignPosition(t *testing.T, h *harness) {
 	h.use(linesTable(uniqueName("foreign")))
 	ext, err := h.src.extractor(h.table, Config{Practices: []string{Practice}, Allocator: h.mem})
@@ -392,11 +393,17 @@ func testForeignPosition(t *testing.T, h *harness) {
 		if h.sub.Native != nil && reflect.TypeOf(pos) == reflect.TypeOf(h.sub.Native) {
 			continue // the extractor's own kind: not foreign
 		}
-		run, err := ext.Open(context.Background(), pos)
-		require.Error(t, err, "open from %s", pos)
-		require.Nil(t, run)
-		if h.sub.ErrPosition != nil {
-			require.True(t, errors.Is(err, h.sub.ErrPosition), "open from %s: %v", pos, err)
+		opens := []watermarks.Position{pos}
+		if h.sub.Native != nil {
+			opens = append(opens, watermarks.Snapshot{Resume: pos})
+		}
+		for _, pos := range opens {
+			run, err := ext.Open(context.Background(), pos)
+			require.Error(t, err, "open from %s", pos)
+			require.Nil(t, run)
+			if h.sub.ErrPosition != nil {
+				require.True(t, errors.Is(err, h.sub.ErrPosition), "open from %s: %v", pos, err)
+			}
 		}
 	}
 }

@@ -17,10 +17,10 @@ import (
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
-// Model is a source without SQL: an in-process test double of a SQL
-// Server database's change data (cdcmodel, ctmodel), adapted by the
-// extractor's test package, so that this package imports neither the
-// extractors nor their models. Values are driver values shaped as
+// Model is a source the suite writes to without SQL: RunTDS's SQL Server
+// held in a model (pkg/mssqlmodel) and served over TDS, which the
+// extractor under test reads through go-mssqldb. Values are driver values
+// shaped as
 // go-mssqldb returns them: GUIDs as 16 bytes in SQL Server's wire order,
 // decimals as text bytes, integers as int64, floats as float64, strings,
 // []byte, date-times as time.Time (zone-less types in UTC), NULL as nil.

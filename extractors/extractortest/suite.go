@@ -46,12 +46,9 @@ type Source struct {
 	BlockingReads bool
 }
 
-// Config is what the suite varies per extractor it builds.
-type Config struct {
-	Practices []string
-	ChunkRows int
-	Allocator memory.Allocator
-}
+// Config is what the suite varies per extractor it builds: the practices,
+// the chunk rows and the allocator of its Bounds.
+type Config = extractors.Bounds
 
 // Subject is the extractor under test.
 type Subject struct {
@@ -86,15 +83,6 @@ type Subject struct {
 func Run(t *testing.T, src Source, sub Subject) {
 	run(t, sub, func(t *testing.T) source {
 		return &sqlSource{db: &db{t: t, dialect: src.Dialect, conn: src.Open(t)}, sub: sub, blocking: src.BlockingReads}
-	})
-}
-
-// RunModel runs the conformance suite for sub against a model source:
-// newModel returns a fresh model per test, and the model builds the
-// extractor under test (sub.New is not used).
-func RunModel(t *testing.T, newModel func(t *testing.T) Model, sub Subject) {
-	run(t, sub, func(t *testing.T) source {
-		return newModelSource(t, newModel(t))
 	})
 }
 

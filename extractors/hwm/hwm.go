@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow/memory"
-
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/reader"
 	"github.com/ehrsync/ehrsync/extractors/snapshot"
@@ -30,9 +28,9 @@ const (
 // Options configure an Extractor. The zero Options use the table's
 // row-version column with the defaults above.
 type Options struct {
-	// Practices restricts reads to rows whose practice column (the table's
-	// Practice) holds one of these ids. Empty: no filter.
-	Practices []string
+	// Bounds bound each chunk (one query), the first run's snapshot
+	// chunks too.
+	extractors.Bounds
 	// Cursor names the cursor column: "" for the table's RowVersion, or a
 	// date-time column such as modify_timestamp.
 	Cursor string
@@ -40,16 +38,6 @@ type Options struct {
 	// cursor starts reading again; 0: DefaultLookBack. Ignored for row
 	// versions, whose bound makes it unnecessary.
 	LookBack time.Duration
-	// ChunkRows and ChunkBytes bound each chunk (one query); 0: the
-	// defaults. They bound the first run's snapshot chunks too.
-	ChunkRows  int
-	ChunkBytes int
-	// QueryTimeout bounds each query; 0: DefaultQueryTimeout.
-	QueryTimeout time.Duration
-	// Allocator allocates what the extractor builds with Arrow's allocator
-	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
-	// memory.DefaultAllocator.
-	Allocator memory.Allocator
 }
 
 // CursorKind says how a cursor is bounded and paged (see the package doc).
@@ -123,16 +111,16 @@ func New(db *sql.DB, source schemas.Dialect, t *schemas.Table, opts Options) (*E
 		return nil, fmt.Errorf("hwm %s: %w", t.QualifiedName(), err)
 	}
 	r, err := reader.New(reader.Config{
-		DB: db, Dialect: source, Table: t, Practices: opts.Practices,
-		ChunkRows: opts.ChunkRows, ChunkBytes: opts.ChunkBytes,
-		QueryTimeout: opts.QueryTimeout, Allocator: opts.Allocator,
+		Bounds:  opts.Bounds,
+		DB:      db,
+		Dialect: source,
+		Table:   t,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hwm %s: %w", t.QualifiedName(), err)
 	}
 	snap, err := snapshot.New(db, source, t, snapshot.Options{
-		Practices: opts.Practices, ChunkRows: opts.ChunkRows, ChunkBytes: opts.ChunkBytes,
-		QueryTimeout: opts.QueryTimeout, Allocator: opts.Allocator,
+		Bounds: opts.Bounds,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hwm: %w", err)
@@ -192,17 +180,16 @@ func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extracto
 		if err != nil {
 			return nil, fmt.Errorf("hwm %s: record start: %w", name, err)
 		}
-		return &Run{e: e, snap: e.snap.Start(watermarks.Snapshot{Resume: start}, nil)}, nil
+		return e.snap.Begin(start), nil
 	case watermarks.Snapshot:
-		c, ok := p.Resume.(watermarks.Cursor)
-		if !ok || !strings.EqualFold(c.Column, e.cursor.Name) {
-			return nil, fmt.Errorf("hwm %s: snapshot position does not resume on cursor %s: %w", name, e.cursor.Name, ErrPosition)
-		}
-		run, err := e.snap.Open(ctx, p)
+		run, err := e.snap.Continue(p, "cursor "+e.cursor.Name, func(r watermarks.Position) bool {
+			c, ok := r.(watermarks.Cursor)
+			return ok && strings.EqualFold(c.Column, e.cursor.Name)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("hwm: %w", err)
 		}
-		return &Run{e: e, snap: run}, nil
+		return run, nil
 	case watermarks.Cursor:
 		if !strings.EqualFold(p.Column, e.cursor.Name) {
 			return nil, fmt.Errorf("hwm %s: saved cursor is on another column than %s: %w", name, e.cursor.Name, ErrPosition)

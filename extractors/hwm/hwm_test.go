@@ -24,7 +24,7 @@ var subjects = []struct {
 }{
 	{"row version", extractortest.Subject{
 		New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
-			return hwm.New(db, d, t, hwm.Options{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator})
+			return hwm.New(db, d, t, hwm.Options{Bounds: extractors.Bounds{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator}})
 		},
 		Heartbeat:   true,
 		ErrPosition: hwm.ErrPosition,
@@ -32,8 +32,9 @@ var subjects = []struct {
 	{"modify timestamp", extractortest.Subject{
 		New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 			return hwm.New(db, d, t, hwm.Options{
-				Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator,
-				Cursor: t.ModifiedAt, LookBack: time.Minute,
+				Bounds:   extractors.Bounds{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator},
+				Cursor:   t.ModifiedAt,
+				LookBack: time.Minute,
 			})
 		},
 		ErrPosition: hwm.ErrPosition,

@@ -19,7 +19,6 @@ import (
 // from an update, and the row is the current full image either way.
 type Run struct {
 	e    *Extractor
-	snap extractors.Run // the first run's (or a resumed) snapshot; nil when incremental
 	done bool
 	seq  int64
 
@@ -46,15 +45,6 @@ func (r *Run) Next(ctx context.Context) (extractors.Chunk, error) {
 	if r.done {
 		return extractors.Chunk{}, io.EOF
 	}
-	if r.snap != nil {
-		ch, err := r.snap.Next(ctx)
-		if err == io.EOF {
-			// The snapshot handed off to its Resume position; the next
-			// run reads incrementally from there.
-			r.done = true
-		}
-		return ch, err
-	}
 	var (
 		ch  extractors.Chunk
 		err error
@@ -73,9 +63,6 @@ func (r *Run) Next(ctx context.Context) (extractors.Chunk, error) {
 // Close ends the run. It holds no source resources between chunks.
 func (r *Run) Close() error {
 	r.done = true
-	if r.snap != nil {
-		return r.snap.Close()
-	}
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
@@ -167,7 +169,7 @@ func TestSQLServerQueries(t *testing.T) {
 	}{
 		{
 			name: "first run records the bound then snapshots",
-			opts: hwm.Options{Practices: []string{"0001", "0002"}, ChunkRows: 2},
+			opts: hwm.Options{Bounds: extractors.Bounds{Practices: []string{"0001", "0002"}, ChunkRows: 2}},
 			setup: func(t *testing.T) *source {
 				// Row versions 0x7CE..0x7D0: MIN_ACTIVE_ROWVERSION() is 0x7D1.
 				s := newSource(t, 0x7CD)
@@ -188,7 +190,7 @@ func TestSQLServerQueries(t *testing.T) {
 		},
 		{
 			name: "row version window then heartbeat",
-			opts: hwm.Options{Practices: []string{"0001"}, ChunkRows: 2},
+			opts: hwm.Options{Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: 2}},
 			pos:  watermarks.Cursor{Column: "row_timestamp", Value: rv(0x7D0)},
 			setup: func(t *testing.T) *source {
 				s := newSource(t, 0x7CF)
@@ -217,7 +219,7 @@ func TestSQLServerQueries(t *testing.T) {
 		},
 		{
 			name: "idle row version at the bound reads nothing",
-			opts: hwm.Options{Practices: []string{"0001"}, ChunkRows: 2},
+			opts: hwm.Options{Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: 2}},
 			pos:  watermarks.Cursor{Column: "row_timestamp", Value: rv(0x7FF)},
 			setup: func(t *testing.T) *source {
 				// Rows at 0x7FE and 0x7FF, both read: MIN_ACTIVE_ROWVERSION() is 0x800.
@@ -228,7 +230,7 @@ func TestSQLServerQueries(t *testing.T) {
 		},
 		{
 			name: "timestamp cursor overlap then rows after the saved position",
-			opts: hwm.Options{Practices: []string{"0001"}, ChunkRows: 2, Cursor: "modify_timestamp", LookBack: 10 * time.Minute},
+			opts: hwm.Options{Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: 2}, Cursor: "modify_timestamp", LookBack: 10 * time.Minute},
 			pos: watermarks.Cursor{Column: "modify_timestamp", Value: dateTime(t, stamp), Key: watermarks.Key{
 				watermarks.UUID(uuid.MustParse("6f9619ff-8b86-d011-b42d-00c04fc964ff")).WithSQLType("uniqueidentifier"),
 				watermarks.UUID(uuid.MustParse("00010203-0405-0607-0809-0a0b0c0d0e0f")).WithSQLType("uniqueidentifier"),
@@ -256,7 +258,7 @@ func TestSQLServerQueries(t *testing.T) {
 		},
 		{
 			name: "timestamp cursor first run records MAX before the snapshot",
-			opts: hwm.Options{Practices: []string{"0001"}, ChunkRows: 2, Cursor: "modify_timestamp"},
+			opts: hwm.Options{Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: 2}, Cursor: "modify_timestamp"},
 			setup: func(t *testing.T) *source {
 				// The last datetime there is survives the round trip (P14);
 				// another practice's later-looking value is not the bound.
@@ -318,7 +320,7 @@ func requireTypedParams(t *testing.T, table *schemas.Table, stmts []mssqltest.Ev
 func TestSQLServerGUIDKeyRoundTrip(t *testing.T) {
 	s := newSource(t, 0x800)
 	s.insert(row(t, "0001", claimA, lineA, time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC))) // 0x801
-	ext := s.extractor(hwm.Options{ChunkRows: 1})
+	ext := s.extractor(hwm.Options{Bounds: extractors.Bounds{ChunkRows: 1}})
 	got := drain(t, ext, watermarks.Snapshot{Resume: watermarks.Cursor{Column: "row_timestamp", Value: rv(0x800)}})
 	require.Len(t, got, 2)
 	require.Equal(t, 1, got[0].rows)

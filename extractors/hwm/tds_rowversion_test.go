@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -41,7 +43,7 @@ func TestRepeatedRowVersionsOverTheWire(t *testing.T) {
 
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
-	ext, err := hwm.New(srv.Open(t), schemas.SQLServer, table, hwm.Options{ChunkRows: 2, Allocator: mem})
+	ext, err := hwm.New(srv.Open(t), schemas.SQLServer, table, hwm.Options{Bounds: extractors.Bounds{ChunkRows: 2, Allocator: mem}})
 	require.NoError(t, err)
 	var pos watermarks.Position = watermarks.Cursor{Column: "row_timestamp",
 		Value: watermarks.RowVersion([8]byte(binary.BigEndian.AppendUint64(nil, 0x800))).WithSQLType("rowversion")}

@@ -57,10 +57,7 @@ func New() *Planner { return &Planner{} }
 func (p *Planner) Plan(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
 	t, tc := req.Table, req.Config
 	plan := extractors.Plan{Strategy: tc.Strategy}
-	keys, err := snapshot.New(req.DB, req.Dialect, t, snapshot.Options{
-		Practices: req.Practices, ChunkRows: max(req.ChunkRows, 50000), ChunkBytes: req.ChunkBytes,
-		QueryTimeout: req.QueryTimeout, Allocator: req.Allocator, KeysOnly: true,
-	})
+	keys, err := keyReader(req, snapshot.Options{})
 	if err != nil {
 		return extractors.Plan{}, err
 	}
@@ -74,33 +71,32 @@ func (p *Planner) Plan(ctx context.Context, req extractors.PlanRequest) (extract
 	case config.StrategyAuto:
 		switch {
 		case tc.Cursor != "":
-			plan.Strategy, plan.Why = config.StrategyHWM, fmt.Sprintf("high-water mark on the configured cursor %s", tc.Cursor)
+			plan.Strategy, plan.Why.Chose = config.StrategyHWM, extractors.Reason{Code: extractors.ReasonConfiguredCursor, Detail: tc.Cursor}
 		case t.RowVersion != "":
-			plan.Strategy, plan.Why = config.StrategyHWM, "high-water mark on the row-version column "+t.RowVersion+plan.Why
+			plan.Strategy, plan.Why.Chose = config.StrategyHWM, extractors.Reason{Code: extractors.ReasonRowVersion, Detail: t.RowVersion}
 		case t.ModifiedAt != "":
-			plan.Strategy, plan.Why = config.StrategyHWM, "high-water mark on "+t.ModifiedAt+" with look-back: the table has no row-version column"+plan.Why
+			plan.Strategy, plan.Why.Chose = config.StrategyHWM, extractors.Reason{Code: extractors.ReasonModifiedAt, Detail: t.ModifiedAt}
 			tc.Cursor = t.ModifiedAt
 		default:
-			plan.Strategy, plan.Why = config.StrategySnapshot, "full keyset snapshot each run: the table has no row-version or modified-at column"+plan.Why
+			plan.Strategy, plan.Why.Chose = config.StrategySnapshot, extractors.Reason{Code: extractors.ReasonNoCursor}
 		}
 	case config.StrategyHWM:
-		plan.Why = "configured"
+		plan.Why.Chose = extractors.Reason{Code: extractors.ReasonConfigured}
 	case config.StrategySnapshot:
-		plan.Why = "configured: full keyset snapshot each run"
+		plan.Why.Chose = extractors.Reason{Code: extractors.ReasonConfiguredSnapshot}
 	default:
 		return extractors.Plan{}, fmt.Errorf("unknown strategy %q", plan.Strategy)
 	}
 	plan.Keys = keys
-	plan.Blind = "deletes (unless reconcile_every is set)"
 	if plan.Strategy == config.StrategySnapshot {
 		plan.Extractor, err = snapshot.New(req.DB, req.Dialect, t, snapshot.Options{
-			Practices: req.Practices, ChunkRows: req.ChunkRows, ChunkBytes: req.ChunkBytes,
-			QueryTimeout: req.QueryTimeout, Allocator: req.Allocator,
+			Bounds: req.Bounds,
 		})
 	} else {
 		plan.Extractor, err = hwm.New(req.DB, req.Dialect, t, hwm.Options{
-			Practices: req.Practices, Cursor: tc.Cursor, LookBack: tc.LookBack,
-			ChunkRows: req.ChunkRows, ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator,
+			Bounds:   req.Bounds,
+			Cursor:   tc.Cursor,
+			LookBack: tc.LookBack,
 		})
 	}
 	if err != nil {
@@ -114,26 +110,30 @@ func (p *Planner) Plan(ctx context.Context, req extractors.PlanRequest) (extract
 // primary key), and its keys-only twin for the range's reconciliation. It
 // implements engine.RangePlanner.
 func (p *Planner) PlanRange(ctx context.Context, req extractors.PlanRequest, r extractors.KeyRange) (extractors.Plan, error) {
-	opts := snapshot.Options{
-		Practices: req.Practices, ChunkRows: req.ChunkRows, ChunkBytes: req.ChunkBytes,
-		QueryTimeout: req.QueryTimeout, Allocator: req.Allocator, From: r.From, To: r.To,
-	}
+	opts := snapshot.Options{Bounds: req.Bounds, From: r.From, To: r.To}
 	ext, err := snapshot.New(req.DB, req.Dialect, req.Table, opts)
 	if err != nil {
 		return extractors.Plan{}, err
 	}
-	opts.KeysOnly, opts.ChunkRows = true, max(req.ChunkRows, 50000)
-	keys, err := snapshot.New(req.DB, req.Dialect, req.Table, opts)
+	keys, err := keyReader(req, opts)
 	if err != nil {
 		return extractors.Plan{}, err
 	}
-	return extractors.Plan{Strategy: config.StrategySnapshot, Why: "an operator's ranged backfill: a keyset snapshot of the key range",
-		Blind: "deletes (outside a range reconciliation)", Extractor: ext, Keys: keys}, nil
+	return extractors.Plan{Strategy: config.StrategySnapshot, Why: extractors.Why{Chose: extractors.Reason{Code: extractors.ReasonRange}},
+		Extractor: ext, Keys: keys}, nil
+}
+
+// keyReader returns the keys-only snapshot of req.Table with opts (its
+// range, if any) for reconciliations, in chunks of at least 50000 keys.
+func keyReader(req extractors.PlanRequest, opts snapshot.Options) (*snapshot.Extractor, error) {
+	opts.Bounds, opts.KeysOnly = req.Bounds, true
+	opts.ChunkRows = max(req.ChunkRows, 50000)
+	return snapshot.New(req.DB, req.Dialect, req.Table, opts)
 }
 
 // capture tries CDC, then Change Tracking, as the strategy allows. It
 // returns a plan with an extractor when one works; for auto, a plan without
-// one whose Why says (after a colon) what was missing; for an explicit
+// one whose Why.Passed says what was missing; for an explicit
 // strategy that cannot work, ErrNotAvailable with the fix.
 func (p *Planner) capture(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
 	probe := p.Probe
@@ -142,7 +142,7 @@ func (p *Planner) capture(ctx context.Context, req extractors.PlanRequest) (extr
 	}
 	pr := probe(req.DB)
 	t, tc := req.Table, req.Config
-	var missing []string
+	var missing []extractors.Reason
 	if tc.Strategy != config.StrategyChangeTracking {
 		capt, err := pr.CDC(ctx, t)
 		if err == nil {
@@ -161,11 +161,11 @@ func (p *Planner) capture(ctx context.Context, req extractors.PlanRequest) (extr
 		var comp *computedError
 		switch {
 		case errors.As(err, &perm):
-			missing = append(missing, "CDC not readable ("+perm.Error()+")")
+			missing = append(missing, extractors.Reason{Code: extractors.ReasonCDCNotReadable, Detail: perm.Error()})
 		case errors.As(err, &comp):
-			missing = append(missing, "CDC not usable ("+comp.Error()+")")
+			missing = append(missing, extractors.Reason{Code: extractors.ReasonCDCNotUsable, Detail: comp.Error()})
 		case errors.Is(err, cdc.ErrNotTracked):
-			missing = append(missing, "no readable CDC capture instance")
+			missing = append(missing, extractors.Reason{Code: extractors.ReasonNoCDC})
 		default:
 			return extractors.Plan{}, fmt.Errorf("probe CDC on %s: %w", t.QualifiedName(), err)
 		}
@@ -175,21 +175,18 @@ func (p *Planner) capture(ctx context.Context, req extractors.PlanRequest) (extr
 		return extractors.Plan{}, fmt.Errorf("probe Change Tracking on %s: %w", t.QualifiedName(), err)
 	}
 	if st.Ready() {
-		ex, err := changetracking.NewSQLServer(req.DB, t, changetracking.Options{Practices: req.Practices, ChunkRows: req.ChunkRows,
-			ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator})
+		ex, err := changetracking.NewSQLServer(req.DB, t, changetracking.Options{Bounds: req.Bounds})
 		if err != nil {
 			return extractors.Plan{}, err
 		}
-		why := "Change Tracking is enabled and VIEW CHANGE TRACKING is granted"
-		if len(missing) > 0 {
-			why += " (" + strings.Join(missing, "; ") + ")"
-		}
+		why := extractors.Why{Chose: extractors.Reason{Code: extractors.ReasonChangeTracking}, Passed: missing}
 		return extractors.Plan{Strategy: config.StrategyChangeTracking, Why: why, Extractor: ex}, nil
 	}
 	if tc.Strategy == config.StrategyChangeTracking {
 		return extractors.Plan{}, fmt.Errorf("change_tracking on %s: %w: %w", t.QualifiedName(), ErrNotAvailable, &changetracking.SetupError{Status: st})
 	}
-	return extractors.Plan{Strategy: config.StrategyAuto, Why: ": " + strings.Join(append(missing, "Change Tracking not readable"), ", ")}, nil
+	missing = append(missing, extractors.Reason{Code: extractors.ReasonNoChangeTracking})
+	return extractors.Plan{Strategy: config.StrategyAuto, Why: extractors.Why{Passed: missing}}, nil
 }
 
 // computedError is a computed column CDC cannot do without: CDC records
@@ -221,8 +218,7 @@ func cdcNeedsComputed(t *schemas.Table, computed []string) error {
 // __$command_id is named, since its changes are then read in seqval order.
 func (p *Planner) cdcPlan(req extractors.PlanRequest, capt cdc.Capture) (extractors.Plan, error) {
 	t := req.Table
-	why := "the table is tracked by Change Data Capture and the login can read its capture instance"
-	plan := extractors.Plan{Strategy: config.StrategyCDC}
+	plan := extractors.Plan{Strategy: config.StrategyCDC, Why: extractors.Why{Chose: extractors.Reason{Code: extractors.ReasonCDC}}}
 	if len(capt.Computed) > 0 {
 		computed := func(name string) bool {
 			return slices.ContainsFunc(capt.Computed, func(n string) bool { return strings.EqualFold(n, name) })
@@ -249,19 +245,17 @@ func (p *Planner) cdcPlan(req extractors.PlanRequest, capt cdc.Capture) (extract
 		}
 		if len(nt.Columns) < len(t.Columns) {
 			t, plan.Table = nt, nt
-			why += "; computed columns " + strings.Join(capt.Computed, ", ") + " are not read (CDC records them as NULL)"
+			plan.Why.Notes = append(plan.Why.Notes, extractors.Reason{Code: extractors.ReasonComputedNotRead, Detail: strings.Join(capt.Computed, ", ")})
 		}
 	}
 	if capt.Instance.NoCommandID {
-		why += "; capture instance " + capt.Instance.Name + " has no __$command_id, so changes inside a transaction are read in " +
-			"(__$start_lsn, __$seqval, __$operation) order (install the SQL Server cumulative update of KB 3030352, then re-create the capture instance)"
+		plan.Why.Notes = append(plan.Why.Notes, extractors.Reason{Code: extractors.ReasonNoCommandID, Detail: capt.Instance.Name})
 	}
-	ex, err := cdc.New(req.DB, t, cdc.Options{Practices: req.Practices, ChunkRows: req.ChunkRows,
-		ChunkBytes: req.ChunkBytes, QueryTimeout: req.QueryTimeout, Allocator: req.Allocator})
+	ex, err := cdc.New(req.DB, t, cdc.Options{Bounds: req.Bounds})
 	if err != nil {
 		return extractors.Plan{}, err
 	}
-	plan.Why, plan.Extractor = why, ex
+	plan.Extractor = ex
 	return plan, nil
 }
 

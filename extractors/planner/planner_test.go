@@ -43,7 +43,7 @@ func plan(t *testing.T, table string, dialect schemas.Dialect, tc config.Table, 
 	t.Cleanup(func() { db.Close() })
 	pl := &planner.Planner{Probe: func(*sql.DB) planner.Prober { return p }}
 	tc.Name = table
-	return pl.Plan(context.Background(), extractors.PlanRequest{DB: db, Dialect: dialect, Table: tb, Config: tc, ChunkRows: 1000})
+	return pl.Plan(context.Background(), extractors.PlanRequest{Bounds: extractors.Bounds{ChunkRows: 1000}, DB: db, Dialect: dialect, Table: tb, Config: tc})
 }
 
 func TestAutoPrefersCDCThenChangeTrackingThenHighWaterMarkThenSnapshot(t *testing.T) {
@@ -70,11 +70,11 @@ func TestAutoPrefersCDCThenChangeTrackingThenHighWaterMarkThenSnapshot(t *testin
 		t.Run(c.name, func(t *testing.T) {
 			p, err := plan(t, c.table, c.dialect, auto, c.probe)
 			require.NoError(t, err)
-			require.Equal(t, c.want, p.Strategy, p.Why)
+			require.Equal(t, c.want, p.Strategy, p.Why.String())
 			require.NotNil(t, p.Extractor)
 			require.NotNil(t, p.Keys, "no key reader: an expired position could not be reconciled")
-			require.NotEmpty(t, p.Why)
-			require.Equal(t, c.blind, p.Blind != "", "blind to deletes: %q", p.Blind)
+			require.NotEmpty(t, p.Why.String())
+			require.Equal(t, c.blind, !p.SeesDeletes(), "blind to deletes")
 		})
 	}
 }

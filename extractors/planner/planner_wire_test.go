@@ -112,8 +112,13 @@ func noRowVersion(t *testing.T) *schemas.Table {
 func (w *wire) plan(t *testing.T, tb *schemas.Table, tc config.Table) (extractors.Plan, error) {
 	t.Helper()
 	tc.Name = tb.QualifiedName()
-	return planner.New().Plan(context.Background(), extractors.PlanRequest{DB: w.db, Dialect: schemas.SQLServer, Table: tb,
-		Config: tc, ChunkRows: 2, QueryTimeout: time.Minute})
+	return planner.New().Plan(context.Background(), extractors.PlanRequest{
+		Bounds:  extractors.Bounds{ChunkRows: 2, QueryTimeout: time.Minute},
+		DB:      w.db,
+		Dialect: schemas.SQLServer,
+		Table:   tb,
+		Config:  tc,
+	})
 }
 
 // keysOf returns the first key column's values of a batch, as text.
@@ -247,12 +252,12 @@ func TestWireAutoPicksWhatTheServerOffers(t *testing.T) {
 
 			p, err := w.plan(t, c.table, config.Table{Strategy: config.StrategyAuto})
 			require.NoError(t, err)
-			t.Logf("%s: %s", p.Strategy, p.Why)
-			require.Equal(t, c.want, p.Strategy, p.Why)
+			t.Logf("%s: %s", p.Strategy, p.Why.String())
+			require.Equal(t, c.want, p.Strategy, p.Why.String())
 			for _, s := range c.why {
-				require.Contains(t, p.Why, s)
+				require.Contains(t, p.Why.String(), s)
 			}
-			require.Equal(t, c.blind, p.Blind != "", p.Blind)
+			require.Equal(t, c.blind, !p.SeesDeletes(), "blind to deletes")
 			require.NotNil(t, p.Keys)
 
 			// The plan works over the wire: the first run reads the rows,
@@ -362,9 +367,9 @@ func TestWireD7NoCommandID(t *testing.T) {
 
 	p, err := w.plan(t, tb, config.Table{Strategy: config.StrategyAuto})
 	require.NoError(t, err)
-	require.Equal(t, config.StrategyCDC, p.Strategy, p.Why)
-	require.Contains(t, p.Why, "capture instance links_old has no __$command_id")
-	require.Contains(t, p.Why, "(__$start_lsn, __$seqval, __$operation) order")
+	require.Equal(t, config.StrategyCDC, p.Strategy, p.Why.String())
+	require.Contains(t, p.Why.String(), "capture instance links_old has no __$command_id")
+	require.Contains(t, p.Why.String(), "(__$start_lsn, __$seqval, __$operation) order")
 
 	var pos watermarks.Position
 	require.Len(t, runPlan(t, p, tb, &pos, "seq_nbr"), 1, "the first run's snapshot")
@@ -425,8 +430,8 @@ func TestWireD10ComputedColumnsLeftOutOfCDC(t *testing.T) {
 
 	p, err := w.plan(t, tb, config.Table{Strategy: config.StrategyAuto})
 	require.NoError(t, err)
-	require.Equal(t, config.StrategyCDC, p.Strategy, p.Why)
-	require.Contains(t, p.Why, "computed columns doubled are not read (CDC records them as NULL)")
+	require.Equal(t, config.StrategyCDC, p.Strategy, p.Why.String())
+	require.Contains(t, p.Why.String(), "computed columns doubled are not read (CDC records them as NULL)")
 	require.NotNil(t, p.Table, "the plan narrows the table")
 	_, has := p.Table.Column("doubled")
 	require.False(t, has)

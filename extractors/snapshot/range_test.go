@@ -8,6 +8,8 @@ import (
 	"io"
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/stretchr/testify/require"
@@ -116,7 +118,10 @@ func TestRangedSnapshot(t *testing.T) {
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			defer mem.AssertSize(t, 0)
 			ext, err := snapshot.New(db, schemas.Postgres, table, snapshot.Options{
-				ChunkRows: 2, Allocator: mem, From: key(t, table, tc.from), To: key(t, table, tc.to)})
+				Bounds: extractors.Bounds{ChunkRows: 2, Allocator: mem},
+				From:   key(t, table, tc.from),
+				To:     key(t, table, tc.to),
+			})
 			require.NoError(t, err)
 			got, pos, chunks := drain(t, ext, nil, 0)
 			require.Equal(t, tc.want, got)
@@ -135,7 +140,10 @@ func TestRangedSnapshotResumesInsideTheRange(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
 	ext, err := snapshot.New(db, schemas.Postgres, table, snapshot.Options{
-		ChunkRows: 2, Allocator: mem, From: key(t, table, "2,3"), To: key(t, table, "6,1")})
+		Bounds: extractors.Bounds{ChunkRows: 2, Allocator: mem},
+		From:   key(t, table, "2,3"),
+		To:     key(t, table, "6,1"),
+	})
 	require.NoError(t, err)
 	first, pos, _ := drain(t, ext, nil, 2) // a crash after two committed chunks
 	require.Equal(t, []string{"2,3", "3,1", "3,2", "3,3"}, first)

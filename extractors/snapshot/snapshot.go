@@ -27,6 +27,14 @@
 // still moves the position to that end (a chunk with a nil Batch). A crashed
 // snapshot resumes after its last committed key.
 //
+// # First runs of incremental extractors
+//
+// The incremental extractors (cdc, changetracking, hwm) each hold a
+// snapshot Extractor of their table for the first run: Begin(start) starts
+// the pass that hands off to start, the incremental position they record
+// before it reads anything, and Continue resumes a saved pass after
+// checking that its Resume is theirs.
+//
 // A ranged snapshot (Options.From, To: an operator's ranged backfill) reads
 // only the keys in [From, To], both inclusive: its first chunk starts at
 // (key) >= From, later ones after the last key copied, and every chunk stops
@@ -43,9 +51,6 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
-	"time"
-
-	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
@@ -64,22 +69,7 @@ const (
 // Options configure an Extractor. The zero Options read every practice in
 // chunks of DefaultChunkRows rows and DefaultChunkBytes bytes.
 type Options struct {
-	// Practices restricts the snapshot to rows whose practice column (the
-	// table's Practice) holds one of these ids. Empty: no filter. Tables
-	// without a practice column are not filtered.
-	Practices []string
-	// ChunkRows bounds the rows of one chunk (one query); 0:
-	// DefaultChunkRows.
-	ChunkRows int
-	// ChunkBytes bounds a chunk's approximate Arrow bytes; 0:
-	// DefaultChunkBytes. A chunk always holds at least one row.
-	ChunkBytes int
-	// QueryTimeout bounds each chunk query; 0: DefaultQueryTimeout.
-	QueryTimeout time.Duration
-	// Allocator allocates what the extractor builds with Arrow's allocator
-	// (the rows' columns are Go memory: arrowscan.colBuf); nil:
-	// memory.DefaultAllocator.
-	Allocator memory.Allocator
+	extractors.Bounds
 	// KeysOnly emits only the key columns (schemas.ChangeSchema of the key
 	// projection), for a key reconciliation. Such batches are not full row
 	// images: do not apply them as upserts.
@@ -118,15 +108,11 @@ func New(db *sql.DB, source schemas.Dialect, t *schemas.Table, opts Options) (*E
 		out = keysOnly(t)
 	}
 	r, err := reader.New(reader.Config{
-		DB:           db,
-		Dialect:      source,
-		Table:        out,
-		Filter:       t,
-		Practices:    opts.Practices,
-		ChunkRows:    opts.ChunkRows,
-		ChunkBytes:   opts.ChunkBytes,
-		QueryTimeout: opts.QueryTimeout,
-		Allocator:    opts.Allocator,
+		Bounds:  opts.Bounds,
+		DB:      db,
+		Dialect: source,
+		Table:   out,
+		Filter:  t,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", t.QualifiedName(), err)
@@ -172,20 +158,44 @@ func (e *Extractor) SeesDeletes() bool { return false }
 // Open starts a run from pos: nil (a new snapshot with no incremental
 // position) or a watermarks.Snapshot. Any other position is an error
 // matching ErrPosition.
-func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
-	var s watermarks.Snapshot
+func (e *Extractor) Open(_ context.Context, pos watermarks.Position) (extractors.Run, error) {
 	switch p := pos.(type) {
 	case nil:
+		return e.Start(watermarks.Snapshot{}, nil), nil
 	case watermarks.Snapshot:
-		if len(p.LastKey) != 0 && len(p.LastKey) != len(e.keyCols) {
-			return nil, fmt.Errorf("snapshot %s: saved key has %d values for %d key columns: %w",
-				e.table.QualifiedName(), len(p.LastKey), len(e.keyCols), ErrPosition)
-		}
-		s = p
-	default:
-		return nil, fmt.Errorf("snapshot %s: cannot start from a %s position: %w", e.table.QualifiedName(), pos.Kind(), ErrPosition)
+		return e.resume(p)
 	}
-	return e.Start(s, pos), nil
+	return nil, fmt.Errorf("snapshot %s: cannot start from a %s position: %w", e.table.QualifiedName(), pos.Kind(), ErrPosition)
+}
+
+// resume continues the snapshot saved at p.
+func (e *Extractor) resume(p watermarks.Snapshot) (extractors.Run, error) {
+	if len(p.LastKey) != 0 && len(p.LastKey) != len(e.keyCols) {
+		return nil, fmt.Errorf("snapshot %s: saved key has %d values for %d key columns: %w",
+			e.table.QualifiedName(), len(p.LastKey), len(e.keyCols), ErrPosition)
+	}
+	return e.Start(p, p), nil
+}
+
+// Begin starts the first run of an incremental extractor (cdc,
+// changetracking, hwm) on a table with no position: a snapshot of every
+// row whose chunks carry Reason snapshot and the position
+// watermarks.Snapshot{LastKey, Resume: start}, and whose last chunk hands
+// off to start, the incremental position the extractor recorded before
+// the snapshot read anything (PITFALLS.md P8).
+func (e *Extractor) Begin(start watermarks.Position) extractors.Run {
+	return e.Start(watermarks.Snapshot{Resume: start}, nil)
+}
+
+// Continue resumes such a first run mid-pass from its saved position p.
+// resumes reports whether p.Resume is the incremental extractor's
+// position, which on names in the error (matching ErrPosition) when it is
+// not.
+func (e *Extractor) Continue(p watermarks.Snapshot, on string, resumes func(watermarks.Position) bool) (extractors.Run, error) {
+	if p.Resume == nil || !resumes(p.Resume) {
+		return nil, fmt.Errorf("snapshot %s: saved snapshot does not resume on %s: %w", e.table.QualifiedName(), on, ErrPosition)
+	}
+	return e.resume(p)
 }
 
 // Start returns a run that continues the snapshot s (after s.LastKey,

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 var subject = extractortest.Subject{
 	New: func(db *sql.DB, d schemas.Dialect, t *schemas.Table, cfg extractortest.Config) (extractors.Extractor, error) {
 		return snapshot.New(db, d, t, snapshot.Options{
-			Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator,
+			Bounds: extractors.Bounds{Practices: cfg.Practices, ChunkRows: cfg.ChunkRows, Allocator: cfg.Allocator},
 		})
 	},
 	Snapshot:    true,

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/stretchr/testify/require"
 
@@ -63,7 +65,7 @@ func TestSQLServerQueries(t *testing.T) {
 	}{
 		{
 			name: "composite GUID keyset with practice filter",
-			opts: snapshot.Options{Practices: []string{"0001", "0002"}, ChunkRows: 2},
+			opts: snapshot.Options{Bounds: extractors.Bounds{Practices: []string{"0001", "0002"}, ChunkRows: 2}},
 			rows: func(t *testing.T) []map[string]any {
 				return []map[string]any{
 					link(t, "0001", a, b, a, 1), link(t, "0002", a, b, b, 2),
@@ -76,7 +78,7 @@ func TestSQLServerQueries(t *testing.T) {
 		},
 		{
 			name: "keys only",
-			opts: snapshot.Options{Practices: []string{"0001"}, ChunkRows: 2, KeysOnly: true},
+			opts: snapshot.Options{Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: 2}, KeysOnly: true},
 			rows: func(t *testing.T) []map[string]any {
 				return []map[string]any{link(t, "0001", a, b, a, 1), link(t, "0002", a, b, b, 2)}
 			},
@@ -85,7 +87,7 @@ func TestSQLServerQueries(t *testing.T) {
 		},
 		{
 			name: "byte bound ends a chunk early",
-			opts: snapshot.Options{ChunkRows: 2, ChunkBytes: 1},
+			opts: snapshot.Options{Bounds: extractors.Bounds{ChunkRows: 2, ChunkBytes: 1}},
 			rows: func(t *testing.T) []map[string]any {
 				return []map[string]any{link(t, "0001", a, b, a, 1), link(t, "0001", a, b, b, 2)}
 			},

@@ -3,6 +3,8 @@ package snapshot_test
 import (
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -42,7 +44,8 @@ func TestVarcharKeysOverTheWire(t *testing.T) {
 	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 	defer mem.AssertSize(t, 0)
 	ext, err := snapshot.New(srv.Open(t), schemas.SQLServer, table, snapshot.Options{
-		Practices: []string{"0001"}, ChunkRows: 1, Allocator: mem})
+		Bounds: extractors.Bounds{Practices: []string{"0001"}, ChunkRows: 1, Allocator: mem},
+	})
 	require.NoError(t, err)
 	var pos watermarks.Position
 	seen := map[string]int{}

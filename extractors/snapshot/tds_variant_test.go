@@ -3,6 +3,8 @@ package snapshot_test
 import (
 	"testing"
 
+	"github.com/ehrsync/ehrsync/extractors"
+
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -53,7 +55,7 @@ func TestSQLVariantOverTheWire(t *testing.T) {
 			require.NoError(t, tx.Commit())
 			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
 			defer mem.AssertSize(t, 0)
-			ext, err := snapshot.New(srv.Open(t), schemas.SQLServer, table, snapshot.Options{Allocator: mem})
+			ext, err := snapshot.New(srv.Open(t), schemas.SQLServer, table, snapshot.Options{Bounds: extractors.Bounds{Allocator: mem}})
 			require.NoError(t, err)
 			var pos watermarks.Position
 			var got []string

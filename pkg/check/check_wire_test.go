@@ -321,7 +321,7 @@ func TestWireProblems(t *testing.T) {
 				p := perm(t, tb, "SELECT ON SCHEMA cdc")
 				require.False(t, p.Needed)
 				require.Equal(t, "false", granted(p))
-				require.Contains(t, text, "dbo.claims: high-water mark on the row-version column row_timestamp: CDC not readable")
+				require.Contains(t, text, "dbo.claims: high-water mark on the row-version column row_timestamp (CDC not readable")
 				require.Contains(t, text, "GRANT SELECT ON SCHEMA::cdc TO [ehrsync_reader];")
 			}},
 		// D9: CDC's first run snapshots the table, and without SELECT on it

@@ -131,7 +131,10 @@ FROM sys.tables t WHERE t.object_id = OBJECT_ID(@p1)`, qname).Scan(&cdc, &ct)
 			fail(p)
 		} else {
 			strategy = plan.Strategy
-			t.Strategy, t.Why, t.Blind = string(plan.Strategy), plan.Why, plan.Blind
+			t.Strategy, t.Why = string(plan.Strategy), plan.Why.String()
+			if !plan.SeesDeletes() {
+				t.Blind = "deletes (unless reconcile_every is set)"
+			}
 		}
 	}
 	// Permissions.
@@ -173,9 +176,11 @@ func (c *checker) plan(ctx context.Context, db *sql.DB, tc config.Table) (extrac
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
 	defer cancel()
 	return c.opts.Planner.Plan(ctx, extractors.PlanRequest{
-		DB: db, Dialect: schemas.Dialect(c.org.Source.Dialect), Table: ct, Config: tc,
-		Practices: c.org.Source.PracticeIDs, ChunkRows: 1000, ChunkBytes: 1 << 20,
-		QueryTimeout: c.opts.StepTimeout,
+		Bounds:  extractors.Bounds{Practices: c.org.Source.PracticeIDs, ChunkRows: 1000, ChunkBytes: 1 << 20, QueryTimeout: c.opts.StepTimeout},
+		DB:      db,
+		Dialect: schemas.Dialect(c.org.Source.Dialect),
+		Table:   ct,
+		Config:  tc,
 	})
 }
 

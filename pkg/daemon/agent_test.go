@@ -12,24 +12,33 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/extractors/cdc"
-	"github.com/ehrsync/ehrsync/extractors/cdc/cdcmodel"
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
+	"github.com/ehrsync/ehrsync/schemas"
 )
 
 // TestCaptureAgentGauge: at each sync run of an org with a SQL Server CDC
-// source the daemon checks its capture agent (here the in-process CDC
-// model, through cdc.CheckAgent) and exports
-// ehrsync_source_capture_agent_up: 1 while it harvests, 0 once it is
-// stopped with commits waiting, 1 again when restarted. An org with a
-// PostgreSQL source is never probed; an unknown health removes the gauge.
+// source the daemon checks its capture agent (here SQL Server's CDC held
+// in a model and served over TDS, through cdc.CheckAgent) and exports
+// ehrsync_source_capture_agent_up: 1 while it harvests, 0 once it has
+// finished no log scan for longer than the allowed lag, 1 again when
+// restarted. An org with a PostgreSQL source is never probed; an unknown
+// health removes the gauge.
 func TestCaptureAgentGauge(t *testing.T) {
-	m := cdcmodel.New()
-	m.CreateTable(cdcmodel.TableDef{Schema: "dbo", Name: "a", Columns: []string{"id"}, Key: []string{"id"}})
-	m.EnableCDC("dbo", "a", "dbo_a")
+	m := mssqlmodel.New(mssqlmodel.Options{AutoHarvest: true})
+	src := &cdc.SQLServer{DB: mssqltest.Serve(t, m).Open(t)}
+	id, err := schemas.ParseType(schemas.SQLServer, "int")
+	require.NoError(t, err)
+	require.NoError(t, m.CreateTable(&schemas.Table{Schema: "dbo", Name: "a", Dialect: schemas.SQLServer, Key: []string{"id"},
+		Columns: []schemas.Column{{Name: "id", Type: id}}}))
+	m.EnableCDCDatabase()
+	_, err = m.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.a"})
+	require.NoError(t, err)
 	commit := func(id int64) {
 		tx := m.Begin()
-		tx.Insert("dbo", "a", cdcmodel.Row{"id": id})
-		tx.Commit()
+		require.NoError(t, tx.Insert("dbo.a", map[string]any{"id": id}))
+		require.NoError(t, tx.Commit())
 	}
 	commit(1)
 
@@ -37,11 +46,11 @@ func TestCaptureAgentGauge(t *testing.T) {
 	probed := map[string]*atomic.Int32{"cdc": {}, "pg": {}}
 	probe := func(ctx context.Context, org *config.Org, _ *sql.DB) (AgentHealth, error) {
 		probed[org.Name].Add(1)
-		var src cdc.Source = m
+		var s cdc.Source = src
 		if unknown.Load() {
-			src = struct{ cdc.Source }{m} // cannot report
+			s = struct{ cdc.Source }{src} // cannot report
 		}
-		h, err := cdc.CheckAgent(ctx, src, time.Minute)
+		h, err := cdc.CheckAgent(ctx, s, time.Minute)
 		return AgentHealth{Stale: h.Stale, Reason: h.Reason}, err
 	}
 	cfg := testConfig(time.Hour, "cdc", "pg")
@@ -68,12 +77,14 @@ func TestCaptureAgentGauge(t *testing.T) {
 	run("cdc")
 	require.Equal(t, 1.0, up(), "a harvesting agent is up")
 
-	m.StopAgent()
+	m.SetAutoHarvest(false) // the capture agent stops
 	commit(2)
+	m.Advance(2 * time.Minute)
 	run("cdc")
-	require.Equal(t, 0.0, up(), "a stopped agent with commits waiting is down")
+	require.Equal(t, 0.0, up(), "a stopped agent is down")
 
-	m.StartAgent()
+	m.SetAutoHarvest(true)
+	m.Harvest()
 	run("cdc")
 	require.Equal(t, 1.0, up())
 

@@ -237,7 +237,7 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		// are not in the re-snapshot, and a snapshot only upserts: find
 		// them now, whatever the strategy.
 		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, actor, 0)
-	case err == nil && plan.Keys != nil && plan.Blind != "" && tc.ReconcileEvery > 0:
+	case err == nil && plan.Keys != nil && !plan.SeesDeletes() && tc.ReconcileEvery > 0:
 		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, actor, tc.ReconcileEvery)
 	}
 	res.Err = err
@@ -341,8 +341,8 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 		rows = e.defaults.BatchRows
 	}
 	plan, err := planFn(ctx, extractors.PlanRequest{
-		DB: db, Dialect: schemas.Dialect(org.Source.Dialect), Table: t, Config: tc, Practices: org.Source.PracticeIDs,
-		ChunkRows: rows, ChunkBytes: int(e.defaults.BatchBytes), QueryTimeout: org.Source.QueryTimeout, Allocator: e.allocator,
+		DB: db, Dialect: schemas.Dialect(org.Source.Dialect), Table: t, Config: tc, Bounds: extractors.Bounds{Practices: org.Source.PracticeIDs,
+			ChunkRows: rows, ChunkBytes: int(e.defaults.BatchBytes), QueryTimeout: org.Source.QueryTimeout, Allocator: e.allocator},
 	})
 	if err != nil {
 		return res, plan, nil, fmt.Errorf("plan %s: %w", tc.Name, err)

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -40,14 +41,18 @@ func table(t *testing.T, name string) *schemas.Table {
 
 // fake is an extractor that yields rows 1..n as one snapshot chunk from a
 // nil position, and from a saved position either nothing (an idle table)
-// or, once when expire is set, ErrExpired.
+// or, once when expire is set, ErrExpired. It reports deletes when sees is
+// set.
 type fake struct {
 	table  *schemas.Table
 	n      int
 	expire bool
 	fail   error
+	sees   bool
 	opens  []watermarks.Position
 }
+
+func (f *fake) SeesDeletes() bool { return f.sees }
 
 func (f *fake) Open(_ context.Context, pos watermarks.Position) (extractors.Run, error) {
 	f.opens = append(f.opens, pos)
@@ -189,6 +194,35 @@ func TestExpiredPositionIsReSnapshottedByDefault(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, resets, "the reset is not in the position history")
+}
+
+// A table with reconcile_every is reconciled only when its extractor does
+// not report deletes itself.
+func TestPeriodicReconciliationIsForExtractorsBlindToDeletes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		sees bool
+	}{{name: "blind to deletes", sees: false}, {name: "sees deletes", sees: true}} {
+		t.Run(c.name, func(t *testing.T) {
+			claims := &fake{table: table(t, "claims"), n: 3, sees: c.sees}
+			f := newFixture(t, config.ExpiredResnapshot, claims)
+			f.org.Tables[0].ReconcileEvery = time.Nanosecond
+			ctx := context.Background()
+			first := f.eng.SyncOrg(ctx, f.org, nil)
+			require.NoError(t, first.Err)
+			require.Zero(t, first.Failed())
+
+			claims.n = 2 // row 3 was deleted at the source
+			second := f.eng.SyncOrg(ctx, f.org, nil)
+			require.Zero(t, second.Failed(), "%v", second.Tables[0].Err)
+			if c.sees {
+				require.Nil(t, second.Tables[0].Reconciled, "a table whose extractor reports deletes was reconciled")
+				return
+			}
+			require.NotNil(t, second.Tables[0].Reconciled, "a table blind to deletes was not reconciled")
+			require.Equal(t, int64(1), second.Tables[0].Reconciled.Deleted)
+		})
+	}
 }
 
 func TestExpiredPositionFailsTheTableWhenThePolicySaysSo(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 type snapshotPlanner struct{ db *sql.DB }
 
 func (p snapshotPlanner) Plan(_ context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
-	x, err := snapshot.New(p.db, req.Dialect, req.Table, snapshot.Options{ChunkRows: 3})
+	x, err := snapshot.New(p.db, req.Dialect, req.Table, snapshot.Options{Bounds: extractors.Bounds{ChunkRows: 3}})
 	return extractors.Plan{Strategy: "snapshot", Extractor: x}, err
 }
 

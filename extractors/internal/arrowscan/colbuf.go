@@ -3,7 +3,6 @@ package arrowscan
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -12,19 +11,21 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 )
 
-// A colBuf accumulates one column of a Batch in plain Go slices, in place
-// of an Arrow builder: a builder's Append costs several capacity checks and
-// calls per value (about 20% of the engine's CPU on the benchmark's
-// claim-line table), a colBuf's a check, a store and a count. NULLs are
-// noted by row and the validity bitmap is written once, by newArray, and
-// only when there is a NULL.
+// A colBuf accumulates one column of a Batch in byte slices allocated from
+// the batch's allocator, in place of an Arrow builder: a builder's Append
+// costs several capacity checks and calls per value (about 20% of the
+// engine's CPU on the benchmark's claim-line table), a colBuf's a check, a
+// store and a count. NULLs are noted by row and the validity bitmap is
+// written once, by newArray, and only when there is a NULL.
 //
-// newArray hands the slices over to the array (memory.NewBufferBytes: Go
-// memory, which the garbage collector frees once the array is unreachable)
-// and starts new ones, so that an array never shares memory a later value
-// overwrites. The arrays equal the builders' (same type, NULL count and
-// values; offsets from 0), except that a column without NULLs has no
-// validity buffer.
+// newArray hands the slices over to the array (each a memory.Buffer that
+// frees it to the allocator once the array is released) and starts new
+// ones, so that an array never shares memory a later value overwrites;
+// free returns the slices of rows not yet made an array. Every slice keeps
+// the length the allocator gave it (a memory.CheckedAllocator accounts by
+// it), with counts beside it. The arrays equal the builders' (same type,
+// NULL count and values; offsets from 0), except that a column without
+// NULLs has no validity buffer and buffers may be longer than their data.
 type colBuf interface {
 	appendNull()
 	// reserve makes room for rows more values and data more bytes of
@@ -34,55 +35,99 @@ type colBuf interface {
 	// the last newArray (0 for fixed-width columns).
 	dataLen() int
 	newArray() arrow.Array
+	// free returns the buffers of values not yet made an array to the
+	// allocator. The colBuf is not used after.
+	free()
 }
 
-// newColBuf returns the colBuf for values of dt.
-func newColBuf(dt arrow.DataType) (colBuf, error) {
+// newColBuf returns the colBuf for values of dt, allocating from mem.
+func newColBuf(dt arrow.DataType, mem memory.Allocator) (colBuf, error) {
 	storage := dt
 	if e, ok := dt.(arrow.ExtensionType); ok {
 		storage = e.StorageType()
 	}
 	switch t := storage.(type) {
 	case *arrow.BooleanType:
-		return &boolCol{}, nil
+		return &boolCol{mem: mem}, nil
 	case *arrow.StringType, *arrow.BinaryType:
-		return &varCol{dt: dt}, nil
+		return &varCol{mem: mem, dt: dt}, nil
 	case arrow.FixedWidthDataType:
 		if t.BitWidth()%8 == 0 {
-			return &fixedCol{dt: dt, width: t.BitWidth() / 8}, nil
+			return &fixedCol{mem: mem, dt: dt, width: t.BitWidth() / 8}, nil
 		}
 	}
 	return nil, fmt.Errorf("no column buffer for Arrow type %s", dt)
 }
 
+// grow returns b (of which used bytes hold values) with room for k more
+// bytes: b itself when it has the room, else a larger allocation from mem
+// holding b's bytes (b is then freed). It grows as append does, so that
+// appending value by value costs amortized constant time.
+func grow(mem memory.Allocator, b []byte, used, k int) []byte {
+	if used+k <= len(b) {
+		return b
+	}
+	n := max(used+k, 2*len(b), 64)
+	if b == nil {
+		return mem.Allocate(n)
+	}
+	return mem.Reallocate(n, b)
+}
+
+// newArray makes an array of dt of n values, k of them NULL, from bufs and
+// hands them over to it: the array frees them to mem once released. Each
+// of bufs is the used part of an allocation from mem, whose capacity is
+// the allocation's length; a nil one is an absent buffer.
+func newArray(mem memory.Allocator, dt arrow.DataType, n, k int, bufs ...[]byte) arrow.Array {
+	bs := make([]*memory.Buffer, len(bufs))
+	for i, b := range bufs {
+		if b != nil {
+			bs[i] = memory.NewBufferWithAllocator(b[:cap(b)], mem)
+			bs[i].ResizeNoShrink(len(b))
+			defer bs[i].Release() // the array data retains it
+		}
+	}
+	data := array.NewData(dt, n, bs, nil, k, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
+// free returns b to mem (nothing when b is nil).
+func free(mem memory.Allocator, b []byte) {
+	if b != nil {
+		mem.Free(b)
+	}
+}
+
 // nulls notes the rows of a column's NULLs.
 type nulls []int32
 
-// bitmap returns the validity bitmap of n values (nil when none is NULL)
-// and the NULL count, and forgets the NULLs.
-func (ns *nulls) bitmap(n int) (*memory.Buffer, int) {
+// bitmap returns the validity bitmap of n values allocated from mem (nil
+// when none is NULL) and the NULL count, and forgets the NULLs.
+func (ns *nulls) bitmap(mem memory.Allocator, n int) ([]byte, int) {
 	k := len(*ns)
 	if k == 0 {
 		return nil, 0
 	}
-	bits := make([]byte, bitutil.BytesForBits(int64(n)))
+	bits := mem.Allocate(int(bitutil.BytesForBits(int64(n))))
 	bitutil.SetBitsTo(bits, 0, int64(n), true)
 	for _, i := range *ns {
 		bitutil.ClearBit(bits, int(i))
 	}
-	*ns = nil
-	return memory.NewBufferBytes(bits), k
+	*ns = (*ns)[:0]
+	return bits, k
 }
 
 // fixedCol holds fixed-width values (integers, floats, decimals, dates,
 // times, timestamps, fixed-size binary and UUIDs) as their bytes in
 // Arrow's layout: native byte order, as Arrow's own buffers.
 //
-// Its slices are used to their capacity, with counts beside them: an
+// Its slices are used to their length (the allocation), with counts beside them: an
 // append stores a value and a count, where appending to a slice in a
 // struct would store the slice's pointer (and check for a write barrier)
 // every time.
 type fixedCol struct {
+	mem   memory.Allocator
 	dt    arrow.DataType
 	width int
 	buf   []byte // the values' bytes, then room for more
@@ -91,10 +136,7 @@ type fixedCol struct {
 }
 
 // grow makes room for k more bytes.
-func (c *fixedCol) grow(k int) {
-	c.buf = slices.Grow(c.buf[:c.n], k)
-	c.buf = c.buf[:cap(c.buf)]
-}
+func (c *fixedCol) grow(k int) { c.buf = grow(c.mem, c.buf, c.n, k) }
 
 func (c *fixedCol) add8(x uint8) {
 	if c.n >= len(c.buf) {
@@ -171,19 +213,25 @@ func (c *fixedCol) dataLen() int { return 0 }
 
 func (c *fixedCol) newArray() arrow.Array {
 	n := c.n / c.width
-	valid, k := c.nulls.bitmap(n)
-	data := array.NewData(c.dt, n, []*memory.Buffer{valid, memory.NewBufferBytes(c.buf[:c.n])}, nil, k, 0)
-	defer data.Release()
+	valid, k := c.nulls.bitmap(c.mem, n)
+	a := newArray(c.mem, c.dt, n, k, valid, c.buf[:c.n])
 	c.buf, c.n = nil, 0
-	return array.MakeFromData(data)
+	return a
+}
+
+func (c *fixedCol) free() {
+	free(c.mem, c.buf)
+	c.buf, c.n = nil, 0
 }
 
 // varCol holds variable-length values (strings, binary): their bytes end
 // to end and the int32 offset of each value's end after a leading 0. Its
-// slices are used to their capacity, as fixedCol's.
+// slices are used to their length, as fixedCol's.
 type varCol struct {
+	mem     memory.Allocator
 	dt      arrow.DataType
-	offs    []int32 // nil, or the offsets (n+1 of them) and room for more
+	ob      []byte  // nil, or the offsets' bytes and room for more
+	offs    []int32 // ob as offsets: n+1 of them, then room
 	data    []byte  // the values' bytes and room for more
 	n, size int     // values; bytes of values
 	nulls   nulls
@@ -202,13 +250,13 @@ func addVar[T string | []byte](c *varCol, v T) {
 
 // grow makes room for rows more values and bytes more bytes of values.
 func (c *varCol) grow(rows, bytes int) {
-	if c.offs == nil {
-		c.offs = []int32{0}
+	first := c.ob == nil
+	c.ob = grow(c.mem, c.ob, 4*(c.n+1), 4*rows)
+	c.offs = arrow.Int32Traits.CastFromBytes(c.ob)
+	if first {
+		c.offs[0] = 0
 	}
-	c.offs = slices.Grow(c.offs[:c.n+1], rows)
-	c.offs = c.offs[:cap(c.offs)]
-	c.data = slices.Grow(c.data[:c.size], bytes)
-	c.data = c.data[:cap(c.data)]
+	c.data = grow(c.mem, c.data, c.size, bytes)
 }
 
 func (c *varCol) appendNull() {
@@ -225,27 +273,33 @@ func (c *varCol) reserve(rows, data int) { c.grow(rows, data) }
 func (c *varCol) dataLen() int { return c.size }
 
 func (c *varCol) newArray() arrow.Array {
-	if c.offs == nil {
+	if c.ob == nil {
 		c.grow(0, 0) // the leading 0 of no value
 	}
-	valid, k := c.nulls.bitmap(c.n)
-	offs := memory.NewBufferBytes(arrow.Int32Traits.CastToBytes(c.offs[:c.n+1]))
-	data := array.NewData(c.dt, c.n, []*memory.Buffer{valid, offs, memory.NewBufferBytes(c.data[:c.size])}, nil, k, 0)
-	defer data.Release()
-	c.offs, c.data, c.n, c.size = nil, nil, 0, 0
-	return array.MakeFromData(data)
+	valid, k := c.nulls.bitmap(c.mem, c.n)
+	a := newArray(c.mem, c.dt, c.n, k, valid, c.ob[:4*(c.n+1)], c.data[:c.size])
+	c.ob, c.offs, c.data, c.n, c.size = nil, nil, nil, 0, 0
+	return a
+}
+
+func (c *varCol) free() {
+	free(c.mem, c.ob)
+	free(c.mem, c.data)
+	c.ob, c.offs, c.data, c.n, c.size = nil, nil, nil, 0, 0
 }
 
 // boolCol holds booleans as a bitmap.
 type boolCol struct {
-	bits  []byte
+	mem   memory.Allocator
+	bits  []byte // the bitmap and room for more
 	n     int
 	nulls nulls
 }
 
 func (c *boolCol) add(x bool) {
 	if c.n%8 == 0 {
-		c.bits = append(c.bits, 0)
+		c.bits = grow(c.mem, c.bits, c.n/8, 1)
+		c.bits[c.n/8] = 0
 	}
 	if x {
 		bitutil.SetBit(c.bits, c.n)
@@ -259,15 +313,20 @@ func (c *boolCol) appendNull() {
 }
 
 func (c *boolCol) reserve(rows, _ int) {
-	c.bits = slices.Grow(c.bits, int(bitutil.BytesForBits(int64(c.n+rows)))-len(c.bits))
+	used := int(bitutil.BytesForBits(int64(c.n)))
+	c.bits = grow(c.mem, c.bits, used, int(bitutil.BytesForBits(int64(c.n+rows)))-used)
 }
 
 func (c *boolCol) dataLen() int { return 0 }
 
 func (c *boolCol) newArray() arrow.Array {
-	valid, k := c.nulls.bitmap(c.n)
-	data := array.NewData(arrow.FixedWidthTypes.Boolean, c.n, []*memory.Buffer{valid, memory.NewBufferBytes(c.bits)}, nil, k, 0)
-	defer data.Release()
+	valid, k := c.nulls.bitmap(c.mem, c.n)
+	a := newArray(c.mem, arrow.FixedWidthTypes.Boolean, c.n, k, valid, c.bits[:bitutil.BytesForBits(int64(c.n))])
 	c.bits, c.n = nil, 0
-	return array.MakeFromData(data)
+	return a
+}
+
+func (c *boolCol) free() {
+	free(c.mem, c.bits)
+	c.bits, c.n = nil, 0
 }

@@ -172,6 +172,16 @@ func TestBatchEqualsBuilders(t *testing.T) {
 	for bi, bt := range batches {
 		requireSameRecord(t, want[bi], got[bi], bt.name+", after the later batches")
 	}
+	// Rows never made a record batch go back to the allocator with the
+	// batch's (deferred) Release.
+	b.Reserve(len(cols[0].vals), hint)
+	for ri := range cols[0].vals {
+		raw := []any{int64(ri)}
+		for _, c := range cols {
+			raw = append(raw, c.vals[ri].raw)
+		}
+		require.NoError(t, b.Append(raw, schemas.OpInsert, int64(ri)))
+	}
 }
 
 // appendWant appends v, of the Go type b's Append takes, to b.

@@ -99,6 +99,7 @@ func BenchmarkReadPgx(b *testing.B) {
 		}
 	}
 	mem := memory.NewGoAllocator()
+	b.ReportAllocs()
 	var seq int64
 	var hint []int // as the reader sizes a chunk: like the last
 	b.ResetTimer()

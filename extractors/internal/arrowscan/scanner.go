@@ -81,7 +81,7 @@ func New(source schemas.Dialect, t *schemas.Table) (*Scanner, error) {
 		s.cols = append(s.cols, col)
 	}
 	for _, f := range schema.Fields() {
-		if _, err := newColBuf(f.Type); err != nil {
+		if _, err := newColBuf(f.Type, memory.DefaultAllocator); err != nil {
 			return nil, fmt.Errorf("table %s: field %s: %w", t.QualifiedName(), f.Name, err)
 		}
 	}
@@ -127,13 +127,16 @@ type Batch struct {
 	bytes int
 }
 
-// NewBatch returns an empty batch. Its columns are built in Go memory and
-// handed to the record batches (see colBuf), not allocated from mem. The
-// caller releases it.
+// NewBatch returns an empty batch whose column buffers, and so its record
+// batches' buffers, are allocated from mem (nil: memory.DefaultAllocator).
+// The caller releases it.
 func (s *Scanner) NewBatch(mem memory.Allocator) *Batch {
+	if mem == nil {
+		mem = memory.DefaultAllocator
+	}
 	b := &Batch{s: s, cols: make([]colBuf, s.schema.NumFields())}
 	for i, f := range s.schema.Fields() {
-		c, err := newColBuf(f.Type)
+		c, err := newColBuf(f.Type, mem)
 		if err != nil {
 			panic(err) // New has checked every field's type
 		}
@@ -220,9 +223,14 @@ func (b *Batch) NewRecordBatch() arrow.RecordBatch {
 	return rec
 }
 
-// Release lets go of the rows not yet made a record batch (Go memory,
-// which the garbage collector frees). The batch is not used after.
-func (b *Batch) Release() { b.cols = nil }
+// Release frees the rows not yet made a record batch. The batch is not used
+// after; record batches it made stay valid until released.
+func (b *Batch) Release() {
+	for _, c := range b.cols {
+		c.free()
+	}
+	b.cols = nil
+}
 
 // Limits bound one Read.
 type Limits struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
 	"github.com/ehrsync/ehrsync/extractors/internal/dialect"
 	"github.com/ehrsync/ehrsync/pkg/source"
@@ -41,13 +42,30 @@ type Config struct {
 	// (nil: Table). A keys-only projection filters on a column it does not
 	// carry.
 	Filter *schemas.Table
-	// Practices restricts rows to these values of the table's Practice
-	// column. Empty: no filter. Ignored for tables without a Practice column.
-	Practices    []string
-	ChunkRows    int              // rows per chunk; 0: DefaultChunkRows
-	ChunkBytes   int              // approximate Arrow bytes per chunk; 0: DefaultChunkBytes
-	QueryTimeout time.Duration    // per chunk query; 0: DefaultQueryTimeout
-	Allocator    memory.Allocator // nil: memory.DefaultAllocator
+	// Bounds of each chunk query (defaults: DefaultChunkRows,
+	// DefaultChunkBytes, DefaultQueryTimeout).
+	extractors.Bounds
+}
+
+// WithDefaults returns b with its zero fields set to the defaults, or an
+// error when a bound is negative.
+func WithDefaults(b extractors.Bounds) (extractors.Bounds, error) {
+	if b.ChunkRows < 0 || b.ChunkBytes < 0 || b.QueryTimeout < 0 {
+		return b, errors.New("chunk rows, chunk bytes and query timeout must not be negative")
+	}
+	if b.ChunkRows == 0 {
+		b.ChunkRows = DefaultChunkRows
+	}
+	if b.ChunkBytes == 0 {
+		b.ChunkBytes = DefaultChunkBytes
+	}
+	if b.QueryTimeout == 0 {
+		b.QueryTimeout = DefaultQueryTimeout
+	}
+	if b.Allocator == nil {
+		b.Allocator = memory.DefaultAllocator
+	}
+	return b, nil
 }
 
 // Reader reads one table in chunks. It is safe for sequential use by one
@@ -76,20 +94,8 @@ func New(cfg Config) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.ChunkRows < 0 || cfg.ChunkBytes < 0 || cfg.QueryTimeout < 0 {
-		return nil, errors.New("chunk rows, chunk bytes and query timeout must not be negative")
-	}
-	if cfg.ChunkRows == 0 {
-		cfg.ChunkRows = DefaultChunkRows
-	}
-	if cfg.ChunkBytes == 0 {
-		cfg.ChunkBytes = DefaultChunkBytes
-	}
-	if cfg.QueryTimeout == 0 {
-		cfg.QueryTimeout = DefaultQueryTimeout
-	}
-	if cfg.Allocator == nil {
-		cfg.Allocator = memory.DefaultAllocator
+	if cfg.Bounds, err = WithDefaults(cfg.Bounds); err != nil {
+		return nil, err
 	}
 	if cfg.Filter == nil {
 		cfg.Filter = cfg.Table

@@ -1,7 +1,7 @@
 // Package ctrows converts Change Tracking rows, as go-mssqldb returns them
 // (GUIDs in wire order, decimals as text, zone-less date-times in UTC), into
-// Arrow change batches and typed keys. The extractor and its test model
-// (package ctmodel) share it, so both read rows exactly alike.
+// Arrow change batches and typed keys, for the extractor's incremental
+// reads.
 package ctrows
 
 import (
