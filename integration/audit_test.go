@@ -92,7 +92,7 @@ func exitCodeOf(t *testing.T, err error) int {
 	return ee.ExitCode()
 }
 
-// TestAuditWriterRoleCannotEditTheAudit (issue 17, section 6): the owner
+// TestAuditWriterRoleCannotEditTheAudit: the owner
 // migrates, the writer syncs, backfills and reconciles with only the
 // privileges the documentation grants it, and then cannot UPDATE, DELETE
 // or TRUNCATE the audit or the position history, nor lift their triggers;
@@ -163,7 +163,7 @@ func TestAuditWriterRoleCannotEditTheAudit(t *testing.T) {
 	figure("Security: the audit", "statements the writer role was refused (UPDATE, DELETE, TRUNCATE, DISABLE TRIGGER, DROP on audit and position history)", refused)
 }
 
-// TestAuditWriteRevokedFailsTheSync (issue 17, section 2): with INSERT on
+// TestAuditWriteRevokedFailsTheSync: with INSERT on
 // the audit revoked from the writer, a sync exits 1 naming the audit (it
 // used to exit 0 with a log line), and so do a backfill and a position
 // reset. `ehrsync migrate` grants it back.
@@ -197,7 +197,7 @@ func TestAuditWriteRevokedFailsTheSync(t *testing.T) {
 	r.requireEqual(t)
 }
 
-// TestAuditVerifyFindsEditsAndDeletes (issue 17, section 2): on a store of
+// TestAuditVerifyFindsEditsAndDeletes: on a store of
 // one role (as the demo's), start and check warn that the audit is not
 // protected; an edit of an audit row, or a row deleted, by a role that can
 // lift the triggers makes `ehrsync audit verify` exit 1 naming the row;

@@ -1,6 +1,6 @@
 package integration
 
-// Bad and hostile input (issue 7, section 4): names that need quoting,
+// Bad and hostile input: names that need quoting,
 // data at the types' limits, and source tables whose schema changes between
 // runs, all through the real binary from a PostgreSQL source into the store,
 // compared row by row. The tables are not NextGen's: they come from extra

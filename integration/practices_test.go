@@ -25,7 +25,7 @@ import (
 // store table, change log or output may hold it.
 const otherSentinel = "OtherPr4ctice-S3ntinel"
 
-// TestPracticesStayApartEveryStrategy (issue 17): one organization
+// TestPracticesStayApartEveryStrategy: one organization
 // (practice 0001) syncs a SQL Server database shared with practice 0002,
 // through the real binary and go-mssqldb, with each strategy (CDC, Change
 // Tracking, the rowversion high-water mark, the keyset snapshot) and a

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// The reliability suite (issue 7) reports its own figures: each test adds
+// The reliability suite reports its own figures: each test adds
 // what it did (iterations, faults injected, rows compared, rows lost) with
 // figure, and TestMain writes them as Markdown to the file named by
 // EHRSYNC_RELIABILITY_REPORT when the run passed (go tool task test:soak
@@ -102,7 +102,7 @@ func writeReport(path string, passed bool) error {
 		mode, command = "soak", "go tool task test:soak"
 	}
 	fmt.Fprintf(&b, "# Reliability\n\n")
-	fmt.Fprintf(&b, "Written by the reliability suite itself (`integration/`, issue 7) at the end of its last\n")
+	fmt.Fprintf(&b, "Written by the reliability suite itself (`integration/`) at the end of its last\n")
 	fmt.Fprintf(&b, "run; do not edit by hand. Every figure below was counted by the tests.\n\n")
 	fmt.Fprintf(&b, "- Run: %s, %s, %s\n", mode, time.Now().UTC().Format("2006-01-02 15:04 UTC"), result(passed))
 	fmt.Fprintf(&b, "- Reproduce: `EHRSYNC_SEED=%d %s`\n", suiteSeed, command)

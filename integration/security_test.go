@@ -743,7 +743,7 @@ func TestReliabilitySecurityTLSVerificationOff(t *testing.T) {
 	require.NotContains(t, out, "insecure", out)
 	for _, line := range strings.Split(out, "\n") {
 		// A store of one role (the test server's superuser) is warned
-		// about at every start: its audit is not protected (issue 17).
+		// about at every start: its audit is not protected.
 		if strings.Contains(line, `"level":"WARN"`) {
 			require.Contains(t, line, service.AuditUnprotected, out)
 		}

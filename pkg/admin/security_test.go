@@ -126,7 +126,7 @@ func TestNamesAreCheckedAndCanonical(t *testing.T) {
 	require.Equal(t, before, auditRows(t), "a refused name did nothing, and nothing was audited")
 }
 
-// TestPositionsOutOfTheAPIAndTheAudit (issue 17 §3): a position whose key
+// TestPositionsOutOfTheAPIAndTheAudit: a position whose key
 // holds a sentinel value is answered by GET /admin/orgs and by a rewind as
 // its summary, and recorded in the audit as its summary: the sentinel is in
 // no response and no audit row, while the position store still holds it.

@@ -888,7 +888,7 @@ func TestPrepareReplacesTheLegacyPositionColumn(t *testing.T) {
 // TestChangeLogSkipsDeletesOfKeysNeverHeld: a delete of a key the store
 // never held (another practice's row, which CDC reads as a key-only delete)
 // writes no change-log row; a delete of a held key does, and so does the
-// delete of a key the same chunk inserted first (issue 17).
+// delete of a key the same chunk inserted first.
 func TestChangeLogSkipsDeletesOfKeysNeverHeld(t *testing.T) {
 	f := newFixture(t)
 	tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{ChangeLog: true})
