@@ -54,29 +54,14 @@ type Extractor struct {
 // go-mssqldb pool without "guid conversion"). t is the table as batches
 // carry it (apply a column allow-list first with (*schemas.Table).Project).
 func New(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
-	if db == nil {
-		return nil, errors.New("cdc: no source database")
+	bounds, snap, err := snapshot.ForChanges("cdc", db, schemas.SQLServer, t, opts.Bounds)
+	if err != nil {
+		return nil, err
 	}
-	if t == nil {
-		return nil, errors.New("cdc: no table")
-	}
-	if err := t.Validate(); err != nil {
-		return nil, fmt.Errorf("cdc: %w", err)
-	}
-	if t.Dialect != schemas.SQLServer {
-		return nil, fmt.Errorf("cdc %s: the table must be in the sqlserver dialect", t.QualifiedName())
-	}
-	var err error
-	if opts.Bounds, err = reader.WithDefaults(opts.Bounds); err != nil {
-		return nil, fmt.Errorf("cdc %s: %w", t.QualifiedName(), err)
-	}
+	opts.Bounds = bounds
 	sc, err := arrowscan.New(schemas.SQLServer, t)
 	if err != nil {
 		return nil, fmt.Errorf("cdc %s: %w", t.QualifiedName(), err)
-	}
-	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{Bounds: opts.Bounds})
-	if err != nil {
-		return nil, fmt.Errorf("cdc: %w", err)
 	}
 	src := &SQLServer{DB: db, QueryTimeout: opts.QueryTimeout}
 	return &Extractor{src: src, snap: snap, table: t, scanner: sc, opts: opts}, nil
@@ -97,22 +82,15 @@ func (e *Extractor) SeesDeletes() bool { return true }
 // without capture instances one matching ErrNotTracked.
 func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
 	name := e.table.QualifiedName()
-	switch p := pos.(type) {
-	case nil:
-		start, err := e.start(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("cdc %s: record start: %w", name, err)
-		}
-		return e.snap.Begin(start), nil
-	case watermarks.Snapshot:
-		run, err := e.snap.Continue(p, "a CDC position", func(r watermarks.Position) bool {
+	run, handled, err := e.snap.FirstRun(ctx, "cdc", pos, func(ctx context.Context) (watermarks.Position, error) { return e.start(ctx) },
+		"a CDC position", func(r watermarks.Position) bool {
 			_, ok := r.(watermarks.CDC)
 			return ok
 		})
-		if err != nil {
-			return nil, fmt.Errorf("cdc: %w", err)
-		}
-		return run, nil
+	if handled {
+		return run, err
+	}
+	switch p := pos.(type) {
 	case watermarks.CDC:
 		return e.incremental(ctx, p)
 	}

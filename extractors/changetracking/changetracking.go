@@ -3,7 +3,6 @@ package changetracking
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
 
@@ -48,23 +47,12 @@ type Extractor struct {
 // first run. t is the table as batches carry it (apply a column allow-list
 // first with (*schemas.Table).Project).
 func NewSQLServer(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error) {
-	if db == nil {
-		return nil, errors.New("changetracking: no source database")
+	bounds, snap, err := snapshot.ForChanges("changetracking", db, schemas.SQLServer, t, opts.Bounds)
+	if err != nil {
+		return nil, err
 	}
-	if t == nil {
-		return nil, errors.New("changetracking: no table")
-	}
-	if err := t.Validate(); err != nil {
-		return nil, fmt.Errorf("changetracking: %w", err)
-	}
+	opts.Bounds = bounds
 	name := t.QualifiedName()
-	if t.Dialect != schemas.SQLServer {
-		return nil, fmt.Errorf("changetracking %s: change tracking needs a SQL Server table, not %s", name, t.Dialect)
-	}
-	var err error
-	if opts.Bounds, err = reader.WithDefaults(opts.Bounds); err != nil {
-		return nil, fmt.Errorf("changetracking %s: %w", name, err)
-	}
 	if t.Practice != "" && len(opts.Practices) > 0 {
 		if _, ok := t.Column(t.Practice); !ok {
 			return nil, fmt.Errorf("changetracking %s: practice column %s is not among the table's columns", name, t.Practice)
@@ -74,11 +62,21 @@ func NewSQLServer(db *sql.DB, t *schemas.Table, opts Options) (*Extractor, error
 	if err != nil {
 		return nil, fmt.Errorf("changetracking %s: %w", name, err)
 	}
-	snap, err := snapshot.New(db, schemas.SQLServer, t, snapshot.Options{Bounds: opts.Bounds})
-	if err != nil {
-		return nil, fmt.Errorf("changetracking: %w", err)
-	}
 	return &Extractor{src: NewSource(db), snap: snap, table: t, rows: rows, opts: opts}, nil
+}
+
+// start records the first run's incremental start, before its snapshot
+// reads anything (PITFALLS.md P8: the replay from it converges): the
+// current version, once the table's minimum valid version is readable.
+func (e *Extractor) start(ctx context.Context) (watermarks.Position, error) {
+	cur, err := e.currentVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := e.minValid(ctx); err != nil {
+		return nil, err
+	}
+	return watermarks.CT{Version: cur}, nil
 }
 
 // Table returns the table as the extractor's batches carry it. Do not
@@ -99,27 +97,14 @@ func (e *Extractor) SeesDeletes() bool { return true }
 func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
 	name := e.table.QualifiedName()
 	keys, _ := e.rows.KeyColumns()
+	run, handled, err := e.snap.FirstRun(ctx, "changetracking", pos, e.start, "a change tracking version", func(r watermarks.Position) bool {
+		ct, ok := r.(watermarks.CT)
+		return ok && !ct.InWindow()
+	})
+	if handled {
+		return run, err
+	}
 	switch p := pos.(type) {
-	case nil:
-		// PITFALLS.md P8: the incremental start is recorded before the
-		// snapshot reads anything; the replay from it converges.
-		cur, err := e.currentVersion(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := e.minValid(ctx); err != nil {
-			return nil, err
-		}
-		return e.snap.Begin(watermarks.CT{Version: cur}), nil
-	case watermarks.Snapshot:
-		run, err := e.snap.Continue(p, "a change tracking version", func(r watermarks.Position) bool {
-			ct, ok := r.(watermarks.CT)
-			return ok && !ct.InWindow()
-		})
-		if err != nil {
-			return nil, fmt.Errorf("changetracking: %w", err)
-		}
-		return run, nil
 	case watermarks.CT:
 		if len(p.LastKey) != 0 && len(p.LastKey) != len(keys) {
 			return nil, fmt.Errorf("changetracking %s: saved key has %d values for %d key columns: %w", name, len(p.LastKey), len(keys), ErrPosition)

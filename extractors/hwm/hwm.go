@@ -174,22 +174,15 @@ func (e *Extractor) SeesDeletes() bool { return false }
 // incrementally). Anything else is an error matching ErrPosition.
 func (e *Extractor) Open(ctx context.Context, pos watermarks.Position) (extractors.Run, error) {
 	name := e.table.QualifiedName()
-	switch p := pos.(type) {
-	case nil:
-		start, err := e.start(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("hwm %s: record start: %w", name, err)
-		}
-		return e.snap.Begin(start), nil
-	case watermarks.Snapshot:
-		run, err := e.snap.Continue(p, "cursor "+e.cursor.Name, func(r watermarks.Position) bool {
+	run, handled, err := e.snap.FirstRun(ctx, "hwm", pos, func(ctx context.Context) (watermarks.Position, error) { return e.start(ctx) },
+		"cursor "+e.cursor.Name, func(r watermarks.Position) bool {
 			c, ok := r.(watermarks.Cursor)
 			return ok && strings.EqualFold(c.Column, e.cursor.Name)
 		})
-		if err != nil {
-			return nil, fmt.Errorf("hwm: %w", err)
-		}
-		return run, nil
+	if handled {
+		return run, err
+	}
+	switch p := pos.(type) {
 	case watermarks.Cursor:
 		if !strings.EqualFold(p.Column, e.cursor.Name) {
 			return nil, fmt.Errorf("hwm %s: saved cursor is on another column than %s: %w", name, e.cursor.Name, ErrPosition)

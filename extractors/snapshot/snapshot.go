@@ -198,6 +198,30 @@ func (e *Extractor) Continue(p watermarks.Snapshot, on string, resumes func(wate
 	return e.resume(p)
 }
 
+// FirstRun opens the first-run part of an incremental extractor's run
+// (kind names it in errors): from no position it records the incremental
+// start (start) and begins the pass (Begin); from a saved pass it continues
+// it (Continue, with on and resumes). handled is false for any other
+// position, which the incremental extractor reads from itself.
+func (e *Extractor) FirstRun(ctx context.Context, kind string, pos watermarks.Position,
+	start func(context.Context) (watermarks.Position, error), on string, resumes func(watermarks.Position) bool) (run extractors.Run, handled bool, err error) {
+	switch p := pos.(type) {
+	case nil:
+		s, err := start(ctx)
+		if err != nil {
+			return nil, true, fmt.Errorf("%s %s: record start: %w", kind, e.table.QualifiedName(), err)
+		}
+		return e.Begin(s), true, nil
+	case watermarks.Snapshot:
+		run, err := e.Continue(p, on, resumes)
+		if err != nil {
+			return nil, true, fmt.Errorf("%s: %w", kind, err)
+		}
+		return run, true, nil
+	}
+	return nil, false, nil
+}
+
 // Start returns a run that continues the snapshot s (after s.LastKey,
 // handing off to s.Resume). from is the position saved now (nil or s): the
 // run moves the position only when that is a real advance from it.
@@ -300,4 +324,32 @@ func (r *Run) endAdvances() bool {
 func (r *Run) Close() error {
 	r.done = true
 	return nil
+}
+
+// ForChanges checks what an extractor of a table's changes (kind names it
+// in errors: "cdc", "changetracking") is given, a source database and a
+// valid table of dialect, fills in the bounds' defaults, and returns them
+// with the snapshot of the table's first run, read within those bounds.
+func ForChanges(kind string, db *sql.DB, dialect schemas.Dialect, t *schemas.Table, b extractors.Bounds) (extractors.Bounds, *Extractor, error) {
+	switch {
+	case db == nil:
+		return b, nil, fmt.Errorf("%s: no source database", kind)
+	case t == nil:
+		return b, nil, fmt.Errorf("%s: no table", kind)
+	}
+	if err := t.Validate(); err != nil {
+		return b, nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	if t.Dialect != dialect {
+		return b, nil, fmt.Errorf("%s %s: the table must be in the %s dialect, not %s", kind, t.QualifiedName(), dialect, t.Dialect)
+	}
+	b, err := reader.WithDefaults(b)
+	if err != nil {
+		return b, nil, fmt.Errorf("%s %s: %w", kind, t.QualifiedName(), err)
+	}
+	snap, err := New(db, dialect, t, Options{Bounds: b})
+	if err != nil {
+		return b, nil, fmt.Errorf("%s: %w", kind, err)
+	}
+	return b, snap, nil
 }
