@@ -42,7 +42,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -339,7 +338,21 @@ func (r *runner) changeAtSource(ctx context.Context, n int) (func(k int) row, er
 }
 
 func (r *runner) writeConfig() error {
-	port := strconv.Itoa(r.srv.Port())
+	source := fmt.Sprintf(`dialect: postgres
+      via: direct
+      host: 127.0.0.1
+      port: %d
+      database: src
+      user: postgres
+      tls: {mode: disable}`, r.srv.Port())
+	r.config = filepath.Join(r.dir, "ehrsync.yaml")
+	return r.writeOrgConfig(r.config, org, source)
+}
+
+// writeOrgConfig writes a configuration of one organization, name, whose
+// source is source (YAML at the source's indentation) and whose one table
+// is the bench table, read by high-water mark.
+func (r *runner) writeOrgConfig(path, name, source string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "store:\n  url: env:EHRSYNC_BENCH_STORE_URL\n")
 	if r.opts.BatchRows > 0 {
@@ -349,20 +362,13 @@ func (r *runner) writeConfig() error {
   - name: %s
     schedule: {every: 10m}
     source:
-      dialect: postgres
-      via: direct
-      host: 127.0.0.1
-      port: %s
-      database: src
-      user: postgres
-      tls: {mode: disable}
+      %s
     tables:
       - name: %s
         strategy: hwm
         columns: [%s]
-`, org, port, table, strings.Join(Columns, ", "))
-	r.config = filepath.Join(r.dir, "ehrsync.yaml")
-	return os.WriteFile(r.config, []byte(b.String()), 0o600)
+`, name, source, table, strings.Join(Columns, ", "))
+	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
 
 func (r *runner) scenarios(ctx context.Context) error {

@@ -391,30 +391,16 @@ func (r *runner) writeMSSQLConfig() error {
 		}
 		tls = "tls: {mode: require, ca_file: " + strconv.Quote(ca) + "}"
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "store:\n  url: env:EHRSYNC_BENCH_STORE_URL\n")
-	if r.opts.BatchRows > 0 {
-		fmt.Fprintf(&b, "defaults:\n  batch_rows: %d\n", r.opts.BatchRows)
-	}
-	fmt.Fprintf(&b, `orgs:
-  - name: %s
-    schedule: {every: 10m}
-    source:
-      dialect: sqlserver
+	source := fmt.Sprintf(`dialect: sqlserver
       via: direct
       host: %s
       port: %d
       database: %s
       user: %s
       password: env:%s
-      %s
-    tables:
-      - name: %s
-        strategy: hwm
-        columns: [%s]
-`, orgMSSQL, r.tds.srv.Host(), r.tds.srv.Port(), mssqlDatabase, mssqlUser, mssqlPasswordEnv, tls, table, strings.Join(Columns, ", "))
+      %s`, r.tds.srv.Host(), r.tds.srv.Port(), mssqlDatabase, mssqlUser, mssqlPasswordEnv, tls)
 	r.mssqlConfig = filepath.Join(r.dir, "ehrsync-mssql.yaml")
-	return os.WriteFile(r.mssqlConfig, []byte(b.String()), 0o600)
+	return r.writeOrgConfig(r.mssqlConfig, orgMSSQL, source)
 }
 
 // startMSSQL starts the SQL Server stand-in serving the source's rows as

@@ -297,22 +297,30 @@ func (w *keyWalker) walk(n *yaml.Node, t reflect.Type, path string, depth int) {
 	}
 }
 
+// yamlName is the YAML key of a struct field; false for a field YAML
+// skips (unexported, or tagged "-").
+func yamlName(f reflect.StructField) (string, bool) {
+	if !f.IsExported() {
+		return "", false
+	}
+	name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+	switch name {
+	case "-":
+		return "", false
+	case "":
+		return strings.ToLower(f.Name), true
+	}
+	return name, true
+}
+
 // yamlFields maps a struct's YAML keys to their field types.
 func yamlFields(t reflect.Type) map[string]reflect.Type {
 	m := make(map[string]reflect.Type, t.NumField())
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
-			continue
+		if name, ok := yamlName(f); ok {
+			m[name] = f.Type
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-		if name == "-" {
-			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
-		}
-		m[name] = f.Type
 	}
 	return m
 }

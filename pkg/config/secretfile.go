@@ -113,18 +113,9 @@ func walkSecrets(v reflect.Value, path string, fn func(key string, s *Secret)) {
 		}
 		t := v.Type()
 		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
+			if name, ok := yamlName(t.Field(i)); ok {
+				walkSecrets(v.Field(i), joinKey(path, name), fn)
 			}
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "-" {
-				continue
-			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
-			walkSecrets(v.Field(i), joinKey(path, name), fn)
 		}
 	}
 }
