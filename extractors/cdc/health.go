@@ -37,8 +37,6 @@ func CheckAgent(ctx context.Context, src Source, maxLag time.Duration) (Health, 
 	switch {
 	case st.Unknown != "":
 		h.Reason = "capture agent health unknown: " + st.Unknown
-	case st.Behind:
-		h.Stale, h.Reason = true, fmt.Sprintf("committed changes past the harvested LSN %s are not harvested: the capture job is stopped or stalled", st.HarvestedLSN)
 	case st.Errors > 0:
 		h.Stale, h.Reason = true, fmt.Sprintf("the capture job reports %d errors (sys.dm_cdc_errors)", st.Errors)
 	case st.HarvestedLSN.IsZero():

@@ -124,9 +124,6 @@ type AgentStatus struct {
 	// after a restart or failover, or on an Availability Group secondary,
 	// where sys.dm_cdc_log_scan_sessions has no rows).
 	SinceScan time.Duration
-	// Behind is true when the source knows of committed log past
-	// HarvestedLSN that the agent has not harvested.
-	Behind bool
 	// Errors counts capture errors the source reports (sys.dm_cdc_errors).
 	Errors int
 	// Unknown names why the status could not be read (a missing grant),

@@ -161,7 +161,7 @@ func (e *Extractor) SeesDeletes() bool { return false }
 func (e *Extractor) Open(_ context.Context, pos watermarks.Position) (extractors.Run, error) {
 	switch p := pos.(type) {
 	case nil:
-		return e.Start(watermarks.Snapshot{}, nil), nil
+		return e.start(watermarks.Snapshot{}, nil), nil
 	case watermarks.Snapshot:
 		return e.resume(p)
 	}
@@ -174,7 +174,7 @@ func (e *Extractor) resume(p watermarks.Snapshot) (extractors.Run, error) {
 		return nil, fmt.Errorf("snapshot %s: saved key has %d values for %d key columns: %w",
 			e.table.QualifiedName(), len(p.LastKey), len(e.keyCols), ErrPosition)
 	}
-	return e.Start(p, p), nil
+	return e.start(p, p), nil
 }
 
 // Begin starts the first run of an incremental extractor (cdc,
@@ -184,7 +184,7 @@ func (e *Extractor) resume(p watermarks.Snapshot) (extractors.Run, error) {
 // off to start, the incremental position the extractor recorded before
 // the snapshot read anything (PITFALLS.md P8).
 func (e *Extractor) Begin(start watermarks.Position) extractors.Run {
-	return e.Start(watermarks.Snapshot{Resume: start}, nil)
+	return e.start(watermarks.Snapshot{Resume: start}, nil)
 }
 
 // Continue resumes such a first run mid-pass from its saved position p.
@@ -222,10 +222,10 @@ func (e *Extractor) FirstRun(ctx context.Context, kind string, pos watermarks.Po
 	return nil, false, nil
 }
 
-// Start returns a run that continues the snapshot s (after s.LastKey,
+// start returns a run that continues the snapshot s (after s.LastKey,
 // handing off to s.Resume). from is the position saved now (nil or s): the
 // run moves the position only when that is a real advance from it.
-func (e *Extractor) Start(s watermarks.Snapshot, from watermarks.Position) *Run {
+func (e *Extractor) start(s watermarks.Snapshot, from watermarks.Position) *Run {
 	return &Run{e: e, last: s.LastKey, resume: s.Resume, from: from}
 }
 

@@ -186,7 +186,7 @@ func (b *Runner) audit(ctx context.Context, actor, table string, r engine.Range,
 	if b.opts.Audit == nil {
 		return nil
 	}
-	rec := audit.Record{Actor: actor, Action: audit.ActionBackfill, What: "key range: " + bounds(r), Org: tr.Org, Table: table,
+	rec := audit.Record{Actor: actor, Action: audit.ActionBackfill, What: "key range: " + bounds(r), Org: tr.Org, Table: table, RunID: tr.RunID,
 		Chunks: tr.Chunks, From: tr.From, To: tr.To, Duration: tr.Duration, Outcome: "ok"}
 	rec.Rows.Inserted, rec.Rows.Updated, rec.Rows.Unchanged = tr.Totals.Inserted, tr.Totals.Updated, tr.Totals.Unchanged
 	if tr.Reconciled != nil {

@@ -90,7 +90,10 @@ func (r *Resetter) Reset(ctx context.Context, req ResetRequest) (ResetResult, er
 	if wait <= 0 {
 		wait = 2 * time.Minute
 	}
-	unlock, err := r.Leases.Wait(ctx, res.Org, table, time.Second, wait, req.Waiting)
+	// The lease may be seen busy for wait; taking it gets a little longer.
+	lctx, cancel := context.WithTimeout(ctx, wait+30*time.Second)
+	defer cancel()
+	unlock, err := r.Leases.Wait(lctx, res.Org, table, time.Second, wait, req.Waiting)
 	if err == nil {
 		defer unlock()
 		res.From, err = r.Positions.Load(ctx, res.Org, table)

@@ -55,7 +55,7 @@ var ErrBadRange = errors.New("bad key range")
 // soft-deleted) by the table's delete policy: see (Target).ReconcileRange.
 func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table string, r extractors.KeyRange, reconcile bool, actor string) TableResult {
 	runID := newRunID()
-	res := TableResult{Org: org.Name, Table: e.qualified(table), Strategy: "backfill"}
+	res := TableResult{Org: org.Name, Table: e.qualified(table), Strategy: "backfill", RunID: runID}
 	log := e.log.With("org", org.Name, "table", res.Table, "run", runID)
 	rp, ok := e.planner.(RangePlanner)
 	tc, found := org.Table(table)
@@ -97,7 +97,7 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 	if err == nil && reconcile && plan.Keys != nil {
 		res.Reconciled, err = e.reconcileRange(ctx, plan.Keys, target, r, actor)
 	}
-	res.Err = err
+	res.Err, res.RunID = err, runID
 	res.Started = start
 	res.Duration = time.Since(start)
 	if res.Err != nil {

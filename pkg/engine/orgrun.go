@@ -78,15 +78,13 @@ func (r Retry) wait(n int) time.Duration {
 // run id, up to org.ParallelTables tables at once, each retried on its own
 // by run.Retry. One table's failure does not stop the others; each failure
 // is logged here, once, and returned in its TableResult; results keep the
-// configuration's order. The run ends at Defaults.RunTimeout, at ctx's end,
-// or, between tables, when run.Stop is closed.
+// configuration's order. Each table's attempt ends at Defaults.RunTimeout
+// (so a slow table cannot starve the ones after it); the run ends at ctx's
+// end or, between tables, when run.Stop is closed. Tables a stop kept from
+// starting are left out (Stopped); tables ctx's end kept from starting fail
+// with its error.
 func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgResult {
 	res := OrgResult{Org: org.Name, RunID: newRunID()}
-	if e.defaults.RunTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.defaults.RunTimeout)
-		defer cancel()
-	}
 	selected, err := selectTables(org, run.Tables)
 	if err != nil {
 		res.Err = err
@@ -102,7 +100,7 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 	}
 	db, err := r.openSource(ctx)
 	if err != nil {
-		res.Err, res.Stopped = err, halt.Requested(ctx, run.Stop)
+		res.Err, res.Stopped = err, stopped(run.Stop)
 		return res
 	}
 	defer db.Close()
@@ -118,14 +116,14 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 	begun := 0
 	for i, tc := range selected {
 		if !halt.Acquire(ctx, run.Stop, sem) {
-			res.Stopped = true
+			res.Stopped = stopped(run.Stop)
 			break
 		}
 		begun++
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			results[i] = r.table(ctx, tc)
+			defer wg.Done()
+			results[i] = r.table(ctx, tc, sem)
 		}()
 	}
 	wg.Wait()
@@ -136,6 +134,9 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 		}
 		res.Tables = append(res.Tables, *tr)
 	}
+	if rest := selected[begun:]; len(rest) > 0 && !res.Stopped {
+		res.Tables = append(res.Tables, r.notStarted(ctx, rest)...)
+	}
 	if e.views != nil && len(res.Tables) > 0 {
 		// Derived views are a convenience: a failure is logged, and the
 		// synced tables stand.
@@ -144,6 +145,34 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 		}
 	}
 	return res
+}
+
+// auditTimeout bounds the write of a table run's audit record.
+const auditTimeout = 30 * time.Second
+
+// stopped reports whether stop is closed (nil: never).
+func stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// notStarted fails the tables ctx's end kept from starting, with its
+// error, so that no table of the run goes unreported.
+func (r *orgRun) notStarted(ctx context.Context, tables []config.Table) []TableResult {
+	err := fmt.Errorf("not started: the run ended first: %w", ctx.Err())
+	r.log.Error("tables not started: the run ended first", "tables", len(tables), "err", ctx.Err())
+	out := make([]TableResult, len(tables))
+	for i, tc := range tables {
+		out[i] = TableResult{Org: r.org.Name, Table: r.e.qualified(tc.Name), RunID: r.id, Err: err}
+		if r.run.Finished != nil {
+			r.run.Finished(out[i])
+		}
+	}
+	return out
 }
 
 // orgRun is one organization run in progress.
@@ -166,41 +195,75 @@ func (r *orgRun) openSource(ctx context.Context) (*sql.DB, error) {
 			return db, nil
 		}
 		r.log.Error("source unreachable", "err", err)
-		if !r.retry(ctx, n, "", err) {
+		if !r.retry(ctx, n, err) {
 			return nil, err
 		}
 	}
 }
 
-// table runs one table with its retries; nil when another runner holds
-// its lease (the table is skipped).
-func (r *orgRun) table(ctx context.Context, tc config.Table) *TableResult {
-	for n := 0; ; n++ {
-		tr := r.leasedTable(ctx, tc)
-		if tr == nil {
-			return nil
+// table runs one table with its retries, in the slot of sem it was given,
+// which it gives back when it ends and while it waits for a retry; nil
+// when another runner holds its lease (the table is skipped).
+func (r *orgRun) table(ctx context.Context, tc config.Table, sem chan struct{}) *TableResult {
+	held := true
+	defer func() {
+		if held {
+			<-sem
 		}
+	}()
+	var last *TableResult
+	for n := 0; ; n++ {
+		tr := r.attempt(ctx, tc)
+		if tr == nil {
+			// Busy: another runner took the lease, perhaps after this
+			// run's failed attempt released it; that failure stands.
+			return last
+		}
+		last = tr
 		if r.run.Finished != nil {
 			r.run.Finished(*tr)
 		}
-		if !r.retry(ctx, n, tr.Table, tr.Err) {
+		wait, ok := r.backoff(ctx, n, tr.Table, tr.Err)
+		if !ok {
 			return tr
 		}
+		<-sem // the other tables may run while this one waits
+		held = false
+		if !halt.Sleep(ctx, r.run.Stop, wait) || !halt.Acquire(ctx, r.run.Stop, sem) {
+			return tr
+		}
+		held = true
 	}
 }
 
 // retry reports whether the attempt after attempt n, which failed with
-// err, is to start, having waited for its backoff; table is "" for the
-// source.
-func (r *orgRun) retry(ctx context.Context, n int, table string, err error) bool {
+// err, is to start, having waited for its backoff (the source's).
+func (r *orgRun) retry(ctx context.Context, n int, err error) bool {
+	wait, ok := r.backoff(ctx, n, "", err)
+	return ok && halt.Sleep(ctx, r.run.Stop, wait)
+}
+
+// backoff reports whether the attempt after attempt n, which failed with
+// err, is to be made, and after how long; table is "" for the source.
+func (r *orgRun) backoff(ctx context.Context, n int, table string, err error) (time.Duration, bool) {
 	if !r.run.Retry.again(ctx, n, err) || halt.Requested(ctx, r.run.Stop) {
-		return false
+		return 0, false
 	}
 	d := r.run.Retry.wait(n)
 	if r.run.Retrying != nil {
 		r.run.Retrying(table, n+1, d, err)
 	}
-	return halt.Sleep(ctx, r.run.Stop, d)
+	return d, true
+}
+
+// attempt runs one attempt of a table, within Defaults.RunTimeout.
+func (r *orgRun) attempt(ctx context.Context, tc config.Table) *TableResult {
+	if t := r.e.defaults.RunTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	return r.leasedTable(ctx, tc)
 }
 
 // leasedTable runs one table under its lease and records it in the audit;
@@ -212,7 +275,7 @@ func (r *orgRun) leasedTable(ctx context.Context, tc config.Table) *TableResult 
 		return nil
 	}
 	if err != nil {
-		tr := TableResult{Org: r.org.Name, Table: r.e.qualified(tc.Name), Err: err}
+		tr := TableResult{Org: r.org.Name, Table: r.e.qualified(tc.Name), RunID: r.id, Err: err}
 		tr.Err = r.record(ctx, tc, tr)
 		r.log.Error("table sync failed", "table", tr.Table, "err", tr.Err)
 		return &tr
@@ -232,7 +295,10 @@ func (r *orgRun) record(ctx context.Context, tc config.Table, res TableResult) e
 	if r.audit == nil {
 		return res.Err
 	}
-	aerr := r.audit.TableRun(ctx, r.actor, r.id, r.e.columns(tc), res)
+	// The record is written even when the run was canceled or timed out.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	aerr := r.audit.TableRun(actx, r.actor, r.id, r.e.columns(tc), res)
 	switch {
 	case aerr == nil:
 		return res.Err

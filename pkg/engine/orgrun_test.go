@@ -34,8 +34,8 @@ func (f *flaky) Open(ctx context.Context, pos watermarks.Position) (extractors.R
 }
 
 type flakyPlanner struct {
-	planner
-	flaky map[string]*flaky
+	planner engine.Planner
+	flaky   map[string]*flaky
 }
 
 func (p flakyPlanner) Plan(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
@@ -184,4 +184,83 @@ func (p stopPlanner) Plan(ctx context.Context, req extractors.PlanRequest) (extr
 		plan.Extractor = p.x
 	}
 	return plan, err
+}
+
+// TestOrgRunReportsTablesTheRunsEndKeptFromStarting: when the run's ctx
+// ends (a cancel, a deadline) before a table could start, that table is not
+// silently left out: it fails with the ctx's error, and is reported as it
+// ends like every other table. A stop is not such an end (Stopped).
+func TestOrgRunReportsTablesTheRunsEndKeptFromStarting(t *testing.T) {
+	first := &fake{table: table(t, "claims"), n: 2}
+	second := &fake{table: table(t, "charges"), n: 2}
+	f := newFixture(t, "", first, second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	x := &stopping{fake: first, stop: cancel}
+	f.build(stopPlanner{f.planner, x})
+	var finished []string
+	res := f.eng.RunOrg(ctx, f.org, engine.OrgRun{Finished: func(tr engine.TableResult) { finished = append(finished, tr.Table) }})
+	require.False(t, res.Stopped)
+	require.Len(t, res.Tables, 2)
+	require.Equal(t, "dbo.charges", res.Tables[1].Table)
+	require.ErrorIs(t, res.Tables[1].Err, context.Canceled)
+	require.ErrorContains(t, res.Tables[1].Err, "not started")
+	require.Equal(t, res.RunID, res.Tables[1].RunID)
+	require.Empty(t, second.opens, "a table started after the run ended")
+	require.Equal(t, 2, res.Failed())
+	require.ElementsMatch(t, []string{"dbo.claims", "dbo.charges"}, finished)
+}
+
+// busyAfter is a Leaser whose leases are free for the first free calls,
+// then held by another runner.
+type busyAfter struct {
+	free  int32
+	calls atomic.Int32
+}
+
+func (b *busyAfter) TryLock(context.Context, string, string) (func(), bool, error) {
+	if b.calls.Add(1) > b.free {
+		return nil, false, nil
+	}
+	return func() {}, true, nil
+}
+
+// TestOrgRunRetryFindingTheLeaseBusyKeepsTheFailure: a table that failed
+// with a transient error, whose retry finds its lease taken by another
+// runner, is reported with its failure, not as skipped.
+func TestOrgRunRetryFindingTheLeaseBusyKeepsTheFailure(t *testing.T) {
+	charges := &flaky{fake: &fake{table: table(t, "charges"), n: 2}}
+	charges.fails.Store(1)
+	f := newFixture(t, "", charges.fake)
+	f.build(flakyPlanner{planner: f.planner, flaky: map[string]*flaky{"dbo.charges": charges}}, engine.WithLeases(&busyAfter{free: 1}))
+	res := f.eng.RunOrg(context.Background(), f.org, engine.OrgRun{Retry: retryFlaky(3)})
+	require.Empty(t, res.Skipped)
+	require.Len(t, res.Tables, 1)
+	require.ErrorIs(t, res.Tables[0].Err, errFlaky)
+}
+
+// TestOrgRunTableWaitingForItsRetryLeavesItsSlot: with one table at a time,
+// a table waiting out its retry's backoff lets the next table run. The
+// next table's start closes Stop, which ends the wait (and the retry); had
+// the waiting table kept its slot, the next table would not start until a
+// liveness guard, minutes later, closed Stop instead.
+func TestOrgRunTableWaitingForItsRetryLeavesItsSlot(t *testing.T) {
+	claims := &flaky{fake: &fake{table: table(t, "claims"), n: 2}}
+	claims.fails.Store(1)
+	charges := &fake{table: table(t, "charges"), n: 2}
+	f := newFixture(t, "", claims.fake, charges)
+	f.org.ParallelTables = 1
+	stop := make(chan struct{})
+	closeStop := sync.OnceFunc(func() { close(stop) })
+	guard := time.AfterFunc(5*time.Minute, closeStop)
+	defer guard.Stop()
+	x := &stopping{fake: charges, stop: closeStop}
+	f.build(flakyPlanner{planner: stopPlanner{f.planner, x}, flaky: map[string]*flaky{"dbo.claims": claims}})
+	res := f.eng.RunOrg(context.Background(), f.org, engine.OrgRun{Stop: stop,
+		Retry: engine.Retry{Attempts: 3, Backoff: func(int) time.Duration { return time.Hour },
+			Transient: func(err error) bool { return errors.Is(err, errFlaky) }}})
+	require.Len(t, res.Tables, 2, "the second table did not start while the first waited for its retry")
+	require.ErrorIs(t, res.Tables[0].Err, errFlaky)
+	require.NoError(t, res.Tables[1].Err)
+	require.Equal(t, int64(2), res.Tables[1].Totals.Inserted)
 }

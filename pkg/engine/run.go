@@ -34,6 +34,7 @@ type TableJob struct {
 // TableResult is what one table's run did.
 type TableResult struct {
 	Org, Table, Strategy string
+	RunID                string // the run's id in the position history and the audit
 	Chunks               int
 	Totals               sink.Result
 	From, To             watermarks.Position
@@ -77,7 +78,7 @@ const Writers = 2
 // goroutine it started has ended.
 func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableResult) {
 	start := time.Now()
-	res = TableResult{Org: job.Org, Table: job.Table, Strategy: job.Strategy, Started: start}
+	res = TableResult{Org: job.Org, Table: job.Table, Strategy: job.Strategy, RunID: job.RunID, Started: start}
 	defer func() { res.Duration = time.Since(start) }()
 	pos, err := job.Positions.Load(ctx, job.Org, job.Table)
 	if err != nil {
