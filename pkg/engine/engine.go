@@ -362,7 +362,11 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 // naming the column and the fix that stops this table only.
 func (e *Engine) adapt(ctx context.Context, d Describer, db *sql.DB, org *config.Org, tc config.Table, t *schemas.Table) (*schemas.Table, error) {
 	dialect := schemas.Dialect(org.Source.Dialect)
-	cols, err := d.Columns(ctx, db, dialect, t)
+	// Bounded like every source query: a connection the network dropped
+	// silently must not hold the table's run forever.
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout(org.Source))
+	defer cancel()
+	cols, err := d.Columns(qctx, db, dialect, t)
 	if err != nil {
 		return nil, fmt.Errorf("describe %s at the source: %w", t.QualifiedName(), err)
 	}
@@ -425,6 +429,14 @@ func keyBatches(ctx context.Context, keys extractors.Extractor) (extractors.Run,
 		}
 	}
 	return run, next, nil
+}
+
+// queryTimeout is src's query timeout, or the default one.
+func queryTimeout(src config.Source) time.Duration {
+	if src.QueryTimeout > 0 {
+		return src.QueryTimeout
+	}
+	return config.DefaultQueryTimeout
 }
 
 func newRunID() string {
