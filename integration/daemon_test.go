@@ -115,6 +115,18 @@ func (e *env) spawnDaemon(t *testing.T, cfg, addr string, environ, globals, runF
 	require.NoError(t, d.cmd.Start())
 	go func() { d.done <- d.cmd.Wait() }()
 	t.Cleanup(func() {
+		if d.cmd.ProcessState == nil && t.Failed() {
+			// Go dumps every goroutine on SIGQUIT: where a daemon that
+			// stopped making progress waits.
+			_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-d.done:
+			case <-time.After(10 * time.Second):
+				_ = d.cmd.Process.Kill()
+				<-d.done
+			}
+			t.Logf("the daemon's goroutines in ehrsync's code at the failure:\n%s", ehrsyncGoroutines(d.out.String()))
+		}
 		if d.cmd.ProcessState == nil {
 			_ = d.cmd.Process.Kill()
 			<-d.done
@@ -129,6 +141,23 @@ func (e *env) spawnDaemon(t *testing.T, cfg, addr string, environ, globals, runF
 		return code == http.StatusOK
 	}, 30*time.Second, 50*time.Millisecond, "daemon never became ready:\n%s", d.out.String())
 	return d
+}
+
+// ehrsyncGoroutines is the goroutines of a Go goroutine dump in out whose
+// stacks pass through ehrsync's packages, at most 300 lines of them.
+func ehrsyncGoroutines(out string) string {
+	i := strings.Index(out, "\ngoroutine ")
+	if i < 0 {
+		return "(no goroutine dump)"
+	}
+	var keep []string
+	for _, g := range strings.Split(out[i+1:], "\n\n") {
+		if strings.Contains(g, "github.com/ehrsync/ehrsync/") {
+			keep = append(keep, g)
+		}
+	}
+	lines := strings.Split(strings.Join(keep, "\n\n"), "\n")
+	return strings.Join(lines[:min(len(lines), 300)], "\n")
 }
 
 func (d *daemonProc) get(t *testing.T, path, token string) (int, string) {
