@@ -53,15 +53,8 @@ func TestWireD6AgentHealthInServerTime(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := serveCDC(t, mssqlmodel.Options{ServerZone: c.zone, Now: time.Date(2026, 1, 5, 14, 0, 0, 0, time.UTC)})
-			tb := wireTable(t)
-			require.NoError(t, s.Model.CreateTable(tb))
-			s.Model.EnableCDCDatabase()
-			_, err := s.Model.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.t"})
-			require.NoError(t, err)
+			s := captured(t, mssqlmodel.Options{ServerZone: c.zone, Now: time.Date(2026, 1, 5, 14, 0, 0, 0, time.UTC)}, c.ago > 0)
 			if c.ago > 0 {
-				wireInsert(t, s.Model, 1)
-				require.Equal(t, 1, s.Model.Harvest())
 				s.Model.Advance(c.ago)
 			}
 			src := &cdc.SQLServer{DB: s.pool}
@@ -87,13 +80,7 @@ func TestWireD6AgentHealthInServerTime(t *testing.T) {
 		})
 	}
 	t.Run("no session after a restart, harvested LSN kept", func(t *testing.T) {
-		s := serveCDC(t, mssqlmodel.Options{ServerZone: chicago, Now: time.Date(2026, 1, 5, 14, 0, 0, 0, time.UTC)})
-		require.NoError(t, s.Model.CreateTable(wireTable(t)))
-		s.Model.EnableCDCDatabase()
-		_, err := s.Model.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.t"})
-		require.NoError(t, err)
-		wireInsert(t, s.Model, 1)
-		require.Equal(t, 1, s.Model.Harvest())
+		s := captured(t, mssqlmodel.Options{ServerZone: chicago, Now: time.Date(2026, 1, 5, 14, 0, 0, 0, time.UTC)}, true)
 		s.Model.Advance(time.Hour)
 		s.Model.Restart() // the DMV starts empty; the harvested LSN stays
 		src := &cdc.SQLServer{DB: s.pool}
@@ -107,19 +94,30 @@ func TestWireD6AgentHealthInServerTime(t *testing.T) {
 		require.Contains(t, h.Reason, "no finished log scan on record")
 	})
 	t.Run("without VIEW DATABASE STATE the health is unknown and names the grant", func(t *testing.T) {
-		s := serveCDC(t, mssqlmodel.Options{ServerZone: chicago})
-		require.NoError(t, s.Model.CreateTable(wireTable(t)))
-		s.Model.EnableCDCDatabase()
-		_, err := s.Model.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.t"})
-		require.NoError(t, err)
-		wireInsert(t, s.Model, 1)
-		require.Equal(t, 1, s.Model.Harvest())
+		s := captured(t, mssqlmodel.Options{ServerZone: chicago}, true)
 		s.Model.AddLogin(mssqltest.User, "db_datareader")
 		h, err := cdc.CheckAgent(context.Background(), &cdc.SQLServer{DB: s.pool}, maxLag)
 		require.NoError(t, err)
 		require.False(t, h.Stale)
 		require.Contains(t, h.Reason, "GRANT VIEW DATABASE STATE")
 	})
+}
+
+// captured serves a model whose table dbo.t is captured by CDC; with
+// harvested, one insert into it has been harvested (which records a log
+// scan session).
+func captured(t *testing.T, opts mssqlmodel.Options, harvested bool) *wireServer {
+	t.Helper()
+	s := serveCDC(t, opts)
+	require.NoError(t, s.Model.CreateTable(wireTable(t)))
+	s.Model.EnableCDCDatabase()
+	_, err := s.Model.EnableCDC(mssqlmodel.CaptureInstance{Table: "dbo.t"})
+	require.NoError(t, err)
+	if harvested {
+		wireInsert(t, s.Model, 1)
+		require.Equal(t, 1, s.Model.Harvest())
+	}
+	return s
 }
 
 // oldStale is the verdict of the code before D6's fix: the newest log scan

@@ -364,9 +364,12 @@ func (e *Engine) adapt(ctx context.Context, d Describer, db *sql.DB, org *config
 	dialect := schemas.Dialect(org.Source.Dialect)
 	// Bounded like every source query: a connection the network dropped
 	// silently must not hold the table's run forever.
-	qctx, cancel := context.WithTimeout(ctx, queryTimeout(org.Source))
-	defer cancel()
-	cols, err := d.Columns(qctx, db, dialect, t)
+	if timeout := org.Source.QueryTimeout; timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	cols, err := d.Columns(ctx, db, dialect, t)
 	if err != nil {
 		return nil, fmt.Errorf("describe %s at the source: %w", t.QualifiedName(), err)
 	}
@@ -429,14 +432,6 @@ func keyBatches(ctx context.Context, keys extractors.Extractor) (extractors.Run,
 		}
 	}
 	return run, next, nil
-}
-
-// queryTimeout is src's query timeout, or the default one.
-func queryTimeout(src config.Source) time.Duration {
-	if src.QueryTimeout > 0 {
-		return src.QueryTimeout
-	}
-	return config.DefaultQueryTimeout
 }
 
 func newRunID() string {

@@ -100,7 +100,7 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 	}
 	db, err := r.openSource(ctx)
 	if err != nil {
-		res.Err, res.Stopped = err, stopped(run.Stop)
+		res.Err, res.Stopped = err, halt.Stopped(run.Stop)
 		return res
 	}
 	defer db.Close()
@@ -116,7 +116,7 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 	begun := 0
 	for i, tc := range selected {
 		if !halt.Acquire(ctx, run.Stop, sem) {
-			res.Stopped = stopped(run.Stop)
+			res.Stopped = halt.Stopped(run.Stop)
 			break
 		}
 		begun++
@@ -149,16 +149,6 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 
 // auditTimeout bounds the write of a table run's audit record.
 const auditTimeout = 30 * time.Second
-
-// stopped reports whether stop is closed (nil: never).
-func stopped(stop <-chan struct{}) bool {
-	select {
-	case <-stop:
-		return true
-	default:
-		return false
-	}
-}
 
 // notStarted fails the tables ctx's end kept from starting, with its
 // error, so that no table of the run goes unreported.

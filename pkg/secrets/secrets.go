@@ -251,6 +251,17 @@ func Encrypt(k Key, path, plaintext string) (string, error) {
 	if path == "" {
 		return "", errors.New("encrypt: no key path (the field the value is for)")
 	}
+	head := Prefix + k.ID() + ":"
+	sealed, err := seal(k, plaintext, head+path)
+	if err != nil {
+		return "", err
+	}
+	return head + sealed, nil
+}
+
+// seal encrypts plaintext under k with a random nonce and the additional
+// data aad: the nonce and the sealed text, in unpadded URL base64.
+func seal(k Key, plaintext, aad string) (string, error) {
 	aead, err := newAEAD(k)
 	if err != nil {
 		return "", err
@@ -259,9 +270,7 @@ func Encrypt(k Key, path, plaintext string) (string, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return "", fmt.Errorf("nonce: %w", err)
 	}
-	head := Prefix + k.ID() + ":"
-	sealed := aead.Seal(nonce, nonce, []byte(plaintext), []byte(head+path))
-	return head + base64.RawURLEncoding.EncodeToString(sealed), nil
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, []byte(plaintext), []byte(aad))), nil
 }
 
 // Decrypt returns the plaintext of an enc:v2 value for the field at path,
@@ -312,16 +321,11 @@ func (r Keyring) Reencrypt(path, value string) (string, error) {
 // EncryptV1 returns a value of the old enc:v1 format (no key path, no key
 // id), for tests of its migration. Nothing in ehrsync writes one.
 func EncryptV1(k Key, plaintext string) (string, error) {
-	aead, err := newAEAD(k)
+	sealed, err := seal(k, plaintext, PrefixV1)
 	if err != nil {
 		return "", err
 	}
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return "", fmt.Errorf("nonce: %w", err)
-	}
-	sealed := aead.Seal(nonce, nonce, []byte(plaintext), []byte(PrefixV1))
-	return PrefixV1 + base64.RawURLEncoding.EncodeToString(sealed), nil
+	return PrefixV1 + sealed, nil
 }
 
 // open decodes a value's base64url body and opens it under k with aad.

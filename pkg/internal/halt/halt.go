@@ -11,10 +11,13 @@ import (
 // Requested reports whether stop is closed or ctx is done. A nil stop is
 // never closed.
 func Requested(ctx context.Context, stop <-chan struct{}) bool {
+	return Stopped(stop) || ctx.Err() != nil
+}
+
+// Stopped reports whether stop is closed (a nil stop never is).
+func Stopped(stop <-chan struct{}) bool {
 	select {
 	case <-stop:
-		return true
-	case <-ctx.Done():
 		return true
 	default:
 		return false
