@@ -299,12 +299,15 @@ func decodePosition(org, table string, raw []byte) (Position, error) {
 	return p, nil
 }
 
-// Entry is a table's saved position.
+// Entry is a table's saved position. Its JSON keys are snake_case, as
+// `ehrsync positions list --json` prints them; the position is its full
+// encoding (Encode).
 type Entry struct {
-	Org, Table string
-	Position   Position
-	UpdatedAt  time.Time
-	UpdatedBy  string
+	Org       string    `json:"org"`
+	Table     string    `json:"table"`
+	Position  Position  `json:"position"`
+	UpdatedAt time.Time `json:"updated_at"`
+	UpdatedBy string    `json:"updated_by"`
 }
 
 // List returns the saved positions of org's tables ("" for every org),
@@ -342,16 +345,18 @@ func (s *Store) List(ctx context.Context, org string) ([]Entry, error) {
 	return out, errors.Join(corrupt...)
 }
 
-// HistoryEntry is one recorded move of a table's position.
+// HistoryEntry is one recorded move of a table's position. Its JSON keys
+// are snake_case, as `ehrsync positions show --json` prints them.
 type HistoryEntry struct {
-	ID       int64
-	From, To Position // nil: no position
-	Reason   Reason
-	Actor    string
-	RunID    string
-	Rows     int64 // 0 for operator moves
-	Note     string
-	At       time.Time
+	ID     int64     `json:"id"`
+	From   Position  `json:"from"` // nil: no position
+	To     Position  `json:"to"`   // nil: no position
+	Reason Reason    `json:"reason"`
+	Actor  string    `json:"actor"`
+	RunID  string    `json:"run_id"`
+	Rows   int64     `json:"rows"` // 0 for operator moves
+	Note   string    `json:"note"`
+	At     time.Time `json:"at"`
 }
 
 // History returns a table's recorded moves, newest first, at most limit of
