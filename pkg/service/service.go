@@ -28,7 +28,6 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lease"
 	"github.com/ehrsync/ehrsync/pkg/sink"
-	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -72,7 +71,6 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		pool.Close()
 		return nil, err
 	}
-	WarnConfig(cfg, log)
 	positions := watermarks.NewStore(pool)
 	leases := lease.NewManager(pcfg.ConnConfig, nil)
 	rec := audit.New(pool)
@@ -106,29 +104,19 @@ func CaptureAgent(maxLag time.Duration) daemon.AgentProbe {
 	}
 }
 
-// ConfigWarnings lists what every start, validate and check warn about in
-// the configuration besides the sources' settings (source.Warnings).
+// ConfigWarnings lists what every command that connects to the store
+// warns about in the configuration besides the sources' settings
+// (source.Warnings), and validate reports.
 func ConfigWarnings(cfg *config.Config) []string {
 	return append(cfg.TransportWarnings(), cfg.SecretWarnings()...)
 }
 
-// WarnConfig logs what every start warns about in the configuration: each
-// source's warnings (source.Warnings) and ConfigWarnings.
-func WarnConfig(cfg *config.Config, log *slog.Logger) {
-	for _, w := range ConfigWarnings(cfg) {
-		log.Warn("insecure configuration", "warning", w)
-	}
-	for _, o := range cfg.Orgs {
-		for _, w := range source.Warnings(o.Source) {
-			log.Warn("insecure source connection", "org", o.Name, "warning", w)
-		}
-	}
-}
-
 // connect opens a pool on the store URL in secret (key names it in
-// errors, which never quote it), judges its TLS (storeTLS), and pings it.
-// size, when set, may size the pool from the URL text.
+// errors, which never quote it), judges its TLS (storeTLS), and pings it,
+// warning first about the configuration (warnStore) and an accepted
+// insecure transport. size, when set, may size the pool from the URL text.
 func connect(ctx context.Context, key string, cfg *config.Config, log *slog.Logger, size func(*pgxpool.Config, string)) (*pgxpool.Pool, error) {
+	warnStore(ctx, cfg, log)
 	secret := cfg.Store.URL
 	if key == "store.owner_url" {
 		secret = cfg.Store.OwnerURL
@@ -156,7 +144,7 @@ func connect(ctx context.Context, key string, cfg *config.Config, log *slog.Logg
 		return nil, err
 	}
 	if warning != "" {
-		log.Warn("insecure store connection", "warning", warning)
+		warn(ctx, log, "insecure store connection", "warning", warning)
 	}
 	pcfg.ConnConfig.RuntimeParams["application_name"] = "ehrsync"
 	if size != nil {
@@ -210,9 +198,6 @@ func prepare(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *s
 // writer) and, with store.owner_url, as the owner, and prepares the store
 // as Open does, then warns when the audit is not protected from the writer.
 func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	for _, w := range ConfigWarnings(cfg) {
-		log.Warn("insecure configuration", "warning", w)
-	}
 	pool, err := connect(ctx, "store.url", cfg, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 2 })
 	if err != nil {
 		return err
