@@ -98,7 +98,11 @@ func Run(ctx context.Context, opts Options) error {
 	fmt.Fprintf(out, "Synthetic NextGen source (preset %s, seed %d): %d days of history, %d rows written in %s\n\n",
 		opts.Preset, opts.Seed, opts.Days, total(stats), time.Since(t0).Round(time.Millisecond))
 
-	cfg := demoConfig(opts.OrgName, srv)
+	cfgPath := filepath.Join(dir, ConfigFile)
+	cfg, err := writeConfig(cfgPath, opts.OrgName, srv)
+	if err != nil {
+		return err
+	}
 	svc, err := service.Open(ctx, cfg, opts.Log, "demo", 1)
 	if err != nil {
 		return err
@@ -151,8 +155,11 @@ func Run(ctx context.Context, opts Options) error {
 	fmt.Fprintf(out, "\nVerification: the store equals the source: %d tables, %d rows, every row compared, none missing, extra or different.\n", len(org.Tables), rows)
 	fmt.Fprintf(out, "Demo finished in %s.\n", time.Since(start).Round(time.Second))
 	if opts.Keep {
+		shown := filepath.Join(opts.Dir, ConfigFile)
 		fmt.Fprintf(out, "\nThe PostgreSQL server keeps running (data in %s):\n  source: psql %q\n  store:  psql %q\nStop it with: %s\n",
 			dir, srv.URL("nextgen"), srv.URL("store"), stopCommand(dir, opts.BinDir))
+		fmt.Fprintf(out, "\nConfiguration for this source and store: %s\n  ehrsync sync --config %s\n"+
+			"  (also check, backfill, positions list, run)\n", shown, shown)
 	}
 	return nil
 }
@@ -182,29 +189,41 @@ func withDefaults(o Options) Options {
 	return o
 }
 
-// demoConfig is the embedded default: one organization on the synthetic
+// ConfigFile is the name of the configuration file the demo writes in
+// its directory and syncs with: with Options.Keep, the commands can use it
+// against the server left running.
+const ConfigFile = "ehrsync.yaml"
+
+// writeConfig writes the demo's configuration to path (mode 0600) and
+// loads it as every command does: one organization on the synthetic
 // source, every catalog table on strategy auto, claims with a change log,
 // deletes found by key reconciliation on every run.
-func demoConfig(org string, srv *pgserver.Server) *config.Config {
-	cfg := &config.Config{
-		Store: config.Store{URL: config.NewSecret(srv.URL("store"))},
-		Orgs: []config.Org{{
-			Name:     org,
-			Schedule: config.Schedule{Every: 10 * time.Minute},
-			Source: config.Source{
-				Dialect: config.Postgres, Via: config.ViaDirect, Host: "127.0.0.1", Port: srv.Port(),
-				Database: "nextgen", User: "postgres", TLS: config.TLS{Mode: config.TLSDisable},
-			},
-		}},
-	}
+func writeConfig(path, org string, srv *pgserver.Server) (*config.Config, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# ehrsync demo: the synthetic NextGen source and the store, on the demo's
+# PostgreSQL (loopback, trust authentication, TLS off).
+store:
+  url: %q
+orgs:
+  - name: %s
+    schedule: {every: 10m}
+    source:
+      dialect: postgres
+      via: direct
+      host: 127.0.0.1
+      port: %d
+      database: nextgen
+      user: postgres
+      tls: {mode: disable}
+    tables:
+`, srv.URL("store"), org, srv.Port())
 	for _, t := range schemas.NextGen().Tables() {
-		cfg.Orgs[0].Tables = append(cfg.Orgs[0].Tables, config.Table{
-			Name: t.QualifiedName(), Strategy: config.StrategyAuto,
-			ChangeLog: t.Name == "claims", ReconcileEvery: time.Nanosecond,
-		})
+		fmt.Fprintf(&b, "      - {name: %s, strategy: auto, change_log: %t, reconcile_every: 1ns}\n", t.QualifiedName(), t.Name == "claims")
 	}
-	cfg.ApplyDefaults()
-	return cfg
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return nil, fmt.Errorf("write the demo's configuration: %w", err)
+	}
+	return config.Load(path)
 }
 
 func createDatabase(ctx context.Context, adminURL, name string) error {
