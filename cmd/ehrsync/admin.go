@@ -1,49 +1,58 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ehrsync/ehrsync/pkg/admin"
 	"github.com/ehrsync/ehrsync/pkg/secrets"
 )
 
-func init() {
-	commands["admin"] = command{summary: "make an operator's admin API token (token), with its line for server.admin_tokens_file", run: runAdmin}
+func init() { register(adminCommand) }
+
+func adminCommand(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "admin",
+		Short: "make an operator's admin API token (token), with its line for server.admin_tokens_file",
+	}
+	c.AddCommand(adminToken(env))
+	return c
 }
 
-func runAdmin(_ context.Context, env *environment, args []string) error {
-	if len(args) == 0 || args[0] != "token" {
-		return usageError{errors.New("admin: want a subcommand: token")}
+func adminToken(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "token --operator NAME [--tokens-file FILE]",
+		Short: "make an operator's admin API token: printed once on stdout, its hash line appended to the tokens file",
+		Long: "Make an operator's admin API token (32 random bytes) and print it once on stdout; only its hash is kept:\n" +
+			"its NAME:sha256 line is appended to --tokens-file (created 0600), or printed on stderr.",
 	}
-	fs := newFlags(env, "admin token", "--operator NAME [--tokens-file FILE]")
-	operator := fs.String("operator", "", "the operator the token names: the actor of what it does (letters, digits, . _ @ -)")
-	file := fs.String("tokens-file", "", "append the token's line to this file (server.admin_tokens_file; created 0600 when missing); without it the line is printed on stderr")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	if err := admin.CheckOperator(*operator); err != nil {
-		return usageError{fmt.Errorf("--operator: %w", err)}
-	}
-	token, err := admin.NewToken()
-	if err != nil {
-		return err
-	}
-	line := admin.TokenLine(*operator, token)
-	if *file == "" {
-		fmt.Fprintf(env.stderr, "add this line to server.admin_tokens_file, then restart the daemon:\n%s\n", line)
-	} else {
-		if err := appendLine(*file, line); err != nil {
-			return fmt.Errorf("--tokens-file: %w", err)
+	operator := c.Flags().String("operator", "", "the operator the token names: the actor of what it does (letters, digits, . _ @ -)")
+	file := c.Flags().String("tokens-file", "", "append the token's line to this file (server.admin_tokens_file; created 0600 when missing); without it the line is printed on stderr")
+	c.RunE = func(*cobra.Command, []string) error {
+		if err := admin.CheckOperator(*operator); err != nil {
+			return usageError{fmt.Errorf("--operator: %w", err)}
 		}
-		fmt.Fprintf(env.stderr, "%s: added operator %s; restart the daemon to take it\n", *file, *operator)
+		token, err := admin.NewToken()
+		if err != nil {
+			return err
+		}
+		line := admin.TokenLine(*operator, token)
+		if *file == "" {
+			fmt.Fprintf(env.stderr, "add this line to server.admin_tokens_file, then restart the daemon:\n%s\n", line)
+		} else {
+			if err := appendLine(*file, line); err != nil {
+				return fmt.Errorf("--tokens-file: %w", err)
+			}
+			fmt.Fprintf(env.stderr, "%s: added operator %s; restart the daemon to take it\n", *file, *operator)
+		}
+		// The token itself, once: only its hash is kept.
+		fmt.Fprintln(env.stdout, token)
+		return nil
 	}
-	// The token itself, once: only its hash is kept.
-	fmt.Fprintln(env.stdout, token)
-	return nil
+	return c
 }
 
 // appendLine appends line to the tokens file, creating it private; an

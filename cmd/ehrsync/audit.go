@@ -1,100 +1,111 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 )
 
-func init() {
-	commands["audit"] = command{summary: "verify the audit's hash chain, or prune audit and position history past their retention", run: runAudit}
-}
-
-const auditUsage = "verify|prune --config FILE [--older-than AGE] [--actor NAME]"
+func init() { register(auditCommand) }
 
 // minRetention is the shortest --older-than prune accepts: a typo such as
 // --older-than 0 must not wipe the trail.
 const minRetention = 24 * time.Hour
 
-func runAudit(ctx context.Context, env *environment, args []string) error {
-	if len(args) == 0 {
-		return usageError{fmt.Errorf("audit: want a subcommand: verify or prune")}
+func auditCommand(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "audit",
+		Short: "verify the audit's hash chain, or prune audit and position history past their retention",
 	}
-	sub, args := args[0], args[1:]
-	fs := newFlags(env, "audit", auditUsage)
-	path := fs.String("config", "", "configuration file (YAML)")
-	olderThan := fs.String("older-than", "", "prune: remove audit and position history rows older than this: days (400d) or a duration (9600h); at least 1d")
-	actor := fs.String("actor", osUser(), "prune: who prunes, recorded in the audit (default: the operating-system user)")
-	if err := parse(fs, args); err != nil {
-		return err
+	c.AddCommand(auditVerify(env), auditPrune(env))
+	return c
+}
+
+func auditVerify(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "verify --config FILE",
+		Short: "check the audit's hash chain: 0 when intact, 1 naming the first broken link",
 	}
-	switch sub {
-	case "verify":
-	case "prune":
-		if *olderThan == "" {
-			return usageError{fmt.Errorf("audit prune: --older-than is required")}
+	path := configFlag(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		ctx := c.Context()
+		cfg, err := loadConfig(*path)
+		if err != nil {
+			return err
 		}
-		if *actor == "" {
-			return usageError{fmt.Errorf("--actor: empty")}
-		}
-	default:
-		return usageError{fmt.Errorf("audit: unknown subcommand %q (want verify or prune)", sub)}
-	}
-	var age time.Duration
-	if sub == "prune" {
-		var err error
-		if age, err = parseAge(*olderThan); err != nil {
-			return usageError{fmt.Errorf("--older-than: %w", err)}
-		}
-	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	if sub == "verify" {
 		pool, err := service.StorePool(ctx, cfg, env.log)
 		if err != nil {
 			return err
 		}
 		defer pool.Close()
-		c, err := audit.Verify(ctx, pool)
+		chain, err := audit.Verify(ctx, pool)
 		if err != nil {
 			return err
 		}
 		from := "the start"
-		if c.AnchorID > 0 {
-			from = fmt.Sprintf("the anchor after pruned row %d", c.AnchorID)
+		if chain.AnchorID > 0 {
+			from = fmt.Sprintf("the anchor after pruned row %d", chain.AnchorID)
 		}
-		fmt.Fprintf(env.stdout, "audit chain intact: %d rows (ids %d to %d) from %s; head %s\n", c.Rows, c.FirstID, c.LastID, from, c.Head)
+		fmt.Fprintf(env.stdout, "audit chain intact: %d rows (ids %d to %d) from %s; head %s\n", chain.Rows, chain.FirstID, chain.LastID, from, chain.Head)
 		return nil
 	}
-	pool, err := service.OwnerPool(ctx, cfg, env.log)
-	if err != nil {
-		return err
+	return c
+}
+
+func auditPrune(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "prune --config FILE --older-than AGE [--actor NAME]",
+		Short: "as the schema's owner, remove audit and position history rows older than AGE, keeping the chain verifiable",
 	}
-	defer pool.Close()
-	if err := storedb.Migrate(ctx, pool); err != nil {
-		return err
+	path, actorOf := configFlag(c), actorFlag(c)
+	olderThan := c.Flags().String("older-than", "", "remove audit and position history rows older than this: days (400d) or a duration (9600h); at least 1d")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		ctx := c.Context()
+		if *olderThan == "" {
+			return usageError{fmt.Errorf("audit prune: --older-than is required")}
+		}
+		actor, err := actorOf()
+		if err != nil {
+			return err
+		}
+		age, err := parseAge(*olderThan)
+		if err != nil {
+			return usageError{fmt.Errorf("--older-than: %w", err)}
+		}
+		cfg, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		pool, err := service.OwnerPool(ctx, cfg, env.log)
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if err := storedb.Migrate(ctx, pool); err != nil {
+			return err
+		}
+		before := time.Now().Add(-age)
+		p, err := audit.Prune(ctx, pool, before, actor)
+		if err != nil {
+			return err
+		}
+		anchor := "none pruned"
+		if p.AnchorID > 0 {
+			anchor = fmt.Sprintf("row %d", p.AnchorID)
+		}
+		fmt.Fprintf(env.stdout, "pruned %d audit rows and %d position history rows written before %s; chain anchor: %s\n",
+			p.AuditRows, p.HistoryRows, before.UTC().Format(time.RFC3339), anchor)
+		return nil
 	}
-	before := time.Now().Add(-age)
-	p, err := audit.Prune(ctx, pool, before, *actor)
-	if err != nil {
-		return err
-	}
-	anchor := "none pruned"
-	if p.AnchorID > 0 {
-		anchor = fmt.Sprintf("row %d", p.AnchorID)
-	}
-	fmt.Fprintf(env.stdout, "pruned %d audit rows and %d position history rows written before %s; chain anchor: %s\n",
-		p.AuditRows, p.HistoryRows, before.UTC().Format(time.RFC3339), anchor)
-	return nil
+	return c
 }
 
 var daysRE = regexp.MustCompile(`^([0-9]+)d$`)

@@ -1,21 +1,23 @@
 // Command ehrsync is the one binary: the CLI and the daemon.
 //
 // Flags and the environment are read here only; the packages take Go values.
+// The command tree is cobra's (root.go); each command's file builds its
+// *cobra.Command and registers it (register).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
 
 	"golang.org/x/term"
+
+	"github.com/ehrsync/ehrsync/pkg/service"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -28,71 +30,36 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// command is one subcommand: its one-line summary and its body.
-type command struct {
-	summary string
-	run     func(ctx context.Context, env *environment, args []string) error
-}
-
-var commands = map[string]command{}
-
-// environment is what every command gets: output streams and a logger.
+// environment is what every command gets: output streams and a logger
+// (set from the global flags before the command runs).
 type environment struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 }
 
+// run runs the command line args: one process's work. Each warning about
+// an insecure setting is given once in it (service.WarnOnce).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	global := flag.NewFlagSet("ehrsync", flag.ContinueOnError)
-	global.SetOutput(stderr)
-	logFormat := global.String("log-format", "auto", "log format: auto (text on a terminal, JSON otherwise), text or json")
-	logLevel := global.String("log-level", "info", "log level: debug, info, warn or error")
-	global.Usage = func() { usage(stderr) }
-	if err := global.Parse(args); err != nil {
-		return usageError{err}
+	env := &environment{stdout: stdout, stderr: stderr}
+	root := newRoot(env)
+	// A non-nil slice: cobra reads os.Args when given nil.
+	root.SetArgs(append([]string{}, args...))
+	cmd, err := root.ExecuteContextC(service.WarnOnce(ctx))
+	var u usageError
+	if errors.As(err, &u) && cmd != nil {
+		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())}
 	}
-	if global.NArg() == 0 {
-		usage(stderr)
-		return usageError{errors.New("no command given")}
-	}
-	name, rest := global.Arg(0), global.Args()[1:]
-	if name == "version" {
-		fmt.Fprintln(stdout, "ehrsync", version)
-		return nil
-	}
-	cmd, ok := commands[name]
-	if !ok {
-		usage(stderr)
-		return usageError{fmt.Errorf("unknown command %q", name)}
-	}
-	logger, err := newLogger(stderr, *logFormat, *logLevel)
-	if err != nil {
-		return usageError{err}
-	}
-	return cmd.run(ctx, &environment{stdout: stdout, stderr: stderr, log: logger}, rest)
+	return err
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: ehrsync [--log-format auto|text|json] [--log-level LEVEL] COMMAND [flags]")
-	fmt.Fprintln(w, "\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintf(w, "  %-10s %s\n", "version", "print the version")
-	fmt.Fprintln(w, "\nRun 'ehrsync COMMAND -h' for a command's flags.")
-}
-
+// newLogger is the logger of --log-format and --log-level, writing to w.
+// Durations print as Go duration strings ("1.5s") in either format.
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationString}
 	if format == "auto" {
 		format = "json"
 		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
@@ -108,6 +75,15 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format: unknown format %q (want auto, text or json)", format)
 }
 
+// durationString is a slog ReplaceAttr: a time.Duration value becomes its
+// Go duration string (the JSON handler would print nanoseconds).
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 // usageError is a mistake in the command line: exit code 2.
 type usageError struct{ err error }
 
@@ -117,7 +93,7 @@ func (e usageError) Unwrap() error { return e.err }
 // exitCode maps a command's outcome to the process exit code, printing the
 // error once: 0 success, 2 usage, 1 anything else.
 func exitCode(err error, stderr io.Writer) int {
-	if err == nil || errors.Is(err, flag.ErrHelp) {
+	if err == nil {
 		return 0
 	}
 	fmt.Fprintln(stderr, "ehrsync:", err)

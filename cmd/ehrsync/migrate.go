@@ -1,30 +1,34 @@
 package main
 
 import (
-	"context"
 	"fmt"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 )
 
-func init() {
-	commands["migrate"] = command{summary: "bring the store's ehrsync schema to this version as its owner (store.owner_url), and grant the writer role (store.url) what it needs", run: runMigrate}
-}
+func init() { register(migrateCommand) }
 
-func runMigrate(ctx context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "migrate", "--config FILE")
-	path := fs.String("config", "", "configuration file (YAML): store.url is the writer role; store.owner_url, when set, the schema's owner the migrations run as")
-	if err := parse(fs, args); err != nil {
-		return err
+func migrateCommand(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "migrate --config FILE",
+		Short: "bring the store's ehrsync schema to this version as its owner (store.owner_url), and grant the writer role (store.url) what it needs",
+		Long: "Bring the store's ehrsync schema to this version. store.url is the writer role; store.owner_url, when set,\n" +
+			"the schema's owner the migrations run as, which grants the writer what it needs and creates the organizations' schemas.",
 	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		return err
+	path := configFlag(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cfg, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		if err := service.Migrate(c.Context(), cfg, env.log); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "store schema %s at version %d\n", storedb.SchemaName, storedb.LatestVersion())
+		return nil
 	}
-	if err := service.Migrate(ctx, cfg, env.log); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "store schema %s at version %d\n", storedb.SchemaName, storedb.LatestVersion())
-	return nil
+	return c
 }

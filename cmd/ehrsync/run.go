@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
 
 	"github.com/ehrsync/ehrsync/pkg/admin"
 	"github.com/ehrsync/ehrsync/pkg/backfill"
@@ -19,30 +20,43 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/service"
 )
 
-func init() {
-	commands["run"] = command{summary: "run the daemon: every organization on its schedule, with /metrics, /healthz, /readyz and the admin API", run: runDaemon}
+func init() { register(runCommand) }
+
+func runCommand(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "run --config FILE [--listen HOST:PORT] [--concurrency N] [--jitter D] [--grace D] [--retries N] [--backoff D]",
+		Short: "run the daemon: every organization on its schedule, with /metrics, /healthz, /readyz and the admin API",
+		Long: "Run the daemon: every organization on its schedule, under table leases, with retries of transient errors,\n" +
+			"/metrics, /healthz and /readyz on --listen and the admin API on server.admin_listen. SIGHUP reloads --config;\n" +
+			"SIGTERM stops it, letting runs in flight finish within --grace.",
+	}
+	path := configFlag(c)
+	f := c.Flags()
+	listen := f.String("listen", "", "HTTP listen address for metrics and health (default: server.listen, "+config.DefaultListen+"); the admin API listens on server.admin_listen")
+	concurrency := f.Int("concurrency", 4, "organizations run at once")
+	jitter := f.Duration("jitter", 2*time.Second, "random delay before each scheduled run, at most this")
+	grace := f.Duration("grace", 30*time.Second, "on SIGTERM, how long runs in flight may finish before they are canceled")
+	retries := f.Int("retries", 3, "retries of a table after a transient error (timeouts, deadlocks, dropped connections); -1: none")
+	backoff := f.Duration("backoff", 5*time.Second, "first retry delay; doubles each retry, up to 5m")
+	agentLag := f.Duration("capture-agent-lag", 5*time.Minute, "how long a SQL Server CDC capture job may go without a finished log scan before ehrsync_source_capture_agent_up is 0")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return runDaemon(c.Context(), env, *path, *listen, daemon.Options{
+			Concurrency: *concurrency, Jitter: *jitter, Grace: *grace, Retries: *retries, Backoff: *backoff, Actor: "daemon",
+			Agent: service.CaptureAgent(*agentLag),
+		})
+	}
+	return c
 }
 
-func runDaemon(ctx context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "run", "--config FILE [--listen HOST:PORT] [--concurrency N] [--jitter D] [--grace D] [--retries N] [--backoff D]")
-	path := fs.String("config", "", "configuration file (YAML); SIGHUP reloads it")
-	listen := fs.String("listen", "", "HTTP listen address for metrics and health (default: server.listen, "+config.DefaultListen+"); the admin API listens on server.admin_listen")
-	concurrency := fs.Int("concurrency", 4, "organizations run at once")
-	jitter := fs.Duration("jitter", 2*time.Second, "random delay before each scheduled run, at most this")
-	grace := fs.Duration("grace", 30*time.Second, "on SIGTERM, how long runs in flight may finish before they are canceled")
-	retries := fs.Int("retries", 3, "retries of a table after a transient error (timeouts, deadlocks, dropped connections); -1: none")
-	backoff := fs.Duration("backoff", 5*time.Second, "first retry delay; doubles each retry, up to 5m")
-	agentLag := fs.Duration("capture-agent-lag", 5*time.Minute, "how long a SQL Server CDC capture job may go without a finished log scan before ehrsync_source_capture_agent_up is 0")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+// runDaemon runs the daemon of the configuration at path until ctx ends.
+func runDaemon(ctx context.Context, env *environment, path, listen string, opts daemon.Options) error {
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
 	}
 	addr := cfg.Server.Listen
-	if *listen != "" {
-		addr = *listen
+	if listen != "" {
+		addr = listen
 	}
 	if addr == "" {
 		addr = config.DefaultListen
@@ -55,7 +69,8 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 		env.log.Warn("admin API reachable from other machines", "warning", w)
 	}
 
-	svc, err := service.Open(ctx, cfg, env.log, "daemon", *concurrency)
+	service.WarnSources(ctx, cfg.Orgs, env.log)
+	svc, err := service.Open(ctx, cfg, env.log, "daemon", opts.Concurrency)
 	if err != nil {
 		return err
 	}
@@ -65,10 +80,7 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 	svc.Instrument(reg)
 	metrics := daemon.NewMetrics(reg)
 	backfills := svc.Backfills(backfill.Options{Log: env.log, Metrics: backfill.NewMetrics(reg), WaitForLease: true})
-	d, err := daemon.New(cfg, svc.Engine, backfills, env.log, metrics, daemon.Options{
-		Concurrency: *concurrency, Jitter: *jitter, Grace: *grace, Retries: *retries, Backoff: *backoff, Actor: "daemon",
-		Agent: service.CaptureAgent(*agentLag),
-	})
+	d, err := daemon.New(cfg, svc.Engine, backfills, env.log, metrics, opts)
 	if err != nil {
 		return err
 	}
@@ -85,7 +97,7 @@ func runDaemon(ctx context.Context, env *environment, args []string) error {
 	defer signal.Stop(hup)
 	serve := daemon.Serve{
 		Listener: ln, Handler: srv.HealthHandler(), Reload: hup,
-		Load: func() (*config.Config, error) { return loadConfig(*path) },
+		Load: func() (*config.Config, error) { return loadConfig(path) },
 	}
 	adminAddr := "off"
 	if operators.Len() == 0 {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,42 +11,55 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/secrets"
 )
 
-func init() {
-	commands["secrets"] = command{summary: "encrypt a secret (encrypt), make a key (new-key), or re-encrypt a config's enc: values (rotate-key)", run: runSecrets}
-}
+func init() { register(secretsCommand) }
 
 // stdin is the secrets commands' input; tests replace it.
 var stdin io.Reader = os.Stdin
 
-func runSecrets(_ context.Context, env *environment, args []string) error {
-	if len(args) == 0 {
-		return usageError{errors.New("secrets: want a subcommand: encrypt, new-key or rotate-key")}
+func secretsCommand(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "secrets",
+		Short: "encrypt a secret (encrypt), make a key (new-key), or re-encrypt a config's enc: values (rotate-key)",
+		Long: "Keep the configuration's secrets as enc:v2 values: AES-256-GCM, each bound to its field, under a key from\n" +
+			secrets.EnvKey + " or " + secrets.EnvKeyFile + ".",
 	}
-	switch args[0] {
-	case "new-key":
-		fs := newFlags(env, "secrets new-key", "")
-		if err := parse(fs, args[1:]); err != nil {
-			return err
-		}
-		k, err := secrets.NewKey()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(env.stdout, k.Encode())
-		return nil
-	case "encrypt":
-		fs := newFlags(env, "secrets encrypt", "--for KEY [--config FILE] < PLAINTEXT  (key from "+secrets.EnvKey+" or "+secrets.EnvKeyFile+")")
-		forKey := fs.String("for", "", "the key path of the field the value is for: store.url, store.owner_url, server.admin_token, org:NAME/source.password, org:NAME/source.ssh.password, org:NAME/source.ssh.private_key; or orgs[N].... with --config")
-		path := fs.String("config", "", "configuration file, to name the field orgs[N].... (its organization's name is what the value is bound to)")
-		if err := parse(fs, args[1:]); err != nil {
-			return err
-		}
+	c.AddCommand(secretsNewKey(env), secretsEncrypt(env), secretsRotateKey(env))
+	return c
+}
+
+func secretsNewKey(env *environment) *cobra.Command {
+	return &cobra.Command{
+		Use:   "new-key",
+		Short: "print a new random key (base64 of 32 bytes) for " + secrets.EnvKey + " or " + secrets.EnvKeyFile,
+		RunE: func(*cobra.Command, []string) error {
+			k, err := secrets.NewKey()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(env.stdout, k.Encode())
+			return nil
+		},
+	}
+}
+
+func secretsEncrypt(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "encrypt --for KEY [--config FILE] < PLAINTEXT",
+		Short: "read a secret on stdin and print its enc:v2 value for the field KEY",
+		Long: "Read a secret on stdin (not echoed on a terminal) and print its enc:v2 value, bound to the field --for names,\n" +
+			"under the key from " + secrets.EnvKey + " or " + secrets.EnvKeyFile + ". With --config, --for may name the field\n" +
+			"by its place (orgs[N]....): the organization's name is what the value is bound to.",
+	}
+	forKey := c.Flags().String("for", "", "the key path of the field the value is for: store.url, store.owner_url, server.admin_token, org:NAME/source.password, org:NAME/source.ssh.password, org:NAME/source.ssh.private_key; or orgs[N].... with --config")
+	path := configFlag(c)
+	c.RunE = func(*cobra.Command, []string) error {
 		target, err := secretTarget(*forKey, *path)
 		if err != nil {
 			return err
@@ -77,13 +89,21 @@ func runSecrets(_ context.Context, env *environment, args []string) error {
 		}
 		fmt.Fprintln(env.stdout, v)
 		return nil
-	case "rotate-key":
-		fs := newFlags(env, "secrets rotate-key", "--config FILE [--new-key-file FILE]  (keys from "+secrets.EnvKey+" and "+secrets.EnvKeyPrevious+", or "+secrets.EnvKeyFile+"; writes FILE in place)")
-		path := fs.String("config", "", "configuration file whose enc: values to re-encrypt")
-		newKeyFile := fs.String("new-key-file", "", "file holding the key to encrypt under (base64 of 32 bytes); default the current key")
-		if err := parse(fs, args[1:]); err != nil {
-			return err
-		}
+	}
+	return c
+}
+
+func secretsRotateKey(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "rotate-key --config FILE [--new-key-file FILE]",
+		Short: "re-encrypt the configuration file's enc: values in place, under the current key or --new-key-file's",
+		Long: "Re-encrypt every enc: value of the configuration file (enc:v1 ones, and those under another key) in place,\n" +
+			"under the current key or --new-key-file's. Keys come from " + secrets.EnvKey + " and " + secrets.EnvKeyPrevious +
+			", or " + secrets.EnvKeyFile + ".\nNothing is written unless every value decrypts.",
+	}
+	path := configFlag(c)
+	newKeyFile := c.Flags().String("new-key-file", "", "file holding the key to encrypt under (base64 of 32 bytes); default the current key")
+	c.RunE = func(*cobra.Command, []string) error {
 		if *path == "" {
 			return usageError{errors.New("--config is required")}
 		}
@@ -112,7 +132,7 @@ func runSecrets(_ context.Context, env *environment, args []string) error {
 		fmt.Fprintln(env.stdout)
 		return nil
 	}
-	return usageError{fmt.Errorf("secrets: unknown subcommand %q (want encrypt, new-key or rotate-key)", args[0])}
+	return c
 }
 
 // secretTarget is the key path `secrets encrypt --for` binds the value to:

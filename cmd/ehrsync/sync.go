@@ -1,73 +1,74 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-func init() {
-	commands["sync"] = command{summary: "run one pass over every (or the selected) table, then exit; for cron jobs", run: runSync}
+func init() { register(syncCommand) }
+
+func syncCommand(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "sync --config FILE [--org NAME [--table NAME ...]] [--actor NAME] [--json]",
+		Short: "run one pass over every (or the selected) table, then exit; for cron jobs",
+		Long: "Run one pass over every table of every organization, or of --org (only its --table tables when given), then exit:\n" +
+			"0 when every table synced, 1 naming the failures. It prints one line per table, or with --json a summary:\n" +
+			"per organization and table the strategy, rows, inserted, updated, deleted, duration, result, error class\n" +
+			"and the position's summary (never key values).",
+	}
+	path, orgName, tables, actorOf, asJSON := configFlag(c), orgFlag(c), tablesFlag(c), actorFlag(c), jsonFlag(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		actor, err := actorOf()
+		if err != nil {
+			return err
+		}
+		if len(*tables) > 0 && *orgName == "" {
+			return usageError{fmt.Errorf("--table needs --org")}
+		}
+		cfg, orgs, err := loadOrgs(*path, *orgName)
+		if err != nil {
+			return err
+		}
+		ctx := c.Context()
+		service.WarnSources(ctx, orgs, env.log)
+		svc, err := service.Open(ctx, cfg, env.log, actor, 1)
+		if err != nil {
+			return err
+		}
+		defer svc.Close()
+		var results []engine.OrgResult
+		for i := range orgs {
+			results = append(results, svc.Engine.SyncOrg(ctx, &orgs[i], *tables))
+		}
+		if *asJSON {
+			err = printJSON(env, summarize(results))
+		} else {
+			err = report(env.stdout, results)
+		}
+		if err != nil {
+			return err
+		}
+		return failures(results)
+	}
+	return c
 }
 
-// stringList is a repeatable flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func runSync(ctx context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "sync", "--config FILE [--org NAME] [--table NAME ...] [--actor NAME]")
-	path := fs.String("config", "", "configuration file (YAML)")
-	orgName := fs.String("org", "", "sync only this organization")
-	var tables stringList
-	fs.Var(&tables, "table", "sync only this table (repeatable; needs --org)")
-	actor := fs.String("actor", osUser(), "who runs the sync, recorded in the position history and audit (default: the operating-system user)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *actor == "" {
-		return usageError{fmt.Errorf("--actor: empty")}
-	}
-	if len(tables) > 0 && *orgName == "" {
-		return usageError{fmt.Errorf("--table needs --org")}
-	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		return err
-	}
-	orgs, err := selectOrgs(cfg, *orgName, *path)
-	if err != nil {
-		return err
-	}
-	svc, err := service.Open(ctx, cfg, env.log, *actor, 1)
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	var results []engine.OrgResult
-	for i := range orgs {
-		results = append(results, svc.Engine.SyncOrg(ctx, &orgs[i], tables))
-	}
-	return report(env.stdout, results)
-}
-
-// report prints one line per table and returns an error naming the failures.
+// report prints one line per table.
 func report(w io.Writer, results []engine.OrgResult) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORG\tTABLE\tSTRATEGY\tROWS\tINSERTED\tUPDATED\tDELETED\tTIME\tPOSITION\tRESULT")
-	var failed []string
 	for _, r := range results {
 		if r.Err != nil {
 			fmt.Fprintf(tw, "%s\t*\t\t\t\t\t\t\t\tfailed: %v\n", r.Org, r.Err)
-			failed = append(failed, r.Org)
 			continue
 		}
 		for _, name := range r.Skipped {
@@ -77,25 +78,45 @@ func report(w io.Writer, results []engine.OrgResult) error {
 			result := "ok"
 			if t.Err != nil {
 				result = "failed: " + t.Err.Error()
-				failed = append(failed, r.Org+"/"+t.Table)
 			} else if t.Reconciled != nil {
 				result = fmt.Sprintf("ok (reconciled: %d keys, %d deleted)", t.Reconciled.SourceKeys, t.Reconciled.Deleted)
 			}
-			deleted := t.Totals.Deleted
-			if t.Reconciled != nil {
-				deleted += t.Reconciled.Deleted
-			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", t.Org, t.Table, t.Strategy, t.Totals.Rows,
-				t.Totals.Inserted, t.Totals.Updated, deleted, t.Duration.Round(time.Millisecond), positionText(t.To), result)
+				t.Totals.Inserted, t.Totals.Updated, deleted(t), t.Duration.Round(time.Millisecond), positionText(t.To), result)
 		}
 	}
-	if err := tw.Flush(); err != nil {
-		return err
+	return tw.Flush()
+}
+
+// failures is an error naming the organizations and tables that failed;
+// nil when none did.
+func failures(results []engine.OrgResult) error {
+	var failed []string
+	for _, r := range results {
+		if r.Err != nil {
+			failed = append(failed, r.Org)
+			continue
+		}
+		for _, t := range r.Tables {
+			if t.Err != nil {
+				failed = append(failed, r.Org+"/"+t.Table)
+			}
+		}
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d failed: %s", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// deleted counts a table run's deleted rows, its reconciliation's
+// included.
+func deleted(t engine.TableResult) int64 {
+	n := t.Totals.Deleted
+	if t.Reconciled != nil {
+		n += t.Reconciled.Deleted
+	}
+	return n
 }
 
 func positionText(p watermarks.Position) string {

@@ -1,41 +1,17 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
+
+	"github.com/spf13/cobra"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/source"
 )
 
-func init() {
-	commands["validate"] = command{summary: "check a configuration file and print every problem in it", run: runValidate}
-}
-
-// newFlags is a command's flag set, printing its usage on stderr.
-func newFlags(env *environment, name, args string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(env.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(env.stderr, "usage: ehrsync %s %s\n", name, args)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses a command's flags; a mistake is a usage error.
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
-	return nil
-}
+func init() { register(validateCommand) }
 
 // loadConfig loads the file named by --config, reporting each problem on
 // its own line.
@@ -57,26 +33,33 @@ func loadConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
-func runValidate(_ context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "validate", "--config FILE")
-	path := fs.String("config", "", "configuration file (YAML)")
-	if err := parse(fs, args); err != nil {
-		return err
+func validateCommand(env *environment) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "validate --config FILE",
+		Short: "check a configuration file and print every problem in it",
+		Long: "Check a configuration file without connecting anywhere: every problem, each with its key path,\n" +
+			"then what turns protection off (TLS off or not verified) as warnings.",
 	}
-	cfg, err := loadConfig(*path)
+	path := configFlag(c)
+	c.RunE = func(*cobra.Command, []string) error { return runValidate(env, *path) }
+	return c
+}
+
+func runValidate(env *environment, path string) error {
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
 	}
 	if err := catalogProblems(cfg); err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	tables := 0
 	for _, o := range cfg.Orgs {
 		tables += len(o.Tables)
 	}
-	fmt.Fprintf(env.stdout, "%s: valid (%d organizations, %d tables)\n", *path, len(cfg.Orgs), tables)
-	// Valid is not safe: say what turns protection off (TLS off or not
-	// verified), as every other command does at start.
+	fmt.Fprintf(env.stdout, "%s: valid (%d organizations, %d tables)\n", path, len(cfg.Orgs), tables)
+	// Valid is not safe: report what turns protection off (TLS off or not
+	// verified), as findings on stdout; the commands that connect log it.
 	for _, w := range service.ConfigWarnings(cfg) {
 		fmt.Fprintf(env.stdout, "warning: %s\n", w)
 	}
@@ -121,15 +104,20 @@ func catalogProblems(cfg *config.Config) error {
 	return errors.Join(problems...)
 }
 
-// selectOrgs returns the organization named by --org, or every one when
-// name is empty; an unknown name is a usage error.
-func selectOrgs(cfg *config.Config, name, path string) ([]config.Org, error) {
+// loadOrgs loads the configuration at path (loadConfig) and returns it
+// with the organization named by --org, or every one when name is empty;
+// an unknown name is a usage error.
+func loadOrgs(path, name string) (*config.Config, []config.Org, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
 	if name == "" {
-		return cfg.Orgs, nil
+		return cfg, cfg.Orgs, nil
 	}
 	o, ok := cfg.Org(name)
 	if !ok {
-		return nil, usageError{fmt.Errorf("--org %s: no such organization in %s", name, path)}
+		return nil, nil, usageError{fmt.Errorf("--org %s: no such organization in %s", name, path)}
 	}
-	return []config.Org{*o}, nil
+	return cfg, []config.Org{*o}, nil
 }
