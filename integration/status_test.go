@@ -189,7 +189,9 @@ func TestVerifyCommand(t *testing.T) {
 	cat := schemas.NextGen()
 	claims, _ := cat.Table("dbo.claims")
 	charges, _ := cat.Table("dbo.charges")
-	ident := func(tb *schemas.Table) string { return pgx.Identifier{sink.SchemaFor(org), sink.TableName(tb)}.Sanitize() }
+	ident := func(tb *schemas.Table) string {
+		return pgx.Identifier{sink.SchemaFor(org), sink.TableName(tb)}.Sanitize()
+	}
 	const altered = "Alt3red-ICN-Sentinel"
 	var claimKey, chargeKey string
 	require.NoError(t, e.store.QueryRow(ctx, "UPDATE "+ident(claims)+" SET payer_claim_control_nbr = $1 WHERE claim_id = (SELECT claim_id FROM "+
