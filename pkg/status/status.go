@@ -30,6 +30,11 @@ const (
 	StateSynced       State = "synced"
 )
 
+// ErrNoSchema means the store has no ehrsync schema: nothing ever synced
+// into it.
+var ErrNoSchema = errors.New("the store has no ehrsync schema (nothing was synced into it): " +
+	"run `ehrsync migrate --config FILE`, or a first `ehrsync sync`")
+
 // DefaultStaleIntervals is how many of an organization's schedule
 // intervals a table may go without being synced before it is stale, when
 // Options.StaleAfter is not set.
@@ -160,9 +165,13 @@ func (s *Store) Gather(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Daemon != nil {
 		rep.From = "daemon"
 	}
-	var haveRuns bool
-	if err := s.pool.QueryRow(ctx, "SELECT now(), to_regclass('ehrsync.table_runs') IS NOT NULL").Scan(&rep.At, &haveRuns); err != nil {
+	var haveSchema, haveRuns bool
+	if err := s.pool.QueryRow(ctx, "SELECT now(), to_regclass('ehrsync.position_history') IS NOT NULL, to_regclass('ehrsync.table_runs') IS NOT NULL").
+		Scan(&rep.At, &haveSchema, &haveRuns); err != nil {
 		return nil, fmt.Errorf("read the store's clock: %w", err)
+	}
+	if !haveSchema {
+		return nil, ErrNoSchema
 	}
 	rep.At = rep.At.UTC()
 	if !haveRuns {

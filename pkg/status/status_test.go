@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,9 +21,11 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/daemon"
+	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/status"
+	"github.com/ehrsync/ehrsync/pkg/storedb"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -303,4 +306,54 @@ func TestTablesFilter(t *testing.T) {
 	require.Equal(t, "app.codes", rep.Orgs[0].Tables[0].Name)
 	_, err := f.status.Gather(context.Background(), status.Options{Orgs: f.cfg.Orgs, Tables: []string{"app.nope"}, Catalog: f.svc.Engine.Catalog()})
 	require.ErrorIs(t, err, daemon.ErrUnknownTable)
+}
+
+// TestStoreWithoutSchema: a store nothing was synced into is named, with
+// the fix.
+func TestStoreWithoutSchema(t *testing.T) {
+	pool := pgtest.Pool(t)
+	_, err := status.New(pool).Gather(context.Background(), status.Options{})
+	require.ErrorIs(t, err, status.ErrNoSchema)
+}
+
+// TestAttemptsInARow: the run record keeps the last attempt, the last
+// success, and the failing streak: a canceled attempt neither counts in it
+// nor ends it; a success ends it.
+func TestAttemptsInARow(t *testing.T) {
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	require.NoError(t, storedb.Migrate(ctx, pool))
+	st := status.New(pool)
+	cfg := []config.Org{{Name: org, Schedule: config.Schedule{Every: time.Hour}, Tables: []config.Table{{Name: "dbo.claims"}}}}
+	attempt := func(err error) status.Table {
+		t.Helper()
+		require.NoError(t, st.TableAttempt(ctx, "daemon", time.Second, engine.TableResult{Org: org, Table: "dbo.claims", RunID: "r",
+			Strategy: "cdc", Err: err}))
+		rep, err := st.Gather(ctx, status.Options{Orgs: cfg})
+		require.NoError(t, err)
+		return rep.Orgs[0].Tables[0]
+	}
+	ok := attempt(nil)
+	require.Equal(t, status.OutcomeOK, ok.LastRun.Outcome)
+	require.False(t, ok.LastSuccessAt.IsZero())
+	require.InDelta(t, 1, ok.LastRun.DurationSeconds, 0.001)
+
+	boom := errors.New("boom")
+	first := attempt(boom)
+	require.Equal(t, 1, first.Failures)
+	require.Equal(t, ok.LastSuccessAt, first.LastSuccessAt)
+	canceled := attempt(fmt.Errorf("run: %w", context.Canceled))
+	require.Equal(t, status.OutcomeCanceled, canceled.LastRun.Outcome)
+	require.Equal(t, "canceled", canceled.LastRun.ErrorClass)
+	require.Equal(t, 1, canceled.Failures)
+	require.Equal(t, first.FailingSince, canceled.FailingSince)
+	require.Equal(t, status.StateFailing, canceled.State)
+	second := attempt(boom)
+	require.Equal(t, 2, second.Failures)
+	require.Equal(t, first.FailingSince, second.FailingSince)
+	again := attempt(nil)
+	require.Zero(t, again.Failures)
+	require.True(t, again.FailingSince.IsZero())
+	require.True(t, again.LastSuccessAt.After(ok.LastSuccessAt))
+	require.Equal(t, status.StateSynced, again.State)
 }
