@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -72,6 +73,15 @@ func TestStatusCommand(t *testing.T) {
 		require.NotEqual(t, "auto", tb.Strategy, tb.Name)
 		require.False(t, tb.NextRun.IsZero(), tb.Name)
 	}
+
+	// --watch redraws until interrupted, then exits as its last report says.
+	watch := e.command("status", "--config", e.config, "--watch=1s")
+	var watched lockedBuffer
+	watch.Stdout, watch.Stderr = &watched, &watched
+	require.NoError(t, watch.Start())
+	require.Eventually(t, func() bool { return strings.Count(watched.String(), "status as of") >= 2 }, time.Minute, 50*time.Millisecond)
+	require.NoError(t, watch.Process.Signal(os.Interrupt))
+	require.NoError(t, watch.Wait(), watched.String())
 
 	// A position after a key of the store's own rows: its summary only.
 	claims, ok := schemas.NextGen().Table("dbo.claims")
