@@ -130,10 +130,10 @@ type Auditor interface {
 
 // RunRecorder keeps each table's last attempt for `ehrsync status`
 // (pkg/status implements it): who made it, how long it took (from taking
-// the lease to its audit record), and res (strategy, rows, outcome and
-// error class; never row values). An attempt ends when the table ran, or
-// failed to begin because the source could not be reached or the run
-// ended first. Its error is logged and does not fail the run: the audit
+// its lease, or from the run's start when it never began, to its audit
+// record), and res (strategy, rows, outcome and error class; never row
+// values). An attempt ends when the table ran, or failed to begin because
+// the source could not be reached or the run ended first. Its error is logged and does not fail the run: the audit
 // is the record no run goes without. It must be safe for concurrent use.
 type RunRecorder interface {
 	TableAttempt(ctx context.Context, actor string, took time.Duration, res TableResult) error

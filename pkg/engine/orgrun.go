@@ -294,6 +294,8 @@ func (r *orgRun) record(ctx context.Context, tc config.Table, began time.Time, r
 	return res.Err
 }
 
+// audited writes a finished table run's audit record, and returns the
+// run's error with the audit's, if any.
 func (r *orgRun) audited(ctx context.Context, tc config.Table, res TableResult) error {
 	if r.audit == nil {
 		return res.Err
