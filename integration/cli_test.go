@@ -206,6 +206,8 @@ func TestCLIJSONIsSnakeCase(t *testing.T) {
 		"backfill":       {"backfill", "--config", e.config, "--org", org, "--table", "dbo.claims"},
 		"positions list": {"positions", "list", "--config", e.config},
 		"positions show": {"positions", "show", "--config", e.config, "--org", org, "--table", "dbo.claims"},
+		"status":         {"status", "--config", e.config},
+		"verify":         {"verify", "--config", e.config, "--org", org},
 	}
 	checked := 0
 	for _, p := range commandPaths(t) {

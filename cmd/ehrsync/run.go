@@ -85,7 +85,7 @@ func runDaemon(ctx context.Context, env *environment, path, listen string, opts 
 		return err
 	}
 	srv := &admin.Server{Daemon: d, Positions: svc.Positions, Store: svc.Store, Gatherer: reg, Audit: svc.Audit, Log: env.log,
-		Operators: operators, Catalog: svc.Engine.Catalog(),
+		Operators: operators, Catalog: svc.Engine.Catalog(), Status: svc.Status,
 		Resetter: &daemon.Resetter{Positions: svc.Positions, Leases: svc.Leases, Audit: svc.Audit, Catalog: svc.Engine.Catalog()}}
 
 	ln, err := net.Listen("tcp", addr)

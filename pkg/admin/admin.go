@@ -9,6 +9,7 @@
 // configured the admin API is off. Every admin action is audited.
 //
 //	GET  /admin/orgs                                  orgs and tables: strategy, state, position summary, last run, last error class, lag
+//	GET  /admin/status?org=O&table=T&stale_after=D    `ehrsync status`'s report (package status), with the daemon's next run and state
 //	POST /admin/orgs/{org}/sync       {"tables": []}  trigger a sync now
 //	POST /admin/orgs/{org}/backfill   {"tables": []}  start a backfill (re-snapshot)
 //	                                  {"tables": ["T"], "from": "KEY", "to": "KEY"}
@@ -72,6 +73,9 @@ type Server struct {
 	// Resetter resets and rewinds positions, as `ehrsync positions reset`
 	// does (under the table's lease); nil: position requests answer 503.
 	Resetter *daemon.Resetter
+	// Status gathers GET /admin/status's report (*status.Store); nil:
+	// that request answers 503.
+	Status StatusGatherer
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -96,6 +100,7 @@ func (s *Server) AdminHandler() http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/orgs", s.auth(s.listOrgs))
+	mux.HandleFunc("GET /admin/status", s.auth(s.tableStatus))
 	mux.HandleFunc("POST /admin/orgs/{org}/sync", s.auth(s.trigger(false)))
 	mux.HandleFunc("POST /admin/orgs/{org}/backfill", s.auth(s.trigger(true)))
 	mux.HandleFunc("POST /admin/orgs/{org}/cancel", s.auth(s.control("cancel", s.Daemon.Cancel)))

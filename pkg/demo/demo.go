@@ -147,7 +147,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err := printReport(ctx, out, svc.Store, schema); err != nil {
 		return err
 	}
-	rows, err := verifyStore(ctx, src, svc.Store, schema, org, cat)
+	rows, err := verifyStore(ctx, src, svc.Store, org, cat)
 	if err != nil {
 		fmt.Fprintf(out, "\nVERIFICATION FAILED: %v\n", err)
 		return err

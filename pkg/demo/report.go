@@ -52,18 +52,14 @@ func printReport(ctx context.Context, out io.Writer, store *pgxpool.Pool, schema
 
 // verifyStore compares every configured table between source and store and
 // returns the rows compared, or an error naming the tables that differ.
-func verifyStore(ctx context.Context, src, store *pgxpool.Pool, storeSchema string, org *config.Org, cat *schemas.Catalog) (int64, error) {
+func verifyStore(ctx context.Context, src, store *pgxpool.Pool, org *config.Org, cat *schemas.Catalog) (int64, error) {
+	diffs, err := verify.Org(ctx, src, store, org, cat, nil, nil)
+	if err != nil {
+		return 0, err
+	}
 	var rows int64
 	var problems []error
-	for _, tc := range org.Tables {
-		t, ok := cat.Table(tc.Name)
-		if !ok {
-			return rows, fmt.Errorf("table %s is not in the catalog", tc.Name)
-		}
-		d, err := verify.Table(ctx, src, store, "dbo", storeSchema, t)
-		if err != nil {
-			return rows, err
-		}
+	for _, d := range diffs {
 		rows += d.SourceRows
 		if !d.Equal() {
 			problems = append(problems, errors.New(d.String()))

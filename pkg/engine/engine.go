@@ -43,6 +43,7 @@ type Engine struct {
 	metrics   *Metrics
 	leases    Leaser
 	audit     Auditor
+	runs      RunRecorder
 	open      func(context.Context, config.Source) (*sql.DB, error)
 }
 
@@ -79,6 +80,9 @@ func WithLeases(l Leaser) Option { return func(e *Engine) { e.leases = l } }
 
 // WithAudit tells a of every table run that was not skipped.
 func WithAudit(a Auditor) Option { return func(e *Engine) { e.audit = a } }
+
+// WithRuns tells r of every table attempt, for `ehrsync status`.
+func WithRuns(r RunRecorder) Option { return func(e *Engine) { e.runs = r } }
 
 // WithSourceOpener opens organizations' sources with open instead of
 // source.Open (tests count the connections an org run makes).
@@ -122,6 +126,17 @@ type Leaser interface {
 // goes unaudited silently. It must be safe for concurrent use.
 type Auditor interface {
 	TableRun(ctx context.Context, actor, runID string, columns []string, res TableResult) error
+}
+
+// RunRecorder keeps each table's last attempt for `ehrsync status`
+// (pkg/status implements it): who made it, how long it took (from taking
+// its lease, or from the run's start when it never began, to its audit
+// record), and res (strategy, rows, outcome and error class; never row
+// values). An attempt ends when the table ran, or failed to begin because
+// the source could not be reached or the run ended first. Its error is logged and does not fail the run: the audit
+// is the record no run goes without. It must be safe for concurrent use.
+type RunRecorder interface {
+	TableAttempt(ctx context.Context, actor string, took time.Duration, res TableResult) error
 }
 
 // Views keeps derived views in an organization's store schema.

@@ -84,6 +84,7 @@ func (r Retry) wait(n int) time.Duration {
 // starting are left out (Stopped); tables ctx's end kept from starting fail
 // with its error.
 func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgResult {
+	began := time.Now()
 	res := OrgResult{Org: org.Name, RunID: newRunID()}
 	selected, err := selectTables(org, run.Tables)
 	if err != nil {
@@ -101,6 +102,9 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 	db, err := r.openSource(ctx)
 	if err != nil {
 		res.Err, res.Stopped = err, halt.Stopped(run.Stop)
+		for _, tc := range selected {
+			r.attempted(ctx, began, TableResult{Org: org.Name, Table: e.qualified(tc.Name), RunID: res.RunID, Err: err})
+		}
 		return res
 	}
 	defer db.Close()
@@ -135,7 +139,7 @@ func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgRes
 		res.Tables = append(res.Tables, *tr)
 	}
 	if rest := selected[begun:]; len(rest) > 0 && !res.Stopped {
-		res.Tables = append(res.Tables, r.notStarted(ctx, rest)...)
+		res.Tables = append(res.Tables, r.notStarted(ctx, began, rest)...)
 	}
 	if e.views != nil && len(res.Tables) > 0 {
 		// Derived views are a convenience: a failure is logged, and the
@@ -152,12 +156,13 @@ const auditTimeout = 30 * time.Second
 
 // notStarted fails the tables ctx's end kept from starting, with its
 // error, so that no table of the run goes unreported.
-func (r *orgRun) notStarted(ctx context.Context, tables []config.Table) []TableResult {
+func (r *orgRun) notStarted(ctx context.Context, began time.Time, tables []config.Table) []TableResult {
 	err := fmt.Errorf("not started: the run ended first: %w", ctx.Err())
 	r.log.Error("tables not started: the run ended first", "tables", len(tables), "err", ctx.Err())
 	out := make([]TableResult, len(tables))
 	for i, tc := range tables {
 		out[i] = TableResult{Org: r.org.Name, Table: r.e.qualified(tc.Name), RunID: r.id, Err: err}
+		r.attempted(ctx, began, out[i])
 		if r.run.Finished != nil {
 			r.run.Finished(out[i])
 		}
@@ -259,6 +264,7 @@ func (r *orgRun) attempt(ctx context.Context, tc config.Table) *TableResult {
 // leasedTable runs one table under its lease and records it in the audit;
 // nil when another runner holds the lease (the table is skipped).
 func (r *orgRun) leasedTable(ctx context.Context, tc config.Table) *TableResult {
+	began := time.Now()
 	unlock, ok, err := r.lease(ctx, tc.Name)
 	if !ok && err == nil {
 		r.log.Info("table busy, skipped: another runner holds its lease", "table", r.e.qualified(tc.Name))
@@ -266,22 +272,31 @@ func (r *orgRun) leasedTable(ctx context.Context, tc config.Table) *TableResult 
 	}
 	if err != nil {
 		tr := TableResult{Org: r.org.Name, Table: r.e.qualified(tc.Name), RunID: r.id, Err: err}
-		tr.Err = r.record(ctx, tc, tr)
+		tr.Err = r.record(ctx, tc, began, tr)
 		r.log.Error("table sync failed", "table", tr.Table, "err", tr.Err)
 		return &tr
 	}
 	tlog := r.log.With("table", tc.Name)
 	tr := r.e.syncTable(ctx, tlog, r.db, r.org, tc, r.id, r.actor)
 	unlock()
-	tr.Err = r.record(ctx, tc, tr)
+	tr.Err = r.record(ctx, tc, began, tr)
 	r.e.finish(tlog, tr)
 	return &tr
 }
 
-// record audits a finished table run when the run has an auditor, and
-// returns the run's error: res.Err, joined by the audit's when its record
-// was not written (a run whose record is lost fails).
-func (r *orgRun) record(ctx context.Context, tc config.Table, res TableResult) error {
+// record audits a finished table run, begun at began, when the run has an
+// auditor, and returns the run's error: res.Err, joined by the audit's
+// when its record was not written (a run whose record is lost fails). The
+// attempt, with that error, is then told to the engine's RunRecorder.
+func (r *orgRun) record(ctx context.Context, tc config.Table, began time.Time, res TableResult) error {
+	res.Err = r.audited(ctx, tc, res)
+	r.attempted(ctx, began, res)
+	return res.Err
+}
+
+// audited writes a finished table run's audit record, and returns the
+// run's error with the audit's, if any.
+func (r *orgRun) audited(ctx context.Context, tc config.Table, res TableResult) error {
 	if r.audit == nil {
 		return res.Err
 	}
@@ -296,6 +311,20 @@ func (r *orgRun) record(ctx context.Context, tc config.Table, res TableResult) e
 		return storeErr(aerr)
 	}
 	return fmt.Errorf("%w; and %w", res.Err, storeErr(aerr))
+}
+
+// attempted tells the engine's RunRecorder, if any, of a table's attempt
+// begun at began that ended with res. A record not written is logged.
+func (r *orgRun) attempted(ctx context.Context, began time.Time, res TableResult) {
+	if r.e.runs == nil {
+		return
+	}
+	// Written even when the run was canceled or timed out, as the audit.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	if err := r.e.runs.TableAttempt(ctx, r.actor, time.Since(began), res); err != nil {
+		r.log.Warn("the table's run record was not written: ehrsync status does not show this attempt", "table", res.Table, "err", err)
+	}
 }
 
 // lease takes the table's lease, unless the caller holds it or the engine

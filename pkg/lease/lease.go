@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -71,8 +73,86 @@ func NewManager(conn *pgx.ConnConfig, metrics *Metrics) *Manager {
 	if c.RuntimeParams == nil {
 		c.RuntimeParams = map[string]string{}
 	}
-	c.RuntimeParams["application_name"] = "ehrsync lease"
+	c.RuntimeParams["application_name"] = holderName()
 	return &Manager{conn: c, metrics: metrics}
+}
+
+// holderPrefix starts the application_name of every lease connection.
+const holderPrefix = "ehrsync lease "
+
+// holderName is this process's lease connections' application_name:
+// "ehrsync lease PID@HOST", cut to the 63 bytes PostgreSQL keeps, so that
+// Holders can tell which process on which machine holds a lease.
+func holderName() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	name := fmt.Sprintf("%s%d@%s", holderPrefix, os.Getpid(), host)
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	return name
+}
+
+// Holder is who holds a lease now: the lease connection's server process
+// and what its client said it is.
+type Holder struct {
+	// Holder is "PID@HOST" of the ehrsync process holding the lease, as
+	// its lease connection names it; "" when the store does not show it
+	// to this role (another role's session).
+	Holder string
+	// PID is the store's server process of the lease connection.
+	PID int32
+	// ClientAddr is the address the lease connection came from; "" for a
+	// Unix socket or when not shown.
+	ClientAddr string
+	// Since is when the lease connection began (zero when not shown).
+	Since time.Time
+}
+
+// Querier runs a query: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Holders returns the holder of every table lease held now in q's
+// database, by Key. A session advisory lock on one bigint key (ehrsync's
+// leases) shows in pg_locks as its high and low 32 bits (classid, objid)
+// with objsubid 1; other advisory locks in the database on a bigint key
+// are returned too and match no table's Key but by chance.
+func Holders(ctx context.Context, q Querier) (map[int64]Holder, error) {
+	rows, err := q.Query(ctx, `SELECT (l.classid::int8 << 32) | l.objid::int8, l.pid,
+			coalesce(a.application_name, ''), coalesce(host(a.client_addr), ''), a.backend_start
+		FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`)
+	if err != nil {
+		return nil, fmt.Errorf("read the leases held: %w", err)
+	}
+	out := map[int64]Holder{}
+	var (
+		key   int64
+		h     Holder
+		app   string
+		since *time.Time
+	)
+	_, err = pgx.ForEachRow(rows, []any{&key, &h.PID, &app, &h.ClientAddr, &since}, func() error {
+		h.Holder = strings.TrimPrefix(app, holderPrefix)
+		if h.Holder == app {
+			h.Holder = "" // not a lease connection's name, or not shown
+		}
+		h.Since = time.Time{}
+		if since != nil {
+			h.Since = *since
+		}
+		out[key] = h
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the leases held: %w", err)
+	}
+	return out, nil
 }
 
 // TryLock takes (org, table)'s lease without waiting. ok is false, with no

@@ -2,10 +2,13 @@ package lease_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -95,4 +98,55 @@ func TestKeysAreDistinct(t *testing.T) {
 	require.NotEqual(t, lease.Key("a", "b.c"), lease.Key("a.b", "c"))
 	require.NotEqual(t, lease.Key("ab", "c"), lease.Key("a", "bc"))
 	require.Equal(t, lease.Key("a", "b"), lease.Key("a", "b"))
+}
+
+// TestHoldersNamesWhoHoldsEachLease: every lease held is found by its Key
+// (keys with the sign bit set and without), named by the holding process
+// and machine; a released lease is not.
+func TestHoldersNamesWhoHoldsEachLease(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	m := manager(t, url, nil)
+	pool, err := pgxpool.New(ctx, url)
+	require.NoError(t, err)
+	defer pool.Close()
+
+	var negative, positive string
+	for i := 0; negative == "" || positive == ""; i++ {
+		table := fmt.Sprintf("dbo.t%d", i)
+		if lease.Key("org", table) < 0 {
+			negative = table
+		} else {
+			positive = table
+		}
+	}
+	var unlocks []func()
+	for _, table := range []string{negative, positive} {
+		unlock, ok, err := m.TryLock(ctx, "org", table)
+		require.NoError(t, err)
+		require.True(t, ok)
+		unlocks = append(unlocks, unlock)
+	}
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	holders, err := lease.Holders(ctx, pool)
+	require.NoError(t, err)
+	for _, table := range []string{negative, positive} {
+		h, ok := holders[lease.Key("org", table)]
+		require.True(t, ok, "lease of %s not found among %v", table, holders)
+		require.Equal(t, fmt.Sprintf("%d@%s", os.Getpid(), host), h.Holder)
+		require.NotZero(t, h.PID)
+		require.False(t, h.Since.IsZero())
+	}
+	_, ok := holders[lease.Key("other", negative)]
+	require.False(t, ok, "a lease nobody holds")
+
+	unlocks[0]()
+	holders, err = lease.Holders(ctx, pool)
+	require.NoError(t, err)
+	_, ok = holders[lease.Key("org", negative)]
+	require.False(t, ok, "a released lease is still listed")
+	_, ok = holders[lease.Key("org", positive)]
+	require.True(t, ok)
+	unlocks[1]()
 }

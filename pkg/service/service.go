@@ -28,6 +28,7 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lease"
 	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/status"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -42,6 +43,8 @@ type Service struct {
 	Leases *lease.Manager
 	// Audit records every table run and admin action.
 	Audit *audit.Recorder
+	// Status records each table's last run and reads tables' status.
+	Status *status.Store
 	// engine builds an engine of the service's parts, with extra options.
 	engine func(extra ...engine.Option) *engine.Engine
 }
@@ -73,13 +76,13 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 	}
 	positions := watermarks.NewStore(pool)
 	leases := lease.NewManager(pcfg.ConnConfig, nil)
-	rec := audit.New(pool)
+	rec, runs := audit.New(pool), status.New(pool)
 	sk, plan := sink.New(pool, positions), planner.New()
 	base := []engine.Option{
-		engine.WithLeases(leases), engine.WithAudit(rec), engine.WithLog(log), engine.WithActor(actor),
+		engine.WithLeases(leases), engine.WithAudit(rec), engine.WithRuns(runs), engine.WithLog(log), engine.WithActor(actor),
 		engine.WithAllocator(memory.DefaultAllocator), engine.WithDefaults(cfg.Defaults), engine.WithViews(denials.Views{Pool: pool}),
 	}
-	s := &Service{Store: pool, Positions: positions, Leases: leases, Audit: rec,
+	s := &Service{Store: pool, Positions: positions, Leases: leases, Audit: rec, Status: runs,
 		engine: func(extra ...engine.Option) *engine.Engine {
 			return engine.New(engine.Sink(sk), positions, plan, catalog, append(slices.Clone(base), extra...)...)
 		}}

@@ -41,6 +41,7 @@ var WriterPrivileges = []TablePrivileges{
 	{"audit", "SELECT, INSERT"},
 	{"audit_chain", "SELECT"},
 	{"backfills", "SELECT, INSERT, UPDATE, DELETE"},
+	{"table_runs", "SELECT, INSERT, UPDATE"},
 }
 
 // CurrentRole is the role q's session runs as.

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/verify"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -76,4 +77,51 @@ func TestTableFindsEveryDifference(t *testing.T) {
 			require.Equal(t, c.equal, got.Equal())
 		})
 	}
+}
+
+// visits is a table with a practice column.
+func visits(t *testing.T) *schemas.Table {
+	t.Helper()
+	tb := &schemas.Table{Schema: "app", Name: "visits", Dialect: schemas.Postgres, Key: []string{"id"}, Practice: "practice_id"}
+	for _, c := range []struct{ name, typ string }{{"id", "integer"}, {"practice_id", "character(4)"}, {"note", "text"}} {
+		ty, err := schemas.ParseType(schemas.Postgres, c.typ)
+		require.NoError(t, err)
+		tb.Columns = append(tb.Columns, schemas.Column{Name: c.name, Type: ty, Nullable: c.name == "note"})
+	}
+	return tb
+}
+
+// TestComparePractices: with an organization's practices, the source rows
+// of other practices are not missing from the store; progress hears of
+// every row compared.
+func TestComparePractices(t *testing.T) {
+	ctx := context.Background()
+	src, store := pgtest.Pool(t), pgtest.Pool(t)
+	_, err := src.Exec(ctx, `CREATE SCHEMA app; CREATE TABLE app.visits (id int PRIMARY KEY, practice_id char(4), note text);
+		INSERT INTO app.visits VALUES (1, '0001', 'a'), (2, '0002', 'b'), (3, '0001', 'c')`)
+	require.NoError(t, err)
+	_, err = store.Exec(ctx, `CREATE SCHEMA org; CREATE TABLE org.app__visits (id int PRIMARY KEY, practice_id char(4), note text,
+			_ehrsync_deleted boolean NOT NULL DEFAULT false);
+		INSERT INTO org.app__visits (id, practice_id, note) VALUES (1, '0001', 'a'), (3, '0001', 'c')`)
+	require.NoError(t, err)
+
+	var progress []int64
+	d, err := verify.Compare(ctx, src, store, "app", "org", visits(t), verify.Options{Practices: []string{"0001"},
+		Progress: func(rows int64) { progress = append(progress, rows) }})
+	require.NoError(t, err)
+	require.True(t, d.Equal(), "%s", d)
+	require.Equal(t, int64(2), d.SourceRows)
+	require.Equal(t, []int64{2}, progress)
+
+	d, err = verify.Compare(ctx, src, store, "app", "org", visits(t), verify.Options{})
+	require.NoError(t, err)
+	require.Equal(t, int64(1), d.Missing, "another practice's row, without the filter")
+}
+
+// TestOrgComparesPostgresSourcesOnly: a SQL Server organization is refused
+// with ErrNotPostgres, before any query.
+func TestOrgComparesPostgresSourcesOnly(t *testing.T) {
+	org := &config.Org{Name: "st-mary", Source: config.Source{Dialect: config.SQLServer}, Tables: []config.Table{{Name: "dbo.claims"}}}
+	_, err := verify.Org(context.Background(), nil, nil, org, schemas.NextGen(), nil, nil)
+	require.ErrorIs(t, err, verify.ErrNotPostgres)
 }
