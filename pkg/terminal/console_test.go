@@ -131,8 +131,13 @@ func TestMeter(t *testing.T) {
 	// A second task is drawn at once, beside the first, without bars.
 	m.Update(Progress{Name: "b", Step: "day 1 of 4", Rows: 5, Estimate: 20})
 	require.Equal(t, "a: 30 rows, 150 rows/s, 0s elapsed | b day 1 of 4: 5 rows of ~20 (25%), 0 rows/s, 0s elapsed", shown())
+	clk.add(time.Millisecond)
+	m.Update(Progress{Name: "b", Step: "day 1 of 4", Rows: 6, Estimate: 20})
+	require.Contains(t, shown(), "b day 1 of 4: 5 rows", "redrawn within 200ms")
+	m.Update(Progress{Name: "b", Step: "day 2 of 4", Rows: 6, Estimate: 20})
+	require.Contains(t, shown(), "b day 2 of 4: 6 rows", "a new step is not drawn at once")
 	m.Finish("a")
-	require.Equal(t, "[#####...............] b day 1 of 4: 5 rows of ~20 (25%), 0 rows/s, 0s elapsed", shown())
+	require.Equal(t, "[######..............] b day 2 of 4: 6 rows of ~20 (30%), 6000 rows/s, 0s elapsed", shown())
 	m.Finish("b")
 	require.Empty(t, screen.Lines())
 

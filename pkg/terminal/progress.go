@@ -50,8 +50,8 @@ func (p Progress) String() string {
 		fmt.Fprintf(&b, " of ~%d (%.0f%%)", p.Estimate, p.fraction()*100)
 	}
 	fmt.Fprintf(&b, ", %.0f rows/s, %s elapsed", p.RowsPerSec(), p.Elapsed.Round(time.Second))
-	if eta := p.ETA(); eta > 0 {
-		fmt.Fprintf(&b, ", ETA %s", eta.Round(time.Second))
+	if eta := p.ETA().Round(time.Second); eta > 0 {
+		fmt.Fprintf(&b, ", ETA %s", eta)
 	}
 	if p.Note != "" {
 		b.WriteString(" (" + Escape(p.Note) + ")")
@@ -80,7 +80,7 @@ func (p Progress) fraction() float64 {
 
 // Meter shows the progress of running tasks on a console's status line:
 // one task with its bar, several side by side. It redraws at most every
-// 200ms (a task starting or finishing redraws at once), and draws nothing
+// 200ms (a task starting, finishing or changing step redraws at once), and draws nothing
 // on a console that is not a terminal. It is safe for concurrent use.
 type Meter struct {
 	c     *Console
@@ -109,7 +109,7 @@ func (m *Meter) Update(p Progress) {
 	defer m.mu.Unlock()
 	now := m.now()
 	t := m.find(p.Name)
-	force := t == nil
+	force := t == nil || t.p.Step != p.Step
 	if t == nil {
 		t = &task{start: now}
 		m.tasks = append(m.tasks, t)
