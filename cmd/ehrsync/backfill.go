@@ -3,12 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"time"
-
-	"golang.org/x/term"
 
 	"github.com/ehrsync/ehrsync/pkg/backfill"
 	"github.com/ehrsync/ehrsync/pkg/engine"
@@ -32,6 +27,7 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 		"Ranges are on the primary key whatever the table's strategy: cursor ranges are not supported")
 	to := fs.String("to", "", "backfill only the rows whose primary key is <= KEY (as --from; either bound may be left out)")
 	actor := fs.String("actor", osUser(), "who runs the backfill, recorded in the position history and audit (default: the operating-system user)")
+	noProgress := noProgressFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -68,11 +64,8 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer svc.Close()
-	tty := false
-	if f, ok := env.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		tty = true
-	}
-	b := svc.Backfills(backfill.Options{Log: env.log, WaitForLease: true, Progress: func(p backfill.Progress) { progress(env.stdout, tty, p) }})
+	lines := &backfillLines{w: env.stdout, m: env.meter(*noProgress)}
+	b := svc.Backfills(backfill.Options{Log: env.log, WaitForLease: true, Progress: lines.show})
 	if !rng.IsZero() {
 		if err := b.CheckRange(org, tables[0], rng); err != nil {
 			return usageError{err}
@@ -81,6 +74,7 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 	var failed []string
 	for _, t := range tables {
 		res, err := b.Backfill(ctx, org, t, rng, *actor)
+		lines.end()
 		if err == nil {
 			err = res.Err
 		}
@@ -96,39 +90,4 @@ func runBackfill(ctx context.Context, env *environment, args []string) error {
 		return fmt.Errorf("backfill of %d tables failed: %s (run it again to resume)", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
-}
-
-// progress prints one progress line: redrawn in place on a terminal, one
-// line per report otherwise.
-func progress(w io.Writer, tty bool, p backfill.Progress) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s: ", p.Org, p.Table)
-	if p.Estimate > 0 && tty {
-		frac := min(float64(p.Rows)/float64(p.Estimate), 1)
-		const width = 24
-		n := int(frac * width)
-		fmt.Fprintf(&b, "[%s%s] %3.0f%% ", strings.Repeat("#", n), strings.Repeat(".", width-n), frac*100)
-	}
-	fmt.Fprintf(&b, "%d rows", p.Rows)
-	if p.Estimate > 0 {
-		fmt.Fprintf(&b, " of ~%d", p.Estimate)
-	}
-	fmt.Fprintf(&b, ", %.0f rows/s, %s elapsed", p.RowsPerSec, p.Elapsed.Round(time.Second))
-	if p.ETA > 0 {
-		fmt.Fprintf(&b, ", ETA %s", p.ETA.Round(time.Second))
-	}
-	if p.Resumed {
-		b.WriteString(" (resumed)")
-	}
-	if p.Done {
-		b.WriteString(", done")
-	}
-	switch {
-	case tty && !p.Done:
-		fmt.Fprintf(w, "\r\033[K%s", b.String())
-	case tty:
-		fmt.Fprintf(w, "\r\033[K%s\n", b.String())
-	default:
-		fmt.Fprintln(w, b.String())
-	}
 }

@@ -15,7 +15,7 @@ import (
 	"sort"
 	"syscall"
 
-	"golang.org/x/term"
+	"github.com/ehrsync/ehrsync/pkg/terminal"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -37,8 +37,10 @@ type command struct {
 var commands = map[string]command{}
 
 // environment is what every command gets: output streams and a logger.
+// stderr is console, which keeps what is written to it off a progress line.
 type environment struct {
 	stdout, stderr io.Writer
+	console        *terminal.Console
 	log            *slog.Logger
 }
 
@@ -65,11 +67,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		usage(stderr)
 		return usageError{fmt.Errorf("unknown command %q", name)}
 	}
-	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	console := terminal.NewConsole(stderr)
+	defer console.SetStatus("")
+	logger, err := newLogger(console, console.TTY(), *logFormat, *logLevel)
 	if err != nil {
 		return usageError{err}
 	}
-	return cmd.run(ctx, &environment{stdout: stdout, stderr: stderr, log: logger}, rest)
+	return cmd.run(ctx, &environment{stdout: stdout, stderr: console, console: console, log: logger}, rest)
 }
 
 func usage(w io.Writer) {
@@ -87,7 +91,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun 'ehrsync COMMAND -h' for a command's flags.")
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, tty bool, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
@@ -95,7 +99,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lvl}
 	if format == "auto" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if tty {
 			format = "text"
 		}
 	}

@@ -32,6 +32,7 @@ func runSimulate(ctx context.Context, env *environment, args []string) error {
 	ctTables := fs.String("ct-tables", "", "sqlserver: comma-separated tables to enable Change Tracking on (default dbo.charges,dbo.transactions,dbo.trans_detail,dbo.reason_code_links; none: no Change Tracking)")
 	ctRetention := fs.Int("ct-retention-days", 3, "sqlserver: Change Tracking retention in days")
 	noSnapshot := fs.Bool("no-snapshot-isolation", false, "sqlserver: leave ALLOW_SNAPSHOT_ISOLATION as it is (a login that may not ALTER DATABASE)")
+	noProgress := noProgressFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -96,12 +97,14 @@ func runSimulate(ctx context.Context, env *environment, args []string) error {
 		return usageError{fmt.Errorf("--dialect: unknown dialect %q (want postgres or sqlserver)", *dialect)}
 	}
 	start := time.Now()
+	w, endProgress := simulateProgress(w, env.meter(*noProgress), *days)
 	stats, st, err := synth.Simulate(ctx, w, synth.Options{Preset: synth.Preset(*preset), Seed: *seed, Catalog: cat}, *days)
 	if errors.Is(err, synth.ErrOtherSimulation) {
 		// The source continues its own simulation; --preset and --seed
 		// only choose how a new one starts.
 		stats, st, err = synth.Simulate(ctx, w, synth.Options{Catalog: cat}, *days)
 	}
+	endProgress()
 	if err != nil {
 		return err
 	}

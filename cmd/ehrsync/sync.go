@@ -30,6 +30,7 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	var tables stringList
 	fs.Var(&tables, "table", "sync only this table (repeatable; needs --org)")
 	actor := fs.String("actor", osUser(), "who runs the sync, recorded in the position history and audit (default: the operating-system user)")
+	noProgress := noProgressFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -54,7 +55,7 @@ func runSync(ctx context.Context, env *environment, args []string) error {
 	defer svc.Close()
 	var results []engine.OrgResult
 	for i := range orgs {
-		results = append(results, svc.Engine.SyncOrg(ctx, &orgs[i], tables))
+		results = append(results, svc.Engine.RunOrg(ctx, &orgs[i], engine.OrgRun{Tables: tables, Progress: syncProgress(env.meter(*noProgress))}))
 	}
 	return report(env.stdout, results)
 }
