@@ -74,6 +74,19 @@ func (e *env) onTerminal(t *testing.T, args ...string) (*terminaltest.Screen, st
 	return screen, stdout.String()
 }
 
+// analyzedEnv is newEnv with the source's statistics up to date (ANALYZE),
+// and the rows of its dbo.claims.
+func analyzedEnv(t *testing.T, days, batchRows int) (*env, int64) {
+	t.Helper()
+	e := newEnv(t, days, batchRows)
+	ctx := context.Background()
+	_, err := e.src.Exec(ctx, "ANALYZE")
+	require.NoError(t, err)
+	var claims int64
+	require.NoError(t, e.src.QueryRow(ctx, "SELECT count(*) FROM dbo.claims").Scan(&claims))
+	return e, claims
+}
+
 // requireWholeLogLines checks that every line the terminal shows is one
 // whole JSON log line: no progress line left, none sharing a line.
 func requireWholeLogLines(t *testing.T, screen *terminaltest.Screen) {
@@ -93,12 +106,7 @@ func requireWholeLogLines(t *testing.T, screen *terminaltest.Screen) {
 // nor on stdout. With --no-progress, or when stderr is not a terminal,
 // nothing is drawn.
 func TestProgressOnATerminal(t *testing.T) {
-	e := newEnv(t, 3, 50)
-	ctx := context.Background()
-	_, err := e.src.Exec(ctx, "ANALYZE")
-	require.NoError(t, err)
-	var claims int64
-	require.NoError(t, e.src.QueryRow(ctx, "SELECT count(*) FROM dbo.claims").Scan(&claims))
+	e, claims := analyzedEnv(t, 3, 50)
 
 	for _, c := range []struct {
 		name string
@@ -142,12 +150,7 @@ func TestProgressOnATerminal(t *testing.T) {
 // store table empty, never synced) reports the source's estimate of its
 // rows: its last line says how many rows of how many, and the percent.
 func TestFirstBackfillEstimatesFromTheSource(t *testing.T) {
-	e := newEnv(t, 2, 100)
-	ctx := context.Background()
-	_, err := e.src.Exec(ctx, "ANALYZE dbo.claims")
-	require.NoError(t, err)
-	var claims int64
-	require.NoError(t, e.src.QueryRow(ctx, "SELECT count(*) FROM dbo.claims").Scan(&claims))
+	e, claims := analyzedEnv(t, 2, 100)
 	out, err := e.run(t, "backfill", "--config", e.config, "--org", org, "--table", "dbo.claims")
 	require.NoError(t, err, out)
 	require.Contains(t, out, fmt.Sprintf("%s dbo.claims: %d rows of ~%d (100%%), ", org, claims, claims))
