@@ -12,11 +12,12 @@ import (
 )
 
 // postgresEstimateQuery is a PostgreSQL table's row count from its
-// statistics: the larger of the planner's count from the last ANALYZE or
-// VACUUM (pg_class.reltuples, -1 before the first) and the live rows the
-// statistics system counts as rows are written (n_live_tup). NULL when
-// the table is missing.
-const postgresEstimateQuery = `SELECT (SELECT greatest(c.reltuples::bigint, coalesce(s.n_live_tup, 0), 0)
+// statistics: the planner's count from the last ANALYZE or VACUUM
+// (pg_class.reltuples), or before the first (reltuples -1) the live rows
+// the statistics system counts as rows are written (n_live_tup, which
+// rows written just before an ANALYZE can count twice). NULL when the
+// table is missing.
+const postgresEstimateQuery = `SELECT (SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE coalesce(s.n_live_tup, 0) END
 FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 WHERE c.oid = to_regclass($1))`
 
