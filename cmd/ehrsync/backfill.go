@@ -2,13 +2,9 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/ehrsync/ehrsync/pkg/backfill"
 	"github.com/ehrsync/ehrsync/pkg/engine"
@@ -19,7 +15,7 @@ func init() { register(backfillCommand) }
 
 func backfillCommand(env *environment) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "backfill --config FILE --org NAME [--table NAME ...] [--from KEY] [--to KEY] [--actor NAME] [--json]",
+		Use:   "backfill --config FILE --org NAME [--table NAME ...] [--from KEY] [--to KEY] [--actor NAME] [--json] [--no-progress]",
 		Short: "re-snapshot an organization's tables (all, or --table; or one table's key range with --from/--to), beside the daemon, resumable",
 		Long: "Re-snapshot the tables of --org (every table of it without --table) under each table's lease, beside a running daemon;\n" +
 			"an interrupted backfill resumes where it stopped when run again. It shows progress as it goes; with --json,\n" +
@@ -31,6 +27,7 @@ func backfillCommand(env *environment) *cobra.Command {
 		"The table's sync position is not moved; the range is re-read and upserted, and rows deleted at the source within it are removed "+
 		"where the store orders the key as the source does (numbers, dates, times; uuids from a PostgreSQL source). "+
 		"Ranges are on the primary key whatever the table's strategy: cursor ranges are not supported")
+	noProgress := noProgressFlag(c)
 	to := c.Flags().String("to", "", "backfill only the rows whose primary key is <= KEY (as --from; either bound may be left out)")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		ctx, tables := c.Context(), *tablesP
@@ -72,11 +69,8 @@ func backfillCommand(env *environment) *cobra.Command {
 		if *asJSON {
 			out = env.stderr
 		}
-		tty := false
-		if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-			tty = true
-		}
-		b := svc.Backfills(backfill.Options{Log: env.log, WaitForLease: true, Progress: func(p backfill.Progress) { progress(out, tty, p) }})
+		lines := &backfillLines{w: out, m: env.meter(*noProgress)}
+		b := svc.Backfills(backfill.Options{Log: env.log, WaitForLease: true, Progress: lines.show})
 		if !rng.IsZero() {
 			if err := b.CheckRange(org, tables[0], rng); err != nil {
 				return usageError{err}
@@ -86,6 +80,7 @@ func backfillCommand(env *environment) *cobra.Command {
 		var failed []string
 		for _, t := range tables {
 			res, err := b.Backfill(ctx, org, t, rng, actor)
+			lines.end()
 			if err != nil {
 				res = engine.TableResult{Org: org.Name, Table: t, Err: err}
 			}
@@ -111,39 +106,4 @@ func backfillCommand(env *environment) *cobra.Command {
 		return nil
 	}
 	return c
-}
-
-// progress prints one progress line: redrawn in place on a terminal, one
-// line per report otherwise.
-func progress(w io.Writer, tty bool, p backfill.Progress) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s: ", p.Org, p.Table)
-	if p.Estimate > 0 && tty {
-		frac := min(float64(p.Rows)/float64(p.Estimate), 1)
-		const width = 24
-		n := int(frac * width)
-		fmt.Fprintf(&b, "[%s%s] %3.0f%% ", strings.Repeat("#", n), strings.Repeat(".", width-n), frac*100)
-	}
-	fmt.Fprintf(&b, "%d rows", p.Rows)
-	if p.Estimate > 0 {
-		fmt.Fprintf(&b, " of ~%d", p.Estimate)
-	}
-	fmt.Fprintf(&b, ", %.0f rows/s, %s elapsed", p.RowsPerSec, p.Elapsed.Round(time.Second))
-	if p.ETA > 0 {
-		fmt.Fprintf(&b, ", ETA %s", p.ETA.Round(time.Second))
-	}
-	if p.Resumed {
-		b.WriteString(" (resumed)")
-	}
-	if p.Done {
-		b.WriteString(", done")
-	}
-	switch {
-	case tty && !p.Done:
-		fmt.Fprintf(w, "\r\033[K%s", b.String())
-	case tty:
-		fmt.Fprintf(w, "\r\033[K%s\n", b.String())
-	default:
-		fmt.Fprintln(w, b.String())
-	}
 }

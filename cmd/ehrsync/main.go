@@ -15,9 +15,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"golang.org/x/term"
-
 	"github.com/ehrsync/ehrsync/pkg/service"
+	"github.com/ehrsync/ehrsync/pkg/terminal"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -32,15 +31,19 @@ func main() {
 
 // environment is what every command gets: output streams and a logger
 // (set from the global flags before the command runs).
+// stderr is console, which keeps what is written to it off a progress line.
 type environment struct {
 	stdout, stderr io.Writer
+	console        *terminal.Console
 	log            *slog.Logger
 }
 
 // run runs the command line args: one process's work. Each warning about
 // an insecure setting is given once in it (service.WarnOnce).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	env := &environment{stdout: stdout, stderr: stderr}
+	console := terminal.NewConsole(stderr)
+	defer console.SetStatus("")
+	env := &environment{stdout: stdout, stderr: console, console: console}
 	root := newRoot(env)
 	// A non-nil slice: cobra reads os.Args when given nil.
 	root.SetArgs(append([]string{}, args...))
@@ -54,7 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // newLogger is the logger of --log-format and --log-level, writing to w.
 // Durations print as Go duration strings ("1.5s") in either format.
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, tty bool, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
@@ -62,7 +65,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationString}
 	if format == "auto" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		if tty {
 			format = "text"
 		}
 	}

@@ -21,7 +21,7 @@ func (e elapsed) LogValue() slog.Value { return slog.DurationValue(e.d) }
 // LogValuer, never nanoseconds.
 func TestLoggerPrintsDurationsAsStrings(t *testing.T) {
 	var buf bytes.Buffer
-	log, err := newLogger(&buf, "json", "info")
+	log, err := newLogger(&buf, false, "json", "info")
 	require.NoError(t, err)
 	log.With("run", elapsed{2 * time.Minute}).Info("table synced", "duration", 1500*time.Millisecond,
 		slog.Group("phase", "read", 250*time.Microsecond), "rows", 42)
@@ -38,7 +38,7 @@ func TestLoggerPrintsDurationsAsStrings(t *testing.T) {
 	require.Equal(t, float64(42), rec.Rows, "other values keep their type")
 
 	buf.Reset()
-	log, err = newLogger(&buf, "text", "info")
+	log, err = newLogger(&buf, false, "text", "info")
 	require.NoError(t, err)
 	log.Info("table synced", "duration", 1500*time.Millisecond)
 	require.True(t, strings.Contains(buf.String(), "duration=1.5s"), buf.String())

@@ -33,7 +33,7 @@ func newRoot(env *environment) *cobra.Command {
 		SilenceErrors: true, // exitCode prints the error once
 		SilenceUsage:  true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
-			log, err := newLogger(env.stderr, logFormat, logLevel)
+			log, err := newLogger(env.stderr, env.console.TTY(), logFormat, logLevel)
 			if err != nil {
 				return usageError{err}
 			}

@@ -21,7 +21,7 @@ func init() { register(simulateCommand) }
 
 func simulateCommand(env *environment) *cobra.Command {
 	c := &cobra.Command{
-		Use: "simulate --dialect postgres|sqlserver --dsn DSN [--preset small|medium|large] [--days N] [--seed N]\n" +
+		Use: "simulate --dialect postgres|sqlserver --dsn DSN [--preset small|medium|large] [--days N] [--seed N] [--no-progress]\n" +
 			"  ehrsync simulate --dialect sqlserver --dsn DSN [--cdc-tables T,...|none] [--ct-tables T,...|none] [--ct-retention-days N] [--no-snapshot-isolation]\n" +
 			"  ehrsync simulate --dialect postgres|sqlserver --print-ddl",
 		Short: "create a synthetic NextGen source and drive a denied-claims workload into it",
@@ -40,6 +40,7 @@ func simulateCommand(env *environment) *cobra.Command {
 	ctTables := f.String("ct-tables", "", "sqlserver: comma-separated tables to enable Change Tracking on (default dbo.charges,dbo.transactions,dbo.trans_detail,dbo.reason_code_links; none: no Change Tracking)")
 	ctRetention := f.Int("ct-retention-days", 3, "sqlserver: Change Tracking retention in days")
 	noSnapshot := f.Bool("no-snapshot-isolation", false, "sqlserver: leave ALLOW_SNAPSHOT_ISOLATION as it is (a login that may not ALTER DATABASE)")
+	noProgress := noProgressFlag(c)
 	_ = c.RegisterFlagCompletionFunc("dialect", cobra.FixedCompletions([]string{"postgres", "sqlserver"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = c.RegisterFlagCompletionFunc("preset", cobra.FixedCompletions([]string{string(synth.Small), string(synth.Medium), string(synth.Large)}, cobra.ShellCompDirectiveNoFileComp))
 	c.RunE = func(c *cobra.Command, _ []string) error {
@@ -108,12 +109,14 @@ func simulateCommand(env *environment) *cobra.Command {
 			return usageError{fmt.Errorf("--dialect: unknown dialect %q (want postgres or sqlserver)", *dialect)}
 		}
 		start := time.Now()
+		w, endProgress := simulateProgress(w, env.meter(*noProgress), *days)
 		stats, st, err := synth.Simulate(ctx, w, synth.Options{Preset: synth.Preset(*preset), Seed: *seed, Catalog: cat}, *days)
 		if errors.Is(err, synth.ErrOtherSimulation) {
 			// The source continues its own simulation; --preset and --seed
 			// only choose how a new one starts.
 			stats, st, err = synth.Simulate(ctx, w, synth.Options{Catalog: cat}, *days)
 		}
+		endProgress()
 		if err != nil {
 			return err
 		}

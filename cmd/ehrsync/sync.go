@@ -18,7 +18,7 @@ func init() { register(syncCommand) }
 
 func syncCommand(env *environment) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "sync --config FILE [--org NAME [--table NAME ...]] [--actor NAME] [--json]",
+		Use:   "sync --config FILE [--org NAME [--table NAME ...]] [--actor NAME] [--json] [--no-progress]",
 		Short: "run one pass over every (or the selected) table, then exit; for cron jobs",
 		Long: "Run one pass over every table of every organization, or of --org (only its --table tables when given), then exit:\n" +
 			"0 when every table synced, 1 naming the failures. It prints one line per table, or with --json a summary:\n" +
@@ -26,6 +26,7 @@ func syncCommand(env *environment) *cobra.Command {
 			"and the position's summary (never key values).",
 	}
 	path, orgName, tables, actorOf, asJSON := configFlag(c), orgFlag(c), tablesFlag(c), actorFlag(c), jsonFlag(c)
+	noProgress := noProgressFlag(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		actor, err := actorOf()
 		if err != nil {
@@ -47,7 +48,7 @@ func syncCommand(env *environment) *cobra.Command {
 		defer svc.Close()
 		var results []engine.OrgResult
 		for i := range orgs {
-			results = append(results, svc.Engine.SyncOrg(ctx, &orgs[i], *tables))
+			results = append(results, svc.Engine.RunOrg(ctx, &orgs[i], engine.OrgRun{Tables: *tables, Progress: syncProgress(env.meter(*noProgress))}))
 		}
 		if *asJSON {
 			err = printJSON(env, summarize(results))

@@ -9,8 +9,9 @@
 // that one table. A ranged backfill re-reads only the rows whose key is in
 // a range (engine.BackfillRange), under a position of its own, and never
 // moves the table's. Either resumes where it stopped when started again:
-// ehrsync.backfills remembers the unfinished ones. Progress (rows so far,
-// estimate, ETA) is reported while it runs, from the position history.
+// ehrsync.backfills remembers the unfinished ones. Progress (rows so far
+// from the position history; for a full backfill, the source's estimate of
+// the table's rows) is reported while it runs.
 package backfill
 
 import (
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,7 +30,6 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lease"
-	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/schemas"
 )
 
@@ -76,13 +77,13 @@ func New(e *engine.Engine, store *pgxpool.Pool, leases *lease.Manager, opts Opti
 // Progress is a running backfill's progress.
 type Progress struct {
 	Org, Table string
-	Rows       int64   // rows applied so far
-	Estimate   int64   // the table's estimated rows; 0: unknown
-	RowsPerSec float64 // average since the start
-	Elapsed    time.Duration
-	ETA        time.Duration // 0: unknown
-	Resumed    bool          // continuing an unfinished backfill
-	Done       bool
+	Rows       int64 // rows applied so far
+	// Estimate is the source's estimate of the table's rows, from its
+	// statistics, for a full backfill; 0: unknown, or a ranged backfill.
+	Estimate int64
+	Elapsed  time.Duration
+	Resumed  bool // continuing an unfinished backfill
+	Done     bool
 }
 
 // Backfill re-snapshots one table of org as actor: the whole table when r
@@ -115,14 +116,20 @@ func (b *Runner) Backfill(ctx context.Context, org *config.Org, table string, r 
 		return engine.TableResult{}, err
 	}
 
-	run := engine.OrgRun{Tables: []string{table}, Actor: actor, Leased: true, Audit: noAudit{}}
+	var estimate atomic.Int64
+	run := engine.OrgRun{Tables: []string{table}, Actor: actor, Leased: true, Audit: noAudit{},
+		Progress: func(p engine.Progress) {
+			if p.Estimate > 0 {
+				estimate.Store(p.Estimate)
+			}
+		}}
 	if b.opts.Audit != nil {
 		rec := *b.opts.Audit
 		rec.Action = audit.ActionBackfill
 		run.Audit = &rec
 	}
 	var res engine.OrgResult
-	err = b.progress(ctx, org.Name, q, q, b.estimate(ctx, org.Name, t.Name), resumed, func() (int64, bool) {
+	err = b.progress(ctx, org.Name, q, q, estimate.Load, resumed, func() (int64, bool) {
 		res = b.eng.RunOrg(ctx, org, run)
 		if len(res.Tables) == 1 {
 			return res.Tables[0].Totals.Rows, res.Tables[0].Err == nil
@@ -170,30 +177,26 @@ func (noAudit) TableRun(context.Context, string, string, []string, engine.TableR
 
 // progress runs run (which returns the rows it applied and whether it
 // succeeded) while reporting the rows committed so far under the position
-// name posName every ProgressEvery, and once at its end.
-func (b *Runner) progress(ctx context.Context, org, q, posName string, estimate int64, resumed bool, run func() (int64, bool)) error {
+// name posName, with the estimate of the rows in all as it is then: at the
+// start, every ProgressEvery, and once at its end.
+func (b *Runner) progress(ctx context.Context, org, q, posName string, estimate func() int64, resumed bool, run func() (int64, bool)) error {
 	since, err := b.lastHistoryID(ctx)
 	if err != nil {
 		return fmt.Errorf("backfill %s %s: %w", org, q, err)
 	}
 	m := b.opts.Metrics
-	m.BackfillTotal.WithLabelValues(org, q).Set(float64(estimate))
 	defer m.BackfillTotal.DeleteLabelValues(org, q)
 	defer m.BackfillDone.DeleteLabelValues(org, q)
 	start := time.Now()
 	report := func(rows int64, done bool) {
-		p := Progress{Org: org, Table: q, Rows: rows, Estimate: estimate, Elapsed: time.Since(start), Resumed: resumed, Done: done}
-		if s := p.Elapsed.Seconds(); s > 0 {
-			p.RowsPerSec = float64(rows) / s
-		}
-		if estimate > rows && p.RowsPerSec > 0 && !done {
-			p.ETA = time.Duration(float64(estimate-rows) / p.RowsPerSec * float64(time.Second))
-		}
+		p := Progress{Org: org, Table: q, Rows: rows, Estimate: estimate(), Elapsed: time.Since(start), Resumed: resumed, Done: done}
+		m.BackfillTotal.WithLabelValues(org, q).Set(float64(p.Estimate))
 		m.BackfillDone.WithLabelValues(org, q).Set(float64(rows))
 		if b.opts.Progress != nil {
 			b.opts.Progress(p)
 		}
 	}
+	report(0, false)
 	runCtx, stopProgress := context.WithCancel(ctx)
 	defer stopProgress()
 	var g errgroup.Group
@@ -278,16 +281,4 @@ func (b *Runner) rowsSince(ctx context.Context, org, table string, since int64) 
 	err := b.store.QueryRow(ctx, `SELECT coalesce(sum(rows), 0) FROM ehrsync.position_history
 		WHERE id > $1 AND org = $2 AND table_name = $3`, since, org, table).Scan(&n)
 	return n, err
-}
-
-// estimate is the store table's planner estimate of its rows (the previous
-// copy of the source table): 0 when unknown.
-func (b *Runner) estimate(ctx context.Context, org, name string) int64 {
-	var n float64
-	err := b.store.QueryRow(ctx, "SELECT coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)), 0)",
-		pgx.Identifier{sink.SchemaFor(org), name}.Sanitize()).Scan(&n)
-	if err != nil || n < 0 {
-		return 0
-	}
-	return int64(n)
 }

@@ -92,7 +92,7 @@ func (b *Runner) backfillRange(ctx context.Context, org *config.Org, t *schemas.
 
 	reconcile := engine.RangeReconcilable(org.Source.Dialect, kr)
 	var tr engine.TableResult
-	err = b.progress(ctx, org.Name, q, pos, 0, resumed, func() (int64, bool) {
+	err = b.progress(ctx, org.Name, q, pos, func() int64 { return 0 }, resumed, func() (int64, bool) {
 		tr = b.eng.BackfillRange(ctx, org, table, kr, reconcile, actor)
 		return tr.Totals.Rows, tr.Err == nil
 	})

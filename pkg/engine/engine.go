@@ -45,6 +45,7 @@ type Engine struct {
 	audit     Auditor
 	runs      RunRecorder
 	open      func(context.Context, config.Source) (*sql.DB, error)
+	estimate  RowEstimator
 }
 
 // Option sets one of an Engine's optional parts (New).
@@ -94,7 +95,8 @@ func WithSourceOpener(open func(context.Context, config.Source) (*sql.DB, error)
 // positions, plans tables with planner and finds them in catalog.
 func New(store Store, positions *watermarks.Store, planner Planner, catalog *schemas.Catalog, opts ...Option) *Engine {
 	e := &Engine{store: store, positions: positions, planner: planner, catalog: catalog,
-		log: slog.New(slog.DiscardHandler), actor: "sync", allocator: memory.DefaultAllocator, open: source.Open}
+		log: slog.New(slog.DiscardHandler), actor: "sync", allocator: memory.DefaultAllocator, open: source.Open,
+		estimate: source.EstimateRows}
 	for _, o := range opts {
 		o(e)
 	}
@@ -215,14 +217,17 @@ func selectTables(org *config.Org, names []string) ([]config.Table, error) {
 	return out, nil
 }
 
-func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID, actor string) TableResult {
+func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, runID, actor string,
+	progress func(Progress)) TableResult {
 	m := e.metrics
+	track := e.tracker(log, db, org, tc, progress)
+	defer track.end()
 	res, plan, target, err := e.prepare(ctx, db, org, tc)
 	if err == nil {
 		job := TableJob{
 			Org: org.Name, Table: res.Table, Strategy: string(plan.Strategy),
 			Extractor: plan.Extractor, Target: target, Positions: e.positions, Actor: actor, RunID: runID,
-			Metrics: m,
+			Metrics: m, progress: track,
 		}
 		res = RunTable(ctx, log, job)
 		if errors.Is(res.Err, extractors.ErrExpired) {

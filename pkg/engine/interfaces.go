@@ -11,8 +11,9 @@
 // and hands each chunk the extractor reads to the sink, which commits the
 // rows and the new position in one transaction (RunTable). A table that
 // fails with a transient error is retried inside the run, by the caller's
-// Retry; the caller hears of each table as it ends (OrgRun.Finished) and
-// can stop the run between tables (OrgRun.Stop). BackfillRange re-reads a
+// Retry; the caller hears of each table as it ends (OrgRun.Finished), of
+// its progress as it goes (OrgRun.Progress), and can stop the run between
+// tables (OrgRun.Stop). BackfillRange re-reads a
 // key range of one table under a position of its own; pkg/backfill
 // orchestrates backfills around it.
 //

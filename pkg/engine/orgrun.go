@@ -48,6 +48,11 @@ type OrgRun struct {
 	// the source (table ""), the attempt about to start (1 for the first
 	// retry), the wait before it, and the error that caused it.
 	Retrying func(table string, attempt int, wait time.Duration, err error)
+	// Progress, when set, hears of each table attempt's progress as it
+	// goes (see Progress); a read of the whole table first asks the source
+	// for its estimate (WithRowEstimator). Tables run at once call it at
+	// once; it must return quickly.
+	Progress func(Progress)
 }
 
 // Retry is a run's retry policy: a failure that Transient accepts is tried
@@ -277,7 +282,7 @@ func (r *orgRun) leasedTable(ctx context.Context, tc config.Table) *TableResult 
 		return &tr
 	}
 	tlog := r.log.With("table", tc.Name)
-	tr := r.e.syncTable(ctx, tlog, r.db, r.org, tc, r.id, r.actor)
+	tr := r.e.syncTable(ctx, tlog, r.db, r.org, tc, r.id, r.actor, r.run.Progress)
 	unlock()
 	tr.Err = r.record(ctx, tc, began, tr)
 	r.e.finish(tlog, tr)

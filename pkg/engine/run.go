@@ -29,6 +29,9 @@ type TableJob struct {
 	RunID      string
 	// Metrics, when set, time each source read.
 	Metrics *Metrics
+	// progress, when set, hears of the run's start and of each chunk
+	// committed.
+	progress *tracker
 }
 
 // TableResult is what one table's run did.
@@ -86,6 +89,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		return res
 	}
 	res.From, res.To = pos, pos
+	job.progress.begin(ctx, pos)
 	run, err := job.Extractor.Open(ctx, pos)
 	if err != nil {
 		res.Err = fmt.Errorf("open %s run: %w", job.Strategy, err)
@@ -120,6 +124,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		res.Chunks++
 		add(&res.Totals, w.res)
 		res.To = w.to
+		job.progress.committed(w.res.Rows)
 		log.Debug("chunk committed", "chunk", res.Chunks, "rows", w.res.Rows, "kind", kindOf(w.to))
 		return nil
 	}

@@ -1288,6 +1288,14 @@ func (x *exec) evalAggregate(n *Func, en *env) (any, error) {
 		if n.Name == "avg" {
 			sum.Quo(sum, new(big.Rat).SetInt64(int64(cnt)))
 		}
+		if familyOf(t) == famInt {
+			// An integer SUM or AVG is an integer (AVG truncates toward zero).
+			q := new(big.Int).Quo(sum.Num(), sum.Denom())
+			if !q.IsInt64() {
+				return nil, overflow(t)
+			}
+			return convert(q.Int64(), tBigint, t, false)
+		}
 		return convert(sum.FloatString(10), varchar(0), t, false)
 	}
 	return nil, notModelled("aggregate %s", n.Name)

@@ -2,6 +2,7 @@ package mssqlmodel
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -91,4 +92,16 @@ func TestSQLErrors(t *testing.T) {
 			require.Equal(t, c.want, se.Number, se.Message)
 		})
 	}
+}
+
+// TestIntegerAggregates: SUM and AVG over integers are integers of the
+// argument's type (int, or bigint); AVG truncates toward zero; a sum that
+// does not fit is error 8115.
+func TestIntegerAggregates(t *testing.T) {
+	m := fullModel(t) // dbo.claim_lines: 4 rows, modify_timestamp 08:00 to 08:03
+	half := pDateTime1(time.Date(2026, 1, 5, 8, 1, 30, 0, time.UTC))
+	res := queryAs(t, m, "ehrsync", "SELECT SUM(1), SUM(CAST(3 AS bigint)), AVG(CASE WHEN [modify_timestamp] > @p1 THEN 1 ELSE 0 END) FROM [dbo].[claim_lines]", half)
+	require.Equal(t, [][]any{{int64(4), int64(12), int64(0)}}, res.Rows)
+	require.Equal(t, []string{"int", "bigint", "int"}, []string{res.Columns[0].Type.Name, res.Columns[1].Type.Name, res.Columns[2].Type.Name})
+	sqlErr(t, m, "ehrsync", 8115, "SELECT SUM(CAST(2147483647 AS int)) FROM [dbo].[claim_lines]")
 }

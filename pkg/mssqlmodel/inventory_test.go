@@ -30,6 +30,7 @@ FROM sys.tables t WHERE t.object_id = OBJECT_ID(@p1)`
 	checkRoleSQL    = "SELECT CAST(IS_ROLEMEMBER(@p1) AS bit)"
 	checkVersionSQL = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)), CAST(SERVERPROPERTY('Edition') AS nvarchar(128))"
 	rcsiSQL         = "SELECT is_read_committed_snapshot_on FROM sys.databases WHERE database_id = DB_ID()"
+	estimateSQL     = "SELECT SUM(p.rows) FROM sys.partitions AS p WHERE p.object_id = OBJECT_ID(@p1) AND p.index_id < 2"
 	chunkCols       = "[claim_id], [line_id], [practice_id], [paid_amt], [service_date], [modify_timestamp], [row_timestamp]"
 )
 
@@ -104,6 +105,10 @@ func inventoryExamples() map[string][]example {
 		"CT probe":                      {{sql: ctProbeSQL, params: []tdstest.Param{pNVarchar("[dbo].[claim_lines]")}, check: rows(1)}},
 		"snapshot isolation state":      {{sql: ctSnapshotSQL, check: one(true)}},
 		"read committed snapshot state": {{sql: rcsiSQL, check: one(true)}},
+		"row estimate": {
+			{sql: estimateSQL, params: []tdstest.Param{pNVarchar("[dbo].[claim_lines]")}, check: one(int64(4))},
+			{sql: estimateSQL, params: []tdstest.Param{pNVarchar("[dbo].[nope]")}, check: one(nil)},
+		},
 		"check: primary key": {{sql: checkKeySQL, params: []tdstest.Param{pNVarchar("[dbo].[claim_lines]")},
 			check: func(t *testing.T, res []tdstest.Result) {
 				require.Equal(t, [][]any{{"claim_id"}, {"line_id"}}, res[0].Rows)

@@ -1,4 +1,6 @@
-// Package terminal makes names safe to print on an operator's terminal.
+// Package terminal is what commands show on an operator's terminal: names
+// made safe to print (Escape), and progress lines (Meter) drawn on a
+// Console that keeps log lines off them.
 //
 // Organization, table, column and operator names come from configuration
 // files, catalogs, source databases and HTTP requests. A name holding an
@@ -7,7 +9,7 @@
 // (breaks a table's columns), or a bidirectional override (shows text in
 // another order than it is) could make a command's output lie. Escape
 // writes each such character as a Go escape, so what is printed is what
-// the name holds.
+// the name holds; progress lines escape the names they show.
 package terminal
 
 import (
