@@ -104,7 +104,7 @@ func (s Secret) Reveal() (string, error) {
 		}
 		v, ok := os.LookupEnv(name)
 		if !ok {
-			return "", fmt.Errorf("secret %s: %w", s, ErrSecretUnset)
+			return "", &unsetError{ref: ref}
 		}
 		if v == "" {
 			return "", fmt.Errorf("secret %s: %w", s, ErrSecretEmpty)
@@ -160,6 +160,15 @@ func (s Secret) Reveal() (string, error) {
 		return ref, nil
 	}
 }
+
+// unsetError is an env: reference to a variable that is not set; its text
+// names the reference ("env:STMARY_PASSWORD is not set").
+type unsetError struct{ ref string }
+
+func (e *unsetError) Error() string { return e.ref + " is not set" }
+
+// Is makes errors.Is(err, ErrSecretUnset) true.
+func (e *unsetError) Is(target error) bool { return target == ErrSecretUnset }
 
 // String returns the reference form: "env:NAME", "file:PATH", "[redacted]"
 // for literal and enc: values, "" when unset.

@@ -119,3 +119,21 @@ func walkSecrets(v reflect.Value, path string, fn func(key string, s *Secret)) {
 		}
 	}
 }
+
+// SecretProblems resolves every secret of c ([Secret.Reveal]) and returns a
+// *FieldError for each one that does not resolve, naming its key and its
+// reference ("store.url: env:EHRSYNC_STORE_URL is not set"), never a
+// value; the values resolved are dropped. A reference Validate finds
+// malformed is left to Validate.
+func (c *Config) SecretProblems() []error {
+	var errs []error
+	walkSecrets(reflect.ValueOf(c).Elem(), "", func(key string, s *Secret) {
+		if s.check() != "" {
+			return
+		}
+		if _, err := s.Reveal(); err != nil {
+			errs = append(errs, &FieldError{Key: key, Problem: err.Error()})
+		}
+	})
+	return errs
+}
