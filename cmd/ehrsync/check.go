@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	commands["check"] = command{summary: "test the connection to each organization's source and report what to fix", run: runCheck}
+	commands["check"] = command{summary: "test the store and each organization's source as sync meets them, and report what to fix", run: runCheck}
 }
 
 // errUnhealthy is check's failure: the report says why.
@@ -46,27 +46,11 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	if *stepTimeout <= 0 {
 		*stepTimeout = check.DefaultStepTimeout
 	}
-	// The store's side: warn when the audit is not append-only for the
-	// role ehrsync writes with. A warning, not a failed check: the sources
-	// are what check tests.
-	sctx, cancel := context.WithTimeout(ctx, min(*stepTimeout, 10*time.Second))
-	// A store URL refused for its transport fails check (after the
-	// sources' report): every other command would refuse it too.
-	var storeErr error
-	if err := service.CheckAudit(sctx, cfg, env.log); err != nil {
-		var te *service.StoreTransportError
-		if errors.As(err, &te) {
-			storeErr = err
-		} else {
-			env.log.Warn("the store was not reached: the audit's protection is not checked", "err", err)
-		}
-	}
-	cancel()
 	catalog, err := service.Catalog(cfg)
 	if err != nil {
 		return err
 	}
-	rep := check.Run(ctx, orgs, check.Options{StepTimeout: min(*stepTimeout, time.Hour), Catalog: catalog, Planner: planner.New()})
+	rep := check.Check(ctx, cfg, orgs, check.Options{StepTimeout: min(*stepTimeout, time.Hour), Catalog: catalog, Planner: planner.New(), ConfigPath: *path})
 	if *asJSON {
 		err = rep.WriteJSON(env.stdout)
 	} else {
@@ -74,9 +58,6 @@ func runCheck(ctx context.Context, env *environment, args []string) error {
 	}
 	if err != nil {
 		return err
-	}
-	if storeErr != nil {
-		return storeErr
 	}
 	if !rep.Healthy {
 		return errUnhealthy

@@ -241,18 +241,6 @@ func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// CheckAudit connects as store.url's role and warns on log when the audit
-// and position history are not append-only for it (`ehrsync check`).
-func CheckAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	pool, err := connect(ctx, "store.url", cfg, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 1 })
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	warnUnprotected(ctx, pool, log)
-	return nil
-}
-
 // OwnerPool connects as the ehrsync schema's owner: store.owner_url, or
 // store.url when it is not set (`ehrsync audit prune`).
 func OwnerPool(ctx context.Context, cfg *config.Config, log *slog.Logger) (*pgxpool.Pool, error) {
