@@ -8,11 +8,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// inspectFile is a configuration with a validation problem on line 9 (a
-// key written there), one on line 13 (a defaulted key, located at its
-// table's line), and two secrets that do not resolve (lines 2 and 11).
+// inspectFile is a configuration with a validation problem on line 10 (a
+// key written there), one on line 14 (a defaulted key, located at its
+// table's line), and two secrets that do not resolve (lines 2 and 12; the admin token, which only
+// the daemon reads, is not resolved).
 const inspectFile = `store:
   url: env:EHRSYNC_TEST_INSPECT_STORE
+server: {admin_token: env:EHRSYNC_TEST_INSPECT_ADMIN}
 orgs:
   - name: st-mary
     schedule: {every: 10m}
@@ -51,10 +53,10 @@ func TestValidationProblemsHaveLines(t *testing.T) {
 	require.Error(t, err)
 	got := fieldErrors(t, err)
 	require.Len(t, got, 3, "%v", err)
-	require.Equal(t, 9, got["orgs[0].source.port"].Line)
-	require.Equal(t, 6, got["orgs[0].source.user"].Line, "not written: the line of source")
-	require.Equal(t, 13, got["orgs[0].tables[0].reconcile_every"].Line)
-	require.Contains(t, err.Error(), "line 9: orgs[0].source.port: 70000 is not 1..65535")
+	require.Equal(t, 10, got["orgs[0].source.port"].Line)
+	require.Equal(t, 7, got["orgs[0].source.user"].Line, "not written: the line of source")
+	require.Equal(t, 14, got["orgs[0].tables[0].reconcile_every"].Line)
+	require.Contains(t, err.Error(), "line 10: orgs[0].source.port: 70000 is not 1..65535")
 }
 
 // TestInspectReportsEverythingAtOnce: Inspect returns the configuration
@@ -65,6 +67,7 @@ func TestInspectReportsEverythingAtOnce(t *testing.T) {
 	const value = "Insp3ct-S3ntinel"
 	t.Setenv("EHRSYNC_TEST_INSPECT_PW", value)
 	os.Unsetenv("EHRSYNC_TEST_INSPECT_STORE")
+	os.Unsetenv("EHRSYNC_TEST_INSPECT_ADMIN")
 	path := writeFile(t, inspectFile, 0o600)
 	c, lines, err := Inspect(path)
 	require.NotNil(t, c, "the configuration comes back whatever its problems")
@@ -75,8 +78,8 @@ func TestInspectReportsEverythingAtOnce(t *testing.T) {
 	require.NotContains(t, got, "orgs[0].source.password", "it resolves")
 	require.Contains(t, err.Error(), path)
 	require.NotContains(t, err.Error(), value)
-	require.Equal(t, 11, lines.Line("orgs[0].source.password"))
-	require.Equal(t, 13, lines.Line("orgs[0].tables[0].name"))
+	require.Equal(t, 12, lines.Line("orgs[0].source.password"))
+	require.Equal(t, 14, lines.Line("orgs[0].tables[0].name"))
 	require.Zero(t, lines.Line("nowhere"))
 
 	os.Unsetenv("EHRSYNC_TEST_INSPECT_PW")
@@ -84,7 +87,7 @@ func TestInspectReportsEverythingAtOnce(t *testing.T) {
 	got = fieldErrors(t, err)
 	require.Len(t, got, 5, "%v", err)
 	require.Equal(t, "env:EHRSYNC_TEST_INSPECT_PW is not set", got["orgs[0].source.password"].Problem)
-	require.Equal(t, 11, got["orgs[0].source.password"].Line)
+	require.Equal(t, 12, got["orgs[0].source.password"].Line)
 
 	// Load resolves no secret.
 	_, err = Load(path)
