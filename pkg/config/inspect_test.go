@@ -8,10 +8,11 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// inspectFile is a configuration with a validation problem on line 10 (a
-// key written there), one on line 14 (a defaulted key, located at its
-// table's line), and two secrets that do not resolve (lines 2 and 12; the admin token, which only
-// the daemon reads, is not resolved).
+// inspectFile is a configuration with validation problems on line 10 (a
+// key written there), 7 (a key not written, located at its parent's line)
+// and 14 (in a flow mapping), and two secrets that do not resolve (lines
+// 2 and 12; the admin token, which only the daemon reads, is not
+// resolved).
 const inspectFile = `store:
   url: env:EHRSYNC_TEST_INSPECT_STORE
 server: {admin_token: env:EHRSYNC_TEST_INSPECT_ADMIN}
