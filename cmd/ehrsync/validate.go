@@ -5,10 +5,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 
+	"github.com/ehrsync/ehrsync/pkg/check"
 	"github.com/ehrsync/ehrsync/pkg/config"
-	"github.com/ehrsync/ehrsync/pkg/service"
-	"github.com/ehrsync/ehrsync/pkg/source"
 )
 
 func init() {
@@ -58,68 +58,37 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func runValidate(_ context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "validate", "--config FILE")
+	fs := newFlags(env, "validate", "--config FILE [--json]")
 	path := fs.String("config", "", "configuration file (YAML)")
+	asJSON := fs.Bool("json", false, "print the report as JSON (schema_version 1)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path)
-	if err != nil {
-		return err
+	if *path == "" {
+		return usageError{fmt.Errorf("--config is required")}
 	}
-	if err := catalogProblems(cfg); err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
-	}
-	tables := 0
-	for _, o := range cfg.Orgs {
-		tables += len(o.Tables)
-	}
-	fmt.Fprintf(env.stdout, "%s: valid (%d organizations, %d tables)\n", *path, len(cfg.Orgs), tables)
-	// Valid is not safe: say what turns protection off (TLS off or not
-	// verified), as every other command does at start.
-	for _, w := range service.ConfigWarnings(cfg) {
-		fmt.Fprintf(env.stdout, "warning: %s\n", w)
-	}
-	for _, o := range cfg.Orgs {
-		for _, w := range source.Warnings(o.Source) {
-			fmt.Fprintf(env.stdout, "warning: org %s: %s\n", o.Name, w)
+	rep := check.Validate(*path)
+	if *asJSON {
+		if err := rep.WriteJSON(env.stdout); err != nil {
+			return err
 		}
+		if !rep.Valid {
+			return errInvalid
+		}
+		return nil
 	}
-	for _, w := range cfg.Server.Warnings() {
-		fmt.Fprintf(env.stdout, "warning: %s\n", w)
+	if !rep.Valid {
+		var b strings.Builder
+		if err := rep.WriteText(&b); err != nil {
+			return err
+		}
+		return errors.New(strings.TrimSuffix(b.String(), "\n"))
 	}
-	return nil
+	return rep.WriteText(env.stdout)
 }
 
-// catalogProblems loads the configuration's catalog (NextGen and the files
-// of catalog:) and checks that it has every configured table, and that an
-// organization filtering by practice reads only tables that name their
-// practice column or declare they have none, naming the key of each
-// problem.
-func catalogProblems(cfg *config.Config) error {
-	catalog, err := service.Catalog(cfg)
-	if err != nil {
-		return err
-	}
-	var problems []error
-	for i, o := range cfg.Orgs {
-		for j, t := range o.Tables {
-			ct, ok := catalog.Table(t.Name)
-			if !ok {
-				problems = append(problems, &config.FieldError{Key: fmt.Sprintf("orgs[%d].tables[%d].name", i, j),
-					Problem: fmt.Sprintf("table %q is in neither the NextGen catalog nor a file of catalog:", t.Name)})
-				continue
-			}
-			if len(o.Source.PracticeIDs) > 0 {
-				if err := ct.CheckPracticeFilter(); err != nil {
-					problems = append(problems, &config.FieldError{Key: fmt.Sprintf("orgs[%d].tables[%d].name", i, j),
-						Problem: err.Error() + "; the organization sets practice_ids"})
-				}
-			}
-		}
-	}
-	return errors.Join(problems...)
-}
+// errInvalid is validate's failure with --json: the report says why.
+var errInvalid = errors.New("the configuration has problems")
 
 // selectOrgs returns the organization named by --org, or every one when
 // name is empty; an unknown name is a usage error.
