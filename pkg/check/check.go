@@ -136,7 +136,7 @@ type Report struct {
 // organizations, or those the caller selected): what `ehrsync check`
 // reports.
 func Check(ctx context.Context, cfg *config.Config, orgs []config.Org, opts Options) Report {
-	store := RunStore(ctx, cfg, opts)
+	store := RunStore(ctx, cfg, orgs, opts)
 	r := Run(ctx, orgs, opts)
 	r.Store = &store
 	r.Healthy = r.Healthy && store.Healthy

@@ -51,6 +51,7 @@ var (
 type storeChecker struct {
 	opts Options
 	cfg  *config.Config
+	orgs []config.Org // whose schemas the writer needs
 	rep  *StoreReport
 }
 
@@ -64,7 +65,7 @@ func (s *storeChecker) migrate() string {
 	return "ehrsync migrate --config " + path
 }
 
-// RunStore checks the store cfg names, as `sync` meets it: the store URL
+// RunStore checks the store cfg names, as a sync of orgs meets it: the store URL
 // and its transport as every command judges them (service.StoreConfig: a
 // store on another machine must verify TLS), the connection (and the
 // owner's, with store.owner_url), the TLS the connection got, the ehrsync
@@ -72,12 +73,12 @@ func (s *storeChecker) migrate() string {
 // privileges (storedb.MissingWriterPrivileges), and whether the audit is
 // protected from the writer (a warning). Each failed step has its fix; a
 // report never holds the URL, a password or a row value.
-func RunStore(ctx context.Context, cfg *config.Config, opts Options) StoreReport {
+func RunStore(ctx context.Context, cfg *config.Config, orgs []config.Org, opts Options) StoreReport {
 	if opts.StepTimeout <= 0 {
 		opts.StepTimeout = DefaultStepTimeout
 	}
 	rep := StoreReport{Steps: []Step{}}
-	s := &storeChecker{opts: opts, cfg: cfg, rep: &rep}
+	s := &storeChecker{opts: opts, cfg: cfg, orgs: orgs, rep: &rep}
 	if pool, warning := s.connect(ctx, "store.url", ""); pool != nil {
 		defer pool.Close()
 		s.tls(ctx, pool, warning)
@@ -242,10 +243,25 @@ func (s *storeChecker) migrations(ctx context.Context, pool *pgxpool.Pool) bool 
 				Fix: "run the ehrsync release that migrated the store (or a newer one); this binary refuses to write to it"}
 			return Step{Status: StatusFailed, Detail: fmt.Sprintf("version %d, this binary's %d", have, want), Problem: &p}
 		case have < want:
+			detail := fmt.Sprintf("version %d, this binary's %d: %d migrations not applied", have, want, want-have)
+			// Every start migrates as store.owner_url's role, or as
+			// store.url's when there is no owner URL: only a writer that
+			// may not migrate fails.
+			by := "store.owner_url's role"
+			may := s.cfg.Store.OwnerURL.IsSet()
+			if !may {
+				by = "store.url's role"
+				if may, err = storedb.MayMigrate(ctx, pool); err != nil {
+					return Step{Status: StatusWarning, Detail: detail + "; whether sync may apply them is " + notChecked(err)}
+				}
+			}
+			if may {
+				return Step{Status: StatusWarning, Detail: detail + ": sync, run and backfill apply them at start as " + by + "; `" + s.migrate() + "` applies them now"}
+			}
 			p := Problem{Code: "store_migrations_pending",
-				Cause: fmt.Sprintf("%d of this binary's %d migrations are not applied to the store's ehrsync schema", want-have, want),
-				Fix:   "run `" + s.migrate() + "` (as store.owner_url's role when it is set); sync and run apply them at start only when their role owns the schema"}
-			return Step{Status: StatusFailed, Detail: fmt.Sprintf("version %d, this binary's %d", have, want), Problem: &p}
+				Cause: fmt.Sprintf("%d of this binary's %d migrations are not applied to the store's ehrsync schema, and store.url's role may not apply them (it does not own the schema), so sync refuses to start", want-have, want),
+				Fix:   "run `" + s.migrate() + "` with store.owner_url set to the schema owner's URL (docs/operations-store.md)"}
+			return Step{Status: StatusFailed, Detail: detail, Problem: &p}
 		}
 		current = true
 		return Step{Status: StatusOK, Detail: fmt.Sprintf("version %d, this binary's", have)}
@@ -257,8 +273,8 @@ func (s *storeChecker) migrations(ctx context.Context, pool *pgxpool.Pool) bool 
 // needs on the ehrsync schema and the organizations' schemas.
 func (s *storeChecker) privileges(ctx context.Context, pool *pgxpool.Pool) {
 	s.timed(ctx, "privileges", func(ctx context.Context) Step {
-		orgs := make([]string, len(s.cfg.Orgs))
-		for i, o := range s.cfg.Orgs {
+		orgs := make([]string, len(s.orgs))
+		for i, o := range s.orgs {
 			orgs[i] = config.StoreSchema(o.Name)
 		}
 		ownerCreates := s.cfg.Store.OwnerURL.IsSet()

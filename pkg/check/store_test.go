@@ -47,7 +47,7 @@ func storeConfig(u, owner string) *config.Config {
 // asserting that neither the text nor the JSON shows the store password.
 func runStore(t *testing.T, cfg *config.Config) (check.StoreReport, string) {
 	t.Helper()
-	st := check.RunStore(context.Background(), cfg, check.Options{StepTimeout: 10 * time.Second, ConfigPath: "/etc/ehrsync/ehrsync.yaml"})
+	st := check.RunStore(context.Background(), cfg, cfg.Orgs, check.Options{StepTimeout: 10 * time.Second, ConfigPath: "/etc/ehrsync/ehrsync.yaml"})
 	text, _ := requireClean(t, check.Report{SchemaVersion: check.SchemaVersion, Healthy: st.Healthy, Store: &st, Orgs: []check.OrgReport{}}, storeSentinel)
 	t.Log("\n" + text)
 	return st, text
@@ -119,8 +119,6 @@ func TestStoreProblems(t *testing.T) {
 		steps                              []string
 	}{
 		{"unreachable", closed, "connect", "store_unreachable", "connection refused", "listens there", []string{"url", "connect"}},
-		{"migrations not applied", fresh, "migrations", "store_migrations_pending", "version 0, this binary's",
-			"run `ehrsync migrate --config /etc/ehrsync/ehrsync.yaml`", []string{"url", "connect", "tls", "migrations"}},
 		{"login refused", asNoLogin.String(), "connect", "store_login_failed", `(SQLSTATE 28000: role "` + noLogin + `" is not permitted to log in)`, "pg_hba.conf", nil},
 		{"database missing", noDB.String(), "connect", "store_database_missing", `(SQLSTATE 3D000: database "no_such_database" does not exist)`, "create the database", nil},
 		{"remote without sslmode", "postgres://ehrsync:" + storeSentinel + "@192.0.2.10:5432/store", "url", "store_url_refused",
@@ -197,4 +195,39 @@ func TestStoreWriterWithoutAGrant(t *testing.T) {
 	st, text = runStore(t, cfg)
 	require.False(t, st.Healthy, text)
 	require.Equal(t, "store_unreachable", storeStep(t, st, "owner connect").Problem.Code)
+}
+
+// TestStoreMigrations: a store whose migrations are not applied fails
+// check when sync could not apply them itself (store.url's role does not
+// own the schema and no owner URL is set), naming `ehrsync migrate`; when
+// sync applies them at start (as the schema's owner, or as
+// store.owner_url's role) it is a warning saying so.
+func TestStoreMigrations(t *testing.T) {
+	db := pgtest.URL(t)
+	writer := withPassword(t, pgtest.Role(t, db, "writer"))
+
+	st, text := runStore(t, storeConfig(writer, ""))
+	require.False(t, st.Healthy, text)
+	s := storeStep(t, st, "migrations")
+	require.Equal(t, check.StatusFailed, s.Status)
+	require.Equal(t, "store_migrations_pending", s.Problem.Code)
+	require.Contains(t, s.Problem.Cause, "store.url's role may not apply them")
+	require.Equal(t, "run `ehrsync migrate --config /etc/ehrsync/ehrsync.yaml` with store.owner_url set to the schema owner's URL (docs/operations-store.md)", s.Problem.Fix)
+	require.Contains(t, s.Detail, "version 0, this binary's")
+	require.Equal(t, []string{"url", "connect", "tls", "migrations"}, stepNames(st), "privileges are judged on a migrated schema")
+
+	for _, c := range []struct {
+		name, url, owner, by string
+	}{
+		{"one role", withPassword(t, db), "", "store.url's role"},
+		{"owner url", writer, withPassword(t, db), "store.owner_url's role"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st, text := runStore(t, storeConfig(c.url, c.owner))
+			require.True(t, st.Healthy, text)
+			s := storeStep(t, st, "migrations")
+			require.Equal(t, check.StatusWarning, s.Status)
+			require.Contains(t, s.Detail, "sync, run and backfill apply them at start as "+c.by)
+		})
+	}
 }

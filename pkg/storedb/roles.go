@@ -238,3 +238,17 @@ func MissingWriterPrivileges(ctx context.Context, q Querier, orgSchemas []string
 	}
 	return out, nil
 }
+
+// MayMigrate reports whether q's role may apply migrations to the ehrsync
+// schema itself: it owns the schema (or is a member of its owner), or,
+// when the schema does not exist yet, may create schemas in the database.
+func MayMigrate(ctx context.Context, q Querier) (bool, error) {
+	var may bool
+	err := q.QueryRow(ctx, `SELECT CASE WHEN n.oid IS NULL THEN has_database_privilege(current_database(), 'CREATE')
+		ELSE pg_has_role(current_user, n.nspowner, 'MEMBER') END
+		FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1`, SchemaName).Scan(&may)
+	if err != nil {
+		return false, fmt.Errorf("read whether the store role may migrate: %w", err)
+	}
+	return may, nil
+}

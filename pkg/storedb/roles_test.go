@@ -232,6 +232,12 @@ func TestMissingWriterPrivileges(t *testing.T) {
 	missing, err := storedb.MissingWriterPrivileges(ctx, r.writer, orgs, false)
 	require.NoError(t, err)
 	require.Empty(t, missing)
+	may, err := storedb.MayMigrate(ctx, r.writer)
+	require.NoError(t, err)
+	require.False(t, may, "the writer may not migrate")
+	may, err = storedb.MayMigrate(ctx, r.owner)
+	require.NoError(t, err)
+	require.True(t, may, "the owner may")
 	missing, err = storedb.MissingWriterPrivileges(ctx, r.owner, orgs, true)
 	require.NoError(t, err)
 	require.Empty(t, missing, "the owner created the database's schemas: it may create more")
@@ -256,4 +262,26 @@ func TestMissingWriterPrivileges(t *testing.T) {
 	missing, err = storedb.MissingWriterPrivileges(ctx, r.writer, orgs, true)
 	require.NoError(t, err)
 	require.Empty(t, missing, "the GRANTs named fix it")
+}
+
+// TestMayMigrateAFreshStore: before the ehrsync schema exists, a role may
+// migrate the store when it may create schemas in its database.
+func TestMayMigrateAFreshStore(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.URL(t)
+	for _, c := range []struct {
+		prefix string
+		grants []string
+		may    bool
+	}{
+		{"plain", nil, false},
+		{"creator", []string{"GRANT CREATE ON DATABASE " + pgtest.Database(t, db) + " TO %s"}, true},
+	} {
+		pool, err := pgxpool.New(ctx, pgtest.Role(t, db, c.prefix, c.grants...))
+		require.NoError(t, err)
+		may, err := storedb.MayMigrate(ctx, pool)
+		pool.Close()
+		require.NoError(t, err)
+		require.Equal(t, c.may, may, c.prefix)
+	}
 }
