@@ -33,10 +33,24 @@ func (p *Planner) Columns(ctx context.Context, db *sql.DB, dialect schemas.Diale
 	name := pgx.Identifier{t.Schema, t.Name}.Sanitize()
 	switch dialect {
 	case schemas.Postgres:
-		out, err = postgresColumns(ctx, db, name)
+		out, err = describe(ctx, db, postgresColumnsQuery, name, func(rows *sql.Rows, c *schemas.SourceColumn) error {
+			if err := rows.Scan(&c.Name, &c.TypeText, &c.Nullable); err != nil {
+				return err
+			}
+			c.Type, _ = schemas.ParseType(schemas.Postgres, c.TypeText) // the zero Type when ehrsync does not know it
+			return nil
+		})
 	case schemas.SQLServer:
 		name = "[" + strings.ReplaceAll(t.Schema, "]", "]]") + "].[" + strings.ReplaceAll(t.Name, "]", "]]") + "]"
-		out, err = sqlServerColumns(ctx, db, name)
+		out, err = describe(ctx, db, sqlServerColumnsQuery, name, func(rows *sql.Rows, c *schemas.SourceColumn) error {
+			var id, length, precision, scale int
+			if err := rows.Scan(&c.Name, &id, &length, &precision, &scale, &c.Nullable); err != nil {
+				return err
+			}
+			c.TypeText = sqlServerType(id, length, precision, scale)
+			c.Type, _ = schemas.ParseType(schemas.SQLServer, c.TypeText)
+			return nil
+		})
 	default:
 		return nil, nil
 	}
@@ -50,8 +64,10 @@ func (p *Planner) Columns(ctx context.Context, db *sql.DB, dialect schemas.Diale
 	return out, nil
 }
 
-func postgresColumns(ctx context.Context, db *sql.DB, name string) ([]schemas.SourceColumn, error) {
-	rows, err := db.QueryContext(ctx, postgresColumnsQuery, name)
+// describe runs a describe query for the table name and reads each row
+// into a column with scan.
+func describe(ctx context.Context, db *sql.DB, query, name string, scan func(*sql.Rows, *schemas.SourceColumn) error) ([]schemas.SourceColumn, error) {
+	rows, err := db.QueryContext(ctx, query, name)
 	if err != nil {
 		return nil, err
 	}
@@ -59,33 +75,8 @@ func postgresColumns(ctx context.Context, db *sql.DB, name string) ([]schemas.So
 	var out []schemas.SourceColumn
 	for rows.Next() {
 		var c schemas.SourceColumn
-		if err := rows.Scan(&c.Name, &c.TypeText, &c.Nullable); err != nil {
+		if err := scan(rows, &c); err != nil {
 			return nil, err
-		}
-		if typ, err := schemas.ParseType(schemas.Postgres, c.TypeText); err == nil {
-			c.Type = typ
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
-}
-
-func sqlServerColumns(ctx context.Context, db *sql.DB, name string) ([]schemas.SourceColumn, error) {
-	rows, err := db.QueryContext(ctx, sqlServerColumnsQuery, name)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []schemas.SourceColumn
-	for rows.Next() {
-		var c schemas.SourceColumn
-		var id, length, precision, scale int
-		if err := rows.Scan(&c.Name, &id, &length, &precision, &scale, &c.Nullable); err != nil {
-			return nil, err
-		}
-		c.TypeText = sqlServerType(id, length, precision, scale)
-		if typ, err := schemas.ParseType(schemas.SQLServer, c.TypeText); err == nil {
-			c.Type = typ
 		}
 		out = append(out, c)
 	}

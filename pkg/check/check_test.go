@@ -18,6 +18,7 @@ import (
 	"github.com/ehrsync/ehrsync/extractors/planner"
 	"github.com/ehrsync/ehrsync/pkg/check"
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/sink"
@@ -234,17 +235,11 @@ func TestSSHTunnelSyncAndCheck(t *testing.T) {
 	require.Equal(t, check.StatusOK, step(t, rep.Orgs[0], "tunnel").Status)
 
 	storeURL := pgtest.URL(t)
-	cfg := &config.Config{Store: config.Store{URL: config.NewSecret(storeURL)}, Orgs: []config.Org{o}}
-	cfg.ApplyDefaults()
-	var logs bytes.Buffer
-	svc, err := service.Open(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), "test", 1)
-	require.NoError(t, err)
-	defer svc.Close()
-	res := svc.Engine.SyncOrg(ctx, &cfg.Orgs[0], nil)
+	res, logs := syncOrg(t, o, storeURL)
 	require.NoError(t, res.Err)
-	require.Zero(t, res.Failed(), logs.String())
-	require.NotContains(t, logs.String(), sentinel)
-	require.NotContains(t, logs.String(), sshPW)
+	require.Zero(t, res.Failed(), logs)
+	require.NotContains(t, logs, sentinel)
+	require.NotContains(t, logs, sshPW)
 
 	store, err := pgxpool.New(ctx, storeURL)
 	require.NoError(t, err)
@@ -299,4 +294,18 @@ func TestPostgresLoginAndDatabaseFailures(t *testing.T) {
 		require.False(t, tb.Exists)
 		require.Equal(t, "table_missing", tb.Problems[0].Code)
 	})
+}
+
+// syncOrg syncs o into the store at storeURL as `ehrsync sync` does
+// (service.Open, then Engine.SyncOrg), and returns the result and the
+// logs.
+func syncOrg(t *testing.T, o config.Org, storeURL string) (engine.OrgResult, string) {
+	t.Helper()
+	cfg := &config.Config{Store: config.Store{URL: config.NewSecret(storeURL)}, Orgs: []config.Org{o}}
+	cfg.ApplyDefaults()
+	var logs bytes.Buffer
+	svc, err := service.Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&logs, nil)), "test", 1)
+	require.NoError(t, err)
+	defer svc.Close()
+	return svc.Engine.SyncOrg(context.Background(), &cfg.Orgs[0], nil), logs.String()
 }

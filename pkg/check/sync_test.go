@@ -1,9 +1,7 @@
 package check_test
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/mssqlmodel/mssqltest"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
-	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/pkg/source/sourcetest"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -100,13 +97,7 @@ func TestPostgresDrift(t *testing.T) {
 	require.Equal(t, check.StatusOK, rep.Orgs[0].Tables[1].Status, "the other table is fine")
 
 	// A sync stops the same table for the same reason.
-	cfg := &config.Config{Store: config.Store{URL: config.NewSecret(pgtest.URL(t))}, Orgs: []config.Org{o}}
-	cfg.ApplyDefaults()
-	var logs bytes.Buffer
-	svc, err := service.Open(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)), "test", 1)
-	require.NoError(t, err)
-	defer svc.Close()
-	res := svc.Engine.SyncOrg(ctx, &cfg.Orgs[0], nil)
+	res, _ := syncOrg(t, o, pgtest.URL(t))
 	require.Equal(t, 1, res.Failed())
 	require.Equal(t, "dbo.payer_mstr", res.Tables[0].Table)
 	require.ErrorContains(t, res.Tables[0].Err, cause)

@@ -160,7 +160,7 @@ func onOff(b bool) string {
 func (c *checker) resolve(ctx context.Context, db *sql.DB, tc config.Table, t *TableReport, fail func(*Problem)) *schemas.Table {
 	ct, ok := c.opts.Catalog.Table(tc.Name)
 	if !ok {
-		fail(&Problem{Code: "table_not_in_catalog", Cause: fmt.Sprintf("table %s is in neither the NextGen catalog nor a file of catalog:", tc.Name),
+		fail(&Problem{Code: "table_not_in_catalog", Cause: notInCatalog(tc.Name),
 			Fix: "fix the table's name, or describe the table in a catalog file listed under catalog:"})
 		return nil
 	}
@@ -202,6 +202,11 @@ func (c *checker) resolve(ctx context.Context, db *sql.DB, tc config.Table, t *T
 		t.Notes = append(t.Notes, "allow-listed columns new at the source are read and added to the store: "+strings.Join(drift.Added, ", "))
 	}
 	return rt
+}
+
+// notInCatalog says that the catalog has no table name.
+func notInCatalog(name string) string {
+	return fmt.Sprintf("table %q is in neither the NextGen catalog nor a file of catalog:", name)
 }
 
 func (c *checker) plan(ctx context.Context, db *sql.DB, tc config.Table, t *schemas.Table) (extractors.Plan, error) {

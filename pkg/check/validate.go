@@ -132,7 +132,7 @@ func runProblems(cfg *config.Config, found []error) (errs []error, warnings []st
 			}
 			ct, ok := catalog.Table(tc.Name)
 			if !ok {
-				add(tk+".name", fmt.Sprintf("table %q is in neither the NextGen catalog nor a file of catalog:", tc.Name))
+				add(tk+".name", notInCatalog(tc.Name))
 				continue
 			}
 			// Without a source connection engine.Resolve judges what it
