@@ -103,8 +103,8 @@ func RunStore(ctx context.Context, cfg *config.Config, orgs []config.Org, opts O
 	return rep
 }
 
-// timed runs fn with the step timeout and records its step (named prefix
-// + name) with its duration.
+// timed runs fn with the step timeout and records the step it returns
+// under name, with its duration.
 func (s *storeChecker) timed(ctx context.Context, name string, fn func(ctx context.Context) Step) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.StepTimeout)
 	defer cancel()

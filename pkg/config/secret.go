@@ -161,15 +161,6 @@ func (s Secret) Reveal() (string, error) {
 	}
 }
 
-// unsetError is an env: reference to a variable that is not set; its text
-// names the reference ("env:STMARY_PASSWORD is not set").
-type unsetError struct{ ref string }
-
-func (e *unsetError) Error() string { return e.ref + " is not set" }
-
-// Is makes errors.Is(err, ErrSecretUnset) true.
-func (e *unsetError) Is(target error) bool { return target == ErrSecretUnset }
-
 // String returns the reference form: "env:NAME", "file:PATH", "[redacted]"
 // for literal and enc: values, "" when unset.
 func (s Secret) String() string {
