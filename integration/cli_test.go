@@ -208,6 +208,7 @@ func TestCLIJSONIsSnakeCase(t *testing.T) {
 		"positions show": {"positions", "show", "--config", e.config, "--org", org, "--table", "dbo.claims"},
 		"status":         {"status", "--config", e.config},
 		"verify":         {"verify", "--config", e.config, "--org", org},
+		"validate":       {"validate", "--config", e.config},
 	}
 	checked := 0
 	for _, p := range commandPaths(t) {

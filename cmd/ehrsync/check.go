@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -20,10 +19,11 @@ var errUnhealthy = errors.New("check found problems")
 func checkCommand(env *environment) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "check --config FILE [--org NAME] [--json] [--step-timeout DURATION]",
-		Short: "test the connection to each organization's source and report what to fix",
-		Long: "Test each organization's source (every one, or --org's) as sync would reach it: DNS, TCP, TLS, login,\n" +
-			"server version, and per table its capture status, the grants its strategy needs and the plan.\n" +
-			"Exit 0 only when every organization is healthy. --json prints the report (schema_version 1).",
+		Short: "test the store and each organization's source as sync meets them, and report what to fix",
+		Long: "Test the store (URL and TLS, connection, migrations, the writer's privileges), then each organization's\n" +
+			"source (every one, or --org's) as sync would reach it: DNS, TCP, TLS, login, server version, and per table\n" +
+			"its capture status, schema drift, the grants its strategy needs and the plan.\n" +
+			"Exit 0 only when the store and every organization are healthy. --json prints the report (schema_version 1).",
 	}
 	path, orgName, asJSON := configFlag(c), orgFlag(c), jsonFlag(c)
 	stepTimeout := c.Flags().Duration("step-timeout", check.DefaultStepTimeout, "timeout of each step")
@@ -33,32 +33,16 @@ func checkCommand(env *environment) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		// The store's warnings come with its connection (CheckAudit).
+		service.WarnStore(ctx, cfg, env.log)
 		service.WarnSources(ctx, orgs, env.log)
 		if *stepTimeout <= 0 {
 			*stepTimeout = check.DefaultStepTimeout
 		}
-		// The store's side: warn when the audit is not append-only for the
-		// role ehrsync writes with. A warning, not a failed check: the sources
-		// are what check tests.
-		sctx, cancel := context.WithTimeout(ctx, min(*stepTimeout, 10*time.Second))
-		// A store URL refused for its transport fails check (after the
-		// sources' report): every other command would refuse it too.
-		var storeErr error
-		if err := service.CheckAudit(sctx, cfg, env.log); err != nil {
-			var te *service.StoreTransportError
-			if errors.As(err, &te) {
-				storeErr = err
-			} else {
-				env.log.Warn("the store was not reached: the audit's protection is not checked", "err", err)
-			}
-		}
-		cancel()
 		catalog, err := service.Catalog(cfg)
 		if err != nil {
 			return err
 		}
-		rep := check.Run(ctx, orgs, check.Options{StepTimeout: min(*stepTimeout, time.Hour), Catalog: catalog, Planner: planner.New()})
+		rep := check.Check(ctx, cfg, orgs, check.Options{StepTimeout: min(*stepTimeout, time.Hour), Catalog: catalog, Planner: planner.New(), ConfigPath: *path})
 		if *asJSON {
 			err = rep.WriteJSON(env.stdout)
 		} else {
@@ -66,9 +50,6 @@ func checkCommand(env *environment) *cobra.Command {
 		}
 		if err != nil {
 			return err
-		}
-		if storeErr != nil {
-			return storeErr
 		}
 		if !rep.Healthy {
 			return errUnhealthy

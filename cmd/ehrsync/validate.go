@@ -3,12 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ehrsync/ehrsync/pkg/check"
 	"github.com/ehrsync/ehrsync/pkg/config"
-	"github.com/ehrsync/ehrsync/pkg/service"
-	"github.com/ehrsync/ehrsync/pkg/source"
 )
 
 func init() { register(validateCommand) }
@@ -35,74 +35,44 @@ func loadConfig(path string) (*config.Config, error) {
 
 func validateCommand(env *environment) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "validate --config FILE",
-		Short: "check a configuration file and print every problem in it",
-		Long: "Check a configuration file without connecting anywhere: every problem, each with its key path,\n" +
-			"then what turns protection off (TLS off or not verified) as warnings.",
+		Use:   "validate --config FILE [--json]",
+		Short: "check a configuration file and print every problem a sync would refuse in it",
+		Long: "Check a configuration file without connecting anywhere: every problem a sync would refuse before it\n" +
+			"connects (unset secrets by name, a remote store without sslmode, cron steps, tables and allow-lists against\n" +
+			"the catalog), each with its key path and line, then what turns protection off (TLS off or not verified)\n" +
+			"as warnings. --json prints the report (schema_version 1).",
 	}
-	path := configFlag(c)
-	c.RunE = func(*cobra.Command, []string) error { return runValidate(env, *path) }
+	path, asJSON := configFlag(c), jsonFlag(c)
+	c.RunE = func(*cobra.Command, []string) error { return runValidate(env, *path, *asJSON) }
 	return c
 }
 
-func runValidate(env *environment, path string) error {
-	cfg, err := loadConfig(path)
-	if err != nil {
-		return err
+func runValidate(env *environment, path string, asJSON bool) error {
+	if path == "" {
+		return usageError{fmt.Errorf("--config is required")}
 	}
-	if err := catalogProblems(cfg); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	tables := 0
-	for _, o := range cfg.Orgs {
-		tables += len(o.Tables)
-	}
-	fmt.Fprintf(env.stdout, "%s: valid (%d organizations, %d tables)\n", path, len(cfg.Orgs), tables)
-	// Valid is not safe: report what turns protection off (TLS off or not
-	// verified), as findings on stdout; the commands that connect log it.
-	for _, w := range service.ConfigWarnings(cfg) {
-		fmt.Fprintf(env.stdout, "warning: %s\n", w)
-	}
-	for _, o := range cfg.Orgs {
-		for _, w := range source.Warnings(o.Source) {
-			fmt.Fprintf(env.stdout, "warning: org %s: %s\n", o.Name, w)
+	rep := check.Validate(path)
+	if asJSON {
+		if err := rep.WriteJSON(env.stdout); err != nil {
+			return err
 		}
+		if !rep.Valid {
+			return errInvalid
+		}
+		return nil
 	}
-	for _, w := range cfg.Server.Warnings() {
-		fmt.Fprintf(env.stdout, "warning: %s\n", w)
+	if !rep.Valid {
+		var b strings.Builder
+		if err := rep.WriteText(&b); err != nil {
+			return err
+		}
+		return errors.New(strings.TrimSuffix(b.String(), "\n"))
 	}
-	return nil
+	return rep.WriteText(env.stdout)
 }
 
-// catalogProblems loads the configuration's catalog (NextGen and the files
-// of catalog:) and checks that it has every configured table, and that an
-// organization filtering by practice reads only tables that name their
-// practice column or declare they have none, naming the key of each
-// problem.
-func catalogProblems(cfg *config.Config) error {
-	catalog, err := service.Catalog(cfg)
-	if err != nil {
-		return err
-	}
-	var problems []error
-	for i, o := range cfg.Orgs {
-		for j, t := range o.Tables {
-			ct, ok := catalog.Table(t.Name)
-			if !ok {
-				problems = append(problems, &config.FieldError{Key: fmt.Sprintf("orgs[%d].tables[%d].name", i, j),
-					Problem: fmt.Sprintf("table %q is in neither the NextGen catalog nor a file of catalog:", t.Name)})
-				continue
-			}
-			if len(o.Source.PracticeIDs) > 0 {
-				if err := ct.CheckPracticeFilter(); err != nil {
-					problems = append(problems, &config.FieldError{Key: fmt.Sprintf("orgs[%d].tables[%d].name", i, j),
-						Problem: err.Error() + "; the organization sets practice_ids"})
-				}
-			}
-		}
-	}
-	return errors.Join(problems...)
-}
+// errInvalid is validate's failure with --json: the report says why.
+var errInvalid = errors.New("the configuration has problems")
 
 // loadOrgs loads the configuration at path (loadConfig) and returns it
 // with the organization named by --org, or every one when name is empty;

@@ -11,6 +11,7 @@ import (
 )
 
 func TestValidateChecksTablesAgainstTheCatalog(t *testing.T) {
+	t.Setenv("EHRSYNC_STORE_URL", "postgres://ehrsync@127.0.0.1/store")
 	dir := t.TempDir()
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "tables"), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "tables", "odd.yaml"), []byte(`schema: app
@@ -48,6 +49,7 @@ orgs:
 // declare `practice: none`; a table that does neither is a configuration
 // error naming the table and both fixes.
 func TestValidateRefusesUndeclaredPracticeColumns(t *testing.T) {
+	t.Setenv("EHRSYNC_STORE_URL", "postgres://ehrsync@127.0.0.1/store")
 	dir := t.TempDir()
 	table := func(practice string) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "visits.yaml"), []byte(`schema: app

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/big"
+	"slices"
 	"testing"
 	"time"
 
@@ -485,4 +486,82 @@ func TestWireD10ComputedColumnsLeftOutOfCDC(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 1, nulls)
 	})
+}
+
+// TestWireColumnsDescribeSQLServer: the planner describes a SQL Server
+// table over the wire as the server has it now (engine.Describer): every
+// catalog table, created as the catalog says, reads back with no change;
+// a table whose column was dropped, whose column was widened and which
+// gained a column reads back as such, for schemas.AdaptToSource to judge;
+// a missing table is an error naming it.
+func TestWireColumnsDescribeSQLServer(t *testing.T) {
+	ctx := context.Background()
+	w := serve(t)
+	p := planner.New()
+	for _, tb := range schemas.NextGen().Tables() {
+		w.create(t, tb)
+		cols, err := p.Columns(ctx, w.db, schemas.SQLServer, tb)
+		require.NoError(t, err, tb.QualifiedName())
+		require.Len(t, cols, len(tb.Columns), tb.QualifiedName())
+		a, err := schemas.AdaptToSource(tb, schemas.SQLServer, cols, nil)
+		require.NoError(t, err, tb.QualifiedName())
+		require.Empty(t, a.Changed, tb.QualifiedName())
+		require.Empty(t, a.Added, tb.QualifiedName())
+		require.Empty(t, a.Ignored, tb.QualifiedName())
+	}
+
+	// dbo.payer_mstr as the source has it now: a column dropped, an int
+	// column widened to bigint, a column added.
+	catalog := nextGen(t, "dbo.payer_mstr")
+	now := cloneTable(catalog)
+	now.Name = "payer_now"
+	var keep []schemas.Column
+	dropped, widened := "", ""
+	for _, c := range now.Columns {
+		switch {
+		case dropped == "" && !now.IsKey(c.Name) && c.Name != now.RowVersion && c.Name != now.ModifiedAt && c.Name != now.Practice:
+			dropped = c.Name
+			continue
+		case widened == "" && c.Type.Name == "int":
+			widened = c.Name
+			c.Type.Name = "bigint"
+		}
+		keep = append(keep, c)
+	}
+	require.NotEmpty(t, dropped)
+	require.NotEmpty(t, widened)
+	now.Columns = append(keep, schemas.Column{Name: "added_note", Type: schemas.Type{Name: "nvarchar", Length: 50}, Nullable: true})
+	w.create(t, now)
+	read := cloneTable(catalog)
+	read.Name = now.Name
+	cols, err := p.Columns(ctx, w.db, schemas.SQLServer, read)
+	require.NoError(t, err)
+	_, err = schemas.AdaptToSource(read, schemas.SQLServer, cols, nil)
+	require.ErrorIs(t, err, schemas.ErrSourceChanged)
+	require.ErrorContains(t, err, "column "+dropped+" is in the catalog but no longer at the source")
+
+	var allow []string
+	for _, c := range read.Columns {
+		if c.Name != dropped {
+			allow = append(allow, c.Name)
+		}
+	}
+	a, err := schemas.AdaptToSource(read, schemas.SQLServer, cols, append(allow, "added_note"))
+	require.NoError(t, err)
+	require.Len(t, a.Changed, 1)
+	require.Equal(t, widened+": int -> bigint", a.Changed[0])
+	require.Equal(t, []string{"added_note"}, a.Added)
+
+	missing := cloneTable(catalog)
+	missing.Name = "no_such_table"
+	_, err = p.Columns(ctx, w.db, schemas.SQLServer, missing)
+	require.ErrorIs(t, err, schemas.ErrSourceChanged)
+	require.ErrorContains(t, err, "dbo.no_such_table: ")
+	require.ErrorContains(t, err, "GRANT SELECT ON [dbo].[no_such_table]")
+}
+
+func cloneTable(tb *schemas.Table) *schemas.Table {
+	c := *tb
+	c.Columns, c.Key = slices.Clone(tb.Columns), slices.Clone(tb.Key)
+	return &c
 }

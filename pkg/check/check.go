@@ -7,8 +7,16 @@
 // fix (package source). Every step has its own timeout, so a check always
 // finishes.
 //
+// Before the sources, Check tests the store as sync meets it (RunStore):
+// its URL and transport, the connection, the schema's migrations and the
+// writer's privileges.
+//
 // A report never holds a secret or a row value: failures are shown by
-// their class's fixed texts, not the driver's message.
+// their class's fixed texts (worded for the source's dialect and port),
+// with the secret's reference when one does not resolve, and the driver's
+// cause only for a refused login or database (the server's message names
+// a user, a database or an address); other database messages are never
+// shown.
 package check
 
 import (
@@ -19,6 +27,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	mssql "github.com/microsoft/go-mssqldb"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
@@ -41,7 +51,12 @@ type Options struct {
 	// Catalog resolves the configured tables (schemas.NextGen()).
 	Catalog *schemas.Catalog
 	// Planner says which strategy each table will use; nil skips the plan.
+	// A planner that describes tables (engine.Describer) finds schema drift
+	// as a sync does.
 	Planner engine.Planner
+	// ConfigPath is the configuration file, for the commands fixes name
+	// (ehrsync migrate --config FILE).
+	ConfigPath string
 }
 
 // Status is a step's outcome.
@@ -108,11 +123,24 @@ type OrgReport struct {
 	Warnings []string      `json:"warnings,omitempty"`
 }
 
-// Report is the whole check.
+// Report is the whole check: healthy when the store (when checked) and
+// every organization are.
 type Report struct {
-	SchemaVersion int         `json:"schema_version"`
-	Healthy       bool        `json:"healthy"`
-	Orgs          []OrgReport `json:"orgs"`
+	SchemaVersion int          `json:"schema_version"`
+	Healthy       bool         `json:"healthy"`
+	Store         *StoreReport `json:"store,omitempty"`
+	Orgs          []OrgReport  `json:"orgs"`
+}
+
+// Check checks cfg's store (RunStore), then each of orgs (cfg's
+// organizations, or those the caller selected): what `ehrsync check`
+// reports.
+func Check(ctx context.Context, cfg *config.Config, orgs []config.Org, opts Options) Report {
+	store := RunStore(ctx, cfg, orgs, opts)
+	r := Run(ctx, orgs, opts)
+	r.Store = &store
+	r.Healthy = r.Healthy && store.Healthy
+	return r
 }
 
 // Run checks each organization in turn.
@@ -126,12 +154,14 @@ func Run(ctx context.Context, orgs []config.Org, opts Options) Report {
 	return r
 }
 
-// ProblemOf is err's class as a Problem (nil for nil).
-func ProblemOf(err error) *Problem {
+// problemFor is err's class as a Problem (nil for nil), its texts worded
+// for src (Class.For: the source's dialect and port).
+func problemFor(err error, src config.Source) *Problem {
 	c := source.Classify(err)
 	if c == nil {
 		return nil
 	}
+	c = c.For(src)
 	p := &Problem{Code: c.Code, Cause: c.Cause, Fix: c.Fix}
 	var pe *source.PermissionError
 	if errors.As(err, &pe) {
@@ -147,6 +177,9 @@ type checker struct {
 	rep  *OrgReport
 }
 
+// problem is err's class as a Problem, as it reads for the source.
+func (c *checker) problem(err error) *Problem { return problemFor(err, c.org.Source) }
+
 // step runs fn with the step timeout and records it; it reports whether
 // the step did not fail.
 func (c *checker) step(ctx context.Context, name string, fn func(ctx context.Context) (string, error)) bool {
@@ -156,12 +189,12 @@ func (c *checker) step(ctx context.Context, name string, fn func(ctx context.Con
 	detail, err := fn(ctx)
 	s := Step{Name: name, Status: StatusOK, DurationMS: time.Since(start).Milliseconds(), Detail: detail}
 	if err != nil {
-		s.Status, s.Problem = StatusFailed, ProblemOf(err)
+		s.Status, s.Problem = StatusFailed, c.problem(err)
 		if d := safeDetail(err); d != "" {
 			s.Detail = strings.TrimSpace(s.Detail + " " + d)
 		}
 		if ctx.Err() != nil && s.Problem.Code == source.ClassUnknown.Code {
-			s.Problem = ProblemOf(ctx.Err())
+			s.Problem = c.problem(ctx.Err())
 		}
 	}
 	c.rep.Steps = append(c.rep.Steps, s)
@@ -222,7 +255,7 @@ func (c *checker) connectAndInspect(ctx context.Context) {
 	}
 	dialer, err := source.NewDialer(src)
 	if err != nil {
-		c.add("connect", StatusFailed, "", ProblemOf(err))
+		c.add("connect", StatusFailed, safeDetail(err), c.problem(err))
 		return
 	}
 	defer dialer.Close()
@@ -292,9 +325,9 @@ func (c *checker) connectAndInspect(ctx context.Context) {
 	default:
 		tlsStep.Detail = "encrypted, certificate verified"
 	}
-	p := ProblemOf(err)
+	p := c.problem(err)
 	if err != nil && ctx.Err() == nil && lctx.Err() != nil && p.Code == source.ClassUnknown.Code {
-		p = ProblemOf(context.DeadlineExceeded)
+		p = c.problem(context.DeadlineExceeded)
 	}
 	if p != nil && isTLS(p.Code) {
 		tlsStep.Status, tlsStep.Detail, tlsStep.Problem = StatusFailed, "", p
@@ -305,7 +338,7 @@ func (c *checker) connectAndInspect(ctx context.Context) {
 	if p != nil {
 		tlsStep.Status, tlsStep.Detail = StatusSkipped, "not reached"
 		c.rep.Steps = append(c.rep.Steps, tlsStep)
-		c.rep.Steps = append(c.rep.Steps, Step{Name: "login", Status: StatusFailed, DurationMS: elapsed, Problem: p})
+		c.rep.Steps = append(c.rep.Steps, Step{Name: "login", Status: StatusFailed, DurationMS: elapsed, Detail: safeDetail(err), Problem: p})
 		return
 	}
 	defer db.Close()
@@ -337,13 +370,22 @@ func (c *checker) connectAndInspect(ctx context.Context) {
 	}
 }
 
-// safeDetail is the text of network-level errors, which hold addresses and
-// system error names only; database errors are never shown (they can quote
-// values).
+// safeDetail is what may be shown of an error: the driver's cause of a
+// refused login (driverCause), a secret that does not resolve (by
+// reference: env:STMARY_PASSWORD is not set), and the text of
+// network-level errors, which hold addresses and system error names only;
+// database messages are otherwise never shown (they can quote values).
 func safeDetail(err error) string {
+	if d := driverCause(err); d != "" {
+		return d
+	}
 	var open *secrets.PermissionError
 	if errors.As(err, &open) { // a path and a mode, never the content
 		return "(" + open.Error() + ")"
+	}
+	if source.Classify(err) == source.ClassSecret {
+		// Secret.Reveal's errors name the reference, never a value.
+		return "(" + err.Error() + ")"
 	}
 	var dial *source.DialError
 	if errors.As(err, &dial) {
@@ -373,4 +415,14 @@ func version(ctx context.Context, db *sql.DB, d config.Dialect) (string, error) 
 	var v string
 	err := db.QueryRowContext(ctx, "SELECT version()").Scan(&v)
 	return v, err
+}
+
+// sqlServerError is the number and message of the SQL Server error err
+// holds.
+func sqlServerError(err error) (int32, string, bool) {
+	var ms mssql.Error
+	if errors.As(err, &ms) {
+		return ms.Number, ms.Message, true
+	}
+	return 0, "", false
 }

@@ -22,30 +22,20 @@ func (r Report) WriteJSON(w io.Writer) error {
 // and column names are escaped for the terminal (terminal.Escape): a name
 // with a control character cannot rewrite what the report shows.
 func (r Report) WriteText(w io.Writer) error {
-	for _, o := range r.Orgs {
-		state := "HEALTHY"
-		if !o.Healthy {
-			state = "UNHEALTHY"
-		}
-		fmt.Fprintf(w, "org %s (%s via %s): %s\n", terminal.Escape(o.Name), o.Dialect, o.Via, state)
-		for _, wn := range o.Warnings {
-			fmt.Fprintf(w, "  WARNING: %s\n", wn)
-		}
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  STEP\tRESULT\tTIME\tDETAIL")
-		for _, s := range o.Steps {
-			fmt.Fprintf(tw, "  %s\t%s\t%dms\t%s\n", s.Name, s.Status, s.DurationMS, s.Detail)
-		}
-		if err := tw.Flush(); err != nil {
+	if st := r.Store; st != nil {
+		fmt.Fprintf(w, "store: %s\n", state(st.Healthy))
+		if err := writeSteps(w, st.Warnings, st.Steps); err != nil {
 			return err
 		}
-		for _, s := range o.Steps {
-			if s.Problem != nil {
-				writeProblem(w, s.Name, *s.Problem)
-			}
+		fmt.Fprintln(w)
+	}
+	for _, o := range r.Orgs {
+		fmt.Fprintf(w, "org %s (%s via %s): %s\n", terminal.Escape(o.Name), o.Dialect, o.Via, state(o.Healthy))
+		if err := writeSteps(w, o.Warnings, o.Steps); err != nil {
+			return err
 		}
 		if len(o.Tables) > 0 {
-			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "  TABLE\tRESULT\tEXISTS\tKEY\tCDC\tCT\tPERMISSIONS\tSTRATEGY")
 			for _, t := range o.Tables {
 				fmt.Fprintf(tw, "  %s\t%s\t%t\t%s\t%s\t%s\t%s\t%s\n", terminal.Escape(t.Name), t.Status, t.Exists, orDash(terminal.Escape(strings.Join(t.Key, ","))),
@@ -82,6 +72,35 @@ func (r Report) WriteText(w io.Writer) error {
 			}
 		}
 		fmt.Fprintln(w)
+	}
+	return nil
+}
+
+func state(healthy bool) string {
+	if healthy {
+		return "HEALTHY"
+	}
+	return "UNHEALTHY"
+}
+
+// writeSteps writes a section's warnings, its steps as a table, and each
+// failed step's problem with its fix.
+func writeSteps(w io.Writer, warnings []string, steps []Step) error {
+	for _, wn := range warnings {
+		fmt.Fprintf(w, "  WARNING: %s\n", wn)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  STEP\tRESULT\tTIME\tDETAIL")
+	for _, s := range steps {
+		fmt.Fprintf(tw, "  %s\t%s\t%dms\t%s\n", s.Name, s.Status, s.DurationMS, s.Detail)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if s.Problem != nil {
+			writeProblem(w, s.Name, *s.Problem)
+		}
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 )
@@ -46,7 +47,7 @@ func (c *checker) table(ctx context.Context, db *sql.DB, tc config.Table) TableR
 		}
 		return db.QueryRowContext(ctx, query, qname).Scan(&t.Exists)
 	}); err != nil {
-		fail(ProblemOf(err))
+		fail(c.problem(err))
 		return t
 	}
 	if !t.Exists {
@@ -79,7 +80,7 @@ WHERE i.object_id = OBJECT_ID(@p1) AND i.is_primary_key = 1 ORDER BY ic.key_ordi
 		}
 		return rows.Err()
 	}); err != nil {
-		t.Notes = append(t.Notes, "primary key not checked: "+ProblemOf(err).Cause)
+		t.Notes = append(t.Notes, "primary key not checked: "+c.problem(err).Cause)
 	} else if len(t.Key) == 0 {
 		t.Notes = append(t.Notes, "no primary key at the source: ehrsync pages and applies changes by the catalog's key, which must be unique")
 	}
@@ -92,48 +93,36 @@ CAST(CASE WHEN EXISTS (SELECT 1 FROM sys.change_tracking_tables ct WHERE ct.obje
 FROM sys.tables t WHERE t.object_id = OBJECT_ID(@p1)`, qname).Scan(&cdc, &ct)
 		}); err != nil {
 			t.CDC, t.CT = "unknown", "unknown"
-			t.Notes = append(t.Notes, "CDC/CT status not checked: "+ProblemOf(err).Cause)
+			t.Notes = append(t.Notes, "CDC/CT status not checked: "+c.problem(err).Cause)
 		} else {
 			t.CDC, t.CT = onOff(cdc), onOff(ct)
 		}
 	}
-	// Practices: a table read for an organization that filters by practice
-	// must name its practice column or declare it has none; a column that
-	// looks like one but is not named is flagged either way.
-	if c.opts.Catalog != nil {
-		if ct, ok := c.opts.Catalog.Table(tc.Name); ok {
-			if len(src.PracticeIDs) > 0 {
-				if err := ct.CheckPracticeFilter(); err != nil {
-					fail(&Problem{Code: "practice_undeclared", Cause: err.Error(),
-						Fix: "declare the table's practice column (or practice: none) in its catalog file; until then sync refuses the table"})
-				}
-			}
-			if like := ct.PracticeLike(); len(like) > 0 {
-				t.Notes = append(t.Notes, fmt.Sprintf("column %s looks like a practice column, but the catalog does not name it "+
-					"as the table's practice column: practice_ids do not filter this table's rows "+
-					"(name it with practice: in the table's catalog file)", strings.Join(like, ", ")))
-				if t.Status == StatusOK {
-					t.Status = StatusWarning
-				}
-			}
-		}
-	}
-	// Plan.
+	// The table as a sync reads it (engine.Resolve): the catalog's, refused
+	// when the organization filters by practice and the table does not
+	// name its practice column, checked against the source's columns and
+	// types (schema drift), projected to the allow-list; then its plan.
 	strategy := tc.Strategy
-	if c.opts.Planner != nil && c.opts.Catalog != nil {
-		plan, err := c.plan(ctx, db, tc)
-		if err != nil {
-			p := ProblemOf(err)
-			if p.Code == source.ClassUnknown.Code {
-				p = &Problem{Code: "plan_failed", Cause: "the table's strategy cannot be planned: " + err.Error(),
-					Fix: "fix the table's strategy, cursor or columns in the configuration"}
-			}
-			fail(p)
-		} else {
-			strategy = plan.Strategy
-			t.Strategy, t.Why = string(plan.Strategy), plan.Why.String()
-			if !plan.SeesDeletes() {
-				t.Blind = "deletes (unless reconcile_every is set)"
+	if c.opts.Catalog != nil {
+		if rt := c.resolve(ctx, db, tc, &t, fail); rt != nil && c.opts.Planner != nil {
+			plan, err := c.plan(ctx, db, tc, rt)
+			if err != nil {
+				p := c.problem(err)
+				if p.Code == source.ClassUnknown.Code {
+					p = &Problem{Code: "plan_failed", Cause: "the table's strategy cannot be planned: " + err.Error(),
+						Fix: "fix the table's strategy, cursor or columns in the configuration"}
+				}
+				fail(p)
+			} else {
+				strategy = plan.Strategy
+				t.Strategy, t.Why = string(plan.Strategy), plan.Why.String()
+				switch {
+				case plan.SeesDeletes():
+				case tc.ReconcileEvery > 0 && plan.Keys != nil:
+					t.Notes = append(t.Notes, fmt.Sprintf("the strategy does not see deletes; reconcile_every (%s) finds them by comparing keys", tc.ReconcileEvery))
+				default:
+					t.Blind = "deletes (set reconcile_every to find them by comparing keys)"
+				}
 			}
 		}
 	}
@@ -162,24 +151,72 @@ func onOff(b bool) string {
 	return "disabled"
 }
 
-func (c *checker) plan(ctx context.Context, db *sql.DB, tc config.Table) (extractors.Plan, error) {
+// resolve is the table a sync of tc reads (engine.Resolve, with the
+// planner's describer as sync has it): nil after recording the problem
+// with fail when the catalog lacks it, the organization's practice filter
+// refuses it, or the source table no longer matches it. Columns that
+// changed type or were added (and are read as they are now), and columns
+// that look like a practice column the catalog does not name, are notes.
+func (c *checker) resolve(ctx context.Context, db *sql.DB, tc config.Table, t *TableReport, fail func(*Problem)) *schemas.Table {
 	ct, ok := c.opts.Catalog.Table(tc.Name)
 	if !ok {
-		return extractors.Plan{}, fmt.Errorf("table %s is not in the catalog", tc.Name)
+		fail(&Problem{Code: "table_not_in_catalog", Cause: notInCatalog(tc.Name),
+			Fix: "fix the table's name, or describe the table in a catalog file listed under catalog:"})
+		return nil
 	}
-	if len(tc.Columns) > 0 {
-		var err error
-		if ct, err = ct.Project(tc.Columns); err != nil {
-			return extractors.Plan{}, fmt.Errorf("columns: %w", err)
+	if like := ct.PracticeLike(); len(like) > 0 {
+		t.Notes = append(t.Notes, fmt.Sprintf("column %s looks like a practice column, but the catalog does not name it "+
+			"as the table's practice column: practice_ids do not filter this table's rows "+
+			"(name it with practice: in the table's catalog file)", strings.Join(like, ", ")))
+		if t.Status == StatusOK {
+			t.Status = StatusWarning
 		}
 	}
+	d, _ := c.opts.Planner.(engine.Describer)
+	ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
+	defer cancel()
+	rt, drift, err := engine.Resolve(ctx, d, db, c.org, tc, ct)
+	switch {
+	case errors.Is(err, schemas.ErrPracticeUndeclared):
+		fail(&Problem{Code: "practice_undeclared", Cause: err.Error(),
+			Fix: "declare the table's practice column (or practice: none) in its catalog file; until then sync refuses the table"})
+		return nil
+	case errors.Is(err, schemas.ErrSourceChanged):
+		// The problems name tables, columns and types, never values.
+		fail(&Problem{Code: "schema_drift", Cause: strings.ReplaceAll(err.Error(), "\n", "; "),
+			Fix: "each change above names its fix: leave the column out with the table's columns allow-list, or update the table's catalog file; until then sync stops this table"})
+		return nil
+	case err != nil:
+		p := c.problem(err)
+		if p.Code == source.ClassUnknown.Code {
+			p = &Problem{Code: "columns_invalid", Cause: err.Error(),
+				Fix: "name only columns of the table's catalog entry in its columns allow-list"}
+		}
+		fail(p)
+		return nil
+	}
+	for _, ch := range drift.Changed {
+		t.Notes = append(t.Notes, "the source changed the type of column "+ch+": sync reads it as it is now and widens the store column")
+	}
+	if len(drift.Added) > 0 {
+		t.Notes = append(t.Notes, "allow-listed columns new at the source are read and added to the store: "+strings.Join(drift.Added, ", "))
+	}
+	return rt
+}
+
+// notInCatalog says that the catalog has no table name.
+func notInCatalog(name string) string {
+	return fmt.Sprintf("table %q is in neither the NextGen catalog nor a file of catalog:", name)
+}
+
+func (c *checker) plan(ctx context.Context, db *sql.DB, tc config.Table, t *schemas.Table) (extractors.Plan, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.StepTimeout)
 	defer cancel()
 	return c.opts.Planner.Plan(ctx, extractors.PlanRequest{
 		Bounds:  extractors.Bounds{Practices: c.org.Source.PracticeIDs, ChunkRows: 1000, ChunkBytes: 1 << 20, QueryTimeout: c.opts.StepTimeout},
 		DB:      db,
 		Dialect: schemas.Dialect(c.org.Source.Dialect),
-		Table:   ct,
+		Table:   t,
 		Config:  tc,
 	})
 }
@@ -270,14 +307,14 @@ func (c *checker) captureAgent(ctx context.Context, db *sql.DB) {
 		s.Status = StatusWarning
 		s.Detail = fmt.Sprintf("not checked: the login may not read sys.dm_cdc_log_scan_sessions (GRANT VIEW DATABASE STATE TO %s; to let check see the capture job)", msIdent(c.org.Source.User))
 	case err != nil:
-		s.Status, s.Problem = StatusWarning, ProblemOf(err)
+		s.Status, s.Problem = StatusWarning, c.problem(err)
 		s.Detail = "not checked"
 	case !age.Valid && errorsLastHour == 0:
 		s.Status = StatusWarning
 		s.Detail = "unknown: no finished log scan on record (the server restarted or failed over recently, or this is an Availability Group secondary: check the capture job on the primary)"
 	case !age.Valid || since > 15*time.Minute || errorsLastHour > 0:
 		s.Status = StatusFailed
-		s.Problem = ProblemOf(source.ErrCaptureAgentStopped)
+		s.Problem = c.problem(source.ErrCaptureAgentStopped)
 		if age.Valid {
 			s.Detail = fmt.Sprintf("last log scan session ended %s ago; %d capture errors in the last hour", since, errorsLastHour)
 		} else {

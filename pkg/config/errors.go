@@ -16,6 +16,15 @@ var (
 	ErrSecretUnsupported = errors.New("unsupported enc: version")
 )
 
+// unsetError is an env: reference to a variable that is not set; its text
+// names the reference ("env:STMARY_PASSWORD is not set").
+type unsetError struct{ ref string }
+
+func (e *unsetError) Error() string { return e.ref + " is not set" }
+
+// Is makes errors.Is(err, ErrSecretUnset) true.
+func (e *unsetError) Is(target error) bool { return target == ErrSecretUnset }
+
 // A FieldError is one problem with the configuration: a key that is
 // invalid, missing or unknown. Its text is "key: problem", with the line
 // when it comes from decoding ("line 12: orgs[0].tables[1].strategyy:

@@ -19,22 +19,50 @@ import (
 
 // Load reads the file at path and returns its configuration: decoded
 // strictly, with defaults applied, validated. A decoding or validation
-// error lists every problem found (see [Problems]). A file that group or
-// others may read is refused when it holds a secret written as a literal
-// (one problem per key); the file is opened once and its mode taken from
-// the open file.
+// error lists every problem found (see [Problems]), each with its line. A
+// file that group or others may read is refused when it holds a secret
+// written as a literal (one problem per key); the file is opened once and
+// its mode taken from the open file.
 func Load(path string) (*Config, error) {
+	c, _, err := load(path)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Inspect is [Load] for `ehrsync validate`: it returns the configuration
+// whatever its problems (nil only when the file cannot be read or decoded)
+// with every problem found at once, each a *FieldError with its key path
+// and line: decoding, validation, secrets written as literals in a file
+// others may read, and secrets that do not resolve ([Config.SecretProblems]).
+// Lines gives the line of any key path, for problems found by others.
+func Inspect(path string) (*Config, *Lines, error) {
+	c, lines, err := load(path)
+	if c == nil {
+		return nil, nil, err
+	}
+	problems := append(Problems(err), lines.Locate(c.SecretProblems())...)
+	if len(problems) == 0 {
+		return c, lines, nil
+	}
+	return c, lines, fmt.Errorf("config %s: %w", path, errors.Join(problems...))
+}
+
+// load reads, decodes, defaults and validates the file at path. The
+// configuration is nil when the file cannot be read or decoded; otherwise
+// it is returned with the validation and literal-secret problems, if any.
+func load(path string) (*Config, *Lines, error) {
 	data, mode, err := readConfigFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+	c, lines, err := parse(data)
+	if c == nil {
+		return nil, nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if err := c.literalSecrets(path, mode); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
+	problems := Problems(err)
+	problems = append(problems, lines.Locate(Problems(c.literalSecrets(path, mode)))...)
 	for i, f := range c.Catalog {
 		if !filepath.IsAbs(f) {
 			c.Catalog[i] = filepath.Join(filepath.Dir(path), f)
@@ -43,39 +71,54 @@ func Load(path string) (*Config, error) {
 	if f := c.Server.AdminTokensFile; f != "" && !filepath.IsAbs(f) {
 		c.Server.AdminTokensFile = filepath.Join(filepath.Dir(path), f)
 	}
-	return c, nil
+	if len(problems) > 0 {
+		return c, lines, fmt.Errorf("config %s: %w", path, errors.Join(problems...))
+	}
+	return c, lines, nil
 }
 
 // Parse is [Load] from bytes.
 //
 // Decoding problems (YAML syntax, unknown keys, wrong types) are reported
 // with their line and stop there; otherwise the configuration gets its
-// defaults and is validated.
+// defaults and is validated, each problem with the line of its key (or of
+// the nearest parent written in the file).
 func Parse(data []byte) (*Config, error) {
+	c, _, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parse is Parse that returns the configuration (with defaults) and the
+// lines of its keys even when it does not validate; the configuration is
+// nil when the data does not decode.
+func parse(data []byte) (*Config, *Lines, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.Join(&FieldError{Problem: "empty configuration"})
+			return nil, nil, errors.Join(&FieldError{Problem: "empty configuration"})
 		}
-		return nil, errors.Join(syntaxError(err, data))
+		return nil, nil, errors.Join(syntaxError(err, data))
 	}
 	var extra yaml.Node
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
 		// What follows the first document does not parse: say where.
-		return nil, errors.Join(syntaxError(err, data))
+		return nil, nil, errors.Join(syntaxError(err, data))
 	default:
-		return nil, errors.Join(&FieldError{Line: extra.Line, Problem: "more than one YAML document (want one)"})
+		return nil, nil, errors.Join(&FieldError{Line: extra.Line, Problem: "more than one YAML document (want one)"})
 	}
 
 	// Unknown keys first, with their key path and line; the decoder's own
 	// KnownFields check below is the backstop.
-	w := keyWalker{lines: map[int][]string{}, mapLines: map[int][]string{}}
+	w := keyWalker{lines: map[int][]string{}, mapLines: map[int][]string{}, keys: &Lines{byKey: map[string]int{}}}
 	w.walk(&root, reflect.TypeFor[document](), "", 0)
 	if len(w.errs) > 0 {
-		return nil, errors.Join(w.errs...)
+		return nil, nil, errors.Join(w.errs...)
 	}
 
 	var doc document
@@ -84,21 +127,58 @@ func Parse(data []byte) (*Config, error) {
 	if err := dec.Decode(&doc); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
-			return nil, errors.Join(syntaxError(err, data))
+			return nil, nil, errors.Join(syntaxError(err, data))
 		}
 		errs := make([]error, 0, len(te.Errors))
 		for _, msg := range te.Errors {
 			errs = append(errs, w.typeError(msg))
 		}
-		return nil, errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
 
 	c := doc.config()
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
-		return nil, err
+		return c, w.keys, errors.Join(w.keys.Locate(Problems(err))...)
 	}
-	return c, nil
+	return c, w.keys, nil
+}
+
+// Lines are the lines of a configuration file's key paths.
+type Lines struct {
+	byKey map[string]int
+}
+
+// Line is the line of key (orgs[0].tables[1].strategy) in the file, or of
+// its nearest parent written there (orgs[0].tables[1] for a strategy left
+// to its default); 0 when none is.
+func (l *Lines) Line(key string) int {
+	if l == nil {
+		return 0
+	}
+	for key != "" {
+		if n, ok := l.byKey[key]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			return 0
+		}
+		key = key[:i]
+	}
+	return 0
+}
+
+// Locate sets the line of each *FieldError in errs that has a key and no
+// line, and returns errs.
+func (l *Lines) Locate(errs []error) []error {
+	for _, err := range errs {
+		var fe *FieldError
+		if errors.As(err, &fe) && fe.Line == 0 && fe.Key != "" {
+			fe.Line = l.Line(fe.Key)
+		}
+	}
+	return errs
 }
 
 // document is the file's shape; it differs from Config only where YAML
@@ -230,6 +310,7 @@ type keyWalker struct {
 	errs     []error
 	lines    map[int][]string // key paths of the scalar and list values on each line
 	mapLines map[int][]string // key paths of the mappings starting on each line
+	keys     *Lines           // the line of each key path: its key's, or its list item's
 }
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
@@ -274,6 +355,9 @@ func (w *keyWalker) walk(n *yaml.Node, t reflect.Type, path string, depth int) {
 				continue
 			}
 			key := joinKey(path, k.Value)
+			if _, seen := w.keys.byKey[key]; !seen {
+				w.keys.byKey[key] = k.Line
+			}
 			ft, ok := fields[k.Value]
 			if !ok {
 				problem := "unknown key"
@@ -292,7 +376,11 @@ func (w *keyWalker) walk(n *yaml.Node, t reflect.Type, path string, depth int) {
 		}
 	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
 		for i, c := range n.Content {
-			w.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), depth+1)
+			key := fmt.Sprintf("%s[%d]", path, i)
+			if _, seen := w.keys.byKey[key]; !seen {
+				w.keys.byKey[key] = c.Line
+			}
+			w.walk(c, t.Elem(), key, depth+1)
 		}
 	}
 }

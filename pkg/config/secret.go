@@ -104,7 +104,7 @@ func (s Secret) Reveal() (string, error) {
 		}
 		v, ok := os.LookupEnv(name)
 		if !ok {
-			return "", fmt.Errorf("secret %s: %w", s, ErrSecretUnset)
+			return "", &unsetError{ref: ref}
 		}
 		if v == "" {
 			return "", fmt.Errorf("secret %s: %w", s, ErrSecretEmpty)

@@ -55,7 +55,7 @@ func TestSecretReveal(t *testing.T) {
 		{name: "literal", ref: sentinel, want: sentinel},
 		{name: "literal with colon", ref: "postgres://u:p@h/db", want: "postgres://u:p@h/db"},
 		{name: "env", ref: "env:EHRSYNC_TEST_SECRET", want: sentinel},
-		{name: "env unset", ref: "env:EHRSYNC_TEST_NOT_SET_X", wantErr: []string{"secret env:EHRSYNC_TEST_NOT_SET_X: environment variable not set"}, wantIs: ErrSecretUnset},
+		{name: "env unset", ref: "env:EHRSYNC_TEST_NOT_SET_X", wantErr: []string{"env:EHRSYNC_TEST_NOT_SET_X is not set"}, wantIs: ErrSecretUnset},
 		{name: "env empty", ref: "env:EHRSYNC_TEST_EMPTY", wantErr: []string{"secret env:EHRSYNC_TEST_EMPTY: empty value"}, wantIs: ErrSecretEmpty},
 		{name: "env bad name", ref: "env:A-B", wantErr: []string{`bad environment variable name "A-B"`}},
 		{name: "file", ref: "file:" + file("pw", sentinel+"\n"), want: sentinel},

@@ -119,3 +119,22 @@ func walkSecrets(v reflect.Value, path string, fn func(key string, s *Secret)) {
 		}
 	}
 }
+
+// SecretProblems resolves every secret of c a sync resolves (the store's
+// and the sources'; not the server section's, which only the daemon
+// reads) with [Secret.Reveal], and returns a *FieldError for each one that
+// does not resolve, naming its key and its reference ("store.url:
+// env:EHRSYNC_STORE_URL is not set"), never a value; the values resolved
+// are dropped. A reference Validate finds malformed is left to Validate.
+func (c *Config) SecretProblems() []error {
+	var errs []error
+	walkSecrets(reflect.ValueOf(c).Elem(), "", func(key string, s *Secret) {
+		if s.check() != "" || strings.HasPrefix(key, "server.") {
+			return
+		}
+		if _, err := s.Reveal(); err != nil {
+			errs = append(errs, &FieldError{Key: key, Problem: err.Error()})
+		}
+	})
+	return errs
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -183,8 +184,62 @@ func (v *validator) cron(key, spec string) {
 	default:
 		if _, err := cron.ParseStandard(spec); err != nil {
 			v.add(key, "bad cron expression %q: %s", spec, err)
+		} else if problem := cronStep(spec); problem != "" {
+			v.add(key, "%s", problem)
 		}
 	}
+}
+
+// cronFields are the fields of a standard cron expression, with the last
+// value of each.
+var cronFields = []struct {
+	name string
+	last string
+}{{"minute", "59"}, {"hour", "23"}, {"day-of-month", "31"}, {"month", "12"}, {"day-of-week", "6"}}
+
+// cronStep says which step of a five-field cron expression (parsed
+// already) is larger than the range it steps through, or "". robfig/cron
+// accepts such a step and matches the range's first value only: */61 in
+// the minute field runs at minute 0 of every hour, not every 61 minutes.
+func cronStep(spec string) string {
+	fields := strings.Fields(spec)
+	if len(fields) != len(cronFields) {
+		return "" // a descriptor (@daily)
+	}
+	for i, f := range fields {
+		for _, part := range strings.Split(f, ",") {
+			rng, step, ok := strings.Cut(part, "/")
+			if !ok {
+				continue
+			}
+			if rng != "*" && !strings.Contains(rng, "-") {
+				rng += "-" + cronFields[i].last // "5/10" steps from 5 to the field's end
+			}
+			first, n := cronValues(fields, i, part)
+			if _, all := cronValues(fields, i, rng); n == 1 && all > 1 {
+				return fmt.Sprintf("the step /%s in the %s field (%q) is larger than the range it steps through, so it matches only %s %d: "+
+					"a step does not carry over into the next hour, day or month; for an interval this long use schedule.every (with start)",
+					step, cronFields[i].name, part, cronFields[i].name, first)
+			}
+		}
+	}
+	return ""
+}
+
+// cronValues is the first value and the number of values part matches in
+// field i of fields, as robfig/cron parses it (0 values when it does not
+// parse).
+func cronValues(fields []string, i int, part string) (first, n int) {
+	f := []string{"*", "*", "*", "*", "*"}
+	f[i] = part
+	s, err := cron.ParseStandard(strings.Join(f, " "))
+	spec, ok := s.(*cron.SpecSchedule)
+	if err != nil || !ok {
+		return 0, 0
+	}
+	const star = 1 << 63 // robfig/cron's marker of a field written *
+	mask := []uint64{spec.Minute, spec.Hour, spec.Dom, spec.Month, spec.Dow}[i] &^ star
+	return bits.TrailingZeros64(mask), bits.OnesCount64(mask)
 }
 
 func (v *validator) timezone(key, name string) {

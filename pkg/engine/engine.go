@@ -339,22 +339,17 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 		return res, extractors.Plan{}, nil, fmt.Errorf("table %s is not in the catalog", tc.Name)
 	}
 	res.Table = t.QualifiedName()
-	if len(org.Source.PracticeIDs) > 0 {
-		if err := t.CheckPracticeFilter(); err != nil {
-			return res, extractors.Plan{}, nil, err
-		}
+	d, _ := e.planner.(Describer)
+	t, drift, err := Resolve(ctx, d, db, org, tc, t)
+	if err != nil {
+		return res, extractors.Plan{}, nil, err
 	}
-	if d, ok := e.planner.(Describer); ok {
-		var err error
-		if t, err = e.adapt(ctx, d, db, org, tc, t); err != nil {
-			return res, extractors.Plan{}, nil, err
-		}
+	log := e.log.With("org", org.Name, "table", res.Table)
+	if len(drift.Changed) > 0 || len(drift.Added) > 0 {
+		log.Info("the source table changed: reading it as it is now", "changed", drift.Changed, "added", drift.Added)
 	}
-	if len(tc.Columns) > 0 {
-		var err error
-		if t, err = t.Project(tc.Columns); err != nil {
-			return res, extractors.Plan{}, nil, fmt.Errorf("columns of %s: %w", tc.Name, err)
-		}
+	if len(drift.Ignored) > 0 {
+		log.Debug("source columns not in the catalog or the allow-list are not read", "columns", drift.Ignored)
 	}
 	rows := tc.BatchRows
 	if rows == 0 {
@@ -377,10 +372,38 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 	return res, plan, target, storeErr(err)
 }
 
-// adapt checks the catalog table t against the source table as it is now
-// (schema drift between runs): it returns the table to read, or an error
-// naming the column and the fix that stops this table only.
-func (e *Engine) adapt(ctx context.Context, d Describer, db *sql.DB, org *config.Org, tc config.Table, t *schemas.Table) (*schemas.Table, error) {
+// Resolve is the table a sync of tc reads from org's source, t being tc's
+// catalog table: refused when the organization filters by practice and
+// the table does not declare its practice column; checked against the
+// source table as it is now when d is not nil (schema drift between runs,
+// schemas.AdaptToSource: a column gone, or of a type ehrsync cannot carry,
+// is an error naming the column and the fix that stops this table only;
+// drift says what changed); and projected to tc's columns. The describe
+// query is bounded by the source's query timeout, like every source query.
+// `ehrsync check` resolves each table with it, as a sync does.
+func Resolve(ctx context.Context, d Describer, db *sql.DB, org *config.Org, tc config.Table, t *schemas.Table) (_ *schemas.Table, drift schemas.Adapted, err error) {
+	if len(org.Source.PracticeIDs) > 0 {
+		if err := t.CheckPracticeFilter(); err != nil {
+			return nil, drift, err
+		}
+	}
+	if d != nil {
+		if t, drift, err = adapt(ctx, d, db, org, tc, t); err != nil {
+			return nil, drift, err
+		}
+	}
+	if len(tc.Columns) > 0 {
+		if t, err = t.Project(tc.Columns); err != nil {
+			return nil, drift, fmt.Errorf("columns of %s: %w", tc.Name, err)
+		}
+	}
+	return t, drift, nil
+}
+
+// adapt checks the catalog table t against the source table as it is now:
+// it returns the table to read and what changed, or an error naming the
+// column and the fix. A dialect the describer cannot tell leaves t as it is.
+func adapt(ctx context.Context, d Describer, db *sql.DB, org *config.Org, tc config.Table, t *schemas.Table) (*schemas.Table, schemas.Adapted, error) {
 	dialect := schemas.Dialect(org.Source.Dialect)
 	// Bounded like every source query: a connection the network dropped
 	// silently must not hold the table's run forever.
@@ -391,23 +414,16 @@ func (e *Engine) adapt(ctx context.Context, d Describer, db *sql.DB, org *config
 	}
 	cols, err := d.Columns(ctx, db, dialect, t)
 	if err != nil {
-		return nil, fmt.Errorf("describe %s at the source: %w", t.QualifiedName(), err)
+		return nil, schemas.Adapted{}, fmt.Errorf("describe %s at the source: %w", t.QualifiedName(), err)
 	}
 	if cols == nil {
-		return t, nil
+		return t, schemas.Adapted{Table: t}, nil
 	}
 	a, err := schemas.AdaptToSource(t, dialect, cols, tc.Columns)
 	if err != nil {
-		return nil, err
+		return nil, schemas.Adapted{}, err
 	}
-	log := e.log.With("org", org.Name, "table", t.QualifiedName())
-	if len(a.Changed) > 0 || len(a.Added) > 0 {
-		log.Info("the source table changed: reading it as it is now", "changed", a.Changed, "added", a.Added)
-	}
-	if len(a.Ignored) > 0 {
-		log.Debug("source columns not in the catalog or the allow-list are not read", "columns", a.Ignored)
-	}
-	return a.Table, nil
+	return a.Table, a, nil
 }
 
 // reconcileIfDue compares the source's keys with the store's when the last

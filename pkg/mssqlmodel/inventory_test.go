@@ -100,6 +100,14 @@ func inventoryExamples() map[string][]example {
 			params: []tdstest.Param{pNVarchar("[cdc].[claims_v1_CT]"), pNVarchar("__$command_id")}, check: one(int64(4))}},
 		"CDC computed columns": {{sql: "SELECT c.name FROM sys.columns AS c WHERE c.object_id = OBJECT_ID(@p1) AND c.is_computed = 1 ORDER BY c.column_id",
 			params: []tdstest.Param{pNVarchar("[dbo].[claim_lines]")}, check: rows(0)}},
+		"source columns": {{sql: "SELECT c.name, c.system_type_id, c.max_length, c.precision, c.scale, c.is_nullable\nFROM sys.columns c WHERE c.object_id = OBJECT_ID(@p1) ORDER BY c.column_id",
+			params: []tdstest.Param{pNVarchar("[dbo].[claim_lines]")}, check: func(t *testing.T, res []tdstest.Result) {
+				got := res[len(res)-1].Rows
+				require.Len(t, got, 7)
+				require.Equal(t, []any{"practice_id", int64(175), int64(4), int64(0), int64(0), false}, got[2], "char(4)")
+				require.Equal(t, []any{"paid_amt", int64(108), int64(9), int64(19), int64(2), true}, got[3], "numeric(19,2)")
+				require.Equal(t, []any{"row_timestamp", int64(189), int64(8), int64(0), int64(0), false}, got[6], "timestamp is rowversion")
+			}}},
 		"CT changes chunk": {{sql: ctChangesSQL + ctOrderSQL,
 			params: []tdstest.Param{pBigint(10), pBigint(0), pVarChar("0001"), pBigint(4)}, check: rows(4)}},
 		"CT probe":                      {{sql: ctProbeSQL, params: []tdstest.Param{pNVarchar("[dbo].[claim_lines]")}, check: rows(1)}},

@@ -114,26 +114,29 @@ func ConfigWarnings(cfg *config.Config) []string {
 	return append(cfg.TransportWarnings(), cfg.SecretWarnings()...)
 }
 
-// connect opens a pool on the store URL in secret (key names it in
-// errors, which never quote it), judges its TLS (storeTLS), and pings it,
-// warning first about the configuration (warnStore) and an accepted
-// insecure transport. size, when set, may size the pool from the URL text.
-func connect(ctx context.Context, key string, cfg *config.Config, log *slog.Logger, size func(*pgxpool.Config, string)) (*pgxpool.Pool, error) {
-	warnStore(ctx, cfg, log)
+// StoreConfig is the pool configuration every command connects to the
+// store with, from the URL at key (store.url or store.owner_url; errors
+// name the key and the secret's reference, never the URL): the secret
+// resolved and parsed, its transport judged (storeTLS: a refusal is a
+// *StoreTransportError), its CA and client key files read and checked. It
+// touches no network, so validate runs it too. warning is what an
+// accepted insecure transport is warned with ("" for none); url is the
+// revealed URL, for sizing the pool (setsPoolSize).
+func StoreConfig(key string, cfg *config.Config) (pcfg *pgxpool.Config, url, warning string, err error) {
 	secret := cfg.Store.URL
 	if key == "store.owner_url" {
 		secret = cfg.Store.OwnerURL
 	}
-	url, err := secret.Reveal()
+	url, err = secret.Reveal()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", key, err)
+		return nil, "", "", fmt.Errorf("%s: %w", key, err)
 	}
-	pcfg, err := pgxpool.ParseConfig(url)
+	pcfg, err = pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's parse errors can quote the URL, password included.
-		return nil, fmt.Errorf("%s (%s): not a valid PostgreSQL URL or connection string", key, secret)
+		return nil, "", "", fmt.Errorf("%s (%s): not a valid PostgreSQL URL or connection string", key, secret)
 	}
-	warning, err := storeTLS(key, url, &pcfg.ConnConfig.Config, cfg.Store.InsecureTransport)
+	warning, err = storeTLS(key, url, &pcfg.ConnConfig.Config, cfg.Store.InsecureTransport)
 	if err == nil {
 		err = storeRoots(key, url, &pcfg.ConnConfig.Config)
 	}
@@ -144,12 +147,25 @@ func connect(ctx context.Context, key string, cfg *config.Config, log *slog.Logg
 		if te, ok := err.(*StoreTransportError); ok {
 			te.Ref = secret.String()
 		}
+		return nil, "", "", err
+	}
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "ehrsync"
+	return pcfg, url, warning, nil
+}
+
+// connect opens a pool on the store URL at key (StoreConfig), warns on log
+// about the configuration (WarnStore) and an accepted insecure transport,
+// and pings it. size, when set,
+// may size the pool from the URL text.
+func connect(ctx context.Context, key string, cfg *config.Config, log *slog.Logger, size func(*pgxpool.Config, string)) (*pgxpool.Pool, error) {
+	WarnStore(ctx, cfg, log)
+	pcfg, url, warning, err := StoreConfig(key, cfg)
+	if err != nil {
 		return nil, err
 	}
 	if warning != "" {
 		warn(ctx, log, "insecure store connection", "warning", warning)
 	}
-	pcfg.ConnConfig.RuntimeParams["application_name"] = "ehrsync"
 	if size != nil {
 		size(pcfg, url)
 	}
@@ -209,18 +225,6 @@ func Migrate(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err := prepare(ctx, cfg, pool, log); err != nil {
 		return err
 	}
-	warnUnprotected(ctx, pool, log)
-	return nil
-}
-
-// CheckAudit connects as store.url's role and warns on log when the audit
-// and position history are not append-only for it (`ehrsync check`).
-func CheckAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	pool, err := connect(ctx, "store.url", cfg, log, func(pcfg *pgxpool.Config, _ string) { pcfg.MaxConns = 1 })
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 	warnUnprotected(ctx, pool, log)
 	return nil
 }

@@ -46,9 +46,9 @@ func WarnSources(ctx context.Context, orgs []config.Org, log *slog.Logger) {
 	}
 }
 
-// warnStore logs what is insecure in the configuration besides the sources
+// WarnStore logs what is insecure in the configuration besides the sources
 // (ConfigWarnings): what every command that connects to the store gives.
-func warnStore(ctx context.Context, cfg *config.Config, log *slog.Logger) {
+func WarnStore(ctx context.Context, cfg *config.Config, log *slog.Logger) {
 	for _, w := range ConfigWarnings(cfg) {
 		warn(ctx, log, "insecure configuration", "warning", w)
 	}

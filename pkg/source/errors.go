@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -34,16 +35,16 @@ type Class struct {
 var (
 	ClassConnectTimeout = &Class{Code: "connect_timeout", Transient: true,
 		Cause: "the connection was not established within the connect timeout",
-		Fix:   "check that the endpoint answers (nc -vz HOST PORT from this machine), that firewalls allow it (443/1433), and raise connect_timeout if the link is slow"}
+		Fix:   fmt.Sprintf(connectTimeoutFix, 1433)}
 	ClassRelayUnreachable = &Class{Code: "relay_unreachable", Transient: true,
 		Cause: "the relay endpoint refused or did not answer the connection",
 		Fix:   "on the relay VM check the ailevate-tunnel and ailevate-proxy services (systemctl status ailevate-tunnel ailevate-proxy), and that the firewall allows 443 outbound from the relay"}
 	ClassRelayUpstream = &Class{Code: "relay_upstream_unreachable", Transient: true,
-		Cause: "the relay is up but closed the connection: SQL Server is unreachable behind the relay",
-		Fix:   "from the relay VM run nc -vz SQLHOST 1433; check that SQL Server is running, listens on TCP 1433, and the customer firewall allows the relay to reach it"}
+		Cause: fmt.Sprintf(relayUpstreamCause, "SQL Server"),
+		Fix:   fmt.Sprintf(relayUpstreamFix, "SQLHOST", 1433, "SQL Server", 1433)}
 	ClassServerUnreachable = &Class{Code: "server_unreachable", Transient: true,
 		Cause: "the database server refused the connection or is not reachable",
-		Fix:   "check that the server is running and listens on the configured port (nc -vz HOST PORT from where ehrsync connects), and that the firewall allow-lists ehrsync's address on 1433"}
+		Fix:   fmt.Sprintf(serverUnreachableFix, 1433)}
 	ClassBastionUnreachable = &Class{Code: "ssh_unreachable", Transient: true,
 		Cause: "the SSH bastion refused or did not answer the connection",
 		Fix:   "check that the bastion is running sshd on the configured port and that the firewall allows ehrsync's address (nc -vz BASTION 22)"}

@@ -107,3 +107,35 @@ func TestClassesDocumented(t *testing.T) {
 		seen[c.Code] = true
 	}
 }
+
+// TestClassForSource: the classes a PostgreSQL source can meet on the way
+// to its server name neither SQL Server nor its port 1433, and name the
+// source's port; for SQL Server on 1433 they read as the classes do, and
+// on another port name that port.
+func TestClassForSource(t *testing.T) {
+	path := []*source.Class{source.ClassConnectTimeout, source.ClassRelayUnreachable, source.ClassRelayUpstream,
+		source.ClassServerUnreachable, source.ClassBastionUnreachable, source.ClassDNS, source.ClassTLSExpired,
+		source.ClassTLSWrongHost, source.ClassTLSUnknownCA, source.ClassTLS, source.ClassLoginFailed, source.ClassDatabase,
+		source.ClassPermission, source.ClassSecret, source.ClassQueryTimeout, source.ClassTransient}
+	pg := config.Source{Dialect: config.Postgres, Via: config.ViaDirect, Port: 5433}
+	for _, c := range path {
+		got := c.For(pg)
+		require.Equal(t, c.Code, got.Code)
+		for _, text := range []string{got.Cause, got.Fix} {
+			require.NotContains(t, text, "1433", c.Code)
+			require.NotContains(t, text, "SQL Server", c.Code)
+			require.NotContains(t, text, "18456", c.Code)
+		}
+	}
+	require.Contains(t, source.ClassServerUnreachable.For(pg).Fix, "on 5433")
+	require.Contains(t, source.ClassConnectTimeout.For(pg).Fix, "443/5433")
+	require.Contains(t, source.ClassRelayUpstream.For(pg).Fix, "nc -vz PGHOST 5432; check that PostgreSQL is running")
+	require.Contains(t, source.ClassLoginFailed.For(pg).Fix, "pg_hba.conf")
+
+	ms := config.Source{Dialect: config.SQLServer, Via: config.ViaDirect, Port: 1433}
+	for _, c := range source.Classes() {
+		require.Equal(t, *c, *c.For(ms), c.Code)
+	}
+	ms.Port = 14330
+	require.Contains(t, source.ClassServerUnreachable.For(ms).Fix, "on 14330")
+}

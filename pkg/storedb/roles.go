@@ -154,3 +154,102 @@ func Protection(ctx context.Context, q Querier) ([]string, error) {
 	}
 	return problems, nil
 }
+
+// Grant is a privilege a role lacks, with the statement that gives it.
+type Grant struct {
+	Privilege string // "INSERT on ehrsync.audit"
+	Statement string // "GRANT INSERT ON ehrsync.audit TO writer;", run as the schema's owner
+}
+
+// MissingWriterPrivileges lists what q's role lacks of the privileges the
+// writer needs to sync (those GrantWriter and EnsureSchemas give): USAGE
+// on the ehrsync schema, WriterPrivileges on its tables, USAGE on the
+// position history's sequence, and USAGE and CREATE on each organization
+// schema in orgSchemas; for an organization schema that does not exist
+// yet, CREATE on the database when createsSchemas (the writer creates it:
+// no owner role creates it first). A table of the ehrsync schema that does
+// not exist (migrations not applied) is not judged. None: the role has
+// them all.
+func MissingWriterPrivileges(ctx context.Context, q Querier, orgSchemas []string, createsSchemas bool) ([]Grant, error) {
+	role, err := CurrentRole(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	to := " TO " + pgx.Identifier{role}.Sanitize() + ";"
+	var out []Grant
+	// has asks the server whether the role holds privilege on the object;
+	// a NULL answer (the object does not exist) is no answer.
+	has := func(query string, args ...any) (bool, bool, error) {
+		var ok *bool
+		if err := q.QueryRow(ctx, query, args...).Scan(&ok); err != nil {
+			return false, false, fmt.Errorf("read the store role's privileges: %w", err)
+		}
+		return ok != nil && *ok, ok != nil, nil
+	}
+	check := func(privilege, statement, query string, args ...any) error {
+		ok, known, err := has(query, args...)
+		if err == nil && known && !ok {
+			out = append(out, Grant{Privilege: privilege, Statement: statement + to})
+		}
+		return err
+	}
+	// A schema's privilege: NULL when the schema does not exist.
+	const schemaPriv = "SELECT (SELECT has_schema_privilege(n.oid, $2) FROM pg_namespace n WHERE n.nspname = $1)"
+	if err := check("USAGE on schema "+SchemaName, "GRANT USAGE ON SCHEMA "+pgx.Identifier{SchemaName}.Sanitize(), schemaPriv, SchemaName, "USAGE"); err != nil {
+		return nil, err
+	}
+	for _, p := range WriterPrivileges {
+		t := pgx.Identifier{SchemaName, p.Table}.Sanitize()
+		for _, priv := range strings.Split(p.Privileges, ", ") {
+			if err := check(priv+" on "+SchemaName+"."+p.Table, "GRANT "+priv+" ON "+t,
+				"SELECT has_table_privilege(to_regclass($1), $2)", t, priv); err != nil {
+				return nil, err
+			}
+		}
+	}
+	seq := pgx.Identifier{SchemaName, "position_history_id_seq"}.Sanitize()
+	if err := check("USAGE on sequence "+SchemaName+".position_history_id_seq", "GRANT USAGE ON SEQUENCE "+seq,
+		"SELECT has_sequence_privilege(to_regclass($1), 'USAGE')", seq); err != nil {
+		return nil, err
+	}
+	for _, s := range orgSchemas {
+		ident := pgx.Identifier{s}.Sanitize()
+		_, exists, err := has("SELECT (SELECT true FROM pg_namespace WHERE nspname = $1)", s)
+		if err != nil {
+			return nil, err
+		}
+		if !exists {
+			var db string
+			if createsSchemas {
+				if err := q.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+					return nil, fmt.Errorf("read the store database's name: %w", err)
+				}
+				if err := check("CREATE on database "+db+" (to create schema "+s+")", "GRANT CREATE ON DATABASE "+pgx.Identifier{db}.Sanitize(),
+					"SELECT has_database_privilege(current_database(), 'CREATE')"); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		for _, priv := range []string{"USAGE", "CREATE"} {
+			if err := check(priv+" on schema "+s, "GRANT "+priv+" ON SCHEMA "+ident, schemaPriv, s, priv); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// MayMigrate reports whether q's role may apply migrations to the ehrsync
+// schema itself: it owns the schema (or is a member of its owner), or,
+// when the schema does not exist yet, may create schemas in the database.
+func MayMigrate(ctx context.Context, q Querier) (bool, error) {
+	var may bool
+	err := q.QueryRow(ctx, `SELECT CASE WHEN n.oid IS NULL THEN has_database_privilege(current_database(), 'CREATE')
+		ELSE pg_has_role(current_user, n.nspowner, 'MEMBER') END
+		FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1`, SchemaName).Scan(&may)
+	if err != nil {
+		return false, fmt.Errorf("read whether the store role may migrate: %w", err)
+	}
+	return may, nil
+}

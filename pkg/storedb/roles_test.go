@@ -217,3 +217,71 @@ func TestMigrationChainsEarlierRows(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, audit.Chain{Rows: 4, FirstID: 1, LastID: 4, Head: c.Head}, c)
 }
+
+// TestMissingWriterPrivileges: a writer GrantWriter and EnsureSchemas
+// prepared lacks nothing; each privilege taken away is named with the
+// GRANT that gives it back; an organization schema not created yet needs
+// CREATE on the database only when the writer creates it; the owner lacks
+// nothing.
+func TestMissingWriterPrivileges(t *testing.T) {
+	ctx := context.Background()
+	r := newRoles(t)
+	require.NoError(t, storedb.EnsureSchemas(ctx, r.owner, r.writerName, "st_mary"))
+	orgs := []string{"st_mary", "north"}
+
+	missing, err := storedb.MissingWriterPrivileges(ctx, r.writer, orgs, false)
+	require.NoError(t, err)
+	require.Empty(t, missing)
+	may, err := storedb.MayMigrate(ctx, r.writer)
+	require.NoError(t, err)
+	require.False(t, may, "the writer may not migrate")
+	may, err = storedb.MayMigrate(ctx, r.owner)
+	require.NoError(t, err)
+	require.True(t, may, "the owner may")
+	missing, err = storedb.MissingWriterPrivileges(ctx, r.owner, orgs, true)
+	require.NoError(t, err)
+	require.Empty(t, missing, "the owner created the database's schemas: it may create more")
+
+	w := pgx.Identifier{r.writerName}.Sanitize()
+	_, err = r.owner.Exec(ctx, "REVOKE INSERT ON ehrsync.audit FROM "+w+"; REVOKE CREATE ON SCHEMA st_mary FROM "+w)
+	require.NoError(t, err)
+	missing, err = storedb.MissingWriterPrivileges(ctx, r.writer, orgs, true)
+	require.NoError(t, err)
+	require.Equal(t, []storedb.Grant{
+		{Privilege: "INSERT on ehrsync.audit", Statement: `GRANT INSERT ON "ehrsync"."audit" TO ` + w + ";"},
+		{Privilege: "CREATE on schema st_mary", Statement: `GRANT CREATE ON SCHEMA "st_mary" TO ` + w + ";"},
+	}, missing[:2])
+	require.Len(t, missing, 3)
+	require.Contains(t, missing[2].Privilege, "CREATE on database ")
+	require.Contains(t, missing[2].Privilege, "(to create schema north)")
+
+	for _, g := range missing {
+		_, err := r.admin.Exec(ctx, g.Statement)
+		require.NoError(t, err, g.Statement)
+	}
+	missing, err = storedb.MissingWriterPrivileges(ctx, r.writer, orgs, true)
+	require.NoError(t, err)
+	require.Empty(t, missing, "the GRANTs named fix it")
+}
+
+// TestMayMigrateAFreshStore: before the ehrsync schema exists, a role may
+// migrate the store when it may create schemas in its database.
+func TestMayMigrateAFreshStore(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.URL(t)
+	for _, c := range []struct {
+		prefix string
+		grants []string
+		may    bool
+	}{
+		{"plain", nil, false},
+		{"creator", []string{"GRANT CREATE ON DATABASE " + pgtest.Database(t, db) + " TO %s"}, true},
+	} {
+		pool, err := pgxpool.New(ctx, pgtest.Role(t, db, c.prefix, c.grants...))
+		require.NoError(t, err)
+		may, err := storedb.MayMigrate(ctx, pool)
+		pool.Close()
+		require.NoError(t, err)
+		require.Equal(t, c.may, may, c.prefix)
+	}
+}
