@@ -128,6 +128,10 @@ type Daemon struct {
 
 	wake chan struct{}
 
+	// started is the configuration the process started with: what a
+	// reload cannot change (restartOnly) stays as it says.
+	started *config.Config
+
 	mu     sync.Mutex
 	orgs   map[string]*orgState
 	loaded bool
@@ -163,7 +167,7 @@ func New(cfg *config.Config, sync Syncer, backfill Backfiller, log *slog.Logger,
 		metrics = NewMetrics(nil)
 	}
 	d := &Daemon{sync: sync, backfill: backfill, log: log, metrics: metrics, opts: opts,
-		wake: make(chan struct{}, 1), orgs: map[string]*orgState{}}
+		wake: make(chan struct{}, 1), orgs: map[string]*orgState{}, started: cfg}
 	if err := d.Reload(cfg); err != nil {
 		return nil, err
 	}
@@ -499,6 +503,10 @@ func (d *Daemon) reload(load func() (*config.Config, error)) {
 	}
 	d.metrics.Reloads.WithLabelValues("ok").Inc()
 	d.log.Info("configuration reloaded", "orgs", len(cfg.Orgs))
+	if keys := restartOnly(d.started, cfg); len(keys) > 0 {
+		d.log.Warn("configuration reloaded; restart the daemon for these changed settings to take effect everywhere (a reload leaves them as they were, but for the defaults organizations copy)",
+			"settings", keys)
+	}
 }
 
 type dueRun struct {
