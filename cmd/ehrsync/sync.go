@@ -10,6 +10,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/service"
+	"github.com/ehrsync/ehrsync/pkg/terminal"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -98,9 +99,11 @@ func report(w io.Writer, results []engine.OrgResult) error {
 	return nil
 }
 
+// positionText is a position with its cursor's value and without key
+// values (Display), escaped for a terminal.
 func positionText(p watermarks.Position) string {
 	if p == nil {
 		return "-"
 	}
-	return p.String()
+	return terminal.Escape(p.Display())
 }

@@ -254,7 +254,10 @@ func notAudited(w http.ResponseWriter, what string, err error) {
 type TableView struct {
 	Name     string `json:"name"`
 	Strategy string `json:"strategy,omitempty"`
-	State    string `json:"state"`
+	// State is what the position, its history and the last run say:
+	// never synced, "reset: full re-sync next run", snapshotting, synced
+	// or failing (watermarks.StateOf).
+	State string `json:"state"`
 	// Position is the position's summary: never key or cursor values.
 	Position    *watermarks.Summary `json:"position"`
 	PositionAt  time.Time           `json:"position_updated_at,omitzero"`
@@ -298,15 +301,12 @@ func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
 			seen[name] = true
 			ts := st.Tables[name]
 			tv := TableView{Name: name, Strategy: ts.Strategy, LastRun: ts.LastRun, LastSuccess: ts.LastSuccess,
-				Outcome: ts.Outcome, ErrorClass: ts.ErrorClass, State: "never synced"}
-			if !ts.LastSuccess.IsZero() {
-				tv.State = "synced" // full-snapshot tables keep no position between runs
-			}
+				Outcome: ts.Outcome, ErrorClass: ts.ErrorClass}
 			if p, ok := byTable[st.Name+"\x00"+name]; ok {
-				tv.Position, tv.PositionAt, tv.State = watermarks.Summarize(p.Position), p.UpdatedAt, "synced"
-				if p.Position.Kind() == watermarks.KindSnapshot {
-					tv.State = "snapshotting"
-				}
+				tv.Position, tv.PositionAt = watermarks.Summarize(p.Position), p.UpdatedAt
+				tv.State = string(watermarks.StateOf(p.Position, nil))
+			} else {
+				tv.State = s.unpositioned(r.Context(), st.Name, name)
 			}
 			if ts.Outcome == "failed" {
 				tv.State = "failing"
@@ -338,6 +338,22 @@ func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
 		out = append(out, ov)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"orgs": out})
+}
+
+// unpositioned is the state of a table without a position: never synced,
+// or reset (its newest move in the history); "unknown" when the history
+// cannot be read.
+func (s *Server) unpositioned(ctx context.Context, org, table string) string {
+	hist, err := s.Positions.History(ctx, org, table, 1)
+	if err != nil {
+		s.Log.Warn("position history not read", "org", org, "table", table, "class", engine.Class(err))
+		return "unknown"
+	}
+	var last *watermarks.HistoryEntry
+	if len(hist) > 0 {
+		last = &hist[0]
+	}
+	return string(watermarks.StateOf(nil, last))
 }
 
 type tablesBody struct {
