@@ -22,6 +22,7 @@
 // replace a queued one of another kind, are refused (409) naming that one
 // ("existing"); a sync asked for while one is queued joins it. Every error
 // is JSON like the successes, {"error": "..."}, 401, 404 and 405 included.
+//
 //	POST /admin/orgs/{org}/pause | /resume            pause or resume the org's schedule
 //	POST /admin/orgs/{org}/tables/{table}/position    {"confirm": "ORG/TABLE", "position": null | {...}, "note": "..."}
 //	                                                  reset (null: full re-sync next run) or rewind a position
