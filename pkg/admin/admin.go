@@ -15,6 +15,9 @@
 //	                                                  backfill only T's rows with key in [from, to] (either optional)
 //	POST /admin/orgs/{org}/cancel                     cancel the org's run in progress (a backfill resumes when started again);
 //	                                                  answers the run canceled and the request queued after it
+//	POST /admin/orgs/{org}/pause | /resume            pause or resume the org's schedule
+//	POST /admin/orgs/{org}/tables/{table}/position    {"confirm": "ORG/TABLE", "position": null | {...}, "note": "..."}
+//	                                                  reset (null: full re-sync next run) or rewind a position
 //
 // A sync or backfill is answered with its request (daemon.Request: id,
 // kind, tables, state, who asked, the run it waits for). A backfill of a
@@ -23,16 +26,13 @@
 // ("existing"); a sync asked for while one is queued joins it. Every error
 // is JSON like the successes, {"error": "..."}, 401, 404 and 405 included.
 //
-//	POST /admin/orgs/{org}/pause | /resume            pause or resume the org's schedule
-//	POST /admin/orgs/{org}/tables/{table}/position    {"confirm": "ORG/TABLE", "position": null | {...}, "note": "..."}
-//	                                                  reset (null: full re-sync next run) or rewind a position
-//
 // Organization and table names in the path and in "tables" are checked
 // against the loaded configuration and answered by their canonical names
 // (the configured organization, the catalog's schema.table); a name with a
 // control character is refused (400). Positions are answered as their
-// summaries (watermarks.Summary), never with key or cursor values: the
-// full position is read with the local CLI only (ehrsync positions show).
+// summaries (watermarks.Summary), never with key values nor a timestamp
+// cursor's value: the full position is read with the local CLI only
+// (ehrsync positions show).
 package admin
 
 import (
