@@ -8,7 +8,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/schemas"
-	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 // ops returns "key:op" for each row of the target (ordered by key text) or
@@ -75,62 +74,6 @@ func TestStoredOpSaysWhatTheApplyDid(t *testing.T) {
 			require.Equal(t, []string{keyB + ":update", keyA + ":insert", keyC + ":insert"}, f.ops(t, tg, false))
 			log = f.ops(t, tg, true)
 			require.Equal(t, []string{keyC + ":insert", keyC + ":update"}, log[len(log)-2:])
-		})
-	}
-}
-
-// TestReconcileNamesItsBatch: a reconciliation that deletes rows is
-// recorded in the position history (reason reconcile, the position as it
-// was, the rows deleted, the actor), and the rows it soft-deleted and its
-// change-log entries name that entry in _ehrsync_batch, as every other
-// write does. One that deletes nothing records nothing.
-func TestReconcileNamesItsBatch(t *testing.T) {
-	for _, policy := range []DeletePolicy{DeleteHard, DeleteSoft} {
-		t.Run(string(policy), func(t *testing.T) {
-			f := newFixture(t)
-			ctx := context.Background()
-			tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{DeletePolicy: policy, ChangeLog: true})
-			require.NoError(t, err)
-			_, err = f.apply(t, tg, nil, cursorAt(1),
-				change{op: schemas.OpInsert, row: line(keyA, "S", "1.00")},
-				change{op: schemas.OpInsert, row: line(keyB, "S", "2.00")})
-			require.NoError(t, err)
-			sourceHasA := func() KeyBatches {
-				return keyFeed(batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyA}}))
-			}
-			res, err := tg.Reconcile(ctx, sourceHasA(), "reconciler")
-			require.NoError(t, err)
-			require.Equal(t, int64(1), res.Deleted)
-
-			hist, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 1)
-			require.NoError(t, err)
-			require.Len(t, hist, 1)
-			h := hist[0]
-			require.Equal(t, watermarks.ReasonReconcile, h.Reason)
-			require.Equal(t, "reconciler", h.Actor)
-			require.Equal(t, int64(1), h.Rows)
-			require.Equal(t, cursorAt(1), h.From, "a reconciliation does not move the position")
-			require.Equal(t, cursorAt(1), h.To)
-
-			var logged int64
-			require.NoError(t, f.pool.QueryRow(ctx, "SELECT "+MetaBatch+" FROM "+tg.ChangeLogIdent().Sanitize()+
-				" WHERE "+MetaOp+" = 'delete'").Scan(&logged))
-			require.Equal(t, h.ID, logged, "the change-log entry of the deletion names another commit")
-			if policy == DeleteSoft {
-				var b int64
-				var op string
-				require.NoError(t, f.pool.QueryRow(ctx, "SELECT "+MetaBatch+", "+MetaOp+" FROM "+tg.Ident().Sanitize()+
-					" WHERE line_id = $1", keyB).Scan(&b, &op))
-				require.Equal(t, h.ID, b, "the soft-deleted row names another commit")
-				require.Equal(t, "delete", op)
-			}
-
-			// Nothing more to delete: no entry.
-			_, err = tg.Reconcile(ctx, sourceHasA(), "reconciler")
-			require.NoError(t, err)
-			again, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 1)
-			require.NoError(t, err)
-			require.Equal(t, h.ID, again[0].ID)
 		})
 	}
 }
