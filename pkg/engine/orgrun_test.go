@@ -190,7 +190,9 @@ func (p swapPlanner) Plan(ctx context.Context, req extractors.PlanRequest) (extr
 }
 
 // stopPlanner plans x's table with x.
-func stopPlanner(p planner, x *stopping) swapPlanner { return swapPlanner{p, x.table.QualifiedName(), x} }
+func stopPlanner(p planner, x *stopping) swapPlanner {
+	return swapPlanner{p, x.table.QualifiedName(), x}
+}
 
 // TestOrgRunReportsTablesTheRunsEndKeptFromStarting: when the run's ctx
 // ends (a cancel, a deadline) before a table could start, that table is not
