@@ -116,7 +116,7 @@ func (e *Engine) InitMetrics(org *config.Org) {
 	l, ok := e.leases.(interface{ InitMetrics(org, table string) })
 	for _, t := range org.Tables {
 		q := e.qualified(t.Name)
-		e.metrics.init(org.Name, q)
+		e.metrics.initLabels(org.Name, q)
 		if ok {
 			l.InitMetrics(org.Name, q)
 		}

@@ -61,9 +61,9 @@ var (
 	operations = []string{"insert", "update", "delete", "unchanged"}
 )
 
-// init makes the counters of (org, table) exist at 0, every outcome and
+// initLabels makes the counters of (org, table) exist at 0, every outcome and
 // operation, before any run.
-func (m *Metrics) init(org, table string) {
+func (m *Metrics) initLabels(org, table string) {
 	for _, o := range outcomes {
 		m.TableRuns.WithLabelValues(org, table, o)
 	}
