@@ -85,9 +85,12 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 		return rp.PlanRange(ctx, req, r)
 	})
 	if err == nil {
+		// The backfill's chunks, and the rows its reconciliation deletes,
+		// are recorded under its own position, never the table's.
+		target = target.WithPositionTable(BackfillPosition(res.Table))
 		job := TableJob{
 			Org: org.Name, Table: BackfillPosition(res.Table), Strategy: "backfill",
-			Extractor: backfillExtractor{plan.Extractor}, Target: target.WithPositionTable(BackfillPosition(res.Table)),
+			Extractor: backfillExtractor{plan.Extractor}, Target: target,
 			Positions: e.positions, Actor: actor, RunID: runID, Metrics: e.metrics,
 		}
 		res = RunTable(ctx, log, job)

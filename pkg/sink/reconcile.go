@@ -137,7 +137,8 @@ func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, 
 		}
 		// The reconciliation's batch id: the rows it soft-deletes and its
 		// change-log entries carry it, and when it deletes any it is
-		// recorded under it in the position history.
+		// recorded under it in the position history, under the target's
+		// position name (a ranged backfill's own, WithPositionTable).
 		var batch int64
 		var at time.Time
 		b := &pgx.Batch{}
@@ -177,7 +178,7 @@ func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, 
 			return fmt.Errorf("delete rows gone at the source: %w", err)
 		}
 		if res.Deleted > 0 {
-			if err := tg.sink.positions.Reconciled(ctx, tx, batch, tg.org, tg.table.QualifiedName(), actor, res.Deleted); err != nil {
+			if err := tg.sink.positions.Reconciled(ctx, tx, batch, tg.org, tg.positionName(), actor, res.Deleted); err != nil {
 				return err
 			}
 		}
