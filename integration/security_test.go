@@ -111,7 +111,8 @@ func TestReliabilitySecurityAdminAPI(t *testing.T) {
 		} {
 			r := d.request(t, path.method, path.path, refused[name])
 			require.Equal(t, http.StatusUnauthorized, r.Status, "%s %s: %s", name, path.path, r.Body)
-			require.Equal(t, "unauthorized\n", r.Body, name)
+			require.JSONEq(t, `{"error": "unauthorized"}`, r.Body, name)
+			require.Equal(t, "application/json", r.Header.Get("Content-Type"), name)
 			if reference == nil {
 				reference = &r
 			}

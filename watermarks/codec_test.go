@@ -257,44 +257,70 @@ func TestEncodeRefusesInvalidPositions(t *testing.T) {
 	}
 }
 
+// TestStringIsSafeToLog: String (what logs, errors and the admin API's
+// summaries show) has the LSNs, versions and row-version numbers, never a
+// key value nor a timestamp cursor's value; Display (an operator's
+// positions list, the sync report) adds the cursor's value of any type,
+// never a key value; Detail (positions show) has every value.
 func TestStringIsSafeToLog(t *testing.T) {
 	secret := watermarks.String("varchar(20)", "MRN-SECRET")
 	mv := must(t)
 	when := mv(watermarks.ParseValue(watermarks.TypeDateTime2, "datetime2(3)", "2026-11-01T08:30:00.5"))
+	rv := watermarks.RowVersion([8]byte{0, 0, 0, 0, 0, 0, 0x07, 0xD1})
 	tests := []struct {
-		name   string
-		p      watermarks.Position
-		str    string
-		detail string
+		name    string
+		p       watermarks.Position
+		str     string
+		display string // "": str
+		detail  string
 	}{
 		{"cdc", watermarks.CDC{LSN: lsnA, Instance: "dbo_claims"},
-			"cdc 0x0000002A000001F00003 (dbo_claims)",
+			"cdc 0x0000002A000001F00003 (dbo_claims)", "",
 			"cdc 0x0000002A000001F00003 (dbo_claims)"},
 		{"cdc inside a transaction", watermarks.CDC{LSN: lsnA, Seqval: lsnB, Op: 2},
-			"cdc 0x0000002A000001F00003 after seqval 0x0000002A000001F00002 op 2",
+			"cdc 0x0000002A000001F00003 after seqval 0x0000002A000001F00002 op 2", "",
 			"cdc 0x0000002A000001F00003 after seqval 0x0000002A000001F00002 op 2"},
 		{"cdc inside a transaction with command id", watermarks.CDC{LSN: lsnA, CommandID: 3, Seqval: lsnB, Op: 2},
-			"cdc 0x0000002A000001F00003 after command 3 seqval 0x0000002A000001F00002 op 2",
+			"cdc 0x0000002A000001F00003 after command 3 seqval 0x0000002A000001F00002 op 2", "",
 			"cdc 0x0000002A000001F00003 after command 3 seqval 0x0000002A000001F00002 op 2"},
-		{"ct", watermarks.CT{Version: 7}, "ct version 7", "ct version 7"},
+		{"ct", watermarks.CT{Version: 7}, "ct version 7", "", "ct version 7"},
 		{"ct window", watermarks.CT{Version: 7, To: 9, LastKey: watermarks.Key{secret}},
-			"ct version 7, window to 9 after <key of 1 value>",
+			"ct version 7, window to 9 after <key of 1 value>", "",
 			`ct version 7, window to 9 after ("MRN-SECRET")`},
 		{"ct window not started", watermarks.CT{Version: 7, To: 9},
-			"ct version 7, window to 9 not started", "ct version 7, window to 9 not started"},
-		{"cursor", watermarks.Cursor{Column: "modified", Value: when, Key: watermarks.Key{secret, watermarks.Int64(4)}},
+			"ct version 7, window to 9 not started", "", "ct version 7, window to 9 not started"},
+		{"timestamp cursor", watermarks.Cursor{Column: "modified", Value: when, Key: watermarks.Key{secret, watermarks.Int64(4)}},
 			"cursor modified <datetime2 datetime2(3)>, after <key of 2 values>",
-			`cursor modified = 2026-11-01T08:30:00.5, after key ("MRN-SECRET", 4)`},
+			"cursor modified 2026-11-01T08:30:00.5, after <key of 2 values>",
+			`cursor modified 2026-11-01T08:30:00.5, after key ("MRN-SECRET", 4)`},
+		{"timestamp cursor before any row", watermarks.Cursor{Column: "modified", Value: watermarks.Null().WithSQLType("datetime2(3)")},
+			"cursor modified <null datetime2(3)>", "cursor modified NULL", "cursor modified NULL"},
+		{"rowversion cursor", watermarks.Cursor{Column: "row_timestamp", Value: rv, Key: watermarks.Key{secret}},
+			"cursor row_timestamp 0x00000000000007D1, after <key of 1 value>", "",
+			`cursor row_timestamp 0x00000000000007D1, after key ("MRN-SECRET")`},
+		{"transaction id cursor", watermarks.Cursor{Column: "xmin", Value: watermarks.Int64(9001)},
+			"cursor xmin 9001", "", "cursor xmin 9001"},
 		{"snapshot", watermarks.Snapshot{LastKey: watermarks.Key{secret}, Resume: watermarks.Cursor{Column: "modified", Value: when}},
 			"snapshot after <key of 1 value>, then cursor modified <datetime2 datetime2(3)>",
-			`snapshot after key ("MRN-SECRET"), then cursor modified = 2026-11-01T08:30:00.5`},
-		{"snapshot every run", watermarks.Snapshot{},
-			"snapshot not started, no incremental position", "snapshot not started, no incremental position"},
+			"snapshot after <key of 1 value>, then cursor modified 2026-11-01T08:30:00.5",
+			`snapshot after key ("MRN-SECRET"), then cursor modified 2026-11-01T08:30:00.5`},
+		{"snapshot not started", watermarks.Snapshot{Resume: watermarks.CT{Version: 3}},
+			"snapshot not started, then ct version 3", "", "snapshot not started, then ct version 3"},
+		{"snapshot every run, in progress", watermarks.Snapshot{LastKey: watermarks.Key{secret}},
+			"snapshot after <key of 1 value>", "", `snapshot after key ("MRN-SECRET")`},
+		{"snapshot every run, between passes", watermarks.Snapshot{},
+			"snapshot complete, next pass from the start", "", "snapshot complete, next pass from the start"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			display := tc.display
+			if display == "" {
+				display = tc.str
+			}
 			require.Equal(t, tc.str, tc.p.String())
+			require.Equal(t, display, tc.p.Display())
 			require.Equal(t, tc.detail, tc.p.Detail())
+			require.NotContains(t, display, "SECRET")
 			var buf bytes.Buffer
 			slog.New(slog.NewJSONHandler(&buf, nil)).Info("moved", "position", tc.p)
 			slog.New(slog.NewTextHandler(&buf, nil)).Info("moved", "position", tc.p)

@@ -30,13 +30,16 @@
 //
 // # PHI
 //
-// Key and cursor values are row data. String and the errors of this package
-// never contain them, so positions can be logged and wrapped into errors
-// freely. Summarize gives a position's Summary (kind, LSNs, versions,
-// row-version numbers), what the audit records and the admin API answers.
-// Detail, Value.Text and the JSON form (Encode) show the values, for an
-// operator's "positions show" and the store's own tables only: never log
-// their output, nor put it in an audit record or an API response.
+// Key values and timestamp cursor values are row data. String and the
+// errors of this package never contain them (they show LSNs, versions and
+// row-version numbers, the database's counters), so positions can be logged
+// and wrapped into errors freely. Summarize gives a position's Summary (the
+// same, as fields), what the audit records and the admin API answers.
+// Display shows the cursor's value whatever its type, never key values, for
+// an operator's terminal (positions list, the sync report). Detail,
+// Value.Text and the JSON form (Encode) show every value, for an operator's
+// "positions show" and the store's own tables only: never log their output,
+// nor put it in an audit record or an API response.
 //
 // # Store
 //

@@ -24,11 +24,15 @@ const (
 // pointers); a nil Position means the table has none yet (it has never been
 // synced, or an operator reset it).
 //
-// String is safe to log: it shows the kind, LSNs and versions, never key or
-// cursor values. Detail shows those values, for operators only.
+// String is safe to log: it shows the kind, LSNs, versions and row-version
+// numbers (the database's counters), never key values nor a timestamp
+// cursor's value. Display adds the cursor's value whatever its type, for an
+// operator's terminal (positions list, the sync report); Detail adds the key
+// values too, for positions show only.
 type Position interface {
 	Kind() Kind
 	String() string
+	Display() string
 	Detail() string
 	position()
 }
@@ -129,12 +133,18 @@ func (c CDC) String() string {
 	return b.String()
 }
 
+// Display is String: a CDC position holds no row data.
+func (c CDC) Display() string { return c.String() }
+
 // Detail is String: a CDC position holds no row data.
 func (c CDC) Detail() string { return c.String() }
 
 // String: "ct version 120", or in a window "ct version 120, window to 150
 // after <key of 1 value>".
 func (c CT) String() string { return c.describe(Key.String) }
+
+// Display is String: a CT position's only values are its key's.
+func (c CT) Display() string { return c.String() }
 
 // Detail is String with the key's values.
 func (c CT) Detail() string { return c.describe(Key.Text) }
@@ -150,18 +160,36 @@ func (c CT) describe(key func(Key) string) string {
 	return s + fmt.Sprintf(", window to %d after %s", c.To, key(c.LastKey))
 }
 
-// String: "cursor modify_timestamp <datetime>, after <key of 1 value>".
-func (c Cursor) String() string { return c.describe(Value.String, Key.String) }
+// String: "cursor row_timestamp 0x00000000000007D1, after <key of 1
+// value>" for a row version (a PostgreSQL transaction id in decimal), and
+// "cursor modify_timestamp <datetime datetime>" for a timestamp, whose value
+// is row data.
+func (c Cursor) String() string {
+	return c.describe(func(v Value) string {
+		if n := rowVersionNumber(v); n != "" {
+			return n
+		}
+		return v.String()
+	}, Key.String)
+}
 
-// Detail is String with the values: "cursor modify_timestamp =
+// Display is String with the cursor's value whatever its type, without
+// the key's: "cursor modify_timestamp 2026-11-01T08:30:00.003, after <key
+// of 1 value>". A timestamp's value is row data: never log it.
+func (c Cursor) Display() string { return c.describe(cursorValue, Key.String) }
+
+// Detail is Display with the key's values: "cursor modify_timestamp
 // 2026-11-01T08:30:00.003, after key (42)".
 func (c Cursor) Detail() string {
-	return c.describe(func(v Value) string {
-		if v.IsNull() {
-			return "= NULL"
-		}
-		return "= " + v.Text()
-	}, func(k Key) string { return "key " + k.Text() })
+	return c.describe(cursorValue, func(k Key) string { return "key " + k.Text() })
+}
+
+// cursorValue is a cursor's value as text: NULL when nothing is applied yet.
+func cursorValue(v Value) string {
+	if v.IsNull() {
+		return "NULL"
+	}
+	return v.Text()
 }
 
 func (c Cursor) describe(value func(Value) string, key func(Key) string) string {
@@ -172,9 +200,19 @@ func (c Cursor) describe(value func(Value) string, key func(Key) string) string 
 	return s
 }
 
-// String: "snapshot after <key of 1 value>, then cdc 0x...".
+// String: "snapshot after <key of 1 value>, then cdc 0x..." (a pass in
+// progress that hands off to an incremental position), "snapshot after <key
+// of 1 value>" (a pass of a table snapshotted every run), "snapshot not
+// started, then ..." and, for Snapshot{}, "snapshot complete, next pass
+// from the start": the position a table snapshotted every run keeps
+// between passes.
 func (s Snapshot) String() string {
 	return s.describe(Key.String, func(p Position) string { return p.String() })
+}
+
+// Display is String with the resume position's Display.
+func (s Snapshot) Display() string {
+	return s.describe(Key.String, func(p Position) string { return p.Display() })
 }
 
 // Detail is String with the key's and the resume position's values.
@@ -183,14 +221,15 @@ func (s Snapshot) Detail() string {
 }
 
 func (s Snapshot) describe(key func(Key) string, pos func(Position) string) string {
-	b := "snapshot not started"
-	if len(s.LastKey) > 0 {
-		b = "snapshot after " + key(s.LastKey)
+	switch {
+	case len(s.LastKey) == 0 && s.Resume == nil:
+		return "snapshot complete, next pass from the start"
+	case len(s.LastKey) == 0:
+		return "snapshot not started, then " + pos(s.Resume)
+	case s.Resume == nil:
+		return "snapshot after " + key(s.LastKey)
 	}
-	if s.Resume == nil {
-		return b + ", no incremental position"
-	}
-	return b + ", then " + pos(s.Resume)
+	return "snapshot after " + key(s.LastKey) + ", then " + pos(s.Resume)
 }
 
 // LogValue logs c as String does.
@@ -199,7 +238,8 @@ func (c CDC) LogValue() slog.Value { return slog.StringValue(c.String()) }
 // LogValue logs c as String does, without key values.
 func (c CT) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
-// LogValue logs c as String does, without cursor or key values.
+// LogValue logs c as String does, without key values or a timestamp's
+// value.
 func (c Cursor) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // LogValue logs s as String does, without key values.

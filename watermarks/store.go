@@ -33,11 +33,15 @@ const (
 	ReasonBackfill Reason = "backfill" // an operator's backfill chunk was applied
 	ReasonReset    Reason = "reset"    // an operator removed the position: full re-sync next run
 	ReasonRewind   Reason = "rewind"   // an operator set the position
+	// ReasonReconcile records a key reconciliation that deleted rows gone
+	// at the source: the position does not move (from and to are the
+	// position as it was), and the rows it deleted carry its id.
+	ReasonReconcile Reason = "reconcile"
 )
 
 func (r Reason) valid() bool {
 	switch r {
-	case ReasonSync, ReasonSnapshot, ReasonBackfill, ReasonReset, ReasonRewind:
+	case ReasonSync, ReasonSnapshot, ReasonBackfill, ReasonReset, ReasonRewind, ReasonReconcile:
 		return true
 	}
 	return false
@@ -270,6 +274,22 @@ func textOrNull(s string) any {
 		return nil
 	}
 	return s
+}
+
+// Reconciled records, in tx, a key reconciliation of a table that deleted
+// rows rows, under batch, the id QueueReserve gave it in tx (the rows it
+// soft-deleted and its change-log entries carry it), as actor. The entry's
+// from and to are the table's position as it is: a reconciliation does not
+// move it.
+func (s *Store) Reconciled(ctx context.Context, tx pgx.Tx, batch int64, org, table, actor string, rows int64) error {
+	_, err := tx.Exec(ctx, `INSERT INTO ehrsync.position_history (id, org, table_name, from_position, to_position, reason, actor, rows)
+		SELECT $1, $2, $3, p.position, p.position, $4, $5, $6
+		FROM (SELECT (SELECT position FROM ehrsync.positions WHERE org = $2 AND table_name = $3) AS position) p`,
+		batch, org, table, string(ReasonReconcile), actor, rows)
+	if err != nil {
+		return fmt.Errorf("record reconciliation of %s %s: %w", org, table, err)
+	}
+	return nil
 }
 
 // Load returns a table's saved position: nil and no error when it has none.

@@ -19,7 +19,7 @@ import (
 //
 //	{"kind": "cdc", "summary": "cdc 0x... (dbo_claims)", "lsn": "0x...", "instance": "dbo_claims"}
 //	{"kind": "ct", "summary": "ct version 120, window to 150 after <key of 1 value>", "version": 120, "window_to": 150, "key_values": 1}
-//	{"kind": "cursor", "summary": "cursor row_timestamp <rowversion>", "column": "row_timestamp", "value_type": "rowversion", "row_version": "0x00000000000007D1"}
+//	{"kind": "cursor", "summary": "cursor row_timestamp 0x00000000000007D1", "column": "row_timestamp", "value_type": "rowversion", "row_version": "0x00000000000007D1"}
 //	{"kind": "snapshot", "summary": "...", "key_values": 1, "resume": {...}}
 type Summary struct {
 	Kind Kind `json:"kind"`

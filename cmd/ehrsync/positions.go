@@ -66,7 +66,7 @@ func positionsList(env *environment) *cobra.Command {
 		fmt.Fprintln(tw, "ORG\tTABLE\tKIND\tPOSITION\tUPDATED\tBY")
 		for _, e := range entries {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", terminal.Escape(e.Org), terminal.Escape(e.Table), e.Position.Kind(),
-				terminal.Escape(e.Position.String()), e.UpdatedAt.Format(time.RFC3339), terminal.Escape(e.UpdatedBy))
+				positionText(e.Position), e.UpdatedAt.Format(time.RFC3339), terminal.Escape(e.UpdatedBy))
 		}
 		if ferr := tw.Flush(); ferr != nil {
 			return ferr

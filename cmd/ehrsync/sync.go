@@ -11,6 +11,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/service"
+	"github.com/ehrsync/ehrsync/pkg/terminal"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -120,9 +121,11 @@ func deleted(t engine.TableResult) int64 {
 	return n
 }
 
+// positionText is a position with its cursor's value and without key
+// values (Display), escaped for a terminal.
 func positionText(p watermarks.Position) string {
 	if p == nil {
 		return "-"
 	}
-	return p.String()
+	return terminal.Escape(p.Display())
 }

@@ -71,13 +71,16 @@ func testDelete(t *testing.T, h *harness) {
 }
 
 // testEmpty: an empty table syncs to an empty store; an incremental
-// extractor hands off to its incremental position all the same.
+// extractor hands off to its incremental position all the same, and a
+// snapshot ends at a completed pass.
 func testEmpty(t *testing.T, h *harness) {
 	h.use(linesTable(uniqueName("empty")))
 	res := h.sync(0)
 	require.Zero(t, res.rows)
 	if !h.sub.Snapshot {
 		require.True(t, incremental(h.pos), "the first run of an empty table should still hand off, not end at %v", h.pos)
+	} else {
+		require.Equal(t, watermarks.Position(watermarks.Snapshot{}), h.pos, "the pass over an empty table should end at a completed pass")
 	}
 	h.syncAll()
 	require.Empty(t, h.store.rows)

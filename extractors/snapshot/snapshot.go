@@ -22,10 +22,11 @@
 // Reason watermarks.ReasonSnapshot. After a chunk the position is
 // Snapshot{LastKey: the chunk's last key, Resume}; after the last chunk it is
 // Resume when the snapshot hands off to an incremental strategy, or
-// Snapshot{} (not started) for a table snapshotted every run, so that the
-// next run starts a new pass. A run that finds nothing after the last key
-// still moves the position to that end (a chunk with a nil Batch). A crashed
-// snapshot resumes after its last committed key.
+// Snapshot{} (a pass complete) for a table snapshotted every run, so that
+// the next run starts a new pass. A run that finds nothing after the last
+// key still moves the position to that end (a chunk with a nil Batch), and
+// so does the first pass over an empty table. A crashed snapshot resumes
+// after its last committed key.
 //
 // # First runs of incremental extractors
 //
@@ -306,14 +307,16 @@ func (r *Run) end() watermarks.Position {
 }
 
 // endAdvances reports whether moving from r.from to the end is a real
-// advance: anything but staying at "not started".
+// advance: anything but staying between passes. A whole-table pass from no
+// position that found no row ends at Snapshot{} all the same, so that the
+// table's position says a pass completed; a ranged one commits nothing.
 func (r *Run) endAdvances() bool {
 	if r.resume != nil {
 		return true
 	}
 	switch f := r.from.(type) {
 	case nil:
-		return false
+		return r.e.from == nil && r.e.to == nil
 	case watermarks.Snapshot:
 		return len(f.LastKey) > 0 || f.Resume != nil
 	}

@@ -14,17 +14,26 @@
 //	POST /admin/orgs/{org}/backfill   {"tables": []}  start a backfill (re-snapshot)
 //	                                  {"tables": ["T"], "from": "KEY", "to": "KEY"}
 //	                                                  backfill only T's rows with key in [from, to] (either optional)
-//	POST /admin/orgs/{org}/cancel                     cancel the org's run in progress (a backfill resumes when started again)
+//	POST /admin/orgs/{org}/cancel                     cancel the org's run in progress (a backfill resumes when started again);
+//	                                                  answers the run canceled and the request queued after it
 //	POST /admin/orgs/{org}/pause | /resume            pause or resume the org's schedule
 //	POST /admin/orgs/{org}/tables/{table}/position    {"confirm": "ORG/TABLE", "position": null | {...}, "note": "..."}
 //	                                                  reset (null: full re-sync next run) or rewind a position
+//
+// A sync or backfill is answered with its request (daemon.Request: id,
+// kind, tables, state, who asked, the run it waits for). A backfill of a
+// table whose backfill is queued or running, and a request that would
+// replace a queued one of another kind, are refused (409) naming that one
+// ("existing"); a sync asked for while one is queued joins it. Every error
+// is JSON like the successes, {"error": "..."}, 401, 404 and 405 included.
 //
 // Organization and table names in the path and in "tables" are checked
 // against the loaded configuration and answered by their canonical names
 // (the configured organization, the catalog's schema.table); a name with a
 // control character is refused (400). Positions are answered as their
-// summaries (watermarks.Summary), never with key or cursor values: the
-// full position is read with the local CLI only (ehrsync positions show).
+// summaries (watermarks.Summary), never with key values nor a timestamp
+// cursor's value: the full position is read with the local CLI only
+// (ehrsync positions show).
 package admin
 
 import (
@@ -88,7 +97,7 @@ func (s *Server) HealthHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "not here: the admin API has its own listener (server.admin_listen)", http.StatusNotFound)
+		writeError(w, http.StatusNotFound, "not here: the admin API has its own listener (server.admin_listen)")
 	})
 	return mux
 }
@@ -103,11 +112,11 @@ func (s *Server) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /admin/status", s.auth(s.tableStatus))
 	mux.HandleFunc("POST /admin/orgs/{org}/sync", s.auth(s.trigger(false)))
 	mux.HandleFunc("POST /admin/orgs/{org}/backfill", s.auth(s.trigger(true)))
-	mux.HandleFunc("POST /admin/orgs/{org}/cancel", s.auth(s.control("cancel", s.Daemon.Cancel)))
+	mux.HandleFunc("POST /admin/orgs/{org}/cancel", s.auth(s.cancel))
 	mux.HandleFunc("POST /admin/orgs/{org}/pause", s.auth(s.control("pause", s.Daemon.Pause)))
 	mux.HandleFunc("POST /admin/orgs/{org}/resume", s.auth(s.control("resume", s.Daemon.Resume)))
 	mux.HandleFunc("POST /admin/orgs/{org}/tables/{table}/position", s.auth(s.position))
-	return mux
+	return jsonErrors{mux}
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
@@ -138,14 +147,14 @@ type operatorKey struct{}
 func (s *Server) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.Operators.Len() == 0 {
-			http.Error(w, "admin API is off: set server.admin_token or server.admin_tokens_file", http.StatusNotFound)
+			writeError(w, http.StatusNotFound, "admin API is off: set server.admin_token or server.admin_tokens_file")
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		name, found := s.Operators.Operator(got)
 		if !ok || !found {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ehrsync"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			writeError(w, http.StatusUnauthorized, "unauthorized")
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, name)))
@@ -189,13 +198,13 @@ func checkName(what, name string) error {
 func (s *Server) org(w http.ResponseWriter, r *http.Request, what string) (config.Org, bool) {
 	name := r.PathValue("org")
 	if err := checkName("org", name); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		writeError(w, http.StatusBadRequest, err.Error())
 		return config.Org{}, false
 	}
 	o, err := s.Daemon.Org(name)
 	if err != nil {
 		if s.record(w, r, what, name, "", nil, nil, err) {
-			http.Error(w, err.Error(), status(err))
+			writeError(w, status(err), err.Error())
 		}
 		return config.Org{}, false
 	}
@@ -207,7 +216,7 @@ func (s *Server) org(w http.ResponseWriter, r *http.Request, what string) (confi
 func (s *Server) tables(w http.ResponseWriter, r *http.Request, what string, org *config.Org, names []string) ([]string, bool) {
 	for _, n := range names {
 		if err := checkName("table", n); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			writeError(w, http.StatusBadRequest, err.Error())
 			return nil, false
 		}
 	}
@@ -216,7 +225,7 @@ func (s *Server) tables(w http.ResponseWriter, r *http.Request, what string, org
 		q, err := daemon.CanonicalTable(s.Catalog, org, n)
 		if err != nil {
 			if s.record(w, r, what, org.Name, strings.Join(names, ","), nil, nil, err) {
-				http.Error(w, err.Error(), status(err))
+				writeError(w, status(err), err.Error())
 			}
 			return nil, false
 		}
@@ -252,14 +261,17 @@ func (s *Server) record(w http.ResponseWriter, r *http.Request, what, org, table
 }
 
 func notAudited(w http.ResponseWriter, what string, err error) {
-	http.Error(w, what+" done, but its audit record was not written ("+engine.Class(err)+")", http.StatusInternalServerError)
+	writeError(w, http.StatusInternalServerError, what+" done, but its audit record was not written ("+engine.Class(err)+")")
 }
 
 // TableView is one table in GET /admin/orgs.
 type TableView struct {
 	Name     string `json:"name"`
 	Strategy string `json:"strategy,omitempty"`
-	State    string `json:"state"`
+	// State is what the position, its history and the last run say:
+	// never synced, "reset: full re-sync next run", snapshotting, synced
+	// or failing (watermarks.StateOf).
+	State string `json:"state"`
 	// Position is the position's summary: never key or cursor values.
 	Position    *watermarks.Summary `json:"position"`
 	PositionAt  time.Time           `json:"position_updated_at,omitzero"`
@@ -284,7 +296,7 @@ type OrgView struct {
 func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
 	positions, err := s.Positions.List(r.Context(), "")
 	if err != nil && positions == nil {
-		http.Error(w, "list positions: store unavailable", http.StatusServiceUnavailable)
+		writeError(w, http.StatusServiceUnavailable, "list positions: store unavailable")
 		return
 	}
 	byTable := map[string]watermarks.Entry{}
@@ -303,15 +315,12 @@ func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
 			seen[name] = true
 			ts := st.Tables[name]
 			tv := TableView{Name: name, Strategy: ts.Strategy, LastRun: ts.LastRun, LastSuccess: ts.LastSuccess,
-				Outcome: ts.Outcome, ErrorClass: ts.ErrorClass, State: "never synced"}
-			if !ts.LastSuccess.IsZero() {
-				tv.State = "synced" // full-snapshot tables keep no position between runs
-			}
+				Outcome: ts.Outcome, ErrorClass: ts.ErrorClass}
 			if p, ok := byTable[st.Name+"\x00"+name]; ok {
-				tv.Position, tv.PositionAt, tv.State = watermarks.Summarize(p.Position), p.UpdatedAt, "synced"
-				if p.Position.Kind() == watermarks.KindSnapshot {
-					tv.State = "snapshotting"
-				}
+				tv.Position, tv.PositionAt = watermarks.Summarize(p.Position), p.UpdatedAt
+				tv.State = string(watermarks.StateOf(p.Position, nil))
+			} else {
+				tv.State = s.unpositioned(r.Context(), st.Name, name)
 			}
 			if ts.Outcome == "failed" {
 				tv.State = "failing"
@@ -345,6 +354,22 @@ func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"orgs": out})
 }
 
+// unpositioned is the state of a table without a position: never synced,
+// or reset (its newest move in the history); "unknown" when the history
+// cannot be read.
+func (s *Server) unpositioned(ctx context.Context, org, table string) string {
+	hist, err := s.Positions.History(ctx, org, table, 1)
+	if err != nil {
+		s.Log.Warn("position history not read", "org", org, "table", table, "class", engine.Class(err))
+		return "unknown"
+	}
+	var last *watermarks.HistoryEntry
+	if len(hist) > 0 {
+		last = &hist[0]
+	}
+	return string(watermarks.StateOf(nil, last))
+}
+
 type tablesBody struct {
 	Tables []string `json:"tables"`
 	// From and To bound a backfill of one table to a key range
@@ -361,12 +386,12 @@ func (s *Server) trigger(backfill bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var body tablesBody
 		if err := decode(r, &body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		rng := engine.Range{From: body.From, To: body.To}
 		if !rng.IsZero() && (!backfill || len(body.Tables) != 1) {
-			http.Error(w, "from and to bound a backfill of exactly one table: give one table in tables", http.StatusBadRequest)
+			writeError(w, http.StatusBadRequest, "from and to bound a backfill of exactly one table: give one table in tables")
 			return
 		}
 		what := what
@@ -382,22 +407,22 @@ func (s *Server) trigger(backfill bool) http.HandlerFunc {
 			return
 		}
 		var (
-			queued bool
-			err    error
+			req daemon.Request
+			err error
 		)
 		if rng.IsZero() {
-			queued, err = s.Daemon.Trigger(org.Name, tables, backfill, who(r))
+			req, err = s.Daemon.Trigger(org.Name, tables, backfill, who(r))
 		} else {
-			queued, err = s.Daemon.TriggerRange(org.Name, tables[0], rng, who(r))
+			req, err = s.Daemon.TriggerRange(org.Name, tables[0], rng, who(r))
 		}
 		if !s.record(w, r, what, org.Name, strings.Join(tables, ","), nil, nil, err) {
 			return
 		}
 		if err != nil {
-			http.Error(w, err.Error(), status(err))
+			writeFailure(w, org.Name, err)
 			return
 		}
-		writeJSON(w, http.StatusAccepted, map[string]any{"org": org.Name, "tables": tables, "action": what, "queued_behind_running": queued})
+		writeJSON(w, http.StatusAccepted, map[string]any{"org": org.Name, "tables": tables, "action": what, "request": req})
 	}
 }
 
@@ -412,11 +437,31 @@ func (s *Server) control(what string, fn func(string) error) http.HandlerFunc {
 			return
 		}
 		if err != nil {
-			http.Error(w, err.Error(), status(err))
+			writeFailure(w, org.Name, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"org": org.Name, "action": what})
 	}
+}
+
+// cancel cancels the org's run in progress and says which (its request:
+// id, kind, tables, who asked), and the request queued after it, which
+// the cancel leaves; with none in progress it answers 409, saying so.
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
+	const what = "cancel"
+	org, ok := s.org(w, r, what)
+	if !ok {
+		return
+	}
+	canceled, queued, err := s.Daemon.Cancel(org.Name, who(r))
+	if !s.record(w, r, what, org.Name, strings.Join(canceled.Tables, ","), nil, nil, err) {
+		return
+	}
+	if err != nil {
+		writeJSON(w, status(err), errorBody{Error: err.Error(), Org: org.Name, Queued: queued})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"org": org.Name, "action": what, "canceled": canceled, "queued": queued})
 }
 
 type positionBody struct {
@@ -432,19 +477,19 @@ type positionBody struct {
 func (s *Server) position(w http.ResponseWriter, r *http.Request) {
 	pathOrg, pathTable := r.PathValue("org"), r.PathValue("table")
 	if err := errors.Join(checkName("org", pathOrg), checkName("table", pathTable)); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var body positionBody
 	if err := decode(r, &body); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	var to watermarks.Position
 	if len(body.Position) > 0 && string(body.Position) != "null" {
 		p, err := watermarks.Decode(body.Position)
 		if err != nil {
-			http.Error(w, "position: "+err.Error(), http.StatusBadRequest)
+			writeError(w, http.StatusBadRequest, "position: "+err.Error())
 			return
 		}
 		to = p
@@ -454,7 +499,7 @@ func (s *Server) position(w http.ResponseWriter, r *http.Request) {
 		what = "rewind"
 	}
 	if err := checkName("note", body.Note); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	org, ok := s.org(w, r, what)
@@ -467,11 +512,11 @@ func (s *Server) position(w http.ResponseWriter, r *http.Request) {
 	}
 	table := tables[0]
 	if body.Confirm != pathOrg+"/"+pathTable && body.Confirm != org.Name+"/"+table {
-		http.Error(w, fmt.Sprintf("confirm: repeat %q to reset or rewind this position", org.Name+"/"+table), http.StatusBadRequest)
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("confirm: repeat %q to reset or rewind this position", org.Name+"/"+table))
 		return
 	}
 	if s.Resetter == nil {
-		http.Error(w, "positions cannot be reset here", http.StatusServiceUnavailable)
+		writeError(w, http.StatusServiceUnavailable, "positions cannot be reset here")
 		return
 	}
 	s.Log.Info("admin action", "actor", who(r), "action", what, "org", org.Name, "table", table)
@@ -483,10 +528,10 @@ func (s *Server) position(w http.ResponseWriter, r *http.Request) {
 		notAudited(w, what, err)
 		return
 	case errors.Is(err, lease.ErrBusy):
-		http.Error(w, what+" "+org.Name+" "+table+": a run of the table holds its lease; try again when it ends", http.StatusConflict)
+		writeError(w, http.StatusConflict, what+" "+org.Name+" "+table+": a run of the table holds its lease; try again when it ends")
 		return
 	case err != nil:
-		http.Error(w, what+" position: "+engine.Class(err), http.StatusInternalServerError)
+		writeError(w, http.StatusInternalServerError, what+" position: "+engine.Class(err))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"org": res.Org, "table": res.Table, "action": res.What,
@@ -509,7 +554,7 @@ func status(err error) int {
 	switch {
 	case errors.Is(err, daemon.ErrUnknownOrg), errors.Is(err, daemon.ErrUnknownTable):
 		return http.StatusNotFound
-	case errors.Is(err, daemon.ErrNotRunning), errors.Is(err, daemon.ErrNoBackfill):
+	case errors.Is(err, daemon.ErrNotRunning), errors.Is(err, daemon.ErrNoBackfill), errors.Is(err, daemon.ErrConflict):
 		return http.StatusConflict
 	case errors.Is(err, engine.ErrBadRange):
 		return http.StatusBadRequest

@@ -1,6 +1,10 @@
 package backfill
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+)
 
 // Metrics are the backfills' Prometheus metrics, by org and table.
 type Metrics struct {
@@ -30,4 +34,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.BackfillRows, m.BackfillTotal, m.BackfillDone)
 	}
 	return m
+}
+
+// InitMetrics makes the backfill row counters of org's configured tables
+// exist at 0 before any backfill (the daemon calls it as it loads the
+// configuration).
+func (b *Runner) InitMetrics(org *config.Org) {
+	for _, t := range org.Tables {
+		q := t.Name
+		if tb, ok := b.eng.Catalog().Table(t.Name); ok {
+			q = tb.QualifiedName()
+		}
+		b.opts.Metrics.BackfillRows.WithLabelValues(org.Name, q)
+	}
 }

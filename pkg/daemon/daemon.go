@@ -28,6 +28,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/internal/halt"
+	"github.com/ehrsync/ehrsync/pkg/source"
 )
 
 // Syncer runs organizations: one run per call, its tables at once up to
@@ -112,9 +114,60 @@ func (o *Options) defaults() {
 var (
 	ErrUnknownOrg   = errors.New("no such organization")
 	ErrUnknownTable = errors.New("no such table in the organization's configuration")
-	ErrNotRunning   = errors.New("the organization has no run in progress")
+	ErrNotRunning   = errors.New("nothing was running: the organization has no run in progress")
 	ErrNoBackfill   = errors.New("backfills are not available")
+	// ErrConflict: the request would repeat, or silently replace, one
+	// queued or running (a *ConflictError names it).
+	ErrConflict = errors.New("another request is in the way")
 )
+
+// ConflictError refuses a request that another, queued or running, is in
+// the way of: a backfill of a table whose backfill is queued or running, or
+// any request that would replace a queued one it cannot join. It matches
+// ErrConflict.
+type ConflictError struct {
+	Existing Request
+}
+
+func (e *ConflictError) Error() string {
+	what := "a sync"
+	if e.Existing.Kind == "backfill" {
+		what = "a backfill"
+	}
+	if len(e.Existing.Tables) > 0 {
+		what += " of " + strings.Join(e.Existing.Tables, ", ")
+	} else {
+		what += " of every table"
+	}
+	fix := "try again once it has started"
+	if e.Existing.State == "running" {
+		fix = "wait for it to end, or cancel it"
+	}
+	return fmt.Sprintf("%s is %s (request %s, asked by %s): %s", what, e.Existing.State, e.Existing.ID, e.Existing.Actor, fix)
+}
+
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// Request is a queued or running request of an organization: what the
+// admin API answers a trigger or a cancel with. Its ID is the run id of a
+// sync's logs, position history and audit.
+type Request struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // sync or backfill
+	// Tables are the tables asked for; empty: every table.
+	Tables []string `json:"tables,omitempty"`
+	// Ranged: a backfill of a key range of Tables[0] (the bounds are key
+	// values: never shown).
+	Ranged bool      `json:"ranged,omitempty"`
+	Actor  string    `json:"actor"`
+	State  string    `json:"state"` // queued or running
+	Asked  time.Time `json:"asked_at"`
+	// Joined: the request answered was already queued, and the one asked
+	// for joined it.
+	Joined bool `json:"joined,omitempty"`
+	// After is the id of the run in progress a queued request waits for.
+	After string `json:"after,omitempty"`
+}
 
 // Daemon schedules and runs organizations. Its control methods (Trigger,
 // Pause, Resume, Cancel, Reload, Status) are safe for concurrent use while
@@ -145,18 +198,82 @@ type orgState struct {
 	removed bool // gone from the configuration; dropped when its run ends
 	pending *request
 	running *request
-	cancel  context.CancelFunc
+	cancel  context.CancelCauseFunc
 	last    *RunStatus
 	tables  map[string]TableStatus
 }
 
 type request struct {
-	tables    []string // nil: all
+	id        string
+	tables    []string // none: all
 	backfill  bool
 	rng       engine.Range // a ranged backfill of tables[0]
 	actor     string
 	scheduled bool
 	at        time.Time
+}
+
+// view is r as a Request in state.
+func (r *request) view(state string) Request {
+	kind := "sync"
+	if r.backfill {
+		kind = "backfill"
+	}
+	return Request{ID: r.id, Kind: kind, Tables: slices.Clone(r.tables), Ranged: !r.rng.IsZero(), Actor: r.actor, State: state, Asked: r.at}
+}
+
+// overlaps reports whether two requests' tables (none: all) share one.
+func overlaps(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	for _, t := range a {
+		if slices.Contains(b, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// enqueue makes req the org's pending request, or answers why not: a
+// backfill of a table whose backfill is queued or running is refused, as
+// is any request while another of a different kind is queued; a sync while
+// a sync is queued joins it (its tables added), and the queued one is
+// returned. Call with d.mu held.
+func (d *Daemon) enqueue(st *orgState, req *request) (Request, error) {
+	if req.backfill && st.running != nil && st.running.backfill && overlaps(st.running.tables, req.tables) {
+		return Request{}, &ConflictError{Existing: st.running.view("running")}
+	}
+	if p := st.pending; p != nil {
+		if p.backfill || req.backfill {
+			return Request{}, &ConflictError{Existing: st.queued()}
+		}
+		if len(p.tables) > 0 && len(req.tables) > 0 {
+			for _, t := range req.tables {
+				if !slices.Contains(p.tables, t) {
+					p.tables = append(p.tables, t)
+				}
+			}
+		} else {
+			p.tables = nil
+		}
+		v := st.queued()
+		v.Joined = true
+		return v, nil
+	}
+	req.id = engine.NewRunID()
+	st.pending = req
+	d.poke()
+	return st.queued(), nil
+}
+
+// queued is the org's pending request, with the run it waits for.
+func (st *orgState) queued() Request {
+	v := st.pending.view("queued")
+	if st.running != nil {
+		v.After = st.running.id
+	}
+	return v
 }
 
 // New returns a daemon for cfg's organizations. backfill may be nil
@@ -215,6 +332,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 			d.orgs[o.Name] = st
 		}
 		st.cfg, st.sched, st.removed = o, scheds[o.Name], false
+		d.initMetrics(&o)
 		st.next = st.sched.Next(now)
 		d.metrics.NextRun.WithLabelValues(o.Name).Set(float64(st.next.Unix()))
 		d.metrics.Interval.WithLabelValues(o.Name).Set(st.sched.Next(st.next).Sub(st.next).Seconds())
@@ -224,6 +342,32 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.loaded = true
 	d.poke()
 	return nil
+}
+
+// metricsInitializer makes an organization's counters exist at 0 before
+// any run: the engine and the backfill runner are.
+type metricsInitializer interface {
+	InitMetrics(org *config.Org)
+}
+
+// initMetrics makes org's counters exist at 0, every label value they can
+// take that the configuration tells (not error classes), so that rates and
+// alerts see them before the first run: the daemon's, and those of its
+// syncer and backfiller when they can.
+func (d *Daemon) initMetrics(org *config.Org) {
+	m := d.metrics
+	for _, o := range []string{"ok", "failed", "canceled"} {
+		m.Runs.WithLabelValues(org.Name, o)
+	}
+	for _, r := range []string{"overlap", "paused"} {
+		m.Skipped.WithLabelValues(org.Name, r)
+	}
+	m.Retries.WithLabelValues(org.Name)
+	for _, x := range []any{d.sync, d.backfill} {
+		if i, ok := x.(metricsInitializer); ok {
+			i.InitMetrics(org)
+		}
+	}
 }
 
 func b2f(b bool) float64 {
@@ -248,50 +392,48 @@ func (d *Daemon) Loaded() bool {
 }
 
 // Trigger asks for a run of org now (only the named tables, when given),
-// as actor. When the org is running, the request waits for that run to end;
-// queued reports that. A backfill re-snapshots the tables.
-func (d *Daemon) Trigger(org string, tables []string, backfill bool, actor string) (queued bool, err error) {
+// as actor, and returns the request queued: it starts when the org's run
+// in progress, if any, ends. A backfill re-snapshots the tables. A request
+// another is in the way of is refused with a *ConflictError naming that
+// one, and a sync asked for while one is queued joins it (see enqueue).
+func (d *Daemon) Trigger(org string, tables []string, backfill bool, actor string) (Request, error) {
 	if backfill && d.backfill == nil {
-		return false, ErrNoBackfill
+		return Request{}, ErrNoBackfill
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st, ok := d.orgs[org]
 	if !ok || st.removed {
-		return false, fmt.Errorf("%w: %s", ErrUnknownOrg, org)
+		return Request{}, fmt.Errorf("%w: %s", ErrUnknownOrg, org)
 	}
 	for _, t := range tables {
 		if _, ok := st.cfg.Table(t); !ok {
-			return false, fmt.Errorf("%w: %s %s", ErrUnknownTable, org, t)
+			return Request{}, fmt.Errorf("%w: %s %s", ErrUnknownTable, org, t)
 		}
 	}
-	st.pending = &request{tables: tables, backfill: backfill, actor: actor, at: d.opts.Now()}
-	d.poke()
-	return st.running != nil, nil
+	return d.enqueue(st, &request{tables: tables, backfill: backfill, actor: actor, at: d.opts.Now()})
 }
 
 // TriggerRange asks for a backfill of the rows of one table of org whose
-// key is in r, as actor. The range is checked now: a range that does not
-// parse is an error matching engine.ErrBadRange.
-func (d *Daemon) TriggerRange(org, table string, r engine.Range, actor string) (queued bool, err error) {
+// key is in r, as actor, as Trigger does. The range is checked now: a range
+// that does not parse is an error matching engine.ErrBadRange.
+func (d *Daemon) TriggerRange(org, table string, r engine.Range, actor string) (Request, error) {
 	if d.backfill == nil {
-		return false, ErrNoBackfill
+		return Request{}, ErrNoBackfill
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st, ok := d.orgs[org]
 	if !ok || st.removed {
-		return false, fmt.Errorf("%w: %s", ErrUnknownOrg, org)
+		return Request{}, fmt.Errorf("%w: %s", ErrUnknownOrg, org)
 	}
 	if _, ok := st.cfg.Table(table); !ok {
-		return false, fmt.Errorf("%w: %s %s", ErrUnknownTable, org, table)
+		return Request{}, fmt.Errorf("%w: %s %s", ErrUnknownTable, org, table)
 	}
 	if err := d.backfill.CheckRange(&st.cfg, table, r); err != nil {
-		return false, err
+		return Request{}, err
 	}
-	st.pending = &request{tables: []string{table}, backfill: true, rng: r, actor: actor, at: d.opts.Now()}
-	d.poke()
-	return st.running != nil, nil
+	return d.enqueue(st, &request{tables: []string{table}, backfill: true, rng: r, actor: actor, at: d.opts.Now()})
 }
 
 // Pause stops org's scheduled runs (a run in progress finishes; manual
@@ -311,21 +453,27 @@ func (d *Daemon) setPaused(org string, p bool) error {
 	return nil
 }
 
-// Cancel cancels org's run in progress (a sync or a backfill): its open
-// chunk transaction rolls back; committed chunks stay, and a backfill
-// resumes where it stopped when started again.
-func (d *Daemon) Cancel(org string) error {
+// Cancel cancels org's run in progress (a sync or a backfill) as actor,
+// and returns it; queued is the request that will start next, if any (a
+// cancel leaves it). The run's open chunk transaction rolls back; committed
+// chunks stay, and a backfill resumes where it stopped when started again.
+// With no run in progress it returns ErrNotRunning.
+func (d *Daemon) Cancel(org, actor string) (canceled Request, queued *Request, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st, ok := d.orgs[org]
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrUnknownOrg, org)
+		return Request{}, nil, fmt.Errorf("%w: %s", ErrUnknownOrg, org)
+	}
+	if st.pending != nil {
+		q := st.queued()
+		queued = &q
 	}
 	if st.running == nil || st.cancel == nil {
-		return fmt.Errorf("%w: %s", ErrNotRunning, org)
+		return Request{}, queued, fmt.Errorf("%w: %s", ErrNotRunning, org)
 	}
-	st.cancel()
-	return nil
+	st.cancel(&engine.Cancel{By: actor, Why: "an operator canceled the run"})
+	return st.running.view("running"), queued, nil
 }
 
 // RunStatus is an organization's last finished run.
@@ -343,7 +491,7 @@ type TableStatus struct {
 	Strategy    string    `json:"strategy,omitempty"`
 	LastRun     time.Time `json:"last_run"`
 	LastSuccess time.Time `json:"last_success,omitzero"`
-	Outcome     string    `json:"outcome"` // ok, failed, expired, busy
+	Outcome     string    `json:"outcome"` // ok, failed, canceled, expired, busy
 	ErrorClass  string    `json:"error_class,omitempty"`
 	Rows        int64     `json:"rows"`
 }
@@ -412,8 +560,8 @@ type Serve struct {
 // fails.
 func (d *Daemon) Run(ctx context.Context, srv Serve) error {
 	// Runs outlive ctx by up to the grace period.
-	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRuns()
+	runCtx, cancelRuns := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelRuns(nil)
 	var runs errgroup.Group
 	sem := make(chan struct{}, d.opts.Concurrency)
 
@@ -469,7 +617,7 @@ loop:
 	d.log.Info("stopping: no new runs; waiting for runs in flight", "grace", d.opts.Grace)
 	grace := time.AfterFunc(d.opts.Grace, func() {
 		d.log.Warn("grace period over: canceling runs in flight (open chunk transactions roll back)")
-		cancelRuns()
+		cancelRuns(&engine.Cancel{By: d.opts.Actor, Why: "shutdown: the grace period ended"})
 	})
 	_ = runs.Wait()
 	grace.Stop()
@@ -540,7 +688,7 @@ func (d *Daemon) due(now time.Time) []dueRun {
 			case st.paused:
 				d.metrics.Skipped.WithLabelValues(name, "paused").Inc()
 			default:
-				req = &request{scheduled: true, actor: d.opts.Actor, at: st.next}
+				req = &request{id: engine.NewRunID(), scheduled: true, actor: d.opts.Actor, at: st.next}
 			}
 			st.next = st.sched.Next(now)
 			d.metrics.NextRun.WithLabelValues(name).Set(float64(st.next.Unix()))
@@ -572,7 +720,7 @@ func (d *Daemon) untilNext(now time.Time) time.Duration {
 // start runs one org's request in the group. stop closes when the daemon
 // stops taking work; ctx is canceled when the grace period ends.
 func (d *Daemon) start(g *errgroup.Group, ctx context.Context, stop <-chan struct{}, sem chan struct{}, name string, org config.Org, req request) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
 	d.mu.Lock()
 	d.orgs[name].cancel = cancel
 	d.mu.Unlock()
@@ -592,8 +740,8 @@ func (d *Daemon) start(g *errgroup.Group, ctx context.Context, stop <-chan struc
 	})
 }
 
-func (d *Daemon) finish(name string, cancel context.CancelFunc) {
-	cancel()
+func (d *Daemon) finish(name string, cancel context.CancelCauseFunc) {
+	cancel(nil)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := d.orgs[name]
@@ -615,7 +763,7 @@ func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.O
 	if req.backfill {
 		kind = "backfill"
 	}
-	log := d.log.With("org", org.Name, "kind", kind, "actor", req.actor)
+	log := d.log.With("org", org.Name, "kind", kind, "actor", req.actor, "request", req.id)
 	log.Debug("run started")
 	var outcome, class string
 	if req.backfill {
@@ -639,7 +787,7 @@ func (d *Daemon) runOrg(ctx context.Context, stop <-chan struct{}, org *config.O
 // metrics as it ends.
 func (d *Daemon) syncOrg(ctx context.Context, stop <-chan struct{}, log *slog.Logger, org *config.Org, req request) (outcome, class string) {
 	r := d.sync.RunOrg(ctx, org, engine.OrgRun{
-		Tables: req.tables, Actor: d.opts.Actor, Stop: stop,
+		ID: req.id, Tables: req.tables, Actor: d.opts.Actor, Stop: stop,
 		Retry: engine.Retry{Attempts: d.opts.Retries, Backoff: d.backoff, Transient: engine.IsTransient},
 		Opened: func(ctx context.Context, db *sql.DB) {
 			d.metrics.SourceUp.WithLabelValues(org.Name).Set(1)
@@ -722,10 +870,15 @@ func (d *Daemon) backoff(n int) time.Duration {
 }
 
 // observeSource records an organization-level failure (its source, or a
-// backfill that could not begin) in the metrics.
+// backfill that could not begin) in the metrics. A cancel is no failure,
+// and a configuration error (a secret that cannot be resolved) says nothing
+// of the source, which was not tried.
 func (d *Daemon) observeSource(org string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
 	d.metrics.Errors.WithLabelValues(org, "*", engine.Class(err)).Inc()
-	if !errors.Is(err, context.Canceled) {
+	if !source.IsConfig(err) {
 		d.metrics.SourceUp.WithLabelValues(org).Set(0)
 	}
 }
@@ -742,10 +895,15 @@ func (d *Daemon) observeTable(org string, t engine.TableResult) {
 	if t.Expired {
 		ts.Outcome = "expired"
 	}
-	if t.Err != nil {
+	switch {
+	case errors.Is(t.Err, context.Canceled):
+		// The daemon's runs end canceled only when an operator or the
+		// shutdown's grace period cancels them: no failure.
+		ts.Outcome = "canceled"
+	case t.Err != nil:
 		ts.Outcome, ts.ErrorClass = "failed", engine.Class(t.Err)
 		d.metrics.Errors.WithLabelValues(org, t.Table, ts.ErrorClass).Inc()
-	} else {
+	default:
 		ts.LastSuccess = now
 	}
 	st.tables[t.Table] = ts

@@ -80,6 +80,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Configuration reloads (SIGHUP) by outcome: ok, failed (the old configuration stays).",
 		}, []string{"outcome"}),
 	}
+	for _, o := range []string{"ok", "failed"} {
+		m.Reloads.WithLabelValues(o)
+	}
 	if reg != nil {
 		reg.MustRegister(m.Runs, m.RunDuration, m.InFlight, m.Skipped, m.Retries, m.Errors, m.SourceUp, m.CaptureAgentUp, m.NextRun, m.Interval,
 			m.Paused, m.Schedules, m.Reloads)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"sync"
@@ -35,12 +36,20 @@ import (
 // dbo.a and dbo.b and parallel_tables 2, whose source opens are counted.
 type orgRunFixture struct {
 	d       *Daemon
+	stop    func() error // stops the daemon
 	metrics *Metrics
 	opens   atomic.Int32
 	runIDs  runIDs
 }
 
 func newOrgRunFixture(t *testing.T, p engine.Planner, opts Options) *orgRunFixture {
+	t.Helper()
+	return newLoggedOrgRunFixture(t, p, opts, quiet())
+}
+
+// newLoggedOrgRunFixture is newOrgRunFixture with the engine and the
+// daemon logging to log.
+func newLoggedOrgRunFixture(t *testing.T, p engine.Planner, opts Options, log *slog.Logger) *orgRunFixture {
 	t.Helper()
 	store := pgtest.Pool(t)
 	require.NoError(t, storedb.Migrate(context.Background(), store))
@@ -60,14 +69,14 @@ func newOrgRunFixture(t *testing.T, p engine.Planner, opts Options) *orgRunFixtu
 	org.Source = config.Source{Dialect: config.Postgres, Host: u.Hostname(), Port: port, Database: u.Path[1:],
 		User: u.User.Username(), TLS: config.TLS{Mode: config.TLSDisable}}
 	f := &orgRunFixture{metrics: NewMetrics(nil)}
-	eng := engine.New(engine.Sink(sink.New(store, positions)), positions, p, cat, engine.WithActor("daemon"), engine.WithAudit(&f.runIDs),
+	eng := engine.New(engine.Sink(sink.New(store, positions)), positions, p, cat, engine.WithActor("daemon"), engine.WithAudit(&f.runIDs), engine.WithLog(log),
 		engine.WithSourceOpener(func(ctx context.Context, src config.Source) (*sql.DB, error) {
 			f.opens.Add(1)
 			return source.Open(ctx, src)
 		}))
-	f.d, err = New(&config.Config{Orgs: []config.Org{org}}, eng, nil, quiet(), f.metrics, opts)
+	f.d, err = New(&config.Config{Orgs: []config.Org{org}}, eng, nil, log, f.metrics, opts)
 	require.NoError(t, err)
-	start(t, f.d)
+	f.stop = start(t, f.d)
 	return f
 }
 

@@ -54,7 +54,7 @@ var ErrBadRange = errors.New("bad key range")
 // rows in the range whose key the source no longer has are deleted (or
 // soft-deleted) by the table's delete policy: see (Target).ReconcileRange.
 func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table string, r extractors.KeyRange, reconcile bool, actor string) TableResult {
-	runID := newRunID()
+	runID := NewRunID()
 	res := TableResult{Org: org.Name, Table: e.qualified(table), Strategy: "backfill", RunID: runID}
 	log := e.log.With("org", org.Name, "table", res.Table, "run", runID)
 	rp, ok := e.planner.(RangePlanner)
@@ -77,7 +77,7 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 	db, err := e.open(ctx, org.Source)
 	if err != nil {
 		res.Err = err
-		log.Error("source unreachable", "err", err)
+		logOpenFailure(ctx, log, err)
 		return res
 	}
 	defer db.Close()
@@ -85,9 +85,12 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 		return rp.PlanRange(ctx, req, r)
 	})
 	if err == nil {
+		// The backfill's chunks, and the rows its reconciliation deletes,
+		// are recorded under its own position, never the table's.
+		target = target.WithPositionTable(BackfillPosition(res.Table))
 		job := TableJob{
 			Org: org.Name, Table: BackfillPosition(res.Table), Strategy: "backfill",
-			Extractor: backfillExtractor{plan.Extractor}, Target: target.WithPositionTable(BackfillPosition(res.Table)),
+			Extractor: backfillExtractor{plan.Extractor}, Target: target,
 			Positions: e.positions, Actor: actor, RunID: runID, Metrics: e.metrics,
 		}
 		res = RunTable(ctx, log, job)
@@ -100,7 +103,9 @@ func (e *Engine) BackfillRange(ctx context.Context, org *config.Org, table strin
 	res.Err, res.RunID = err, runID
 	res.Started = start
 	res.Duration = time.Since(start)
-	if res.Err != nil {
+	if why, ok := canceled(ctx, res.Err); ok {
+		log.Info("ranged backfill canceled", append([]any{"chunks", res.Chunks}, why...)...)
+	} else if res.Err != nil {
 		log.Error("ranged backfill failed", "chunks", res.Chunks, "err", res.Err)
 	} else {
 		log.Info("ranged backfill done", "chunks", res.Chunks, "rows", res.Totals.Rows,

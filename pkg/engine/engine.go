@@ -115,6 +115,20 @@ func (e *Engine) Positions() *watermarks.Store { return e.positions }
 // Metrics are the engine's metrics.
 func (e *Engine) Metrics() *Metrics { return e.metrics }
 
+// InitMetrics makes the counters of org's configured tables exist at 0
+// before any run (the daemon calls it as it loads the configuration): the
+// engine's, and its leaser's when that has metrics of its own.
+func (e *Engine) InitMetrics(org *config.Org) {
+	l, ok := e.leases.(interface{ InitMetrics(org, table string) })
+	for _, t := range org.Tables {
+		q := e.qualified(t.Name)
+		e.metrics.initLabels(org.Name, q)
+		if ok {
+			l.InitMetrics(org.Name, q)
+		}
+	}
+}
+
 // Leaser takes a table's lease without waiting (pkg/lease implements it).
 // ok is false, with no error, when another runner holds it; when ok, unlock
 // releases it.
@@ -264,9 +278,15 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 	return res
 }
 
-// finish counts and logs a table's run, once it is audited.
-func (e *Engine) finish(log *slog.Logger, res TableResult) {
+// finish counts and logs a table's run, once it is audited: a run that
+// ended because ctx was canceled as canceled, with who and why.
+func (e *Engine) finish(ctx context.Context, log *slog.Logger, res TableResult) {
 	m := e.metrics
+	if why, ok := canceled(ctx, res.Err); ok {
+		m.observe(res, "canceled")
+		log.Info("table sync canceled", append([]any{"strategy", res.Strategy, "chunks", res.Chunks}, why...)...)
+		return
+	}
 	if res.Err != nil {
 		m.observe(res, "failed")
 		log.Error("table sync failed", "strategy", res.Strategy, "chunks", res.Chunks, "err", res.Err)
@@ -470,7 +490,8 @@ func keyBatches(ctx context.Context, keys extractors.Extractor) (extractors.Run,
 	return run, next, nil
 }
 
-func newRunID() string {
+// NewRunID returns a new run id: 12 random hex digits.
+func NewRunID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])

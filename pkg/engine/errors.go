@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"errors"
 )
 
@@ -29,4 +30,30 @@ func storeErr(err error) error {
 		return err
 	}
 	return &StoreError{Err: err}
+}
+
+// Cancel is why a run was canceled, for context.WithCancelCause: who asked
+// (an operator, "daemon") and why. A run that ends because its context was
+// canceled is logged as canceled, with these, not as failed. Its text is
+// safe to log.
+type Cancel struct {
+	By  string
+	Why string
+}
+
+func (c *Cancel) Error() string { return "canceled by " + c.By + ": " + c.Why }
+
+// canceled reports whether err ended a run because ctx was canceled (not a
+// deadline: a timeout is a failure), with who and why as log attributes:
+// those of ctx's *Cancel cause, or the cause's text.
+func canceled(ctx context.Context, err error) ([]any, bool) {
+	if !errors.Is(err, context.Canceled) || !errors.Is(ctx.Err(), context.Canceled) {
+		return nil, false
+	}
+	cause := context.Cause(ctx)
+	var c *Cancel
+	if errors.As(cause, &c) {
+		return []any{"by", c.By, "why", c.Why}, true
+	}
+	return []any{"why", cause.Error()}, true
 }

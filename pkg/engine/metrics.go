@@ -24,7 +24,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"org", "table", "operation"}),
 		TableRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "ehrsync", Subsystem: "sync", Name: "table_runs_total",
-			Help: "Table runs by outcome: ok or failed (an expired position is counted in expired_positions_total as well).",
+			Help: "Table runs by outcome: ok, failed or canceled (by an operator or a shutdown); an expired position is counted in expired_positions_total as well.",
 		}, []string{"org", "table", "outcome"}),
 		ExpiredPositions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "ehrsync", Subsystem: "sync", Name: "expired_positions_total",
@@ -53,6 +53,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.Rows, m.TableRuns, m.ExpiredPositions, m.RunDuration, m.LastSuccess, m.QueryDuration, m.PositionTime)
 	}
 	return m
+}
+
+// outcomes are the outcomes TableRuns counts; operations those Rows does.
+var (
+	outcomes   = []string{"ok", "failed", "canceled"}
+	operations = []string{"insert", "update", "delete", "unchanged"}
+)
+
+// initLabels makes the counters of (org, table) exist at 0, every outcome and
+// operation, before any run.
+func (m *Metrics) initLabels(org, table string) {
+	for _, o := range outcomes {
+		m.TableRuns.WithLabelValues(org, table, o)
+	}
+	for _, op := range operations {
+		m.Rows.WithLabelValues(org, table, op)
+	}
+	m.ExpiredPositions.WithLabelValues(org, table)
 }
 
 func (m *Metrics) observe(r TableResult, outcome string) {

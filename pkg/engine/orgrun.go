@@ -11,12 +11,16 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/internal/halt"
 	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/source"
 )
 
 // OrgRun says how one run of an organization goes: which tables, as whom,
 // with which retries, and who hears of it as it goes. The zero OrgRun runs
 // every configured table once, as the engine's actor.
 type OrgRun struct {
+	// ID is the run's id in the logs, the position history and the
+	// audit; "": a new one (NewRunID).
+	ID string
 	// Tables are the tables to run (configured names); nil: every one.
 	Tables []string
 	// Actor is who runs it in the position history and audit; "": the
@@ -90,7 +94,10 @@ func (r Retry) wait(n int) time.Duration {
 // with its error.
 func (e *Engine) RunOrg(ctx context.Context, org *config.Org, run OrgRun) OrgResult {
 	began := time.Now()
-	res := OrgResult{Org: org.Name, RunID: newRunID()}
+	res := OrgResult{Org: org.Name, RunID: run.ID}
+	if res.RunID == "" {
+		res.RunID = NewRunID()
+	}
 	selected, err := selectTables(org, run.Tables)
 	if err != nil {
 		res.Err = err
@@ -163,7 +170,11 @@ const auditTimeout = 30 * time.Second
 // error, so that no table of the run goes unreported.
 func (r *orgRun) notStarted(ctx context.Context, began time.Time, tables []config.Table) []TableResult {
 	err := fmt.Errorf("not started: the run ended first: %w", ctx.Err())
-	r.log.Error("tables not started: the run ended first", "tables", len(tables), "err", ctx.Err())
+	if why, ok := canceled(ctx, err); ok {
+		r.log.Info("tables not started: the run was canceled", append([]any{"tables", len(tables)}, why...)...)
+	} else {
+		r.log.Error("tables not started: the run ended first", "tables", len(tables), "err", ctx.Err())
+	}
 	out := make([]TableResult, len(tables))
 	for i, tc := range tables {
 		out[i] = TableResult{Org: r.org.Name, Table: r.e.qualified(tc.Name), RunID: r.id, Err: err}
@@ -194,11 +205,26 @@ func (r *orgRun) openSource(ctx context.Context) (*sql.DB, error) {
 		if err == nil {
 			return db, nil
 		}
-		r.log.Error("source unreachable", "err", err)
+		logOpenFailure(ctx, r.log, err)
 		if !r.retry(ctx, n, err) {
 			return nil, err
 		}
 	}
+}
+
+// logOpenFailure logs why a run could not open its source: it was
+// canceled, the configuration is wrong (a secret that cannot be resolved:
+// the source was not tried), or the source is unreachable.
+func logOpenFailure(ctx context.Context, log *slog.Logger, err error) {
+	if why, ok := canceled(ctx, err); ok {
+		log.Info("run canceled before the source was reached", why...)
+		return
+	}
+	if source.IsConfig(err) {
+		log.Error("source configuration error: the source was not tried", "err", err, "fix", source.Classify(err).Fix)
+		return
+	}
+	log.Error("source unreachable", "err", err)
 }
 
 // table runs one table with its retries, in the slot of sem it was given,
@@ -275,17 +301,21 @@ func (r *orgRun) leasedTable(ctx context.Context, tc config.Table) *TableResult 
 		r.log.Info("table busy, skipped: another runner holds its lease", "table", r.e.qualified(tc.Name))
 		return nil
 	}
+	tlog := r.log.With("table", tc.Name)
 	if err != nil {
 		tr := TableResult{Org: r.org.Name, Table: r.e.qualified(tc.Name), RunID: r.id, Err: err}
 		tr.Err = r.record(ctx, tc, began, tr)
-		r.log.Error("table sync failed", "table", tr.Table, "err", tr.Err)
+		if why, ok := canceled(ctx, tr.Err); ok {
+			tlog.Info("table sync canceled", why...)
+		} else {
+			tlog.Error("table sync failed", "err", tr.Err)
+		}
 		return &tr
 	}
-	tlog := r.log.With("table", tc.Name)
 	tr := r.e.syncTable(ctx, tlog, r.db, r.org, tc, r.id, r.actor, r.run.Progress)
 	unlock()
 	tr.Err = r.record(ctx, tc, began, tr)
-	r.e.finish(tlog, tr)
+	r.e.finish(ctx, tlog, tr)
 	return &tr
 }
 

@@ -164,7 +164,7 @@ func TestOrgRunStopStartsNoNewTable(t *testing.T) {
 	f := newFixture(t, "", first, second)
 	stop := make(chan struct{})
 	x := &stopping{fake: first, stop: sync.OnceFunc(func() { close(stop) })}
-	f.build(stopPlanner{f.planner, x})
+	f.build(stopPlanner(f.planner, x))
 	res := f.eng.RunOrg(context.Background(), f.org, engine.OrgRun{Stop: stop})
 	require.True(t, res.Stopped)
 	require.Len(t, res.Tables, 1)
@@ -173,17 +173,25 @@ func TestOrgRunStopStartsNoNewTable(t *testing.T) {
 	require.Empty(t, second.opens, "a table started after the stop")
 }
 
-type stopPlanner struct {
+// swapPlanner plans the table named table with the extractor x, and every
+// table as planner does otherwise.
+type swapPlanner struct {
 	planner
-	x *stopping
+	table string
+	x     extractors.Extractor
 }
 
-func (p stopPlanner) Plan(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
+func (p swapPlanner) Plan(ctx context.Context, req extractors.PlanRequest) (extractors.Plan, error) {
 	plan, err := p.planner.Plan(ctx, req)
-	if req.Table.QualifiedName() == p.x.table.QualifiedName() {
+	if req.Table.QualifiedName() == p.table {
 		plan.Extractor = p.x
 	}
 	return plan, err
+}
+
+// stopPlanner plans x's table with x.
+func stopPlanner(p planner, x *stopping) swapPlanner {
+	return swapPlanner{p, x.table.QualifiedName(), x}
 }
 
 // TestOrgRunReportsTablesTheRunsEndKeptFromStarting: when the run's ctx
@@ -197,7 +205,7 @@ func TestOrgRunReportsTablesTheRunsEndKeptFromStarting(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	x := &stopping{fake: first, stop: cancel}
-	f.build(stopPlanner{f.planner, x})
+	f.build(stopPlanner(f.planner, x))
 	var finished []string
 	res := f.eng.RunOrg(ctx, f.org, engine.OrgRun{Finished: func(tr engine.TableResult) { finished = append(finished, tr.Table) }})
 	require.False(t, res.Stopped)
@@ -255,7 +263,7 @@ func TestOrgRunTableWaitingForItsRetryLeavesItsSlot(t *testing.T) {
 	guard := time.AfterFunc(5*time.Minute, closeStop)
 	defer guard.Stop()
 	x := &stopping{fake: charges, stop: closeStop}
-	f.build(flakyPlanner{planner: stopPlanner{f.planner, x}, flaky: map[string]*flaky{"dbo.claims": claims}})
+	f.build(flakyPlanner{planner: stopPlanner(f.planner, x), flaky: map[string]*flaky{"dbo.claims": claims}})
 	res := f.eng.RunOrg(context.Background(), f.org, engine.OrgRun{Stop: stop,
 		Retry: engine.Retry{Attempts: 3, Backoff: func(int) time.Duration { return time.Hour },
 			Transient: func(err error) bool { return errors.Is(err, errFlaky) }}})

@@ -56,6 +56,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// InitMetrics makes (org, table)'s lease metrics exist at 0 before any
+// run, so that rates and alerts see a table that never met a busy lease.
+func (m *Manager) InitMetrics(org, table string) {
+	m.metrics.Busy.WithLabelValues(org, table)
+	m.metrics.Held.WithLabelValues(org, table)
+}
+
 // Manager takes table leases on the store. It is safe for concurrent use.
 type Manager struct {
 	conn    *pgx.ConnConfig

@@ -84,10 +84,13 @@ func (tg *Target) applyStatement(unique, deletes bool) string {
 // applySQL collapses the staged changes to the last one per key (in source
 // order) and applies them in one statement: the deletes and the upserts touch
 // disjoint keys. Upserts that would not change a row skip it, so a replayed
-// batch rewrites nothing. With unique (no key staged twice) there is nothing
-// to collapse; without deletes the statement has no delete step and reads
-// the staged rows once (a CTE read twice is copied aside first). Returns
-// (keys, deleted, inserted, updated).
+// batch rewrites nothing. An upsert's _ehrsync_op says what it did to the
+// store, whatever the source called the change: insert when the key was
+// not there (or was a tombstone), update when it was; the counts are the
+// same. With unique (no key staged twice) there is nothing to collapse;
+// without deletes the statement has no delete step and reads the staged
+// rows once (a CTE read twice is copied aside first). Returns (keys,
+// deleted, inserted, updated).
 func (tg *Target) applySQL(unique, deletes bool) string {
 	stage := pgx.Identifier{tg.stage}.Sanitize()
 	target := tg.ident.Sanitize()
@@ -105,7 +108,8 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 		current = append(current, "t."+q+cast)
 		sets = append(sets, q+" = EXCLUDED."+q)
 	}
-	for _, m := range []string{MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted} {
+	sets = append(sets, fmt.Sprintf("%[1]s = CASE WHEN t.%[2]s THEN 'insert' ELSE 'update' END", MetaOp, MetaDeleted))
+	for _, m := range []string{MetaBatch, MetaSyncedAt, MetaDeleted} {
 		sets = append(sets, m+" = EXCLUDED."+m)
 	}
 	current = append(current, "t."+MetaDeleted)
@@ -125,38 +129,39 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 	// upsert inserts or updates from the changes in from (alias l).
 	upsert := func(from string) string {
 		return fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s, %[3]s, %[4]s, %[5]s, %[6]s)
-		SELECT %[7]s, CASE l.%[8]s WHEN %[9]d THEN 'insert' ELSE 'update' END, $1::bigint, now(), false
-		FROM %[15]s l WHERE l.%[8]s <> %[10]d
-		ON CONFLICT (%[11]s) DO UPDATE SET %[12]s
-		WHERE (%[13]s) IS DISTINCT FROM (%[14]s)
-		RETURNING (xmax = 0) AS inserted`,
+		SELECT %[7]s, 'insert', $1::bigint, now(), false
+		FROM %[13]s l WHERE l.%[8]s <> %[9]d
+		ON CONFLICT (%[10]s) DO UPDATE SET %[11]s
+		WHERE (%[12]s) IS DISTINCT FROM (%[14]s)
+		RETURNING t.%[3]s = 'insert' AS inserted`,
 			target, strings.Join(cols, ", "), MetaOp, MetaBatch, MetaSyncedAt, MetaDeleted,
-			prefixAll("l.", cols), schemas.OpColumn, schemas.OpInsert, schemas.OpDelete,
-			tg.keyList(""), strings.Join(sets, ", "), strings.Join(current, ", "), strings.Join(excluded, ", "), from)
+			prefixAll("l.", cols), schemas.OpColumn, schemas.OpDelete,
+			tg.keyList(""), strings.Join(sets, ", "), strings.Join(current, ", "), from, strings.Join(excluded, ", "))
+	}
+	held := ""
+	if tg.opts.ChangeLog {
+		// Which staged changes find their key in the target, as it is
+		// before this statement (every CTE sees that state): the change log
+		// calls a change an insert or an update by it, as the upsert does,
+		// and records a delete only when its key was there (changeLogSQL).
+		live := ""
+		if tg.opts.DeletePolicy == DeleteSoft {
+			live = " AND NOT t." + MetaDeleted // a tombstone is not held
+		}
+		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE %s%s RETURNING 1
+	)`, stage, stageHeld, target, tg.keyMatch("t", "s"), live)
 	}
 	if !deletes {
 		from, with := stage, ""
 		if !unique {
 			from, with = "last", "last AS ("+last+"), "
 		}
-		return fmt.Sprintf(`WITH %sups AS (%s)
+		return fmt.Sprintf(`WITH %sups AS (%s)%s
 	SELECT (SELECT count(*) FROM %s), 0, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ups`,
-			with, upsert(from), from)
+			with, upsert(from), held, from)
 	}
 	if unique {
 		last = "SELECT * FROM " + stage
-	}
-	held := ""
-	if tg.opts.ChangeLog {
-		// Which staged deletes find their key in the target, as it is before
-		// this statement (every CTE sees that state): the change log records
-		// only those (changeLogSQL).
-		live := ""
-		if tg.opts.DeletePolicy == DeleteSoft {
-			live = " AND NOT t." + MetaDeleted // a tombstone is not held
-		}
-		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE s.%s = %d AND %s%s RETURNING 1
-	)`, stage, stageHeld, target, schemas.OpColumn, schemas.OpDelete, tg.keyMatch("t", "s"), live)
 	}
 	return fmt.Sprintf(`WITH last AS (%s
 	), del AS (%s
@@ -183,29 +188,32 @@ func (p *Pending) queueApply(b *pgx.Batch) {
 // change's key in the log is its source position where the strategy has one
 // (CDC), and otherwise a digest of its row image (plus, for a delete, the
 // chunk's position), so that re-reading the same row image (a look-back
-// window, a snapshot every run, the first run's handoff) logs it once. A
-// delete is logged only when the store held its key just before it: the
-// chunk's previous change of the key is not a delete, or the chunk has none
-// before it and the target held the key when the chunk was applied (the
-// apply marks it). A delete of a key the store did not hold (another
-// practice's row, read as a key-only delete; a key already deleted) leaves
-// no trace. $1 is the chunk's position (its text), $2 the commit's batch
-// id.
+// window, a snapshot every run, the first run's handoff) logs it once.
+// Whether the store held the key just before a change decides what it is
+// logged as: held when the chunk's previous change of the key is not a
+// delete, or the chunk has none before it and the target held the key when
+// the chunk was applied (the apply marks it). A change of a key held is an
+// update, of one not held an insert, whatever the source called it, as in
+// the target's _ehrsync_op. A delete is logged only when the key was held:
+// a delete of a key the store did not hold (another practice's row, read
+// as a key-only delete; a key already deleted) leaves no trace. $1 is the
+// chunk's position (its text), $2 the commit's batch id.
 func (tg *Target) changeLogSQL() string {
 	cols := tg.colNames()
 	const prev = "_ehrsync_prev_op"
+	held := fmt.Sprintf("(s.%[1]s IS NULL AND s.%[2]s OR s.%[1]s <> %[3]d)", prev, stageHeld, schemas.OpDelete)
 	return fmt.Sprintf(`INSERT INTO %s (%s, %s, %s, %s, %s, %s)
-		SELECT %s, CASE %s WHEN %d THEN 'insert' WHEN %d THEN 'update' ELSE 'delete' END, %s, %s,
+		SELECT %s, CASE WHEN s.%s = %d THEN 'delete' WHEN %s THEN 'update' ELSE 'insert' END, %s, %s,
 			coalesce(%s, decode(md5(CASE WHEN %s = %d THEN $1::text ELSE '' END || ROW(%s)::text), 'hex')), $2::bigint
 		FROM (SELECT *, lag(%s) OVER (PARTITION BY %s ORDER BY %s) AS %s FROM %s) s
-		WHERE s.%s <> %d OR (s.%s IS NULL AND s.%s) OR s.%s <> %d
+		WHERE s.%s <> %d OR %s
 		ORDER BY %s
 		ON CONFLICT (%s) DO NOTHING`,
 		tg.changes.Sanitize(), strings.Join(cols, ", "), MetaOp, schemas.SeqColumn, schemas.SourcePosColumn, MetaChangeKey, MetaBatch,
-		prefixAll("s.", cols), "s."+schemas.OpColumn, schemas.OpInsert, schemas.OpUpdate, "s."+schemas.SeqColumn, "s."+schemas.SourcePosColumn,
+		prefixAll("s.", cols), schemas.OpColumn, schemas.OpDelete, held, "s."+schemas.SeqColumn, "s."+schemas.SourcePosColumn,
 		"s."+schemas.SourcePosColumn, "s."+schemas.OpColumn, schemas.OpDelete, prefixAll("s.", cols),
 		schemas.OpColumn, tg.keyList(""), schemas.SeqColumn, prev, pgx.Identifier{tg.stage}.Sanitize(),
-		schemas.OpColumn, schemas.OpDelete, prev, stageHeld, prev, schemas.OpDelete,
+		schemas.OpColumn, schemas.OpDelete, held,
 		"s."+schemas.SeqColumn, MetaChangeKey)
 }
 

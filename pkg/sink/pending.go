@@ -99,10 +99,7 @@ type begun struct {
 // Begin starts applying rec with m: the first of Pending's steps. The caller
 // keeps ownership of rec and must keep it until Write returns.
 func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks.Move) (*Pending, error) {
-	m.Org, m.Table = tg.org, tg.table.QualifiedName()
-	if tg.positionTable != "" {
-		m.Table = tg.positionTable
-	}
+	m.Org, m.Table = tg.org, tg.positionName()
 	p := &Pending{tg: tg, m: m}
 	if rec != nil && rec.NumRows() > 0 {
 		if err := schemas.ValidateChangeBatch(tg.table, rec); err != nil {

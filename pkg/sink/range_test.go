@@ -43,8 +43,9 @@ func TestReconcileRangeTouchesOnlyTheRange(t *testing.T) {
 }
 
 // TestWithPositionTableKeepsTheTablesPosition: a target whose position is
-// kept under another name commits its rows with that position and leaves
-// the table's own position where it was.
+// kept under another name commits its rows with that position, and records
+// its reconciliations under that name, leaving the table's own position and
+// history where they were.
 func TestWithPositionTableKeepsTheTablesPosition(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -63,4 +64,18 @@ func TestWithPositionTableKeepsTheTablesPosition(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, watermarks.Position(to), got)
 	require.Equal(t, []string{keyB + "|R", keyA + "|S"}, f.dump(t, tg.Ident(), "line_id", "status"))
+
+	// Its reconciliation is recorded under its own name too: the table's
+	// history does not move.
+	res, err := bf.ReconcileRange(ctx, keyFeed(
+		batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyC}}),
+	), "test", uuidKey(t, keyA), uuidKey(t, keyC))
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res.Deleted)
+	hist, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines#backfill", 1)
+	require.NoError(t, err)
+	require.Equal(t, watermarks.ReasonReconcile, hist[0].Reason)
+	hist, err = f.positions.History(ctx, "st-mary", "dbo.claim_lines", 0)
+	require.NoError(t, err)
+	require.Len(t, hist, 1, "a ranged reconciliation moved the table's history")
 }

@@ -135,12 +135,28 @@ func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, 
 		if _, err := tx.Exec(ctx, "ANALYZE pg_temp.ehrsync_source_keys"); err != nil {
 			return err
 		}
+		// The reconciliation's batch id: the rows it soft-deletes and its
+		// change-log entries carry it, and when it deletes any it is
+		// recorded under it in the position history, under the target's
+		// position name (a ranged backfill's own, WithPositionTable).
+		var batch int64
+		var at time.Time
+		b := &pgx.Batch{}
+		tg.sink.positions.QueueReserve(b, &batch, &at)
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		args := rangeArgs
+		if tg.opts.DeletePolicy == DeleteSoft || tg.opts.ChangeLog {
+			args = append(args, batch)
+		}
+		batchParam := fmt.Sprintf("$%d::bigint", len(rangeArgs)+1)
 		gone := fmt.Sprintf("NOT EXISTS (SELECT 1 FROM pg_temp.ehrsync_source_keys k WHERE %s) AND t.%s < now() AND %s",
 			tg.keyMatch("k", "t"), MetaSyncedAt, inRange)
 		var q string
 		if tg.opts.DeletePolicy == DeleteSoft {
-			q = fmt.Sprintf("UPDATE %s t SET %s = 'delete', %s = true, %s = now() WHERE NOT t.%s AND %s",
-				tg.ident.Sanitize(), MetaOp, MetaDeleted, MetaSyncedAt, MetaDeleted, gone)
+			q = fmt.Sprintf("UPDATE %s t SET %s = 'delete', %s = true, %s = now(), %s = %s WHERE NOT t.%s AND %s",
+				tg.ident.Sanitize(), MetaOp, MetaDeleted, MetaSyncedAt, MetaBatch, batchParam, MetaDeleted, gone)
 		} else {
 			q = fmt.Sprintf("DELETE FROM %s t WHERE %s", tg.ident.Sanitize(), gone)
 		}
@@ -151,15 +167,20 @@ func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, 
 			cols := tg.colNames()
 			list := strings.Join(cols, ", ")
 			q = fmt.Sprintf(`WITH gone AS (%s RETURNING %s), logged AS (
-				INSERT INTO %s (%s, %s, %s, %s)
-				SELECT %s, 'delete', 0, decode(md5(now()::text || ROW(%s)::text), 'hex') FROM gone)
+				INSERT INTO %s (%s, %s, %s, %s, %s)
+				SELECT %s, 'delete', 0, decode(md5(now()::text || ROW(%s)::text), 'hex'), %s FROM gone)
 				SELECT count(*) FROM gone`,
-				q, prefixAll("t.", cols), tg.changes.Sanitize(), list, MetaOp, schemas.SeqColumn, MetaChangeKey, list, list)
+				q, prefixAll("t.", cols), tg.changes.Sanitize(), list, MetaOp, schemas.SeqColumn, MetaChangeKey, MetaBatch, list, list, batchParam)
 		} else {
 			q = "WITH gone AS (" + q + " RETURNING 1) SELECT count(*) FROM gone"
 		}
-		if err := tx.QueryRow(ctx, q, rangeArgs...).Scan(&res.Deleted); err != nil {
+		if err := tx.QueryRow(ctx, q, args...).Scan(&res.Deleted); err != nil {
 			return fmt.Errorf("delete rows gone at the source: %w", err)
+		}
+		if res.Deleted > 0 {
+			if err := tg.sink.positions.Reconciled(ctx, tx, batch, tg.org, tg.positionName(), actor, res.Deleted); err != nil {
+				return err
+			}
 		}
 		if ranged {
 			return nil

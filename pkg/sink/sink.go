@@ -131,6 +131,15 @@ func (tg *Target) WithPositionTable(name string) *Target {
 	return &c
 }
 
+// positionName is the name the target's position and history are kept
+// under: the table's qualified name, or WithPositionTable's.
+func (tg *Target) positionName() string {
+	if tg.positionTable != "" {
+		return tg.positionTable
+	}
+	return tg.table.QualifiedName()
+}
+
 // Ident is the target table's quoted name.
 func (tg *Target) Ident() pgx.Identifier { return tg.ident }
 

@@ -635,6 +635,9 @@ func keyFeed(batches ...arrow.RecordBatch) KeyBatches {
 	}
 }
 
+// TestReconcileRemovesRowsGoneAtTheSource: rows whose key the source no
+// longer has are deleted by the table's policy, logged, and the
+// reconciliation names the commit that deleted them.
 func TestReconcileRemovesRowsGoneAtTheSource(t *testing.T) {
 	for _, policy := range []DeletePolicy{DeleteHard, DeleteSoft} {
 		t.Run(string(policy), func(t *testing.T) {
@@ -652,10 +655,12 @@ func TestReconcileRemovesRowsGoneAtTheSource(t *testing.T) {
 			require.True(t, never.IsZero())
 
 			// The source still has A and C, in two batches; B is gone.
-			res, err := tg.Reconcile(ctx, keyFeed(
-				batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyA}}),
-				batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyC}}),
-			), "test")
+			sourceKeys := func() KeyBatches {
+				return keyFeed(
+					batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyA}}),
+					batch(t, f.mem, tg.table, change{op: schemas.OpInsert, row: map[string]any{"line_id": keyC}}))
+			}
+			res, err := tg.Reconcile(ctx, sourceKeys(), "test")
 			require.NoError(t, err)
 			require.Equal(t, ReconcileResult{SourceKeys: 2, Deleted: 1}, res)
 			want := []string{keyA + "|false", keyC + "|false"}
@@ -677,6 +682,36 @@ func TestReconcileRemovesRowsGoneAtTheSource(t *testing.T) {
 			got, err := f.positions.Load(ctx, "st-mary", "dbo.claim_lines")
 			require.NoError(t, err)
 			require.Equal(t, cursorAt(1), got)
+
+			// The reconciliation is in the position history (the position
+			// as it was, the rows deleted, the actor), and the rows it
+			// soft-deleted and its change-log entries name that entry in
+			// _ehrsync_batch, as every other write does.
+			hist, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 1)
+			require.NoError(t, err)
+			h := hist[0]
+			require.Equal(t, watermarks.ReasonReconcile, h.Reason)
+			require.Equal(t, "test", h.Actor)
+			require.Equal(t, int64(1), h.Rows)
+			require.Equal(t, cursorAt(1), h.From)
+			require.Equal(t, cursorAt(1), h.To)
+			var logBatch int64
+			require.NoError(t, f.pool.QueryRow(ctx, "SELECT "+MetaBatch+" FROM "+tg.ChangeLogIdent().Sanitize()+
+				" WHERE "+MetaOp+" = 'delete'").Scan(&logBatch))
+			require.Equal(t, h.ID, logBatch, "the change-log entry of the deletion names another commit")
+			if policy == DeleteSoft {
+				var rowBatch int64
+				require.NoError(t, f.pool.QueryRow(ctx, "SELECT "+MetaBatch+" FROM "+tg.Ident().Sanitize()+
+					" WHERE line_id = $1 AND "+MetaOp+" = 'delete'", keyB).Scan(&rowBatch))
+				require.Equal(t, h.ID, rowBatch, "the soft-deleted row names another commit")
+			}
+			// One that deletes nothing records nothing.
+			res, err = tg.Reconcile(ctx, sourceKeys(), "test")
+			require.NoError(t, err)
+			require.Zero(t, res.Deleted)
+			again, err := f.positions.History(ctx, "st-mary", "dbo.claim_lines", 1)
+			require.NoError(t, err)
+			require.Equal(t, h.ID, again[0].ID)
 		})
 	}
 }

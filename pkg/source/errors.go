@@ -29,6 +29,9 @@ type Class struct {
 	// Transient failures are worth retrying with backoff; the others need a
 	// person (a password, a grant, a certificate).
 	Transient bool
+	// Config failures are ehrsync's own configuration's (a secret that
+	// cannot be resolved): the source was not tried.
+	Config bool
 }
 
 // The classes. Their codes are stable: dashboards and alerts use them.
@@ -87,10 +90,10 @@ var (
 	ClassCaptureAgent = &Class{Code: "capture_agent_stopped",
 		Cause: "the CDC capture job is not running: new changes are not captured",
 		Fix:   "start SQL Server Agent and the cdc.<db>_capture job (EXEC sys.sp_cdc_start_job); check sys.dm_cdc_errors"}
-	ClassSecret = &Class{Code: "secret_unavailable",
+	ClassSecret = &Class{Code: "secret_unavailable", Config: true,
 		Cause: "a secret in the configuration could not be resolved",
 		Fix:   "set the environment variable or file the secret refers to; for enc: values set EHRSYNC_SECRETS_KEY or EHRSYNC_SECRETS_KEY_FILE to the key it was encrypted with"}
-	ClassSecretFileOpen = &Class{Code: "secret_file_open",
+	ClassSecretFileOpen = &Class{Code: "secret_file_open", Config: true,
 		Cause: "a secret or key file may be read or written by group or others, so ehrsync refuses it",
 		Fix:   "chmod 600 the file named in the error (owned by the user ehrsync runs as), as for an SSH private key"}
 	ClassNotSQLServer = &Class{Code: "not_sql_server",
@@ -412,6 +415,13 @@ func Classify(err error) *Class {
 func IsTransient(err error) bool {
 	c := Classify(err)
 	return c != nil && c.Transient
+}
+
+// IsConfig reports whether err is a failure of ehrsync's own configuration
+// (a secret that cannot be resolved), found before the source was tried.
+func IsConfig(err error) bool {
+	c := Classify(err)
+	return c != nil && c.Config
 }
 
 func classifyDatabase(err error) *Class {
