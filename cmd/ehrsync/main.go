@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, err := root.ExecuteContextC(service.WarnOnce(ctx))
 	var u usageError
 	if errors.As(err, &u) && cmd != nil {
-		return usageError{fmt.Errorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())}
+		return helpHint{err: err, command: cmd.CommandPath()}
 	}
 	return err
 }
@@ -92,6 +92,17 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
+
+// helpHint is a usage error with a line pointing to its command's help.
+type helpHint struct {
+	err     error
+	command string
+}
+
+func (e helpHint) Error() string {
+	return fmt.Sprintf("%v\nRun '%s --help' for usage.", e.err, e.command)
+}
+func (e helpHint) Unwrap() error { return e.err }
 
 // exitCode maps a command's outcome to the process exit code, printing the
 // error once: 0 success, 2 usage, 1 anything else.
