@@ -88,7 +88,7 @@ func TestRangedBackfillKilledMidRangeResumes(t *testing.T) {
 			WHERE org = $1 AND table_name = 'dbo.claims#backfill' AND reason = 'backfill'`, org).Scan(&n))
 		return n
 	}
-	require.Eventually(t, func() bool { return chunks() >= 2 }, time.Minute, time.Millisecond, "no chunk committed:\n%s", &out1)
+	await(t, time.Millisecond, func() bool { return chunks() >= 2 }, "no chunk committed:\n%s", &out1)
 	require.NoError(t, cmd.Process.Kill()) // SIGKILL: no cleanup at all
 	<-done
 	var unfinished int

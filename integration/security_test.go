@@ -251,7 +251,7 @@ func (e *env) writeCounts(t *testing.T, role string) [3]int64 {
 	}
 	var last [3]int64
 	stable := 0
-	require.Eventually(t, func() bool {
+	await(t, 200*time.Millisecond, func() bool {
 		var sessions int
 		require.NoError(t, e.src.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role).Scan(&sessions))
 		if sessions > 0 {
@@ -265,7 +265,7 @@ func (e *env) writeCounts(t *testing.T, role string) [3]int64 {
 			last, stable = c, 0
 		}
 		return stable >= 3
-	}, 30*time.Second, 200*time.Millisecond)
+	})
 	return last
 }
 
@@ -541,10 +541,10 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	// The daemon: scheduled runs (failing ones too), metrics, admin API.
 	addr := freeAddr(t)
 	d := e.startDaemonWith(t, e.daemonConfig(t, "1s", addr), addr, environ, "--log-level", "debug")
-	require.Eventually(t, func() bool {
+	await(t, 100*time.Millisecond, func() bool {
 		_, s := d.get(t, "/metrics", "")
 		return metric(s, "ehrsync_daemon_runs_total") >= 2
-	}, time.Minute, 100*time.Millisecond, "the daemon ran nothing:\n%s", d.out.String())
+	}, "the daemon ran nothing:\n%s", d.out.String())
 	http := func(name, method, path, auth, body string) {
 		code, text := d.do(t, method, path, auth, body)
 		all.add(fmt.Sprintf("HTTP %s: %s %s (%d)", name, method, path, code), text)
@@ -561,11 +561,11 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	http("pause", "POST", "/admin/orgs/"+org+"/pause", token, "")
 	http("resume", "POST", "/admin/orgs/"+org+"/resume", token, "")
 	http("position, no confirm", "POST", "/admin/orgs/"+org+"/tables/dbo.claims/position", token, `{"confirm": "nope"}`)
-	require.Eventually(t, func() bool {
+	await(t, 100*time.Millisecond, func() bool {
 		var n int
 		require.NoError(t, e.store.QueryRow(ctx, "SELECT count(*) FROM ehrsync.backfills WHERE finished_at IS NOT NULL").Scan(&n))
 		return n > 0
-	}, time.Minute, 100*time.Millisecond, "the admin backfill never finished:\n%s", d.out.String())
+	}, "the admin backfill never finished:\n%s", d.out.String())
 	http("orgs after", "GET", "/admin/orgs", token, "")
 	http("metrics after", "GET", "/metrics", "", "")
 	d.stop(t)
