@@ -534,8 +534,11 @@ func TestReliabilityLoad(t *testing.T) {
 	d := e.spawnDaemon(t, cfg, addr, nil, []string{"--log-level", "warn"}, []string{"--concurrency", "8", "--backoff", "100ms"})
 
 	// Warm-up: every org synced every table once.
-	await(t, time.Second, func() bool { return len(e.successes(t, 0)) == orgs*len(tables) },
-		"not every org finished its first sync")
+	var synced map[string][]time.Time
+	await(t, time.Second, func() bool {
+		synced = e.successes(t, 0)
+		return len(synced) == orgs*len(tables)
+	}, "not every org finished its first sync")
 	warm := e.sampleLoad(t, d)
 	var from int64
 	var start time.Time
@@ -561,7 +564,7 @@ func TestReliabilityLoad(t *testing.T) {
 		}
 		require.Nil(t, d.cmd.ProcessState, "the daemon exited under load:\n%s", d.out.String())
 		byTable = e.successes(t, from)
-		fewest, most = successCounts(byTable, orgs*len(tables))
+		fewest, most = successCounts(byTable, synced)
 		if fewest >= minRuns && time.Since(started) >= length || most >= fairness*minRuns && most > fairness*fewest {
 			break
 		}
@@ -579,9 +582,9 @@ func TestReliabilityLoad(t *testing.T) {
 	// Each table's longest wait: between the period's start, its
 	// successes, and the period's end (store clock throughout).
 	longest := map[string]time.Duration{}
-	for k, at := range byTable {
+	for k := range synced {
 		prev := start
-		for _, a := range append(at, to) {
+		for _, a := range append(byTable[k], to) {
 			longest[k] = max(longest[k], a.Sub(prev))
 			prev = a
 		}
@@ -661,14 +664,13 @@ func (e *env) successes(t *testing.T, after int64) map[string][]time.Time {
 	return out
 }
 
-// successCounts returns the fewest and the most successes of the n tables
-// (a table with none counts as 0).
-func successCounts(byTable map[string][]time.Time, n int) (fewest, most int) {
-	if len(byTable) == n {
-		fewest = math.MaxInt
-	}
-	for _, at := range byTable {
-		fewest, most = min(fewest, len(at)), max(most, len(at))
+// successCounts returns the fewest and the most successes in byTable of
+// the tables in all (a table with none counts as 0).
+func successCounts(byTable, all map[string][]time.Time) (fewest, most int) {
+	fewest = math.MaxInt
+	for k := range all {
+		n := len(byTable[k])
+		fewest, most = min(fewest, n), max(most, n)
 	}
 	return fewest, most
 }
