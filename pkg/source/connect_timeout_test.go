@@ -83,6 +83,9 @@ func TestConnectTimeoutBoundsTheLogin(t *testing.T) {
 // refuses (go-mssqldb's prelogin read does not watch the context), so
 // without deadline support the attempt would block for ever.
 func TestSSHConnectTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (waits out connect timeouts): runs without -short")
+	}
 	for _, mode := range []config.TLSMode{config.TLSDisable, config.TLSRequire, config.TLSStrict} {
 		t.Run(string(mode), func(t *testing.T) {
 			src, srv := viaSSH(t, sourcetest.HangAddr(t))

@@ -50,6 +50,9 @@ func openErr(t *testing.T, src config.Source, want *source.Class) {
 }
 
 func TestConnectFailures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (waits out connect timeouts): runs without -short")
+	}
 	for _, dialect := range []config.Dialect{config.SQLServer, config.Postgres} {
 		t.Run(string(dialect), func(t *testing.T) {
 			t.Run("relay refuses", func(t *testing.T) {

@@ -112,6 +112,9 @@ func TestSSHToSQLServer(t *testing.T) {
 // longer than the connect timeout failed; queries are bounded by their
 // context (query_timeout) instead.
 func TestQuerySlowerThanConnectTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (waits out 3 s delays): runs without -short")
+	}
 	for _, via := range []config.Via{config.ViaDirect, config.ViaSSH} {
 		t.Run(string(via), func(t *testing.T) {
 			srv := startTDS(t, tdstest.Config{})
