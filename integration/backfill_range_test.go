@@ -43,6 +43,7 @@ func claimRows(t *testing.T, pool *pgxpool.Pool, schema, lo, hi string, in bool)
 // at the source removed), the rows outside the range are untouched, and the
 // table's incremental position never moved.
 func TestRangedBackfillKilledMidRangeResumes(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, 20, 10)
 	ctx := context.Background()
 	e.sync(t)
@@ -88,7 +89,7 @@ func TestRangedBackfillKilledMidRangeResumes(t *testing.T) {
 			WHERE org = $1 AND table_name = 'dbo.claims#backfill' AND reason = 'backfill'`, org).Scan(&n))
 		return n
 	}
-	require.Eventually(t, func() bool { return chunks() >= 2 }, time.Minute, time.Millisecond, "no chunk committed:\n%s", &out1)
+	await(t, time.Millisecond, func() bool { return chunks() >= 2 }, "no chunk committed:\n%s", &out1)
 	require.NoError(t, cmd.Process.Kill()) // SIGKILL: no cleanup at all
 	<-done
 	var unfinished int

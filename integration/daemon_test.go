@@ -136,10 +136,10 @@ func (e *env) spawnDaemon(t *testing.T, cfg, addr string, environ, globals, runF
 			t.Logf("the daemon's last error lines (%d in all):\n%s", len(lines), strings.Join(lines[max(0, len(lines)-20):], "\n"))
 		}
 	})
-	require.Eventually(t, func() bool {
+	await(t, 50*time.Millisecond, func() bool {
 		code, _ := d.get(t, "/readyz", "")
 		return code == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "daemon never became ready:\n%s", d.out.String())
+	}, "daemon never became ready:\n%s", d.out.String())
 	return d
 }
 
@@ -220,15 +220,16 @@ func metric(scrape, name string) float64 {
 	return sum
 }
 
-// stop sends SIGTERM and requires exit 0.
+// stop sends SIGTERM and requires exit 0 (the grace period, then the runs'
+// cancellation, end the daemon: the wait has no bound of its own).
 func (d *daemonProc) stop(t *testing.T) {
 	t.Helper()
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
 	select {
 	case err := <-d.done:
 		require.NoError(t, err, "ehrsync run did not exit 0 on SIGTERM:\n%s", d.out.String())
-	case <-time.After(60 * time.Second):
-		t.Fatalf("ehrsync run did not exit within 60s of SIGTERM:\n%s", d.out.String())
+	case <-giveUp(t):
+		t.Fatalf("ehrsync run did not exit after SIGTERM:\n%s", d.out.String())
 	}
 }
 
@@ -302,6 +303,7 @@ func (e *env) requireNoDoubleAppliedChunk(t *testing.T) {
 // converges, metrics move, the admin API answers, audit rows and NOTIFY
 // payloads are written, and SIGTERM exits 0 with no half chunk.
 func TestDaemonEndToEnd(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, 8, 500)
 	ctx := context.Background()
 	listen, err := e.store.Acquire(ctx)
@@ -314,7 +316,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 	code, body := d.get(t, "/healthz", "")
 	require.Equal(t, http.StatusOK, code, body)
 
-	require.Eventually(t, func() bool { return e.converged(t) }, 2*time.Minute, 200*time.Millisecond,
+	await(t, 200*time.Millisecond, func() bool { return e.converged(t) },
 		"the store never converged:\n%s", d.out.String())
 	_, first := d.get(t, "/metrics", "")
 	rows1 := metric(first, "ehrsync_sync_rows_total")
@@ -331,12 +333,12 @@ func TestDaemonEndToEnd(t *testing.T) {
 
 	// The workload runs while the daemon syncs on its schedule.
 	e.simulate(t, 2)
-	require.Eventually(t, func() bool { return e.converged(t) }, 2*time.Minute, 200*time.Millisecond,
+	await(t, 200*time.Millisecond, func() bool { return e.converged(t) },
 		"the store never caught up with the workload:\n%s", d.out.String())
-	require.Eventually(t, func() bool {
+	await(t, 100*time.Millisecond, func() bool {
 		_, s := d.get(t, "/metrics", "")
 		return metric(s, "ehrsync_sync_rows_total") > rows1
-	}, 30*time.Second, 100*time.Millisecond, "metrics did not move")
+	}, "metrics did not move")
 	_, scrape := d.get(t, "/metrics", "")
 	for _, name := range []string{"ehrsync_sync_table_runs_total", "ehrsync_sync_last_success_timestamp_seconds",
 		"ehrsync_daemon_runs_total", "ehrsync_source_up", "ehrsync_daemon_next_run_timestamp_seconds"} {
@@ -391,8 +393,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 
 	// SIGHUP reloads the configuration.
 	require.NoError(t, d.cmd.Process.Signal(syscall.SIGHUP))
-	require.Eventually(t, func() bool { return strings.Contains(d.out.String(), "configuration reloaded") },
-		30*time.Second, 20*time.Millisecond)
+	await(t, 20*time.Millisecond, func() bool { return strings.Contains(d.out.String(), "configuration reloaded") })
 
 	// SIGTERM in the middle of work: exit 0, and no half chunk.
 	e.simulate(t, 1)
@@ -412,6 +413,7 @@ func TestDaemonEndToEnd(t *testing.T) {
 // runs. The leases let one runner at a time sync a table: every table is
 // synced, no chunk is applied twice, and the only "errors" are busy skips.
 func TestTwoDaemonsAndAManualSyncShareOneStore(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, 8, 300)
 	a := e.startDaemon(t, "1s")
 	b := e.startDaemon(t, "1s")
@@ -420,15 +422,15 @@ func TestTwoDaemonsAndAManualSyncShareOneStore(t *testing.T) {
 		out := e.sync(t) // exits 0 even when tables are busy
 		require.NotContains(t, out, "table sync failed")
 	}
-	require.Eventually(t, func() bool { return e.converged(t) }, 2*time.Minute, 200*time.Millisecond,
+	await(t, 200*time.Millisecond, func() bool { return e.converged(t) },
 		"the store never converged:\nA:\n%s\nB:\n%s", a.out.String(), b.out.String())
 	// The replicas fire on the same second: they meet at leases.
 	var sa, sb string
-	require.Eventually(t, func() bool {
+	await(t, 100*time.Millisecond, func() bool {
 		_, sa = a.get(t, "/metrics", "")
 		_, sb = b.get(t, "/metrics", "")
 		return metric(sa, "ehrsync_lease_busy_total")+metric(sb, "ehrsync_lease_busy_total") > 0
-	}, time.Minute, 100*time.Millisecond, "two replicas on one schedule never met at a lease: the test proves nothing")
+	}, "two replicas on one schedule never met at a lease: the test proves nothing")
 	a.stop(t)
 	b.stop(t)
 	require.Empty(t, a.errorLines())
@@ -450,6 +452,7 @@ func TestTwoDaemonsAndAManualSyncShareOneStore(t *testing.T) {
 // API, sends SIGTERM part way with a tiny grace period (the open chunk
 // transaction rolls back), and resumes the backfill from the CLI.
 func TestSIGTERMDuringABackfillThenResume(t *testing.T) {
+	skipShort(t)
 	e := newEnv(t, 20, 40)
 	ctx := context.Background()
 	e.sync(t)
@@ -457,14 +460,14 @@ func TestSIGTERMDuringABackfillThenResume(t *testing.T) {
 	code, body := d.do(t, http.MethodPost, "/admin/orgs/"+org+"/backfill", adminToken, `{"tables": ["dbo.claims"]}`)
 	require.Equal(t, http.StatusAccepted, code, body)
 	landed := false
-	require.Eventually(t, func() bool {
+	await(t, 2*time.Millisecond, func() bool {
 		var chunks, finished int
 		require.NoError(t, e.store.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM ehrsync.position_history WHERE actor = 'admin-api' AND reason <> 'reset'),
 			(SELECT count(*) FROM ehrsync.backfills WHERE finished_at IS NOT NULL)`).Scan(&chunks, &finished))
 		landed = finished == 0
 		return chunks >= 2 || finished > 0
-	}, time.Minute, 2*time.Millisecond)
+	})
 	d.stop(t)
 	// The grace period (1ms) ends mid-chunk: the run is canceled and its
 	// open chunk transaction rolls back; nothing else fails.

@@ -4,6 +4,7 @@
 package integration
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,12 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test that needs the binary or PostgreSQL skips itself
+		// (skipShort).
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "ehrsync-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -45,4 +52,13 @@ func (r reporting) Run() int {
 		}
 	}
 	return code
+}
+
+// skipShort skips an end-to-end test under -short (the fast lane): each
+// runs the binary against PostgreSQL for seconds to minutes.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end to end, the binary against PostgreSQL: runs without -short")
+	}
 }

@@ -15,12 +15,12 @@ import (
 // The reliability suite reports its own figures: each test adds
 // what it did (iterations, faults injected, rows compared, rows lost) with
 // figure, and TestMain writes them as Markdown to the file named by
-// EHRSYNC_RELIABILITY_REPORT when the run passed (go tool task test:soak
+// EHRSYNC_RELIABILITY_REPORT when the run passed (the task test:soak
 // writes docs/reliability.md this way). Figures are counts and durations,
 // never row values.
 
-// soak is true in the long run (EHRSYNC_SOAK=1, go tool task test:soak):
-// tests scale their iterations up with it.
+// soak is true in the long run (EHRSYNC_SOAK=1, the task test:soak): tests
+// scale their iterations up with it.
 var soak = os.Getenv("EHRSYNC_SOAK") == "1"
 
 // scale returns normal, or soakN in the soak run.
@@ -97,9 +97,9 @@ func writeReport(path string, passed bool) error {
 	report.Lock()
 	defer report.Unlock()
 	var b strings.Builder
-	mode, command := "normal", "go tool task test"
+	mode, command := "normal", "go tool -modfile=tools/task/go.mod task test"
 	if soak {
-		mode, command = "soak", "go tool task test:soak"
+		mode, command = "soak", "go tool -modfile=tools/task/go.mod task test:soak"
 	}
 	fmt.Fprintf(&b, "# Reliability\n\n")
 	fmt.Fprintf(&b, "Written by the reliability suite itself (`integration/`) at the end of its last\n")

@@ -72,6 +72,7 @@ func ptr(s string) *string { return &s }
 // token while /metrics and /healthz still answer. The listen address
 // defaults to loopback.
 func TestReliabilitySecurityAdminAPI(t *testing.T) {
+	skipShort(t)
 	const section = "Security: admin API"
 	e := newEnv(t, 2, 2000)
 	token := "adm-" + sentinelID(t) + "-tok-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -252,7 +253,7 @@ func (e *env) writeCounts(t *testing.T, role string) [3]int64 {
 	}
 	var last [3]int64
 	stable := 0
-	require.Eventually(t, func() bool {
+	await(t, 200*time.Millisecond, func() bool {
 		var sessions int
 		require.NoError(t, e.src.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", role).Scan(&sessions))
 		if sessions > 0 {
@@ -266,7 +267,7 @@ func (e *env) writeCounts(t *testing.T, role string) [3]int64 {
 			last, stable = c, 0
 		}
 		return stable >= 3
-	}, 30*time.Second, 200*time.Millisecond)
+	})
 	return last
 }
 
@@ -277,6 +278,7 @@ func (e *env) writeCounts(t *testing.T, role string) [3]int64 {
 // the store equals the source, and the source's tables count no insert,
 // update or delete during the runs.
 func TestReliabilitySecuritySourceReadOnly(t *testing.T) {
+	skipShort(t)
 	const section = "Security: read-only source login"
 	e := newEnv(t, 10, 300)
 	role := e.readOnlyRole(t)
@@ -419,6 +421,7 @@ func (e *env) rowSentinels(t *testing.T, id string) map[string]string {
 // rows: audit, position history, backfills; NOTIFY payloads) for each
 // sentinel: none may appear.
 func TestReliabilitySecuritySentinelSweep(t *testing.T) {
+	skipShort(t)
 	const section = "Security: sentinel sweep"
 	e := newEnv(t, 6, 200)
 	ctx := context.Background()
@@ -542,10 +545,10 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	// The daemon: scheduled runs (failing ones too), metrics, admin API.
 	addr := freeAddr(t)
 	d := e.startDaemonWith(t, e.daemonConfig(t, "1s", addr), addr, environ, "--log-level", "debug")
-	require.Eventually(t, func() bool {
+	await(t, 100*time.Millisecond, func() bool {
 		_, s := d.get(t, "/metrics", "")
 		return metric(s, "ehrsync_daemon_runs_total") >= 2
-	}, time.Minute, 100*time.Millisecond, "the daemon ran nothing:\n%s", d.out.String())
+	}, "the daemon ran nothing:\n%s", d.out.String())
 	http := func(name, method, path, auth, body string) {
 		code, text := d.do(t, method, path, auth, body)
 		all.add(fmt.Sprintf("HTTP %s: %s %s (%d)", name, method, path, code), text)
@@ -562,11 +565,11 @@ func TestReliabilitySecuritySentinelSweep(t *testing.T) {
 	http("pause", "POST", "/admin/orgs/"+org+"/pause", token, "")
 	http("resume", "POST", "/admin/orgs/"+org+"/resume", token, "")
 	http("position, no confirm", "POST", "/admin/orgs/"+org+"/tables/dbo.claims/position", token, `{"confirm": "nope"}`)
-	require.Eventually(t, func() bool {
+	await(t, 100*time.Millisecond, func() bool {
 		var n int
 		require.NoError(t, e.store.QueryRow(ctx, "SELECT count(*) FROM ehrsync.backfills WHERE finished_at IS NOT NULL").Scan(&n))
 		return n > 0
-	}, time.Minute, 100*time.Millisecond, "the admin backfill never finished:\n%s", d.out.String())
+	}, "the admin backfill never finished:\n%s", d.out.String())
 	http("orgs after", "GET", "/admin/orgs", token, "")
 	http("metrics after", "GET", "/metrics", "", "")
 	d.stop(t)
@@ -678,6 +681,7 @@ func (e *env) withSource(t *testing.T, host, port, tls string) string {
 // sslmode=verify-full is refused unless store.insecure_transport is set,
 // and warned about when it is; sslmode given twice is refused.
 func TestReliabilitySecurityTLSVerificationOff(t *testing.T) {
+	skipShort(t)
 	const section = "Security: TLS verification"
 	e := newEnv(t, 1, 2000)
 	const remote = "192.0.2.10" // TEST-NET-1: not loopback, never answers
@@ -816,6 +820,7 @@ func must[T any](v T, ok bool) T {
 // the file and chmod 600, in sync and check; at 0600 the same files work.
 // (SSH private keys and Kerberos keytabs: pkg/source unit tests.)
 func TestReliabilitySecurityKeyFilePermissions(t *testing.T) {
+	skipShort(t)
 	const section = "Security: key file permissions"
 	e := newEnv(t, 1, 2000)
 	dir := t.TempDir()

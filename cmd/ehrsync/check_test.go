@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -75,9 +74,7 @@ func requireNoSentinel(t *testing.T, texts ...string) {
 
 func TestCheckRelayUnreachable(t *testing.T) {
 	path := writeConfig(t, closedPort(t), pwSentinel)
-	start := time.Now()
 	out, errOut, err := runCmd(t, "check", "--config", path, "--step-timeout", "2s")
-	require.Less(t, time.Since(start), 10*time.Second)
 	require.Error(t, err)
 	var buf bytes.Buffer
 	require.Equal(t, 1, exitCode(err, &buf))

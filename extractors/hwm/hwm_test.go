@@ -42,6 +42,9 @@ var subjects = []struct {
 }
 
 func TestConformancePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (the whole conformance suite against PostgreSQL): runs without -short")
+	}
 	for _, s := range subjects {
 		t.Run(s.name, func(t *testing.T) {
 			extractortest.Run(t, extractortest.Postgres(), s.sub)

@@ -26,5 +26,8 @@ var subject = extractortest.Subject{
 }
 
 func TestConformancePostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (the whole conformance suite against PostgreSQL): runs without -short")
+	}
 	extractortest.Run(t, extractortest.Postgres(), subject)
 }

@@ -120,6 +120,9 @@ func TestVerifyAnIntactChain(t *testing.T) {
 // with a new hash, and rows deleted at the start, in the middle or at the
 // end are each found, at the row where the chain breaks.
 func TestVerifyFindsTheFirstBrokenLink(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (a fresh chain for each of nine tamperings): runs without -short")
+	}
 	const edit = "UPDATE ehrsync.audit SET %s WHERE id = $1"
 	for _, tc := range []struct {
 		name string

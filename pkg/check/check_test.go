@@ -216,6 +216,9 @@ func TestPostgresPermissionMissing(t *testing.T) {
 // in-process SSH server end to end, and checks it healthy through the
 // tunnel.
 func TestSSHTunnelSyncAndCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (syncs and checks through an SSH tunnel): runs without -short")
+	}
 	o, srcPool, _ := pgSource(t)
 	ctx := context.Background()
 	w := synth.NewPostgresWriter(srcPool, "dbo")

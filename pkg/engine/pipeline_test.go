@@ -119,6 +119,9 @@ func TestIdleChunksAndRowsShareOneConnection(t *testing.T) {
 // server committed would leave res a chunk behind), and no connection
 // acquired.
 func TestACanceledRunLeavesExactlyTheChunksItCounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (13 canceled snapshot runs of 200,000 rows): runs without -short")
+	}
 	for _, after := range []time.Duration{5, 10, 20, 35, 50, 65, 80, 100, 120, 150, 200, 250, 300} {
 		t.Run((after * time.Millisecond).String(), func(t *testing.T) {
 			pool, positions, sk := storeWithConns(t, 0)

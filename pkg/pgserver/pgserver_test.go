@@ -21,6 +21,9 @@ func TestStartRefusesADirectoryThePostgresUserCannotEnter(t *testing.T) {
 }
 
 func TestStartStopRemovesNothingAndReusesTheDataDirectory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (starts and stops PostgreSQL servers): runs without -short")
+	}
 	parent, err := os.MkdirTemp("", "ehrsync-pgserver-")
 	require.NoError(t, err)
 	defer os.RemoveAll(parent)

@@ -92,6 +92,9 @@ func TestSnapshotIntoAnEmptyTableCopiesStraightIn(t *testing.T) {
 }
 
 func TestSnapshotUpsertsUnlessTheTableIsKnownEmpty(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (a fresh store for every case): runs without -short")
+	}
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name string

@@ -25,26 +25,30 @@ func viaSSH(t *testing.T, addr string) (config.Source, *sourcetest.SSHServer) {
 	return src, srv
 }
 
+// hang is how long within waits before it calls f blocked: a guard against
+// a hang, not a speed bound (the timeouts under test are a second).
+const hang = 5 * time.Minute
+
 // within returns f's error, or fails the test when f has not returned
-// after d (f keeps running: a hang is what is being tested; it must not
+// after hang (f keeps running: a hang is what is being tested; it must not
 // touch t).
-func within(t *testing.T, d time.Duration, f func() error) error {
+func within(t *testing.T, f func() error) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- f() }()
 	select {
 	case err := <-done:
 		return err
-	case <-time.After(d):
-		t.Fatalf("still blocked after %s", d)
+	case <-time.After(hang):
+		t.Fatalf("still blocked after %s", hang)
 		return nil
 	}
 }
 
-// openSlow opens src within d and returns Open's error.
-func openSlow(t *testing.T, d time.Duration, src config.Source) error {
+// openSlow opens src within hang and returns Open's error.
+func openSlow(t *testing.T, src config.Source) error {
 	t.Helper()
-	return within(t, d, func() error {
+	return within(t, func() error {
 		db, err := source.Open(context.Background(), src)
 		if db != nil {
 			db.Close()
@@ -56,7 +60,8 @@ func openSlow(t *testing.T, d time.Duration, src config.Source) error {
 // TestConnectTimeoutBoundsTheLogin: connect_timeout bounds every connection
 // the pool makes, whatever the context of the query that needs it. A
 // server stuck after the prelogin fails a query with a minute to go at the
-// connect timeout, as connect_timeout, and never as a query timeout.
+// connect timeout, as connect_timeout, and never as a query timeout (the
+// class tells which of the two bounds ended it).
 func TestConnectTimeoutBoundsTheLogin(t *testing.T) {
 	src := testSource(t, config.SQLServer, config.ViaDirect, sourcetest.LoginHangAddr(t))
 	src.TLS = config.TLS{Mode: config.TLSDisable}
@@ -66,13 +71,9 @@ func TestConnectTimeoutBoundsTheLogin(t *testing.T) {
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	start := time.Now()
-	err = within(t, 45*time.Second, func() error { return db.PingContext(ctx) })
+	err = within(t, func() error { return db.PingContext(ctx) })
 	require.Error(t, err)
 	require.Equal(t, source.ClassConnectTimeout.Code, source.Classify(err).Code, "%v", err)
-	// Ended by the 1 s connect timeout, not the query's minute: the margin
-	// between them is for a busy machine, not a speed bound.
-	require.Less(t, time.Since(start), 30*time.Second)
 	require.NotContains(t, err.Error(), sentinel)
 }
 
@@ -82,15 +83,16 @@ func TestConnectTimeoutBoundsTheLogin(t *testing.T) {
 // refuses (go-mssqldb's prelogin read does not watch the context), so
 // without deadline support the attempt would block for ever.
 func TestSSHConnectTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (waits out connect timeouts): runs without -short")
+	}
 	for _, mode := range []config.TLSMode{config.TLSDisable, config.TLSRequire, config.TLSStrict} {
 		t.Run(string(mode), func(t *testing.T) {
 			src, srv := viaSSH(t, sourcetest.HangAddr(t))
 			src.TLS.Mode = mode
 			src.ConnectTimeout = time.Second
-			start := time.Now()
-			err := openSlow(t, 45*time.Second, src)
-			require.Equal(t, source.ClassConnectTimeout.Code, source.Classify(err).Code, "%v", err)
-			require.Less(t, time.Since(start), 30*time.Second, "interrupted by the 1 s connect timeout, not blocked")
+			err := openSlow(t, src)
+			require.Equal(t, source.ClassConnectTimeout.Code, source.Classify(err).Code, "interrupted by the 1 s connect timeout, not blocked: %v", err)
 			require.Equal(t, 1, srv.Logins())
 		})
 	}

@@ -23,6 +23,9 @@ func count(t *testing.T, pool *pgxpool.Pool, query string, args ...any) int64 {
 
 // TestGenerated checks a 45-day small run against DOMAIN.md.
 func TestGenerated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (populates simulated days and checks every table): runs without -short")
+	}
 	const days = 45
 	opts := Options{Preset: Small, Seed: 42}
 	pool, st := populated(t, opts, days)
@@ -177,6 +180,9 @@ func checksums(t *testing.T, pool *pgxpool.Pool) map[string]string {
 }
 
 func TestReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (populates the same simulated days twice): runs without -short")
+	}
 	opts := Options{Seed: 7, EncountersPerDay: 60, Practices: []string{"0001", "0002"}}
 	a, _ := populated(t, opts, 32)
 	b, _ := populated(t, opts, 32)
@@ -211,6 +217,9 @@ func (f *failAfter) Apply(ctx context.Context, b *Batch) error {
 // TestContinue: a simulation run in one go, and one stopped, crashed in the
 // middle of a day and continued by new generators, leave the same data.
 func TestContinue(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long (populates simulated days in two runs): runs without -short")
+	}
 	ctx := context.Background()
 	opts := Options{Seed: 11, EncountersPerDay: 50}
 	whole, _ := populated(t, opts, 30)
