@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ehrsync/ehrsync/pkg/mssqlmodel"
 	"github.com/ehrsync/ehrsync/pkg/tdstest"
 	"github.com/ehrsync/ehrsync/schemas"
 )
@@ -159,6 +160,8 @@ func (s *tdsSource) failure() error {
 // table from the data generator: rows 0..rows-1, in key order.
 type chargesServer struct {
 	rows    int
+	columns []tdstest.Column // sys.columns' answer's columns
+	facts   [][]any          // and its rows: the catalog table's columns
 	version []byte // every row's rowversion
 	bound   []byte // MIN_ACTIVE_ROWVERSION(): version + 1
 	cols    []tdstest.Column
@@ -174,6 +177,7 @@ type chargesServer struct {
 // Statement kinds, as chargesServer counts them.
 const (
 	stmtPing       = "ping"
+	stmtColumns    = "columns"
 	stmtBound      = "rowversion bound"
 	stmtFirstChunk = "first chunk"
 	stmtNextChunk  = "next chunk"
@@ -187,11 +191,12 @@ func newChargesServer(rows int, version uint64) (*chargesServer, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s is not in the catalog", table)
 	}
+	h := &chargesServer{rows: rows, answered: map[string]int{}}
+	h.describe(t)
 	t, err := t.Project(Columns)
 	if err != nil {
 		return nil, err
 	}
-	h := &chargesServer{rows: rows, answered: map[string]int{}}
 	h.version = binary.BigEndian.AppendUint64(nil, version)
 	h.bound = binary.BigEndian.AppendUint64(nil, version+1)
 	quoted := make([]string, len(Columns))
@@ -209,6 +214,20 @@ func newChargesServer(rows int, version uint64) (*chargesServer, error) {
 	h.first = sel + " ORDER BY [charge_id]"
 	h.next = sel + " WHERE [charge_id] > @p2 ORDER BY [charge_id]"
 	return h, nil
+}
+
+// describe keeps the answer to the planner's sys.columns query for t: each
+// column's name, system type id, max_length, precision, scale and
+// nullability, as mssqlmodel's SQL Server declares them.
+func (h *chargesServer) describe(t *schemas.Table) {
+	typ := func(name string, n int) schemas.Type { return schemas.Type{Name: name, Length: n} }
+	h.columns = []tdstest.Column{{Name: "name", Type: typ("nvarchar", 128)}, {Name: "system_type_id", Type: typ("tinyint", 0)},
+		{Name: "max_length", Type: typ("smallint", 0)}, {Name: "precision", Type: typ("tinyint", 0)},
+		{Name: "scale", Type: typ("tinyint", 0)}, {Name: "is_nullable", Type: typ("bit", 0)}}
+	for _, c := range t.Columns {
+		id, length, precision, scale := mssqlmodel.ColumnFacts(c.Type)
+		h.facts = append(h.facts, []any{c.Name, id, length, precision, scale, c.Nullable})
+	}
 }
 
 // Handle implements tdstest.Handler.
@@ -254,6 +273,11 @@ func (h *chargesServer) answer(req *tdstest.Request) (string, []tdstest.Result, 
 		return stmtPing, []tdstest.Result{{Columns: []tdstest.Column{{Type: schemas.Type{Name: "int"}}}, Rows: [][]any{{int64(1)}}}}, nil
 	case req.SQL == "SELECT MIN_ACTIVE_ROWVERSION()" && len(req.Params) == 0:
 		return stmtBound, []tdstest.Result{{Columns: []tdstest.Column{{Type: schemas.Type{Name: "binary", Length: 8}}}, Rows: [][]any{{h.bound}}}}, nil
+	case strings.HasPrefix(req.SQL, "SELECT c.name, c.system_type_id") && strings.Contains(req.SQL, "FROM sys.columns c"):
+		if len(req.Params) != 1 || req.Params[0].Value != "[dbo].[charges]" {
+			return "", nil, fmt.Errorf("bench: the columns of another table asked for; the stand-in has only %s", table)
+		}
+		return stmtColumns, []tdstest.Result{{Columns: h.columns, Rows: h.facts}}, nil
 	case req.SQL == h.first:
 		limit, err := h.limit(req, 1)
 		if err != nil {

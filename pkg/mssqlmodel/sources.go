@@ -521,6 +521,24 @@ var systemTypeIDs = map[string]int64{
 	"nvarchar": 231, "nchar": 239, "xml": 241,
 }
 
+// ColumnFacts is what sys.columns says of a column of type t: its system
+// type id, max_length (bytes; -1 for max), precision and scale.
+func ColumnFacts(t schemas.Type) (id, maxLength, precision, scale int64) {
+	switch familyOf(t) {
+	case famDecimal:
+		p, s := decimalPS(t)
+		precision, scale = int64(p), int64(s)
+	case famInt:
+		precision = map[string]int64{"tinyint": 3, "smallint": 5, "int": 10, "bigint": 19}[t.Name]
+	case famDateTime, famTime, famDTO:
+		scale = int64(fraction(t))
+		if t.Name == "datetime" {
+			precision, scale = 23, 3
+		}
+	}
+	return systemTypeIDs[t.Name], int64(colBytes(t)), precision, scale
+}
+
 func (x *exec) sysColumns() ([]viewCol, [][]any) {
 	cols := []viewCol{{"object_id", tInt}, {"name", tSysname}, {"column_id", tInt}, {"system_type_id", tTinyint},
 		{"user_type_id", tInt}, {"max_length", tSmallint}, {"precision", tTinyint}, {"scale", tTinyint},
@@ -532,21 +550,8 @@ func (x *exec) sysColumns() ([]viewCol, [][]any) {
 			if familyOf(c.typ) == famString {
 				coll = "SQL_Latin1_General_CP1_CI_AS"
 			}
-			p, s := int64(0), int64(0)
-			switch familyOf(c.typ) {
-			case famDecimal:
-				pp, ss := decimalPS(c.typ)
-				p, s = int64(pp), int64(ss)
-			case famInt:
-				p = map[string]int64{"tinyint": 3, "smallint": 5, "int": 10, "bigint": 19}[c.typ.Name]
-			case famDateTime, famTime, famDTO:
-				s = int64(fraction(c.typ))
-				if c.typ.Name == "datetime" {
-					p, s = 23, 3
-				}
-			}
-			id := systemTypeIDs[c.typ.Name]
-			rows = append(rows, []any{int64(ts.def.objectID), c.name, int64(c.id), id, id, int64(colBytes(c.typ)), p, s,
+			id, length, p, s := ColumnFacts(c.typ)
+			rows = append(rows, []any{int64(ts.def.objectID), c.name, int64(c.id), id, id, length, p, s,
 				coll, c.nullable, false, c.computed})
 		}
 	}
