@@ -162,8 +162,8 @@ type chargesServer struct {
 	rows    int
 	columns []tdstest.Column // sys.columns' answer's columns
 	facts   [][]any          // and its rows: the catalog table's columns
-	version []byte // every row's rowversion
-	bound   []byte // MIN_ACTIVE_ROWVERSION(): version + 1
+	version []byte           // every row's rowversion
+	bound   []byte           // MIN_ACTIVE_ROWVERSION(): version + 1
 	cols    []tdstest.Column
 	// The chunk query's text: the first chunk's, and the next chunks'
 	// (after the last key read).
