@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ehrsync/ehrsync/pkg/engine"
 )
 
 // elapsed is a LogValuer that resolves to a duration.
@@ -42,4 +47,23 @@ func TestLoggerPrintsDurationsAsStrings(t *testing.T) {
 	require.NoError(t, err)
 	log.Info("table synced", "duration", 1500*time.Millisecond)
 	require.True(t, strings.Contains(buf.String(), "duration=1.5s"), buf.String())
+}
+
+// TestInterruptedTableIsCanceledNotFailed: a table whose run was
+// interrupted reads canceled in sync's report and --json summary, a table
+// that failed reads failed.
+func TestInterruptedTableIsCanceledNotFailed(t *testing.T) {
+	results := []engine.OrgResult{{Org: "st-mary", Tables: []engine.TableResult{
+		{Org: "st-mary", Table: "dbo.claims", Err: fmt.Errorf("read chunk: %w", context.Canceled)},
+		{Org: "st-mary", Table: "dbo.charges", Err: errors.New("relation does not exist")},
+	}}}
+	var buf bytes.Buffer
+	require.NoError(t, report(&buf, results))
+	lines := strings.Split(buf.String(), "\n")
+	require.Contains(t, lines[1], "dbo.claims")
+	require.Contains(t, lines[1], "canceled: read chunk")
+	require.Contains(t, lines[2], "failed: relation does not exist")
+	s := summarize(results)
+	require.Equal(t, "canceled", s.Orgs[0].Tables[0].Result)
+	require.Equal(t, "failed", s.Orgs[0].Tables[1].Result)
 }

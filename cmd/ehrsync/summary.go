@@ -36,7 +36,8 @@ type tableSummary struct {
 	// RunID is the run's id in the position history and the audit.
 	RunID    string `json:"run_id,omitempty"`
 	Strategy string `json:"strategy,omitempty"`
-	// Result is ok, failed, or skipped (another runner held the table's
+	// Result is ok, failed, canceled (interrupted: the next run resumes
+	// from the last committed chunk), or skipped (another runner held the table's
 	// lease).
 	Result   string `json:"result"`
 	Rows     int64  `json:"rows"`
@@ -88,7 +89,7 @@ func summarizeTable(t engine.TableResult) tableSummary {
 		ts.Reconciled = &reconcileSummary{SourceKeys: t.Reconciled.SourceKeys, Deleted: t.Reconciled.Deleted}
 	}
 	if t.Err != nil {
-		ts.Result, ts.Error, ts.ErrorClass = "failed", t.Err.Error(), engine.Class(t.Err)
+		ts.Result, ts.Error, ts.ErrorClass = tableOutcome(t.Err), t.Err.Error(), engine.Class(t.Err)
 	}
 	return ts
 }
@@ -99,4 +100,13 @@ func printJSON(env *environment, v any) error {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// tableOutcome is a table run's result when it ended with err: canceled
+// when the run was interrupted (Ctrl-C, SIGTERM), failed otherwise.
+func tableOutcome(err error) string {
+	if engine.Class(err) == "canceled" {
+		return "canceled"
+	}
+	return "failed"
 }

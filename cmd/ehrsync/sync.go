@@ -79,7 +79,7 @@ func report(w io.Writer, results []engine.OrgResult) error {
 		for _, t := range r.Tables {
 			result := "ok"
 			if t.Err != nil {
-				result = "failed: " + t.Err.Error()
+				result = tableOutcome(t.Err) + ": " + t.Err.Error()
 			} else if t.Reconciled != nil {
 				result = fmt.Sprintf("ok (reconciled: %d keys, %d deleted)", t.Reconciled.SourceKeys, t.Reconciled.Deleted)
 			}
