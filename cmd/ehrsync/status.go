@@ -260,7 +260,14 @@ func adminStatus(o statusOptions) (func(context.Context) (*status.Report, error)
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			err := fmt.Errorf("admin API %s: %s: %s", where, resp.Status, terminal.Escape(strings.TrimSpace(string(body))))
+			why := strings.TrimSpace(string(body))
+			var e struct {
+				Error string `json:"error"`
+			}
+			if json.Unmarshal(body, &e) == nil && e.Error != "" {
+				why = e.Error // the admin API answers errors as {"error": ...}
+			}
+			err := fmt.Errorf("admin API %s: %s: %s", where, resp.Status, terminal.Escape(why))
 			if resp.StatusCode == http.StatusNotFound && (o.Org != "" || len(o.Tables) > 0) {
 				return nil, usageError{err}
 			}

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/service"
@@ -23,23 +21,25 @@ func init() { register(verifyCommandTree) }
 
 // verifyOptions is `ehrsync verify`'s command line.
 type verifyOptions struct {
-	Config string
-	Org    string
-	Tables []string
-	JSON   bool
+	Config     string
+	Org        string
+	Tables     []string
+	JSON       bool
+	NoProgress bool
 }
 
 func verifyCommandTree(env *environment) *cobra.Command {
 	c := &cobra.Command{
-		Use:   "verify --config FILE --org NAME [--table NAME ...] [--json]",
+		Use:   "verify --config FILE --org NAME [--table NAME ...] [--json] [--no-progress]",
 		Short: "compare an organization's tables row by row between its PostgreSQL source and the store; exit 1 on any difference",
 		Long: "Compare the organization's tables (every one, or --table's) row by row between its source and the store,\n" +
 			"as sync reads them (column allow-lists, practices), with progress on a terminal. The report gives counts per\n" +
 			"table (rows, missing, extra, different), never values. Exit 1 on any difference. PostgreSQL sources only.",
 	}
 	path, org, tables, asJSON := configFlag(c), orgFlag(c), tablesFlag(c), jsonFlag(c)
+	noProgress := noProgressFlag(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
-		return verifyCommand(c.Context(), env, verifyOptions{Config: *path, Org: *org, Tables: *tables, JSON: *asJSON})
+		return verifyCommand(c.Context(), env, verifyOptions{Config: *path, Org: *org, Tables: *tables, JSON: *asJSON, NoProgress: *noProgress})
 	}
 	return c
 }
@@ -69,8 +69,8 @@ func verifyCommand(ctx context.Context, env *environment, o verifyOptions) error
 		}
 	}
 	if org.Source.Dialect != config.Postgres {
-		return usageError{fmt.Errorf("--org %s: %w; its source is %s (the row-by-row comparison renders both sides with PostgreSQL)",
-			org.Name, verify.ErrNotPostgres, org.Source.Dialect)}
+		return fmt.Errorf("--org %s: %w; its source is %s (the row-by-row comparison renders both sides with PostgreSQL)",
+			org.Name, verify.ErrNotPostgres, org.Source.Dialect)
 	}
 	catalog, err := service.Catalog(cfg)
 	if err != nil {
@@ -89,11 +89,21 @@ func verifyCommand(ctx context.Context, env *environment, o verifyOptions) error
 	defer db.Close()
 
 	var progress func(table string, i, n int, rows int64)
-	if f, ok := env.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if m := env.meter(o.NoProgress); m != nil {
+		running := ""
 		progress = func(table string, i, n int, rows int64) {
-			fmt.Fprintf(env.stderr, "\r\033[Kverifying %s %s (table %d of %d): %d rows compared", terminal.Escape(org.Name), terminal.Escape(table), i, n, rows)
+			name := org.Name + " " + table
+			if running != "" && running != name {
+				m.Finish(running)
+			}
+			running = name
+			m.Update(terminal.Progress{Name: name, Step: fmt.Sprintf("table %d of %d", i, n), Rows: rows})
 		}
-		defer fmt.Fprint(env.stderr, "\r\033[K")
+		defer func() {
+			if running != "" {
+				m.Finish(running)
+			}
+		}()
 	}
 	var diffs []verify.Diff
 	err = verify.WithConn(ctx, db, func(src verify.Querier) error {

@@ -174,6 +174,7 @@ func TestErrorsAreJSON(t *testing.T) {
 		{"wrong method", http.MethodGet, "/admin/orgs/st-mary/sync", aliceToken, "", http.StatusMethodNotAllowed, "GET is not allowed on this path: use POST"},
 		{"bad body", http.MethodPost, "/admin/orgs/st-mary/sync", aliceToken, `{"tabels": []}`, http.StatusBadRequest, "unknown field"},
 		{"nothing to cancel", http.MethodPost, "/admin/orgs/st-mary/cancel", aliceToken, "", http.StatusConflict, "nothing was running"},
+		{"no status here", http.MethodGet, "/admin/status", aliceToken, "", http.StatusServiceUnavailable, "status is not available here"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,7 +24,7 @@ type StatusGatherer interface {
 // Positions are summaries: never a key or cursor value.
 func (s *Server) tableStatus(w http.ResponseWriter, r *http.Request) {
 	if s.Status == nil {
-		http.Error(w, "status is not available here", http.StatusServiceUnavailable)
+		writeError(w, http.StatusServiceUnavailable, "status is not available here")
 		return
 	}
 	q := r.URL.Query()
@@ -32,7 +32,7 @@ func (s *Server) tableStatus(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("stale_after"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			http.Error(w, "stale_after: want a positive duration such as 30m or 2h", http.StatusBadRequest)
+			writeError(w, http.StatusBadRequest, "stale_after: want a positive duration such as 30m or 2h")
 			return
 		}
 		opts.StaleAfter = d
@@ -40,23 +40,23 @@ func (s *Server) tableStatus(w http.ResponseWriter, r *http.Request) {
 	name := q.Get("org")
 	for _, t := range opts.Tables {
 		if err := checkName("table", t); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 	}
 	if len(opts.Tables) > 0 && name == "" {
-		http.Error(w, "table needs org: ?org=ORG&table=TABLE", http.StatusBadRequest)
+		writeError(w, http.StatusBadRequest, "table needs org: ?org=ORG&table=TABLE")
 		return
 	}
 	statuses := s.Daemon.Status()
 	if name != "" {
 		if err := checkName("org", name); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		o, err := s.Daemon.Org(name)
 		if err != nil {
-			http.Error(w, err.Error(), status(err))
+			writeError(w, status(err), err.Error())
 			return
 		}
 		opts.Orgs = []config.Org{o}
@@ -77,11 +77,11 @@ func (s *Server) tableStatus(w http.ResponseWriter, r *http.Request) {
 	rep, err := s.Status.Gather(r.Context(), opts)
 	switch {
 	case errors.Is(err, daemon.ErrUnknownTable):
-		http.Error(w, err.Error(), http.StatusNotFound)
+		writeError(w, http.StatusNotFound, err.Error())
 		return
 	case err != nil:
 		s.Log.Error("status not gathered", "err", err)
-		http.Error(w, "status: the store could not be read", http.StatusServiceUnavailable)
+		writeError(w, http.StatusServiceUnavailable, "status: the store could not be read")
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)

@@ -123,6 +123,11 @@ func TestStatusEndpoint(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			code, body, _ := get(t, c.path)
 			require.Equal(t, c.want, code, body)
+			var e struct {
+				Error string `json:"error"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(body), &e), "an admin API error is JSON: %s", body)
+			require.NotEmpty(t, e.Error, body)
 		})
 	}
 	t.Run("no token", func(t *testing.T) {

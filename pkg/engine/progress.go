@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"time"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -45,6 +46,9 @@ type tracker struct {
 	p        Progress
 }
 
+// estimateTimeout bounds the source's row estimate a read waits for.
+const estimateTimeout = 10 * time.Second
+
 // tracker returns the tracker of an attempt of table tc of org reading db,
 // reporting to report; nil when report is nil.
 func (e *Engine) tracker(log *slog.Logger, db *sql.DB, org *config.Org, tc config.Table, report func(Progress)) *tracker {
@@ -54,13 +58,15 @@ func (e *Engine) tracker(log *slog.Logger, db *sql.DB, org *config.Org, tc confi
 	t := &tracker{report: report, log: log, p: Progress{Org: org.Name, Table: e.qualified(tc.Name)}}
 	if st, ok := e.catalog.Table(tc.Name); ok && len(org.Source.PracticeIDs) == 0 {
 		t.estimate = func(ctx context.Context) (int64, error) {
-			// Bounded like every source query; an estimate is never worth
-			// more than the read it describes.
-			if timeout := org.Source.QueryTimeout; timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, timeout)
-				defer cancel()
+			// Bounded like every source query, and by estimateTimeout: the
+			// read waits for it, and an estimate is never worth more than
+			// a few seconds of the read it describes.
+			timeout := estimateTimeout
+			if q := org.Source.QueryTimeout; q > 0 {
+				timeout = min(timeout, q)
 			}
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
 			return e.estimate(ctx, db, org.Source.Dialect, st.Schema, st.Name)
 		}
 	}

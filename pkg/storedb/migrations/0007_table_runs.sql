@@ -1,4 +1,4 @@
--- 0006: each table's last run, for `ehrsync status`.
+-- 0007: each table's last run, for `ehrsync status`.
 --
 -- One row per (org, table), replaced by the engine at the end of each
 -- attempt of the table (a retry is an attempt; a source that could not be
