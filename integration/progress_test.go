@@ -99,7 +99,8 @@ func requireWholeLogLines(t *testing.T, screen *terminaltest.Screen) {
 	require.Zero(t, col, "the cursor is not at the start of a line")
 }
 
-// TestProgressOnATerminal: sync, backfill and simulate draw a progress line
+// TestProgressOnATerminal: sync, backfill, verify (before simulate changes
+// the source) and simulate draw a progress line
 // on a terminal (rows, and for a table read whole, the estimate from the
 // source's statistics), and the log lines written meanwhile (debug: one a
 // chunk) each take a line of their own; nothing of it is left at the end,
@@ -118,6 +119,8 @@ func TestProgressOnATerminal(t *testing.T) {
 			want: []string{org + " dbo.claims: ", fmt.Sprintf(" rows of ~%d (", claims)}, logs: true},
 		{name: "backfill", args: []string{"backfill", "--config", e.config, "--org", org, "--table", "dbo.claims"},
 			want: []string{org + " dbo.claims: 0 rows, "}, logs: true},
+		{name: "verify", args: []string{"verify", "--config", e.config, "--org", org},
+			want: []string{org + " dbo.", " table 1 of "}},
 		{name: "simulate", args: []string{"simulate", "--dialect", "postgres", "--dsn", e.srcURL, "--days", "2"},
 			want: []string{"simulate day 1 of 2: ", "simulate day 2 of 2: "}},
 	} {
