@@ -97,9 +97,9 @@ func writeReport(path string, passed bool) error {
 	report.Lock()
 	defer report.Unlock()
 	var b strings.Builder
-	mode, command := "normal", "go tool -modfile=tools/task/go.mod task test"
+	mode, command := "normal", "go tool task test"
 	if soak {
-		mode, command = "soak", "go tool -modfile=tools/task/go.mod task test:soak"
+		mode, command = "soak", "go tool task test:soak"
 	}
 	fmt.Fprintf(&b, "# Reliability\n\n")
 	fmt.Fprintf(&b, "Written by the reliability suite itself (`integration/`) at the end of its last\n")
