@@ -404,20 +404,19 @@ func state(pos watermarks.Position, corrupt bool, last *Run, failures int, m mov
 	case corrupt:
 		return StateCorrupt
 	}
-	switch p := pos.(type) {
-	case watermarks.Snapshot:
-		// A pass under way, or a recorded incremental start it begins
-		// from; a snapshot-only table between passes holds neither.
-		if len(p.LastKey) > 0 || p.Resume != nil {
+	if pos != nil {
+		// What a saved position says (a pass under way, or one between
+		// passes) is the positions' own rule, as /admin/orgs reads it.
+		if watermarks.StateOf(pos, nil) == watermarks.StateSnapshotting {
 			return StateSnapshotting
 		}
-	case nil:
-		switch {
-		case m.reset:
-			return StateReset
-		case last == nil || last.Outcome == OutcomeCanceled:
-			return StateNeverRun
-		}
+		return StateSynced
+	}
+	switch {
+	case m.reset:
+		return StateReset
+	case last == nil || last.Outcome == OutcomeCanceled:
+		return StateNeverRun
 	}
 	return StateSynced
 }
