@@ -59,7 +59,6 @@ func (e *env) serverConfig(t *testing.T, server string) string {
 // no admin response and no audit row, while `positions show` prints it;
 // `positions list` escapes a hostile table name.
 func TestSecurityAdminOperators(t *testing.T) {
-	skipShort(t)
 	const section = "Security: admin API operators"
 	e := newEnv(t, 1, 2000)
 	ctx := context.Background()
@@ -183,7 +182,6 @@ func selfSignedPair(t *testing.T) (certFile, keyFile string, pool *x509.CertPool
 // weak admin token, or a tokens file others may read; off loopback with
 // TLS, validate warns, and the daemon serves the admin API over TLS only.
 func TestSecurityAdminListenerRefusals(t *testing.T) {
-	skipShort(t)
 	const section = "Security: admin API listener"
 	e := newEnv(t, 1, 2000)
 	_, port, err := net.SplitHostPort(freeAddr(t))

@@ -98,7 +98,6 @@ func exitCodeOf(t *testing.T, err error) int {
 // or TRUNCATE the audit or the position history, nor lift their triggers;
 // it verifies the chain but cannot prune it; the owner can.
 func TestAuditWriterRoleCannotEditTheAudit(t *testing.T) {
-	skipShort(t)
 	ctx := context.Background()
 	r := newRoleEnv(t)
 	out, err := r.run(t, "migrate", "--config", r.ownerCfg)
@@ -169,7 +168,6 @@ func TestAuditWriterRoleCannotEditTheAudit(t *testing.T) {
 // used to exit 0 with a log line), and so do a backfill and a position
 // reset. `ehrsync migrate` grants it back.
 func TestAuditWriteRevokedFailsTheSync(t *testing.T) {
-	skipShort(t)
 	ctx := context.Background()
 	r := newRoleEnv(t)
 	out, err := r.run(t, "migrate", "--config", r.ownerCfg)
@@ -205,7 +203,6 @@ func TestAuditWriteRevokedFailsTheSync(t *testing.T) {
 // lift the triggers makes `ehrsync audit verify` exit 1 naming the row;
 // CLI runs record the operating-system user, or --actor.
 func TestAuditVerifyFindsEditsAndDeletes(t *testing.T) {
-	skipShort(t)
 	ctx := context.Background()
 	e := newEnv(t, 1, 2000)
 	out, err := e.runWith(t, []string{"USER="}, "sync", "--config", e.config)

@@ -43,7 +43,6 @@ func claimRows(t *testing.T, pool *pgxpool.Pool, schema, lo, hi string, in bool)
 // at the source removed), the rows outside the range are untouched, and the
 // table's incremental position never moved.
 func TestRangedBackfillKilledMidRangeResumes(t *testing.T) {
-	skipShort(t)
 	e := newEnv(t, 20, 10)
 	ctx := context.Background()
 	e.sync(t)

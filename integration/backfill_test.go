@@ -25,7 +25,6 @@ func (e *env) run(t *testing.T, args ...string) (string, error) {
 // history and the audit; `ehrsync positions list|show|reset` show and move
 // positions with a confirmation.
 func TestBackfillAndPositionsCLI(t *testing.T) {
-	skipShort(t)
 	e := newEnv(t, 6, 200)
 	ctx := context.Background()
 	e.sync(t)

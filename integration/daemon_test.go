@@ -303,7 +303,6 @@ func (e *env) requireNoDoubleAppliedChunk(t *testing.T) {
 // converges, metrics move, the admin API answers, audit rows and NOTIFY
 // payloads are written, and SIGTERM exits 0 with no half chunk.
 func TestDaemonEndToEnd(t *testing.T) {
-	skipShort(t)
 	e := newEnv(t, 8, 500)
 	ctx := context.Background()
 	listen, err := e.store.Acquire(ctx)
@@ -413,7 +412,6 @@ func TestDaemonEndToEnd(t *testing.T) {
 // runs. The leases let one runner at a time sync a table: every table is
 // synced, no chunk is applied twice, and the only "errors" are busy skips.
 func TestTwoDaemonsAndAManualSyncShareOneStore(t *testing.T) {
-	skipShort(t)
 	e := newEnv(t, 8, 300)
 	a := e.startDaemon(t, "1s")
 	b := e.startDaemon(t, "1s")
@@ -452,7 +450,6 @@ func TestTwoDaemonsAndAManualSyncShareOneStore(t *testing.T) {
 // API, sends SIGTERM part way with a tiny grace period (the open chunk
 // transaction rolls back), and resumes the backfill from the CLI.
 func TestSIGTERMDuringABackfillThenResume(t *testing.T) {
-	skipShort(t)
 	e := newEnv(t, 20, 40)
 	ctx := context.Background()
 	e.sync(t)

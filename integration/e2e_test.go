@@ -310,7 +310,6 @@ func (e *env) noDuplicateChanges(t *testing.T) int64 {
 }
 
 func TestSyncWorkloadSync(t *testing.T) {
-	skipShort(t)
 	e := newEnv(t, 20, 2000)
 	e.sync(t)
 	first := e.requireEqual(t)
@@ -378,7 +377,6 @@ func (e *env) killDuring(t *testing.T, after int) bool {
 }
 
 func TestKilledSyncsResumeWithoutLossOrDuplicates(t *testing.T) {
-	skipShort(t)
 	e := newEnv(t, 30, 150)
 	rng := rand.New(rand.NewPCG(42, 7))
 	kills := 0
@@ -412,7 +410,6 @@ func TestKilledSyncsResumeWithoutLossOrDuplicates(t *testing.T) {
 // open across a sync: its row must arrive in the sync after it commits
 // (PITFALLS P10).
 func TestLongOpenTransactionAtTheSourceLosesNothing(t *testing.T) {
-	skipShort(t)
 	e := newEnv(t, 5, 1000)
 	ctx := context.Background()
 	e.sync(t)
@@ -438,7 +435,6 @@ func TestLongOpenTransactionAtTheSourceLosesNothing(t *testing.T) {
 // TestDemo runs `ehrsync demo` as a newcomer would and checks that it ends
 // with a passing verification, having carried deletes to the store.
 func TestDemo(t *testing.T) {
-	skipShort(t)
 	// Under a directory the postgres user can enter (t.TempDir is 0700).
 	parent, err := os.MkdirTemp("", "ehrsync-demo-")
 	require.NoError(t, err)

@@ -189,7 +189,6 @@ var hostileNames = struct {
 // and a keyset snapshot with key reconciliation), through inserts, updates
 // and deletes, and compares them row by row.
 func TestReliabilityHostileIdentifiers(t *testing.T) {
-	skipShort(t)
 	const section = "Hostile identifiers"
 	h := hostileNames
 	cols := [][2]string{{h.columns[0], "bigint"}}
@@ -366,7 +365,6 @@ func (e *customEnv) insertLiterals(t *testing.T, tb *schemas.Table, rows map[int
 // PostgreSQL source; the sink's refusal of it is TestTextWithNULIsAClear
 // ErrorWithoutTheValue in pkg/sink.)
 func TestReliabilityDataExtremes(t *testing.T) {
-	skipShort(t)
 	const section = "Data extremes"
 	hwm := hostileTable(t, "dbo", "extremes_hwm", "", extremesColumns...)
 	hwm.ModifiedAt = "ts"
@@ -459,7 +457,6 @@ func (e *customEnv) storeType(t *testing.T, table, column string) string {
 // column altered) and a type narrowed (values still fit: the store column
 // stays wide). Every table is compared row by row after every run.
 func TestReliabilitySchemaChanges(t *testing.T) {
-	skipShort(t)
 	const section = "Source schema changes"
 	added := hostileTable(t, "dbo", "drift_added", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
 	allowed := hostileTable(t, "dbo", "drift_allowed", "", [2]string{"id", "bigint"}, [2]string{"a", "text"})
@@ -551,7 +548,6 @@ func TestReliabilitySchemaChanges(t *testing.T) {
 // found), and counts them for the report; the soak run also fuzzes each
 // target for a while and reports the executions.
 func TestReliabilityFuzzSeeds(t *testing.T) {
-	skipShort(t)
 	const section = "Bad input: fuzzing"
 	targets := []struct{ pkg, fuzz string }{
 		{"../pkg/config", "FuzzConfig"},

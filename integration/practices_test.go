@@ -34,7 +34,6 @@ const otherSentinel = "OtherPr4ctice-S3ntinel"
 // organization's schema: its tables hold exactly the organization's rows,
 // and its change logs only their changes.
 func TestPracticesStayApartEveryStrategy(t *testing.T) {
-	skipShort(t)
 	ctx := context.Background()
 	storeURL := pgtest.URL(t)
 	store, err := pgxpool.New(ctx, storeURL)

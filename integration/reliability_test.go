@@ -172,7 +172,6 @@ func (e *env) killAt(t *testing.T, delay time.Duration, args ...string) bool {
 // duplicate. After the workload stops and a final sync, every row of every
 // table is compared. 10 kills in the normal run, 50 in the soak run.
 func TestReliabilityCrashAnywhere(t *testing.T) {
-	skipShort(t)
 	const section = "Crash anywhere (SIGKILL of sync, backfill and daemon during a workload)"
 	seed := testSeed(t.Name())
 	t.Logf("seed %d (replay: EHRSYNC_SEED=%d)", seed, suiteSeed)
@@ -295,7 +294,6 @@ func (e *env) chunks() int64 {
 // and not ready (/readyz says why) meanwhile, and the store converges with
 // no chunk half applied or applied twice.
 func TestReliabilityStoreOutage(t *testing.T) {
-	skipShort(t)
 	const section = "Store outage (the store's PostgreSQL stopped mid-chunk, then started)"
 	ctx := context.Background()
 	srv, opts := storeServer(t)
@@ -394,7 +392,6 @@ func (e *env) throughProxy(t *testing.T, p *faultProxy, timeout string) {
 // their timeouts with the right classes, are retried, never commit a partial
 // chunk, and the store converges once the network is back.
 func TestReliabilitySourceFaults(t *testing.T) {
-	skipShort(t)
 	const section = "Source faults (a TCP proxy cuts, delays and black-holes the source's traffic)"
 	seed := testSeed(t.Name())
 	t.Logf("seed %d (replay: EHRSYNC_SEED=%d)", seed, suiteSeed)
@@ -517,7 +514,6 @@ func (e *env) sampleLoad(t *testing.T, d *daemonProc) loadSample {
 // connections stay within what the work in flight explains. How often a
 // table syncs depends on the machine: the figures report it.
 func TestReliabilityLoad(t *testing.T) {
-	skipShort(t)
 	const section = "Load (50 organizations × 6 tables on one daemon)"
 	const orgs = 50
 	// minRuns is the successes every table has in the sustained period;

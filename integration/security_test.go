@@ -72,7 +72,6 @@ func ptr(s string) *string { return &s }
 // token while /metrics and /healthz still answer. The listen address
 // defaults to loopback.
 func TestReliabilitySecurityAdminAPI(t *testing.T) {
-	skipShort(t)
 	const section = "Security: admin API"
 	e := newEnv(t, 2, 2000)
 	token := "adm-" + sentinelID(t) + "-tok-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -278,7 +277,6 @@ func (e *env) writeCounts(t *testing.T, role string) [3]int64 {
 // the store equals the source, and the source's tables count no insert,
 // update or delete during the runs.
 func TestReliabilitySecuritySourceReadOnly(t *testing.T) {
-	skipShort(t)
 	const section = "Security: read-only source login"
 	e := newEnv(t, 10, 300)
 	role := e.readOnlyRole(t)
@@ -421,7 +419,6 @@ func (e *env) rowSentinels(t *testing.T, id string) map[string]string {
 // rows: audit, position history, backfills; NOTIFY payloads) for each
 // sentinel: none may appear.
 func TestReliabilitySecuritySentinelSweep(t *testing.T) {
-	skipShort(t)
 	const section = "Security: sentinel sweep"
 	e := newEnv(t, 6, 200)
 	ctx := context.Background()
@@ -681,7 +678,6 @@ func (e *env) withSource(t *testing.T, host, port, tls string) string {
 // sslmode=verify-full is refused unless store.insecure_transport is set,
 // and warned about when it is; sslmode given twice is refused.
 func TestReliabilitySecurityTLSVerificationOff(t *testing.T) {
-	skipShort(t)
 	const section = "Security: TLS verification"
 	e := newEnv(t, 1, 2000)
 	const remote = "192.0.2.10" // TEST-NET-1: not loopback, never answers
@@ -820,7 +816,6 @@ func must[T any](v T, ok bool) T {
 // the file and chmod 600, in sync and check; at 0600 the same files work.
 // (SSH private keys and Kerberos keytabs: pkg/source unit tests.)
 func TestReliabilitySecurityKeyFilePermissions(t *testing.T) {
-	skipShort(t)
 	const section = "Security: key file permissions"
 	e := newEnv(t, 1, 2000)
 	dir := t.TempDir()

@@ -550,7 +550,6 @@ func changed(before, after rowSet) (inserted, updated, deleted int) {
 }
 
 func TestTDSSyncEveryStrategy(t *testing.T) {
-	skipShort(t)
 	ctx := context.Background()
 	e := newTDSEnv(t, 200)
 	// Preset small, at 40 encounters a day over two practices (the model
