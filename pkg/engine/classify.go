@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ehrsync/ehrsync/extractors"
+	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
@@ -19,7 +20,7 @@ import (
 // and the admin API: a stable code, source.Classify's or one of the
 // engine's own (position_expired, position_moved, canceled,
 // store_unavailable, audit_not_written, source_schema_changed,
-// run_timeout). It is decided on error types, sentinels and SQLSTATEs,
+// duplicate_source_keys, run_timeout). It is decided on error types, sentinels and SQLSTATEs,
 // never on error text. "" for nil.
 func Class(err error) string {
 	switch {
@@ -37,6 +38,8 @@ func Class(err error) string {
 		return "audit_not_written"
 	case errors.Is(err, schemas.ErrSourceChanged):
 		return "source_schema_changed"
+	case errors.As(err, new(*sink.KeyBuildError)):
+		return "duplicate_source_keys"
 	}
 	// Connect and query timeouts also match context.DeadlineExceeded: the
 	// source's classes come first; a deadline nothing else explains is the

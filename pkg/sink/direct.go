@@ -58,7 +58,7 @@ func (p directPlan) take() bool {
 // emptiness check of a snapshot's first chunk and the savepoint the COPY
 // falls back to.
 func (tg *Target) planDirect(b *pgx.Batch, rec arrow.RecordBatch, m watermarks.Move) directPlan {
-	if tg.opts.ChangeLog || m.Reason != watermarks.ReasonSnapshot || !insertsOnly(rec, len(tg.cols)) {
+	if !tg.directCandidate(rec, m) {
 		return directPlan{}
 	}
 	from, err := watermarks.Encode(m.From)
@@ -90,6 +90,21 @@ func (tg *Target) planDirect(b *pgx.Batch, rec arrow.RecordBatch, m watermarks.M
 	b.Queue("SET LOCAL lock_timeout = '" + directLockTimeout + "'")
 	b.Queue("SAVEPOINT ehrsync_direct")
 	return p
+}
+
+// directCandidate reports whether rec, moving m, is a chunk of the kind
+// that may go straight into the target: a snapshot chunk of inserts only,
+// into a table without a change log, every column encodable directly.
+func (tg *Target) directCandidate(rec arrow.RecordBatch, m watermarks.Move) bool {
+	if tg.opts.ChangeLog || m.Reason != watermarks.ReasonSnapshot || !insertsOnly(rec, len(tg.cols)) {
+		return false
+	}
+	for c, col := range tg.cols {
+		if fieldEncoderFor(rec.Column(c), col.pgType) == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // directLockTimeout bounds the lock waits of a chunk that may go straight

@@ -111,20 +111,30 @@ func TestSnapshotUpsertsUnlessTheTableIsKnownEmpty(t *testing.T) {
 			require.NoError(t, err)
 			return tg
 		}},
-		{name: "a resumed snapshot", from: snapAt(key2), setup: func(t *testing.T, f *fixture, tg *Target) *Target {
-			// Chunk 1 went in directly, then the process died: the next
-			// process resumes after key2 with a new Target. Its chunk
-			// replays key2 (as a look-back would): no duplicate key.
-			_, err := f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "1.00"))
+		{name: "a first snapshot reset before it ended", from: nil, setup: func(t *testing.T, f *fixture, tg *Target) *Target {
+			// Chunk 1 went straight into the bare table, then an operator
+			// reset the position: the next process starts the pass again
+			// over the rows loaded. Its chunk builds the indexes first,
+			// then upserts (key2 is loaded already).
+			res, err := f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "1.00"))
 			require.NoError(t, err)
+			require.True(t, res.Direct)
+			require.Zero(t, f.indexes(t, tg), "loaded into the bare table")
+			require.NoError(t, f.positions.Reset(ctx, "st-mary", "dbo.claim_lines", nil, "test", "test"))
 			again, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
 			require.NoError(t, err)
 			return again
 		}},
 		{name: "a writer outside ehrsync added a key", from: snapAt(key1), setup: func(t *testing.T, f *fixture, tg *Target) *Target {
+			// A foreign key refers to the table: it keeps its primary key
+			// through its first snapshot, whose chunks go straight in as
+			// long as no key is there already.
+			_, err := f.pool.Exec(ctx, "CREATE TABLE st_mary.refers (line_id uuid REFERENCES "+tg.Ident().Sanitize()+")")
+			require.NoError(t, err)
 			res, err := f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key1), ins(key1, "S", "1.00"))
 			require.NoError(t, err)
 			require.True(t, res.Direct)
+			require.Equal(t, 1, f.indexes(t, tg), "the primary key stays")
 			_, err = f.pool.Exec(ctx, "INSERT INTO "+tg.Ident().Sanitize()+" (line_id, status, "+MetaOp+") VALUES ($1, 'X', 'insert')", key3)
 			require.NoError(t, err)
 			// The fallback runs on a new connection, whose staging table
@@ -191,14 +201,27 @@ func TestKilledDirectCopyLeavesNothing(t *testing.T) {
 	require.Equal(t, snapAt(key2), got)
 	tg.testHookBeforeCommit = nil
 
-	// Another process resumes after key2: the table is not empty, so it
-	// upserts, and re-reading chunk 1's rows too is no duplicate key.
+	// Another process resumes after key2, straight into the bare table:
+	// the pass's chunks so far are recorded as loaded up to key2, and a
+	// keyset snapshot reads after it.
 	resumed, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
 	require.NoError(t, err)
-	res, err = f.applyAs(t, resumed, watermarks.ReasonSnapshot, snapAt(key2), snapAt(key4),
-		append([]change{ins(key2, "S", "2.00")}, chunk2...)...)
+	res, err = f.applyAs(t, resumed, watermarks.ReasonSnapshot, snapAt(key2), snapAt(key4), chunk2...)
 	require.NoError(t, err)
-	require.False(t, res.Direct)
+	require.True(t, res.Direct)
 	require.Equal(t, int64(2), res.Inserted)
+	require.Zero(t, f.indexes(t, resumed), "still loading")
+	_, err = f.applyAs(t, resumed, watermarks.ReasonSnapshot, snapAt(key4), cursorAt(100))
+	require.NoError(t, err)
+	require.Equal(t, 1, f.indexes(t, resumed), "the pass's end built the primary key")
 	require.Equal(t, []string{key1, key2, key3, key4}, f.dump(t, tg.Ident(), "line_id"))
+}
+
+// indexes counts the indexes of tg's table.
+func (f *fixture) indexes(t *testing.T, tg *Target) int {
+	t.Helper()
+	var n int
+	require.NoError(t, f.pool.QueryRow(context.Background(), "SELECT count(*) FROM pg_index WHERE indrelid = $1::regclass",
+		tg.Ident().Sanitize()).Scan(&n))
+	return n
 }

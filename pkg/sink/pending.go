@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,6 +86,12 @@ type Pending struct {
 	early   bool        // its staged rows are upserted in Write
 	waitFor int32       // the lock an early chunk waits for: the chunk before's
 	closed  atomic.Bool // ended, as the goroutine that begins chunks sees it
+
+	// With the target's indexes deferred (deferred.go): loaded records the
+	// chunk's position as the pass's last loaded at commit; buildFirst
+	// builds the indexes before the rows are written, buildAtCommit when
+	// the chunk commits.
+	loaded, buildFirst, buildAtCommit bool
 }
 
 // begun is what Begin knows of a Target's chunks. Only the goroutine that
@@ -129,7 +136,18 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	prev, open := bg.last, bg.open.Add(1)-1 // open: the others
 	bg.last = p
 	if p.rec == nil {
+		// An idle chunk continues a pass loading straight into the target
+		// as a loaded chunk would.
+		if from, err := watermarks.Encode(m.From); err == nil && tg.directAfter != nil && bytes.Equal(from, tg.directAfter) {
+			tg.directAfter = pos
+			p.deferredMove(true)
+		} else {
+			p.deferredMove(false)
+		}
 		return p, nil // Commit begins and does it all, in one batch
+	}
+	if tg.directCandidate(p.rec, p.m) && !tg.deferred && startsSnapshot(m.From) && !endsPass(m.To) {
+		tg.deferIndexes(ctx, p.conn.Conn())
 	}
 	p.lock = nextChunkLock()
 	b := &pgx.Batch{}
@@ -145,9 +163,11 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	tg.directAfter = nil
 	if p.direct.take() {
 		tg.directAfter = pos
+		p.deferredMove(true)
 		p.apply = tg.applyStatement(false, false) // should the direct COPY fall back: inserts only
 		return p, nil
 	}
+	p.deferredMove(false)
 	set := bg.keySets[0]
 	if set == nil {
 		set = keySet{}
@@ -160,7 +180,7 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 		return p, nil
 	}
 	p.keys = set
-	if open == 1 && !prev.closed.Load() && prev.keys != nil && set.disjoint(prev.keys) {
+	if open == 1 && !p.buildFirst && !prev.closed.Load() && prev.keys != nil && set.disjoint(prev.keys) {
 		// prev, begun last and not ended, is the one chunk open; it has
 		// rows (keys), so a lock.
 		p.early, p.waitFor = true, prev.lock
@@ -184,6 +204,27 @@ func nextChunkLock() int32 {
 	}
 }
 
+// deferredMove decides, for a chunk begun while the target's indexes are
+// deferred, what the chunk does about them: a chunk loaded straight in (or
+// an idle one continuing the load) that stays within the pass records its
+// position; one that ends the pass builds the indexes as it commits; any
+// other builds them before it writes. Chunks begun after one that builds
+// find them built: they commit after it, or not at all.
+func (p *Pending) deferredMove(loaded bool) {
+	tg := p.tg
+	switch {
+	case !tg.deferred:
+	case loaded && !endsPass(p.m.To):
+		p.loaded = true
+	case loaded:
+		p.buildAtCommit, tg.deferred = true, false
+	case p.rec == nil:
+		p.buildAtCommit, tg.deferred = true, false
+	default:
+		p.buildFirst, tg.deferred = true, false
+	}
+}
+
 // Write copies the rows begun: the second step.
 func (p *Pending) Write(ctx context.Context) error {
 	if p.ended {
@@ -192,7 +233,14 @@ func (p *Pending) Write(ctx context.Context) error {
 	if p.rec == nil {
 		return nil // idle, or written
 	}
-	direct, err := p.tg.applyDirect(ctx, p.conn.Conn(), p.rec, p.direct, p.c, &p.res)
+	var err error
+	if p.buildFirst {
+		err = p.tg.buildIndexes(ctx, p.conn.Conn())
+	}
+	var direct bool
+	if err == nil {
+		direct, err = p.tg.applyDirect(ctx, p.conn.Conn(), p.rec, p.direct, p.c, &p.res)
+	}
 	if err == nil && !direct {
 		err = p.tg.copyToStage(ctx, p.conn.Conn(), p.rec)
 	}
@@ -232,6 +280,18 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 			}
 			b = &pgx.Batch{}
 		}
+	}
+	if p.loaded {
+		tg.queueLoaded(b, p.c.pos)
+	}
+	if p.buildAtCommit {
+		if err := p.conn.SendBatch(ctx, b).Close(); err != nil {
+			return Result{}, p.fail(ctx, err)
+		}
+		if err := tg.buildIndexes(ctx, p.conn.Conn()); err != nil {
+			return Result{}, p.fail(ctx, err)
+		}
+		b = &pgx.Batch{}
 	}
 	if err := tg.sink.positions.QueueAdvance(b, p.m); err != nil {
 		return Result{}, p.fail(ctx, err)

@@ -179,7 +179,9 @@ func TestAChunkAfterOneAbortedCommitsNothing(t *testing.T) {
 }
 
 // TestDirectChunksSharingAKeyFailInsteadOfWaiting: two snapshot chunks open
-// at once that hold one store key (two source keys the store holds as one).
+// at once that hold one store key (two source keys the store holds as one),
+// into a table that keeps its primary key through its first snapshot (a
+// foreign key refers to it).
 // The later chunk copied it first, and waits in the engine for the earlier
 // one to commit, which waits for the later one's row: PostgreSQL cannot see
 // that cycle, so the earlier chunk's lock wait must end by itself, leaving
@@ -190,6 +192,8 @@ func TestDirectChunksSharingAKeyFailInsteadOfWaiting(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	_, err = f.pool.Exec(ctx, "CREATE TABLE st_mary.refers (line_id uuid REFERENCES "+tg.Ident().Sanitize()+")")
 	require.NoError(t, err)
 	to := chunkPositions(watermarks.ReasonSnapshot)
 	one := f.begin(t, tg, watermarks.ReasonSnapshot, nil, to[0], ins(key1, "S", "1.00"), ins(key2, "D", "2.00"))

@@ -73,6 +73,9 @@ func (s *Sink) Prepare(ctx context.Context, org string, t *schemas.Table, opts T
 		if err := tg.ensureTable(ctx, tx, tg.ident, tg.createTableSQL()); err != nil {
 			return err
 		}
+		if err := tg.loadDeferral(ctx, tx); err != nil {
+			return err
+		}
 		if opts.ChangeLog {
 			return tg.ensureTable(ctx, tx, tg.changes, tg.createChangeLogSQL())
 		}

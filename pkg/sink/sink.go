@@ -89,6 +89,9 @@ type Target struct {
 	// directAfter is the position of the last chunk begun, when that chunk
 	// is to be copied straight into the target (direct.go).
 	directAfter []byte
+	// deferred is set while the target's first snapshot loads it without
+	// its indexes, as the chunks begin (deferred.go).
+	deferred bool
 
 	applies [4]string // applySQL's four statements, built once
 

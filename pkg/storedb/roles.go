@@ -42,6 +42,7 @@ var WriterPrivileges = []TablePrivileges{
 	{"audit_chain", "SELECT"},
 	{"backfills", "SELECT, INSERT, UPDATE, DELETE"},
 	{"table_runs", "SELECT, INSERT, UPDATE"},
+	{"deferred_indexes", "SELECT, INSERT, UPDATE, DELETE"},
 }
 
 // CurrentRole is the role q's session runs as.
