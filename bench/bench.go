@@ -39,6 +39,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -560,17 +561,29 @@ func (r *runner) baselinePipe(ctx context.Context) error {
 	return nil
 }
 
+// pipeChunk is the most pipeCopy holds between the two connections: the
+// payload of one CopyData message that pgconn's CopyFrom sends (its 64 KiB
+// read buffer less the 5-byte message header).
+const pipeChunk = 64<<10 - 5
+
 // pipeCopy runs out (a COPY TO STDOUT) on src and in (a COPY FROM STDIN) on
-// dst at once, the first's output streamed into the second through a pipe:
-// one CopyData message at a time, nothing buffered whole. It returns the
-// rows out sent. When either side fails the pipe is closed with its error,
-// which stops the other.
+// dst at once, the first's output streamed into the second through a pipe,
+// pipeChunk bytes at a time, nothing buffered whole. The server sends one
+// CopyData message a row; CopyFrom sends each read of its reader as one
+// message, one write to the socket, so the rows are gathered into chunks
+// first, as libpq's output buffer gathers them for pg_dump and pgcopydb.
+// It returns the rows out sent. When either side fails the pipe is closed
+// with its error, which stops the other.
 func pipeCopy(ctx context.Context, src, dst *pgconn.PgConn, out, in string) (int64, error) {
 	pr, pw := io.Pipe()
 	var sent int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		tag, err := src.CopyTo(gctx, pw, out)
+		w := bufio.NewWriterSize(pw, pipeChunk)
+		tag, err := src.CopyTo(gctx, w, out)
+		if err == nil {
+			err = w.Flush()
+		}
 		pw.CloseWithError(err) // nil: the reader sees EOF
 		if err != nil {
 			return fmt.Errorf("copy out of the source: %w", err)
