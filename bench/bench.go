@@ -7,6 +7,11 @@
 //
 //   - baseline_copy: a minimal hand-written binary COPY of the same rows into
 //     a table with the same primary key (the server's limit);
+//   - baseline_pipe: the source's rows moved the way pg_dump and pgcopydb
+//     move a table, no ehrsync code at all: a binary COPY TO on a source
+//     connection streamed through a pipe into a binary COPY FROM on a store
+//     connection, into an empty table without its primary key, which is
+//     built after the load (the limit of a source-to-store copy);
 //   - snapshot_mssql: the same initial load from a SQL Server source: the
 //     TDS test server (package tdstest) in this process streams the same
 //     rows to `ehrsync sync` through go-mssqldb, TLS required (mssql.go);
@@ -21,17 +26,20 @@
 // RSS come from the child's rusage. Baselines report the benchmark
 // process's own CPU (client encoding included).
 //
-// Each pair (baseline_copy and snapshot, snapshot_mssql and snapshot,
-// baseline_upsert and incremental) runs Trials times, interleaved, so that
-// both sides of a ratio see the same machine: a trial's snapshot_mssql and
-// snapshot follow its baseline_copy, each into an empty store, a trial's
-// incremental syncs a new change set right after its baseline upserted the
-// same one. A scenario reports its median trial, and a ratio is the median
-// of the trials' ratios: of rows/s for the baselines' pairs, of engine CPU
-// per row for snapshot_mssql_vs_snapshot (the SQL Server read path's cost).
+// Each pair (baseline_copy and snapshot, baseline_pipe and snapshot,
+// snapshot_mssql and snapshot, baseline_upsert and incremental,
+// baseline_copy and incremental) runs Trials times, interleaved, so that
+// both sides of a ratio see the same machine: a trial's baseline_pipe
+// follows its baseline_copy, its snapshot_mssql and snapshot follow both,
+// each into an empty store, a trial's incremental syncs a new change set
+// right after its baseline upserted the same one. A scenario reports its
+// median trial, and a ratio is the median of the trials' ratios (trial i
+// against trial i): of rows/s for the baselines' pairs, of engine CPU per
+// row for snapshot_mssql_vs_snapshot (the SQL Server read path's cost).
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -47,7 +55,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ehrsync/ehrsync/pkg/pgserver"
 	"github.com/ehrsync/ehrsync/pkg/synth"
@@ -58,18 +68,25 @@ import (
 // Scenario names, as they appear in the report.
 const (
 	BaselineCopy     = "baseline_copy"
+	BaselinePipe     = "baseline_pipe"
 	BaselineUpsert   = "baseline_upsert"
 	Snapshot         = "snapshot"
 	Incremental      = "incremental"
 	IncrementalSmall = "incremental_small"
 )
 
-// Ratio names, as they appear in the report.
+// Ratio names, as they appear in the report: rows/s of the first scenario
+// over rows/s of the second.
 const (
 	SnapshotVsBaselineCopy      = "snapshot_vs_baseline_copy"
+	SnapshotVsBaselinePipe      = "snapshot_vs_baseline_pipe"
 	IncrementalVsBaselineUpsert = "incremental_vs_baseline_upsert"
-	org                         = "bench"
-	table                       = "dbo.charges"
+	IncrementalVsBaselineCopy   = "incremental_vs_baseline_copy"
+)
+
+const (
+	org   = "bench"
+	table = "dbo.charges"
 )
 
 // Options configure one benchmark run.
@@ -384,6 +401,11 @@ func (r *runner) scenarios(ctx context.Context) error {
 				return err
 			}
 		}
+		if r.wants(BaselinePipe) {
+			if err := r.baselinePipe(ctx); err != nil {
+				return err
+			}
+		}
 		// One snapshot is all the other scenarios need.
 		pg := syncs && (i == 0 || r.wants(Snapshot))
 		if pg && i > 0 {
@@ -444,14 +466,22 @@ func (r *runner) resetStore(ctx context.Context, org string) error {
 	return nil
 }
 
-// baselineTable has the synced columns and the same primary key as the
-// store's table.
-const baselineTable = `CREATE TABLE bench_baseline (
-	charge_id uuid NOT NULL PRIMARY KEY, practice_id character(4), person_id uuid,
+// baselineColumns are the synced columns with the store table's types.
+const baselineColumns = `
+	charge_id uuid NOT NULL, practice_id character(4), person_id uuid,
 	service_item_id text, cpt4_code_id text, quantity numeric(19,2), unit_price numeric(19,2),
 	amt numeric(19,2), pat_amt numeric(19,2), begin_date_of_service text, end_date_of_service text,
 	status character(1), created_by integer, create_timestamp timestamp(3), modified_by integer,
-	modify_timestamp timestamp(3), row_timestamp bigint)`
+	modify_timestamp timestamp(3), row_timestamp bigint`
+
+// baselineTable has the synced columns and the same primary key as the
+// store's table.
+const baselineTable = `CREATE TABLE bench_baseline (` + baselineColumns + `,
+	PRIMARY KEY (charge_id))`
+
+// pipeTable is baseline_pipe's target: the same columns, no primary key
+// (baselinePipe adds it after the load).
+const pipeTable = `CREATE TABLE bench_pipe (` + baselineColumns + `)`
 
 func (r *runner) baselineCopy(ctx context.Context) error {
 	if _, err := r.store.Exec(ctx, "DROP TABLE IF EXISTS bench_baseline"); err != nil {
@@ -472,6 +502,107 @@ func (r *runner) baselineCopy(ctx context.Context) error {
 	}
 	r.record(Scenario{Name: BaselineCopy, Rows: int64(r.opts.Rows), CPUOf: "client"}, time.Since(t0), selfCPU()-cpu0, 0)
 	return nil
+}
+
+// baselinePipe moves the source's rows into the store as pg_dump and
+// pgcopydb move a table, with no ehrsync code: a binary COPY TO on a source
+// connection streamed (pipeCopy) into a binary COPY FROM on a store
+// connection, into an empty table without its primary key, then ADD PRIMARY
+// KEY. The copy and the key are timed. The table's row count is then
+// compared with the source's, and the table dropped.
+func (r *runner) baselinePipe(ctx context.Context) error {
+	if _, err := r.store.Exec(ctx, "DROP TABLE IF EXISTS bench_pipe"); err != nil {
+		return err
+	}
+	if _, err := r.store.Exec(ctx, pipeTable); err != nil {
+		return fmt.Errorf("create %s table: %w", BaselinePipe, err)
+	}
+	src, err := r.src.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer src.Release()
+	dst, err := r.store.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer dst.Release()
+	cols := make([]string, len(Columns))
+	for i, c := range Columns {
+		cols[i] = pgx.Identifier{c}.Sanitize()
+	}
+	list := strings.Join(cols, ", ")
+	// No ORDER BY: pg_dump and pgcopydb copy a table in its physical order,
+	// and the primary key is built after the load whatever the order.
+	out := "COPY (SELECT " + list + " FROM " + pgx.Identifier{"dbo", "charges"}.Sanitize() + ") TO STDOUT (FORMAT binary)"
+	in := "COPY bench_pipe (" + list + ") FROM STDIN (FORMAT binary)"
+	r.logf("%s: %d rows", BaselinePipe, r.srcRows)
+	cpu0, t0 := selfCPU(), time.Now()
+	sent, err := pipeCopy(ctx, src.Conn().PgConn(), dst.Conn().PgConn(), out, in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", BaselinePipe, err)
+	}
+	if _, err := dst.Exec(ctx, "ALTER TABLE bench_pipe ADD PRIMARY KEY (charge_id)"); err != nil {
+		return fmt.Errorf("%s: add the primary key: %w", BaselinePipe, err)
+	}
+	elapsed, cpu := time.Since(t0), selfCPU()-cpu0
+	var have int64
+	if err := dst.QueryRow(ctx, "SELECT count(*) FROM bench_pipe").Scan(&have); err != nil {
+		return fmt.Errorf("%s: %w", BaselinePipe, err)
+	}
+	if have != r.srcRows || sent != r.srcRows {
+		return fmt.Errorf("%s: the store has %d rows (%d sent), the source %d", BaselinePipe, have, sent, r.srcRows)
+	}
+	// The snapshot that follows finds the store as baseline_copy left it.
+	if _, err := dst.Exec(ctx, "DROP TABLE bench_pipe"); err != nil {
+		return err
+	}
+	r.record(Scenario{Name: BaselinePipe, Rows: have, CPUOf: "client", Verified: "count"}, elapsed, cpu, 0)
+	return nil
+}
+
+// pipeChunk is the most pipeCopy holds between the two connections: the
+// payload of one CopyData message that pgconn's CopyFrom sends (its 64 KiB
+// read buffer less the 5-byte message header).
+const pipeChunk = 64<<10 - 5
+
+// pipeCopy runs out (a COPY TO STDOUT) on src and in (a COPY FROM STDIN) on
+// dst at once, the first's output streamed into the second through a pipe,
+// pipeChunk bytes at a time, nothing buffered whole. The server sends one
+// CopyData message a row; CopyFrom sends each read of its reader as one
+// message, one write to the socket, so the rows are gathered into chunks
+// first, as libpq's output buffer gathers them for pg_dump and pgcopydb.
+// It returns the rows out sent. When either side fails the pipe is closed
+// with its error, which stops the other.
+func pipeCopy(ctx context.Context, src, dst *pgconn.PgConn, out, in string) (int64, error) {
+	pr, pw := io.Pipe()
+	var sent int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		w := bufio.NewWriterSize(pw, pipeChunk)
+		tag, err := src.CopyTo(gctx, w, out)
+		if err == nil {
+			err = w.Flush()
+		}
+		pw.CloseWithError(err) // nil: the reader sees EOF
+		if err != nil {
+			return fmt.Errorf("copy out of the source: %w", err)
+		}
+		sent = tag.RowsAffected()
+		return nil
+	})
+	g.Go(func() error {
+		_, err := dst.CopyFrom(gctx, pr, in)
+		pr.CloseWithError(err) // a writer still writing gets err (or io.ErrClosedPipe)
+		if err != nil {
+			return fmt.Errorf("copy into the store: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return sent, nil
 }
 
 func (r *runner) baselineUpsert(ctx context.Context, n int, gen func(k int) row) error {
@@ -620,7 +751,7 @@ func (r *runner) record(s Scenario, elapsed, cpu time.Duration, rssMB float64) {
 // scenarios first ran, and each ratio as the median of the trials' ratios
 // (trial i of one side against trial i of the other).
 func (r *runner) summarize() {
-	for _, name := range []string{BaselineCopy, SnapshotMSSQL, Snapshot, BaselineUpsert, Incremental, IncrementalSmall} {
+	for _, name := range []string{BaselineCopy, BaselinePipe, SnapshotMSSQL, Snapshot, BaselineUpsert, Incremental, IncrementalSmall} {
 		ts := r.trials[name]
 		if len(ts) == 0 {
 			continue
@@ -649,7 +780,9 @@ func (r *runner) summarize() {
 	}
 	rowsPerSec := func(s Scenario) float64 { return s.RowsPerSec }
 	ratio(SnapshotVsBaselineCopy, Snapshot, BaselineCopy, rowsPerSec)
+	ratio(SnapshotVsBaselinePipe, Snapshot, BaselinePipe, rowsPerSec)
 	ratio(IncrementalVsBaselineUpsert, Incremental, BaselineUpsert, rowsPerSec)
+	ratio(IncrementalVsBaselineCopy, Incremental, BaselineCopy, rowsPerSec)
 	// The SQL Server path's cost: engine CPU per row, not speed.
 	ratio(SnapshotMSSQLVsSnapshot, SnapshotMSSQL, Snapshot, func(s Scenario) float64 { return s.CPUMicrosPerRow })
 }

@@ -14,10 +14,10 @@ import (
 )
 
 // TestRunReportsEveryScenarioAndKeepsTheStoreEqual runs the benchmark small:
-// every scenario and ratio is in the JSON, and after each ehrsync scenario
+// every scenario and ratio is in the JSON, after each ehrsync scenario
 // every store row equals the source's (Options.Verify), snapshot_mssql's
-// read from the TDS test server with TLS required. It asserts behaviour,
-// never timings.
+// read from the TDS test server with TLS required, and baseline_pipe's table
+// holds as many rows as the source. It asserts behaviour, never timings.
 func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds ehrsync and starts PostgreSQL")
@@ -45,7 +45,7 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	}
 	require.NoError(t, json.Unmarshal(b, &got))
 	want := map[string]int64{
-		bench.BaselineCopy: 3000, bench.Snapshot: 3000, bench.SnapshotMSSQL: 3000, bench.BaselineUpsert: 3000,
+		bench.BaselineCopy: 3000, bench.BaselinePipe: 3000, bench.Snapshot: 3000, bench.SnapshotMSSQL: 3000, bench.BaselineUpsert: 3000,
 		bench.Incremental: 3000, bench.IncrementalSmall: 400,
 	}
 	seen := map[string]bool{}
@@ -58,15 +58,21 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 			require.Equal(t, "rows", s.Verified, "%s: store compared row by row with the source", s.Name)
 			require.Positive(t, s.PeakRSSMB, s.Name)
 		}
+		if s.Name == bench.BaselinePipe {
+			require.Equal(t, "count", s.Verified, "%s: its table's row count compared with the source's", s.Name)
+		}
 		if s.Name != bench.IncrementalSmall {
 			require.Len(t, s.Trials, 2, "%s: both trials reported", s.Name)
 		}
 		seen[s.Name] = true
 	}
 	require.Len(t, seen, len(want))
-	require.Contains(t, got.Ratios, bench.SnapshotVsBaselineCopy)
-	require.Contains(t, got.Ratios, bench.IncrementalVsBaselineUpsert)
-	require.Contains(t, got.Ratios, bench.SnapshotMSSQLVsSnapshot)
+	for _, name := range []string{bench.SnapshotVsBaselineCopy, bench.SnapshotVsBaselinePipe, bench.IncrementalVsBaselineUpsert,
+		bench.IncrementalVsBaselineCopy, bench.SnapshotMSSQLVsSnapshot} {
+		require.Contains(t, got.Ratios, name)
+		require.Positive(t, got.Ratios[name], name)
+	}
+	require.Len(t, got.Ratios, 5)
 }
 
 func buildEhrsync(t *testing.T) string {
