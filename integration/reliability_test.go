@@ -192,6 +192,13 @@ func TestReliabilityCrashAnywhere(t *testing.T) {
 		var mode string
 		var ok bool
 		switch r := rng.IntN(10); {
+		case attempts%3 == 0:
+			// A table loaded again from empty, as an operator does it
+			// (TRUNCATE, positions reset): its first snapshot loads the
+			// bare table and builds its indexes at the pass's end.
+			mode = "reload"
+			e.emptyAndReset(t, tables[rng.IntN(len(tables))].QualifiedName())
+			ok = e.killAt(t, time.Duration(20+rng.IntN(1500))*time.Millisecond, "sync", "--config", e.config)
 		case r < 5:
 			mode = "sync"
 			ok = e.killAt(t, time.Duration(20+rng.IntN(1500))*time.Millisecond, "sync", "--config", e.config)
@@ -243,6 +250,7 @@ func TestReliabilityCrashAnywhere(t *testing.T) {
 	figure(section, "seed", seed)
 	figure(section, "kills landed mid-run", landed)
 	figure(section, "kills of `sync`", kills["sync"])
+	figure(section, "kills of `sync` of a table loaded again from empty", kills["reload"])
 	figure(section, "kills of `backfill`", kills["backfill"])
 	figure(section, "kills of `run` (daemon)", kills["daemon"])
 	figure(section, "runs that finished before their kill", attempts-landed)
@@ -253,6 +261,21 @@ func TestReliabilityCrashAnywhere(t *testing.T) {
 	figure(section, "change-log entries checked for duplicates", changes)
 	t.Logf("%d kills (%v) in %d attempts, %d workload days, %d rows compared: 0 lost, 0 duplicated",
 		landed, kills, attempts, w.days, compared)
+}
+
+// emptyAndReset empties table's store table and removes its position, so
+// that the next sync loads it again from empty.
+func (e *env) emptyAndReset(t *testing.T, table string) {
+	t.Helper()
+	tb, ok := schemas.NextGen().Table(table)
+	require.True(t, ok, table)
+	_, err := e.store.Exec(context.Background(), "TRUNCATE "+pgx.Identifier{sink.SchemaFor(org), sink.TableName(tb)}.Sanitize())
+	if err != nil && isUndefinedTable(err) {
+		return // not synced yet: its first sync loads it from empty
+	}
+	require.NoError(t, err)
+	out, err := e.run(t, "positions", "reset", "--config", e.config, "--org", org, "--table", table, "--confirm", org+"/"+table, "--actor", "crash-test")
+	require.NoError(t, err, out)
 }
 
 // storeServer starts a PostgreSQL of the test's own for the store, so the
