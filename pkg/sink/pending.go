@@ -77,6 +77,7 @@ type Pending struct {
 	c      commit
 	direct directPlan
 	apply  string // the staged apply, should the rows be staged
+	params []any  // the apply's arrays, when the rows go as parameters (unnest.go)
 	res    Result
 	ended  bool // committed, failed or aborted
 
@@ -194,7 +195,7 @@ func (p *Pending) Write(ctx context.Context) error {
 	}
 	direct, err := p.tg.applyDirect(ctx, p.conn.Conn(), p.rec, p.direct, p.c, &p.res)
 	if err == nil && !direct {
-		err = p.tg.copyToStage(ctx, p.conn.Conn(), p.rec)
+		p.params, err = p.tg.stageRows(ctx, p.conn.Conn(), p.rec)
 	}
 	p.rec = nil // written: the caller may release it
 	if err == nil && !direct && p.early {
