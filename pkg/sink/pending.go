@@ -194,6 +194,10 @@ func (p *Pending) Write(ctx context.Context) error {
 		return nil // idle, or written
 	}
 	direct, err := p.tg.applyDirect(ctx, p.conn.Conn(), p.rec, p.direct, p.c, &p.res)
+	if err == nil && !direct && p.tg.mode == applyDeleteCopy {
+		err, direct = p.tg.deleteCopy(ctx, p.conn.Conn(), p.rec, p.c, &p.res), true
+		p.res.Direct = true
+	}
 	if err == nil && !direct {
 		p.params, err = p.tg.stageRows(ctx, p.conn.Conn(), p.rec)
 	}
