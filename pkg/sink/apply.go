@@ -66,17 +66,6 @@ func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.Rec
 	return nil
 }
 
-// stageRows readies rec's rows for the apply: as its array parameters
-// when the target unnests (encoded now: the caller may release rec once
-// Write returns), copied into the staging table otherwise.
-func (tg *Target) stageRows(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch) ([]any, error) {
-	if !tg.unnests() {
-		return nil, tg.copyToStage(ctx, conn, rec)
-	}
-	sendRawArrays(conn.TypeMap())
-	return tg.encodeParams(rec)
-}
-
 // applyStatement is applySQL(unique, deletes), built once.
 func (tg *Target) applyStatement(unique, deletes bool) string {
 	i := 0
@@ -87,11 +76,7 @@ func (tg *Target) applyStatement(unique, deletes bool) string {
 		i |= 2
 	}
 	if tg.applies[i] == "" {
-		if tg.unnests() {
-			tg.applies[i] = tg.applyFrom("src", tg.unnestSource(), unique, deletes)
-		} else {
-			tg.applies[i] = tg.applySQL(unique, deletes)
-		}
+		tg.applies[i] = tg.applySQL(unique, deletes)
 	}
 	return tg.applies[i]
 }
@@ -107,13 +92,7 @@ func (tg *Target) applyStatement(unique, deletes bool) string {
 // rows once (a CTE read twice is copied aside first). Returns (keys,
 // deleted, inserted, updated).
 func (tg *Target) applySQL(unique, deletes bool) string {
-	return tg.applyFrom(pgx.Identifier{tg.stage}.Sanitize(), "", unique, deletes)
-}
-
-// applyFrom is applySQL reading the changes from stage: the staging table,
-// or the CTE that source defines (unnestSource), which the statement's
-// parameters after the batch id fill.
-func (tg *Target) applyFrom(stage, source string, unique, deletes bool) string {
+	stage := pgx.Identifier{tg.stage}.Sanitize()
 	target := tg.ident.Sanitize()
 	keyMatch := tg.keyMatch("t", "l")
 	var cols, excluded, current, sets []string
@@ -172,37 +151,30 @@ func (tg *Target) applyFrom(stage, source string, unique, deletes bool) string {
 		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE %s%s RETURNING 1
 	)`, stage, stageHeld, target, tg.keyMatch("t", "s"), live)
 	}
-	if source != "" {
-		source += ", "
-	}
 	if !deletes {
-		from, with, keys := stage, source, "(SELECT count(*) FROM "+stage+")"
+		from, with := stage, ""
 		if !unique {
-			from, with, keys = "last", with+"last AS ("+last+"), ", "(SELECT count(*) FROM last)"
-		} else if source != "" {
-			keys = "cardinality($2)" // one key a row: src, read once, stays inline
+			from, with = "last", "last AS ("+last+"), "
 		}
 		return fmt.Sprintf(`WITH %sups AS (%s)%s
-	SELECT %s, 0, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ups`,
-			with, upsert(from), held, keys)
+	SELECT (SELECT count(*) FROM %s), 0, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ups`,
+			with, upsert(from), held, from)
 	}
 	if unique {
 		last = "SELECT * FROM " + stage
 	}
-	return fmt.Sprintf(`WITH %slast AS (%s
+	return fmt.Sprintf(`WITH last AS (%s
 	), del AS (%s
 	), ups AS (%s
 	)%s
 	SELECT (SELECT count(*) FROM last), (SELECT count(*) FROM del), (SELECT count(*) FROM ups WHERE inserted), (SELECT count(*) FROM ups WHERE NOT inserted)`,
-		source, last, del, upsert("last"), held)
+		last, del, upsert("last"), held)
 }
 
 // queueApply queues, on b, the staged rows' apply, which fills the
 // result's counts.
 func (p *Pending) queueApply(b *pgx.Batch) {
-	args := append([]any{p.c.id}, p.params...)
-	p.params = nil
-	b.Queue(p.apply, args...).QueryRow(func(row pgx.Row) error {
+	b.Queue(p.apply, p.c.id).QueryRow(func(row pgx.Row) error {
 		var keys int64
 		if err := row.Scan(&keys, &p.res.Deleted, &p.res.Inserted, &p.res.Updated); err != nil {
 			return fmt.Errorf("apply staged changes: %w", err)

@@ -77,7 +77,6 @@ type Pending struct {
 	c      commit
 	direct directPlan
 	apply  string // the staged apply, should the rows be staged
-	params []any  // the apply's arrays, when the rows go as parameters (unnest.go)
 	res    Result
 	ended  bool // committed, failed or aborted
 
@@ -194,12 +193,8 @@ func (p *Pending) Write(ctx context.Context) error {
 		return nil // idle, or written
 	}
 	direct, err := p.tg.applyDirect(ctx, p.conn.Conn(), p.rec, p.direct, p.c, &p.res)
-	if err == nil && !direct && p.tg.mode == applyDeleteCopy {
-		err, direct = p.tg.deleteCopy(ctx, p.conn.Conn(), p.rec, p.c, &p.res), true
-		p.res.Direct = true
-	}
 	if err == nil && !direct {
-		p.params, err = p.tg.stageRows(ctx, p.conn.Conn(), p.rec)
+		err = p.tg.copyToStage(ctx, p.conn.Conn(), p.rec)
 	}
 	p.rec = nil // written: the caller may release it
 	if err == nil && !direct && p.early {

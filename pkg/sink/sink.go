@@ -91,8 +91,6 @@ type Target struct {
 	directAfter []byte
 
 	applies [4]string // applySQL's four statements, built once
-	mode    applyMode // how chunks reach the apply (tests and benchmarks set it)
-	unnest  int8      // unnests' answer: 0 not decided yet, 1 yes, 2 no
 
 	begun *begun // the chunks begun; nil until the first
 

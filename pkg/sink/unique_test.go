@@ -163,7 +163,6 @@ func TestEveryApplyFormEndsInTheSameState(t *testing.T) {
 	require.NoError(t, err)
 	general, err := f.sink.Prepare(ctx, "st-joseph", claimLines(t), TableOptions{})
 	require.NoError(t, err)
-	general.mode = applyStaged // the staged rows, against the chosen form's unnested ones
 	g := general.applySQL(false, true)
 	general.applies = [4]string{g, g, g, g}
 
