@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -20,6 +21,9 @@ func (tg *Target) createStageSQL() string {
 	// staging table has it: one may serve tables with and without a change
 	// log (its name hashes only the columns).
 	defs = append(defs, stageHeld+" boolean NOT NULL DEFAULT false")
+	// Set by the COPY on a row whose key the chunk before also holds: its
+	// apply waits for that chunk's commit (partLate).
+	defs = append(defs, stageLate+" boolean NOT NULL DEFAULT false")
 	return "CREATE TEMP TABLE IF NOT EXISTS " + pgx.Identifier{tg.stage}.Sanitize() + " (" + strings.Join(defs, ", ") + ") ON COMMIT DELETE ROWS"
 }
 
@@ -27,19 +31,51 @@ func (tg *Target) createStageSQL() string {
 // was in the target when the chunk was applied.
 const stageHeld = "_ehrsync_held"
 
+// stageLate is the staging table's column that says a staged row's key is
+// one the chunk before also holds.
+const stageLate = "_ehrsync_late"
+
+// An apply part is which staged rows one apply statement takes: all of
+// them, or, for a chunk that shares keys with the one committing before it
+// (Pending.late), those of the keys it does not share (upserted early, while
+// that one commits) or those it does (at commit, after it).
+type applyPart int
+
+const (
+	partAll applyPart = iota
+	partEarly
+	partLate
+)
+
+// where is the condition on the staged rows, aliased alias, of the part;
+// "" for partAll.
+func (part applyPart) where(alias string) string {
+	switch part {
+	case partEarly:
+		return "NOT " + qualify(alias, stageLate)
+	case partLate:
+		return qualify(alias, stageLate)
+	}
+	return ""
+}
+
 // copyToStage copies rec into the staging table: straight from the Arrow
 // columns when every column has a direct encoding (copyEncoder), through
-// pgx's encoder otherwise.
-func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch) error {
-	names := make([]string, 0, len(tg.cols)+3)
-	types := make([]string, 0, len(tg.cols)+3)
-	for _, c := range tg.cols {
-		names = append(names, c.name)
-		types = append(types, c.pgType)
-	}
-	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
-	types = append(types, "smallint", "bigint", "bytea") // op, seq, source position
+// pgx's encoder otherwise. With late (one flag per row, direct encodings
+// only) it sets each row's stageLate.
+func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.RecordBatch, late []bool) error {
+	names, types := tg.stageColumns()
 	if enc, ok := newCopyEncoder(rec, types); ok {
+		if late != nil {
+			names = append(names, stageLate)
+			enc.fields = append(enc.fields, func(b []byte, i int) []byte {
+				v := byte(0)
+				if late[i] {
+					v = 1
+				}
+				return append(b, 0, 0, 0, 1, v)
+			})
+		}
 		cols := make([]string, len(names))
 		for i, n := range names {
 			cols[i] = pgx.Identifier{n}.Sanitize()
@@ -56,6 +92,9 @@ func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.Rec
 		}
 		return nil
 	}
+	if late != nil {
+		return errors.New("copy into staging: rows marked late need a direct encoding")
+	}
 	src, err := newRecordSource(rec)
 	if err != nil {
 		return err
@@ -66,9 +105,31 @@ func (tg *Target) copyToStage(ctx context.Context, conn *pgx.Conn, rec arrow.Rec
 	return nil
 }
 
-// applyStatement is applySQL(unique, deletes), built once.
-func (tg *Target) applyStatement(unique, deletes bool) string {
-	i := 0
+// stageColumns are the names and store types of the staging table's
+// columns that a batch fills, in batch order.
+func (tg *Target) stageColumns() (names, types []string) {
+	names = make([]string, 0, len(tg.cols)+3)
+	types = make([]string, 0, len(tg.cols)+3)
+	for _, c := range tg.cols {
+		names = append(names, c.name)
+		types = append(types, c.pgType)
+	}
+	names = append(names, schemas.OpColumn, schemas.SeqColumn, schemas.SourcePosColumn)
+	types = append(types, "smallint", "bigint", "bytea") // op, seq, source position
+	return names, types
+}
+
+// directStage reports whether rec goes into the staging table straight
+// from its Arrow columns.
+func (tg *Target) directStage(rec arrow.RecordBatch) bool {
+	_, types := tg.stageColumns()
+	_, ok := newCopyEncoder(rec, types)
+	return ok
+}
+
+// applyStatement is applySQL(unique, deletes, part), built once.
+func (tg *Target) applyStatement(unique, deletes bool, part applyPart) string {
+	i := int(part) << 2
 	if unique {
 		i |= 1
 	}
@@ -76,7 +137,7 @@ func (tg *Target) applyStatement(unique, deletes bool) string {
 		i |= 2
 	}
 	if tg.applies[i] == "" {
-		tg.applies[i] = tg.applySQL(unique, deletes)
+		tg.applies[i] = tg.applySQL(unique, deletes, part)
 	}
 	return tg.applies[i]
 }
@@ -89,9 +150,9 @@ func (tg *Target) applyStatement(unique, deletes bool) string {
 // not there (or was a tombstone), update when it was; the counts are the
 // same. With unique (no key staged twice) there is nothing to collapse;
 // without deletes the statement has no delete step and reads the staged
-// rows once (a CTE read twice is copied aside first). Returns (keys,
-// deleted, inserted, updated).
-func (tg *Target) applySQL(unique, deletes bool) string {
+// rows once (a CTE read twice is copied aside first). part limits it to a
+// part of the staged rows. Returns (keys, deleted, inserted, updated).
+func (tg *Target) applySQL(unique, deletes bool, part applyPart) string {
 	stage := pgx.Identifier{tg.stage}.Sanitize()
 	target := tg.ident.Sanitize()
 	keyMatch := tg.keyMatch("t", "l")
@@ -125,7 +186,12 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 		del = fmt.Sprintf(`DELETE FROM %s t USING last l WHERE l.%s = %d AND %s RETURNING 1`,
 			target, schemas.OpColumn, schemas.OpDelete, keyMatch)
 	}
-	last := fmt.Sprintf("SELECT DISTINCT ON (%[1]s) * FROM %[2]s ORDER BY %[1]s, %[3]s DESC", tg.keyList(""), stage, schemas.SeqColumn)
+	// The part's staged rows; the changes of one key are all in one part.
+	staged := stage
+	if w := part.where(""); w != "" {
+		staged = stage + " WHERE " + w
+	}
+	last := fmt.Sprintf("SELECT DISTINCT ON (%[1]s) * FROM %[2]s ORDER BY %[1]s, %[3]s DESC", tg.keyList(""), staged, schemas.SeqColumn)
 	// upsert inserts or updates from the changes in from (alias l).
 	upsert := func(from string) string {
 		return fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s, %[3]s, %[4]s, %[5]s, %[6]s)
@@ -148,20 +214,26 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 		if tg.opts.DeletePolicy == DeleteSoft {
 			live = " AND NOT t." + MetaDeleted // a tombstone is not held
 		}
+		if w := part.where("s"); w != "" {
+			live += " AND " + w
+		}
 		held = fmt.Sprintf(`, held AS (UPDATE %s s SET %s = true FROM %s t WHERE %s%s RETURNING 1
 	)`, stage, stageHeld, target, tg.keyMatch("t", "s"), live)
 	}
 	if !deletes {
 		from, with := stage, ""
-		if !unique {
+		switch {
+		case !unique:
 			from, with = "last", "last AS ("+last+"), "
+		case part != partAll:
+			from, with = "last", "last AS (SELECT * FROM "+staged+"), "
 		}
 		return fmt.Sprintf(`WITH %sups AS (%s)%s
 	SELECT (SELECT count(*) FROM %s), 0, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ups`,
 			with, upsert(from), held, from)
 	}
 	if unique {
-		last = "SELECT * FROM " + stage
+		last = "SELECT * FROM " + staged
 	}
 	return fmt.Sprintf(`WITH last AS (%s
 	), del AS (%s
@@ -171,15 +243,18 @@ func (tg *Target) applySQL(unique, deletes bool) string {
 		last, del, upsert("last"), held)
 }
 
-// queueApply queues, on b, the staged rows' apply, which fills the
-// result's counts.
-func (p *Pending) queueApply(b *pgx.Batch) {
-	b.Queue(p.apply, p.c.id).QueryRow(func(row pgx.Row) error {
-		var keys int64
-		if err := row.Scan(&keys, &p.res.Deleted, &p.res.Inserted, &p.res.Updated); err != nil {
+// queueApply queues, on b, the apply statement stmt of the staged rows,
+// which adds to the result's counts.
+func (p *Pending) queueApply(b *pgx.Batch, stmt string) {
+	b.Queue(stmt, p.c.id).QueryRow(func(row pgx.Row) error {
+		var keys, deleted, inserted, updated int64
+		if err := row.Scan(&keys, &deleted, &inserted, &updated); err != nil {
 			return fmt.Errorf("apply staged changes: %w", err)
 		}
-		p.res.Unchanged = keys - p.res.Deleted - p.res.Inserted - p.res.Updated
+		p.res.Deleted += deleted
+		p.res.Inserted += inserted
+		p.res.Updated += updated
+		p.res.Unchanged += keys - deleted - inserted - updated
 		return nil
 	})
 }

@@ -20,7 +20,8 @@
 //     collapses them to the last change per key in source order, deletes
 //     (or soft-deletes) and upserts (apply.go). A staged chunk whose keys
 //     are disjoint from those of the chunk committing before it is upserted
-//     here, while that one commits (keys.go);
+//     here, while that one commits; one that shares some keys with it
+//     upserts the others here and the shared ones at commit (keys.go);
 //   - Commit claims the position (compare-and-set on the position the batch
 //     was read from), applies staged rows not yet applied, appends the
 //     changes to the change log, moves the position, queues a NOTIFY for

@@ -267,28 +267,112 @@ func TestADisjointChunkIsUpsertedWhileTheOneBeforeIsOpen(t *testing.T) {
 }
 
 // TestChunksSharingAKeyAreUpsertedInCommitOrder: the chunk after one still
-// open that changes one of its keys, or one begun while two are open, is
-// upserted at its commit, after the ones before it: its Write neither
-// waits nor locks a row.
+// open that changes one of its keys (a busy claim's changes in chunk after
+// chunk) upserts its other keys in Write, while that one is open, and the
+// shared key at its commit, after that one's; a chunk begun while two are
+// open is upserted at its commit: its Write neither waits nor locks a row.
 func TestChunksSharingAKeyAreUpsertedInCommitOrder(t *testing.T) {
 	ctx := context.Background()
 	f, tg := syncedLines(t, key1, key3)
 
 	one := f.begin(t, tg, watermarks.ReasonSync, cursorAt(1), cursorAt(2), upd(key1, "A", "1.10"))
-	two := f.begin(t, tg, watermarks.ReasonSync, cursorAt(2), cursorAt(3), upd(key3, "B", "3.30"), upd(key1, "B", "1.20"))
+	two := f.begin(t, tg, watermarks.ReasonSync, cursorAt(2), cursorAt(3), upd(key3, "B", "3.30"), upd(key1, "B", "1.20"), ins(key2, "N", "2.00"))
+	require.True(t, two.early)
+	require.Equal(t, []bool{false, true, false}, two.late)
 	three := f.begin(t, tg, watermarks.ReasonSync, cursorAt(3), cursorAt(4), upd(key3, "C", "3.40"))
+	require.False(t, three.early)
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second) // a Write that waits fails the test
 	defer cancel()
-	for i, p := range []*Pending{one, two, three} {
-		require.NoError(t, p.Write(wctx), "chunk %d", i+1)
+	require.NoError(t, one.Write(wctx))
+	written := writeAsync(ctx, two)
+	require.Eventually(t, func() bool { return f.lockedElsewhere(t, tg, "line_id", key3) }, 10*time.Second, 20*time.Millisecond,
+		"the second chunk did not upsert the key it does not share while the first was open")
+	require.False(t, f.lockedElsewhere(t, tg, "line_id", key1), "the shared key was upserted before the first chunk's commit")
+	require.NoError(t, three.Write(wctx))
+	select {
+	case err := <-written:
+		t.Fatalf("the second chunk's Write returned before the first chunk ended: %v", err)
+	default:
 	}
-	require.False(t, f.lockedElsewhere(t, tg, "line_id", key1))
-	require.False(t, f.lockedElsewhere(t, tg, "line_id", key3))
-	for i, p := range []*Pending{one, two, three} {
-		_, err := p.Commit(ctx)
-		require.NoError(t, err, "chunk %d", i+1)
+	res, err := one.Commit(ctx)
+	require.NoError(t, err)
+	require.Equal(t, Result{Rows: 1, Updated: 1}, res)
+	require.NoError(t, <-written)
+	res, err = two.Commit(ctx)
+	require.NoError(t, err)
+	require.Equal(t, Result{Rows: 3, Inserted: 1, Updated: 2}, res)
+	res, err = three.Commit(ctx)
+	require.NoError(t, err)
+	require.Equal(t, Result{Rows: 1, Updated: 1}, res)
+	require.Equal(t, []string{key1 + "|B", key2 + "|N", key3 + "|C"}, f.dump(t, tg.Ident(), "line_id", "status"))
+	ids := f.batchIDs(t, tg) // key1, key2, key3: the second chunk's commit wrote key1 and key2
+	require.Len(t, ids, 3)
+	require.Equal(t, ids[0], ids[1])
+	require.Less(t, ids[1], ids[2])
+}
+
+// TestHotKeysPartlyEarlyEndAsAppliedOneByOne applies chunks that share keys
+// with the chunk before them (several changes of a few hot keys, deletes,
+// re-inserts), each written while the one before commits as the engine
+// does, and the same chunks one at a time to another table: the rows,
+// metadata, change log and counts are the same.
+func TestHotKeysPartlyEarlyEndAsAppliedOneByOne(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	for _, opts := range []TableOptions{{}, {DeletePolicy: DeleteSoft, ChangeLog: true}} {
+		piped, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), opts)
+		require.NoError(t, err)
+		ref, err := f.sink.Prepare(ctx, "st-joseph", claimLines(t), opts)
+		require.NoError(t, err)
+		del := func(key string) change { return change{op: schemas.OpDelete, row: map[string]any{"line_id": key}} }
+		chunks := [][]change{
+			{ins(key1, "S", "1.00"), ins(key2, "S", "2.00"), ins(key3, "S", "3.00")},
+			{upd(key1, "A", "1.10"), ins(key4, "N", "4.00"), upd(key2, "A", "2.10")},
+			{upd(key1, "B", "1.20"), del(key2), upd(key3, "B", "3.20"), upd(key1, "C", "1.30")},
+			{ins(key2, "R", "2.50"), upd(key1, "D", "1.40"), ins(keyA, "N", "5.00")},
+			{del(key1), upd(key4, "E", "4.40"), upd(key2, "E", "2.60")},
+		}
+		at := func(i int) watermarks.Position {
+			if i == 0 {
+				return nil
+			}
+			return cursorAt(int64(i))
+		}
+		var refs []Result
+		for i, c := range chunks {
+			res, err := f.apply(t, ref, at(i), at(i+1), c...)
+			require.NoError(t, err)
+			refs = append(refs, res)
+		}
+		var prev *Pending
+		var prevWritten <-chan error
+		partly := 0
+		for i, c := range chunks {
+			p := f.begin(t, piped, watermarks.ReasonSync, at(i), at(i+1), c...)
+			if p.late != nil {
+				partly++
+			}
+			written := writeAsync(ctx, p)
+			if prev != nil {
+				require.NoError(t, <-prevWritten)
+				res, err := prev.Commit(ctx)
+				require.NoError(t, err, "chunk %d", i)
+				require.Equal(t, refs[i-1], res, "chunk %d", i)
+			}
+			prev, prevWritten = p, written
+		}
+		require.NoError(t, <-prevWritten)
+		res, err := prev.Commit(ctx)
+		require.NoError(t, err)
+		require.Equal(t, refs[len(refs)-1], res)
+		require.Positive(t, partly, "no chunk was upserted partly early")
+		require.Equal(t, f.dump(t, ref.Ident(), everyColumn...), f.dump(t, piped.Ident(), everyColumn...), "%+v", opts)
+		if opts.ChangeLog {
+			cols := []string{"line_id", "status", MetaOp}
+			require.Equal(t, f.dump(t, ref.ChangeLogIdent(), cols...), f.dump(t, piped.ChangeLogIdent(), cols...))
+		}
+		f = newFixture(t)
 	}
-	require.Equal(t, []string{key1 + "|B", key3 + "|C"}, f.dump(t, tg.Ident(), "line_id", "status"))
 }
 
 // TestAnEarlyChunkWaitsWhereTheServerSeesIt: a transaction outside ehrsync

@@ -16,8 +16,9 @@ import (
 //     collapsing the staged changes to the last per key (a sort of the
 //     whole chunk on the server). Snapshot, high-water-mark and Change
 //     Tracking chunks hold each key once; CDC chunks may not;
-//   - whether it shares no key with the chunk begun before it, so that its
-//     upsert can run while that one commits (Pending, "early").
+//   - which of its keys it shares with the chunk begun before it, so that
+//     the upsert of the others can run while that one commits (Pending,
+//     "early"), and that of the shared ones after.
 //
 // Two keys with one hash read as one key: that costs the sort or the
 // early upsert, never a wrong result.
@@ -79,6 +80,18 @@ func (tg *Target) chunkKeys(rec arrow.RecordBatch, set keySet, scratch *[]uint64
 		set[h] = struct{}{}
 	}
 	return true, len(set) == n
+}
+
+// lateRows flags each row whose key hash (hs, one per row) is in o, and
+// reports whether some row is not flagged: a part of the chunk is then
+// upserted early.
+func lateRows(hs []uint64, o keySet) (late []bool, some bool) {
+	late = make([]bool, len(hs))
+	for i, h := range hs {
+		_, late[i] = o[h]
+		some = some || !late[i]
+	}
+	return late, some
 }
 
 // disjoint reports whether no hash of s is in o.

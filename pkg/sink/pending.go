@@ -50,7 +50,9 @@ func (tg *Target) Apply(ctx context.Context, rec arrow.RecordBatch, m watermarks
 //     connection's staging table. A staged chunk is upserted there and then
 //     ("early") when the one other chunk open is the one begun before it,
 //     which has rows, and the keys of both are known and disjoint: the two
-//     upserts touch disjoint rows and run at once. An early chunk's Write
+//     upserts touch disjoint rows and run at once. When they share some
+//     keys, the rows of the others are upserted early and those of the
+//     shared keys at commit, after the chunk before has committed its own. An early chunk's Write
 //     then waits, on the server, for the lock of the chunk before it, and
 //     returns once that one has ended: write each chunk on a goroutine of
 //     its own, as the engine does. The chunk holds row locks while it waits,
@@ -77,13 +79,18 @@ type Pending struct {
 	m      watermarks.Move
 	c      commit
 	direct directPlan
-	apply  string // the staged apply, should the rows be staged
+	apply  string // the staged apply, should the rows be staged: of all of them, or of the part not late
+	// applyLate is the staged apply of the late part (a chunk upserted
+	// early but for the keys it shares with the chunk before, which it
+	// applies at commit); "" for none.
+	applyLate string
+	late      []bool // per row: its key is one the chunk before holds; nil for none
 	res    Result
 	ended  bool // committed, failed or aborted
 
 	lock    int32       // the chunk's advisory lock (storedb.ChunkLockClass, lock); 0: an idle chunk, which takes none
 	keys    keySet      // its key hashes; nil when not known
-	early   bool        // its staged rows are upserted in Write
+	early   bool        // its staged rows (all, or those not late) are upserted in Write
 	waitFor int32       // the lock an early chunk waits for: the chunk before's
 	closed  atomic.Bool // ended, as the goroutine that begins chunks sees it
 
@@ -164,7 +171,7 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	if p.direct.take() {
 		tg.directAfter = pos
 		p.deferredMove(true)
-		p.apply = tg.applyStatement(false, false) // should the direct COPY fall back: inserts only
+		p.apply = tg.applyStatement(false, false, partAll) // should the direct COPY fall back: inserts only
 		return p, nil
 	}
 	p.deferredMove(false)
@@ -175,15 +182,26 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	bg.keySets[0], bg.keySets[1] = bg.keySets[1], set // the one begun last is the other
 	known, unique := tg.chunkKeys(rec, set, &bg.keyHash)
 	deletes := !onlyOps(rec, len(tg.cols), func(op schemas.Op) bool { return op != schemas.OpDelete })
-	p.apply = tg.applyStatement(unique, deletes)
+	p.apply = tg.applyStatement(unique, deletes, partAll)
 	if !known {
 		return p, nil
 	}
 	p.keys = set
-	if open == 1 && !p.buildFirst && !prev.closed.Load() && prev.keys != nil && set.disjoint(prev.keys) {
-		// prev, begun last and not ended, is the one chunk open; it has
-		// rows (keys), so a lock.
+	if open != 1 || p.buildFirst || prev.closed.Load() || prev.keys == nil {
+		return p, nil
+	}
+	// prev, begun last and not ended, is the one chunk open; it has rows
+	// (keys), so a lock.
+	if set.disjoint(prev.keys) {
 		p.early, p.waitFor = true, prev.lock
+		return p, nil
+	}
+	// Keys shared with prev (a busy claim's changes in chunk after chunk)
+	// are upserted at commit, after prev's; the others early.
+	if late, some := lateRows(bg.keyHash[:rec.NumRows()], prev.keys); some && tg.directStage(rec) {
+		p.early, p.waitFor, p.late = true, prev.lock, late
+		p.apply = tg.applyStatement(unique, deletes, partEarly)
+		p.applyLate = tg.applyStatement(unique, deletes, partLate)
 	}
 	return p, nil
 }
@@ -242,12 +260,12 @@ func (p *Pending) Write(ctx context.Context) error {
 		direct, err = p.tg.applyDirect(ctx, p.conn.Conn(), p.rec, p.direct, p.c, &p.res)
 	}
 	if err == nil && !direct {
-		err = p.tg.copyToStage(ctx, p.conn.Conn(), p.rec)
+		err = p.tg.copyToStage(ctx, p.conn.Conn(), p.rec, p.late)
 	}
 	p.rec = nil // written: the caller may release it
 	if err == nil && !direct && p.early {
 		b := &pgx.Batch{}
-		p.queueApply(b)
+		p.queueApply(b, p.apply)
 		b.Queue("SELECT pg_advisory_xact_lock_shared($1, $2)", storedb.ChunkLockClass, p.waitFor)
 		err = p.conn.SendBatch(ctx, b).Close()
 	}
@@ -270,11 +288,14 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 	}
 	tg.sink.positions.QueueClaim(b, p.m.Org, p.m.Table, p.m.From)
 	if p.res.Rows > 0 && !p.res.Direct {
-		if !p.early { // an early chunk's ran in Write
-			p.queueApply(b)
+		if !p.early { // an early chunk's ran in Write, but for its late part
+			p.queueApply(b, p.apply)
+		}
+		if p.applyLate != "" {
+			p.queueApply(b, p.applyLate)
 		}
 		p.queueChangeLog(b)
-		if !p.early { // the notice counts what the apply did
+		if !p.early || p.applyLate != "" { // the notice counts what the apply did
 			if err := p.conn.SendBatch(ctx, b).Close(); err != nil {
 				return Result{}, p.fail(ctx, err)
 			}

@@ -93,7 +93,7 @@ type Target struct {
 	// its indexes, as the chunks begin (deferred.go).
 	deferred bool
 
-	applies [4]string // applySQL's four statements, built once
+	applies [12]string // applySQL's statements, built once
 
 	begun *begun // the chunks begun; nil until the first
 

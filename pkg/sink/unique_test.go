@@ -163,8 +163,10 @@ func TestEveryApplyFormEndsInTheSameState(t *testing.T) {
 	require.NoError(t, err)
 	general, err := f.sink.Prepare(ctx, "st-joseph", claimLines(t), TableOptions{})
 	require.NoError(t, err)
-	g := general.applySQL(false, true)
-	general.applies = [4]string{g, g, g, g}
+	g := general.applySQL(false, true, partAll)
+	for i := range general.applies {
+		general.applies[i] = g
+	}
 
 	del := func(key string) change { return change{op: schemas.OpDelete, row: map[string]any{"line_id": key}} }
 	chunks := []struct {
