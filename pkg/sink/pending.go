@@ -85,8 +85,8 @@ type Pending struct {
 	// applies at commit); "" for none.
 	applyLate string
 	late      []bool // per row: its key is one the chunk before holds; nil for none
-	res    Result
-	ended  bool // committed, failed or aborted
+	res       Result
+	ended     bool // committed, failed or aborted
 
 	lock    int32       // the chunk's advisory lock (storedb.ChunkLockClass, lock); 0: an idle chunk, which takes none
 	keys    keySet      // its key hashes; nil when not known
