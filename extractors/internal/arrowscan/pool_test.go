@@ -2,12 +2,16 @@ package arrowscan
 
 import (
 	"fmt"
+	"math/big"
 	"sync"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ehrsync/ehrsync/schemas"
@@ -182,4 +186,79 @@ func TestPoolLimit(t *testing.T) {
 	pool.Free(b)
 	pool.Free(held)
 	require.Zero(t, pool.Kept())
+}
+
+// overwrittenRows are rows off the wire whose values, as pgx's, live in
+// one buffer that the next row (and the end of the rows) overwrites.
+type overwrittenRows struct {
+	memRows
+	buf []byte
+}
+
+func (r *overwrittenRows) Next() bool {
+	for i := range r.buf {
+		r.buf[i] = 0xFF
+	}
+	return r.memRows.Next()
+}
+
+func (r *overwrittenRows) RawValues() [][]byte {
+	r.buf = r.buf[:0]
+	var out [][]byte
+	for _, v := range r.memRows.RawValues() {
+		if v == nil {
+			out = append(out, nil)
+			continue
+		}
+		start := len(r.buf)
+		r.buf = append(r.buf, v...)
+		out = append(out, r.buf[start:len(r.buf):len(r.buf)])
+	}
+	return out
+}
+
+// TestReadPgxKeepsOnlyTheLastRowsKeptColumns: with Limits.Last, ReadPgx's
+// Last holds the kept columns' values of the last row, as they were
+// before the rows' buffer was overwritten, whether it stopped at the row
+// bound or at the end of the rows, and no other column's.
+func TestReadPgxKeepsOnlyTheLastRowsKeptColumns(t *testing.T) {
+	s := poolTable(t)
+	m := pgtype.NewMap()
+	oids := []uint32{pgtype.Int8OID, pgtype.VarcharOID, pgtype.NumericOID, pgtype.BoolOID, pgtype.UUIDOID}
+	var fds []pgconn.FieldDescription
+	for _, oid := range oids {
+		format := int16(pgx.TextFormatCode)
+		if f, ok := PgxResultFormats[oid]; ok {
+			format = f
+		}
+		fds = append(fds, pgconn.FieldDescription{DataTypeOID: oid, Format: format})
+	}
+	var rows [][][]byte
+	for i := range 5 {
+		var row [][]byte
+		for c, v := range []any{int64(100 + i), fmt.Sprintf("code-%d", i),
+			pgtype.Numeric{Int: big.NewInt(150), Exp: -2, Valid: true}, true, pgtype.UUID{Bytes: [16]byte{byte(i)}, Valid: true}} {
+			raw, err := m.Encode(oids[c], fds[c].Format, v, nil)
+			require.NoError(t, err)
+			row = append(row, raw)
+		}
+		rows = append(rows, row)
+	}
+	for _, tc := range []struct {
+		name  string
+		limit int
+		last  int64
+	}{{"stopped at the row bound", 3, 102}, {"at the end of the rows", 10, 104}} {
+		t.Run(tc.name, func(t *testing.T) {
+			mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+			defer mem.AssertSize(t, 0)
+			b := s.NewBatch(mem)
+			defer b.Release()
+			var seq int64
+			res, err := s.ReadPgx(&overwrittenRows{memRows: memRows{fds: fds, rows: rows}}, m, b, schemas.OpInsert, &seq,
+				Limits{Rows: tc.limit, Last: []int{1, 0}})
+			require.NoError(t, err)
+			require.Equal(t, []any{tc.last, fmt.Sprintf("code-%d", tc.last-100), nil, nil, nil}, res.Last)
+		})
+	}
 }
