@@ -133,6 +133,7 @@ func New(db *sql.DB, source schemas.Dialect, t *schemas.Table, opts Options) (*E
 	if err != nil {
 		return nil, fmt.Errorf("hwm %s: %w", t.QualifiedName(), err)
 	}
+	r.KeepLast(append([]int{curIdx}, keyIdx...)...) // a chunk's position (Run.position)
 	return &Extractor{
 		r: r, snap: snap, table: t, cursor: col, kind: kind, lookBack: opts.LookBack,
 		keyCols: keyCols, keyIdx: keyIdx, curIdx: curIdx,

@@ -122,6 +122,7 @@ func New(db *sql.DB, source schemas.Dialect, t *schemas.Table, opts Options) (*E
 	if err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", t.QualifiedName(), err)
 	}
+	r.KeepLast(idx...) // a chunk's position is its last key
 	for _, b := range []struct {
 		name string
 		key  watermarks.Key

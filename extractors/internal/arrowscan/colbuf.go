@@ -62,12 +62,16 @@ func newColBuf(dt arrow.DataType, mem memory.Allocator) (colBuf, error) {
 // grow returns b (of which used bytes hold values) with room for k more
 // bytes: b itself when it has the room, else a larger allocation from mem
 // holding b's bytes (b is then freed). It grows as append does, so that
-// appending value by value costs amortized constant time.
+// appending value by value costs amortized constant time. From a Pool, the
+// room is not zeroed (Pool.grow) and may exceed what was asked.
 func grow(mem memory.Allocator, b []byte, used, k int) []byte {
 	if used+k <= len(b) {
 		return b
 	}
 	n := max(used+k, 2*len(b), 64)
+	if p, ok := mem.(*Pool); ok {
+		return p.grow(b, used, n)
+	}
 	if b == nil {
 		return mem.Allocate(n)
 	}
@@ -97,6 +101,16 @@ func free(mem memory.Allocator, b []byte) {
 	if b != nil {
 		mem.Free(b)
 	}
+}
+
+// nullBinary returns an array of dt, a binary type, of n NULLs, allocated
+// from mem.
+func nullBinary(mem memory.Allocator, dt arrow.DataType, n int) arrow.Array {
+	bits := mem.Allocate(int(bitutil.BytesForBits(int64(n))))
+	clear(bits)
+	offs := mem.Allocate(4 * (n + 1))
+	clear(offs)
+	return newArray(mem, dt, n, n, bits, offs, mem.Allocate(0))
 }
 
 // nulls notes the rows of a column's NULLs.

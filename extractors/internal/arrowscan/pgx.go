@@ -50,7 +50,8 @@ type decoder func(raw []byte) (int, error)
 // pairs are decoded from the wire bytes straight into the batch's column
 // buffers; every other pair goes through the same conversion pgx's
 // database/sql driver makes, so the batch is the one Read would build.
-// ReadResult.Last holds that driver's values too. It does not close rows,
+// ReadResult.Last holds that driver's values too, of the columns lim.Last
+// names (every column when nil). It does not close rows,
 // except to learn why a query that returned no row description failed.
 func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op, seq *int64, lim Limits) (ReadResult, error) {
 	var res ReadResult
@@ -70,12 +71,25 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 		slow[i] = stdlibValue(m, fd)
 		decs[i] = s.cols[i].pgxDecoder(fd, slow[i], b.cols[i])
 	}
-	// The last row's wire bytes end to end, kept for Last (RawValues are
-	// only valid until the next row), and where each ends (-1: NULL). Flat,
-	// so that keeping them stores no pointer per value.
-	last := make([]byte, 0, 256)
-	lastEnd := make([]int, len(fds))
+	// The wire bytes of the last row's kept columns (lim.Last, else every
+	// column) end to end, kept for Last (RawValues are only valid until the
+	// next row), and where each ends (-1: NULL). Flat, so that keeping them
+	// stores no pointer per value.
 	n := len(s.cols)
+	keep := lim.Last
+	if keep == nil {
+		keep = make([]int, n)
+		for i := range keep {
+			keep[i] = i
+		}
+	}
+	for _, i := range keep {
+		if i < 0 || i >= n {
+			return res, fmt.Errorf("kept column %d of %d", i, n)
+		}
+	}
+	last := make([]byte, 0, 256)
+	lastEnd := make([]int, len(keep))
 	for {
 		if res.Rows >= lim.Rows || (lim.Bytes > 0 && b.Bytes() >= lim.Bytes) {
 			res.Stopped = true
@@ -92,11 +106,9 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 			return res, fmt.Errorf("row has %d values for %d columns", len(raw), n)
 		}
 		*seq++
-		last = last[:0]
 		for i, v := range raw {
 			if v == nil {
 				b.cols[i].appendNull()
-				lastEnd[i] = -1
 				continue
 			}
 			k, err := decs[i](v)
@@ -104,8 +116,15 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 				return res, fmt.Errorf("column %s: %w", s.cols[i].name, err)
 			}
 			b.bytes += k
-			last = append(last, v...)
-			lastEnd[i] = len(last)
+		}
+		last = last[:0]
+		for j, i := range keep {
+			if raw[i] == nil {
+				lastEnd[j] = -1
+				continue
+			}
+			last = append(last, raw[i]...)
+			lastEnd[j] = len(last)
 		}
 		b.endRow(op, *seq)
 		res.Rows++
@@ -115,10 +134,11 @@ func (s *Scanner) ReadPgx(rows pgx.Rows, m *pgtype.Map, b *Batch, op schemas.Op,
 	}
 	res.Last = make([]any, n)
 	start := 0
-	for i, end := range lastEnd {
+	for j, end := range lastEnd {
 		if end < 0 {
 			continue
 		}
+		i := keep[j]
 		v, err := slow[i](last[start:end:end]) // non-nil even when empty: '' is not NULL
 		start = end
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -98,21 +99,34 @@ func BenchmarkReadPgx(b *testing.B) {
 			rows[r] = append(rows[r], raw)
 		}
 	}
-	mem := memory.NewGoAllocator()
+	// As the reader reads a snapshot: from a Pool, keeping the last key,
+	// with the two chunks before still being written (the engine's
+	// Writers) when a chunk is read.
+	pool := NewPool(memory.NewGoAllocator(), 64<<20)
+	var inflight []arrow.RecordBatch
+	defer func() {
+		for _, rec := range inflight {
+			rec.Release()
+		}
+	}()
 	b.ReportAllocs()
 	var seq int64
 	var hint []int // as the reader sizes a chunk: like the last
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		batch := s.NewBatch(mem)
+		batch := s.NewBatch(pool)
 		batch.Reserve(chunk, hint)
-		res, err := s.ReadPgx(&memRows{fds: fds, rows: rows}, m, batch, schemas.OpInsert, &seq, Limits{Rows: chunk})
+		res, err := s.ReadPgx(&memRows{fds: fds, rows: rows}, m, batch, schemas.OpInsert, &seq, Limits{Rows: chunk, Last: []int{0}})
 		if err != nil || res.Rows != chunk {
 			b.Fatal(res.Rows, err)
 		}
 		hint = batch.DataLens()
-		batch.NewRecordBatch().Release()
+		inflight = append(inflight, batch.NewRecordBatch())
 		batch.Release()
+		if len(inflight) > 2 {
+			inflight[0].Release()
+			inflight = inflight[1:]
+		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*chunk), "ns/row")
 }

@@ -119,9 +119,11 @@ func (s *Scanner) Native(i int, raw any) (any, error) {
 // Batch whose Append failed holds a partial row and must be released, not
 // finished.
 type Batch struct {
-	s *Scanner
-	// cols accumulate the schema's fields: the table's columns, then the
-	// operation, the sequence and the source position.
+	s   *Scanner
+	mem memory.Allocator
+	// cols accumulate the schema's fields but the last: the table's
+	// columns, then the operation and the sequence. The last, the source
+	// position, is NULL in every row: NewRecordBatch makes it whole.
 	cols  []colBuf
 	rows  int
 	bytes int
@@ -134,8 +136,8 @@ func (s *Scanner) NewBatch(mem memory.Allocator) *Batch {
 	if mem == nil {
 		mem = memory.DefaultAllocator
 	}
-	b := &Batch{s: s, cols: make([]colBuf, s.schema.NumFields())}
-	for i, f := range s.schema.Fields() {
+	b := &Batch{s: s, mem: mem, cols: make([]colBuf, s.schema.NumFields()-1)}
+	for i, f := range s.schema.Fields()[:len(b.cols)] {
 		c, err := newColBuf(f.Type, mem)
 		if err != nil {
 			panic(err) // New has checked every field's type
@@ -167,12 +169,12 @@ func (b *Batch) Append(raw []any, op schemas.Op, seq int64) error {
 	return nil
 }
 
-// endRow appends a row's operation, sequence and (NULL) source position.
+// endRow appends a row's operation and sequence (its source position is
+// NULL).
 func (b *Batch) endRow(op schemas.Op, seq int64) {
 	n := len(b.s.cols)
 	b.cols[n].(*fixedCol).add8(uint8(op))
 	b.cols[n+1].(*fixedCol).add64(uint64(seq))
-	b.cols[n+2].appendNull()
 	b.bytes += 1 + 8
 	b.rows++
 }
@@ -213,11 +215,14 @@ func (b *Batch) Bytes() int { return b.bytes }
 // the caller releases, and empties the batch. The record batch shares no
 // memory with the batch's later rows.
 func (b *Batch) NewRecordBatch() arrow.RecordBatch {
-	arrs := make([]arrow.Array, len(b.cols))
+	arrs := make([]arrow.Array, len(b.cols)+1)
 	for i, c := range b.cols {
 		arrs[i] = c.newArray()
 		defer arrs[i].Release()
 	}
+	pos := len(b.cols)
+	arrs[pos] = nullBinary(b.mem, b.s.schema.Field(pos).Type, b.rows)
+	defer arrs[pos].Release()
 	rec := array.NewRecordBatch(b.s.schema, arrs, int64(b.rows))
 	b.rows, b.bytes = 0, 0
 	return rec
@@ -232,16 +237,22 @@ func (b *Batch) Release() {
 	b.cols = nil
 }
 
-// Limits bound one Read.
+// Limits bound one Read and say what it keeps of the last row.
 type Limits struct {
 	Rows  int // stop after this many rows (> 0)
 	Bytes int // stop once the batch holds this many bytes (0: no bound)
+	// Last are the columns (table column order) whose values
+	// ReadResult.Last keeps; nil: every column.
+	Last []int
 }
 
 // ReadResult is what one Read did.
 type ReadResult struct {
-	Rows int   // rows appended
-	Last []any // raw values of the last row appended (nil when none)
+	Rows int // rows appended
+	// Last holds raw values of the last row appended (nil when none), one
+	// per column: at least those of the columns Limits.Last names (ReadPgx
+	// sets no others; Read sets every column's).
+	Last []any
 	// Stopped is true when Read stopped at a limit before rows ended.
 	Stopped bool
 }
@@ -276,12 +287,8 @@ func (s *Scanner) Read(rows *sql.Rows, b *Batch, op schemas.Op, seq *int64, lim 
 		}
 		res.Rows++
 		// database/sql copies bytes into *any destinations, so the values
-		// are ours; a fresh slice keeps the last row intact.
+		// are ours, and nothing scans into vals after the last row.
 		res.Last = vals
-		vals = make([]any, len(s.cols))
-		for i := range vals {
-			dest[i] = &vals[i]
-		}
 	}
 }
 

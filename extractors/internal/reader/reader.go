@@ -75,6 +75,11 @@ type Reader struct {
 	d       dialect.Dialect
 	scanner *arrowscan.Scanner
 	in      *dialect.In
+	// pool allocates the chunks' column buffers and takes them back when
+	// the chunks' record batches are released, for the chunks after.
+	pool *arrowscan.Pool
+	// last are the columns whose values Chunk.Last keeps (nil: every one).
+	last []int
 	// rowsHint and dataHint are the rows and the variable-length bytes per
 	// column of the last chunk that stopped at a bound: the next chunk
 	// reserves that much.
@@ -104,7 +109,8 @@ func New(cfg Config) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reader{cfg: cfg, d: d, scanner: s}
+	// The pool keeps at most one chunk's bytes: what the next chunk needs.
+	r := &Reader{cfg: cfg, d: d, scanner: s, pool: arrowscan.NewPool(cfg.Allocator, cfg.ChunkBytes)}
 	if pc := cfg.Filter.Practice; pc != "" && len(cfg.Practices) > 0 {
 		col, ok := cfg.Filter.Column(pc)
 		if !ok {
@@ -121,6 +127,13 @@ func New(cfg Config) (*Reader, error) {
 		r.in = in
 	}
 	return r, nil
+}
+
+// KeepLast makes Chunk.Last hold the values of columns cols only (batch
+// column indexes: the key and cursor columns the caller positions by),
+// so that a read keeps no other value of its rows.
+func (r *Reader) KeepLast(cols ...int) {
+	r.last = append([]int{}, cols...)
 }
 
 // Table returns the table the batches carry.
@@ -161,7 +174,8 @@ type Chunk struct {
 	Batch arrow.RecordBatch
 	Rows  int
 	// Last holds the native values (arrowscan.Scanner.Native) of the last
-	// row's columns, nil when there were no rows.
+	// row's columns, nil when there were no rows. With KeepLast, only the
+	// kept columns' values are set; the others are nil.
 	Last []any
 	// Exhausted is true when the query returned everything it matched: the
 	// chunk stopped at neither the row nor the byte bound.
@@ -187,10 +201,10 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 		return Chunk{}, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
 	defer rows.Close()
-	b := r.scanner.NewBatch(r.cfg.Allocator)
+	b := r.scanner.NewBatch(r.pool)
 	defer b.Release()
 	b.Reserve(min(sel.Limit, r.rowsHint), r.dataHint)
-	res, err := r.scanner.Read(rows, b, op, seq, arrowscan.Limits{Rows: sel.Limit, Bytes: r.cfg.ChunkBytes})
+	res, err := r.scanner.Read(rows, b, op, seq, arrowscan.Limits{Rows: sel.Limit, Bytes: r.cfg.ChunkBytes, Last: r.last})
 	if err != nil {
 		return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
@@ -224,12 +238,12 @@ func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit in
 			return fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 		}
 		defer rows.Close()
-		b := r.scanner.NewBatch(r.cfg.Allocator)
+		b := r.scanner.NewBatch(r.pool)
 		defer b.Release()
 		// Size the buffers once, as the last chunk that stopped at a bound
 		// needed: a table's chunks are much alike.
 		b.Reserve(min(limit, r.rowsHint), r.dataHint)
-		res, err := r.scanner.ReadPgx(rows, pc.TypeMap(), b, op, seq, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes})
+		res, err := r.scanner.ReadPgx(rows, pc.TypeMap(), b, op, seq, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes, Last: r.last})
 		if err != nil {
 			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 		}
@@ -254,9 +268,22 @@ func (r *Reader) chunk(b *arrowscan.Batch, res arrowscan.ReadResult, limit int) 
 		return ch, nil
 	}
 	ch.Last = make([]any, len(res.Last))
-	for i, raw := range res.Last {
-		if ch.Last[i], err = r.scanner.Native(i, raw); err != nil {
-			return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
+	native := func(i int) error {
+		if ch.Last[i], err = r.scanner.Native(i, res.Last[i]); err != nil {
+			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), err)
+		}
+		return nil
+	}
+	if r.last == nil {
+		for i := range res.Last {
+			if err := native(i); err != nil {
+				return Chunk{}, err
+			}
+		}
+	}
+	for _, i := range r.last {
+		if err := native(i); err != nil {
+			return Chunk{}, err
 		}
 	}
 	ch.Batch = b.NewRecordBatch()
