@@ -86,6 +86,102 @@ func BenchmarkApply(b *testing.B) {
 	clear(benchTables)
 }
 
+// BenchmarkHotKeys applies runs of 10,000-row chunks that share keys with
+// the chunk before them (hotKeys keys changed in every chunk, a busy
+// claim's status changes; the other rows updates of keys changed once) as
+// the engine does: each chunk written while the one before commits. Forms:
+// partly-early (the shared keys upserted at commit, the others while the
+// chunk before commits) and at-commit (a chunk sharing any key upserted
+// wholly at its commit); each on a table of its own, runs alternated.
+func BenchmarkHotKeys(b *testing.B) {
+	ctx := context.Background()
+	pool := pgtest.Pool(b)
+	if err := storedb.Migrate(ctx, pool); err != nil {
+		b.Fatal(err)
+	}
+	s := New(pool, watermarks.NewStore(pool))
+	tb := benchCharges(b)
+	mem := memory.NewGoAllocator()
+	defer func(v bool) { partlyEarly = v }(partlyEarly)
+	forms := []struct {
+		name  string
+		early bool
+	}{{"partly-early", true}, {"at-commit", false}}
+	const run = 4 // chunks per run
+	sts := make([]*benchTable, len(forms))
+	for i, form := range forms {
+		sts[i] = benchPrepare(b, s, tb, "charges_hot_"+strings.ReplaceAll(form.name, "-", "_"), mem)
+	}
+	spent := make([]time.Duration, len(forms))
+	var rows int64
+	b.ResetTimer()
+	for n := range b.N {
+		for r := range forms {
+			i := (n + r) % len(forms)
+			st := sts[i]
+			partlyEarly = forms[i].early
+			recs := make([]arrow.RecordBatch, run)
+			for c := range recs {
+				recs[c] = benchHotChunk(b, st.tg, mem, st.chunk)
+				st.chunk++
+			}
+			start := time.Now()
+			var prev *Pending
+			var prevWritten <-chan error
+			commit := func() {
+				if err := <-prevWritten; err != nil {
+					b.Fatal(err)
+				}
+				res, err := prev.Commit(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if res.Updated != benchChunkRows {
+					b.Fatalf("%s: %+v: not every change applied", forms[i].name, res)
+				}
+			}
+			for _, rec := range recs {
+				p, err := st.tg.Begin(ctx, rec, watermarks.Move{From: cursorAt(st.pos), To: cursorAt(st.pos + 1), Reason: watermarks.ReasonSync, Actor: "bench"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				st.pos++
+				written := writeAsync(ctx, p)
+				if prev != nil {
+					commit()
+				}
+				prev, prevWritten = p, written
+			}
+			commit()
+			spent[i] += time.Since(start)
+			for _, rec := range recs {
+				rec.Release()
+			}
+		}
+		rows += run * benchChunkRows
+	}
+	for i, form := range forms {
+		b.ReportMetric(float64(rows)/spent[i].Seconds(), form.name+"-rows/s")
+		if i > 0 {
+			b.ReportMetric(spent[i].Seconds()/spent[0].Seconds(), form.name+"/partly-early")
+		}
+	}
+}
+
+// hotKeys is how many keys every chunk of BenchmarkHotKeys changes.
+const hotKeys = 1000
+
+// benchHotChunk is chunk k of BenchmarkHotKeys: the hot keys, then updates
+// of keys no other chunk changes. Every update changes its row.
+func benchHotChunk(b *testing.B, tg *Target, mem memory.Allocator, k int) arrow.RecordBatch {
+	return benchRecord(b, tg, mem, func(j int) (int, schemas.Op, int) {
+		if j < hotKeys {
+			return j, schemas.OpUpdate, k + 1
+		}
+		return hotKeys + (k*(benchChunkRows-hotKeys)+j-hotKeys)%(benchRows-hotKeys), schemas.OpUpdate, k + 1
+	})
+}
+
 const (
 	benchRows      = 200_000 // rows in the target before the chunks
 	benchChunkRows = 10_000
