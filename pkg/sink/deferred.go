@@ -39,13 +39,21 @@ import (
 // and today's direct path (direct.go).
 
 // loadDeferral reads whether the target's first snapshot is loading it
-// without its indexes, and where a resumed pass continues.
+// without its indexes, and where a resumed pass continues. A table that
+// has its primary key is not loading so (it was dropped and created again
+// since, say): its record is removed.
 func (tg *Target) loadDeferral(ctx context.Context, q pgx.Tx) error {
 	var loadedTo []byte
-	err := q.QueryRow(ctx, "SELECT loaded_to FROM ehrsync.deferred_indexes WHERE schema_name = $1 AND table_name = $2",
-		tg.ident[0], tg.ident[1]).Scan(&loadedTo)
+	var keyed bool
+	err := q.QueryRow(ctx, `SELECT loaded_to, EXISTS (SELECT FROM pg_index WHERE indrelid = $3::regclass AND indisprimary)
+		FROM ehrsync.deferred_indexes WHERE schema_name = $1 AND table_name = $2`,
+		tg.ident[0], tg.ident[1], tg.ident.Sanitize()).Scan(&loadedTo, &keyed)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
+	}
+	if err == nil && keyed {
+		_, err = q.Exec(ctx, "DELETE FROM ehrsync.deferred_indexes WHERE schema_name = $1 AND table_name = $2", tg.ident[0], tg.ident[1])
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("read the deferred indexes of %s: %w", tg.ident.Sanitize(), err)
@@ -143,6 +151,13 @@ func (tg *Target) buildIndexes(ctx context.Context, conn *pgx.Conn) error {
 	}
 	if err != nil {
 		return fmt.Errorf("read the deferred indexes of %s: %w", tg.ident.Sanitize(), err)
+	}
+	// The build waits for readers of the table however long they hold it
+	// (a chunk that may load straight in bounds its lock waits): no chunk
+	// of the table waits for this one meanwhile. The chunk before never
+	// does, and those after touch the table only once this one commits.
+	if _, err := conn.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+		return err
 	}
 	for _, def := range defs {
 		if _, err := conn.Exec(ctx, def); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
@@ -189,4 +190,96 @@ func TestKilledPassEndLeavesTheLoadResumable(t *testing.T) {
 	require.True(t, res.Direct)
 	require.Equal(t, want, f.indexDefs(t, resumed))
 	require.Equal(t, []string{key1, key2, key3}, f.dump(t, tg.Ident(), "line_id"))
+}
+
+// TestARecreatedTableForgetsItsDeferredIndexes: a table dropped while its
+// first snapshot loads it bare is created again with its primary key by
+// Prepare; the load's record is stale and is removed, and the next first
+// snapshot defers and builds the indexes of the new table.
+func TestARecreatedTableForgetsItsDeferredIndexes(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	want := f.indexDefs(t, tg)
+	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
+	require.NoError(t, err)
+	_, err = f.pool.Exec(ctx, "DROP TABLE "+tg.Ident().Sanitize())
+	require.NoError(t, err)
+	require.NoError(t, f.positions.Reset(ctx, "st-mary", "dbo.claim_lines", nil, "test", "test"))
+
+	tg, err = f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	require.False(t, f.deferredRow(t, tg), "the stale record was kept")
+	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
+	require.NoError(t, err)
+	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), cursorAt(100), ins(key3, "S", "3.00"))
+	require.NoError(t, err)
+	require.Equal(t, want, f.indexDefs(t, tg))
+	require.Equal(t, []string{key1, key2, key3}, f.dump(t, tg.Ident(), "line_id"))
+}
+
+// TestAChunkAfterOneBuildingTheIndexesIsNotUpsertedEarly: after a reset
+// during a first snapshot, the chunk that builds the indexes first is
+// followed by one with other keys; that one's upsert waits for its commit
+// (upserted early, it could run before the primary key exists). Its Write
+// runs first here, the worst order.
+func TestAChunkAfterOneBuildingTheIndexesIsNotUpsertedEarly(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
+	require.NoError(t, err)
+	require.NoError(t, f.positions.Reset(ctx, "st-mary", "dbo.claim_lines", nil, "test", "test"))
+	tg, err = f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+
+	one := f.begin(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key3), ins(key3, "S", "3.00"))
+	require.True(t, one.buildFirst)
+	two := f.begin(t, tg, watermarks.ReasonSnapshot, snapAt(key3), cursorAt(100), ins(key4, "S", "4.00"))
+	require.False(t, two.early)
+	require.NoError(t, two.Write(ctx))
+	require.NoError(t, one.Write(ctx))
+	_, err = one.Commit(ctx)
+	require.NoError(t, err)
+	_, err = two.Commit(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{key1, key2, key3, key4}, f.dump(t, tg.Ident(), "line_id"))
+	require.Equal(t, 1, f.indexes(t, tg))
+}
+
+// TestThePassEndWaitsForReaders: a reader holds the table when the chunk
+// ending the pass builds the indexes; the build waits for it, past the
+// lock timeout of chunks loading straight in, and the pass ends.
+func TestThePassEndWaitsForReaders(t *testing.T) {
+	defer func(d string) { directLockTimeout = d }(directLockTimeout)
+	directLockTimeout = "200ms"
+	ctx := context.Background()
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
+	require.NoError(t, err)
+
+	reader, err := f.pool.Begin(ctx)
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, reader.QueryRow(ctx, "SELECT count(*) FROM "+tg.Ident().Sanitize()).Scan(&n))
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), cursorAt(100), ins(key3, "S", "3.00"))
+		done <- err
+	}()
+	// The build waits for the reader's lock, then the reader ends.
+	var waiting bool
+	for !waiting {
+		time.Sleep(10 * time.Millisecond)
+		require.NoError(t, f.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_locks WHERE relation = $1::regclass AND mode = 'AccessExclusiveLock' AND NOT granted)`,
+			tg.Ident().Sanitize()).Scan(&waiting))
+	}
+	time.Sleep(500 * time.Millisecond) // past the chunks' lock timeout
+	require.NoError(t, reader.Rollback(ctx))
+	require.NoError(t, <-done)
+	require.Equal(t, 1, f.indexes(t, tg))
 }

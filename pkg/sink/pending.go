@@ -187,7 +187,9 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 		return p, nil
 	}
 	p.keys = set
-	if open != 1 || p.buildFirst || prev.closed.Load() || prev.keys == nil {
+	// Nor after one that builds the indexes first: its upsert would meet
+	// the table without them.
+	if open != 1 || p.buildFirst || prev.buildFirst || prev.closed.Load() || prev.keys == nil {
 		return p, nil
 	}
 	// prev, begun last and not ended, is the one chunk open; it has rows
@@ -234,7 +236,9 @@ func nextChunkLock() int32 {
 // an idle one continuing the load) that stays within the pass records its
 // position; one that ends the pass builds the indexes as it commits; any
 // other builds them before it writes. Chunks begun after one that builds
-// find them built: they commit after it, or not at all.
+// find them built: they commit after it, or not at all. (Should the
+// building chunk fail, the target's run fails with it; the next run's
+// Prepare reads the table's state again.)
 func (p *Pending) deferredMove(loaded bool) {
 	tg := p.tg
 	switch {
