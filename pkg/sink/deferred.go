@@ -143,21 +143,20 @@ var errNotDeferred = errors.New("the table keeps its indexes")
 // transaction open on conn. Should another run have built them first,
 // there is nothing left to build.
 func (tg *Target) buildIndexes(ctx context.Context, conn *pgx.Conn) error {
+	// The build waits for readers of the table however long they hold it
+	// (a chunk that may load straight in bounds its lock waits, and the
+	// statement that reads the definitions lifts the bound): no chunk of
+	// the table waits for this one meanwhile. The chunk before never does,
+	// and those after touch the table only once this one commits.
 	var defs []string
-	err := conn.QueryRow(ctx, "DELETE FROM ehrsync.deferred_indexes WHERE schema_name = $1 AND table_name = $2 RETURNING definitions",
-		tg.ident[0], tg.ident[1]).Scan(&defs)
+	err := conn.QueryRow(ctx, `WITH d AS (DELETE FROM ehrsync.deferred_indexes WHERE schema_name = $1 AND table_name = $2 RETURNING definitions)
+		SELECT definitions, set_config('lock_timeout', '0', true) FROM d`,
+		tg.ident[0], tg.ident[1]).Scan(&defs, nil)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read the deferred indexes of %s: %w", tg.ident.Sanitize(), err)
-	}
-	// The build waits for readers of the table however long they hold it
-	// (a chunk that may load straight in bounds its lock waits): no chunk
-	// of the table waits for this one meanwhile. The chunk before never
-	// does, and those after touch the table only once this one commits.
-	if _, err := conn.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
-		return err
 	}
 	for _, def := range defs {
 		if _, err := conn.Exec(ctx, def); err != nil {
