@@ -17,6 +17,7 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
+	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/schemas"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -49,6 +50,9 @@ func TestClass(t *testing.T) {
 		// Retrying does not bring a dropped column back.
 		{"source schema changed", fmt.Errorf("table dbo.x: %w: column a is in the catalog but no longer at the source", schemas.ErrSourceChanged),
 			"source_schema_changed", false},
+		// Nor does a source that sent one key twice.
+		{"duplicate source keys", &engine.StoreError{Err: fmt.Errorf("apply: %w", &sink.KeyBuildError{Table: `"a"."b"`, Key: []string{"id"}})},
+			"duplicate_source_keys", false},
 
 		// A store failure caused by a refused, lost or shut-down
 		// connection is store_unavailable and retried; other store
