@@ -87,3 +87,15 @@ func TestSpan(t *testing.T) {
 		require.Equal(t, want, span(d), d.String())
 	}
 }
+
+// TestFixOfTheEngineClasses: a failure of one of the engine's own classes
+// that an operator must act on says what to do, with the table's own
+// reset command where one is needed.
+func TestFixOfTheEngineClasses(t *testing.T) {
+	for _, class := range []string{"position_expired", "store_unavailable", "audit_not_written", "source_schema_changed", "run_timeout", "duplicate_source_keys"} {
+		require.NotEmpty(t, fixOf(class, "st-mary", "dbo.claims"), class)
+	}
+	fix := fixOf("duplicate_source_keys", "st-mary", "dbo.claims")
+	require.Contains(t, fix, "TRUNCATE")
+	require.Contains(t, fix, "positions reset --config FILE --org st-mary --table dbo.claims")
+}

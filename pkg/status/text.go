@@ -66,6 +66,8 @@ var engineFixes = map[string]string{
 	"audit_not_written":     "check that the writer role may INSERT into ehrsync.audit (docs/operations-store.md)",
 	"source_schema_changed": "the source table changed: the run's log names the column and the fix (the table's columns allow-list)",
 	"run_timeout":           "the table's run took longer than defaults.run_timeout: raise it, or lower the batch size",
+	"duplicate_source_keys": "the source sent one key twice during the table's first snapshot, so its primary key cannot be built " +
+		"(the run's log names the query that finds them): fix the source, empty the store table (TRUNCATE), then %s",
 }
 
 // fixOf is what to do about a failure of class, for org's table.
