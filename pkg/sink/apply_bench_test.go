@@ -29,13 +29,7 @@ import (
 // second, <form>/staged its speed over the staged form's.
 func BenchmarkApply(b *testing.B) {
 	ctx := context.Background()
-	pool := pgtest.Pool(b)
-	if err := storedb.Migrate(ctx, pool); err != nil {
-		b.Fatal(err)
-	}
-	s := New(pool, watermarks.NewStore(pool))
-	tb := benchCharges(b)
-	mem := memory.NewGoAllocator()
+	s, tb, mem := benchSink(b)
 	// The apply forms compared: the staged upsert, the sink's one. A form
 	// to try is added here and chosen on the Targets of its tables.
 	forms := []struct{ name string }{{"staged"}}
@@ -95,13 +89,7 @@ func BenchmarkApply(b *testing.B) {
 // wholly at its commit); each on a table of its own, runs alternated.
 func BenchmarkHotKeys(b *testing.B) {
 	ctx := context.Background()
-	pool := pgtest.Pool(b)
-	if err := storedb.Migrate(ctx, pool); err != nil {
-		b.Fatal(err)
-	}
-	s := New(pool, watermarks.NewStore(pool))
-	tb := benchCharges(b)
-	mem := memory.NewGoAllocator()
+	s, tb, mem := benchSink(b)
 	defer func(v bool) { partlyEarly = v }(partlyEarly)
 	forms := []struct {
 		name  string
@@ -180,6 +168,16 @@ func benchHotChunk(b *testing.B, tg *Target, mem memory.Allocator, k int) arrow.
 		}
 		return hotKeys + (k*(benchChunkRows-hotKeys)+j-hotKeys)%(benchRows-hotKeys), schemas.OpUpdate, k + 1
 	})
+}
+
+// benchSink is a sink on a migrated test store, the charges-like table and
+// an allocator for its chunks.
+func benchSink(b *testing.B) (*Sink, *schemas.Table, memory.Allocator) {
+	pool := pgtest.Pool(b)
+	if err := storedb.Migrate(context.Background(), pool); err != nil {
+		b.Fatal(err)
+	}
+	return New(pool, watermarks.NewStore(pool)), benchCharges(b), memory.NewGoAllocator()
 }
 
 const (

@@ -32,6 +32,20 @@ func (f *fixture) deferredRow(t *testing.T, tg *Target) bool {
 	return ok
 }
 
+// firstChunkLoaded prepares st-mary's claim lines and loads the first
+// chunk of its first snapshot (key1, key2) into the bare table; want is the
+// table's index definitions before.
+func firstChunkLoaded(t *testing.T) (*fixture, *Target, []string) {
+	t.Helper()
+	f := newFixture(t)
+	tg, err := f.sink.Prepare(context.Background(), "st-mary", claimLines(t), TableOptions{})
+	require.NoError(t, err)
+	want := f.indexDefs(t, tg)
+	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
+	require.NoError(t, err)
+	return f, tg, want
+}
+
 // TestFirstSnapshotLoadsThenIndexes: a first snapshot into an empty table
 // loads its chunks into the table without its indexes (the primary key and
 // an index an analyst added), resumes straight into it in another process,
@@ -95,12 +109,8 @@ func TestFirstSnapshotLoadsThenIndexes(t *testing.T) {
 // upsert writes into.
 func TestFirstSnapshotOfDuplicateKeysStopsAtItsEnd(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
-	require.NoError(t, err)
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), snapAt(key3), ins(key2, "P", "2.00"), ins(key3, "P", "3.00"))
+	f, tg, _ := firstChunkLoaded(t)
+	_, err := f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), snapAt(key3), ins(key2, "P", "2.00"), ins(key3, "P", "3.00"))
 	require.NoError(t, err, "loaded: the key is not checked until the pass ends")
 	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key3), cursorAt(100))
 	var kerr *KeyBuildError
@@ -132,13 +142,8 @@ func TestFirstSnapshotOfDuplicateKeysStopsAtItsEnd(t *testing.T) {
 // bare table, and the pass's end builds its key.
 func TestFirstSnapshotDuplicatesAfterTheFix(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	want := f.indexDefs(t, tg)
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
-	require.NoError(t, err)
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), cursorAt(100), ins(key2, "P", "2.00"))
+	f, tg, want := firstChunkLoaded(t)
+	_, err := f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), cursorAt(100), ins(key2, "P", "2.00"))
 	require.True(t, errors.As(err, new(*KeyBuildError)), "%v", err)
 
 	_, err = f.pool.Exec(ctx, "TRUNCATE "+tg.Ident().Sanitize())
@@ -163,12 +168,7 @@ func TestFirstSnapshotDuplicatesAfterTheFix(t *testing.T) {
 // straight into the bare table and ends the pass.
 func TestKilledPassEndLeavesTheLoadResumable(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	want := f.indexDefs(t, tg)
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
-	require.NoError(t, err)
+	f, tg, want := firstChunkLoaded(t)
 	tg.testHookBeforeCommit = func(ctx context.Context, conn *pgx.Conn) error {
 		var pid, n int
 		require.NoError(t, conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid))
@@ -178,7 +178,7 @@ func TestKilledPassEndLeavesTheLoadResumable(t *testing.T) {
 		require.NoError(t, err)
 		return nil
 	}
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), cursorAt(100), ins(key3, "S", "3.00"))
+	_, err := f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), cursorAt(100), ins(key3, "S", "3.00"))
 	require.Error(t, err)
 	require.Empty(t, f.indexDefs(t, tg))
 	require.True(t, f.deferredRow(t, tg))
@@ -198,13 +198,8 @@ func TestKilledPassEndLeavesTheLoadResumable(t *testing.T) {
 // snapshot defers and builds the indexes of the new table.
 func TestARecreatedTableForgetsItsDeferredIndexes(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	want := f.indexDefs(t, tg)
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
-	require.NoError(t, err)
-	_, err = f.pool.Exec(ctx, "DROP TABLE "+tg.Ident().Sanitize())
+	f, tg, want := firstChunkLoaded(t)
+	_, err := f.pool.Exec(ctx, "DROP TABLE "+tg.Ident().Sanitize())
 	require.NoError(t, err)
 	require.NoError(t, f.positions.Reset(ctx, "st-mary", "dbo.claim_lines", nil, "test", "test"))
 
@@ -226,13 +221,9 @@ func TestARecreatedTableForgetsItsDeferredIndexes(t *testing.T) {
 // runs first here, the worst order.
 func TestAChunkAfterOneBuildingTheIndexesIsNotUpsertedEarly(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
-	require.NoError(t, err)
+	f, tg, _ := firstChunkLoaded(t)
 	require.NoError(t, f.positions.Reset(ctx, "st-mary", "dbo.claim_lines", nil, "test", "test"))
-	tg, err = f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
+	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
 	require.NoError(t, err)
 
 	one := f.begin(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key3), ins(key3, "S", "3.00"))
@@ -256,11 +247,7 @@ func TestThePassEndWaitsForReaders(t *testing.T) {
 	defer func(d string) { directLockTimeout = d }(directLockTimeout)
 	directLockTimeout = "200ms"
 	ctx := context.Background()
-	f := newFixture(t)
-	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
-	require.NoError(t, err)
-	_, err = f.applyAs(t, tg, watermarks.ReasonSnapshot, nil, snapAt(key2), ins(key1, "S", "1.00"), ins(key2, "S", "2.00"))
-	require.NoError(t, err)
+	f, tg, _ := firstChunkLoaded(t)
 
 	reader, err := f.pool.Begin(ctx)
 	require.NoError(t, err)
