@@ -221,7 +221,7 @@ func TestARecreatedTableForgetsItsDeferredIndexes(t *testing.T) {
 // runs first here, the worst order.
 func TestAChunkAfterOneBuildingTheIndexesIsNotUpsertedEarly(t *testing.T) {
 	ctx := context.Background()
-	f, tg, _ := firstChunkLoaded(t)
+	f, _, _ := firstChunkLoaded(t)
 	require.NoError(t, f.positions.Reset(ctx, "st-mary", "dbo.claim_lines", nil, "test", "test"))
 	tg, err := f.sink.Prepare(ctx, "st-mary", claimLines(t), TableOptions{})
 	require.NoError(t, err)
