@@ -48,15 +48,14 @@ func (tg *Target) loadDeferral(ctx context.Context, q pgx.Tx) error {
 	err := q.QueryRow(ctx, `SELECT loaded_to, EXISTS (SELECT FROM pg_index WHERE indrelid = $3::regclass AND indisprimary)
 		FROM ehrsync.deferred_indexes WHERE schema_name = $1 AND table_name = $2`,
 		tg.ident[0], tg.ident[1], tg.ident.Sanitize()).Scan(&loadedTo, &keyed)
-	if errors.Is(err, pgx.ErrNoRows) {
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		return nil
-	}
-	if err == nil && keyed {
+	case err != nil:
+		return fmt.Errorf("read the deferred indexes of %s: %w", tg.ident.Sanitize(), err)
+	case keyed:
 		_, err = q.Exec(ctx, "DELETE FROM ehrsync.deferred_indexes WHERE schema_name = $1 AND table_name = $2", tg.ident[0], tg.ident[1])
 		return err
-	}
-	if err != nil {
-		return fmt.Errorf("read the deferred indexes of %s: %w", tg.ident.Sanitize(), err)
 	}
 	tg.deferred = true
 	tg.directAfter = loadedTo

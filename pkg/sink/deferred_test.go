@@ -253,9 +253,11 @@ func TestThePassEndWaitsForReaders(t *testing.T) {
 	require.NoError(t, err)
 	var n int
 	require.NoError(t, reader.QueryRow(ctx, "SELECT count(*) FROM "+tg.Ident().Sanitize()).Scan(&n))
+	rec := batch(t, f.mem, tg.table, ins(key3, "S", "3.00"))
+	defer rec.Release()
 	done := make(chan error, 1)
 	go func() {
-		_, err := f.applyAs(t, tg, watermarks.ReasonSnapshot, snapAt(key2), cursorAt(100), ins(key3, "S", "3.00"))
+		_, err := tg.Apply(ctx, rec, watermarks.Move{From: snapAt(key2), To: cursorAt(100), Reason: watermarks.ReasonSnapshot, Actor: "test"})
 		done <- err
 	}()
 	// The build waits for the reader's lock, then the reader ends.

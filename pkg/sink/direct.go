@@ -61,13 +61,7 @@ func (tg *Target) planDirect(b *pgx.Batch, rec arrow.RecordBatch, m watermarks.M
 	if !tg.directCandidate(rec, m) {
 		return directPlan{}
 	}
-	from, err := watermarks.Encode(m.From)
-	if err != nil {
-		return directPlan{} // the claim reports it
-	}
-	// Only a snapshot in progress continues: a finished one's end position
-	// (Snapshot{} for a table snapshotted every run) starts the next pass.
-	continues := tg.directAfter != nil && !startsSnapshot(m.From) && bytes.Equal(from, tg.directAfter)
+	continues := tg.continuesDirect(m.From)
 	if !continues && !startsSnapshot(m.From) {
 		return directPlan{}
 	}
@@ -90,6 +84,21 @@ func (tg *Target) planDirect(b *pgx.Batch, rec arrow.RecordBatch, m watermarks.M
 	b.Queue("SET LOCAL lock_timeout = '" + directLockTimeout + "'")
 	b.Queue("SAVEPOINT ehrsync_direct")
 	return p
+}
+
+// continuesDirect reports whether a chunk from from continues a snapshot
+// whose chunks so far went straight into the target: from is the To of the
+// chunk begun last, which went in so (or of the last chunk loaded, as
+// Prepare found it). Only a snapshot in progress continues: a finished
+// one's end position (Snapshot{} for a table snapshotted every run) starts
+// the next pass. A position that does not encode does not continue (the
+// claim reports it).
+func (tg *Target) continuesDirect(from watermarks.Position) bool {
+	if tg.directAfter == nil || startsSnapshot(from) {
+		return false
+	}
+	enc, err := watermarks.Encode(from)
+	return err == nil && bytes.Equal(enc, tg.directAfter)
 }
 
 // directCandidate reports whether rec, moving m, is a chunk of the kind

@@ -1,7 +1,6 @@
 package sink
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -145,15 +144,14 @@ func (tg *Target) Begin(ctx context.Context, rec arrow.RecordBatch, m watermarks
 	if p.rec == nil {
 		// An idle chunk continues a pass loading straight into the target
 		// as a loaded chunk would.
-		if from, err := watermarks.Encode(m.From); err == nil && tg.directAfter != nil && bytes.Equal(from, tg.directAfter) {
+		continues := tg.continuesDirect(m.From)
+		if continues {
 			tg.directAfter = pos
-			p.deferredMove(true)
-		} else {
-			p.deferredMove(false)
 		}
+		p.deferredMove(continues)
 		return p, nil // Commit begins and does it all, in one batch
 	}
-	if tg.directCandidate(p.rec, p.m) && !tg.deferred && startsSnapshot(m.From) && !endsPass(m.To) {
+	if !tg.deferred && startsSnapshot(m.From) && !endsPass(m.To) && tg.directCandidate(p.rec, p.m) {
 		tg.deferIndexes(ctx, p.conn.Conn())
 	}
 	p.lock = nextChunkLock()
@@ -245,9 +243,7 @@ func (p *Pending) deferredMove(loaded bool) {
 	case !tg.deferred:
 	case loaded && !endsPass(p.m.To):
 		p.loaded = true
-	case loaded:
-		p.buildAtCommit, tg.deferred = true, false
-	case p.rec == nil:
+	case loaded || p.rec == nil:
 		p.buildAtCommit, tg.deferred = true, false
 	default:
 		p.buildFirst, tg.deferred = true, false
