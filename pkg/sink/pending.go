@@ -85,7 +85,8 @@ type Pending struct {
 	applyLate string
 	late      []bool // per row: its key is one the chunk before holds; nil for none
 	res       Result
-	ended     bool // committed, failed or aborted
+	ended     bool   // committed, failed or aborted
+	lake      []byte // the rows for the lake outbox (TableOptions.Lake), from Write to Commit
 
 	lock    int32       // the chunk's advisory lock (storedb.ChunkLockClass, lock); 0: an idle chunk, which takes none
 	keys    keySet      // its key hashes; nil when not known
@@ -269,6 +270,9 @@ func (p *Pending) Write(ctx context.Context) error {
 	if err == nil && !direct {
 		err = p.tg.copyToStage(ctx, p.conn.Conn(), p.rec, p.late)
 	}
+	if err == nil && p.tg.opts.Lake {
+		p.lake, err = lakeData(p.rec.Schema(), p.rec)
+	}
 	p.rec = nil // written: the caller may release it
 	if err == nil && !direct && p.early {
 		b := &pgx.Batch{}
@@ -294,6 +298,7 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 		b.Queue("BEGIN")
 	}
 	tg.sink.positions.QueueClaim(b, p.m.Org, p.m.Table, p.m.From)
+	p.queueOutbox(b)
 	if p.res.Rows > 0 && !p.res.Direct {
 		if !p.early { // an early chunk's ran in Write, but for its late part
 			p.queueApply(b, p.apply)

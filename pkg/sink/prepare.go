@@ -40,6 +40,7 @@ func (s *Sink) Prepare(ctx context.Context, org string, t *schemas.Table, opts T
 		sink: s, org: org, table: t, opts: opts, schema: schema, key: t.Key,
 		ident:   pgx.Identifier{opts.Schema, name},
 		changes: pgx.Identifier{opts.Schema, name + ChangeLogSuffix},
+		outbox:  pgx.Identifier{opts.Schema, OutboxName(name)},
 	}
 	for _, c := range t.Columns {
 		m, err := schemas.Map(t.Dialect, c.Type)
@@ -74,6 +75,9 @@ func (s *Sink) Prepare(ctx context.Context, org string, t *schemas.Table, opts T
 			return err
 		}
 		if err := tg.loadDeferral(ctx, tx); err != nil {
+			return err
+		}
+		if err := tg.ensureOutbox(ctx, tx); err != nil {
 			return err
 		}
 		if opts.ChangeLog {
@@ -111,6 +115,9 @@ func checkNames(t *schemas.Table, name string, opts TableOptions) error {
 	}
 	if opts.ChangeLog && len(name+ChangeLogSuffix) > maxIdentBytes {
 		return tooLong("change log name", name+ChangeLogSuffix, "turn change_log off for the table, or "+tableFix)
+	}
+	if opts.Lake && len(OutboxName(name)) > maxIdentBytes {
+		return tooLong("lake outbox name", OutboxName(name), "turn lake off for the table, or "+tableFix)
 	}
 	for _, c := range t.Columns {
 		if len(c.Name) > maxIdentBytes {

@@ -42,6 +42,9 @@ type TableOptions struct {
 	Schema       string
 	DeletePolicy DeletePolicy // empty means DeleteHard
 	ChangeLog    bool         // keep an append-only <table>__changes log
+	// Lake keeps each committed chunk in the table's lake outbox, for the
+	// change lake (LakeOutboxSuffix).
+	Lake bool
 }
 
 // Sink writes change batches into the store. It is safe for concurrent use;
@@ -78,10 +81,13 @@ type Target struct {
 	opts    TableOptions
 	ident   pgx.Identifier
 	changes pgx.Identifier
-	stage   string // temporary staging table name (per connection, per column set)
-	schema  *arrow.Schema
-	cols    []column // data columns, in batch order
-	key     []string
+	outbox  pgx.Identifier // the lake outbox (TableOptions.Lake)
+	// lakeSchema is the outbox rows' schema column: schema as an IPC stream.
+	lakeSchema []byte
+	stage      string // temporary staging table name (per connection, per column set)
+	schema     *arrow.Schema
+	cols       []column // data columns, in batch order
+	key        []string
 
 	// positionTable, when set, is the name the target's position is kept
 	// under instead of the table's qualified name (WithPositionTable).

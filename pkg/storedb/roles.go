@@ -43,6 +43,18 @@ var WriterPrivileges = []TablePrivileges{
 	{"backfills", "SELECT, INSERT, UPDATE, DELETE"},
 	{"table_runs", "SELECT, INSERT, UPDATE"},
 	{"deferred_indexes", "SELECT, INSERT, UPDATE, DELETE"},
+	{"lake_tables", "SELECT, INSERT, UPDATE"},
+}
+
+// LakeSchemaName is the store schema of the change lake's Iceberg catalog.
+const LakeSchemaName = "ehrsync_lake"
+
+// LakeWriterPrivileges are the writer role's privileges on the lake
+// catalog's tables (schema LakeSchemaName): iceberg-go's SQL catalog reads,
+// creates and swaps their rows.
+var LakeWriterPrivileges = []TablePrivileges{
+	{"iceberg_tables", "SELECT, INSERT, UPDATE, DELETE"},
+	{"iceberg_namespace_properties", "SELECT, INSERT, UPDATE, DELETE"},
 }
 
 // CurrentRole is the role q's session runs as.
@@ -67,6 +79,11 @@ func GrantWriter(ctx context.Context, q Querier, writer string) error {
 	stmts := []string{"GRANT USAGE ON SCHEMA ehrsync TO " + w}
 	for _, p := range WriterPrivileges {
 		t := pgx.Identifier{SchemaName, p.Table}.Sanitize()
+		stmts = append(stmts, "REVOKE ALL ON "+t+" FROM "+w, "GRANT "+p.Privileges+" ON "+t+" TO "+w)
+	}
+	stmts = append(stmts, "GRANT USAGE ON SCHEMA "+LakeSchemaName+" TO "+w)
+	for _, p := range LakeWriterPrivileges {
+		t := pgx.Identifier{LakeSchemaName, p.Table}.Sanitize()
 		stmts = append(stmts, "REVOKE ALL ON "+t+" FROM "+w, "GRANT "+p.Privileges+" ON "+t+" TO "+w)
 	}
 	stmts = append(stmts,

@@ -39,6 +39,11 @@ const (
 	// ChunkLockClass is the class of the lock each open chunk with rows
 	// holds (pkg/sink), its object number drawn per chunk.
 	ChunkLockClass int32 = 0x65687263 // "ehrc"
+
+	// LakeLockClass is the class of the session lock a lake flush or
+	// maintenance holds on a table (pkg/lake), its object number
+	// hashtext of the table's outbox name.
+	LakeLockClass int32 = 0x6568726c // "ehrl"
 )
 
 //go:embed migrations/*.sql

@@ -1,0 +1,342 @@
+package lake
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/table"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ehrsync/ehrsync/pkg/storedb"
+)
+
+// Result is what one Flush did.
+type Result struct {
+	// Busy says another flush of the table held it; this one did nothing.
+	Busy      bool
+	Commits   int   // Iceberg commits made
+	Batches   int   // outbox rows (store commits) moved
+	Rows      int64 // change rows appended
+	Bytes     int64 // outbox bytes moved (Arrow IPC)
+	Files     int   // data files added
+	FileBytes int64 // their bytes (Parquet)
+	// Cleared counts outbox rows a flush before had committed to the lake
+	// and not deleted (it stopped between the two), deleted by this one.
+	Cleared int64
+	// State is the table's after the flush.
+	State State
+	// CommitTime is the time spent in Iceberg commits (files written and
+	// the catalog swapped).
+	CommitTime time.Duration
+}
+
+// ErrClaimOrder is a table whose outbox and Iceberg table disagree on the
+// claims: rows claimed under a number that is not the next one.
+var ErrClaimOrder = errors.New("the lake outbox's claims do not follow the Iceberg table's")
+
+// Flush moves t's outbox into its Iceberg table, in commits of up to
+// Config.FlushBytes, until the outbox holds no committed row. It returns
+// with Result.Busy when another flush of t (this process's or another's)
+// holds it.
+func (l *Lake) Flush(ctx context.Context, t Table) (res Result, err error) {
+	lock, ok, err := l.lock(ctx, t)
+	if err != nil || !ok {
+		return Result{Busy: !ok && err == nil}, err
+	}
+	defer lock.unlock()
+	tbl, err := l.load(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	res.State = stateOf(tbl)
+	for {
+		committed := claimOf(tbl)
+		tag, err := lock.conn.Exec(ctx, "DELETE FROM "+t.outbox().Sanitize()+" WHERE claim <= $1", committed)
+		if err != nil {
+			return res, fmt.Errorf("clear lake outbox %s: %w", t, err)
+		}
+		res.Cleared += tag.RowsAffected()
+		claim, err := l.nextClaim(ctx, lock.conn, t, committed)
+		if err != nil || claim == 0 {
+			return res, err
+		}
+		tbl, err = l.commitClaim(ctx, t, tbl, claim, &res)
+		if err != nil {
+			return res, err
+		}
+		res.State = stateOf(tbl)
+		if err := l.step("committed"); err != nil {
+			return res, err
+		}
+	}
+}
+
+// tableLock is a flush's hold on one table: a session advisory lock on a
+// connection of its own.
+type tableLock struct {
+	conn *pgxpool.Conn
+	t    Table
+}
+
+func (l *Lake) lock(ctx context.Context, t Table) (*tableLock, bool, error) {
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("lake flush of %s: %w", t, err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, hashtext($2))", storedb.LakeLockClass, t.outbox().Sanitize()).Scan(&ok); err != nil || !ok {
+		conn.Release()
+		if err != nil {
+			return nil, false, fmt.Errorf("lock lake table %s: %w", t, err)
+		}
+		return nil, false, nil
+	}
+	return &tableLock{conn: conn, t: t}, true, nil
+}
+
+func (k *tableLock) unlock() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := k.conn.Exec(ctx, "SELECT pg_advisory_unlock($1, hashtext($2))", storedb.LakeLockClass, k.t.outbox().Sanitize()); err != nil {
+		// The session's lock must not outlive the flush on a pooled
+		// connection: close it.
+		k.conn.Conn().Close(ctx)
+	}
+	k.conn.Release()
+}
+
+// nextClaim is the claim to commit after committed: the rows a flush
+// claimed and did not commit, or a new claim of the rows waiting, up to
+// FlushBytes (at least one row). 0 when nothing waits.
+func (l *Lake) nextClaim(ctx context.Context, conn *pgxpool.Conn, t Table, committed int64) (int64, error) {
+	ob := t.outbox().Sanitize()
+	var pending *int64
+	if err := conn.QueryRow(ctx, "SELECT min(claim) FROM "+ob+" WHERE claim IS NOT NULL").Scan(&pending); err != nil {
+		return 0, fmt.Errorf("read lake outbox %s: %w", t, err)
+	}
+	next := committed + 1
+	if pending != nil {
+		if *pending != next {
+			return 0, fmt.Errorf("lake table %s: outbox claim %d waits, but the Iceberg table holds claims to %d: %w; fix: if the Iceberg table was dropped or replaced, set its property %s to %d, or clear the outbox's claim column to append those rows again",
+				t, *pending, committed, ErrClaimOrder, PropClaim, *pending-1)
+		}
+		return next, nil
+	}
+	// The rows waiting, in commit order of their ids, while their bytes
+	// before them stay under the bound.
+	tag, err := conn.Exec(ctx, `UPDATE `+ob+` SET claim = $1 WHERE id IN (
+    SELECT id FROM (SELECT id, bytes, sum(bytes) OVER (ORDER BY id) AS upto FROM `+ob+` WHERE claim IS NULL) w
+    WHERE upto - bytes < $2)`, next, l.cfg.FlushBytes)
+	if err != nil {
+		return 0, fmt.Errorf("claim lake outbox %s: %w", t, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return 0, nil
+	}
+	return next, nil
+}
+
+// claimInfo is what a claim holds, read before its rows.
+type claimInfo struct {
+	batches, rows, bytes int64
+	firstBatch, lastBat  int64
+	position             []byte
+	schemas              []*arrow.Schema
+}
+
+func (l *Lake) readClaim(ctx context.Context, t Table, claim int64) (claimInfo, error) {
+	var ci claimInfo
+	ob := t.outbox().Sanitize()
+	err := l.pool.QueryRow(ctx, `SELECT count(*), sum(rows), sum(bytes), min(batch), max(batch),
+    (array_agg(position ORDER BY id DESC))[1] FROM `+ob+` WHERE claim = $1`, claim).
+		Scan(&ci.batches, &ci.rows, &ci.bytes, &ci.firstBatch, &ci.lastBat, &ci.position)
+	if err != nil {
+		return ci, fmt.Errorf("read lake outbox %s claim %d: %w", t, claim, err)
+	}
+	rows, err := l.pool.Query(ctx, "SELECT schema FROM "+ob+" WHERE claim = $1 GROUP BY schema ORDER BY min(id)", claim)
+	if err != nil {
+		return ci, fmt.Errorf("read lake outbox %s claim %d: %w", t, claim, err)
+	}
+	raw, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return ci, fmt.Errorf("read lake outbox %s claim %d: %w", t, claim, err)
+	}
+	for _, b := range raw {
+		sc, err := decodeSchema(b)
+		if err != nil {
+			return ci, fmt.Errorf("lake outbox %s claim %d: %w", t, claim, err)
+		}
+		ci.schemas = append(ci.schemas, sc)
+	}
+	return ci, nil
+}
+
+// commitClaim appends claim's rows to t's Iceberg table (created first if
+// need be, its schema widened if the claim brings new columns) in one
+// commit that sets PropClaim, and deletes them from the outbox. It returns
+// the table as committed.
+func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim int64, res *Result) (*table.Table, error) {
+	ci, err := l.readClaim(ctx, t, claim)
+	if err != nil {
+		return nil, err
+	}
+	schema, err := lakeSchema(ci.schemas)
+	if err != nil {
+		return nil, fmt.Errorf("lake table %s: %w", t, err)
+	}
+	start := time.Now()
+	if tbl, err = l.ensureTable(ctx, t, tbl, schema); err != nil {
+		return nil, err
+	}
+	rdr, err := l.openClaim(ctx, t, claim, schema)
+	if err != nil {
+		return nil, err
+	}
+	defer rdr.Release()
+	tx := tbl.NewTransaction()
+	if err := tx.AssertRefSnapshotID(table.MainBranch); err != nil {
+		return nil, fmt.Errorf("lake table %s: %w", t, err)
+	}
+	n := strconv.FormatInt(claim, 10)
+	if err := tx.SetProperties(iceberg.Properties{PropClaim: n, PropPosition: string(ci.position)}); err != nil {
+		return nil, fmt.Errorf("lake table %s: %w", t, err)
+	}
+	summary := iceberg.Properties{
+		PropClaim:    n,
+		PropPosition: string(ci.position),
+		PropBatches:  fmt.Sprintf("%d-%d", ci.firstBatch, ci.lastBat),
+	}
+	if err := tx.Append(ctx, rdr, summary); err != nil {
+		return nil, fmt.Errorf("append to lake table %s: %w", t, err)
+	}
+	if err := rdr.Err(); err != nil {
+		return nil, fmt.Errorf("append to lake table %s: %w", t, err)
+	}
+	if err := l.step("appended"); err != nil {
+		return nil, err
+	}
+	committed, cerr := tx.Commit(ctx)
+	if cerr != nil {
+		// The commit may have landed (an error after the catalog's swap)
+		// or not; the table says which.
+		now, err := l.load(ctx, t)
+		if err != nil {
+			return nil, fmt.Errorf("commit to lake table %s: %w (then: %v)", t, cerr, err)
+		}
+		if claimOf(now) != claim {
+			return nil, fmt.Errorf("commit to lake table %s: %w", t, cerr)
+		}
+		committed = now
+	}
+	res.CommitTime += time.Since(start)
+	res.Commits++
+	res.Batches += int(ci.batches)
+	res.Rows += ci.rows
+	res.Bytes += ci.bytes
+	if snap := committed.CurrentSnapshot(); snap != nil && snap.Summary != nil {
+		files, _ := strconv.Atoi(snap.Summary.Properties["added-data-files"])
+		size, _ := strconv.ParseInt(snap.Summary.Properties["added-files-size"], 10, 64)
+		res.Files += files
+		res.FileBytes += size
+	}
+	if err := l.step("committed"); err != nil {
+		return nil, err
+	}
+	if err := l.record(ctx, t, committed, claim, ci); err != nil {
+		return nil, err
+	}
+	return committed, nil
+}
+
+// record deletes the committed claim's outbox rows and notes the commit in
+// ehrsync.lake_tables, in one transaction.
+func (l *Lake) record(ctx context.Context, t Table, tbl *table.Table, claim int64, ci claimInfo) error {
+	st := stateOf(tbl)
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM "+t.outbox().Sanitize()+" WHERE claim = $1", claim); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO ehrsync.lake_tables AS l (org, table_name, claim, snapshot_id, position, rows, committed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (org, table_name) DO UPDATE SET claim = excluded.claim, snapshot_id = excluded.snapshot_id,
+        position = excluded.position, rows = l.rows + excluded.rows, committed_at = excluded.committed_at`,
+			t.Org, t.Schema+"."+t.Name, claim, st.SnapshotID, ci.position, ci.rows, st.Committed)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("clear lake outbox %s claim %d: %w", t, claim, err)
+	}
+	return nil
+}
+
+// ensureTable creates t's Iceberg table (and namespace) when tbl is nil,
+// and adds the columns of schema it lacks.
+func (l *Lake) ensureTable(ctx context.Context, t Table, tbl *table.Table, schema *arrow.Schema) (*table.Table, error) {
+	want, err := table.ArrowSchemaToIcebergWithFreshIDs(schema, false)
+	if err != nil {
+		return nil, fmt.Errorf("lake table %s: map the change batch's types: %w", t, err)
+	}
+	if tbl == nil {
+		ns := table.Identifier{t.Schema}
+		exists, err := l.cat.CheckNamespaceExists(ctx, ns)
+		if err != nil {
+			return nil, fmt.Errorf("lake namespace %s: %w", t.Schema, err)
+		}
+		if !exists {
+			if err := l.cat.CreateNamespace(ctx, ns, iceberg.Properties{"comment": "ehrsync organization " + t.Org}); err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
+				return nil, fmt.Errorf("create lake namespace %s: %w", t.Schema, err)
+			}
+		}
+		tbl, err = l.cat.CreateTable(ctx, t.Ident(), want, catalog.WithProperties(iceberg.Properties{
+			"format-version": "2",
+			// Old metadata files are removed as commits add new ones.
+			"write.metadata.delete-after-commit.enabled": "true",
+			"write.metadata.previous-versions-max":       "50",
+			"comment":                                    "ehrsync change lake: every change committed to store table " + t.String(),
+		}))
+		if err != nil {
+			return nil, fmt.Errorf("create lake table %s: %w", t.Ident(), err)
+		}
+		return tbl, nil
+	}
+	if covers(tbl.Schema(), schema) {
+		return tbl, nil
+	}
+	tx := tbl.NewTransaction()
+	if err := tx.UpdateSchema(true, false).UnionByNameWith(want).Commit(); err != nil {
+		return nil, fmt.Errorf("lake table %s: add the source's new columns: %w; fix: a type change the Iceberg table cannot take needs a new lake table (rename %s)", t, err, t.Ident())
+	}
+	if tbl, err = tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("lake table %s: add the source's new columns: %w", t, err)
+	}
+	return tbl, nil
+}
+
+// covers says sc has a field of each name of schema.
+func covers(sc *iceberg.Schema, schema *arrow.Schema) bool {
+	for _, f := range schema.Fields() {
+		if _, ok := sc.FindFieldByName(f.Name); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (l *Lake) step(name string) error {
+	if l.testHook != nil {
+		return l.testHook(name)
+	}
+	return nil
+}
+
+var errSchemaBytes = errors.New("an outbox row's schema is not an Arrow IPC stream")
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

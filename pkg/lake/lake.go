@@ -1,0 +1,207 @@
+// Package lake is the change lake: every change the store commits for a
+// table with lake on, appended once to an Apache Iceberg table of Parquet
+// files that Spark, Trino, DuckDB and Fabric read.
+//
+// The sink keeps each committed chunk in the table's lake outbox
+// (sink.LakeOutboxSuffix), in the transaction that commits its rows and
+// position. Flush moves outbox rows into the table's Iceberg table,
+// <schema>.<table>__changes in the catalog, and deletes them: it claims
+// the rows waiting (up to Config.FlushBytes), numbering the claim one
+// more than the Iceberg table's ehrsync.claim property; appends the
+// claim's batches in one Iceberg commit that also sets ehrsync.claim to
+// the claim's number; and deletes the claim's rows. A flush that stops
+// anywhere leaves either the claim in the outbox with the property
+// below it (the next flush appends it again: its files from before are
+// orphans, never in a snapshot) or the property at the claim (the next
+// flush deletes the rows without appending). So each chunk lands in the
+// lake once.
+//
+// The catalog is iceberg-go's SQL catalog in the store's schema
+// ehrsync_lake (the tables of Iceberg's JDBC catalog); the warehouse is a
+// directory (file://), Azure Blob / ADLS Gen2 (abfs://) or S3 (s3://).
+package lake
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/apache/iceberg-go"
+	"github.com/apache/iceberg-go/catalog"
+	sqlcat "github.com/apache/iceberg-go/catalog/sql"
+	"github.com/apache/iceberg-go/table"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/storedb"
+
+	// The Azure Blob / ADLS Gen2 and S3 file systems (abfs://, s3://).
+	_ "github.com/apache/iceberg-go/io/gocloud/azure"
+	_ "github.com/apache/iceberg-go/io/gocloud/s3"
+)
+
+// CatalogName is the name of ehrsync's catalog in ehrsync_lake's tables.
+const CatalogName = "ehrsync"
+
+// TableSuffix ends an Iceberg table's name: claims__changes.
+const TableSuffix = "__changes"
+
+// The Iceberg table properties (and snapshot summary keys) ehrsync keeps.
+const (
+	// PropClaim is the number of the last outbox claim the table holds.
+	PropClaim = "ehrsync.claim"
+	// PropPosition is the encoded position of the claim's last chunk.
+	PropPosition = "ehrsync.position"
+	// PropBatches is the range of _ehrsync_batch a snapshot appended
+	// (summary only).
+	PropBatches = "ehrsync.batches"
+)
+
+// The columns the lake adds to a change batch's.
+const (
+	// BatchColumn is the row's commit in the store: its position-history
+	// id, the store rows' _ehrsync_batch.
+	BatchColumn = "_ehrsync_batch"
+	// CommittedAtColumn is when the store committed the row
+	// (timestamptz).
+	CommittedAtColumn = "_ehrsync_committed_at"
+)
+
+// DefaultFlushBytes is how much of the outbox one lake commit takes at most.
+const DefaultFlushBytes = 128 << 20
+
+// Config is a lake's.
+type Config struct {
+	// Warehouse is where tables are created: file:///dir, abfs://…, s3://….
+	Warehouse string
+	// Props are the storage's properties for iceberg-go (adls.*, s3.*),
+	// secrets resolved.
+	Props map[string]string
+	// FlushBytes bounds one commit's outbox bytes; 0 means DefaultFlushBytes.
+	FlushBytes int64
+}
+
+// Lake moves outboxes into Iceberg tables. It is safe for concurrent use.
+type Lake struct {
+	pool *pgxpool.Pool
+	db   *sql.DB
+	cat  *sqlcat.Catalog
+	cfg  Config
+
+	// testHook, when set, runs at each step of a commit ("appended": the
+	// files written, not committed; "committed": the Iceberg commit done,
+	// the outbox not yet cleared); an error stops the flush there.
+	testHook func(step string) error
+}
+
+// Open opens the lake's catalog in the store that pool connects to. The
+// store must be migrated (storedb: schema ehrsync_lake).
+func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
+	if cfg.Warehouse == "" {
+		return nil, errors.New("open the lake: no warehouse: set lake.warehouse")
+	}
+	if cfg.FlushBytes <= 0 {
+		cfg.FlushBytes = DefaultFlushBytes
+	}
+	cc := pool.Config().ConnConfig.Copy()
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = map[string]string{}
+	}
+	cc.RuntimeParams["search_path"] = storedb.LakeSchemaName
+	db := stdlib.OpenDB(*cc)
+	db.SetMaxOpenConns(2)
+	props := iceberg.Properties{"warehouse": cfg.Warehouse, "init_catalog_tables": "false"}
+	maps.Copy(props, cfg.Props)
+	cat, err := sqlcat.NewCatalog(CatalogName, db, sqlcat.Postgres, props)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open the lake catalog in schema %s: %w", storedb.LakeSchemaName, err)
+	}
+	return &Lake{pool: pool, db: db, cat: cat, cfg: cfg}, nil
+}
+
+// Close closes the catalog's connections.
+func (l *Lake) Close() error { return l.db.Close() }
+
+// Catalog is the lake's Iceberg catalog.
+func (l *Lake) Catalog() catalog.Catalog { return l.cat }
+
+// Table names one store table with lake on.
+type Table struct {
+	Org    string // the organization
+	Schema string // its store schema, the Iceberg namespace
+	Name   string // the store table's name (sink.TableName)
+}
+
+// Ident is t's Iceberg table.
+func (t Table) Ident() table.Identifier { return table.Identifier{t.Schema, t.Name + TableSuffix} }
+
+func (t Table) outbox() pgx.Identifier {
+	return pgx.Identifier{t.Schema, sink.OutboxName(t.Name)}
+}
+
+// String is the table's name in errors and logs.
+func (t Table) String() string { return t.Schema + "." + t.Name }
+
+// State is a lake table's last commit, as its Iceberg table says.
+type State struct {
+	Exists     bool
+	Claim      int64  // PropClaim: 0 before the first commit
+	Position   []byte // PropPosition: the encoded position the table holds to
+	SnapshotID int64
+	Committed  time.Time // the current snapshot's time
+}
+
+// State reads t's Iceberg table.
+func (l *Lake) State(ctx context.Context, t Table) (State, error) {
+	tbl, err := l.load(ctx, t)
+	if err != nil || tbl == nil {
+		return State{}, err
+	}
+	return stateOf(tbl), nil
+}
+
+func stateOf(tbl *table.Table) State {
+	if tbl == nil {
+		return State{}
+	}
+	s := State{Exists: true, Claim: claimOf(tbl)}
+	if p, ok := tbl.Properties()[PropPosition]; ok {
+		s.Position = []byte(p)
+	}
+	if snap := tbl.CurrentSnapshot(); snap != nil {
+		s.SnapshotID = snap.SnapshotID
+		s.Committed = time.UnixMilli(snap.TimestampMs).UTC()
+	}
+	return s
+}
+
+// load loads t's Iceberg table; nil when it does not exist yet.
+func (l *Lake) load(ctx context.Context, t Table) (*table.Table, error) {
+	tbl, err := l.cat.LoadTable(ctx, t.Ident())
+	if errors.Is(err, catalog.ErrNoSuchTable) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load lake table %s: %w", t.Ident(), err)
+	}
+	return tbl, nil
+}
+
+// claimOf is tbl's PropClaim; 0 for none (or a nil table).
+func claimOf(tbl *table.Table) int64 {
+	if tbl == nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(tbl.Properties()[PropClaim], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}

@@ -1,0 +1,430 @@
+package lake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
+	"github.com/apache/arrow-go/v18/arrow/extensions"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ehrsync/ehrsync/pkg/pgtest"
+	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/pkg/storedb"
+	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// fixture is a migrated store, a sink and a lake on a warehouse directory.
+type fixture struct {
+	pool      *pgxpool.Pool
+	sink      *sink.Sink
+	lake      *Lake
+	warehouse string
+	mem       *memory.CheckedAllocator
+	cols      []string // the source table's columns
+	at        int64    // the cursor position the next chunk moves to
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	pool := pgtest.Pool(t)
+	require.NoError(t, storedb.Migrate(ctx, pool))
+	dir := t.TempDir()
+	lk, err := Open(ctx, pool, Config{Warehouse: "file://" + dir})
+	require.NoError(t, err)
+	t.Cleanup(func() { lk.Close() })
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	t.Cleanup(func() { mem.AssertSize(t, 0) })
+	return &fixture{pool: pool, sink: sink.New(pool, watermarks.NewStore(pool)), lake: lk, warehouse: dir, mem: mem,
+		cols: []string{"line_id uniqueidentifier NOT NULL", "paid_amt numeric(19,2)", "status char(1)", "modify_timestamp datetime2"}}
+}
+
+var claims = Table{Org: "st-mary", Schema: "st_mary", Name: "claim_lines"}
+
+func (f *fixture) table(t *testing.T) *schemas.Table {
+	t.Helper()
+	tb := &schemas.Table{Schema: "dbo", Name: "claim_lines", Dialect: schemas.SQLServer, Key: []string{"line_id"}}
+	for _, c := range f.cols {
+		notNull := strings.HasSuffix(c, " NOT NULL")
+		name, typ, _ := strings.Cut(strings.TrimSuffix(c, " NOT NULL"), " ")
+		ty, err := schemas.ParseType(schemas.SQLServer, typ)
+		require.NoError(t, err)
+		tb.Columns = append(tb.Columns, schemas.Column{Name: name, Type: ty, Nullable: !notNull})
+	}
+	require.NoError(t, tb.Validate())
+	return tb
+}
+
+// row is one change: op, key (a number made into a GUID), paid, status.
+type row struct {
+	op     schemas.Op
+	key    int
+	paid   string
+	status string
+}
+
+func keyOf(n int) uuid.UUID { return uuid.MustParse(fmt.Sprintf("00000000-0000-0000-0000-%012d", n)) }
+
+// commit commits rows as one chunk through the sink, with lake on.
+func (f *fixture) commit(t *testing.T, rows ...row) {
+	t.Helper()
+	ctx := context.Background()
+	tb := f.table(t)
+	tg, err := f.sink.Prepare(ctx, claims.Org, tb, sink.TableOptions{Lake: true})
+	require.NoError(t, err)
+	sc, err := schemas.ChangeSchema(tb)
+	require.NoError(t, err)
+	b := array.NewRecordBuilder(f.mem, sc)
+	defer b.Release()
+	for i, r := range rows {
+		for j, fd := range sc.Fields() {
+			fb := b.Field(j)
+			switch fd.Name {
+			case "line_id":
+				fb.(*extensions.UUIDBuilder).Append(keyOf(r.key))
+			case "paid_amt":
+				if r.op == schemas.OpDelete {
+					fb.AppendNull()
+					continue
+				}
+				n, err := decimal128.FromString(r.paid, 19, 2)
+				require.NoError(t, err)
+				fb.(*array.Decimal128Builder).Append(n)
+			case "status":
+				if r.op == schemas.OpDelete {
+					fb.AppendNull()
+					continue
+				}
+				fb.(*array.StringBuilder).Append(r.status)
+			case "modify_timestamp":
+				ts, err := arrow.TimestampFromTime(time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC).Add(time.Duration(r.key)*time.Hour), fd.Type.(*arrow.TimestampType).Unit)
+				require.NoError(t, err)
+				fb.(*array.TimestampBuilder).Append(ts)
+			case schemas.OpColumn:
+				fb.(*array.Int8Builder).Append(int8(r.op))
+			case schemas.SeqColumn:
+				fb.(*array.Int64Builder).Append(int64(i + 1))
+			case schemas.SourcePosColumn:
+				fb.AppendNull()
+			default:
+				fb.AppendNull()
+			}
+		}
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	from := f.position()
+	f.at++
+	_, err = tg.Apply(ctx, rec, watermarks.Move{From: from, To: f.position(), Reason: watermarks.ReasonSync, Actor: "test"})
+	require.NoError(t, err)
+}
+
+func (f *fixture) position() watermarks.Position {
+	if f.at == 0 {
+		return nil
+	}
+	return watermarks.Cursor{Column: "modify_timestamp", Value: watermarks.Int64(f.at)}
+}
+
+// lakeRows scans the lake table: one "op|key|paid|status|batch" line per
+// row, sorted.
+func (f *fixture) lakeRows(t *testing.T) []string {
+	t.Helper()
+	ctx := context.Background()
+	tbl, err := f.lake.Catalog().LoadTable(ctx, claims.Ident())
+	require.NoError(t, err)
+	scan := tbl.Scan()
+	at, err := scan.ToArrowTable(ctx)
+	require.NoError(t, err)
+	defer at.Release()
+	rdr := array.NewTableReader(at, 0)
+	defer rdr.Release()
+	idx := func(name string) int {
+		i := at.Schema().FieldIndices(name)
+		require.Len(t, i, 1, name)
+		return i[0]
+	}
+	op, key, paid, status, batch := idx(schemas.OpColumn), idx("line_id"), idx("paid_amt"), idx("status"), idx(BatchColumn)
+	var out []string
+	for rdr.Next() {
+		rec := rdr.RecordBatch()
+		for i := range int(rec.NumRows()) {
+			out = append(out, strings.Join([]string{
+				rec.Column(op).ValueStr(i), rec.Column(key).ValueStr(i), decimalStr(rec.Column(paid), i),
+				rec.Column(status).ValueStr(i), rec.Column(batch).ValueStr(i)}, "|"))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// decimalStr is a's value i at its scale ("10.50").
+func decimalStr(a arrow.Array, i int) string {
+	d := a.(*array.Decimal128)
+	if d.IsNull(i) {
+		return "(null)"
+	}
+	return d.Value(i).ToString(d.DataType().(*arrow.Decimal128Type).Scale)
+}
+
+// historyBatches are the position-history ids of the table's commits, in
+// order.
+func (f *fixture) historyBatches(t *testing.T) []string {
+	t.Helper()
+	rows, err := f.pool.Query(context.Background(), "SELECT id::text FROM ehrsync.position_history WHERE org = $1 ORDER BY id", claims.Org)
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return ids
+}
+
+func (f *fixture) outbox(t *testing.T) (rows, claimed int) {
+	t.Helper()
+	require.NoError(t, f.pool.QueryRow(context.Background(), "SELECT count(*), count(claim) FROM "+claims.outbox().Sanitize()).Scan(&rows, &claimed))
+	return rows, claimed
+}
+
+// parquetFiles counts the data files under the table's directory.
+func (f *fixture) parquetFiles(t *testing.T) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(f.warehouse, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".parquet") {
+			n++
+		}
+		return err
+	})
+	require.NoError(t, err)
+	return n
+}
+
+func TestFlushAppendsEveryCommittedChunkOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"}, row{schemas.OpInsert, 2, "-3.25", "P"})
+	f.commit(t, row{schemas.OpUpdate, 1, "11.00", "A"})
+	f.commit(t, row{schemas.OpDelete, 2, "", ""})
+	n, _ := f.outbox(t)
+	require.Equal(t, 3, n, "one outbox row per chunk committed")
+
+	res, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Commits)
+	require.Equal(t, 3, res.Batches)
+	require.EqualValues(t, 4, res.Rows)
+	require.Equal(t, int64(1), res.State.Claim)
+	ids := f.historyBatches(t)
+	require.Len(t, ids, 3)
+	require.Equal(t, []string{
+		"1|" + keyOf(1).String() + "|10.50|D|" + ids[0],
+		"1|" + keyOf(2).String() + "|-3.25|P|" + ids[0],
+		"2|" + keyOf(1).String() + "|11.00|A|" + ids[1],
+		"3|" + keyOf(2).String() + "|(null)|(null)|" + ids[2],
+	}, f.lakeRows(t))
+	n, _ = f.outbox(t)
+	require.Zero(t, n, "the outbox is empty once the lake holds its rows")
+
+	// Nothing waiting: no commit.
+	res, err = f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Zero(t, res.Commits)
+
+	// A small bound: one commit per chunk.
+	f.lake.cfg.FlushBytes = 1
+	f.commit(t, row{schemas.OpInsert, 3, "1.00", "D"})
+	f.commit(t, row{schemas.OpInsert, 4, "2.00", "D"})
+	res, err = f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Commits)
+	require.Equal(t, int64(3), res.State.Claim)
+	require.Len(t, f.lakeRows(t), 6)
+
+	var lt struct {
+		claim int64
+		rows  int64
+		pos   []byte
+	}
+	require.NoError(t, f.pool.QueryRow(ctx, "SELECT claim, rows, position FROM ehrsync.lake_tables WHERE org = $1 AND table_name = $2",
+		claims.Org, "st_mary.claim_lines").Scan(&lt.claim, &lt.rows, &lt.pos))
+	require.Equal(t, int64(3), lt.claim)
+	require.Equal(t, int64(6), lt.rows)
+	pos, err := watermarks.Decode(lt.pos)
+	require.NoError(t, err)
+	require.Equal(t, "cursor modify_timestamp 5", pos.String(), "the position of the last chunk committed")
+}
+
+// A flush stopped after writing its files, before the commit, leaves the
+// claim to the next flush, which appends it once; the files of the first
+// attempt are orphans.
+func TestAFlushStoppedBeforeItsCommitIsRedoneOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	f.commit(t, row{schemas.OpInsert, 2, "20.50", "D"})
+	stop := errors.New("killed")
+	f.lake.testHook = func(step string) error {
+		if step == "appended" {
+			return stop
+		}
+		return nil
+	}
+	_, err := f.lake.Flush(ctx, claims)
+	require.ErrorIs(t, err, stop)
+	rows, claimed := f.outbox(t)
+	require.Equal(t, 2, rows)
+	require.Equal(t, 2, claimed)
+	orphans := f.parquetFiles(t)
+	require.Equal(t, 1, orphans, "the stopped flush wrote its file")
+
+	f.commit(t, row{schemas.OpInsert, 3, "30.50", "D"}) // committed after the claim
+	f.lake.testHook = nil
+	res, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Commits, "the stopped claim, then the row committed since")
+	require.Len(t, f.lakeRows(t), 3)
+	rows, _ = f.outbox(t)
+	require.Zero(t, rows)
+}
+
+// A flush stopped after the Iceberg commit, before the outbox is cleared,
+// leaves rows the next flush deletes without appending them again.
+func TestAFlushStoppedAfterItsCommitIsNotRepeated(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	stop := errors.New("killed")
+	f.lake.testHook = func(step string) error {
+		if step == "committed" {
+			return stop
+		}
+		return nil
+	}
+	_, err := f.lake.Flush(ctx, claims)
+	require.ErrorIs(t, err, stop)
+	rows, _ := f.outbox(t)
+	require.Equal(t, 1, rows, "the commit landed; the outbox was not cleared")
+	require.Len(t, f.lakeRows(t), 1)
+
+	f.lake.testHook = nil
+	res, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, res.Cleared)
+	require.Zero(t, res.Commits)
+	require.Len(t, f.lakeRows(t), 1, "appended once")
+}
+
+// A chunk whose store transaction does not commit leaves no outbox row.
+func TestOnlyCommittedChunksReachTheOutbox(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	tb := f.table(t)
+	tg, err := f.sink.Prepare(ctx, claims.Org, tb, sink.TableOptions{Lake: true})
+	require.NoError(t, err)
+	// A chunk read from a position the table is no longer at: its
+	// transaction fails at the claim, after its rows were written.
+	sc, err := schemas.ChangeSchema(tb)
+	require.NoError(t, err)
+	b := array.NewRecordBuilder(f.mem, sc)
+	defer b.Release()
+	b.Field(0).(*extensions.UUIDBuilder).Append(keyOf(9))
+	for j := 1; j < len(sc.Fields()); j++ {
+		switch sc.Field(j).Name {
+		case schemas.OpColumn:
+			b.Field(j).(*array.Int8Builder).Append(int8(schemas.OpInsert))
+		case schemas.SeqColumn:
+			b.Field(j).(*array.Int64Builder).Append(1)
+		default:
+			b.Field(j).AppendNull()
+		}
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	_, err = tg.Apply(ctx, rec, watermarks.Move{From: nil, To: watermarks.Cursor{Column: "modify_timestamp", Value: watermarks.Int64(99)},
+		Reason: watermarks.ReasonSync, Actor: "test"})
+	require.Error(t, err)
+	rows, _ := f.outbox(t)
+	require.Equal(t, 1, rows, "the failed chunk left no outbox row")
+}
+
+// Two flushes of one table at once: one works, the other says busy.
+func TestOneFlushPerTableAtATime(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	held := make(chan struct{})
+	release := make(chan struct{})
+	f.lake.testHook = func(step string) error {
+		if step == "appended" {
+			close(held)
+			<-release
+		}
+		return nil
+	}
+	done := make(chan error)
+	go func() {
+		_, err := f.lake.Flush(ctx, claims)
+		done <- err
+	}()
+	<-held
+	other, err := Open(ctx, f.pool, f.lake.cfg)
+	require.NoError(t, err)
+	defer other.Close()
+	res, err := other.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.True(t, res.Busy)
+	close(release)
+	require.NoError(t, <-done)
+	require.Len(t, f.lakeRows(t), 1)
+}
+
+// A column the source gains is added to the lake table; rows before it
+// read NULL there.
+func TestTheLakeTableGainsTheSourcesNewColumns(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	_, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	f.cols = append(f.cols, "payer_name varchar(40)")
+	f.commit(t, row{schemas.OpInsert, 2, "20.50", "D"})
+	_, err = f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	tbl, err := f.lake.Catalog().LoadTable(ctx, claims.Ident())
+	require.NoError(t, err)
+	_, ok := tbl.Schema().FindFieldByName("payer_name")
+	require.True(t, ok)
+	require.Len(t, f.lakeRows(t), 2)
+}
+
+// The outbox and the Iceberg table out of step (the table replaced by
+// hand) stop the flush with the fix, and lose nothing.
+func TestClaimsOutOfStepStopWithTheFix(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	_, err := f.pool.Exec(ctx, "UPDATE "+claims.outbox().Sanitize()+" SET claim = 7")
+	require.NoError(t, err)
+	_, err = f.lake.Flush(ctx, claims)
+	require.ErrorIs(t, err, ErrClaimOrder)
+	require.Contains(t, err.Error(), PropClaim)
+	rows, _ := f.outbox(t)
+	require.Equal(t, 1, rows)
+}

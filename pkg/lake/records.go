@@ -1,0 +1,211 @@
+package lake
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/compute"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// committedAtType is CommittedAtColumn's: an instant, microseconds.
+var committedAtType = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
+
+func decodeSchema(b []byte) (*arrow.Schema, error) {
+	r, err := ipc.NewReader(bytesReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errSchemaBytes, err)
+	}
+	defer r.Release()
+	return r.Schema(), nil
+}
+
+// lakeSchema is the schema a claim is appended with: the change batches'
+// fields by name, in the order first seen, each field typed as the last
+// schema that has it (a source column widened since), every field
+// nullable, then BatchColumn and CommittedAtColumn.
+func lakeSchema(schemas []*arrow.Schema) (*arrow.Schema, error) {
+	if len(schemas) == 0 {
+		return nil, fmt.Errorf("a claim with no schema")
+	}
+	var fields []arrow.Field
+	at := map[string]int{}
+	for _, sc := range schemas {
+		for _, f := range sc.Fields() {
+			f.Nullable = true
+			f.Metadata = arrow.Metadata{}
+			if i, ok := at[f.Name]; ok {
+				fields[i] = f
+				continue
+			}
+			at[f.Name] = len(fields)
+			fields = append(fields, f)
+		}
+	}
+	for _, name := range []string{BatchColumn, CommittedAtColumn} {
+		if _, ok := at[name]; ok {
+			return nil, fmt.Errorf("the source table has a column named %s, which the lake adds: leave it out with the table's columns allow-list", name)
+		}
+	}
+	fields = append(fields,
+		arrow.Field{Name: BatchColumn, Type: arrow.PrimitiveTypes.Int64, Nullable: true},
+		arrow.Field{Name: CommittedAtColumn, Type: committedAtType, Nullable: true},
+	)
+	return arrow.NewSchema(fields, nil), nil
+}
+
+// claimReader reads a claim's outbox rows, in id order, as record batches of
+// the lake schema: each row's batch as it was committed, with the columns it
+// lacks null, older types cast to the lake's, and the lake's columns.
+type claimReader struct {
+	refs   atomic.Int64
+	schema *arrow.Schema
+	conn   *pgxpool.Conn
+	rows   pgx.Rows
+	cur    arrow.RecordBatch
+	err    error
+	mem    memory.Allocator
+	ctx    context.Context
+}
+
+func (l *Lake) openClaim(ctx context.Context, t Table, claim int64, schema *arrow.Schema) (*claimReader, error) {
+	conn, err := l.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read lake outbox %s: %w", t, err)
+	}
+	rows, err := conn.Query(ctx, "SELECT batch, committed_at, data FROM "+t.outbox().Sanitize()+" WHERE claim = $1 ORDER BY id", claim)
+	if err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("read lake outbox %s claim %d: %w", t, claim, err)
+	}
+	r := &claimReader{schema: schema, conn: conn, rows: rows, mem: memory.DefaultAllocator, ctx: ctx}
+	r.refs.Store(1)
+	return r, nil
+}
+
+func (r *claimReader) Retain() { r.refs.Add(1) }
+
+func (r *claimReader) Release() {
+	if r.refs.Add(-1) != 0 {
+		return
+	}
+	r.drop()
+	if r.rows != nil {
+		r.rows.Close()
+		r.rows = nil
+	}
+	if r.conn != nil {
+		r.conn.Release()
+		r.conn = nil
+	}
+}
+
+func (r *claimReader) drop() {
+	if r.cur != nil {
+		r.cur.Release()
+		r.cur = nil
+	}
+}
+
+func (r *claimReader) Schema() *arrow.Schema { return r.schema }
+
+func (r *claimReader) Err() error { return r.err }
+
+func (r *claimReader) RecordBatch() arrow.RecordBatch { return r.cur }
+
+// Record is RecordBatch.
+func (r *claimReader) Record() arrow.RecordBatch { return r.cur }
+
+func (r *claimReader) Next() bool {
+	r.drop()
+	if r.err != nil || r.rows == nil {
+		return false
+	}
+	if !r.rows.Next() {
+		r.err = r.rows.Err()
+		r.rows.Close()
+		r.rows = nil
+		return false
+	}
+	var (
+		batch int64
+		at    time.Time
+		data  []byte
+	)
+	if err := r.rows.Scan(&batch, &at, &data); err != nil {
+		r.err = err
+		return false
+	}
+	rec, err := r.project(data, batch, at)
+	if err != nil {
+		r.err = err
+		return false
+	}
+	r.cur = rec
+	return true
+}
+
+// project decodes one outbox row's batch and shapes it to the lake schema.
+func (r *claimReader) project(data []byte, batch int64, at time.Time) (arrow.RecordBatch, error) {
+	rd, err := ipc.NewReader(bytesReader(data), ipc.WithAllocator(r.mem))
+	if err != nil {
+		return nil, fmt.Errorf("decode an outbox batch: %w", err)
+	}
+	defer rd.Release()
+	if !rd.Next() {
+		if err := rd.Err(); err != nil {
+			return nil, fmt.Errorf("decode an outbox batch: %w", err)
+		}
+		return nil, fmt.Errorf("decode an outbox batch: no record")
+	}
+	rec := rd.RecordBatch()
+	n := int(rec.NumRows())
+	cols := make([]arrow.Array, 0, r.schema.NumFields())
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	byName := map[string]int{}
+	for i, f := range rec.Schema().Fields() {
+		byName[f.Name] = i
+	}
+	last := r.schema.NumFields() - 2
+	for i, f := range r.schema.Fields()[:last] {
+		j, ok := byName[f.Name]
+		switch {
+		case !ok:
+			cols = append(cols, array.MakeArrayOfNull(r.mem, f.Type, n))
+		case arrow.TypeEqual(rec.Column(j).DataType(), f.Type):
+			c := rec.Column(j)
+			c.Retain()
+			cols = append(cols, c)
+		default:
+			c, err := compute.CastArray(r.ctx, rec.Column(j), compute.SafeCastOptions(f.Type))
+			if err != nil {
+				return nil, fmt.Errorf("column %s (field %d): cast %s to the lake's %s: %w", f.Name, i, rec.Column(j).DataType(), f.Type, err)
+			}
+			cols = append(cols, c)
+		}
+	}
+	bb := array.NewInt64Builder(r.mem)
+	defer bb.Release()
+	ab := array.NewTimestampBuilder(r.mem, committedAtType)
+	defer ab.Release()
+	ts := arrow.Timestamp(at.UnixMicro())
+	bb.Reserve(n)
+	ab.Reserve(n)
+	for range n {
+		bb.UnsafeAppend(batch)
+		ab.UnsafeAppend(ts)
+	}
+	cols = append(cols, bb.NewArray(), ab.NewArray())
+	return array.NewRecordBatch(r.schema, cols, int64(n)), nil
+}
