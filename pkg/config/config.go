@@ -18,6 +18,8 @@ type Config struct {
 	// built-in NextGen catalog, for tables it does not know. Load resolves
 	// relative paths against the configuration file's directory.
 	Catalog []string `yaml:"catalog,omitempty" json:"catalog,omitempty"`
+	// Lake is the change lake the tables with lake on go to.
+	Lake Lake `yaml:"lake,omitempty" json:"lake,omitempty"`
 }
 
 // Store is the cloud store the rows are written to.
@@ -104,6 +106,9 @@ type Org struct {
 	// (each on its own source connection); default
 	// DefaultParallelTables, at most source.max_connections.
 	ParallelTables int `yaml:"parallel_tables" json:"parallel_tables"`
+	// Lake turns the change lake on for the organization's tables, but
+	// those that say otherwise.
+	Lake bool `yaml:"lake,omitempty" json:"lake,omitempty"`
 }
 
 // Schedule says when an organization's runs start: either a cron expression
@@ -354,6 +359,9 @@ type Table struct {
 	DeletePolicy DeletePolicy `yaml:"delete_policy" json:"delete_policy"`
 	// ChangeLog keeps an append-only history of every change in the store.
 	ChangeLog bool `yaml:"change_log,omitempty" json:"change_log,omitempty"`
+	// Lake appends every change committed for the table to the change lake
+	// (top-level lake); unset, the organization's lake setting decides.
+	Lake *bool `yaml:"lake,omitempty" json:"lake,omitempty"`
 	// BatchRows bounds the rows per batch; after defaults are applied it is
 	// defaults.batch_rows unless overridden.
 	BatchRows int `yaml:"batch_rows" json:"batch_rows"`

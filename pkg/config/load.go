@@ -189,6 +189,14 @@ type document struct {
 	Defaults fileDefaults `yaml:"defaults"`
 	Orgs     []Org        `yaml:"orgs"`
 	Catalog  []string     `yaml:"catalog"`
+	Lake     fileLake     `yaml:"lake"`
+}
+
+type fileLake struct {
+	Warehouse  string     `yaml:"warehouse"`
+	FlushBytes byteSize   `yaml:"flush_bytes"`
+	Azure      *LakeAzure `yaml:"azure"`
+	S3         *LakeS3    `yaml:"s3"`
 }
 
 type fileDefaults struct {
@@ -210,6 +218,8 @@ func (d document) config() *Config {
 		},
 		Orgs:    d.Orgs,
 		Catalog: d.Catalog,
+		Lake: Lake{Warehouse: d.Lake.Warehouse, FlushBytes: int64(d.Lake.FlushBytes),
+			Azure: d.Lake.Azure, S3: d.Lake.S3},
 	}
 }
 

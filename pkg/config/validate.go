@@ -47,6 +47,7 @@ func (c *Config) Validate() error {
 	v.secret("store.owner_url", c.Store.OwnerURL, false)
 	v.server(c.Server)
 	v.defaults(c.Defaults)
+	v.lake(c)
 	if len(c.Orgs) == 0 {
 		v.add("orgs", "no organizations")
 	}
