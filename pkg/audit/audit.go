@@ -35,6 +35,10 @@ const (
 	ActionRun      Action = "run"
 	ActionBackfill Action = "backfill"
 	ActionAdmin    Action = "admin"
+	// ActionLake is a table's flush into the change lake: Chunks is the
+	// store commits it moved, Rows.Inserted the change rows appended, To
+	// the position the lake holds to.
+	ActionLake Action = "lake"
 )
 
 // Record is one audit record.

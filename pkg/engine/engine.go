@@ -46,6 +46,7 @@ type Engine struct {
 	runs      RunRecorder
 	open      func(context.Context, config.Source) (*sql.DB, error)
 	estimate  RowEstimator
+	lake      Lake
 }
 
 // Option sets one of an Engine's optional parts (New).
@@ -123,6 +124,9 @@ func (e *Engine) InitMetrics(org *config.Org) {
 	for _, t := range org.Tables {
 		q := e.qualified(t.Name)
 		e.metrics.initLabels(org.Name, q)
+		if config.LakeOn(*org, t) {
+			e.metrics.initLake(org.Name, q)
+		}
 		if ok {
 			l.InitMetrics(org.Name, q)
 		}
@@ -238,10 +242,11 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 	defer track.end()
 	res, plan, target, err := e.prepare(ctx, db, org, tc)
 	if err == nil {
+		feed := e.startLake(ctx, log, org, tc)
 		job := TableJob{
 			Org: org.Name, Table: res.Table, Strategy: string(plan.Strategy),
 			Extractor: plan.Extractor, Target: target, Positions: e.positions, Actor: actor, RunID: runID,
-			Metrics: m, progress: track,
+			Metrics: m, progress: track, lake: feed,
 		}
 		res = RunTable(ctx, log, job)
 		if errors.Is(res.Err, extractors.ErrExpired) {
@@ -262,6 +267,10 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 			// read now, not left for the next run.
 			log.Debug("snapshot handed off to incremental reads; catching up")
 			res = then(res, RunTable(ctx, log, job))
+		}
+		var lerr error
+		if res.Lake, lerr = feed.finish(ctx); res.Err == nil {
+			res.Err = lerr
 		}
 		err = res.Err
 	}
@@ -387,7 +396,7 @@ func (e *Engine) prepareWith(ctx context.Context, db *sql.DB, org *config.Org, t
 		t = plan.Table
 	}
 	target, err := e.store.Prepare(ctx, org.Name, t, sink.TableOptions{
-		DeletePolicy: sink.DeletePolicy(tc.DeletePolicy), ChangeLog: tc.ChangeLog,
+		DeletePolicy: sink.DeletePolicy(tc.DeletePolicy), ChangeLog: tc.ChangeLog, Lake: config.LakeOn(*org, tc),
 	})
 	return res, plan, target, storeErr(err)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ehrsync/ehrsync/extractors"
+	"github.com/ehrsync/ehrsync/pkg/lake"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
@@ -32,6 +33,8 @@ type TableJob struct {
 	// progress, when set, hears of the run's start and of each chunk
 	// committed.
 	progress *tracker
+	// lake, when set, hears of each chunk's bytes kept for the lake.
+	lake *lakeFeed
 }
 
 // TableResult is what one table's run did.
@@ -48,7 +51,10 @@ type TableResult struct {
 	Expired bool
 	// Reconciled is the key reconciliation that followed the run, if one was due.
 	Reconciled *sink.ReconcileResult
-	Err        error
+	// Lake is what the run's lake flushes did (nil: the table has lake
+	// off, or the engine no lake).
+	Lake *lake.Result
+	Err  error
 }
 
 // Pipeline is how many chunks the source may read ahead of the store: while
@@ -125,6 +131,7 @@ func RunTable(ctx context.Context, log *slog.Logger, job TableJob) (res TableRes
 		add(&res.Totals, w.res)
 		res.To = w.to
 		job.progress.committed(w.res.Rows)
+		job.lake.committed(w.res.LakeBytes)
 		log.Debug("chunk committed", "chunk", res.Chunks, "rows", w.res.Rows, "kind", kindOf(w.to))
 		return nil
 	}
@@ -254,6 +261,7 @@ func add(t *sink.Result, r sink.Result) {
 	t.Deleted += r.Deleted
 	t.Unchanged += r.Unchanged
 	t.Logged += r.Logged
+	t.LakeBytes += r.LakeBytes
 }
 
 func kindOf(p watermarks.Position) string {

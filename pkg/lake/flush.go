@@ -34,8 +34,9 @@ type Result struct {
 	// State is the table's after the flush.
 	State State
 	// CommitTime is the time spent in Iceberg commits (files written and
-	// the catalog swapped).
-	CommitTime time.Duration
+	// the catalog swapped), in all; CommitTimes each commit's.
+	CommitTime  time.Duration
+	CommitTimes []time.Duration
 }
 
 // ErrClaimOrder is a table whose outbox and Iceberg table disagree on the
@@ -236,7 +237,9 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 		}
 		committed = now
 	}
-	res.CommitTime += time.Since(start)
+	took := time.Since(start)
+	res.CommitTime += took
+	res.CommitTimes = append(res.CommitTimes, took)
 	res.Commits++
 	res.Batches += int(ci.batches)
 	res.Rows += ci.rows

@@ -73,6 +73,10 @@ const (
 	CommittedAtColumn = "_ehrsync_committed_at"
 )
 
+// FlushConns is how many store connections one table's flush holds at
+// once: its lock's and its claim reader's.
+const FlushConns = 2
+
 // DefaultFlushBytes is how much of the outbox one lake commit takes at most.
 const DefaultFlushBytes = 128 << 20
 
@@ -125,6 +129,9 @@ func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
 	}
 	return &Lake{pool: pool, db: db, cat: cat, cfg: cfg}, nil
 }
+
+// FlushBytes bounds one commit's outbox bytes.
+func (l *Lake) FlushBytes() int64 { return l.cfg.FlushBytes }
 
 // Close closes the catalog's connections.
 func (l *Lake) Close() error { return l.db.Close() }

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/daemon"
 	"github.com/ehrsync/ehrsync/pkg/denials"
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/lake"
 	"github.com/ehrsync/ehrsync/pkg/lease"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/pkg/status"
@@ -45,6 +47,8 @@ type Service struct {
 	Audit *audit.Recorder
 	// Status records each table's last run and reads tables' status.
 	Status *status.Store
+	// Lake is the change lake; nil when no table has lake on.
+	Lake *lake.Lake
 	// engine builds an engine of the service's parts, with extra options.
 	engine func(extra ...engine.Option) *engine.Engine
 }
@@ -82,7 +86,15 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		engine.WithLeases(leases), engine.WithAudit(rec), engine.WithRuns(runs), engine.WithLog(log), engine.WithActor(actor),
 		engine.WithAllocator(memory.DefaultAllocator), engine.WithDefaults(cfg.Defaults), engine.WithViews(denials.Views{Pool: pool}),
 	}
-	s := &Service{Store: pool, Positions: positions, Leases: leases, Audit: rec, Status: runs,
+	var lk *lake.Lake
+	if cfg.Lake.Used(cfg) {
+		if lk, err = OpenLake(ctx, cfg, pool); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		base = append(base, engine.WithLake(lk))
+	}
+	s := &Service{Store: pool, Positions: positions, Leases: leases, Audit: rec, Status: runs, Lake: lk,
 		engine: func(extra ...engine.Option) *engine.Engine {
 			return engine.New(engine.Sink(sk), positions, plan, catalog, append(slices.Clone(base), extra...)...)
 		}}
@@ -285,7 +297,8 @@ func setsPoolSize(url string) bool {
 // runs, each running up to its parallel_tables tables: engine.RunOrg, in
 // the daemon as in a command) to hold the connections its chunks take
 // (engine.Writers each) and for the position, audit and admin queries
-// beside them (2), at least pgx's default (dflt) and at most
+// beside them (2), and with the lake on the connections a table's lake
+// flush holds (lake.FlushConns), at least pgx's default (dflt) and at most
 // maxStorePool. Leases hold connections of their own, outside the pool. Past that, a table's next chunk waits for a free
 // connection; the chunks it has open finish without another.
 func storePoolSize(cfg *config.Config, orgsAtOnce int, dflt int32) int32 {
@@ -294,7 +307,11 @@ func storePoolSize(cfg *config.Config, orgsAtOnce int, dflt int32) int32 {
 		widest = max(widest, o.ParallelTables)
 	}
 	orgs := max(1, min(orgsAtOnce, len(cfg.Orgs)))
-	need := orgs*widest*engine.Writers + 2
+	perTable := engine.Writers
+	if cfg.Lake.Used(cfg) {
+		perTable += lake.FlushConns
+	}
+	need := orgs*widest*perTable + 2
 	return max(dflt, int32(min(need, maxStorePool)))
 }
 
@@ -324,4 +341,24 @@ func (s *Service) Instrument(reg prometheus.Registerer) {
 }
 
 // Close releases the store connections.
-func (s *Service) Close() { s.Store.Close() }
+func (s *Service) Close() {
+	if s.Lake != nil {
+		s.Lake.Close()
+	}
+	s.Store.Close()
+}
+
+// OpenLake opens cfg's change lake in the store pool connects to: its
+// storage secrets revealed, a directory warehouse created.
+func OpenLake(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*lake.Lake, error) {
+	props, err := cfg.Lake.Props()
+	if err != nil {
+		return nil, fmt.Errorf("lake: %w", err)
+	}
+	if dir, ok := strings.CutPrefix(cfg.Lake.Warehouse, "file://"); ok {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("lake.warehouse: %w", err)
+		}
+	}
+	return lake.Open(ctx, pool, lake.Config{Warehouse: cfg.Lake.Warehouse, Props: props, FlushBytes: cfg.Lake.FlushBytes})
+}

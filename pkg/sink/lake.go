@@ -71,6 +71,7 @@ func (p *Pending) queueOutbox(b *pgx.Batch) {
 	}
 	b.Queue("INSERT INTO "+p.tg.outbox.Sanitize()+" (batch, committed_at, rows, bytes, position, schema, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
 		p.c.id, p.c.at, p.res.Rows, len(p.lake), p.c.pos, p.tg.lakeSchema, p.lake)
+	p.res.LakeBytes = int64(len(p.lake))
 	p.lake = nil
 }
 

@@ -122,6 +122,7 @@ type Result struct {
 	Deleted   int64 // rows deleted (or soft-deleted)
 	Unchanged int64 // keys whose last change was already in effect (replays, deletes of missing rows)
 	Logged    int64 // change-log entries appended
+	LakeBytes int64 // bytes kept in the lake outbox (TableOptions.Lake)
 	// Direct is true when the rows were copied straight into the target
 	// (a snapshot chunk into a table empty at the snapshot's start), not
 	// staged and upserted.

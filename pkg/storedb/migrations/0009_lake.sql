@@ -42,3 +42,7 @@ CREATE TABLE ehrsync.lake_tables (
 
 COMMENT ON TABLE ehrsync.lake_tables IS
     'The change lake''s last commit per table: claim number, Iceberg snapshot, the position it covers, rows. Never row values beyond a position.';
+
+-- Lake commits are audited (action lake).
+ALTER TABLE ehrsync.audit DROP CONSTRAINT audit_action_check;
+ALTER TABLE ehrsync.audit ADD CONSTRAINT audit_action_check CHECK (action IN ('run', 'backfill', 'admin', 'lake'));

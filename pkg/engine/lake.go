@@ -1,0 +1,142 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/lake"
+	"github.com/ehrsync/ehrsync/pkg/sink"
+	"github.com/ehrsync/ehrsync/schemas"
+)
+
+// Lake is the change lake the engine flushes tables with lake on into
+// (pkg/lake); *lake.Lake implements it.
+type Lake interface {
+	Flush(ctx context.Context, t lake.Table) (lake.Result, error)
+	FlushBytes() int64
+}
+
+// WithLake flushes each table with lake on into l as its run commits, and
+// once more at the run's end. Without it, such tables' changes wait in
+// their outboxes for a run or `ehrsync lake flush` with the lake.
+func WithLake(l Lake) Option { return func(e *Engine) { e.lake = l } }
+
+// LakeTable is the lake table of store table t of org.
+func LakeTable(org string, t *schemas.Table) lake.Table {
+	return lake.Table{Org: org, Schema: sink.SchemaFor(org), Name: sink.TableName(t)}
+}
+
+// lakeFeed flushes one table's outbox while its run commits: a flush each
+// time the bytes committed since the last reach the lake's bound, one at
+// a time, on a goroutine of its own; finish waits for it and flushes the
+// rest.
+type lakeFeed struct {
+	l     Lake
+	t     lake.Table
+	org   string
+	table string // the source table's qualified name, the metrics' label
+	m     *Metrics
+	log   *slog.Logger
+	ctx   context.Context
+	bound int64
+
+	pending int64         // bytes committed since the last flush began
+	kick    chan struct{} // a flush is due
+	done    chan struct{} // the goroutine has ended
+
+	mu  sync.Mutex
+	res lake.Result
+	err error
+}
+
+// startLake begins feeding t's outbox into the lake, when the engine has a
+// lake and the table has lake on; nil otherwise.
+func (e *Engine) startLake(ctx context.Context, log *slog.Logger, org *config.Org, tc config.Table) *lakeFeed {
+	if e.lake == nil || !config.LakeOn(*org, tc) {
+		return nil
+	}
+	t, ok := e.catalog.Table(tc.Name)
+	if !ok {
+		return nil
+	}
+	f := &lakeFeed{l: e.lake, t: LakeTable(org.Name, t), org: org.Name, table: t.QualifiedName(), m: e.metrics,
+		log: log, ctx: ctx, bound: e.lake.FlushBytes(),
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go f.loop()
+	return f
+}
+
+// committed hears of a chunk's bytes kept for the lake.
+func (f *lakeFeed) committed(n int64) {
+	if f == nil || n == 0 {
+		return
+	}
+	f.pending += n
+	if f.pending >= f.bound {
+		f.pending = 0
+		select {
+		case f.kick <- struct{}{}:
+		default: // one is due already
+		}
+	}
+}
+
+func (f *lakeFeed) loop() {
+	defer close(f.done)
+	for range f.kick {
+		if f.ctx.Err() != nil {
+			continue
+		}
+		f.flush(f.ctx)
+	}
+}
+
+func (f *lakeFeed) flush(ctx context.Context) {
+	res, err := f.l.Flush(ctx, f.t)
+	f.m.observeLake(f.org, f.table, res, err != nil)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	add := &f.res
+	add.Commits += res.Commits
+	add.Batches += res.Batches
+	add.Rows += res.Rows
+	add.Bytes += res.Bytes
+	add.Files += res.Files
+	add.FileBytes += res.FileBytes
+	add.Cleared += res.Cleared
+	add.CommitTime += res.CommitTime
+	add.CommitTimes = append(add.CommitTimes, res.CommitTimes...)
+	if res.State.Exists || res.Commits > 0 {
+		add.State = res.State
+	}
+	add.Busy = res.Busy
+	if err != nil {
+		f.log.Warn("lake flush failed; the changes wait in the outbox", "err", err)
+		f.err = errors.Join(f.err, err)
+	}
+}
+
+// finish stops the feed and, unless ctx is done, flushes what the run
+// committed since the last flush. It returns what every flush of the run
+// did, and their errors.
+func (f *lakeFeed) finish(ctx context.Context) (*lake.Result, error) {
+	if f == nil {
+		return nil, nil
+	}
+	close(f.kick)
+	<-f.done
+	if ctx.Err() == nil {
+		f.flush(ctx)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	res := f.res
+	if f.err != nil {
+		return &res, fmt.Errorf("lake: %w", f.err)
+	}
+	return &res, nil
+}
