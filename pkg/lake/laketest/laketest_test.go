@@ -304,8 +304,16 @@ func openCatalog(t *testing.T, name string, props iceberg.Properties) *icesql.Ca
 }
 
 // writeTable creates ns.changes and appends batches, one commit (snapshot)
-// each, and returns the loaded table.
+// each, and returns the table after the last commit.
 func writeTable(t *testing.T, cat *icesql.Catalog, batches ...[]value) *table.Table {
+	t.Helper()
+	tbl, _ := writeTableCommits(t, cat, batches...)
+	return tbl
+}
+
+// writeTableCommits is writeTable that also returns the metadata location
+// after each commit.
+func writeTableCommits(t *testing.T, cat *icesql.Catalog, batches ...[]value) (*table.Table, []string) {
 	t.Helper()
 	ctx := context.Background()
 	sc, err := table.ArrowSchemaToIcebergWithFreshIDs(arrowSchema(), false)
@@ -320,6 +328,7 @@ func writeTable(t *testing.T, cat *icesql.Catalog, batches ...[]value) *table.Ta
 	if err != nil {
 		t.Fatalf("create table: %v", err)
 	}
+	var locations []string
 	for i, vs := range batches {
 		rec := record(vs)
 		rdr, err := array.NewRecordReader(rec.Schema(), []arrow.RecordBatch{rec})
@@ -335,11 +344,12 @@ func writeTable(t *testing.T, cat *icesql.Catalog, batches ...[]value) *table.Ta
 		if tbl, err = tx.Commit(ctx); err != nil {
 			t.Fatalf("commit %d: %v", i, err)
 		}
+		locations = append(locations, tbl.MetadataLocation())
 	}
 	if n := len(tbl.Metadata().Snapshots()); n != len(batches) {
 		t.Fatalf("%d snapshots, want %d", n, len(batches))
 	}
-	return tbl
+	return tbl, locations
 }
 
 // TestReadEveryType writes every column type the lake uses in two appends
@@ -353,6 +363,27 @@ func TestReadEveryType(t *testing.T) {
 
 	got := laketest.Read(t, tbl.MetadataLocation())
 	compare(t, append(append([]value{}, first...), second...), got)
+}
+
+// TestReadCurrentSnapshot reads the table at each commit's metadata file:
+// the reader reads the data files of the snapshot that metadata names as
+// current (not the first snapshot, nor every data file in the table's
+// folder: the later appends' files are there when the first metadata is
+// read).
+func TestReadCurrentSnapshot(t *testing.T) {
+	wh := t.TempDir()
+	cat := openCatalog(t, "laketest", iceberg.Properties{"warehouse": "file://" + filepath.ToSlash(wh)})
+	first, second, third := rows(1, 12), rows(101, 9), rows(201, 7)
+	_, locations := writeTableCommits(t, cat, first, second, third)
+
+	compare(t, first, laketest.Read(t, locations[0]))
+	compare(t, append(append([]value{}, first...), second...), laketest.Read(t, locations[1]))
+	// A plain path works as well as a file:// URL.
+	u, err := url.Parse(locations[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	compare(t, append(append(append([]value{}, first...), second...), third...), laketest.Read(t, u.Path))
 }
 
 // TestAzurite writes the same table to Azurite through iceberg-go's abfs IO,
