@@ -4,10 +4,20 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/big"
+	"slices"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
+	"github.com/apache/arrow-go/v18/arrow/extensions"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/ehrsync/ehrsync/schemas"
 )
 
 // LakeOutboxSuffix ends the name of a table's lake outbox: claims__lake.
@@ -39,7 +49,7 @@ func createOutboxSQL(ident pgx.Identifier) string {
     committed_at timestamptz NOT NULL,
     rows         integer     NOT NULL,
     bytes        integer     NOT NULL,
-    position     bytea       NOT NULL,
+    position     bytea,
     claim        bigint,
     schema       bytea       NOT NULL,
     data         bytea       NOT NULL
@@ -73,6 +83,171 @@ func (p *Pending) queueOutbox(b *pgx.Batch) {
 		p.c.id, p.c.at, p.res.Rows, len(p.lake), p.c.pos, p.tg.lakeSchema, p.lake)
 	p.res.LakeBytes = int64(len(p.lake))
 	p.lake = nil
+}
+
+// outboxDeletes runs q, a reconciliation's statement answering the keys of
+// the rows it deleted, and keeps them in the outbox as one change batch of
+// deletes (the key alone, the other columns null), under the
+// reconciliation's batch id and time. It returns how many rows q deleted.
+func (tg *Target) outboxDeletes(ctx context.Context, tx pgx.Tx, q string, args []any, batch int64, at time.Time) (int64, error) {
+	b := array.NewRecordBuilder(memory.DefaultAllocator, tg.schema)
+	defer b.Release()
+	keyField := make([]int, len(tg.key))
+	for i, k := range tg.key {
+		keyField[i] = tg.schema.FieldIndices(k)[0]
+	}
+	rows, err := tx.Query(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			rows.Close()
+			return 0, err
+		}
+		n++
+		for i, v := range vals {
+			if err := appendStored(b.Field(keyField[i]), v); err != nil {
+				rows.Close()
+				return 0, fmt.Errorf("key column %s: %w", tg.key[i], err)
+			}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	for i, f := range tg.schema.Fields() {
+		switch {
+		case slices.Contains(keyField, i):
+		case f.Name == schemas.OpColumn:
+			ob := b.Field(i).(*array.Int8Builder)
+			for range n {
+				ob.Append(int8(schemas.OpDelete))
+			}
+		case f.Name == schemas.SeqColumn:
+			sb := b.Field(i).(*array.Int64Builder)
+			for j := range n {
+				sb.Append(j + 1)
+			}
+		default:
+			b.Field(i).AppendNulls(int(n))
+		}
+	}
+	rec := b.NewRecordBatch()
+	defer rec.Release()
+	data, err := lakeData(tg.schema, rec)
+	if err != nil {
+		return 0, err
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO "+tg.outbox.Sanitize()+" (batch, committed_at, rows, bytes, schema, data) VALUES ($1, $2, $3, $4, $5, $6)",
+		batch, at, n, len(data), tg.lakeSchema, data)
+	return n, err
+}
+
+// appendStored appends a key value as pgx decoded it from the store to b,
+// a builder of the key's change-batch type. Errors name the types, never
+// the value.
+func appendStored(b array.Builder, v any) error {
+	if v == nil {
+		b.AppendNull()
+		return nil
+	}
+	bad := func() error { return fmt.Errorf("a stored %T does not convert to %s", v, b.Type()) }
+	switch b := b.(type) {
+	case *extensions.UUIDBuilder:
+		u, ok := v.([16]byte)
+		if !ok {
+			return bad()
+		}
+		b.Append(u)
+	case *array.StringBuilder:
+		s, ok := v.(string)
+		if !ok {
+			return bad()
+		}
+		b.Append(s)
+	case *array.BinaryBuilder:
+		p, ok := v.([]byte)
+		if !ok {
+			return bad()
+		}
+		b.Append(p)
+	case *array.FixedSizeBinaryBuilder:
+		p, ok := v.([]byte)
+		if !ok {
+			return bad()
+		}
+		b.Append(p)
+	case *array.Int8Builder, *array.Int16Builder, *array.Int32Builder, *array.Int64Builder, *array.Uint8Builder:
+		var n int64
+		switch v := v.(type) {
+		case int16:
+			n = int64(v)
+		case int32:
+			n = int64(v)
+		case int64:
+			n = v
+		default:
+			return bad()
+		}
+		switch b := b.(type) {
+		case *array.Int8Builder:
+			b.Append(int8(n))
+		case *array.Int16Builder:
+			b.Append(int16(n))
+		case *array.Int32Builder:
+			b.Append(int32(n))
+		case *array.Int64Builder:
+			b.Append(n)
+		case *array.Uint8Builder:
+			b.Append(uint8(n))
+		}
+	case *array.Decimal128Builder:
+		num, ok := v.(pgtype.Numeric)
+		if !ok || !num.Valid || num.NaN || num.InfinityModifier != pgtype.Finite {
+			return bad()
+		}
+		scale := b.Type().(*arrow.Decimal128Type).Scale
+		unscaled := new(big.Int).Set(num.Int)
+		switch e := int(num.Exp) + int(scale); {
+		case e > 0:
+			unscaled.Mul(unscaled, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(e)), nil))
+		case e < 0:
+			unscaled.Quo(unscaled, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(-e)), nil))
+		}
+		b.Append(decimal128.FromBigInt(unscaled))
+	case *array.TimestampBuilder:
+		t, ok := v.(time.Time)
+		if !ok {
+			return bad()
+		}
+		ts, err := arrow.TimestampFromTime(t, b.Type().(*arrow.TimestampType).Unit)
+		if err != nil {
+			return bad()
+		}
+		b.Append(ts)
+	case *array.Date32Builder:
+		t, ok := v.(time.Time)
+		if !ok {
+			return bad()
+		}
+		b.Append(arrow.Date32FromTime(t))
+	case *array.BooleanBuilder:
+		x, ok := v.(bool)
+		if !ok {
+			return bad()
+		}
+		b.Append(x)
+	default:
+		return bad()
+	}
+	return nil
 }
 
 // ensureOutbox creates the outbox when the table goes to the lake.

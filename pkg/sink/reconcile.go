@@ -160,6 +160,12 @@ func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, 
 		} else {
 			q = fmt.Sprintf("DELETE FROM %s t WHERE %s", tg.ident.Sanitize(), gone)
 		}
+		// The statement's answer: the count of rows gone, or, for the
+		// lake, their keys.
+		answer := "SELECT count(*) FROM gone"
+		if tg.opts.Lake {
+			answer = "SELECT " + tg.keyNames() + " FROM gone"
+		}
 		if tg.opts.ChangeLog {
 			// The deletions are changes too: log each, keyed by this
 			// reconciliation's time so a later deletion of the same
@@ -169,12 +175,20 @@ func (tg *Target) reconcile(ctx context.Context, keys KeyBatches, actor string, 
 			q = fmt.Sprintf(`WITH gone AS (%s RETURNING %s), logged AS (
 				INSERT INTO %s (%s, %s, %s, %s, %s)
 				SELECT %s, 'delete', 0, decode(md5(now()::text || ROW(%s)::text), 'hex'), %s FROM gone)
-				SELECT count(*) FROM gone`,
-				q, prefixAll("t.", cols), tg.changes.Sanitize(), list, MetaOp, schemas.SeqColumn, MetaChangeKey, MetaBatch, list, list, batchParam)
+				%s`,
+				q, prefixAll("t.", cols), tg.changes.Sanitize(), list, MetaOp, schemas.SeqColumn, MetaChangeKey, MetaBatch, list, list, batchParam, answer)
+		} else if tg.opts.Lake {
+			q = "WITH gone AS (" + q + " RETURNING " + prefixAll("t.", tg.quotedKey()) + ") " + answer
 		} else {
-			q = "WITH gone AS (" + q + " RETURNING 1) SELECT count(*) FROM gone"
+			q = "WITH gone AS (" + q + " RETURNING 1) " + answer
 		}
-		if err := tx.QueryRow(ctx, q, args...).Scan(&res.Deleted); err != nil {
+		if tg.opts.Lake {
+			n, err := tg.outboxDeletes(ctx, tx, q, args, batch, at)
+			if err != nil {
+				return fmt.Errorf("delete rows gone at the source: %w", err)
+			}
+			res.Deleted = n
+		} else if err := tx.QueryRow(ctx, q, args...).Scan(&res.Deleted); err != nil {
 			return fmt.Errorf("delete rows gone at the source: %w", err)
 		}
 		if res.Deleted > 0 {

@@ -198,6 +198,18 @@ func (tg *Target) keyMatch(a, b string) string {
 	return strings.Join(parts, " AND ")
 }
 
+// quotedKey is the key columns' quoted names.
+func (tg *Target) quotedKey() []string {
+	out := make([]string, len(tg.key))
+	for i, k := range tg.key {
+		out[i] = pgx.Identifier{k}.Sanitize()
+	}
+	return out
+}
+
+// keyNames is quotedKey as a list.
+func (tg *Target) keyNames() string { return strings.Join(tg.quotedKey(), ", ") }
+
 // colNames is the data columns' quoted names, in batch order.
 func (tg *Target) colNames() []string {
 	names := make([]string, len(tg.cols))
