@@ -298,3 +298,24 @@ func dataFilePaths(t *testing.T, f *fixture) []string {
 	}
 	return out
 }
+
+// Files written before the source gained a column compact with those
+// after it; the older rows read NULL there.
+func TestMaintainCompactsAcrossASchemaChange(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.flushEach(t, 1, 2)
+	f.cols = append(f.cols, "payer_name varchar(40)")
+	f.flushEach(t, 3, 2)
+	rows := f.lakeRows(t)
+	require.Len(t, rows, 4)
+	require.Equal(t, 4, f.liveFiles(t))
+
+	res, err := f.lake.Maintain(ctx, claims, MaintainOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 4, res.FilesRewritten)
+	require.Equal(t, 1, f.liveFiles(t))
+	require.Equal(t, rows, f.lakeRows(t))
+	_, ok := f.loadTable(t).Schema().FindFieldByName("payer_name")
+	require.True(t, ok)
+}
