@@ -90,7 +90,7 @@ type tableLock struct {
 func (l *Lake) lock(ctx context.Context, t Table) (*tableLock, bool, error) {
 	conn, err := l.pool.Acquire(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("lake flush of %s: %w", t, err)
+		return nil, false, fmt.Errorf("lock lake table %s: %w", t, err)
 	}
 	var ok bool
 	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1, hashtext($2))", storedb.LakeLockClass, t.outbox().Sanitize()).Scan(&ok); err != nil || !ok {
@@ -157,7 +157,7 @@ func (l *Lake) readClaim(ctx context.Context, t Table, claim int64) (claimInfo, 
 	var ci claimInfo
 	ob := t.outbox().Sanitize()
 	err := l.pool.QueryRow(ctx, `SELECT count(*), sum(rows), sum(bytes), min(batch), max(batch),
-    (array_agg(position ORDER BY id DESC))[1] FROM `+ob+` WHERE claim = $1`, claim).
+    (array_agg(position ORDER BY id DESC) FILTER (WHERE position IS NOT NULL))[1] FROM `+ob+` WHERE claim = $1`, claim).
 		Scan(&ci.batches, &ci.rows, &ci.bytes, &ci.firstBatch, &ci.lastBat, &ci.position)
 	if err != nil {
 		return ci, fmt.Errorf("read lake outbox %s claim %d: %w", t, claim, err)
@@ -196,6 +196,10 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 	start := time.Now()
 	if tbl, err = l.ensureTable(ctx, t, tbl, schema); err != nil {
 		return nil, err
+	}
+	if ci.position == nil {
+		// Only a reconciliation's deletes: the position is where it was.
+		ci.position = []byte(tbl.Properties()[PropPosition])
 	}
 	rdr, err := l.openClaim(ctx, t, claim, schema)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,14 +83,31 @@ type row struct {
 
 func keyOf(n int) uuid.UUID { return uuid.MustParse(fmt.Sprintf("00000000-0000-0000-0000-%012d", n)) }
 
+// target prepares the table in the store, with lake on.
+func (f *fixture) target(t *testing.T, opts sink.TableOptions) *sink.Target {
+	t.Helper()
+	opts.Lake = true
+	tg, err := f.sink.Prepare(context.Background(), claims.Org, f.table(t), opts)
+	require.NoError(t, err)
+	return tg
+}
+
 // commit commits rows as one chunk through the sink, with lake on.
 func (f *fixture) commit(t *testing.T, rows ...row) {
 	t.Helper()
-	ctx := context.Background()
-	tb := f.table(t)
-	tg, err := f.sink.Prepare(ctx, claims.Org, tb, sink.TableOptions{Lake: true})
+	rec := f.batch(t, rows...)
+	defer rec.Release()
+	from := f.position()
+	f.at++
+	_, err := f.target(t, sink.TableOptions{}).Apply(context.Background(), rec,
+		watermarks.Move{From: from, To: f.position(), Reason: watermarks.ReasonSync, Actor: "test"})
 	require.NoError(t, err)
-	sc, err := schemas.ChangeSchema(tb)
+}
+
+// batch is rows as a change batch of the table.
+func (f *fixture) batch(t *testing.T, rows ...row) arrow.RecordBatch {
+	t.Helper()
+	sc, err := schemas.ChangeSchema(f.table(t))
 	require.NoError(t, err)
 	b := array.NewRecordBuilder(f.mem, sc)
 	defer b.Release()
@@ -128,12 +146,7 @@ func (f *fixture) commit(t *testing.T, rows ...row) {
 			}
 		}
 	}
-	rec := b.NewRecordBatch()
-	defer rec.Release()
-	from := f.position()
-	f.at++
-	_, err = tg.Apply(ctx, rec, watermarks.Move{From: from, To: f.position(), Reason: watermarks.ReasonSync, Actor: "test"})
-	require.NoError(t, err)
+	return b.NewRecordBatch()
 }
 
 func (f *fixture) position() watermarks.Position {
@@ -427,4 +440,46 @@ func TestClaimsOutOfStepStopWithTheFix(t *testing.T) {
 	require.Contains(t, err.Error(), PropClaim)
 	rows, _ := f.outbox(t)
 	require.Equal(t, 1, rows)
+}
+
+// The rows a reconciliation deletes reach the lake as deletes of their
+// keys, under the reconciliation's batch.
+func TestReconciledDeletesReachTheLake(t *testing.T) {
+	for _, policy := range []sink.DeletePolicy{sink.DeleteHard, sink.DeleteSoft} {
+		t.Run(string(policy), func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"}, row{schemas.OpInsert, 2, "20.50", "D"}, row{schemas.OpInsert, 3, "30.50", "D"})
+			tg := f.target(t, sink.TableOptions{DeletePolicy: policy, ChangeLog: true})
+			source := f.batch(t, row{schemas.OpInsert, 2, "20.50", "D"}) // keys 1 and 3 are gone
+			sent := false
+			res, err := tg.Reconcile(ctx, func(context.Context) (arrow.RecordBatch, error) {
+				if sent {
+					return nil, io.EOF
+				}
+				sent = true
+				source.Retain()
+				return source, nil
+			}, "test")
+			source.Release()
+			require.NoError(t, err)
+			require.EqualValues(t, 2, res.Deleted)
+			_, err = f.lake.Flush(ctx, claims)
+			require.NoError(t, err)
+			ids := f.historyBatches(t)
+			require.Len(t, ids, 2, "the chunk's and the reconciliation's")
+			require.Equal(t, []string{
+				"1|" + keyOf(1).String() + "|10.50|D|" + ids[0],
+				"1|" + keyOf(2).String() + "|20.50|D|" + ids[0],
+				"1|" + keyOf(3).String() + "|30.50|D|" + ids[0],
+				"3|" + keyOf(1).String() + "|(null)|(null)|" + ids[1],
+				"3|" + keyOf(3).String() + "|(null)|(null)|" + ids[1],
+			}, f.lakeRows(t))
+			st, err := f.lake.State(ctx, claims)
+			require.NoError(t, err)
+			pos, err := watermarks.Decode(st.Position)
+			require.NoError(t, err)
+			require.Equal(t, "cursor modify_timestamp 1", pos.String(), "a reconciliation leaves the position where it was")
+		})
+	}
 }
