@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/lake"
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
@@ -87,6 +88,34 @@ func (r *Recorder) TableRun(ctx context.Context, actor, runID string, columns []
 	}
 	if res.Err != nil {
 		rec.Outcome, rec.ErrorClass = "failed", engine.Class(res.Err)
+	}
+	if rec.Actor == "" {
+		rec.Actor = "unknown"
+	}
+	if err := r.Write(ctx, rec); err != nil {
+		return err
+	}
+	if res.Lake != nil && res.Lake.Commits > 0 {
+		return r.LakeFlush(ctx, rec.Actor, runID, res.Org, res.Table, *res.Lake, nil)
+	}
+	return nil
+}
+
+// LakeFlush records a table's flush into the change lake: the store
+// commits it moved (Chunks), the change rows it appended (Rows.Inserted),
+// the position the lake holds to (To, as its summary) and how long its
+// commits took; failed, with the error's class.
+func (r *Recorder) LakeFlush(ctx context.Context, actor, runID, org, table string, res lake.Result, err error) error {
+	rec := Record{Actor: actor, Action: ActionLake, Org: org, Table: table, RunID: runID,
+		Chunks: res.Batches, Duration: res.CommitTime, Outcome: "ok"}
+	rec.Rows.Inserted = res.Rows
+	if len(res.State.Position) > 0 {
+		if p, derr := watermarks.Decode(res.State.Position); derr == nil {
+			rec.To = p
+		}
+	}
+	if err != nil {
+		rec.Outcome, rec.ErrorClass = "failed", engine.Class(err)
 	}
 	if rec.Actor == "" {
 		rec.Actor = "unknown"

@@ -40,6 +40,8 @@ func Class(err error) string {
 		return "source_schema_changed"
 	case errors.As(err, new(*sink.KeyBuildError)):
 		return "duplicate_source_keys"
+	case errors.Is(err, ErrLake):
+		return "lake_failed"
 	}
 	// Connect and query timeouts also match context.DeadlineExceeded: the
 	// source's classes come first; a deadline nothing else explains is the

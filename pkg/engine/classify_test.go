@@ -53,6 +53,10 @@ func TestClass(t *testing.T) {
 		// Nor does a source that sent one key twice.
 		{"duplicate source keys", &engine.StoreError{Err: fmt.Errorf("apply: %w", &sink.KeyBuildError{Table: `"a"."b"`, Key: []string{"id"}})},
 			"duplicate_source_keys", false},
+		// A lake flush that failed after the store committed: the run is
+		// not redone for it; the outbox waits for the next flush.
+		{"lake flush failed", fmt.Errorf("%w: %w", engine.ErrLake, errors.New("append to lake table st_mary.claims: connection refused")),
+			"lake_failed", false},
 
 		// A store failure caused by a refused, lost or shut-down
 		// connection is store_unavailable and retried; other store

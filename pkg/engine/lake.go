@@ -20,6 +20,10 @@ type Lake interface {
 	FlushBytes() int64
 }
 
+// ErrLake marks a table's run whose store commits landed and whose lake
+// flush failed: the changes wait in the table's lake outbox.
+var ErrLake = errors.New("lake")
+
 // WithLake flushes each table with lake on into l as its run commits, and
 // once more at the run's end. Without it, such tables' changes wait in
 // their outboxes for a run or `ehrsync lake flush` with the lake.
@@ -136,7 +140,7 @@ func (f *lakeFeed) finish(ctx context.Context) (*lake.Result, error) {
 	defer f.mu.Unlock()
 	res := f.res
 	if f.err != nil {
-		return &res, fmt.Errorf("lake: %w", f.err)
+		return &res, fmt.Errorf("%w: %w", ErrLake, f.err)
 	}
 	return &res, nil
 }

@@ -92,7 +92,7 @@ func TestSpan(t *testing.T) {
 // that an operator must act on says what to do, with the table's own
 // reset command where one is needed.
 func TestFixOfTheEngineClasses(t *testing.T) {
-	for _, class := range []string{"position_expired", "store_unavailable", "audit_not_written", "source_schema_changed", "run_timeout", "duplicate_source_keys"} {
+	for _, class := range []string{"position_expired", "store_unavailable", "audit_not_written", "source_schema_changed", "run_timeout", "duplicate_source_keys", "lake_failed"} {
 		require.NotEmpty(t, fixOf(class, "st-mary", "dbo.claims"), class)
 	}
 	fix := fixOf("duplicate_source_keys", "st-mary", "dbo.claims")

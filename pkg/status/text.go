@@ -68,6 +68,8 @@ var engineFixes = map[string]string{
 	"run_timeout":           "the table's run took longer than defaults.run_timeout: raise it, or lower the batch size",
 	"duplicate_source_keys": "the source sent one key twice during the table's first snapshot, so its primary key cannot be built " +
 		"(the run's log names the query that finds them): fix the source, empty the store table (TRUNCATE), then %s",
+	"lake_failed": "the store has the changes, the change lake does not yet: they wait in the table's lake outbox. " +
+		"The run's log names the cause (storage unreachable, credentials, catalog); fix it, then ehrsync lake flush --config FILE, or wait for the next run",
 }
 
 // fixOf is what to do about a failure of class, for org's table.
