@@ -70,7 +70,7 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	if !opts.Keep {
-		defer os.RemoveAll(dir)
+		defer removeAllBut(dir, LakeDir)
 		defer srv.Stop()
 	}
 	for _, db := range []string{"nextgen", "store"} {
@@ -99,7 +99,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Preset, opts.Seed, opts.Days, total(stats), time.Since(t0).Round(time.Millisecond))
 
 	cfgPath := filepath.Join(dir, ConfigFile)
-	cfg, err := writeConfig(cfgPath, opts.OrgName, srv)
+	cfg, err := writeConfig(cfgPath, opts.OrgName, srv, filepath.Join(dir, LakeDir))
 	if err != nil {
 		return err
 	}
@@ -153,6 +153,9 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	fmt.Fprintf(out, "\nVerification: the store equals the source: %d tables, %d rows, every row compared, none missing, extra or different.\n", len(org.Tables), rows)
+	if err := printLake(ctx, out, svc, org); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "Demo finished in %s.\n", time.Since(start).Round(time.Second))
 	if opts.Keep {
 		shown := filepath.Join(opts.Dir, ConfigFile)
@@ -189,6 +192,23 @@ func withDefaults(o Options) Options {
 	return o
 }
 
+// LakeDir is the change lake's warehouse in the demo's directory. It stays
+// after the demo, for DuckDB and others to read.
+const LakeDir = "lake"
+
+// removeAllBut removes dir's entries but keep.
+func removeAllBut(dir, keep string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Name() != keep {
+			os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // ConfigFile is the name of the configuration file the demo writes in
 // its directory and syncs with: with Options.Keep, the commands can use it
 // against the server left running.
@@ -197,15 +217,20 @@ const ConfigFile = "ehrsync.yaml"
 // writeConfig writes the demo's configuration to path (mode 0600) and
 // loads it as every command does: one organization on the synthetic
 // source, every catalog table on strategy auto, claims with a change log,
-// deletes found by key reconciliation on every run.
-func writeConfig(path, org string, srv *pgserver.Server) (*config.Config, error) {
+// deletes found by key reconciliation on every run, every change also in
+// the change lake in the directory lake.
+func writeConfig(path, org string, srv *pgserver.Server, lake string) (*config.Config, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# ehrsync demo: the synthetic NextGen source and the store, on the demo's
-# PostgreSQL (loopback, trust authentication, TLS off).
+# PostgreSQL (loopback, trust authentication, TLS off), and the change lake
+# (Apache Iceberg) in a directory.
 store:
   url: %q
+lake:
+  warehouse: %q
 orgs:
   - name: %s
+    lake: true
     schedule: {every: 10m}
     source:
       dialect: postgres
@@ -216,7 +241,7 @@ orgs:
       user: postgres
       tls: {mode: disable}
     tables:
-`, srv.URL("store"), org, srv.Port())
+`, srv.URL("store"), "file://"+lake, org, srv.Port())
 	for _, t := range schemas.NextGen().Tables() {
 		fmt.Fprintf(&b, "      - {name: %s, strategy: auto, change_log: %t, reconcile_every: 1ns}\n", t.QualifiedName(), t.Name == "claims")
 	}

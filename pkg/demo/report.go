@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
+	"github.com/ehrsync/ehrsync/pkg/engine"
+	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/synth"
 	"github.com/ehrsync/ehrsync/pkg/verify"
 	"github.com/ehrsync/ehrsync/schemas"
@@ -66,4 +69,36 @@ func verifyStore(ctx context.Context, src, store *pgxpool.Pool, org *config.Org,
 		}
 	}
 	return rows, errors.Join(problems...)
+}
+
+// printLake says what the change lake holds and how to read the claims'
+// status history from it with DuckDB.
+func printLake(ctx context.Context, out io.Writer, svc *service.Service, org *config.Org) error {
+	if svc.Lake == nil {
+		return nil
+	}
+	var tables, rows int64
+	if err := svc.Store.QueryRow(ctx, "SELECT count(*), coalesce(sum(rows), 0) FROM ehrsync.lake_tables WHERE org = $1", org.Name).Scan(&tables, &rows); err != nil {
+		return fmt.Errorf("read the lake's tables: %w", err)
+	}
+	claims, ok := svc.Engine.Catalog().Table("dbo.claims")
+	if !ok {
+		return nil
+	}
+	st, err := svc.Lake.State(ctx, engine.LakeTable(org.Name, claims))
+	if err != nil {
+		return err
+	}
+	if !st.Exists {
+		return fmt.Errorf("the change lake has no claims table")
+	}
+	meta := strings.TrimPrefix(st.MetadataLocation, "file://")
+	fmt.Fprintf(out, "\nChange lake (Apache Iceberg): %d tables, %d change rows, each committed once with the store; files in %s.\n",
+		tables, rows, strings.TrimPrefix(svc.Lake.Warehouse(), "file://"))
+	fmt.Fprintf(out, "A denied claim's status history, in DuckDB (INSTALL iceberg; LOAD iceberg;):\n"+
+		"  SELECT claim_id_nbr, status, _ehrsync_op, _ehrsync_committed_at\n"+
+		"  FROM iceberg_scan('%s')\n"+
+		"  WHERE claim_id_nbr IN (SELECT claim_id_nbr FROM iceberg_scan('%s') WHERE status = 'denied' LIMIT 5)\n"+
+		"  ORDER BY claim_id_nbr, _ehrsync_batch, _ehrsync_seq;\n", meta, meta)
+	return nil
 }

@@ -130,6 +130,9 @@ func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
 	return &Lake{pool: pool, db: db, cat: cat, cfg: cfg}, nil
 }
 
+// Warehouse is where the lake's tables are.
+func (l *Lake) Warehouse() string { return l.cfg.Warehouse }
+
 // FlushBytes bounds one commit's outbox bytes.
 func (l *Lake) FlushBytes() int64 { return l.cfg.FlushBytes }
 
@@ -163,6 +166,9 @@ type State struct {
 	Position   []byte // PropPosition: the encoded position the table holds to
 	SnapshotID int64
 	Committed  time.Time // the current snapshot's time
+	// MetadataLocation is the table's current metadata file, which
+	// readers without the catalog open (DuckDB's iceberg_scan).
+	MetadataLocation string
 }
 
 // State reads t's Iceberg table.
@@ -178,7 +184,7 @@ func stateOf(tbl *table.Table) State {
 	if tbl == nil {
 		return State{}
 	}
-	s := State{Exists: true, Claim: claimOf(tbl)}
+	s := State{Exists: true, Claim: claimOf(tbl), MetadataLocation: tbl.MetadataLocation()}
 	if p, ok := tbl.Properties()[PropPosition]; ok {
 		s.Position = []byte(p)
 	}
