@@ -177,6 +177,7 @@ func TestReliabilityCrashAnywhere(t *testing.T) {
 	t.Logf("seed %d (replay: EHRSYNC_SEED=%d)", seed, suiteSeed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	e := newEnv(t, 20, 150)
+	e.withLake(t) // every commit also goes to the change lake
 	daemonCfg := e.daemonConfig(t, "1s", freeAddr(t))
 	tables := schemas.NextGen().Tables()
 
@@ -246,6 +247,7 @@ func TestReliabilityCrashAnywhere(t *testing.T) {
 	}, "a killed runner's lease was never released")
 	changes := e.noDuplicateChanges(t)
 	compared := e.requireIntact(t, section)
+	inLake := e.requireLakeExact(t, false)
 
 	figure(section, "seed", seed)
 	figure(section, "kills landed mid-run", landed)
@@ -259,6 +261,8 @@ func TestReliabilityCrashAnywhere(t *testing.T) {
 	figure(section, "simulated workload days during the runs", w.days)
 	figure(section, "final syncs that met a killed runner's lease still held", skipped)
 	figure(section, "change-log entries checked for duplicates", changes)
+	figure(section, "store commits found in the change lake exactly once (0 lost, 0 duplicated)", inLake.batches)
+	figure(section, "change-lake rows checked, read by an independent reader (DuckDB)", inLake.rows)
 	t.Logf("%d kills (%v) in %d attempts, %d workload days, %d rows compared: 0 lost, 0 duplicated",
 		landed, kills, attempts, w.days, compared)
 }
