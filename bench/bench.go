@@ -17,6 +17,7 @@
 //     rows to `ehrsync sync` through go-mssqldb, TLS required (mssql.go);
 //   - snapshot: `ehrsync sync` of the table's initial load (hwm strategy:
 //     keyset snapshot, position committed);
+//   - snapshot_lake: the same with the table's change lake on (lake.go);
 //   - baseline_upsert: a minimal temp-staging + INSERT … ON CONFLICT DO
 //     UPDATE of the change set (Rows/2 updated keys, Rows/2 new keys);
 //   - incremental: `ehrsync sync` of the same change set made at the source;
@@ -129,6 +130,10 @@ type Scenario struct {
 	// encrypting the rows (not the engine's).
 	SourceCPUMicrosPerRow float64 `json:"source_cpu_us_per_row,omitempty"`
 	PeakRSSMB             float64 `json:"peak_rss_mb,omitempty"`
+	// LakeMB is, for snapshot_lake, the Parquet files' size in the lake,
+	// and LakeMBPerSec that over the scenario's seconds.
+	LakeMB       float64 `json:"lake_mb,omitempty"`
+	LakeMBPerSec float64 `json:"lake_mb_per_sec,omitempty"`
 	// Verified says the store equalled the source after the scenario (all
 	// rows compared with Options.Verify, counts otherwise).
 	Verified string `json:"verified,omitempty"`
@@ -187,6 +192,8 @@ type runner struct {
 	src, store       *pgxpool.Pool
 	config           string
 	mssqlConfig      string
+	lakeConfig       string     // snapshot_lake's configuration
+	lakeDir          string     // its warehouse
 	tds              *tdsSource // the SQL Server stand-in, nil unless snapshot_mssql runs
 	storeURL         string
 	srcRows          int64 // rows at the source
@@ -363,7 +370,10 @@ func (r *runner) writeConfig() error {
       user: postgres
       tls: {mode: disable}`, r.srv.Port())
 	r.config = filepath.Join(r.dir, "ehrsync.yaml")
-	return r.writeOrgConfig(r.config, org, source)
+	if err := r.writeOrgConfig(r.config, org, source); err != nil {
+		return err
+	}
+	return r.writeLakeConfig(source)
 }
 
 // writeOrgConfig writes a configuration of one organization, name, whose
@@ -423,6 +433,14 @@ func (r *runner) scenarios(ctx context.Context) error {
 		}
 		if pg {
 			if err := r.sync(ctx, Snapshot, r.srcRows, r.wants(Snapshot)); err != nil {
+				return err
+			}
+		}
+		if r.wants(SnapshotLake) {
+			if err := r.sync(ctx, SnapshotLake, r.srcRows, true); err != nil {
+				return err
+			}
+			if err := r.resetLake(ctx); err != nil {
 				return err
 			}
 		}
@@ -639,10 +657,13 @@ func (r *runner) baselineUpsert(ctx context.Context, n int, gen func(k int) row)
 // when keep, and checks the store against the source.
 func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) error {
 	org, config := org, r.config
-	if name == SnapshotMSSQL {
+	switch name {
+	case SnapshotMSSQL:
 		org, config = orgMSSQL, r.mssqlConfig
+	case SnapshotLake:
+		org, config = orgLake, r.lakeConfig
 	}
-	if name == Snapshot || name == SnapshotMSSQL {
+	if name == Snapshot || name == SnapshotMSSQL || name == SnapshotLake {
 		// Every snapshot trial is an initial load.
 		var table, positions bool
 		if err := r.store.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL, to_regclass('ehrsync.positions') IS NOT NULL",
@@ -695,8 +716,18 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	var lakeBytes int64
+	if name == SnapshotLake {
+		if lakeBytes, err = r.checkLake(ctx, rows); err != nil {
+			return err
+		}
+	}
 	if keep {
 		s := Scenario{Name: name, Rows: rows, CPUOf: "engine", Verified: verified}
+		if lakeBytes > 0 {
+			s.LakeMB = float64(lakeBytes) / 1e6
+			s.LakeMBPerSec = s.LakeMB / elapsed.Seconds()
+		}
 		if name == SnapshotMSSQL {
 			s.SourceCPUMicrosPerRow = float64(self.Microseconds()) / float64(rows)
 		}
@@ -751,7 +782,7 @@ func (r *runner) record(s Scenario, elapsed, cpu time.Duration, rssMB float64) {
 // scenarios first ran, and each ratio as the median of the trials' ratios
 // (trial i of one side against trial i of the other).
 func (r *runner) summarize() {
-	for _, name := range []string{BaselineCopy, BaselinePipe, SnapshotMSSQL, Snapshot, BaselineUpsert, Incremental, IncrementalSmall} {
+	for _, name := range []string{BaselineCopy, BaselinePipe, SnapshotMSSQL, Snapshot, SnapshotLake, BaselineUpsert, Incremental, IncrementalSmall} {
 		ts := r.trials[name]
 		if len(ts) == 0 {
 			continue
@@ -783,6 +814,7 @@ func (r *runner) summarize() {
 	ratio(SnapshotVsBaselinePipe, Snapshot, BaselinePipe, rowsPerSec)
 	ratio(IncrementalVsBaselineUpsert, Incremental, BaselineUpsert, rowsPerSec)
 	ratio(IncrementalVsBaselineCopy, Incremental, BaselineCopy, rowsPerSec)
+	ratio(SnapshotLakeVsSnapshot, SnapshotLake, Snapshot, rowsPerSec)
 	// The SQL Server path's cost: engine CPU per row, not speed.
 	ratio(SnapshotMSSQLVsSnapshot, SnapshotMSSQL, Snapshot, func(s Scenario) float64 { return s.CPUMicrosPerRow })
 }

@@ -44,6 +44,9 @@ func (r *Report) Print(w io.Writer) error {
 		if s.SourceCPUMicrosPerRow > 0 {
 			fmt.Fprintf(w, "%s: the SQL Server stand-in (this process) used %.2f µs of CPU per row\n", s.Name, s.SourceCPUMicrosPerRow)
 		}
+		if s.LakeMB > 0 {
+			fmt.Fprintf(w, "%s: the lake holds %.1f MB of Parquet, %.1f MB/s of the scenario's seconds\n", s.Name, s.LakeMB, s.LakeMBPerSec)
+		}
 	}
 	for _, s := range r.Scenarios {
 		if len(s.TrialSeconds) > 0 {
