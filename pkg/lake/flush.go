@@ -211,7 +211,11 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 		return nil, fmt.Errorf("lake table %s: %w", t, err)
 	}
 	n := strconv.FormatInt(claim, 10)
-	if err := tx.SetProperties(iceberg.Properties{PropClaim: n, PropPosition: string(ci.position)}); err != nil {
+	if err := tx.SetProperties(iceberg.Properties{PropClaim: n, PropPosition: string(ci.position),
+		// Parquet row groups are buffered whole in memory as they are
+		// written: a smaller one than iceberg-go's 128 MiB keeps a flush
+		// within the engine's memory.
+		"write.parquet.row-group-size-bytes": strconv.Itoa(RowGroupBytes), "write.parquet.compression-level": "1"}); err != nil {
 		return nil, fmt.Errorf("lake table %s: %w", t, err)
 	}
 	summary := iceberg.Properties{

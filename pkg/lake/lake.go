@@ -77,6 +77,9 @@ const (
 // once: its lock's and its claim reader's.
 const FlushConns = 2
 
+// RowGroupBytes is the lake's Parquet row groups' size, uncompressed.
+const RowGroupBytes = 8 << 20
+
 // DefaultFlushBytes is how much of the outbox one lake commit takes at most.
 const DefaultFlushBytes = 128 << 20
 

@@ -64,16 +64,26 @@ func lakeSchema(schemas []*arrow.Schema) (*arrow.Schema, error) {
 // claimReader reads a claim's outbox rows, in id order, as record batches of
 // the lake schema: each row's batch as it was committed, with the columns it
 // lacks null, older types cast to the lake's, and the lake's columns.
+//
+// It hands each batch over in slices of about sliceBytes: iceberg-go's
+// writer queues up to 64 record batches ahead of its Parquet writer
+// whatever their size, so the slices bound what the queue holds.
 type claimReader struct {
 	refs   atomic.Int64
 	schema *arrow.Schema
 	conn   *pgxpool.Conn
 	rows   pgx.Rows
+	whole  arrow.RecordBatch // the outbox row being handed over
+	at     int64             // its next row to hand over
+	step   int64             // rows per slice
 	cur    arrow.RecordBatch
 	err    error
 	mem    memory.Allocator
 	ctx    context.Context
 }
+
+// sliceBytes is about how much of a batch one slice holds.
+const sliceBytes = 256 << 10
 
 func (l *Lake) openClaim(ctx context.Context, t Table, claim int64, schema *arrow.Schema) (*claimReader, error) {
 	conn, err := l.pool.Acquire(ctx)
@@ -97,6 +107,10 @@ func (r *claimReader) Release() {
 		return
 	}
 	r.drop()
+	if r.whole != nil {
+		r.whole.Release()
+		r.whole = nil
+	}
 	if r.rows != nil {
 		r.rows.Close()
 		r.rows = nil
@@ -112,6 +126,10 @@ func (r *claimReader) drop() {
 		r.cur.Release()
 		r.cur = nil
 	}
+	if r.whole != nil && r.at >= r.whole.NumRows() {
+		r.whole.Release()
+		r.whole = nil
+	}
 }
 
 func (r *claimReader) Schema() *arrow.Schema { return r.schema }
@@ -125,7 +143,22 @@ func (r *claimReader) Record() arrow.RecordBatch { return r.cur }
 
 func (r *claimReader) Next() bool {
 	r.drop()
-	if r.err != nil || r.rows == nil {
+	if r.err != nil {
+		return false
+	}
+	if r.whole == nil && !r.nextRow() {
+		return false
+	}
+	end := min(r.at+r.step, r.whole.NumRows())
+	r.cur = r.whole.NewSlice(r.at, end)
+	r.at = end
+	return true
+}
+
+// nextRow reads and decodes the next outbox row into whole; false at the
+// end or on an error (Err).
+func (r *claimReader) nextRow() bool {
+	if r.rows == nil {
 		return false
 	}
 	if !r.rows.Next() {
@@ -148,7 +181,12 @@ func (r *claimReader) Next() bool {
 		r.err = err
 		return false
 	}
-	r.cur = rec
+	if rec.NumRows() == 0 {
+		rec.Release()
+		return r.nextRow()
+	}
+	r.whole, r.at = rec, 0
+	r.step = max(1, int64(sliceBytes)*rec.NumRows()/int64(max(len(data), 1)))
 	return true
 }
 
