@@ -133,7 +133,7 @@ type Report struct {
 	Store         *StoreReport `json:"store,omitempty"`
 	// Lake is the change lake's checks, when a table has lake on.
 	Lake *LakeReport `json:"lake,omitempty"`
-	Orgs          []OrgReport  `json:"orgs"`
+	Orgs []OrgReport `json:"orgs"`
 }
 
 // Check checks cfg's store (RunStore), then each of orgs (cfg's
