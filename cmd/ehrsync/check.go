@@ -19,11 +19,13 @@ var errUnhealthy = errors.New("check found problems")
 func checkCommand(env *environment) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "check --config FILE [--org NAME] [--json] [--step-timeout DURATION]",
-		Short: "test the store and each organization's source as sync meets them, and report what to fix",
-		Long: "Test the store (URL and TLS, connection, migrations, the writer's privileges), then each organization's\n" +
-			"source (every one, or --org's) as sync would reach it: DNS, TCP, TLS, login, server version, and per table\n" +
-			"its capture status, schema drift, the grants its strategy needs and the plan.\n" +
-			"Exit 0 only when the store and every organization are healthy. --json prints the report (schema_version 1).",
+		Short: "test the store, the change lake and each organization's source as sync meets them, and report what to fix",
+		Long: "Test the store (URL and TLS, connection, migrations, the writer's privileges); when a table has lake on,\n" +
+			"the change lake (its storage secrets resolve, its catalog is in the store and the writer may use it, and a\n" +
+			"probe file under lake.warehouse is written, read back and deleted); then each organization's source (every\n" +
+			"one, or --org's) as sync would reach it: DNS, TCP, TLS, login, server version, and per table its capture\n" +
+			"status, schema drift, the grants its strategy needs and the plan.\n" +
+			"Exit 0 only when the store, the lake and every organization are healthy. --json prints the report (schema_version 1).",
 	}
 	path, orgName, asJSON := configFlag(c), orgFlag(c), jsonFlag(c)
 	stepTimeout := c.Flags().Duration("step-timeout", check.DefaultStepTimeout, "timeout of each step")

@@ -53,8 +53,12 @@ func statusCommandTree(env *environment) *cobra.Command {
 			"  ehrsync status --admin URL [--admin-token SECRET] [--admin-ca FILE] [--org NAME [--table NAME ...]] [--json] [--watch[=INTERVAL]]",
 		Short: "show each table's state, last run, freshness, next run and lease, from the store or a daemon's admin API",
 		Long: "Per organization and table: strategy, state, position summary (never key values), last run (when, outcome,\n" +
-			"error class, rows), freshness, next scheduled run and lease holder. Read from the store, with or without a\n" +
-			"daemon; --admin reads a running daemon's report instead. Exit 1 when a table is failing or stale.",
+			"error class, rows), freshness, next scheduled run and lease holder. For tables with lake on, the change lake\n" +
+			"as the store records it: its last commit, claim, rows appended in all, the position it holds to (a summary)\n" +
+			"and what waits in the table's lake outbox (chunks, rows, bytes, since when). Read from the store, with or\n" +
+			"without a daemon; --admin reads a running daemon's report instead.\n" +
+			"Exit 1 when a table needs attention: failing, expired, corrupt, stale, or its lake behind the store (a chunk\n" +
+			"has waited in the lake outbox longer than the staleness threshold, --stale-after).",
 	}
 	var o statusOptions
 	path, org, tables, asJSON := configFlag(c), orgFlag(c), tablesFlag(c), jsonFlag(c)
@@ -76,8 +80,8 @@ func statusCommandTree(env *environment) *cobra.Command {
 }
 
 // statusCommand prints the report once, or every o.Watch until ctx ends,
-// and fails when a table needs attention (failing, expired, corrupt or
-// stale) in the last report.
+// and fails when a table needs attention (failing, expired, corrupt,
+// stale, or its lake behind) in the last report.
 func statusCommand(ctx context.Context, env *environment, o statusOptions) error {
 	if len(o.Tables) > 0 && o.Org == "" {
 		return usageError{errors.New("--table needs --org")}

@@ -9,7 +9,9 @@
 //
 // Before the sources, Check tests the store as sync meets it (RunStore):
 // its URL and transport, the connection, the schema's migrations and the
-// writer's privileges.
+// writer's privileges; then, when a table has lake on, the change lake
+// (RunLake): its storage secrets, its catalog in the store, and that its
+// warehouse takes, returns and deletes a file.
 //
 // A report never holds a secret or a row value: failures are shown by
 // their class's fixed texts (worded for the source's dialect and port),
@@ -129,17 +131,27 @@ type Report struct {
 	SchemaVersion int          `json:"schema_version"`
 	Healthy       bool         `json:"healthy"`
 	Store         *StoreReport `json:"store,omitempty"`
-	Orgs          []OrgReport  `json:"orgs"`
+	// Lake is the change lake's checks, when a table has lake on.
+	Lake *LakeReport `json:"lake,omitempty"`
+	Orgs []OrgReport `json:"orgs"`
 }
 
 // Check checks cfg's store (RunStore), then each of orgs (cfg's
 // organizations, or those the caller selected): what `ehrsync check`
 // reports.
 func Check(ctx context.Context, cfg *config.Config, orgs []config.Org, opts Options) Report {
-	store := RunStore(ctx, cfg, orgs, opts)
+	store, pool := checkStore(ctx, cfg, orgs, opts)
+	var lk *LakeReport
+	if cfg.Lake.Used(cfg) {
+		l := runLake(ctx, cfg, pool, &store, opts)
+		lk = &l
+	}
+	if pool != nil {
+		pool.Close()
+	}
 	r := Run(ctx, orgs, opts)
-	r.Store = &store
-	r.Healthy = r.Healthy && store.Healthy
+	r.Store, r.Lake = &store, lk
+	r.Healthy = r.Healthy && store.Healthy && (lk == nil || lk.Healthy)
 	return r
 }
 

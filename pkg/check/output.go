@@ -29,6 +29,13 @@ func (r Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintln(w)
 	}
+	if l := r.Lake; l != nil {
+		fmt.Fprintf(w, "lake: %s (warehouse %s)\n", state(l.Healthy), terminal.Escape(l.Warehouse))
+		if err := writeSteps(w, l.Warnings, l.Steps); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
 	for _, o := range r.Orgs {
 		fmt.Fprintf(w, "org %s (%s via %s): %s\n", terminal.Escape(o.Name), o.Dialect, o.Via, state(o.Healthy))
 		if err := writeSteps(w, o.Warnings, o.Steps); err != nil {

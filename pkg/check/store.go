@@ -74,13 +74,23 @@ func (s *storeChecker) migrate() string {
 // protected from the writer (a warning). Each failed step has its fix; a
 // report never holds the URL, a password or a row value.
 func RunStore(ctx context.Context, cfg *config.Config, orgs []config.Org, opts Options) StoreReport {
+	rep, pool := checkStore(ctx, cfg, orgs, opts)
+	if pool != nil {
+		pool.Close()
+	}
+	return rep
+}
+
+// checkStore is RunStore, and the writer's pool when it connected (the
+// caller closes it), for the lake's checks.
+func checkStore(ctx context.Context, cfg *config.Config, orgs []config.Org, opts Options) (StoreReport, *pgxpool.Pool) {
 	if opts.StepTimeout <= 0 {
 		opts.StepTimeout = DefaultStepTimeout
 	}
 	rep := StoreReport{Steps: []Step{}}
 	s := &storeChecker{opts: opts, cfg: cfg, orgs: orgs, rep: &rep}
-	if pool, warning := s.connect(ctx, "store.url", ""); pool != nil {
-		defer pool.Close()
+	pool, warning := s.connect(ctx, "store.url", "")
+	if pool != nil {
 		s.tls(ctx, pool, warning)
 		if cfg.Store.OwnerURL.IsSet() {
 			if owner, _ := s.connect(ctx, "store.owner_url", "owner "); owner != nil {
@@ -100,7 +110,7 @@ func RunStore(ctx context.Context, cfg *config.Config, orgs []config.Org, opts O
 			rep.Healthy = false
 		}
 	}
-	return rep
+	return rep, pool
 }
 
 // timed runs fn with the step timeout and records the step it returns

@@ -23,6 +23,15 @@
 // backfill removed the position: the next run re-snapshots), never run,
 // and synced.
 //
+// For a table with lake on, Table.Lake is the change lake as the store
+// records it: the last lake commit (ehrsync.lake_tables: its time, claim,
+// snapshot, rows appended in all, and the position it holds to, as a
+// summary) and what waits in the table's lake outbox (chunks, rows,
+// bytes, and when the oldest was committed). The lake is behind, and the
+// table needs attention, when a chunk has waited longer than the
+// staleness threshold: the store has changes the lake has not taken for
+// that long.
+//
 // A table is stale when the store was last known current with the source
 // (the later of its last successful attempt and the last commit of one of
 // its chunks) longer ago than the threshold: Options.StaleAfter, by default

@@ -112,6 +112,44 @@ type Table struct {
 	// Lease is who holds the table's lease now (a run of it in
 	// progress); nil: nobody.
 	Lease *Lease `json:"lease,omitempty"`
+	// Lake is the table's change lake; nil: lake is off for the table.
+	Lake *Lake `json:"lake,omitempty"`
+}
+
+// Lake is a table's change lake as the store records it: its last lake
+// commit (ehrsync.lake_tables) and what waits in its lake outbox. Its
+// position is a summary, never a key or cursor value.
+type Lake struct {
+	// Table is the lake table's name in ehrsync.lake_tables
+	// (<store schema>.<store table>); its Iceberg table is
+	// <store schema>.<store table>__changes.
+	Table string `json:"table"`
+	// CommittedAt is when the last lake commit was made; zero: none yet.
+	CommittedAt time.Time `json:"committed_at,omitzero"`
+	// Claim is the number of the last outbox claim the lake holds.
+	Claim      int64 `json:"claim"`
+	SnapshotID int64 `json:"snapshot_id,omitempty"`
+	// Rows counts the change rows appended to the lake, in all.
+	Rows int64 `json:"rows"`
+	// Position is the summary of the position the lake holds changes to;
+	// nil: none. PositionUnreadable: the recorded one does not decode.
+	Position           *watermarks.Summary `json:"position"`
+	PositionUnreadable bool                `json:"position_unreadable,omitempty"`
+	// Waiting is what the store committed and the lake does not hold yet.
+	Waiting LakeWaiting `json:"waiting"`
+	// Behind says a chunk has waited in the outbox longer than the
+	// table's staleness threshold (StaleAfterSeconds): the lake is behind
+	// the store.
+	Behind bool `json:"behind"`
+}
+
+// LakeWaiting is what waits in a table's lake outbox.
+type LakeWaiting struct {
+	Chunks int64 `json:"chunks"` // store commits
+	Rows   int64 `json:"rows"`   // change rows
+	Bytes  int64 `json:"bytes"`  // their bytes in the outbox (Arrow IPC)
+	// Since is when the oldest chunk waiting was committed to the store.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // Run is a table's attempt.
@@ -165,9 +203,10 @@ func (s *Store) Gather(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Daemon != nil {
 		rep.From = "daemon"
 	}
-	var haveSchema, haveRuns bool
-	if err := s.pool.QueryRow(ctx, "SELECT now(), to_regclass('ehrsync.position_history') IS NOT NULL, to_regclass('ehrsync.table_runs') IS NOT NULL").
-		Scan(&rep.At, &haveSchema, &haveRuns); err != nil {
+	var haveSchema, haveRuns, haveLake bool
+	if err := s.pool.QueryRow(ctx, `SELECT now(), to_regclass('ehrsync.position_history') IS NOT NULL, to_regclass('ehrsync.table_runs') IS NOT NULL,
+			to_regclass('ehrsync.lake_tables') IS NOT NULL`).
+		Scan(&rep.At, &haveSchema, &haveRuns, &haveLake); err != nil {
 		return nil, fmt.Errorf("read the store's clock: %w", err)
 	}
 	if !haveSchema {
@@ -178,6 +217,10 @@ func (s *Store) Gather(ctx context.Context, opts Options) (*Report, error) {
 		rep.Notes = append(rep.Notes, "the store's ehrsync schema has no run records (ehrsync.table_runs): "+
 			"run `ehrsync migrate --config FILE` (or start ehrsync sync or run once) to bring it to this version")
 	}
+	if !haveLake && lakeUsed(opts.Orgs) {
+		rep.Notes = append(rep.Notes, "the store's ehrsync schema has no lake records (ehrsync.lake_tables): "+
+			"run `ehrsync migrate --config FILE` to bring it to this version; the lake's state is not shown")
+	}
 	holders, err := lease.Holders(ctx, s.pool)
 	if err != nil {
 		return nil, err
@@ -187,7 +230,7 @@ func (s *Store) Gather(ctx context.Context, opts Options) (*Report, error) {
 		daemons[opts.Daemon[i].Name] = &opts.Daemon[i]
 	}
 	for i := range opts.Orgs {
-		o, err := s.org(ctx, rep, &opts.Orgs[i], opts, haveRuns, holders, daemons[opts.Orgs[i].Name])
+		o, err := s.org(ctx, rep, &opts.Orgs[i], opts, haveRuns, haveLake, holders, daemons[opts.Orgs[i].Name])
 		if err != nil {
 			return nil, err
 		}
@@ -197,7 +240,7 @@ func (s *Store) Gather(ctx context.Context, opts Options) (*Report, error) {
 }
 
 // org gathers one organization's tables.
-func (s *Store) org(ctx context.Context, rep *Report, org *config.Org, opts Options, haveRuns bool,
+func (s *Store) org(ctx context.Context, rep *Report, org *config.Org, opts Options, haveRuns, haveLake bool,
 	holders map[int64]lease.Holder, d *daemon.OrgStatus) (Org, error) {
 	out := Org{Name: org.Name, Tables: []Table{}}
 	names, configured, err := tableNames(org, opts)
@@ -227,6 +270,12 @@ func (s *Store) org(ctx context.Context, rep *Report, org *config.Org, opts Opti
 	if err != nil {
 		return out, err
 	}
+	var lakes map[string]lakeRow
+	if haveLake {
+		if lakes, err = s.lakeRows(ctx, org.Name); err != nil {
+			return out, err
+		}
+	}
 	if d != nil {
 		out.Daemon = &DaemonOrg{State: d.State, Paused: d.Paused, Queued: d.Queued, NextRun: d.NextRun, LastRun: d.LastRun}
 	}
@@ -254,6 +303,11 @@ func (s *Store) org(ctx context.Context, rep *Report, org *config.Org, opts Opti
 		t.NextRun, t.Overdue = nextRun(sched, rep.At, t.LastRun, out.Daemon)
 		if h, ok := holders[lease.Key(org.Name, name)]; ok {
 			t.Lease = &Lease{Holder: h.Holder, PID: h.PID, ClientAddr: h.ClientAddr, Since: h.Since.UTC()}
+		}
+		if haveLake && config.LakeOn(*org, configured[i]) {
+			if t.Lake, err = s.lake(ctx, rep.At, org, configured[i], opts.Catalog, lakes, staleAfter); err != nil {
+				return out, err
+			}
 		}
 		out.Tables = append(out.Tables, t)
 	}

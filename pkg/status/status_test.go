@@ -52,6 +52,13 @@ type fixture struct {
 // (those of the source database when port is "").
 func newFixture(t *testing.T, port string) *fixture {
 	t.Helper()
+	return newFixtureLake(t, port, "")
+}
+
+// newFixtureLake is newFixture with the organization's tables going to
+// the change lake at warehouse, when it is not "".
+func newFixtureLake(t *testing.T, port, warehouse string) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	f := &fixture{sourceDB: pgtest.URL(t)}
 	var err error
@@ -92,6 +99,9 @@ orgs:
       - {name: app.visits, strategy: auto}
       - {name: app.codes, strategy: snapshot}
 `, pgtest.URL(t), org, u.Hostname(), port, strings.TrimPrefix(u.Path, "/"), u.User.Username())
+	if warehouse != "" {
+		cfg = strings.Replace(cfg, "    schedule:", "    lake: true\n    schedule:", 1) + fmt.Sprintf("lake: {warehouse: %q}\n", warehouse)
+	}
 	path := filepath.Join(dir, "ehrsync.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	f.cfg, err = config.Load(path)

@@ -24,7 +24,9 @@ type Problem struct {
 func (p Problem) String() string { return p.Org + "/" + p.Table + " (" + p.What + ")" }
 
 // Attention lists the tables that need an operator: failing, expired or
-// corrupt, or stale; none when all is well.
+// corrupt, stale, or with the change lake behind the store (a chunk has
+// waited in the lake outbox longer than the staleness threshold); none
+// when all is well.
 func (r *Report) Attention() []Problem {
 	var out []Problem
 	for _, o := range r.Orgs {
@@ -46,6 +48,13 @@ func (r *Report) Attention() []Problem {
 			case StateCorrupt:
 				out = append(out, Problem{Org: o.Name, Table: t.Name, What: string(t.State),
 					Detail: "its saved position does not decode (written by a newer ehrsync, or edited); fix: " + resetFix(o.Name, t.Name)})
+			}
+			if l := t.Lake; l != nil && l.Behind {
+				out = append(out, Problem{Org: o.Name, Table: t.Name, What: "lake behind",
+					Detail: fmt.Sprintf("%s (%s, %s) committed to the store have waited for the change lake since %s, longer than %s: "+
+						"the lake's flushes fail or do not run; the run's log names why (lake_failed); fix it, then ehrsync lake flush --config FILE",
+						plural(int(l.Waiting.Chunks), "chunk"), plural(int(l.Waiting.Rows), "row"), size(l.Waiting.Bytes),
+						l.Waiting.Since.Format(time.RFC3339), span(time.Duration(t.StaleAfterSeconds*float64(time.Second))))})
 			}
 			if t.Stale {
 				out = append(out, Problem{Org: o.Name, Table: t.Name, What: "stale",
@@ -151,6 +160,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if err := r.writeLake(w); err != nil {
+		return err
+	}
 	problems := r.Attention()
 	var parts []string
 	for _, s := range []State{StateSynced, StateSnapshotting, StateFailing, StateExpired, StateCorrupt, StateReset, StateNeverRun} {
@@ -218,4 +230,65 @@ func span(d time.Duration) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// writeLake writes the tables with lake on: the lake's last commit, the
+// rows it holds, the position it holds to (its summary) and what waits in
+// the outbox. Nothing when no table has lake on.
+func (r *Report) writeLake(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	n := 0
+	for _, o := range r.Orgs {
+		for _, t := range o.Tables {
+			l := t.Lake
+			if l == nil {
+				continue
+			}
+			if n == 0 {
+				fmt.Fprintln(tw, "\nORG\tTABLE\tLAKE COMMIT\tCLAIM\tLAKE ROWS\tLAKE POSITION\tWAITING")
+			}
+			n++
+			pos := "-"
+			switch {
+			case l.PositionUnreadable:
+				pos = "unreadable"
+			case l.Position != nil:
+				pos = terminal.Escape(l.Position.Text)
+			}
+			commit := "never"
+			if !l.CommittedAt.IsZero() {
+				commit = ago(r.At, l.CommittedAt)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", terminal.Escape(o.Name), terminal.Escape(t.Name),
+				commit, l.Claim, l.Rows, pos, waiting(r.At, l))
+		}
+	}
+	return tw.Flush()
+}
+
+// waiting is a lake's WAITING column.
+func waiting(at time.Time, l *Lake) string {
+	wt := l.Waiting
+	if wt.Chunks == 0 {
+		return "nothing"
+	}
+	s := fmt.Sprintf("%s, %s, %s, oldest %s", plural(int(wt.Chunks), "chunk"), plural(int(wt.Rows), "row"), size(wt.Bytes), ago(at, wt.Since))
+	if l.Behind {
+		s += " (behind)"
+	}
+	return s
+}
+
+// size is a byte count for people.
+func size(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
