@@ -39,7 +39,8 @@ type fixture struct {
 	warehouse string
 	mem       *memory.CheckedAllocator
 	cols      []string // the source table's columns
-	at        int64    // the cursor position the next chunk moves to
+	at        int64    // the position the next chunk moves to
+	cdc       bool     // positions are CDC's (changes), not a cursor's (observations)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -150,8 +151,11 @@ func (f *fixture) batch(t *testing.T, rows ...row) arrow.RecordBatch {
 }
 
 func (f *fixture) position() watermarks.Position {
-	if f.at == 0 {
+	switch {
+	case f.at == 0:
 		return nil
+	case f.cdc:
+		return watermarks.CDC{LSN: watermarks.LSN{9: byte(f.at)}, Instance: "dbo_claim_lines"}
 	}
 	return watermarks.Cursor{Column: "modify_timestamp", Value: watermarks.Int64(f.at)}
 }
@@ -482,4 +486,47 @@ func TestReconciledDeletesReachTheLake(t *testing.T) {
 			require.Equal(t, "cursor modify_timestamp 1", pos.String(), "a reconciliation leaves the position where it was")
 		})
 	}
+}
+
+// A high-water mark's or a snapshot's chunk reads rows as they are: the
+// lake takes only those the store changed, each with the store's
+// operation (a high-water mark calls every row an update).
+func TestObservationsReachTheLakeOnlyWhenTheyChange(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"}, row{schemas.OpInsert, 2, "20.50", "D"})
+	f.commit(t, row{schemas.OpUpdate, 1, "10.50", "D"}, row{schemas.OpUpdate, 2, "21.00", "D"}, row{schemas.OpUpdate, 3, "30.50", "D"})
+	f.commit(t, row{schemas.OpUpdate, 1, "10.50", "D"}) // nothing changed: no outbox row
+	rows, _ := f.outbox(t)
+	require.Equal(t, 2, rows)
+	_, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	ids := f.historyBatches(t)
+	require.Len(t, ids, 3)
+	require.Equal(t, []string{
+		"1|" + keyOf(1).String() + "|10.50|D|" + ids[0],
+		"1|" + keyOf(2).String() + "|20.50|D|" + ids[0],
+		"1|" + keyOf(3).String() + "|30.50|D|" + ids[1], // new to the store: an insert
+		"2|" + keyOf(2).String() + "|21.00|D|" + ids[1],
+	}, f.lakeRows(t))
+}
+
+// A CDC chunk holds changes: every row reaches the lake as the source
+// reported it, even one the store already held so.
+func TestChangesReachTheLakeAsTheSourceReportedThem(t *testing.T) {
+	f := newFixture(t)
+	f.cdc = true
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	f.commit(t, row{schemas.OpUpdate, 1, "10.50", "D"}) // an update that changed no column ehrsync reads
+	f.commit(t, row{schemas.OpUpdate, 1, "11.00", "D"}, row{schemas.OpDelete, 4, "", ""})
+	_, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	ids := f.historyBatches(t)
+	require.Equal(t, []string{
+		"1|" + keyOf(1).String() + "|10.50|D|" + ids[0],
+		"2|" + keyOf(1).String() + "|10.50|D|" + ids[1],
+		"2|" + keyOf(1).String() + "|11.00|D|" + ids[2],
+		"3|" + keyOf(4).String() + "|(null)|(null)|" + ids[2],
+	}, f.lakeRows(t))
 }

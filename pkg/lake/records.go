@@ -3,6 +3,7 @@ package lake
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ehrsync/ehrsync/schemas"
 )
 
 // committedAtType is CommittedAtColumn's: an instant, microseconds.
@@ -90,7 +93,7 @@ func (l *Lake) openClaim(ctx context.Context, t Table, claim int64, schema *arro
 	if err != nil {
 		return nil, fmt.Errorf("read lake outbox %s: %w", t, err)
 	}
-	rows, err := conn.Query(ctx, "SELECT batch, committed_at, data FROM "+t.outbox().Sanitize()+" WHERE claim = $1 ORDER BY id", claim)
+	rows, err := conn.Query(ctx, "SELECT batch, committed_at, seqs, ops, data FROM "+t.outbox().Sanitize()+" WHERE claim = $1 ORDER BY id", claim)
 	if err != nil {
 		conn.Release()
 		return nil, fmt.Errorf("read lake outbox %s claim %d: %w", t, claim, err)
@@ -170,13 +173,15 @@ func (r *claimReader) nextRow() bool {
 	var (
 		batch int64
 		at    time.Time
+		seqs  []int64
+		ops   []int16
 		data  []byte
 	)
-	if err := r.rows.Scan(&batch, &at, &data); err != nil {
+	if err := r.rows.Scan(&batch, &at, &seqs, &ops, &data); err != nil {
 		r.err = err
 		return false
 	}
-	rec, err := r.project(data, batch, at)
+	rec, err := r.project(data, batch, at, seqs, ops)
 	if err != nil {
 		r.err = err
 		return false
@@ -190,8 +195,10 @@ func (r *claimReader) nextRow() bool {
 	return true
 }
 
-// project decodes one outbox row's batch and shapes it to the lake schema.
-func (r *claimReader) project(data []byte, batch int64, at time.Time) (arrow.RecordBatch, error) {
+// project decodes one outbox row's batch and shapes it to the lake schema:
+// with seqs (not nil), only the rows of those _ehrsync_seq, their
+// operations ops.
+func (r *claimReader) project(data []byte, batch int64, at time.Time, seqs []int64, ops []int16) (arrow.RecordBatch, error) {
 	rd, err := ipc.NewReader(bytesReader(data), ipc.WithAllocator(r.mem))
 	if err != nil {
 		return nil, fmt.Errorf("decode an outbox batch: %w", err)
@@ -204,6 +211,14 @@ func (r *claimReader) project(data []byte, batch int64, at time.Time) (arrow.Rec
 		return nil, fmt.Errorf("decode an outbox batch: no record")
 	}
 	rec := rd.RecordBatch()
+	if seqs != nil {
+		kept, err := r.keep(rec, seqs, ops)
+		if err != nil {
+			return nil, err
+		}
+		defer kept.Release()
+		rec = kept
+	}
 	n := int(rec.NumRows())
 	cols := make([]arrow.Array, 0, r.schema.NumFields())
 	defer func() {
@@ -246,4 +261,52 @@ func (r *claimReader) project(data []byte, batch int64, at time.Time) (arrow.Rec
 	}
 	cols = append(cols, bb.NewArray(), ab.NewArray())
 	return array.NewRecordBatch(r.schema, cols, int64(n)), nil
+}
+
+// keep is rec's rows whose _ehrsync_seq is in seqs (ascending, as rec's
+// are), their _ehrsync_op set to ops.
+func (r *claimReader) keep(rec arrow.RecordBatch, seqs []int64, ops []int16) (arrow.RecordBatch, error) {
+	if len(ops) != len(seqs) {
+		return nil, fmt.Errorf("an outbox row's seqs and ops differ in length")
+	}
+	seqAt, opAt := rec.Schema().FieldIndices(schemas.SeqColumn), rec.Schema().FieldIndices(schemas.OpColumn)
+	if len(seqAt) != 1 || len(opAt) != 1 {
+		return nil, fmt.Errorf("an outbox batch without %s or %s", schemas.SeqColumn, schemas.OpColumn)
+	}
+	col, ok := rec.Column(seqAt[0]).(*array.Int64)
+	if !ok {
+		return nil, fmt.Errorf("an outbox batch's %s is %s, not int64", schemas.SeqColumn, rec.Column(seqAt[0]).DataType())
+	}
+	mask := array.NewBooleanBuilder(r.mem)
+	defer mask.Release()
+	mask.Reserve(col.Len())
+	next := 0
+	for _, v := range col.Int64Values() {
+		hit := next < len(seqs) && seqs[next] == v
+		if hit {
+			next++
+		}
+		mask.UnsafeAppend(hit)
+	}
+	if next != len(seqs) {
+		return nil, fmt.Errorf("an outbox row names %d rows its batch does not hold", len(seqs)-next)
+	}
+	m := mask.NewArray()
+	defer m.Release()
+	kept, err := compute.FilterRecordBatch(r.ctx, rec, m, compute.DefaultFilterOptions())
+	if err != nil {
+		return nil, fmt.Errorf("keep an outbox batch's changes: %w", err)
+	}
+	defer kept.Release()
+	ob := array.NewInt8Builder(r.mem)
+	defer ob.Release()
+	ob.Reserve(len(ops))
+	for _, o := range ops {
+		ob.UnsafeAppend(int8(o))
+	}
+	opCol := ob.NewArray()
+	defer opCol.Release()
+	cols := slices.Clone(kept.Columns())
+	cols[opAt[0]] = opCol
+	return array.NewRecordBatch(kept.Schema(), cols, kept.NumRows()), nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/ehrsync/ehrsync/schemas"
+	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 // LakeOutboxSuffix ends the name of a table's lake outbox: claims__lake.
@@ -38,7 +39,9 @@ const LakeOutboxSuffix = "__lake"
 func OutboxName(t string) string { return t + LakeOutboxSuffix }
 
 // createOutboxSQL creates the outbox. claim is the lake flush that took the
-// row (NULL until one does); schema is the batch's Arrow schema (an IPC
+// row (NULL until one does); seqs, when set, are the _ehrsync_seq of the
+// batch's rows the lake takes (the others were not changes), and ops their
+// operations as the store applied them; schema is the batch's Arrow schema (an IPC
 // stream of no records), so a flush finds a claim's schemas without
 // reading its data; data is stored uncompressed, out of line.
 func createOutboxSQL(ident pgx.Identifier) string {
@@ -51,6 +54,8 @@ func createOutboxSQL(ident pgx.Identifier) string {
     bytes        integer     NOT NULL,
     position     bytea,
     claim        bigint,
+    seqs         bigint[],
+    ops          smallint[],
     schema       bytea       NOT NULL,
     data         bytea       NOT NULL
 );
@@ -74,15 +79,49 @@ func lakeData(schema *arrow.Schema, rec arrow.RecordBatch) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// queueOutbox queues the chunk's outbox row on b, in its transaction.
+// queueOutbox queues the chunk's outbox row on b, in its transaction,
+// after its rows are applied.
+//
+// A chunk of observations (a snapshot's or a high-water mark's rows: the
+// rows as they are, whether they changed or not) keeps only its changes:
+// the staged rows whose key this commit inserted or updated (the target
+// row carries the commit's batch id), and its deletes, each with the
+// store's operation (seqs and ops). A chunk of changes (CDC, Change
+// Tracking), or one copied straight into an empty target, keeps all its
+// rows as the source gave them.
 func (p *Pending) queueOutbox(b *pgx.Batch) {
 	if p.lake == nil {
 		return
 	}
-	b.Queue("INSERT INTO "+p.tg.outbox.Sanitize()+" (batch, committed_at, rows, bytes, position, schema, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-		p.c.id, p.c.at, p.res.Rows, len(p.lake), p.c.pos, p.tg.lakeSchema, p.lake)
+	tg := p.tg
 	p.res.LakeBytes = int64(len(p.lake))
+	if p.res.Direct || !observes(p.m.From) {
+		b.Queue("INSERT INTO "+tg.outbox.Sanitize()+" (batch, committed_at, rows, bytes, position, schema, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+			p.c.id, p.c.at, p.res.Rows, len(p.lake), p.c.pos, tg.lakeSchema, p.lake)
+		p.lake = nil
+		return
+	}
+	seq, op := "s."+schemas.SeqColumn, "s."+schemas.OpColumn
+	b.Queue(fmt.Sprintf(`INSERT INTO %[1]s (batch, committed_at, rows, bytes, position, schema, data, seqs, ops)
+	SELECT $1, $2, count(*), $3, $4, $5, $6, array_agg(%[2]s ORDER BY %[2]s),
+		array_agg(CASE WHEN %[3]s = %[4]d THEN %[4]d WHEN t.%[5]s = 'insert' THEN %[6]d ELSE %[7]d END ORDER BY %[2]s)::smallint[]
+	FROM %[8]s s LEFT JOIN %[9]s t ON %[10]s AND t.%[11]s = $1::bigint
+	WHERE %[3]s = %[4]d OR t.%[11]s IS NOT NULL
+	HAVING count(*) > 0`,
+		tg.outbox.Sanitize(), seq, op, schemas.OpDelete, MetaOp, schemas.OpInsert, schemas.OpUpdate,
+		pgx.Identifier{tg.stage}.Sanitize(), tg.ident.Sanitize(), tg.keyMatch("t", "s"), MetaBatch),
+		p.c.id, p.c.at, len(p.lake), p.c.pos, tg.lakeSchema, p.lake)
 	p.lake = nil
+}
+
+// observes says whether a chunk read from position from reads rows as
+// they are (a snapshot's, a high-water mark's), not changes.
+func observes(from watermarks.Position) bool {
+	if from == nil {
+		return true
+	}
+	k := from.Kind()
+	return k == watermarks.KindSnapshot || k == watermarks.KindCursor
 }
 
 // outboxDeletes runs q, a reconciliation's statement answering the keys of

@@ -298,7 +298,6 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 		b.Queue("BEGIN")
 	}
 	tg.sink.positions.QueueClaim(b, p.m.Org, p.m.Table, p.m.From)
-	p.queueOutbox(b)
 	if p.res.Rows > 0 && !p.res.Direct {
 		if !p.early { // an early chunk's ran in Write, but for its late part
 			p.queueApply(b, p.apply)
@@ -326,6 +325,7 @@ func (p *Pending) Commit(ctx context.Context) (Result, error) {
 		}
 		b = &pgx.Batch{}
 	}
+	p.queueOutbox(b)
 	if err := tg.sink.positions.QueueAdvance(b, p.m); err != nil {
 		return Result{}, p.fail(ctx, err)
 	}
