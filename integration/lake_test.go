@@ -153,11 +153,13 @@ func (e *env) requireLakeLastImages(t *testing.T, tb *schemas.Table, lakeRows []
 		}
 		require.True(t, held, "%s: a key the lake holds is not in the store", tb.QualifiedName())
 		for i, c := range cols {
-			require.Equal(t, row[i], lakeText(r[c]), "%s: column %s of a key's last change differs from the store", tb.QualifiedName(), c)
+			if row[i] != lakeText(r[c]) { // values stay out of the test's output
+				t.Fatalf("%s: column %s of a key's last change in the lake differs from the store's row", tb.QualifiedName(), c)
+			}
 		}
 		delete(store, k)
 	}
-	require.Empty(t, store, "%s: store rows with no change in the lake", tb.QualifiedName())
+	require.Zero(t, len(store), "%s: store rows with no change in the lake", tb.QualifiedName())
 }
 
 // storeRows are the store's rows of tb, by key, each column rendered as
