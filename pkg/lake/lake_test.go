@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/pkg/lake/laketest"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
@@ -529,4 +530,36 @@ func TestChangesReachTheLakeAsTheSourceReportedThem(t *testing.T) {
 		"2|" + keyOf(1).String() + "|11.00|D|" + ids[2],
 		"3|" + keyOf(4).String() + "|(null)|(null)|" + ids[2],
 	}, f.lakeRows(t))
+}
+
+// The lake on Azure Blob Storage (Azurite on loopback): flushes append,
+// a stopped flush is redone once, and the table reads back.
+func TestFlushToAzureBlobStorage(t *testing.T) {
+	az := laketest.StartAzurite(t)
+	f := newFixture(t)
+	ctx := context.Background()
+	lk, err := Open(ctx, f.pool, Config{Warehouse: az.Warehouse, Props: az.Props})
+	require.NoError(t, err)
+	t.Cleanup(func() { lk.Close() })
+	f.lake = lk
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"}, row{schemas.OpInsert, 2, "20.50", "D"})
+	stop := errors.New("killed")
+	lk.testHook = func(step string) error {
+		if step == "appended" {
+			return stop
+		}
+		return nil
+	}
+	_, err = lk.Flush(ctx, claims)
+	require.ErrorIs(t, err, stop)
+	lk.testHook = nil
+	f.commit(t, row{schemas.OpUpdate, 1, "11.00", "A"})
+	res, err := lk.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Equal(t, 2, res.Commits)
+	require.Len(t, f.lakeRows(t), 3)
+	st, err := lk.State(ctx, claims)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(st.MetadataLocation, "abfs://"), "the table lives in the container")
+	require.Equal(t, int64(2), st.Claim)
 }
