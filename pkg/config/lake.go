@@ -22,7 +22,28 @@ type Lake struct {
 	Azure *LakeAzure `yaml:"azure,omitempty" json:"azure,omitempty"`
 	// S3 is the storage of an s3:// warehouse.
 	S3 *LakeS3 `yaml:"s3,omitempty" json:"s3,omitempty"`
+	// Catalog is where the lake's tables are listed: the store (type sql,
+	// the default: schema ehrsync_lake) or an Iceberg REST catalog.
+	Catalog *LakeCatalog `yaml:"catalog,omitempty" json:"catalog,omitempty"`
 }
+
+// LakeCatalog is the lake's Iceberg catalog.
+type LakeCatalog struct {
+	// Type is sql (the store's schema ehrsync_lake, the default) or rest.
+	Type string `yaml:"type" json:"type"`
+	// URI is a REST catalog's base URL (https://; http:// on loopback only).
+	URI string `yaml:"uri,omitempty" json:"uri,omitempty"`
+	// Credential is an OAuth2 client's "id:secret" the catalog exchanges
+	// for a token; a secret.
+	Credential Secret `yaml:"credential" json:"credential"`
+	// Token is a bearer token instead; a secret.
+	Token Secret `yaml:"token" json:"token"`
+	// Scope is the OAuth2 scope asked for with Credential (default catalog).
+	Scope string `yaml:"scope,omitempty" json:"scope,omitempty"`
+}
+
+// REST says whether the lake's catalog is a REST catalog.
+func (l Lake) REST() bool { return l.Catalog != nil && l.Catalog.Type == "rest" }
 
 // LakeAzure is an Azure Blob / ADLS Gen2 account. With neither Key nor
 // SASToken, the machine's Azure identity is used (DefaultAzureCredential:
@@ -178,6 +199,31 @@ func (v *validator) lake(c *Config) {
 			}
 		default:
 			v.add("lake.azure.protocol", "%q: want https or http", a.Protocol)
+		}
+	}
+	if c := l.Catalog; c != nil {
+		switch c.Type {
+		case "", "sql":
+			if c.URI != "" || c.Credential.IsSet() || c.Token.IsSet() {
+				v.add("lake.catalog", "uri, credential and token are a REST catalog's: set type: rest, or leave them out for the store's catalog")
+			}
+		case "rest":
+			u, err := url.Parse(c.URI)
+			switch {
+			case c.URI == "":
+				v.add("lake.catalog.uri", "not set: a REST catalog's base URL, https://…")
+			case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+				v.add("lake.catalog.uri", "%q is not an http(s) URL", c.URI)
+			case u.Scheme == "http" && !loopbackHost(u.Host):
+				v.add("lake.catalog.uri", "http sends the catalog's credentials unencrypted: use https (http only on loopback)")
+			}
+			v.secret("lake.catalog.credential", c.Credential, false)
+			v.secret("lake.catalog.token", c.Token, false)
+			if c.Credential.IsSet() && c.Token.IsSet() {
+				v.add("lake.catalog", "credential and token are both set: keep one")
+			}
+		default:
+			v.add("lake.catalog.type", "%q: want sql (the store's, the default) or rest", c.Type)
 		}
 	}
 	if s := l.S3; s != nil {

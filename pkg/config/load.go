@@ -193,10 +193,11 @@ type document struct {
 }
 
 type fileLake struct {
-	Warehouse  string     `yaml:"warehouse"`
-	FlushBytes byteSize   `yaml:"flush_bytes"`
-	Azure      *LakeAzure `yaml:"azure"`
-	S3         *LakeS3    `yaml:"s3"`
+	Warehouse  string       `yaml:"warehouse"`
+	FlushBytes byteSize     `yaml:"flush_bytes"`
+	Azure      *LakeAzure   `yaml:"azure"`
+	S3         *LakeS3      `yaml:"s3"`
+	Catalog    *LakeCatalog `yaml:"catalog"`
 }
 
 type fileDefaults struct {
@@ -219,7 +220,7 @@ func (d document) config() *Config {
 		Orgs:    d.Orgs,
 		Catalog: d.Catalog,
 		Lake: Lake{Warehouse: d.Lake.Warehouse, FlushBytes: int64(d.Lake.FlushBytes),
-			Azure: d.Lake.Azure, S3: d.Lake.S3},
+			Azure: d.Lake.Azure, S3: d.Lake.S3, Catalog: d.Lake.Catalog},
 	}
 }
 

@@ -32,6 +32,7 @@ import (
 
 	"github.com/apache/iceberg-go"
 	"github.com/apache/iceberg-go/catalog"
+	"github.com/apache/iceberg-go/catalog/rest"
 	sqlcat "github.com/apache/iceberg-go/catalog/sql"
 	"github.com/apache/iceberg-go/table"
 	"github.com/jackc/pgx/v5"
@@ -92,13 +93,26 @@ type Config struct {
 	Props map[string]string
 	// FlushBytes bounds one commit's outbox bytes; 0 means DefaultFlushBytes.
 	FlushBytes int64
+	// REST, when set, is an Iceberg REST catalog (Polaris, Unity, Glue's,
+	// Nessie's…) the lake's tables are in instead of the store's.
+	REST *RESTCatalog
+}
+
+// RESTCatalog is an Iceberg REST catalog's address and credentials.
+type RESTCatalog struct {
+	URI string
+	// Credential is an OAuth2 client's "id:secret", exchanged for a token
+	// at the catalog's token endpoint; Token is a bearer token instead.
+	Credential, Token string
+	// Scope is the OAuth2 scope asked for (default "catalog").
+	Scope string
 }
 
 // Lake moves outboxes into Iceberg tables. It is safe for concurrent use.
 type Lake struct {
 	pool *pgxpool.Pool
-	db   *sql.DB
-	cat  *sqlcat.Catalog
+	db   *sql.DB // the SQL catalog's connections; nil with a REST catalog
+	cat  catalog.Catalog
 	cfg  Config
 
 	// testHook, when set, runs at each step of a commit ("appended": the
@@ -107,14 +121,18 @@ type Lake struct {
 	testHook func(step string) error
 }
 
-// Open opens the lake's catalog in the store that pool connects to. The
-// store must be migrated (storedb: schema ehrsync_lake).
+// Open opens the lake's catalog: the SQL catalog in the store that pool
+// connects to (the store must be migrated: schema ehrsync_lake), or
+// cfg.REST. The outboxes and ehrsync.lake_tables are in the store either way.
 func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
 	if cfg.Warehouse == "" {
 		return nil, errors.New("open the lake: no warehouse: set lake.warehouse")
 	}
 	if cfg.FlushBytes <= 0 {
 		cfg.FlushBytes = DefaultFlushBytes
+	}
+	if cfg.REST != nil {
+		return openREST(ctx, pool, cfg)
 	}
 	cc := pool.Config().ConnConfig.Copy()
 	if cc.RuntimeParams == nil {
@@ -139,8 +157,35 @@ func (l *Lake) Warehouse() string { return l.cfg.Warehouse }
 // FlushBytes bounds one commit's outbox bytes.
 func (l *Lake) FlushBytes() int64 { return l.cfg.FlushBytes }
 
+// openREST opens the lake on cfg.REST.
+func openREST(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
+	r := cfg.REST
+	opts := []rest.Option{rest.WithWarehouseLocation(cfg.Warehouse), rest.WithAdditionalProps(iceberg.Properties(maps.Clone(cfg.Props)))}
+	switch {
+	case r.Token != "":
+		opts = append(opts, rest.WithOAuthToken(r.Token))
+	case r.Credential != "":
+		opts = append(opts, rest.WithCredential(r.Credential))
+	}
+	if r.Scope != "" {
+		opts = append(opts, rest.WithScope(r.Scope))
+	}
+	cat, err := rest.NewCatalog(ctx, CatalogName, r.URI, opts...)
+	if err != nil {
+		// The catalog's errors may quote its answer, never our secrets;
+		// the URI is configuration.
+		return nil, fmt.Errorf("open the lake's REST catalog at %s: %w", r.URI, err)
+	}
+	return &Lake{pool: pool, cat: cat, cfg: cfg}, nil
+}
+
 // Close closes the catalog's connections.
-func (l *Lake) Close() error { return l.db.Close() }
+func (l *Lake) Close() error {
+	if l.db == nil {
+		return nil
+	}
+	return l.db.Close()
+}
 
 // Catalog is the lake's Iceberg catalog.
 func (l *Lake) Catalog() catalog.Catalog { return l.cat }

@@ -360,5 +360,23 @@ func OpenLake(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*lak
 			return nil, fmt.Errorf("lake.warehouse: %w", err)
 		}
 	}
-	return lake.Open(ctx, pool, lake.Config{Warehouse: cfg.Lake.Warehouse, Props: props, FlushBytes: cfg.Lake.FlushBytes})
+	lc := lake.Config{Warehouse: cfg.Lake.Warehouse, Props: props, FlushBytes: cfg.Lake.FlushBytes}
+	if cfg.Lake.REST() {
+		c := cfg.Lake.Catalog
+		lc.REST = &lake.RESTCatalog{URI: c.URI, Scope: c.Scope}
+		for _, s := range []struct {
+			to *string
+			s  config.Secret
+		}{{&lc.REST.Credential, c.Credential}, {&lc.REST.Token, c.Token}} {
+			if !s.s.IsSet() {
+				continue
+			}
+			v, err := s.s.Reveal()
+			if err != nil {
+				return nil, fmt.Errorf("lake: %s: %w", s.s.Path(), err)
+			}
+			*s.to = v
+		}
+	}
+	return lake.Open(ctx, pool, lc)
 }
