@@ -58,6 +58,8 @@ func runLake(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, store 
 		rep.Steps = append(rep.Steps, Step{Name: "catalog", Status: StatusSkipped, Detail: "the store was not reached (see the store's steps)"})
 	case store != nil && !store.Healthy && !stepOK(store.Steps, "migrations"):
 		rep.Steps = append(rep.Steps, Step{Name: "catalog", Status: StatusSkipped, Detail: "the store's migrations are not applied (see the store's migrations step)"})
+	case cfg.Lake.REST():
+		l.restCatalog(ctx, pool, props)
 	default:
 		l.catalog(ctx, pool)
 	}
@@ -283,5 +285,27 @@ func (l *lakeChecker) storage(ctx context.Context, props map[string]string) {
 		// A ProbeError's text names the warehouse and a reason without
 		// secrets.
 		return Step{Status: StatusFailed, Detail: pe.Error(), Problem: &p}
+	})
+}
+
+// restCatalog checks that the lake's REST catalog answers with the
+// configured credentials.
+func (l *lakeChecker) restCatalog(ctx context.Context, pool *pgxpool.Pool, props map[string]string) {
+	l.timed(ctx, "catalog", func(ctx context.Context) Step {
+		c := l.cfg.Lake.Catalog
+		cred, token, err := l.cfg.Lake.CatalogSecrets()
+		if err != nil {
+			return Step{Status: StatusFailed, Detail: err.Error(), Problem: &Problem{Code: "secret_unavailable",
+				Cause: "a secret of the lake's REST catalog does not resolve", Fix: "set the variable or file it names, or fix its reference"}}
+		}
+		lk, err := lake.Open(ctx, pool, lake.Config{Warehouse: l.cfg.Lake.Warehouse, Props: props,
+			REST: &lake.RESTCatalog{URI: c.URI, Credential: cred, Token: token, Scope: c.Scope}})
+		if err != nil {
+			return Step{Status: StatusFailed, Detail: err.Error(), Problem: &Problem{Code: "lake_catalog_unreachable",
+				Cause: "the lake's REST catalog did not answer with its configuration",
+				Fix:   "check lake.catalog.uri and that this machine reaches it, and lake.catalog.credential or token"}}
+		}
+		lk.Close()
+		return Step{Status: StatusOK, Detail: "REST catalog at " + c.URI + " answers"}
 	})
 }

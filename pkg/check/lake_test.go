@@ -3,6 +3,8 @@ package check_test
 import (
 	"context"
 	"encoding/base64"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,4 +226,38 @@ func TestLakeCatalog(t *testing.T) {
 	l, text = runLake(t, lakeConfig(t, writerURL, warehouse), "")
 	require.Equal(t, check.StatusSkipped, lakeStep(t, l, "catalog").Status, text)
 	require.True(t, l.Healthy, "the store's own section fails an unreachable store")
+}
+
+// TestLakeRESTCatalog: with a REST catalog, the catalog step asks it for
+// its configuration with the configured token: a catalog that answers
+// passes, one that cannot be reached fails naming its address and the fix,
+// and the token is in neither the text nor the JSON.
+func TestLakeRESTCatalog(t *testing.T) {
+	u := pgtest.URL(t)
+	pool, err := pgxpool.New(context.Background(), u)
+	require.NoError(t, err)
+	defer pool.Close()
+	require.NoError(t, storedb.Migrate(context.Background(), pool))
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Get("Authorization")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"defaults": {}, "overrides": {}}`))
+	}))
+	defer srv.Close()
+	t.Setenv("LAKE_CATALOG_TOKEN", "rest-token-sentinel")
+	cfg := lakeConfig(t, u, "file://"+t.TempDir())
+	cfg.Lake.Catalog = &config.LakeCatalog{Type: "rest", URI: srv.URL, Token: config.NewSecret("env:LAKE_CATALOG_TOKEN")}
+	cfg.ApplyDefaults()
+	l, _ := runLake(t, cfg, u, "rest-token-sentinel")
+	require.Equal(t, check.StatusOK, lakeStep(t, l, "catalog").Status)
+	require.Equal(t, "Bearer rest-token-sentinel", got)
+
+	srv.Close()
+	l, text := runLake(t, cfg, u, "rest-token-sentinel")
+	st := lakeStep(t, l, "catalog")
+	require.Equal(t, check.StatusFailed, st.Status)
+	require.Equal(t, "lake_catalog_unreachable", st.Problem.Code)
+	require.Contains(t, text, srv.URL)
+	require.False(t, l.Healthy)
 }

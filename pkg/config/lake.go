@@ -42,6 +42,25 @@ type LakeCatalog struct {
 	Scope string `yaml:"scope,omitempty" json:"scope,omitempty"`
 }
 
+// CatalogSecrets are the REST catalog's credential and token, revealed
+// (either may be ""). Call it only to open the catalog.
+func (l Lake) CatalogSecrets() (credential, token string, err error) {
+	c := l.Catalog
+	if c == nil {
+		return "", "", nil
+	}
+	out := [2]string{}
+	for i, s := range []Secret{c.Credential, c.Token} {
+		if !s.IsSet() {
+			continue
+		}
+		if out[i], err = s.Reveal(); err != nil {
+			return "", "", fmt.Errorf("%s: %w", s.Path(), err)
+		}
+	}
+	return out[0], out[1], nil
+}
+
 // REST says whether the lake's catalog is a REST catalog.
 func (l Lake) REST() bool { return l.Catalog != nil && l.Catalog.Type == "rest" }
 

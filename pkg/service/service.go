@@ -364,18 +364,8 @@ func OpenLake(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*lak
 	if cfg.Lake.REST() {
 		c := cfg.Lake.Catalog
 		lc.REST = &lake.RESTCatalog{URI: c.URI, Scope: c.Scope}
-		for _, s := range []struct {
-			to *string
-			s  config.Secret
-		}{{&lc.REST.Credential, c.Credential}, {&lc.REST.Token, c.Token}} {
-			if !s.s.IsSet() {
-				continue
-			}
-			v, err := s.s.Reveal()
-			if err != nil {
-				return nil, fmt.Errorf("lake: %s: %w", s.s.Path(), err)
-			}
-			*s.to = v
+		if lc.REST.Credential, lc.REST.Token, err = cfg.Lake.CatalogSecrets(); err != nil {
+			return nil, fmt.Errorf("lake: %w", err)
 		}
 	}
 	return lake.Open(ctx, pool, lc)
