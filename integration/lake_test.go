@@ -264,4 +264,15 @@ func TestLakeAgreesWithTheStore(t *testing.T) {
 	e.sync(t)
 	third := e.requireLakeExact(t, nil)
 	require.Equal(t, second, third)
+
+	// Each lake commit is audited, in the audit's hash chain: the syncs'
+	// (actor sync) and nothing from the hand flushes, which found nothing
+	// waiting.
+	var commits, rows int64
+	require.NoError(t, e.store.QueryRow(context.Background(),
+		"SELECT count(*), coalesce(sum(rows_inserted), 0) FROM ehrsync.audit WHERE action = 'lake' AND outcome = 'ok'").Scan(&commits, &rows))
+	require.Positive(t, commits)
+	require.Equal(t, third.rows, rows, "the audited lake rows are the lake's")
+	out, err := e.run(t, "audit", "verify", "--config", e.config)
+	require.NoError(t, err, out)
 }
