@@ -58,14 +58,13 @@ func (l *Lake) Flush(ctx context.Context, t Table) (res Result, err error) {
 		return res, err
 	}
 	res.State = stateOf(tbl)
+	// A flush before this one may have stopped between its Iceberg commit
+	// and clearing its claim.
+	if res.Cleared, err = l.record(ctx, t, tbl); err != nil {
+		return res, err
+	}
 	for {
-		committed := claimOf(tbl)
-		tag, err := lock.conn.Exec(ctx, "DELETE FROM "+t.outbox().Sanitize()+" WHERE claim <= $1", committed)
-		if err != nil {
-			return res, fmt.Errorf("clear lake outbox %s: %w", t, err)
-		}
-		res.Cleared += tag.RowsAffected()
-		claim, err := l.nextClaim(ctx, lock.conn, t, committed)
+		claim, err := l.nextClaim(ctx, lock.conn, t, claimOf(tbl))
 		if err != nil || claim == 0 {
 			return res, err
 		}
@@ -75,6 +74,9 @@ func (l *Lake) Flush(ctx context.Context, t Table) (res Result, err error) {
 		}
 		res.State = stateOf(tbl)
 		if err := l.step("committed"); err != nil {
+			return res, err
+		}
+		if _, err := l.record(ctx, t, tbl); err != nil {
 			return res, err
 		}
 	}
@@ -258,34 +260,36 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 		res.Files += files
 		res.FileBytes += size
 	}
-	if err := l.step("committed"); err != nil {
-		return nil, err
-	}
-	if err := l.record(ctx, t, committed, claim, ci); err != nil {
-		return nil, err
-	}
 	return committed, nil
 }
 
-// record deletes the committed claim's outbox rows and notes the commit in
-// ehrsync.lake_tables, in one transaction.
-func (l *Lake) record(ctx context.Context, t Table, tbl *table.Table, claim int64, ci claimInfo) error {
+// record deletes the outbox rows of the claims tbl holds and notes its
+// state in ehrsync.lake_tables (the rows deleted added to its count), in
+// one transaction. It returns the rows deleted.
+func (l *Lake) record(ctx context.Context, t Table, tbl *table.Table) (int64, error) {
 	st := stateOf(tbl)
+	if !st.Exists {
+		return 0, nil
+	}
+	var batches int64
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "DELETE FROM "+t.outbox().Sanitize()+" WHERE claim = $1", claim); err != nil {
+		var rows int64
+		err := tx.QueryRow(ctx, "WITH d AS (DELETE FROM "+t.outbox().Sanitize()+" WHERE claim <= $1 RETURNING rows) SELECT count(*), coalesce(sum(rows), 0) FROM d",
+			st.Claim).Scan(&batches, &rows)
+		if err != nil || batches == 0 {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO ehrsync.lake_tables AS l (org, table_name, claim, snapshot_id, position, rows, committed_at)
+		_, err = tx.Exec(ctx, `INSERT INTO ehrsync.lake_tables AS l (org, table_name, claim, snapshot_id, position, rows, committed_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (org, table_name) DO UPDATE SET claim = excluded.claim, snapshot_id = excluded.snapshot_id,
         position = excluded.position, rows = l.rows + excluded.rows, committed_at = excluded.committed_at`,
-			t.Org, t.Schema+"."+t.Name, claim, st.SnapshotID, ci.position, ci.rows, st.Committed)
+			t.Org, t.StateName(), st.Claim, st.SnapshotID, st.Position, rows, st.Committed)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("clear lake outbox %s claim %d: %w", t, claim, err)
+		return 0, fmt.Errorf("clear lake outbox %s to claim %d: %w", t, st.Claim, err)
 	}
-	return nil
+	return batches, nil
 }
 
 // ensureTable creates t's Iceberg table (and namespace) when tbl is nil,
