@@ -346,9 +346,9 @@ func TestAFlushStoppedAfterItsCommitIsNotRepeated(t *testing.T) {
 	require.EqualValues(t, 1, res.Cleared)
 	require.Zero(t, res.Commits)
 	require.Len(t, f.lakeRows(t), 1, "appended once")
-	var claim, rows int64
-	require.NoError(t, f.pool.QueryRow(ctx, "SELECT claim, rows FROM ehrsync.lake_tables WHERE org = $1", claims.Org).Scan(&claim, &rows))
-	require.Equal(t, [2]int64{1, 1}, [2]int64{claim, rows}, "the commit the stopped flush made is noted by the one that cleared it")
+	var claim, noted int64
+	require.NoError(t, f.pool.QueryRow(ctx, "SELECT claim, rows FROM ehrsync.lake_tables WHERE org = $1", claims.Org).Scan(&claim, &noted))
+	require.Equal(t, [2]int64{1, 1}, [2]int64{claim, noted}, "the commit the stopped flush made is noted by the one that cleared it")
 }
 
 // A chunk whose store transaction does not commit leaves no outbox row.
