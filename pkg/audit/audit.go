@@ -109,8 +109,8 @@ func (r *Recorder) LakeFlush(ctx context.Context, actor, runID, org, table strin
 	rec := Record{Actor: actor, Action: ActionLake, Org: org, Table: table, RunID: runID,
 		Chunks: res.Batches, Duration: res.CommitTime, Outcome: "ok"}
 	rec.Rows.Inserted = res.Rows
-	if len(res.State.Position) > 0 {
-		if p, derr := watermarks.Decode(res.State.Position); derr == nil {
+	if len(res.Position) > 0 {
+		if p, derr := watermarks.Decode(res.Position); derr == nil {
 			rec.To = p
 		}
 	}

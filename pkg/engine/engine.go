@@ -241,8 +241,9 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 	track := e.tracker(log, db, org, tc, progress)
 	defer track.end()
 	res, plan, target, err := e.prepare(ctx, db, org, tc)
+	var feed *lakeFeed // nil without the lake
 	if err == nil {
-		feed := e.startLake(ctx, log, org, tc)
+		feed = e.startLake(ctx, log, org, tc)
 		job := TableJob{
 			Org: org.Name, Table: res.Table, Strategy: string(plan.Strategy),
 			Extractor: plan.Extractor, Target: target, Positions: e.positions, Actor: actor, RunID: runID,
@@ -268,10 +269,6 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 			log.Debug("snapshot handed off to incremental reads; catching up")
 			res = then(res, RunTable(ctx, log, job))
 		}
-		var lerr error
-		if res.Lake, lerr = feed.finish(ctx); res.Err == nil {
-			res.Err = lerr
-		}
 		err = res.Err
 	}
 	switch {
@@ -284,6 +281,15 @@ func (e *Engine) syncTable(ctx context.Context, log *slog.Logger, db *sql.DB, or
 		res.Reconciled, err = e.reconcileIfDue(ctx, plan.Keys, target, actor, tc.ReconcileEvery)
 	}
 	res.Err = err
+	// The lake's last flush comes after the reconciliation, whose deletes
+	// it takes too; its failure fails the run only after the store's work
+	// is done.
+	if feed != nil {
+		var lerr error
+		if res.Lake, lerr = feed.finish(ctx); res.Err == nil {
+			res.Err = lerr
+		}
+	}
 	return res
 }
 

@@ -117,6 +117,9 @@ func (f *lakeFeed) flush(ctx context.Context) {
 	if res.State.Exists || res.Commits > 0 {
 		add.State = res.State
 	}
+	if res.Position != nil {
+		add.Position = res.Position
+	}
 	add.Busy = res.Busy
 	if err != nil {
 		f.log.Warn("lake flush failed; the changes wait in the outbox", "err", err)

@@ -3,9 +3,13 @@ package lake
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -16,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ehrsync/ehrsync/pkg/storedb"
+	"github.com/ehrsync/ehrsync/watermarks"
 )
 
 // Result is what one Flush did.
@@ -33,6 +38,9 @@ type Result struct {
 	Cleared int64
 	// State is the table's after the flush.
 	State State
+	// Position is the encoded position of the last chunk the flush moved
+	// that moved the table (nil for none): for the audit's summary.
+	Position []byte
 	// CommitTime is the time spent in Iceberg commits (files written and
 	// the catalog swapped), in all; CommitTimes each commit's.
 	CommitTime  time.Duration
@@ -196,12 +204,8 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 		return nil, fmt.Errorf("lake table %s: %w", t, err)
 	}
 	start := time.Now()
-	if tbl, err = l.ensureTable(ctx, t, tbl, schema); err != nil {
+	if tbl, schema, err = l.ensureTable(ctx, t, tbl, schema); err != nil {
 		return nil, err
-	}
-	if ci.position == nil {
-		// Only a reconciliation's deletes: the position is where it was.
-		ci.position = []byte(tbl.Properties()[PropPosition])
 	}
 	rdr, err := l.openClaim(ctx, t, claim, schema)
 	if err != nil {
@@ -213,17 +217,25 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 		return nil, fmt.Errorf("lake table %s: %w", t, err)
 	}
 	n := strconv.FormatInt(claim, 10)
-	if err := tx.SetProperties(iceberg.Properties{PropClaim: n, PropPosition: string(ci.position),
+	props := iceberg.Properties{PropClaim: n,
 		// Parquet row groups are buffered whole in memory as they are
 		// written: a smaller one than iceberg-go's 128 MiB keeps a flush
 		// within the engine's memory.
-		"write.parquet.row-group-size-bytes": strconv.Itoa(RowGroupBytes), "write.parquet.compression-level": "1"}); err != nil {
-		return nil, fmt.Errorf("lake table %s: %w", t, err)
+		"write.parquet.row-group-size-bytes": strconv.Itoa(RowGroupBytes), "write.parquet.compression-level": "1"}
+	summary := iceberg.Properties{PropClaim: n, PropBatches: fmt.Sprintf("%d-%d", ci.firstBatch, ci.lastBat)}
+	// The position as its summary only: the metadata's readers need not
+	// see key values. ehrsync.lake_tables keeps it whole.
+	if ci.position != nil {
+		p, err := watermarks.Decode(ci.position)
+		if err != nil {
+			return nil, fmt.Errorf("lake outbox %s claim %d: %w", t, claim, err)
+		}
+		if sum := watermarks.Summarize(p); sum != nil {
+			props[PropPosition], summary[PropPosition] = sum.Text, sum.Text
+		}
 	}
-	summary := iceberg.Properties{
-		PropClaim:    n,
-		PropPosition: string(ci.position),
-		PropBatches:  fmt.Sprintf("%d-%d", ci.firstBatch, ci.lastBat),
+	if err := tx.SetProperties(props); err != nil {
+		return nil, fmt.Errorf("lake table %s: %w", t, err)
 	}
 	if err := tx.Append(ctx, rdr, summary); err != nil {
 		return nil, fmt.Errorf("append to lake table %s: %w", t, err)
@@ -246,6 +258,9 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 			return nil, fmt.Errorf("commit to lake table %s: %w", t, cerr)
 		}
 		committed = now
+	}
+	if ci.position != nil {
+		res.Position = ci.position
 	}
 	took := time.Since(start)
 	res.CommitTime += took
@@ -274,16 +289,18 @@ func (l *Lake) record(ctx context.Context, t Table, tbl *table.Table) (int64, er
 	var batches int64
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		var rows int64
-		err := tx.QueryRow(ctx, "WITH d AS (DELETE FROM "+t.outbox().Sanitize()+" WHERE claim <= $1 RETURNING rows) SELECT count(*), coalesce(sum(rows), 0) FROM d",
-			st.Claim).Scan(&batches, &rows)
+		var pos []byte
+		err := tx.QueryRow(ctx, "WITH d AS (DELETE FROM "+t.outbox().Sanitize()+` WHERE claim <= $1 RETURNING id, rows, position)
+    SELECT count(*), coalesce(sum(rows), 0), (array_agg(position ORDER BY id DESC) FILTER (WHERE position IS NOT NULL))[1] FROM d`,
+			st.Claim).Scan(&batches, &rows, &pos)
 		if err != nil || batches == 0 {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO ehrsync.lake_tables AS l (org, table_name, claim, snapshot_id, position, rows, committed_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7)
     ON CONFLICT (org, table_name) DO UPDATE SET claim = excluded.claim, snapshot_id = excluded.snapshot_id,
-        position = excluded.position, rows = l.rows + excluded.rows, committed_at = excluded.committed_at`,
-			t.Org, t.StateName(), st.Claim, st.SnapshotID, st.Position, rows, st.Committed)
+        position = coalesce(excluded.position, l.position), rows = l.rows + excluded.rows, committed_at = excluded.committed_at`,
+			t.Org, t.StateName(), st.Claim, st.SnapshotID, pos, rows, st.Committed)
 		return err
 	})
 	if err != nil {
@@ -293,56 +310,110 @@ func (l *Lake) record(ctx context.Context, t Table, tbl *table.Table) (int64, er
 }
 
 // ensureTable creates t's Iceberg table (and namespace) when tbl is nil,
-// and adds the columns of schema it lacks.
-func (l *Lake) ensureTable(ctx context.Context, t Table, tbl *table.Table, schema *arrow.Schema) (*table.Table, error) {
+// and otherwise fits it and the claim's schema to each other, column by
+// column: a column new at the source is added; a type the source widened
+// (int to bigint, real to float, a decimal's precision) widens the table's;
+// any other difference keeps the table's type, and the claim's values are
+// cast to it (a value that does not fit fails the flush, naming the
+// column). It returns the table and the schema to append with.
+func (l *Lake) ensureTable(ctx context.Context, t Table, tbl *table.Table, schema *arrow.Schema) (*table.Table, *arrow.Schema, error) {
 	want, err := table.ArrowSchemaToIcebergWithFreshIDs(schema, false)
 	if err != nil {
-		return nil, fmt.Errorf("lake table %s: map the change batch's types: %w", t, err)
+		return nil, nil, fmt.Errorf("lake table %s: map the change batch's types: %w", t, err)
 	}
 	if tbl == nil {
-		ns := table.Identifier{t.Schema}
-		exists, err := l.cat.CheckNamespaceExists(ctx, ns)
-		if err != nil {
-			return nil, fmt.Errorf("lake namespace %s: %w", t.Schema, err)
-		}
-		if !exists {
-			if err := l.cat.CreateNamespace(ctx, ns, iceberg.Properties{"comment": "ehrsync organization " + t.Org}); err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
-				return nil, fmt.Errorf("create lake namespace %s: %w", t.Schema, err)
-			}
-		}
-		tbl, err = l.cat.CreateTable(ctx, t.Ident(), want, catalog.WithProperties(iceberg.Properties{
-			"format-version": "2",
-			// Old metadata files are removed as commits add new ones.
-			"write.metadata.delete-after-commit.enabled": "true",
-			"write.metadata.previous-versions-max":       "50",
-			"comment":                                    "ehrsync change lake: every change committed to store table " + t.String(),
-		}))
-		if err != nil {
-			return nil, fmt.Errorf("create lake table %s: %w", t.Ident(), err)
-		}
-		return tbl, nil
+		tbl, err = l.createTable(ctx, t, want)
+		return tbl, schema, err
 	}
-	if covers(tbl.Schema(), schema) {
-		return tbl, nil
+	have := tbl.Schema()
+	haveArrow, err := table.SchemaToArrowSchema(have, nil, false, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lake table %s: %w", t, err)
+	}
+	fields := slices.Clone(schema.Fields())
+	evolve := false
+	for i, f := range fields {
+		hf, held := have.FindFieldByName(f.Name)
+		wf, _ := want.FindFieldByName(f.Name)
+		switch {
+		case !held:
+			evolve = true
+		case hf.Type.Equals(wf.Type):
+		case widens(hf.Type, wf.Type):
+			evolve = true
+		default:
+			af, ok := haveArrow.FieldsByName(f.Name)
+			if !ok || len(af) != 1 {
+				return nil, nil, fmt.Errorf("lake table %s: column %s has no Arrow type", t, f.Name)
+			}
+			fields[i].Type = af[0].Type
+		}
+	}
+	schema = arrow.NewSchema(fields, nil)
+	if !evolve {
+		return tbl, schema, nil
+	}
+	if want, err = table.ArrowSchemaToIcebergWithFreshIDs(schema, false); err != nil {
+		return nil, nil, fmt.Errorf("lake table %s: map the change batch's types: %w", t, err)
 	}
 	tx := tbl.NewTransaction()
 	if err := tx.UpdateSchema(true, false).UnionByNameWith(want).Commit(); err != nil {
-		return nil, fmt.Errorf("lake table %s: add the source's new columns: %w; fix: a type change the Iceberg table cannot take needs a new lake table (rename %s)", t, err, t.Ident())
+		return nil, nil, fmt.Errorf("lake table %s: add the source's new columns and widened types: %w", t, err)
 	}
 	if tbl, err = tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("lake table %s: add the source's new columns: %w", t, err)
+		return nil, nil, fmt.Errorf("lake table %s: add the source's new columns and widened types: %w", t, err)
 	}
-	return tbl, nil
+	return tbl, schema, nil
 }
 
-// covers says sc has a field of each name of schema.
-func covers(sc *iceberg.Schema, schema *arrow.Schema) bool {
-	for _, f := range schema.Fields() {
-		if _, ok := sc.FindFieldByName(f.Name); !ok {
-			return false
+// widens says whether Iceberg's schema evolution takes a column of type
+// from to type to: int to long, float to double, a decimal's precision up
+// at one scale.
+func widens(from, to iceberg.Type) bool {
+	switch f := from.(type) {
+	case iceberg.Int32Type:
+		_, ok := to.(iceberg.Int64Type)
+		return ok
+	case iceberg.Float32Type:
+		_, ok := to.(iceberg.Float64Type)
+		return ok
+	case iceberg.DecimalType:
+		t, ok := to.(iceberg.DecimalType)
+		return ok && f.Scale() == t.Scale() && f.Precision() <= t.Precision()
+	}
+	return false
+}
+
+// createTable creates t's Iceberg table (and its namespace) with schema
+// want, at a location of its own under the warehouse (a table dropped or
+// renamed by hand keeps its files apart from the next one's).
+func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (*table.Table, error) {
+	ns := table.Identifier{t.Schema}
+	exists, err := l.cat.CheckNamespaceExists(ctx, ns)
+	if err != nil {
+		return nil, fmt.Errorf("lake namespace %s: %w", t.Schema, err)
+	}
+	if !exists {
+		if err := l.cat.CreateNamespace(ctx, ns, iceberg.Properties{"comment": "ehrsync organization " + t.Org}); err != nil && !errors.Is(err, catalog.ErrNamespaceAlreadyExists) {
+			return nil, fmt.Errorf("create lake namespace %s: %w", t.Schema, err)
 		}
 	}
-	return true
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return nil, err
+	}
+	loc := strings.TrimSuffix(l.cfg.Warehouse, "/") + "/" + t.Schema + ".db/" + t.Ident()[1] + "-" + hex.EncodeToString(suffix)
+	tbl, err := l.cat.CreateTable(ctx, t.Ident(), want, catalog.WithLocation(loc), catalog.WithProperties(iceberg.Properties{
+		"format-version": "2",
+		// Old metadata files are removed as commits add new ones.
+		"write.metadata.delete-after-commit.enabled": "true",
+		"write.metadata.previous-versions-max":       "50",
+		"comment":                                    "ehrsync change lake: every change committed to store table " + t.String(),
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("create lake table %s: %w", t.Ident(), err)
+	}
+	return tbl, nil
 }
 
 func (l *Lake) step(name string) error {

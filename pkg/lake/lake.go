@@ -57,7 +57,8 @@ const TableSuffix = "__changes"
 const (
 	// PropClaim is the number of the last outbox claim the table holds.
 	PropClaim = "ehrsync.claim"
-	// PropPosition is the encoded position of the claim's last chunk.
+	// PropPosition is the summary of the position the claim's last chunk
+	// moved the table to (watermarks.Summary: never key values).
 	PropPosition = "ehrsync.position"
 	// PropBatches is the range of _ehrsync_batch a snapshot appended
 	// (summary only).
@@ -211,7 +212,9 @@ func (t Table) String() string { return t.Schema + "." + t.Name }
 type State struct {
 	Exists     bool
 	Claim      int64  // PropClaim: 0 before the first commit
-	Position   []byte // PropPosition: the encoded position the table holds to
+	// PositionSummary is PropPosition: the summary of the position the
+	// table holds to ("" before any).
+	PositionSummary string
 	SnapshotID int64
 	Committed  time.Time // the current snapshot's time
 	// MetadataLocation is the table's current metadata file, which
@@ -233,9 +236,7 @@ func stateOf(tbl *table.Table) State {
 		return State{}
 	}
 	s := State{Exists: true, Claim: claimOf(tbl), MetadataLocation: tbl.MetadataLocation()}
-	if p, ok := tbl.Properties()[PropPosition]; ok {
-		s.Position = []byte(p)
-	}
+	s.PositionSummary = tbl.Properties()[PropPosition]
 	if snap := tbl.CurrentSnapshot(); snap != nil {
 		s.SnapshotID = snap.SnapshotID
 		s.Committed = time.UnixMilli(snap.TimestampMs).UTC()

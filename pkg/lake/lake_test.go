@@ -124,7 +124,8 @@ func (f *fixture) batch(t *testing.T, rows ...row) arrow.RecordBatch {
 					fb.AppendNull()
 					continue
 				}
-				n, err := decimal128.FromString(r.paid, 19, 2)
+				dt := fd.Type.(*arrow.Decimal128Type)
+				n, err := decimal128.FromString(r.paid, dt.Precision, dt.Scale)
 				require.NoError(t, err)
 				fb.(*array.Decimal128Builder).Append(n)
 			case "status":
@@ -485,9 +486,12 @@ func TestReconciledDeletesReachTheLake(t *testing.T) {
 			}, f.lakeRows(t))
 			st, err := f.lake.State(ctx, claims)
 			require.NoError(t, err)
-			pos, err := watermarks.Decode(st.Position)
+			var stored []byte
+			require.NoError(t, f.pool.QueryRow(ctx, "SELECT position FROM ehrsync.lake_tables WHERE org = $1", claims.Org).Scan(&stored))
+			pos, err := watermarks.Decode(stored)
 			require.NoError(t, err)
 			require.Equal(t, "cursor modify_timestamp 1", pos.String(), "a reconciliation leaves the position where it was")
+			require.Equal(t, watermarks.Summarize(pos).Text, st.PositionSummary, "the lake's metadata holds the position's summary")
 		})
 	}
 }
@@ -565,4 +569,50 @@ func TestFlushToAzureBlobStorage(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(st.MetadataLocation, "abfs://"), "the table lives in the container")
 	require.Equal(t, int64(2), st.Claim)
+}
+
+// A type the source widened widens the lake table's column; one it
+// narrowed keeps the table's, the new rows cast to it; a change whose
+// values do not fit stops the flush, naming the column but no value, and
+// keeps the rows waiting.
+func TestTheLakeTableFollowsTheSourcesTypes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	paidType := func() string {
+		tbl, err := f.lake.Catalog().LoadTable(ctx, claims.Ident())
+		require.NoError(t, err)
+		fd, ok := tbl.Schema().FindFieldByName("paid_amt")
+		require.True(t, ok)
+		return fd.Type.String()
+	}
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	_, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Equal(t, "decimal(19, 2)", paidType())
+
+	f.cols[1] = "paid_amt numeric(28,2)" // widened at the source
+	f.commit(t, row{schemas.OpInsert, 2, "123456789012345678901.25", "D"})
+	_, err = f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Equal(t, "decimal(28, 2)", paidType())
+
+	f.cols[1] = "paid_amt numeric(19,2)" // narrowed again: the lake keeps 28
+	f.commit(t, row{schemas.OpInsert, 3, "30.50", "D"})
+	_, err = f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Equal(t, "decimal(28, 2)", paidType())
+	require.Len(t, f.lakeRows(t), 3)
+
+	// A scale change Iceberg cannot take, once an operator let the store
+	// take it.
+	_, err = f.pool.Exec(ctx, "ALTER TABLE st_mary.claim_lines ALTER COLUMN paid_amt TYPE numeric(28,4)")
+	require.NoError(t, err)
+	f.cols[1] = "paid_amt numeric(28,4)"
+	f.commit(t, row{schemas.OpInsert, 4, "40.1234", "D"})
+	_, err = f.lake.Flush(ctx, claims)
+	require.ErrorContains(t, err, "column paid_amt")
+	require.NotContains(t, err.Error(), "40.1234")
+	require.NotContains(t, err.Error(), "401234")
+	rows, claimed := f.outbox(t)
+	require.Equal(t, [2]int{1, 1}, [2]int{rows, claimed}, "the chunk waits in the outbox")
 }

@@ -243,7 +243,10 @@ func (r *claimReader) project(data []byte, batch int64, at time.Time, seqs []int
 		default:
 			c, err := compute.CastArray(r.ctx, rec.Column(j), compute.SafeCastOptions(f.Type))
 			if err != nil {
-				return nil, fmt.Errorf("column %s (field %d): cast %s to the lake's %s: %w", f.Name, i, rec.Column(j).DataType(), f.Type, err)
+				// The cast's own error may quote a value: it is left out.
+				return nil, fmt.Errorf("column %s (field %d): a value of type %s does not fit the lake table's %s: "+
+					"the source narrowed the column; fix: widen the lake table's column (ALTER TABLE … ALTER COLUMN in Spark or Trino), or leave the column out with the table's columns allow-list",
+					f.Name, i, rec.Column(j).DataType(), f.Type)
 			}
 			cols = append(cols, c)
 		}

@@ -28,7 +28,9 @@ import (
 // the transaction that commits the chunk's rows and position: the chunk's
 // change batch as the extractor read it (Arrow IPC stream, uncompressed),
 // its commit's position-history id (the rows' _ehrsync_batch), the
-// transaction's timestamp and the position it moved to. pkg/lake moves
+// transaction's timestamp and the position it moved the table to (NULL for
+// a ranged backfill's chunk, which moves a position of its own, and a
+// reconciliation's deletes). pkg/lake moves
 // outbox rows into the table's Iceberg table and deletes them; a row
 // leaves the outbox only after the Iceberg commit that holds it. So every
 // chunk the store commits reaches the lake once, whatever fails between.
@@ -95,9 +97,14 @@ func (p *Pending) queueOutbox(b *pgx.Batch) {
 	}
 	tg := p.tg
 	p.res.LakeBytes = int64(len(p.lake))
+	// The table's position, not a ranged backfill's own.
+	var pos []byte
+	if p.m.Table == tg.table.QualifiedName() {
+		pos = p.c.pos
+	}
 	if p.res.Direct || !observes(p.m.From) {
 		b.Queue("INSERT INTO "+tg.outbox.Sanitize()+" (batch, committed_at, rows, bytes, position, schema, data) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-			p.c.id, p.c.at, p.res.Rows, len(p.lake), p.c.pos, tg.lakeSchema, p.lake)
+			p.c.id, p.c.at, p.res.Rows, len(p.lake), pos, tg.lakeSchema, p.lake)
 		p.lake = nil
 		return
 	}
@@ -110,7 +117,7 @@ func (p *Pending) queueOutbox(b *pgx.Batch) {
 	HAVING count(*) > 0`,
 		tg.outbox.Sanitize(), seq, op, schemas.OpDelete, MetaOp, schemas.OpInsert, schemas.OpUpdate,
 		pgx.Identifier{tg.stage}.Sanitize(), tg.ident.Sanitize(), tg.keyMatch("t", "s"), MetaBatch),
-		p.c.id, p.c.at, len(p.lake), p.c.pos, tg.lakeSchema, p.lake)
+		p.c.id, p.c.at, len(p.lake), pos, tg.lakeSchema, p.lake)
 	p.lake = nil
 }
 

@@ -34,7 +34,7 @@ CREATE TABLE ehrsync.lake_tables (
     table_name   text        NOT NULL CHECK (table_name <> ''),
     claim        bigint      NOT NULL,
     snapshot_id  bigint      NOT NULL,
-    position     bytea       NOT NULL,
+    position     bytea,       -- NULL until a commit moved the table's position
     rows         bigint      NOT NULL,
     committed_at timestamptz NOT NULL,
     PRIMARY KEY (org, table_name)
