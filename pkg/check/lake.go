@@ -155,7 +155,7 @@ func lakeTables() []storedb.TablePrivileges {
 		out = append(out, storedb.TablePrivileges{Table: storedb.LakeSchemaName + "." + p.Table, Privileges: p.Privileges})
 	}
 	for _, p := range storedb.WriterPrivileges {
-		if p.Table == "lake_tables" {
+		if p.Table == "lake_tables" || p.Table == "store_identity" {
 			out = append(out, storedb.TablePrivileges{Table: storedb.SchemaName + "." + p.Table, Privileges: p.Privileges})
 		}
 	}

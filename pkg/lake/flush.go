@@ -65,6 +65,9 @@ func (l *Lake) Flush(ctx context.Context, t Table) (res Result, err error) {
 	if err != nil {
 		return res, err
 	}
+	if err := l.owned(t, tbl); err != nil {
+		return res, err
+	}
 	res.State = stateOf(tbl)
 	// A flush before this one may have stopped between its Iceberg commit
 	// and clearing its claim.
@@ -217,7 +220,7 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 		return nil, fmt.Errorf("lake table %s: %w", t, err)
 	}
 	n := strconv.FormatInt(claim, 10)
-	props := iceberg.Properties{PropClaim: n,
+	props := iceberg.Properties{PropClaim: n, PropStore: l.store,
 		// Parquet row groups are buffered whole in memory as they are
 		// written: a smaller one than iceberg-go's 128 MiB keeps a flush
 		// within the engine's memory.
@@ -409,6 +412,7 @@ func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (
 		"write.metadata.delete-after-commit.enabled": "true",
 		"write.metadata.previous-versions-max":       "50",
 		"comment":                                    "ehrsync change lake: every change committed to store table " + t.String(),
+		PropStore:                                    l.store,
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("create lake table %s: %w", t.Ident(), err)

@@ -63,6 +63,9 @@ const (
 	// PropBatches is the range of _ehrsync_batch a snapshot appended
 	// (summary only).
 	PropBatches = "ehrsync.batches"
+	// PropStore is the id of the store whose outbox feeds the table
+	// (ehrsync.store_identity).
+	PropStore = "ehrsync.store"
 )
 
 // The columns the lake adds to a change batch's.
@@ -111,10 +114,11 @@ type RESTCatalog struct {
 
 // Lake moves outboxes into Iceberg tables. It is safe for concurrent use.
 type Lake struct {
-	pool *pgxpool.Pool
-	db   *sql.DB // the SQL catalog's connections; nil with a REST catalog
-	cat  catalog.Catalog
-	cfg  Config
+	pool  *pgxpool.Pool
+	store string  // the store's id (ehrsync.store_identity)
+	db    *sql.DB // the SQL catalog's connections; nil with a REST catalog
+	cat   catalog.Catalog
+	cfg   Config
 
 	// testHook, when set, runs at each step of a commit ("appended": the
 	// files written, not committed; "committed": the Iceberg commit done,
@@ -142,6 +146,11 @@ func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
 	cc.RuntimeParams["search_path"] = storedb.LakeSchemaName
 	db := stdlib.OpenDB(*cc)
 	db.SetMaxOpenConns(2)
+	store, err := storeID(ctx, pool)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	props := iceberg.Properties{"warehouse": cfg.Warehouse, "init_catalog_tables": "false"}
 	maps.Copy(props, cfg.Props)
 	cat, err := sqlcat.NewCatalog(CatalogName, db, sqlcat.Postgres, props)
@@ -149,7 +158,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
 		db.Close()
 		return nil, fmt.Errorf("open the lake catalog in schema %s: %w", storedb.LakeSchemaName, err)
 	}
-	return &Lake{pool: pool, db: db, cat: cat, cfg: cfg}, nil
+	return &Lake{pool: pool, store: store, db: db, cat: cat, cfg: cfg}, nil
 }
 
 // Warehouse is where the lake's tables are.
@@ -171,13 +180,41 @@ func openREST(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error
 	if r.Scope != "" {
 		opts = append(opts, rest.WithScope(r.Scope))
 	}
+	store, err := storeID(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
 	cat, err := rest.NewCatalog(ctx, CatalogName, r.URI, opts...)
 	if err != nil {
 		// The catalog's errors may quote its answer, never our secrets;
 		// the URI is configuration.
 		return nil, fmt.Errorf("open the lake's REST catalog at %s: %w", r.URI, err)
 	}
-	return &Lake{pool: pool, cat: cat, cfg: cfg}, nil
+	return &Lake{pool: pool, store: store, cat: cat, cfg: cfg}, nil
+}
+
+// storeID is the store's identity.
+func storeID(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	var id string
+	if err := pool.QueryRow(ctx, "SELECT id::text FROM ehrsync.store_identity").Scan(&id); err != nil {
+		return "", fmt.Errorf("open the lake: read the store's identity (ehrsync.store_identity; run ehrsync migrate): %w", err)
+	}
+	return id, nil
+}
+
+// ErrOtherStore is a lake table another store's ehrsync writes.
+var ErrOtherStore = errors.New("the lake table is written by another ehrsync store")
+
+// owned checks that tbl is written by this store.
+func (l *Lake) owned(t Table, tbl *table.Table) error {
+	if tbl == nil {
+		return nil
+	}
+	if id, ok := tbl.Properties()[PropStore]; ok && id != l.store {
+		return fmt.Errorf("lake table %s: %w (its %s is %s, this store's %s): two stores counting claims on one table would lose rows; fix: give each store a warehouse and catalog of its own",
+			t.Ident(), ErrOtherStore, PropStore, id, l.store)
+	}
+	return nil
 }
 
 // Close closes the catalog's connections.
@@ -210,13 +247,13 @@ func (t Table) String() string { return t.Schema + "." + t.Name }
 
 // State is a lake table's last commit, as its Iceberg table says.
 type State struct {
-	Exists     bool
-	Claim      int64  // PropClaim: 0 before the first commit
+	Exists bool
+	Claim  int64 // PropClaim: 0 before the first commit
 	// PositionSummary is PropPosition: the summary of the position the
 	// table holds to ("" before any).
 	PositionSummary string
-	SnapshotID int64
-	Committed  time.Time // the current snapshot's time
+	SnapshotID      int64
+	Committed       time.Time // the current snapshot's time
 	// MetadataLocation is the table's current metadata file, which
 	// readers without the catalog open (DuckDB's iceberg_scan).
 	MetadataLocation string

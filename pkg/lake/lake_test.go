@@ -616,3 +616,31 @@ func TestTheLakeTableFollowsTheSourcesTypes(t *testing.T) {
 	rows, claimed := f.outbox(t)
 	require.Equal(t, [2]int{1, 1}, [2]int{rows, claimed}, "the chunk waits in the outbox")
 }
+
+// A lake table another store writes is refused, with the fix, before
+// anything is appended or cleared.
+func TestALakeTableOfAnotherStoreIsRefused(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
+	_, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	tbl, err := f.lake.Catalog().LoadTable(ctx, claims.Ident())
+	require.NoError(t, err)
+	require.Equal(t, f.lake.store, tbl.Properties()[PropStore])
+
+	// Another store, the same catalog and warehouse.
+	_, err = f.pool.Exec(ctx, "UPDATE ehrsync.store_identity SET id = gen_random_uuid()")
+	require.NoError(t, err)
+	other, err := Open(ctx, f.pool, f.lake.cfg)
+	require.NoError(t, err)
+	defer other.Close()
+	f.commit(t, row{schemas.OpInsert, 2, "20.50", "D"})
+	_, err = other.Flush(ctx, claims)
+	require.ErrorIs(t, err, ErrOtherStore)
+	require.ErrorContains(t, err, "a warehouse and catalog of its own")
+	rows, _ := f.outbox(t)
+	require.Equal(t, 1, rows, "nothing appended or cleared")
+	_, err = other.Maintain(ctx, claims, MaintainOptions{})
+	require.ErrorIs(t, err, ErrOtherStore)
+}

@@ -135,6 +135,9 @@ func (l *Lake) Maintain(ctx context.Context, t Table, opts MaintainOptions) (res
 	if err != nil || tbl == nil {
 		return res, err
 	}
+	if err := l.owned(t, tbl); err != nil {
+		return res, err
+	}
 	fail := func(step MaintainStep, err error) (MaintainResult, error) {
 		res.State = stateOf(tbl)
 		return res, &MaintainError{Table: t, Step: step, Err: err}

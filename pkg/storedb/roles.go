@@ -44,6 +44,7 @@ var WriterPrivileges = []TablePrivileges{
 	{"table_runs", "SELECT, INSERT, UPDATE"},
 	{"deferred_indexes", "SELECT, INSERT, UPDATE, DELETE"},
 	{"lake_tables", "SELECT, INSERT, UPDATE"},
+	{"store_identity", "SELECT"},
 }
 
 // LakeSchemaName is the store schema of the change lake's Iceberg catalog.

@@ -46,3 +46,13 @@ COMMENT ON TABLE ehrsync.lake_tables IS
 -- Lake commits are audited (action lake).
 ALTER TABLE ehrsync.audit DROP CONSTRAINT audit_action_check;
 ALTER TABLE ehrsync.audit ADD CONSTRAINT audit_action_check CHECK (action IN ('run', 'backfill', 'admin', 'lake'));
+
+-- The store's identity: a lake table records the store that writes it
+-- (its ehrsync.store property), and a flush from another store refuses it
+-- (two stores counting claims on one table would lose rows).
+CREATE TABLE ehrsync.store_identity (
+    id         uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    one        boolean     NOT NULL DEFAULT true UNIQUE CHECK (one)
+);
+INSERT INTO ehrsync.store_identity DEFAULT VALUES;
