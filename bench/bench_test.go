@@ -39,6 +39,7 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 			RowsPerSec float64   `json:"rows_per_sec"`
 			Verified   string    `json:"verified"`
 			PeakRSSMB  float64   `json:"peak_rss_mb"`
+			LakeMB     float64   `json:"lake_mb"`
 			Trials     []float64 `json:"trial_seconds"`
 		} `json:"scenarios"`
 		Ratios map[string]float64 `json:"ratios"`
@@ -46,7 +47,7 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &got))
 	want := map[string]int64{
 		bench.BaselineCopy: 3000, bench.BaselinePipe: 3000, bench.Snapshot: 3000, bench.SnapshotMSSQL: 3000, bench.BaselineUpsert: 3000,
-		bench.Incremental: 3000, bench.IncrementalSmall: 400,
+		bench.Incremental: 3000, bench.IncrementalSmall: 400, bench.SnapshotLake: 3000,
 	}
 	seen := map[string]bool{}
 	for _, s := range got.Scenarios {
@@ -54,9 +55,12 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 		require.True(t, ok, "unexpected scenario %s", s.Name)
 		require.Equal(t, rows, s.Rows, s.Name)
 		require.Positive(t, s.RowsPerSec, s.Name)
-		if s.Name == bench.Snapshot || s.Name == bench.SnapshotMSSQL || s.Name == bench.Incremental || s.Name == bench.IncrementalSmall {
+		if s.Name == bench.Snapshot || s.Name == bench.SnapshotMSSQL || s.Name == bench.SnapshotLake || s.Name == bench.Incremental || s.Name == bench.IncrementalSmall {
 			require.Equal(t, "rows", s.Verified, "%s: store compared row by row with the source", s.Name)
 			require.Positive(t, s.PeakRSSMB, s.Name)
+		}
+		if s.Name == bench.SnapshotLake {
+			require.Positive(t, s.LakeMB, "%s: the Parquet the lake holds", s.Name)
 		}
 		if s.Name == bench.BaselinePipe {
 			require.Equal(t, "count", s.Verified, "%s: its table's row count compared with the source's", s.Name)
@@ -68,11 +72,11 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 	}
 	require.Len(t, seen, len(want))
 	for _, name := range []string{bench.SnapshotVsBaselineCopy, bench.SnapshotVsBaselinePipe, bench.IncrementalVsBaselineUpsert,
-		bench.IncrementalVsBaselineCopy, bench.SnapshotMSSQLVsSnapshot} {
+		bench.IncrementalVsBaselineCopy, bench.SnapshotMSSQLVsSnapshot, bench.SnapshotLakeVsSnapshot} {
 		require.Contains(t, got.Ratios, name)
 		require.Positive(t, got.Ratios[name], name)
 	}
-	require.Len(t, got.Ratios, 5)
+	require.Len(t, got.Ratios, 6)
 }
 
 func buildEhrsync(t *testing.T) string {

@@ -40,7 +40,7 @@ func newRoleEnv(t *testing.T) *roleEnv {
 	ctx := context.Background()
 	e := newEnv(t, 2, 500)
 	// newEnv migrated the store as the server's superuser: start empty.
-	_, err := e.store.Exec(ctx, "DROP SCHEMA ehrsync CASCADE")
+	_, err := e.store.Exec(ctx, "DROP SCHEMA ehrsync, ehrsync_lake CASCADE")
 	require.NoError(t, err)
 	db := pgtest.Database(t, e.storeURL)
 	r := &roleEnv{env: e}

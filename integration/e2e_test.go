@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,7 +19,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ehrsync/ehrsync/pkg/demo"
 	"github.com/ehrsync/ehrsync/pkg/denials"
+	"github.com/ehrsync/ehrsync/pkg/lake/laketest"
 	"github.com/ehrsync/ehrsync/pkg/pgtest"
 	"github.com/ehrsync/ehrsync/pkg/sink"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
@@ -461,6 +464,17 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	require.Positive(t, deleted, "the demo's day of workload deleted a batch, but no delete reached the store:\n%s", second)
-	_, err = os.Stat(dir)
-	require.True(t, os.IsNotExist(err), "the demo left %s behind", dir)
+	// It leaves the change lake behind, and nothing else.
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	require.Equal(t, []string{demo.LakeDir}, left, "the demo left more than its lake in %s", dir)
+	require.Contains(t, text, "Change lake (Apache Iceberg)")
+	meta := regexp.MustCompile(`iceberg_scan\('([^']+\.metadata\.json)'\)`).FindStringSubmatch(text)
+	require.NotNil(t, meta, "the demo prints a DuckDB query of the claims' lake table")
+	rows := laketest.Read(t, meta[1])
+	require.NotEmpty(t, rows, "the lake table the demo's query reads")
 }
