@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lake"
@@ -142,7 +143,7 @@ func lakeFlush(env *environment) *cobra.Command {
 
 func lakeMaintain(env *environment) *cobra.Command {
 	c := &cobra.Command{
-		Use: "maintain --config FILE [--org NAME [--table NAME ...]] [--dry-run] [--orphan-age DURATION]\n" +
+		Use: "maintain --config FILE [--org NAME [--table NAME ...]] [--actor NAME] [--dry-run] [--orphan-age DURATION]\n" +
 			"  [--retain N] [--snapshot-age DURATION] [--target-file-size BYTES]",
 		Short: "compact lake tables' small files, expire old snapshots and remove files no snapshot holds",
 		Long: "Per table, under the table's flush lock: small data files are rewritten into files of up to\n" +
@@ -151,7 +152,7 @@ func lakeMaintain(env *environment) *cobra.Command {
 			"(a flush stopped before its commit leaves its files so) are deleted, or listed with --dry-run.",
 	}
 	var opts lake.MaintainOptions
-	path, org, tables := configFlag(c), orgFlag(c), tablesFlag(c)
+	path, org, tables, actor := configFlag(c), orgFlag(c), tablesFlag(c), actorFlag(c)
 	c.Flags().BoolVar(&opts.DryRun, "dry-run", false, "list orphan files without deleting them")
 	c.Flags().DurationVar(&opts.OrphanAge, "orphan-age", lake.DefaultOrphanAge, "delete orphan files older than this (keep it longer than any flush takes)")
 	c.Flags().IntVar(&opts.RetainSnapshots, "retain", lake.DefaultRetainSnapshots, "snapshots always kept")
@@ -162,7 +163,11 @@ func lakeMaintain(env *environment) *cobra.Command {
 		if opts.OrphanAge < time.Hour {
 			return usageError{errors.New("--orphan-age: want 1h or more: a younger file may belong to a flush still writing")}
 		}
-		cfg, svc, err := openLake(ctx, env, *path, "lake")
+		who, err := actor()
+		if err != nil {
+			return err
+		}
+		cfg, svc, err := openLake(ctx, env, *path, who)
 		if err != nil {
 			return err
 		}
@@ -175,7 +180,18 @@ func lakeMaintain(env *environment) *cobra.Command {
 		fmt.Fprintln(tw, "ORG\tTABLE\tFILES REWRITTEN\tFILES ADDED\tSNAPSHOTS EXPIRED\tORPHANS\tORPHANS DELETED\tRESULT")
 		var failed []error
 		for _, tg := range targets {
+			started := time.Now()
 			res, err := svc.Lake.Maintain(ctx, tg.lake, opts)
+			if !res.Busy || err != nil {
+				rec := audit.Record{Actor: who, Action: audit.ActionLake, What: "maintain", Org: tg.org, Table: tg.table,
+					Duration: time.Since(started), Outcome: "ok"}
+				if err != nil {
+					rec.Outcome, rec.ErrorClass = "failed", engine.Class(err)
+				}
+				if aerr := svc.Audit.Write(ctx, rec); aerr != nil {
+					failed = append(failed, aerr)
+				}
+			}
 			outcome := "ok"
 			switch {
 			case err != nil:

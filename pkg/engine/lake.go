@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/lake"
@@ -33,6 +34,14 @@ func WithLake(l Lake) Option { return func(e *Engine) { e.lake = l } }
 func LakeTable(org string, t *schemas.Table) lake.Table {
 	return lake.Table{Org: org, Schema: sink.SchemaFor(org), Name: sink.TableName(t)}
 }
+
+// At a run's end, a flush that finds the table busy (another process's
+// flush, `ehrsync lake maintain`) tries again every lakeRetry for up to
+// lakeEndWait, so that a cron sync leaves nothing waiting.
+var (
+	lakeRetry   = time.Second
+	lakeEndWait = 2 * time.Minute
+)
 
 // lakeFeed flushes one table's outbox while its run commits: a flush each
 // time the bytes committed since the last reach the lake's bound, one at
@@ -100,7 +109,24 @@ func (f *lakeFeed) loop() {
 }
 
 func (f *lakeFeed) flush(ctx context.Context) {
+	f.flushWaiting(ctx, 0)
+}
+
+// flushWaiting flushes; while another flush or maintenance holds the
+// table, it tries again every lakeRetry, for up to wait.
+func (f *lakeFeed) flushWaiting(ctx context.Context, wait time.Duration) {
 	res, err := f.l.Flush(ctx, f.t)
+	for deadline := time.Now().Add(wait); err == nil && res.Busy && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(lakeRetry):
+		}
+		res, err = f.l.Flush(ctx, f.t)
+	}
+	if err == nil && res.Busy {
+		f.log.Info("the change lake's table was busy with another flush or maintenance: the run's last changes wait in its outbox for the next flush")
+	}
 	f.m.observeLake(f.org, f.table, res, err != nil)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -137,7 +163,7 @@ func (f *lakeFeed) finish(ctx context.Context) (*lake.Result, error) {
 	close(f.kick)
 	<-f.done
 	if ctx.Err() == nil {
-		f.flush(ctx)
+		f.flushWaiting(ctx, lakeEndWait)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

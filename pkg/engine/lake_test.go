@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -96,4 +97,38 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	var m dto.Metric
 	require.NoError(t, c.Write(&m))
 	return m.GetCounter().GetValue()
+}
+
+// busyLake says busy a number of times, then flushes.
+type busyLake struct {
+	fakeLake
+	busy int
+}
+
+func (l *busyLake) Flush(ctx context.Context, t lake.Table) (lake.Result, error) {
+	l.mu.Lock()
+	if l.busy > 0 {
+		l.busy--
+		l.mu.Unlock()
+		return lake.Result{Busy: true}, nil
+	}
+	l.mu.Unlock()
+	return l.fakeLake.Flush(ctx, t)
+}
+
+// At the run's end, a table another flush holds is tried again until it
+// is free, so the run's changes do not wait for the next run.
+func TestTheRunsLastFlushWaitsForABusyTable(t *testing.T) {
+	retry := lakeRetry
+	lakeRetry = time.Millisecond
+	t.Cleanup(func() { lakeRetry = retry })
+	l := &busyLake{fakeLake: fakeLake{bound: 100}, busy: 3}
+	f := &lakeFeed{l: l, t: lake.Table{Org: "st-mary", Schema: "st_mary", Name: "claims"}, org: "st-mary", table: "dbo.claims",
+		m: NewMetrics(nil), log: slog.New(slog.DiscardHandler), ctx: context.Background(), bound: 100,
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go f.loop()
+	res, err := f.finish(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, res.Commits, "flushed once the table was free")
+	require.Zero(t, l.busy)
 }

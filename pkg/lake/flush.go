@@ -56,6 +56,7 @@ var ErrClaimOrder = errors.New("the lake outbox's claims do not follow the Icebe
 // with Result.Busy when another flush of t (this process's or another's)
 // holds it.
 func (l *Lake) Flush(ctx context.Context, t Table) (res Result, err error) {
+	defer func() { err = l.safe(err) }()
 	lock, ok, err := l.lock(ctx, t)
 	if err != nil || !ok {
 		return Result{Busy: !ok && err == nil}, err

@@ -27,7 +27,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/apache/iceberg-go"
@@ -303,4 +305,39 @@ func claimOf(tbl *table.Table) int64 {
 		return 0
 	}
 	return n
+}
+
+// lakeError is an error whose text was cleaned of secrets (safe).
+type lakeError struct {
+	msg string
+	err error
+}
+
+func (e *lakeError) Error() string { return e.msg }
+func (e *lakeError) Unwrap() error { return e.err }
+
+// urlQuery is a URL's query string in an error's text: a SAS token rides
+// there.
+var urlQuery = regexp.MustCompile(`(https?://[^\s"'?]+)\?[^\s"']*`)
+
+// safe is err with the storage's and catalog's secrets, and URLs' query
+// strings, out of its text (iceberg-go and the cloud SDKs quote request
+// URLs). errors.Is and errors.As still see the original.
+func (l *Lake) safe(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := urlQuery.ReplaceAllString(err.Error(), "$1?[redacted]")
+	msg = redact(msg, l.cfg.Props)
+	if r := l.cfg.REST; r != nil {
+		for _, v := range []string{r.Credential, r.Token} {
+			if v != "" {
+				msg = strings.ReplaceAll(msg, v, "[redacted]")
+			}
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &lakeError{msg: msg, err: err}
 }

@@ -644,3 +644,19 @@ func TestALakeTableOfAnotherStoreIsRefused(t *testing.T) {
 	_, err = other.Maintain(ctx, claims, MaintainOptions{})
 	require.ErrorIs(t, err, ErrOtherStore)
 }
+
+// A flush's or maintenance's error carries no secret: not the storage's
+// key, not a catalog token, not a URL's query (a SAS token).
+func TestLakeErrorsAreCleanedOfSecrets(t *testing.T) {
+	l := &Lake{cfg: Config{Props: map[string]string{"adls.auth.shared-key.account.key": "account-key-sentinel"},
+		REST: &RESTCatalog{Token: "token-sentinel"}}}
+	base := errors.New(`Put "https://acct.blob.core.windows.net/c/x.parquet?sv=2024&sig=sas-sentinel": dial tcp: refused; key account-key-sentinel; token-sentinel`)
+	err := l.safe(fmt.Errorf("append to lake table st_mary.claims: %w", base))
+	for _, secret := range []string{"sas-sentinel", "account-key-sentinel", "token-sentinel"} {
+		require.NotContains(t, err.Error(), secret)
+	}
+	require.Contains(t, err.Error(), "https://acct.blob.core.windows.net/c/x.parquet?[redacted]")
+	require.ErrorIs(t, err, base)
+	clean := errors.New("lake table st_mary.claims: nothing secret")
+	require.Equal(t, clean, l.safe(clean))
+}

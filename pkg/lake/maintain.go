@@ -125,6 +125,7 @@ func (e *MaintainError) Unwrap() error { return e.Err }
 // they are; compaction's snapshot summary carries them too. A table not
 // created yet has nothing to maintain.
 func (l *Lake) Maintain(ctx context.Context, t Table, opts MaintainOptions) (res MaintainResult, err error) {
+	defer func() { err = l.safe(err) }()
 	opts = opts.withDefaults()
 	lock, ok, err := l.lock(ctx, t)
 	if err != nil || !ok {

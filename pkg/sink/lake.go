@@ -290,6 +290,24 @@ func appendStored(b array.Builder, v any) error {
 			return bad()
 		}
 		b.Append(x)
+	case *array.Float64Builder:
+		x, ok := v.(float64)
+		if !ok {
+			return bad()
+		}
+		b.Append(x)
+	case *array.Float32Builder:
+		x, ok := v.(float32)
+		if !ok {
+			return bad()
+		}
+		b.Append(x)
+	case *array.Time64Builder:
+		x, ok := v.(pgtype.Time)
+		if !ok || !x.Valid {
+			return bad()
+		}
+		b.Append(arrow.Time64(x.Microseconds * int64(time.Microsecond) / int64(b.Type().(*arrow.Time64Type).Unit.Multiplier())))
 	default:
 		return bad()
 	}
