@@ -74,20 +74,30 @@ type lakeTarget struct {
 	lake       lake.Table
 }
 
-// openLake loads the configuration and opens the service with its lake.
-func openLake(ctx context.Context, env *environment, path, actor string) (*config.Config, *service.Service, error) {
+// openLake loads the configuration, opens the service with its lake as
+// the command line's actor, and finds the tables it names with lake on.
+func openLake(ctx context.Context, env *environment, path string, actor func() (string, error), org string, tables []string) (*service.Service, []lakeTarget, string, error) {
+	who, err := actor()
+	if err != nil {
+		return nil, nil, "", err
+	}
 	cfg, err := loadConfig(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if !cfg.Lake.Used(cfg) {
-		return nil, nil, usageError{errors.New("no table has lake on: set lake: true on an organization or table, and lake.warehouse")}
+		return nil, nil, "", usageError{errors.New("no table has lake on: set lake: true on an organization or table, and lake.warehouse")}
 	}
-	svc, err := service.Open(ctx, cfg, env.log, actor, 1)
+	svc, err := service.Open(ctx, cfg, env.log, who, 1)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	return cfg, svc, nil
+	targets, err := lakeTargets(svc, cfg, org, tables)
+	if err != nil {
+		svc.Close()
+		return nil, nil, "", err
+	}
+	return svc, targets, who, nil
 }
 
 func lakeFlush(env *environment) *cobra.Command {
@@ -98,19 +108,11 @@ func lakeFlush(env *environment) *cobra.Command {
 	path, org, tables, actor := configFlag(c), orgFlag(c), tablesFlag(c), actorFlag(c)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		ctx := c.Context()
-		who, err := actor()
-		if err != nil {
-			return err
-		}
-		cfg, svc, err := openLake(ctx, env, *path, who)
+		svc, targets, who, err := openLake(ctx, env, *path, actor, *org, *tables)
 		if err != nil {
 			return err
 		}
 		defer svc.Close()
-		targets, err := lakeTargets(svc, cfg, *org, *tables)
-		if err != nil {
-			return err
-		}
 		runID := engine.NewRunID()
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ORG\tTABLE\tCOMMITS\tCHUNKS\tROWS\tFILES\tBYTES\tCLAIM\tRESULT")
@@ -163,19 +165,11 @@ func lakeMaintain(env *environment) *cobra.Command {
 		if opts.OrphanAge < time.Hour {
 			return usageError{errors.New("--orphan-age: want 1h or more: a younger file may belong to a flush still writing")}
 		}
-		who, err := actor()
-		if err != nil {
-			return err
-		}
-		cfg, svc, err := openLake(ctx, env, *path, who)
+		svc, targets, who, err := openLake(ctx, env, *path, actor, *org, *tables)
 		if err != nil {
 			return err
 		}
 		defer svc.Close()
-		targets, err := lakeTargets(svc, cfg, *org, *tables)
-		if err != nil {
-			return err
-		}
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ORG\tTABLE\tFILES REWRITTEN\tFILES ADDED\tSNAPSHOTS EXPIRED\tORPHANS\tORPHANS DELETED\tRESULT")
 		var failed []error

@@ -220,6 +220,27 @@ func (f *fixture) outbox(t *testing.T) (rows, claimed int) {
 	return rows, claimed
 }
 
+// holdFlush starts a flush of claims and holds it after it wrote its
+// files, before its commit, until release is closed; done has its error.
+func (f *fixture) holdFlush(t *testing.T) (release chan struct{}, done chan error) {
+	t.Helper()
+	held := make(chan struct{})
+	release, done = make(chan struct{}), make(chan error)
+	f.lake.testHook = func(step string) error {
+		if step == "appended" {
+			close(held)
+			<-release
+		}
+		return nil
+	}
+	go func() {
+		_, err := f.lake.Flush(context.Background(), claims)
+		done <- err
+	}()
+	<-held
+	return release, done
+}
+
 // parquetFiles counts the data files under the table's directory.
 func (f *fixture) parquetFiles(t *testing.T) int {
 	t.Helper()
@@ -391,21 +412,7 @@ func TestOneFlushPerTableAtATime(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"})
-	held := make(chan struct{})
-	release := make(chan struct{})
-	f.lake.testHook = func(step string) error {
-		if step == "appended" {
-			close(held)
-			<-release
-		}
-		return nil
-	}
-	done := make(chan error)
-	go func() {
-		_, err := f.lake.Flush(ctx, claims)
-		done <- err
-	}()
-	<-held
+	release, done := f.holdFlush(t)
 	other, err := Open(ctx, f.pool, f.lake.cfg)
 	require.NoError(t, err)
 	defer other.Close()

@@ -229,21 +229,7 @@ func TestMaintainWhileAFlushHoldsTheTableIsBusy(t *testing.T) {
 	ctx := context.Background()
 	f.flushEach(t, 1, 2)
 	f.commit(t, row{schemas.OpInsert, 3, "3.00", "D"})
-	held := make(chan struct{})
-	release := make(chan struct{})
-	f.lake.testHook = func(step string) error {
-		if step == "appended" {
-			close(held)
-			<-release
-		}
-		return nil
-	}
-	done := make(chan error)
-	go func() {
-		_, err := f.lake.Flush(ctx, claims)
-		done <- err
-	}()
-	<-held
+	release, done := f.holdFlush(t)
 	res, err := f.lake.Maintain(ctx, claims, MaintainOptions{OrphanAge: -1})
 	close(release)
 	require.NoError(t, <-done)
