@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -58,30 +57,6 @@ func lakeStep(t *testing.T, l check.LakeReport, name string) check.Step {
 	return step(t, check.OrgReport{Steps: l.Steps}, name)
 }
 
-// readOnlyDir is a directory this process cannot write to: mode 0555, and
-// for uid 0, which ignores modes, immutable (chattr +i). The test is
-// skipped when neither refuses a write here.
-func readOnlyDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.Chmod(dir, 0o555))
-	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
-	writable := func() bool {
-		f := filepath.Join(dir, "w")
-		if os.WriteFile(f, nil, 0o600) != nil {
-			return false
-		}
-		_ = os.Remove(f)
-		return true
-	}
-	if writable() && exec.Command("chattr", "+i", dir).Run() == nil {
-		t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
-	}
-	if writable() {
-		t.Skip("cannot make a directory read-only for this user here (uid 0 without chattr +i)")
-	}
-	return dir
-}
 
 // TestLakeDirectoryWarehouse: with a migrated store and a writable
 // directory every lake step passes, and check reports the lake (a section
@@ -108,7 +83,7 @@ func TestLakeDirectoryWarehouse(t *testing.T) {
 		name, warehouse, code, fix string
 	}{
 		{"under a regular file", "file://" + file + "/lake", "lake_storage_failed", "a directory warehouse must be a directory"},
-		{"read-only", "file://" + readOnlyDir(t), "lake_storage_refused", "let the user ehrsync runs as write to the warehouse directory"},
+		{"read-only", "file://" + laketest.ReadOnlyDir(t), "lake_storage_refused", "let the user ehrsync runs as write to the warehouse directory"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -16,32 +15,6 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/lake/laketest"
 )
 
-// readOnlyDir is a directory this process cannot write to: mode 0555, and
-// for uid 0, which ignores modes, immutable (chattr +i). The test is
-// skipped when neither refuses a write here.
-func readOnlyDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	require.NoError(t, os.Chmod(dir, 0o555))
-	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
-	writable := func() bool {
-		f := filepath.Join(dir, "w")
-		if os.WriteFile(f, nil, 0o600) != nil {
-			return false
-		}
-		_ = os.Remove(f)
-		return true
-	}
-	if writable() {
-		if exec.Command("chattr", "+i", dir).Run() == nil {
-			t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
-		}
-	}
-	if writable() {
-		t.Skip("cannot make a directory read-only for this user here (uid 0 without chattr +i)")
-	}
-	return dir
-}
 
 // TestProbeWarehouseDirectory: a writable directory passes and keeps no
 // probe file; a read-only one is refused, and a path under a regular file
@@ -66,7 +39,7 @@ func TestProbeWarehouseDirectory(t *testing.T) {
 		reason          string
 	}{
 		{"under a regular file", "file://" + file + "/lake", lake.ProbeFailed, "not a directory"},
-		{"read-only", "file://" + readOnlyDir(t), lake.ProbeDenied, "mkdir"},
+		{"read-only", "file://" + laketest.ReadOnlyDir(t), lake.ProbeDenied, "mkdir"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

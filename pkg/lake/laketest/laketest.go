@@ -232,3 +232,32 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// ReadOnlyDir is a directory this process cannot write to: mode 0555, and
+// for uid 0, which ignores modes, immutable (chattr +i). The test is
+// skipped when neither refuses a write here.
+func ReadOnlyDir(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatalf("laketest: %v", err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
+	writable := func() bool {
+		f := filepath.Join(dir, "w")
+		if os.WriteFile(f, nil, 0o600) != nil {
+			return false
+		}
+		_ = os.Remove(f)
+		return true
+	}
+	if writable() {
+		if exec.Command("chattr", "+i", dir).Run() == nil {
+			t.Cleanup(func() { _ = exec.Command("chattr", "-i", dir).Run() })
+		}
+	}
+	if writable() {
+		t.Skip("cannot make a directory read-only for this user here (uid 0 without chattr +i)")
+	}
+	return dir
+}
