@@ -57,7 +57,6 @@ func lakeStep(t *testing.T, l check.LakeReport, name string) check.Step {
 	return step(t, check.OrgReport{Steps: l.Steps}, name)
 }
 
-
 // TestLakeDirectoryWarehouse: with a migrated store and a writable
 // directory every lake step passes, and check reports the lake (a section
 // of its own that makes the report unhealthy when it fails); a read-only
@@ -146,6 +145,32 @@ func TestLakeAzureWarehouse(t *testing.T) {
 	require.Equal(t, source.ClassSecret.Code, s.Problem.Code)
 	require.Equal(t, "lake.azure.key: env:EHRSYNC_TEST_UNSET_LAKE_KEY is not set", s.Detail)
 	require.Equal(t, check.StatusSkipped, lakeStep(t, l, "storage").Status)
+}
+
+// TestLakeS3Warehouse: an S3 warehouse (s3rver on loopback) passes with
+// its keys; a refused write fails the storage step naming the warehouse
+// and the fix, and the keys are in neither the text nor the JSON.
+func TestLakeS3Warehouse(t *testing.T) {
+	u := pgtest.URL(t)
+	migrated(t, u)
+	s3 := laketest.StartS3(t)
+	cfg := lakeConfig(t, u, s3.Warehouse)
+	cfg.Lake.S3 = &config.LakeS3{Region: "us-east-1", Endpoint: s3.Endpoint,
+		AccessKeyID:     config.NewSecret(s3.Props["s3.access-key-id"]).For("lake.s3.access_key_id"),
+		SecretAccessKey: config.NewSecret(s3.Props["s3.secret-access-key"]).For("lake.s3.secret_access_key")}
+	l, text := runLake(t, cfg, u)
+	require.True(t, l.Healthy, text)
+	require.Equal(t, check.StatusOK, lakeStep(t, l, "storage").Status)
+
+	cfg = lakeConfig(t, u, "s3://no-such-bucket/warehouse")
+	cfg.Lake.S3 = &config.LakeS3{Region: "us-east-1", Endpoint: s3.Endpoint,
+		AccessKeyID:     config.NewSecret(s3.Props["s3.access-key-id"]).For("lake.s3.access_key_id"),
+		SecretAccessKey: config.NewSecret(s3.Props["s3.secret-access-key"]).For("lake.s3.secret_access_key")}
+	l, text = runLake(t, cfg, u)
+	require.False(t, l.Healthy, text)
+	st := lakeStep(t, l, "storage")
+	require.Equal(t, check.StatusFailed, st.Status)
+	require.Contains(t, st.Detail, "lake warehouse s3://no-such-bucket/warehouse")
 }
 
 // TestLakeCatalog: a store whose migrations are pending warns that the

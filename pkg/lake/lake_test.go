@@ -546,36 +546,57 @@ func TestChangesReachTheLakeAsTheSourceReportedThem(t *testing.T) {
 	}, f.lakeRows(t))
 }
 
-// The lake on Azure Blob Storage (Azurite on loopback): flushes append,
-// a stopped flush is redone once, and the table reads back.
-func TestFlushToAzureBlobStorage(t *testing.T) {
-	az := laketest.StartAzurite(t)
-	f := newFixture(t)
-	ctx := context.Background()
-	lk, err := Open(ctx, f.pool, Config{Warehouse: az.Warehouse, Props: az.Props})
-	require.NoError(t, err)
-	t.Cleanup(func() { lk.Close() })
-	f.lake = lk
-	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"}, row{schemas.OpInsert, 2, "20.50", "D"})
-	stop := errors.New("killed")
-	lk.testHook = func(step string) error {
-		if step == "appended" {
-			return stop
-		}
-		return nil
+// The lake on Azure Blob Storage (Azurite) and on S3 (s3rver), both npm
+// emulators on loopback: flushes append, a stopped flush is redone once,
+// the table reads back, and maintenance finds the stopped flush's files.
+func TestFlushToObjectStorage(t *testing.T) {
+	for _, c := range []struct {
+		name, scheme string
+		start        func(t *testing.T) (warehouse string, props map[string]string)
+	}{
+		{"azure", "abfs://", func(t *testing.T) (string, map[string]string) {
+			az := laketest.StartAzurite(t)
+			return az.Warehouse, az.Props
+		}},
+		{"s3", "s3://", func(t *testing.T) (string, map[string]string) {
+			s3 := laketest.StartS3(t)
+			return s3.Warehouse, s3.Props
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			warehouse, props := c.start(t)
+			f := newFixture(t)
+			ctx := context.Background()
+			lk, err := Open(ctx, f.pool, Config{Warehouse: warehouse, Props: props})
+			require.NoError(t, err)
+			t.Cleanup(func() { lk.Close() })
+			f.lake = lk
+			require.NoError(t, ProbeWarehouse(ctx, warehouse, props))
+			f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"}, row{schemas.OpInsert, 2, "20.50", "D"})
+			stop := errors.New("killed")
+			lk.testHook = func(step string) error {
+				if step == "appended" {
+					return stop
+				}
+				return nil
+			}
+			_, err = lk.Flush(ctx, claims)
+			require.ErrorIs(t, err, stop)
+			lk.testHook = nil
+			f.commit(t, row{schemas.OpUpdate, 1, "11.00", "A"})
+			res, err := lk.Flush(ctx, claims)
+			require.NoError(t, err)
+			require.Equal(t, 2, res.Commits)
+			require.Len(t, f.lakeRows(t), 3)
+			st, err := lk.State(ctx, claims)
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(st.MetadataLocation, c.scheme), "the table lives in the bucket")
+			require.Equal(t, int64(2), st.Claim)
+			m, err := lk.Maintain(ctx, claims, MaintainOptions{OrphanAge: -1, DryRun: true})
+			require.NoError(t, err)
+			require.NotEmpty(t, m.Orphans, "the stopped flush's files, listed in the bucket")
+		})
 	}
-	_, err = lk.Flush(ctx, claims)
-	require.ErrorIs(t, err, stop)
-	lk.testHook = nil
-	f.commit(t, row{schemas.OpUpdate, 1, "11.00", "A"})
-	res, err := lk.Flush(ctx, claims)
-	require.NoError(t, err)
-	require.Equal(t, 2, res.Commits)
-	require.Len(t, f.lakeRows(t), 3)
-	st, err := lk.State(ctx, claims)
-	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(st.MetadataLocation, "abfs://"), "the table lives in the container")
-	require.Equal(t, int64(2), st.Claim)
 }
 
 // A type the source widened widens the lake table's column; one it

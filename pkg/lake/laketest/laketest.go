@@ -140,7 +140,9 @@ func StartAzurite(t testing.TB) Azure {
 	}
 	port := freePort(t)
 	data := t.TempDir()
-	cmd := exec.Command(bin,
+	endpoint := fmt.Sprintf("127.0.0.1:%d", port)
+	serviceURL := fmt.Sprintf("http://%s/%s/", endpoint, AzuriteAccount)
+	logs := startEmulator(t, data, serviceURL+"?comp=list", bin,
 		"--blobHost", "127.0.0.1",
 		"--blobPort", strconv.Itoa(port),
 		"--location", data,
@@ -148,21 +150,6 @@ func StartAzurite(t testing.TB) Azure {
 		"--silent",
 		"--loose",
 	)
-	cmd.Dir = data
-	var logs lockedBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("laketest: start azurite-blob: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-
-	endpoint := fmt.Sprintf("127.0.0.1:%d", port)
-	serviceURL := fmt.Sprintf("http://%s/%s/", endpoint, AzuriteAccount)
 	cred, err := azblob.NewSharedKeyCredential(AzuriteAccount, AzuriteKey)
 	if err != nil {
 		t.Fatalf("laketest: azurite credential: %v", err)
@@ -170,21 +157,6 @@ func StartAzurite(t testing.TB) Azure {
 	client, err := azblob.NewClientWithSharedKeyCredential(serviceURL, cred, nil)
 	if err != nil {
 		t.Fatalf("laketest: azblob client: %v", err)
-	}
-	// Wait until the service answers: it either comes up or exits.
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("laketest: azurite-blob exited before it answered: %v\n%s", err, logs.String())
-		default:
-		}
-		resp, err := http.Get(serviceURL + "?comp=list")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	const container = "lake"
 	if _, err := client.CreateContainer(context.Background(), container, nil); err != nil {
@@ -202,6 +174,75 @@ func StartAzurite(t testing.TB) Azure {
 		},
 		Client: client,
 	}
+}
+
+// startEmulator starts the npm emulator bin with args in dir, stopped by
+// t.Cleanup, and waits until an HTTP GET of probe answers (any status).
+// It returns the emulator's output, for error messages.
+func startEmulator(t testing.TB, dir, probe, bin string, args ...string) *lockedBuffer {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("laketest: start %s: %v", filepath.Base(bin), err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	// It either comes up or exits.
+	for {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("laketest: %s exited before it answered: %v\n%s", filepath.Base(bin), err, logs.String())
+		default:
+		}
+		resp, err := http.Get(probe)
+		if err == nil {
+			resp.Body.Close()
+			return logs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// S3 is an S3 emulator (s3rver, from npm) started by StartS3, with one
+// empty bucket.
+type S3 struct {
+	Endpoint string // http://127.0.0.1:port
+	Bucket   string
+	// Warehouse is an s3:// URL of a folder in the bucket.
+	Warehouse string
+	// Props are iceberg-go's properties for its S3 IO (register it with
+	// a blank import of github.com/apache/iceberg-go/io/gocloud/s3).
+	Props map[string]string
+}
+
+// s3rver's fixed credentials.
+const s3Key = "S3RVER"
+
+// StartS3 starts s3rver on 127.0.0.1 with a bucket "lake", its data in a
+// temporary directory, stopped when the test ends.
+func StartS3(t testing.TB) S3 {
+	t.Helper()
+	dir, _ := toolDir(t)
+	bin := filepath.Join(dir, "node_modules", ".bin", "s3rver")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("laketest: %s is missing: run %s", bin, installHint)
+	}
+	port := freePort(t)
+	data := t.TempDir()
+	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
+	startEmulator(t, data, endpoint+"/", bin,
+		"--directory", data, "--address", "127.0.0.1", "--port", strconv.Itoa(port), "--configure-bucket", "lake", "--silent")
+	return S3{Endpoint: endpoint, Bucket: "lake", Warehouse: "s3://lake/warehouse",
+		Props: map[string]string{"s3.endpoint": endpoint, "s3.region": "us-east-1",
+			"s3.access-key-id": s3Key, "s3.secret-access-key": s3Key}}
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
