@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ehrsync/ehrsync/pkg/audit"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/engine"
 	"github.com/ehrsync/ehrsync/pkg/lake"
@@ -39,19 +38,20 @@ func lakeTargets(svc *service.Service, cfg *config.Config, org string, tables []
 		return nil, usageError{errors.New("--table needs --org")}
 	}
 	var out []lakeTarget
-	for _, o := range cfg.Orgs {
+	for i := range cfg.Orgs {
+		o := &cfg.Orgs[i]
 		if org != "" && o.Name != org {
 			continue
 		}
 		for _, tc := range o.Tables {
 			t, ok := svc.Engine.Catalog().Table(tc.Name)
-			if !ok || !config.LakeOn(o, tc) {
+			if !ok || !config.LakeOn(*o, tc) {
 				continue
 			}
 			if len(tables) > 0 && !containsTable(tables, tc.Name, t.QualifiedName()) {
 				continue
 			}
-			out = append(out, lakeTarget{org: o.Name, table: t.QualifiedName(), lake: engine.LakeTable(o.Name, t)})
+			out = append(out, lakeTarget{org: o.Name, table: t.QualifiedName(), lake: engine.LakeTable(o.Name, t), conf: o})
 		}
 	}
 	if len(out) == 0 {
@@ -72,6 +72,29 @@ func containsTable(names []string, a, b string) bool {
 type lakeTarget struct {
 	org, table string
 	lake       lake.Table
+	conf       *config.Org
+}
+
+// targetOrgs are the organizations of targets, in order.
+func targetOrgs(svc *service.Service, targets []lakeTarget) []*config.Org {
+	var out []*config.Org
+	for i, tg := range targets {
+		if i == 0 || targets[i-1].org != tg.org {
+			out = append(out, tg.conf)
+		}
+	}
+	return out
+}
+
+// targetTables are the qualified names of org's targets.
+func targetTables(targets []lakeTarget, org string) []string {
+	var out []string
+	for _, tg := range targets {
+		if tg.org == org {
+			out = append(out, tg.table)
+		}
+	}
+	return out
 }
 
 // openLake loads the configuration, opens the service with its lake as
@@ -173,29 +196,21 @@ func lakeMaintain(env *environment) *cobra.Command {
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ORG\tTABLE\tFILES REWRITTEN\tFILES ADDED\tSNAPSHOTS EXPIRED\tORPHANS\tORPHANS DELETED\tRESULT")
 		var failed []error
-		for _, tg := range targets {
-			started := time.Now()
-			res, err := svc.Lake.Maintain(ctx, tg.lake, opts)
-			if !res.Busy || err != nil {
-				rec := audit.Record{Actor: who, Action: audit.ActionLake, What: "maintain", Org: tg.org, Table: tg.table,
-					Duration: time.Since(started), Outcome: "ok"}
-				if err != nil {
-					rec.Outcome, rec.ErrorClass = "failed", engine.Class(err)
+		for _, o := range targetOrgs(svc, targets) {
+			names := targetTables(targets, o.Name)
+			for _, m := range svc.MaintainLake(ctx, o, names, who, opts) {
+				outcome := "ok"
+				switch {
+				case m.Err != nil:
+					outcome = "failed: " + m.Err.Error()
+					failed = append(failed, m.Err)
+				case m.Result.Busy:
+					outcome = "busy: a flush holds the table"
 				}
-				if aerr := svc.Audit.Write(ctx, rec); aerr != nil {
-					failed = append(failed, aerr)
-				}
+				r := m.Result
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", terminal.Escape(m.Org), terminal.Escape(m.Table),
+					r.FilesRewritten, r.FilesAdded, r.SnapshotsExpired, len(r.Orphans), r.OrphansDeleted, terminal.Escape(outcome))
 			}
-			outcome := "ok"
-			switch {
-			case err != nil:
-				outcome = "failed: " + err.Error()
-				failed = append(failed, err)
-			case res.Busy:
-				outcome = "busy: a flush holds the table"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", terminal.Escape(tg.org), terminal.Escape(tg.table),
-				res.FilesRewritten, res.FilesAdded, res.SnapshotsExpired, len(res.Orphans), res.OrphansDeleted, terminal.Escape(outcome))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

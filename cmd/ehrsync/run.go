@@ -17,6 +17,7 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/backfill"
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/daemon"
+	"github.com/ehrsync/ehrsync/pkg/lake"
 	"github.com/ehrsync/ehrsync/pkg/service"
 )
 
@@ -80,6 +81,23 @@ func runDaemon(ctx context.Context, env *environment, path, listen string, opts 
 	svc.Instrument(reg)
 	metrics := daemon.NewMetrics(reg)
 	backfills := svc.Backfills(backfill.Options{Log: env.log, Metrics: backfill.NewMetrics(reg), WaitForLease: true})
+	if svc.Lake != nil {
+		opts.LakeEvery = cfg.Lake.MaintainEvery
+		opts.LakeMaintenance = func(ctx context.Context, org *config.Org) {
+			for _, m := range svc.MaintainLake(ctx, org, nil, opts.Actor, lake.MaintainOptions{}) {
+				r := m.Result
+				switch {
+				case m.Err != nil:
+					env.log.Error("lake maintenance failed", "org", m.Org, "table", m.Table, "err", m.Err)
+				case r.Busy:
+					env.log.Info("lake maintenance skipped: a flush holds the table", "org", m.Org, "table", m.Table)
+				default:
+					env.log.Info("lake maintained", "org", m.Org, "table", m.Table, "files_rewritten", r.FilesRewritten,
+						"snapshots_expired", r.SnapshotsExpired, "orphans_deleted", r.OrphansDeleted)
+				}
+			}
+		}
+	}
 	d, err := daemon.New(cfg, svc.Engine, backfills, env.log, metrics, opts)
 	if err != nil {
 		return err

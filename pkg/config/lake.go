@@ -4,7 +4,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 )
+
+// DefaultLakeMaintainEvery is how often the daemon maintains the lake
+// unless lake.maintain_every says.
+const DefaultLakeMaintainEvery = 24 * time.Hour
 
 // Lake is the change lake: for tables with lake on, every change the store
 // commits is appended once to an Apache Iceberg table (pkg/lake). Its
@@ -18,6 +23,10 @@ type Lake struct {
 	// FlushBytes bounds the change batches one lake commit takes; 0 means
 	// 128 MiB. Larger makes fewer, larger files.
 	FlushBytes int64 `yaml:"flush_bytes,omitempty" json:"flush_bytes,omitempty"`
+	// MaintainEvery is how often the daemon maintains the lake's tables
+	// (compaction, snapshot expiry, orphan files; `ehrsync lake maintain`);
+	// default 24h.
+	MaintainEvery time.Duration `yaml:"maintain_every,omitempty" json:"maintain_every,omitempty"`
 	// Azure is the storage account of an abfs:// or abfss:// warehouse.
 	Azure *LakeAzure `yaml:"azure,omitempty" json:"azure,omitempty"`
 	// S3 is the storage of an s3:// warehouse.
@@ -197,6 +206,9 @@ func (v *validator) lake(c *Config) {
 		v.add("lake.azure", "set, but the warehouse %q is not on Azure (abfs:// or abfss://)", l.Warehouse)
 	case storage != "s3" && l.S3 != nil:
 		v.add("lake.s3", "set, but the warehouse %q is not on S3 (s3://)", l.Warehouse)
+	}
+	if l.MaintainEvery < 0 || (l.MaintainEvery > 0 && l.MaintainEvery < time.Minute) {
+		v.add("lake.maintain_every", "want 1m or more (default 24h)")
 	}
 	if l.FlushBytes < 0 {
 		v.add("lake.flush_bytes", "must not be negative (0 means 128 MiB)")

@@ -193,11 +193,12 @@ type document struct {
 }
 
 type fileLake struct {
-	Warehouse  string       `yaml:"warehouse"`
-	FlushBytes byteSize     `yaml:"flush_bytes"`
-	Azure      *LakeAzure   `yaml:"azure"`
-	S3         *LakeS3      `yaml:"s3"`
-	Catalog    *LakeCatalog `yaml:"catalog"`
+	Warehouse     string        `yaml:"warehouse"`
+	FlushBytes    byteSize      `yaml:"flush_bytes"`
+	MaintainEvery time.Duration `yaml:"maintain_every"`
+	Azure         *LakeAzure    `yaml:"azure"`
+	S3            *LakeS3       `yaml:"s3"`
+	Catalog       *LakeCatalog  `yaml:"catalog"`
 }
 
 type fileDefaults struct {
@@ -219,7 +220,7 @@ func (d document) config() *Config {
 		},
 		Orgs:    d.Orgs,
 		Catalog: d.Catalog,
-		Lake: Lake{Warehouse: d.Lake.Warehouse, FlushBytes: int64(d.Lake.FlushBytes),
+		Lake: Lake{Warehouse: d.Lake.Warehouse, FlushBytes: int64(d.Lake.FlushBytes), MaintainEvery: d.Lake.MaintainEvery,
 			Azure: d.Lake.Azure, S3: d.Lake.S3, Catalog: d.Lake.Catalog},
 	}
 }
@@ -232,6 +233,9 @@ func (d document) config() *Config {
 // and Parse call it; call it on a Config built in code before Validate.
 func (c *Config) ApplyDefaults() {
 	c.bindSecrets()
+	if c.Lake.MaintainEvery == 0 {
+		c.Lake.MaintainEvery = DefaultLakeMaintainEvery
+	}
 	if c.Server.Listen == "" {
 		c.Server.Listen = DefaultListen
 	}

@@ -84,6 +84,12 @@ type Options struct {
 	// its sync runs, on the run's source connection
 	// (ehrsync_source_capture_agent_up).
 	Agent AgentProbe
+	// LakeMaintenance, when set, maintains each organization's lake tables
+	// (compaction, snapshot expiry, orphan files) every LakeEvery, the
+	// first time LakeEvery after the start; one organization at a time, a
+	// paused one skipped. A table a flush holds is left to the next time.
+	LakeMaintenance func(ctx context.Context, org *config.Org)
+	LakeEvery       time.Duration
 }
 
 func (o *Options) defaults() {
@@ -592,6 +598,13 @@ func (d *Daemon) Run(ctx context.Context, srv Serve) error {
 		})
 	}
 
+	if d.opts.LakeMaintenance != nil && d.opts.LakeEvery > 0 {
+		runs.Go(func() error {
+			d.maintainLake(ctx)
+			return nil
+		})
+	}
+
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var failed error
@@ -634,6 +647,34 @@ loop:
 		return fmt.Errorf("http server: %w", failed)
 	}
 	return nil
+}
+
+// maintainLake runs the lake's maintenance every LakeEvery until ctx ends.
+func (d *Daemon) maintainLake(ctx context.Context) {
+	tick := time.NewTicker(d.opts.LakeEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		var orgs []config.Org
+		for _, st := range d.orgs {
+			if !st.removed && !st.paused {
+				orgs = append(orgs, st.cfg)
+			}
+		}
+		d.mu.Unlock()
+		slices.SortFunc(orgs, func(a, b config.Org) int { return strings.Compare(a.Name, b.Name) })
+		for i := range orgs {
+			if ctx.Err() != nil {
+				return
+			}
+			d.opts.LakeMaintenance(ctx, &orgs[i])
+		}
+	}
 }
 
 func (d *Daemon) reload(load func() (*config.Config, error)) {

@@ -281,3 +281,31 @@ func TestPauseTriggerReload(t *testing.T) {
 	require.Len(t, d.Status(), 1)
 	require.NoError(t, d.Resume("b"))
 }
+
+// The daemon maintains each organization's lake every LakeEvery, the
+// paused ones skipped, and stops with the daemon.
+func TestTheDaemonMaintainsTheLake(t *testing.T) {
+	f := &fakeSyncer{}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	d, err := New(testConfig(time.Hour, "a", "b"), f, nil, quiet(), NewMetrics(prometheus.NewRegistry()), Options{
+		LakeEvery: 10 * time.Millisecond,
+		LakeMaintenance: func(ctx context.Context, org *config.Org) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[org.Name]++
+		},
+	})
+	require.NoError(t, err)
+	require.NoError(t, d.Pause("b"))
+	stop := start(t, d)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen["a"] >= 2
+	}, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, stop())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Zero(t, seen["b"], "a paused organization is not maintained")
+}

@@ -370,3 +370,39 @@ func OpenLake(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*lak
 	}
 	return lake.Open(ctx, pool, lc)
 }
+
+// LakeMaintained is one table's maintenance (MaintainLake).
+type LakeMaintained struct {
+	Org, Table string // the organization and the source table's qualified name
+	Result     lake.MaintainResult
+	Err        error
+}
+
+// MaintainLake runs lake maintenance (lake.Lake.Maintain, with opts) on
+// org's tables with lake on (only tables, when given), each audited as
+// actor (action lake, what maintain) unless a flush held it. An audit
+// record not written is the table's error.
+func (s *Service) MaintainLake(ctx context.Context, org *config.Org, tables []string, actor string, opts lake.MaintainOptions) []LakeMaintained {
+	var out []LakeMaintained
+	for _, tc := range org.Tables {
+		t, ok := s.Engine.Catalog().Table(tc.Name)
+		if !ok || !config.LakeOn(*org, tc) || (len(tables) > 0 && !slices.Contains(tables, tc.Name) && !slices.Contains(tables, t.QualifiedName())) {
+			continue
+		}
+		m := LakeMaintained{Org: org.Name, Table: t.QualifiedName()}
+		started := time.Now()
+		m.Result, m.Err = s.Lake.Maintain(ctx, engine.LakeTable(org.Name, t), opts)
+		if !m.Result.Busy || m.Err != nil {
+			rec := audit.Record{Actor: actor, Action: audit.ActionLake, What: "maintain", Org: org.Name, Table: m.Table,
+				Duration: time.Since(started), Outcome: "ok"}
+			if m.Err != nil {
+				rec.Outcome, rec.ErrorClass = "failed", engine.Class(m.Err)
+			}
+			if err := s.Audit.Write(ctx, rec); err != nil && m.Err == nil {
+				m.Err = err
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
