@@ -116,10 +116,11 @@ func (f *lakeFeed) flush(ctx context.Context) {
 // table, it tries again every lakeRetry, for up to wait.
 func (f *lakeFeed) flushWaiting(ctx context.Context, wait time.Duration) {
 	res, err := f.l.Flush(ctx, f.t)
+wait:
 	for deadline := time.Now().Add(wait); err == nil && res.Busy && time.Now().Before(deadline); {
 		select {
 		case <-ctx.Done():
-			return
+			break wait
 		case <-time.After(lakeRetry):
 		}
 		res, err = f.l.Flush(ctx, f.t)

@@ -258,7 +258,7 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 		if err != nil {
 			return nil, fmt.Errorf("commit to lake table %s: %w (then: %v)", t, cerr, err)
 		}
-		if claimOf(now) != claim {
+		if claimOf(now) != claim || now.Properties()[PropStore] != l.store {
 			return nil, fmt.Errorf("commit to lake table %s: %w", t, cerr)
 		}
 		committed = now
@@ -407,14 +407,20 @@ func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (
 		return nil, err
 	}
 	loc := strings.TrimSuffix(l.cfg.Warehouse, "/") + "/" + t.Schema + ".db/" + t.Ident()[1] + "-" + hex.EncodeToString(suffix)
-	tbl, err := l.cat.CreateTable(ctx, t.Ident(), want, catalog.WithLocation(loc), catalog.WithProperties(iceberg.Properties{
+	opts := []catalog.CreateTableOpt{catalog.WithProperties(iceberg.Properties{
 		"format-version": "2",
 		// Old metadata files are removed as commits add new ones.
 		"write.metadata.delete-after-commit.enabled": "true",
 		"write.metadata.previous-versions-max":       "50",
 		"comment":                                    "ehrsync change lake: every change committed to store table " + t.String(),
 		PropStore:                                    l.store,
-	}))
+	})}
+	// A REST catalog chooses its tables' locations (several allow only
+	// their own).
+	if l.cfg.REST == nil {
+		opts = append(opts, catalog.WithLocation(loc))
+	}
+	tbl, err := l.cat.CreateTable(ctx, t.Ident(), want, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("create lake table %s: %w", t.Ident(), err)
 	}

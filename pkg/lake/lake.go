@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -188,9 +189,7 @@ func openREST(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error
 	}
 	cat, err := rest.NewCatalog(ctx, CatalogName, r.URI, opts...)
 	if err != nil {
-		// The catalog's errors may quote its answer, never our secrets;
-		// the URI is configuration.
-		return nil, fmt.Errorf("open the lake's REST catalog at %s: %w", r.URI, err)
+		return nil, (&Lake{cfg: cfg}).safe(fmt.Errorf("open the lake's REST catalog at %s: %w", r.URI, err))
 	}
 	return &Lake{pool: pool, store: store, cat: cat, cfg: cfg}, nil
 }
@@ -265,7 +264,7 @@ type State struct {
 func (l *Lake) State(ctx context.Context, t Table) (State, error) {
 	tbl, err := l.load(ctx, t)
 	if err != nil || tbl == nil {
-		return State{}, err
+		return State{}, l.safe(err)
 	}
 	return stateOf(tbl), nil
 }
@@ -330,9 +329,11 @@ func (l *Lake) safe(err error) error {
 	msg := urlQuery.ReplaceAllString(err.Error(), "$1?[redacted]")
 	msg = redact(msg, l.cfg.Props)
 	if r := l.cfg.REST; r != nil {
-		for _, v := range []string{r.Credential, r.Token} {
+		_, secret, _ := strings.Cut(r.Credential, ":")
+		for _, v := range []string{r.Credential, secret, r.Token} {
 			if v != "" {
 				msg = strings.ReplaceAll(msg, v, "[redacted]")
+				msg = strings.ReplaceAll(msg, url.QueryEscape(v), "[redacted]")
 			}
 		}
 	}

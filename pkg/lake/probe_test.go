@@ -15,7 +15,6 @@ import (
 	"github.com/ehrsync/ehrsync/pkg/lake/laketest"
 )
 
-
 // TestProbeWarehouseDirectory: a writable directory passes and keeps no
 // probe file; a read-only one is refused, and a path under a regular file
 // fails; both errors name the warehouse.

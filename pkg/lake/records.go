@@ -2,6 +2,7 @@ package lake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -243,10 +244,14 @@ func (r *claimReader) project(data []byte, batch int64, at time.Time, seqs []int
 		default:
 			c, err := compute.CastArray(r.ctx, rec.Column(j), compute.SafeCastOptions(f.Type))
 			if err != nil {
+				const fix = "fix: a new lake table for the new type (drop or rename the Iceberg table; its files stay), or leave the column out with the table's columns allow-list"
+				if errors.Is(err, arrow.ErrNotImplemented) { // quotes types, never values
+					return nil, fmt.Errorf("column %s (field %d): the source's %s cannot be written as the lake table's %s: %v; %s",
+						f.Name, i, rec.Column(j).DataType(), f.Type, err, fix)
+				}
 				// The cast's own error may quote a value: it is left out.
-				return nil, fmt.Errorf("column %s (field %d): a value of type %s does not fit the lake table's %s: "+
-					"the source narrowed the column; fix: widen the lake table's column (ALTER TABLE … ALTER COLUMN in Spark or Trino), or leave the column out with the table's columns allow-list",
-					f.Name, i, rec.Column(j).DataType(), f.Type)
+				return nil, fmt.Errorf("column %s (field %d): a value of the source's %s does not fit the lake table's %s without loss; %s",
+					f.Name, i, rec.Column(j).DataType(), f.Type, fix)
 			}
 			cols = append(cols, c)
 		}

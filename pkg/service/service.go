@@ -393,7 +393,11 @@ func (s *Service) MaintainLake(ctx context.Context, org *config.Org, tables []st
 		started := time.Now()
 		m.Result, m.Err = s.Lake.Maintain(ctx, engine.LakeTable(org.Name, t), opts)
 		if !m.Result.Busy || m.Err != nil {
-			rec := audit.Record{Actor: actor, Action: audit.ActionLake, What: "maintain", Org: org.Name, Table: m.Table,
+			what := "maintain"
+			if opts.DryRun {
+				what = "maintain (dry run)"
+			}
+			rec := audit.Record{Actor: actor, Action: audit.ActionLake, What: what, Org: org.Name, Table: m.Table,
 				Duration: time.Since(started), Outcome: "ok"}
 			if m.Err != nil {
 				rec.Outcome, rec.ErrorClass = "failed", engine.Class(m.Err)
