@@ -677,10 +677,11 @@ func TestALakeTableOfAnotherStoreIsRefused(t *testing.T) {
 // key, not a catalog token, not a URL's query (a SAS token).
 func TestLakeErrorsAreCleanedOfSecrets(t *testing.T) {
 	l := &Lake{cfg: Config{Props: map[string]string{"adls.auth.shared-key.account.key": "account-key-sentinel"},
-		REST: &RESTCatalog{Token: "token-sentinel"}}}
-	base := errors.New(`Put "https://acct.blob.core.windows.net/c/x.parquet?sv=2024&sig=sas-sentinel": dial tcp: refused; key account-key-sentinel; token-sentinel`)
+		REST: &RESTCatalog{Token: "token-sentinel", Credential: "client-id:cred/secret"}}}
+	base := errors.New(`Put "https://acct.blob.core.windows.net/c/x.parquet?sv=2024&sig=sas-sentinel": dial tcp: refused; key account-key-sentinel; token-sentinel; ` +
+		`client_secret=cred%2Fsecret; secret cred/secret`)
 	err := l.safe(fmt.Errorf("append to lake table st_mary.claims: %w", base))
-	for _, secret := range []string{"sas-sentinel", "account-key-sentinel", "token-sentinel"} {
+	for _, secret := range []string{"sas-sentinel", "account-key-sentinel", "token-sentinel", "cred/secret", "cred%2Fsecret"} {
 		require.NotContains(t, err.Error(), secret)
 	}
 	require.Contains(t, err.Error(), "https://acct.blob.core.windows.net/c/x.parquet?[redacted]")
