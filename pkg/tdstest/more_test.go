@@ -87,6 +87,9 @@ func TestConcurrentConnections(t *testing.T) {
 	s := tdstest.Start(t, tdstest.Config{Handler: newCounting()})
 	db := open(t, s)
 	db.SetMaxOpenConns(4)
+	// database/sql keeps 2 idle connections by default and closes the
+	// others as they come back: a later query would log in again.
+	db.SetMaxIdleConns(4)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {
