@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -32,26 +33,23 @@ func lakeCommandTree(env *environment) *cobra.Command {
 }
 
 // lakeTargets are the tables with lake on of cfg (of org, of tables when
-// given), each with its lake table.
-func lakeTargets(svc *service.Service, cfg *config.Config, org string, tables []string) ([]lakeTarget, error) {
+// given).
+func lakeTargets(svc *service.Service, cfg *config.Config, org string, tables []string) ([]service.LakeTable, error) {
 	if len(tables) > 0 && org == "" {
 		return nil, usageError{errors.New("--table needs --org")}
 	}
-	var out []lakeTarget
+	var out []service.LakeTable
 	for i := range cfg.Orgs {
-		o := &cfg.Orgs[i]
-		if org != "" && o.Name != org {
+		if org != "" && cfg.Orgs[i].Name != org {
 			continue
 		}
-		for _, tc := range o.Tables {
-			t, ok := svc.Engine.Catalog().Table(tc.Name)
-			if !ok || !config.LakeOn(*o, tc) {
-				continue
+		for _, t := range svc.LakeTables(&cfg.Orgs[i]) {
+			if len(tables) == 0 || slices.ContainsFunc(tables, func(n string) bool {
+				ct, ok := svc.Engine.Catalog().Table(n)
+				return ok && ct.QualifiedName() == t.Table
+			}) {
+				out = append(out, t)
 			}
-			if len(tables) > 0 && !containsTable(tables, tc.Name, t.QualifiedName()) {
-				continue
-			}
-			out = append(out, lakeTarget{org: o.Name, table: t.QualifiedName(), lake: engine.LakeTable(o.Name, t), conf: o})
 		}
 	}
 	if len(out) == 0 {
@@ -60,46 +58,9 @@ func lakeTargets(svc *service.Service, cfg *config.Config, org string, tables []
 	return out, nil
 }
 
-func containsTable(names []string, a, b string) bool {
-	for _, n := range names {
-		if n == a || n == b {
-			return true
-		}
-	}
-	return false
-}
-
-type lakeTarget struct {
-	org, table string
-	lake       lake.Table
-	conf       *config.Org
-}
-
-// targetOrgs are the organizations of targets, in order.
-func targetOrgs(svc *service.Service, targets []lakeTarget) []*config.Org {
-	var out []*config.Org
-	for i, tg := range targets {
-		if i == 0 || targets[i-1].org != tg.org {
-			out = append(out, tg.conf)
-		}
-	}
-	return out
-}
-
-// targetTables are the qualified names of org's targets.
-func targetTables(targets []lakeTarget, org string) []string {
-	var out []string
-	for _, tg := range targets {
-		if tg.org == org {
-			out = append(out, tg.table)
-		}
-	}
-	return out
-}
-
 // openLake loads the configuration, opens the service with its lake as
 // the command line's actor, and finds the tables it names with lake on.
-func openLake(ctx context.Context, env *environment, path string, actor func() (string, error), org string, tables []string) (*service.Service, []lakeTarget, string, error) {
+func openLake(ctx context.Context, env *environment, path string, actor func() (string, error), org string, tables []string) (*service.Service, []service.LakeTable, string, error) {
 	who, err := actor()
 	if err != nil {
 		return nil, nil, "", err
@@ -108,7 +69,7 @@ func openLake(ctx context.Context, env *environment, path string, actor func() (
 	if err != nil {
 		return nil, nil, "", err
 	}
-	if !cfg.Lake.Used(cfg) {
+	if !config.LakeUsed(cfg.Orgs) {
 		return nil, nil, "", usageError{errors.New("no table has lake on: set lake: true on an organization or table, and lake.warehouse")}
 	}
 	svc, err := service.Open(ctx, cfg, env.log, who, 1)
@@ -141,21 +102,21 @@ func lakeFlush(env *environment) *cobra.Command {
 		fmt.Fprintln(tw, "ORG\tTABLE\tCOMMITS\tCHUNKS\tROWS\tFILES\tBYTES\tCLAIM\tRESULT")
 		var failed []error
 		for _, tg := range targets {
-			res, err := svc.Lake.Flush(ctx, tg.lake)
+			res, err := svc.Lake.Flush(ctx, tg.Lake)
 			outcome := "ok"
 			switch {
 			case err != nil:
 				outcome = "failed: " + err.Error()
-				failed = append(failed, fmt.Errorf("%s %s: %w", tg.org, tg.table, err))
+				failed = append(failed, fmt.Errorf("%s %s: %w", tg.Org.Name, tg.Table, err))
 			case res.Busy:
 				outcome = "busy: another flush holds the table"
 			}
 			if res.Commits > 0 || err != nil {
-				if aerr := svc.Audit.LakeFlush(ctx, who, runID, tg.org, tg.table, res, err); aerr != nil {
+				if aerr := svc.Audit.LakeFlush(ctx, who, runID, tg.Org.Name, tg.Table, res, err); aerr != nil {
 					failed = append(failed, aerr)
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", terminal.Escape(tg.org), terminal.Escape(tg.table),
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", terminal.Escape(tg.Org.Name), terminal.Escape(tg.Table),
 				res.Commits, res.Batches, res.Rows, res.Files, res.FileBytes, res.State.Claim, terminal.Escape(outcome))
 		}
 		if err := tw.Flush(); err != nil {
@@ -196,21 +157,18 @@ func lakeMaintain(env *environment) *cobra.Command {
 		tw := tabwriter.NewWriter(env.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ORG\tTABLE\tFILES REWRITTEN\tFILES ADDED\tSNAPSHOTS EXPIRED\tORPHANS\tORPHANS DELETED\tRESULT")
 		var failed []error
-		for _, o := range targetOrgs(svc, targets) {
-			names := targetTables(targets, o.Name)
-			for _, m := range svc.MaintainLake(ctx, o, names, who, opts) {
-				outcome := "ok"
-				switch {
-				case m.Err != nil:
-					outcome = "failed: " + m.Err.Error()
-					failed = append(failed, m.Err)
-				case m.Result.Busy:
-					outcome = "busy: a flush holds the table"
-				}
-				r := m.Result
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", terminal.Escape(m.Org), terminal.Escape(m.Table),
-					r.FilesRewritten, r.FilesAdded, r.SnapshotsExpired, len(r.Orphans), r.OrphansDeleted, terminal.Escape(outcome))
+		for _, tg := range targets {
+			r, err := svc.MaintainLake(ctx, tg, who, opts)
+			outcome := "ok"
+			switch {
+			case err != nil:
+				outcome = "failed: " + err.Error()
+				failed = append(failed, err)
+			case r.Busy:
+				outcome = "busy: a flush holds the table"
 			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", terminal.Escape(tg.Org.Name), terminal.Escape(tg.Table),
+				r.FilesRewritten, r.FilesAdded, r.SnapshotsExpired, len(r.Orphans), r.OrphansDeleted, terminal.Escape(outcome))
 		}
 		if err := tw.Flush(); err != nil {
 			return err

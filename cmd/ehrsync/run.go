@@ -84,15 +84,15 @@ func runDaemon(ctx context.Context, env *environment, path, listen string, opts 
 	if svc.Lake != nil {
 		opts.LakeEvery = cfg.Lake.MaintainEvery
 		opts.LakeMaintenance = func(ctx context.Context, org *config.Org) {
-			for _, m := range svc.MaintainLake(ctx, org, nil, opts.Actor, lake.MaintainOptions{}) {
-				r := m.Result
+			for _, t := range svc.LakeTables(org) {
+				r, err := svc.MaintainLake(ctx, t, opts.Actor, lake.MaintainOptions{})
 				switch {
-				case m.Err != nil:
-					env.log.Error("lake maintenance failed", "org", m.Org, "table", m.Table, "err", m.Err)
+				case err != nil:
+					env.log.Error("lake maintenance failed", "org", org.Name, "table", t.Table, "err", err)
 				case r.Busy:
-					env.log.Info("lake maintenance skipped: a flush holds the table", "org", m.Org, "table", m.Table)
+					env.log.Info("lake maintenance skipped: a flush holds the table", "org", org.Name, "table", t.Table)
 				default:
-					env.log.Info("lake maintained", "org", m.Org, "table", m.Table, "files_rewritten", r.FilesRewritten,
+					env.log.Info("lake maintained", "org", org.Name, "table", t.Table, "files_rewritten", r.FilesRewritten,
 						"snapshots_expired", r.SnapshotsExpired, "orphans_deleted", r.OrphansDeleted)
 				}
 			}

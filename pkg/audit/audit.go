@@ -107,7 +107,7 @@ func (r *Recorder) TableRun(ctx context.Context, actor, runID string, columns []
 // commits took; failed, with the error's class.
 func (r *Recorder) LakeFlush(ctx context.Context, actor, runID, org, table string, res lake.Result, err error) error {
 	rec := Record{Actor: actor, Action: ActionLake, What: "flush", Org: org, Table: table, RunID: runID,
-		Chunks: res.Batches, Duration: res.CommitTime, Outcome: "ok"}
+		Chunks: res.Batches, Duration: res.CommitTime(), Outcome: "ok"}
 	rec.Rows.Inserted = res.Rows
 	if len(res.Position) > 0 {
 		if p, derr := watermarks.Decode(res.Position); derr == nil {

@@ -142,7 +142,7 @@ type Report struct {
 func Check(ctx context.Context, cfg *config.Config, orgs []config.Org, opts Options) Report {
 	store, pool := checkStore(ctx, cfg, orgs, opts)
 	var lk *LakeReport
-	if cfg.Lake.Used(cfg) {
+	if config.LakeUsed(cfg.Orgs) {
 		l := runLake(ctx, cfg, pool, &store, opts)
 		lk = &l
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ehrsync/ehrsync/pkg/config"
 	"github.com/ehrsync/ehrsync/pkg/lake"
+	"github.com/ehrsync/ehrsync/pkg/service"
 	"github.com/ehrsync/ehrsync/pkg/source"
 	"github.com/ehrsync/ehrsync/pkg/storedb"
 )
@@ -59,7 +60,7 @@ func runLake(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, store 
 	case store != nil && !store.Healthy && !stepOK(store.Steps, "migrations"):
 		rep.Steps = append(rep.Steps, Step{Name: "catalog", Status: StatusSkipped, Detail: "the store's migrations are not applied (see the store's migrations step)"})
 	case cfg.Lake.REST():
-		l.restCatalog(ctx, pool, props)
+		l.restCatalog(ctx, pool)
 	default:
 		l.catalog(ctx, pool)
 	}
@@ -290,16 +291,15 @@ func (l *lakeChecker) storage(ctx context.Context, props map[string]string) {
 
 // restCatalog checks that the lake's REST catalog answers with the
 // configured credentials.
-func (l *lakeChecker) restCatalog(ctx context.Context, pool *pgxpool.Pool, props map[string]string) {
+func (l *lakeChecker) restCatalog(ctx context.Context, pool *pgxpool.Pool) {
 	l.timed(ctx, "catalog", func(ctx context.Context) Step {
 		c := l.cfg.Lake.Catalog
-		cred, token, err := l.cfg.Lake.CatalogSecrets()
+		lc, err := service.LakeConfig(l.cfg)
 		if err != nil {
 			return Step{Status: StatusFailed, Detail: err.Error(), Problem: &Problem{Code: "secret_unavailable",
 				Cause: "a secret of the lake's REST catalog does not resolve", Fix: "set the variable or file it names, or fix its reference"}}
 		}
-		lk, err := lake.Open(ctx, pool, lake.Config{Warehouse: l.cfg.Lake.Warehouse, Props: props,
-			REST: &lake.RESTCatalog{URI: c.URI, Credential: cred, Token: token, Scope: c.Scope}})
+		lk, err := lake.Open(ctx, pool, lc)
 		if err != nil {
 			return Step{Status: StatusFailed, Detail: err.Error(), Problem: &Problem{Code: "lake_catalog_unreachable",
 				Cause: "the lake's REST catalog did not answer with its configuration",

@@ -106,9 +106,9 @@ func LakeOn(o Org, t Table) bool {
 	return o.Lake
 }
 
-// Used says whether any table goes to the lake.
-func (l Lake) Used(c *Config) bool {
-	for _, o := range c.Orgs {
+// LakeUsed says whether a table of orgs goes to the lake.
+func LakeUsed(orgs []Org) bool {
+	for _, o := range orgs {
 		for _, t := range o.Tables {
 			if LakeOn(o, t) {
 				return true
@@ -181,7 +181,7 @@ var lakeSchemes = map[string]string{"file": "file", "abfs": "azure", "abfss": "a
 
 func (v *validator) lake(c *Config) {
 	l := c.Lake
-	used := l.Used(c)
+	used := LakeUsed(c.Orgs)
 	if !used && l.Warehouse == "" {
 		return
 	}

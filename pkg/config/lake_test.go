@@ -13,7 +13,7 @@ func TestLakeOnAndItsStorageProperties(t *testing.T) {
 	o := c.Orgs[0]
 	require.True(t, LakeOn(o, o.Tables[0]), "the organization's default")
 	require.False(t, LakeOn(o, o.Tables[1]), "the table's own setting")
-	require.True(t, c.Lake.Used(c))
+	require.True(t, LakeUsed(c.Orgs))
 	require.EqualValues(t, 256<<20, c.Lake.FlushBytes)
 
 	t.Setenv("LAKE_KEY", "a2V5")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/ehrsync/ehrsync/pkg/config"
@@ -61,7 +60,8 @@ type lakeFeed struct {
 	kick    chan struct{} // a flush is due
 	done    chan struct{} // the goroutine has ended
 
-	mu  sync.Mutex
+	// What the flushes did: written by the feed's goroutine, then (after
+	// it ended) by finish.
 	res lake.Result
 	err error
 }
@@ -104,12 +104,8 @@ func (f *lakeFeed) loop() {
 		if f.ctx.Err() != nil {
 			continue
 		}
-		f.flush(f.ctx)
+		f.flushWaiting(f.ctx, 0)
 	}
-}
-
-func (f *lakeFeed) flush(ctx context.Context) {
-	f.flushWaiting(ctx, 0)
 }
 
 // flushWaiting flushes; while another flush or maintenance holds the
@@ -125,29 +121,11 @@ wait:
 		}
 		res, err = f.l.Flush(ctx, f.t)
 	}
-	if err == nil && res.Busy {
+	if err == nil && res.Busy && wait > 0 {
 		f.log.Info("the change lake's table was busy with another flush or maintenance: the run's last changes wait in its outbox for the next flush")
 	}
 	f.m.observeLake(f.org, f.table, res, err != nil)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	add := &f.res
-	add.Commits += res.Commits
-	add.Batches += res.Batches
-	add.Rows += res.Rows
-	add.Bytes += res.Bytes
-	add.Files += res.Files
-	add.FileBytes += res.FileBytes
-	add.Cleared += res.Cleared
-	add.CommitTime += res.CommitTime
-	add.CommitTimes = append(add.CommitTimes, res.CommitTimes...)
-	if res.State.Exists || res.Commits > 0 {
-		add.State = res.State
-	}
-	if res.Position != nil {
-		add.Position = res.Position
-	}
-	add.Busy = res.Busy
+	f.res.Add(res)
 	if err != nil {
 		f.log.Warn("lake flush failed; the changes wait in the outbox", "err", err)
 		f.err = errors.Join(f.err, err)
@@ -166,8 +144,6 @@ func (f *lakeFeed) finish(ctx context.Context) (*lake.Result, error) {
 	if ctx.Err() == nil {
 		f.flushWaiting(ctx, lakeEndWait)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	res := f.res
 	if f.err != nil {
 		return &res, fmt.Errorf("%w: %w", ErrLake, f.err)

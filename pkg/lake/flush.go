@@ -1,7 +1,6 @@
 package lake
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -41,10 +40,38 @@ type Result struct {
 	// Position is the encoded position of the last chunk the flush moved
 	// that moved the table (nil for none): for the audit's summary.
 	Position []byte
-	// CommitTime is the time spent in Iceberg commits (files written and
-	// the catalog swapped), in all; CommitTimes each commit's.
-	CommitTime  time.Duration
+	// CommitTimes is each Iceberg commit's time (files written and the
+	// catalog swapped).
 	CommitTimes []time.Duration
+}
+
+// CommitTime is the time spent in all the flush's Iceberg commits.
+func (r Result) CommitTime() time.Duration {
+	var d time.Duration
+	for _, c := range r.CommitTimes {
+		d += c
+	}
+	return d
+}
+
+// Add adds what flush o did to r, which then holds the table's state and
+// position as o left them (when o saw the table), and o's Busy.
+func (r *Result) Add(o Result) {
+	r.Commits += o.Commits
+	r.Batches += o.Batches
+	r.Rows += o.Rows
+	r.Bytes += o.Bytes
+	r.Files += o.Files
+	r.FileBytes += o.FileBytes
+	r.Cleared += o.Cleared
+	r.CommitTimes = append(r.CommitTimes, o.CommitTimes...)
+	if o.State.Exists || o.Commits > 0 {
+		r.State = o.State
+	}
+	if o.Position != nil {
+		r.Position = o.Position
+	}
+	r.Busy = o.Busy
 }
 
 // ErrClaimOrder is a table whose outbox and Iceberg table disagree on the
@@ -195,9 +222,9 @@ func (l *Lake) readClaim(ctx context.Context, t Table, claim int64) (claimInfo, 
 }
 
 // commitClaim appends claim's rows to t's Iceberg table (created first if
-// need be, its schema widened if the claim brings new columns) in one
-// commit that sets PropClaim, and deletes them from the outbox. It returns
-// the table as committed.
+// need be, its schema fitted to the claim's) in one commit that sets
+// PropClaim, and adds what it did to res. It returns the table as
+// committed; record then deletes the claim from the outbox.
 func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim int64, res *Result) (*table.Table, error) {
 	ci, err := l.readClaim(ctx, t, claim)
 	if err != nil {
@@ -221,11 +248,7 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 		return nil, fmt.Errorf("lake table %s: %w", t, err)
 	}
 	n := strconv.FormatInt(claim, 10)
-	props := iceberg.Properties{PropClaim: n, PropStore: l.store,
-		// Parquet row groups are buffered whole in memory as they are
-		// written: a smaller one than iceberg-go's 128 MiB keeps a flush
-		// within the engine's memory.
-		"write.parquet.row-group-size-bytes": strconv.Itoa(RowGroupBytes), "write.parquet.compression-level": "1"}
+	props := iceberg.Properties{PropClaim: n, PropStore: l.store}
 	summary := iceberg.Properties{PropClaim: n, PropBatches: fmt.Sprintf("%d-%d", ci.firstBatch, ci.lastBat)}
 	// The position as its summary only: the metadata's readers need not
 	// see key values. ehrsync.lake_tables keeps it whole.
@@ -266,9 +289,7 @@ func (l *Lake) commitClaim(ctx context.Context, t Table, tbl *table.Table, claim
 	if ci.position != nil {
 		res.Position = ci.position
 	}
-	took := time.Since(start)
-	res.CommitTime += took
-	res.CommitTimes = append(res.CommitTimes, took)
+	res.CommitTimes = append(res.CommitTimes, time.Since(start))
 	res.Commits++
 	res.Batches += int(ci.batches)
 	res.Rows += ci.rows
@@ -414,6 +435,11 @@ func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (
 		"write.metadata.previous-versions-max":       "50",
 		"comment":                                    "ehrsync change lake: every change committed to store table " + t.String(),
 		PropStore:                                    l.store,
+		// Parquet row groups are buffered whole in memory as they are
+		// written: a smaller one than iceberg-go's 128 MiB keeps a flush
+		// within the engine's memory; zstd's fastest level too.
+		"write.parquet.row-group-size-bytes": strconv.Itoa(RowGroupBytes),
+		"write.parquet.compression-level":    "1",
 	})}
 	// A REST catalog chooses its tables' locations (several allow only
 	// their own).
@@ -433,7 +459,3 @@ func (l *Lake) step(name string) error {
 	}
 	return nil
 }
-
-var errSchemaBytes = errors.New("an outbox row's schema is not an Arrow IPC stream")
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

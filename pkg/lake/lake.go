@@ -139,8 +139,12 @@ func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
 	if cfg.FlushBytes <= 0 {
 		cfg.FlushBytes = DefaultFlushBytes
 	}
+	store, err := storeID(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.REST != nil {
-		return openREST(ctx, pool, cfg)
+		return openREST(ctx, pool, cfg, store)
 	}
 	cc := pool.Config().ConnConfig.Copy()
 	if cc.RuntimeParams == nil {
@@ -149,11 +153,6 @@ func Open(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
 	cc.RuntimeParams["search_path"] = storedb.LakeSchemaName
 	db := stdlib.OpenDB(*cc)
 	db.SetMaxOpenConns(2)
-	store, err := storeID(ctx, pool)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
 	props := iceberg.Properties{"warehouse": cfg.Warehouse, "init_catalog_tables": "false"}
 	maps.Copy(props, cfg.Props)
 	cat, err := sqlcat.NewCatalog(CatalogName, db, sqlcat.Postgres, props)
@@ -171,7 +170,7 @@ func (l *Lake) Warehouse() string { return l.cfg.Warehouse }
 func (l *Lake) FlushBytes() int64 { return l.cfg.FlushBytes }
 
 // openREST opens the lake on cfg.REST.
-func openREST(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error) {
+func openREST(ctx context.Context, pool *pgxpool.Pool, cfg Config, store string) (*Lake, error) {
 	r := cfg.REST
 	opts := []rest.Option{rest.WithWarehouseLocation(cfg.Warehouse), rest.WithAdditionalProps(iceberg.Properties(maps.Clone(cfg.Props)))}
 	switch {
@@ -182,10 +181,6 @@ func openREST(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Lake, error
 	}
 	if r.Scope != "" {
 		opts = append(opts, rest.WithScope(r.Scope))
-	}
-	store, err := storeID(ctx, pool)
-	if err != nil {
-		return nil, err
 	}
 	cat, err := rest.NewCatalog(ctx, CatalogName, r.URI, opts...)
 	if err != nil {

@@ -1,6 +1,7 @@
 package lake
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,8 +23,10 @@ import (
 // committedAtType is CommittedAtColumn's: an instant, microseconds.
 var committedAtType = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 
+var errSchemaBytes = errors.New("an outbox row's schema is not an Arrow IPC stream")
+
 func decodeSchema(b []byte) (*arrow.Schema, error) {
-	r, err := ipc.NewReader(bytesReader(b))
+	r, err := ipc.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errSchemaBytes, err)
 	}
@@ -111,7 +114,7 @@ func (r *claimReader) Release() {
 		return
 	}
 	r.drop()
-	if r.whole != nil {
+	if r.whole != nil { // handed over in part
 		r.whole.Release()
 		r.whole = nil
 	}
@@ -159,48 +162,48 @@ func (r *claimReader) Next() bool {
 	return true
 }
 
-// nextRow reads and decodes the next outbox row into whole; false at the
-// end or on an error (Err).
+// nextRow reads and decodes the next outbox row with rows into whole;
+// false at the end or on an error (Err).
 func (r *claimReader) nextRow() bool {
-	if r.rows == nil {
-		return false
+	for r.rows != nil {
+		if !r.rows.Next() {
+			r.err = r.rows.Err()
+			r.rows.Close()
+			r.rows = nil
+			return false
+		}
+		var (
+			batch int64
+			at    time.Time
+			seqs  []int64
+			ops   []int16
+			data  []byte
+		)
+		if err := r.rows.Scan(&batch, &at, &seqs, &ops, &data); err != nil {
+			r.err = err
+			return false
+		}
+		rec, err := r.project(data, batch, at, seqs, ops)
+		if err != nil {
+			r.err = err
+			return false
+		}
+		if rec.NumRows() == 0 { // an observation whose rows did not change
+			rec.Release()
+			continue
+		}
+		r.whole, r.at = rec, 0
+		r.step = max(1, int64(sliceBytes)*rec.NumRows()/int64(max(len(data), 1)))
+		return true
 	}
-	if !r.rows.Next() {
-		r.err = r.rows.Err()
-		r.rows.Close()
-		r.rows = nil
-		return false
-	}
-	var (
-		batch int64
-		at    time.Time
-		seqs  []int64
-		ops   []int16
-		data  []byte
-	)
-	if err := r.rows.Scan(&batch, &at, &seqs, &ops, &data); err != nil {
-		r.err = err
-		return false
-	}
-	rec, err := r.project(data, batch, at, seqs, ops)
-	if err != nil {
-		r.err = err
-		return false
-	}
-	if rec.NumRows() == 0 {
-		rec.Release()
-		return r.nextRow()
-	}
-	r.whole, r.at = rec, 0
-	r.step = max(1, int64(sliceBytes)*rec.NumRows()/int64(max(len(data), 1)))
-	return true
+	return false
 }
 
 // project decodes one outbox row's batch and shapes it to the lake schema:
 // with seqs (not nil), only the rows of those _ehrsync_seq, their
 // operations ops.
 func (r *claimReader) project(data []byte, batch int64, at time.Time, seqs []int64, ops []int16) (arrow.RecordBatch, error) {
-	rd, err := ipc.NewReader(bytesReader(data), ipc.WithAllocator(r.mem))
+	rd, err := ipc.NewReader(bytes.NewReader(data), ipc.WithAllocator(r.mem))
 	if err != nil {
 		return nil, fmt.Errorf("decode an outbox batch: %w", err)
 	}

@@ -87,7 +87,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, actor strin
 		engine.WithAllocator(memory.DefaultAllocator), engine.WithDefaults(cfg.Defaults), engine.WithViews(denials.Views{Pool: pool}),
 	}
 	var lk *lake.Lake
-	if cfg.Lake.Used(cfg) {
+	if config.LakeUsed(cfg.Orgs) {
 		if lk, err = OpenLake(ctx, cfg, pool); err != nil {
 			pool.Close()
 			return nil, err
@@ -308,7 +308,7 @@ func storePoolSize(cfg *config.Config, orgsAtOnce int, dflt int32) int32 {
 	}
 	orgs := max(1, min(orgsAtOnce, len(cfg.Orgs)))
 	perTable := engine.Writers
-	if cfg.Lake.Used(cfg) {
+	if config.LakeUsed(cfg.Orgs) {
 		perTable += lake.FlushConns
 	}
 	need := orgs*widest*perTable + 2
@@ -351,62 +351,75 @@ func (s *Service) Close() {
 // OpenLake opens cfg's change lake in the store pool connects to: its
 // storage secrets revealed, a directory warehouse created.
 func OpenLake(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool) (*lake.Lake, error) {
-	props, err := cfg.Lake.Props()
+	lc, err := LakeConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("lake: %w", err)
+		return nil, err
 	}
 	if dir, ok := strings.CutPrefix(cfg.Lake.Warehouse, "file://"); ok {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("lake.warehouse: %w", err)
 		}
 	}
+	return lake.Open(ctx, pool, lc)
+}
+
+// LakeConfig is cfg's lake as pkg/lake takes it: the storage's and the
+// REST catalog's secrets revealed. Errors name the secret's key.
+func LakeConfig(cfg *config.Config) (lake.Config, error) {
+	props, err := cfg.Lake.Props()
+	if err != nil {
+		return lake.Config{}, fmt.Errorf("lake: %w", err)
+	}
 	lc := lake.Config{Warehouse: cfg.Lake.Warehouse, Props: props, FlushBytes: cfg.Lake.FlushBytes}
 	if cfg.Lake.REST() {
 		c := cfg.Lake.Catalog
 		lc.REST = &lake.RESTCatalog{URI: c.URI, Scope: c.Scope}
 		if lc.REST.Credential, lc.REST.Token, err = cfg.Lake.CatalogSecrets(); err != nil {
-			return nil, fmt.Errorf("lake: %w", err)
+			return lake.Config{}, fmt.Errorf("lake: %w", err)
 		}
 	}
-	return lake.Open(ctx, pool, lc)
+	return lc, nil
 }
 
-// LakeMaintained is one table's maintenance (MaintainLake).
-type LakeMaintained struct {
-	Org, Table string // the organization and the source table's qualified name
-	Result     lake.MaintainResult
-	Err        error
+// LakeTable is one table with lake on.
+type LakeTable struct {
+	Org   *config.Org
+	Table string // the source table's qualified name
+	Lake  lake.Table
+}
+
+// LakeTables are org's tables with lake on, those the catalog knows.
+func (s *Service) LakeTables(org *config.Org) []LakeTable {
+	var out []LakeTable
+	for _, tc := range org.Tables {
+		t, ok := s.Engine.Catalog().Table(tc.Name)
+		if ok && config.LakeOn(*org, tc) {
+			out = append(out, LakeTable{Org: org, Table: t.QualifiedName(), Lake: engine.LakeTable(org.Name, t)})
+		}
+	}
+	return out
 }
 
 // MaintainLake runs lake maintenance (lake.Lake.Maintain, with opts) on
-// org's tables with lake on (only tables, when given), each audited as
-// actor (action lake, what maintain) unless a flush held it. An audit
-// record not written is the table's error.
-func (s *Service) MaintainLake(ctx context.Context, org *config.Org, tables []string, actor string, opts lake.MaintainOptions) []LakeMaintained {
-	var out []LakeMaintained
-	for _, tc := range org.Tables {
-		t, ok := s.Engine.Catalog().Table(tc.Name)
-		if !ok || !config.LakeOn(*org, tc) || (len(tables) > 0 && !slices.Contains(tables, tc.Name) && !slices.Contains(tables, t.QualifiedName())) {
-			continue
-		}
-		m := LakeMaintained{Org: org.Name, Table: t.QualifiedName()}
-		started := time.Now()
-		m.Result, m.Err = s.Lake.Maintain(ctx, engine.LakeTable(org.Name, t), opts)
-		if !m.Result.Busy || m.Err != nil {
-			what := "maintain"
-			if opts.DryRun {
-				what = "maintain (dry run)"
-			}
-			rec := audit.Record{Actor: actor, Action: audit.ActionLake, What: what, Org: org.Name, Table: m.Table,
-				Duration: time.Since(started), Outcome: "ok"}
-			if m.Err != nil {
-				rec.Outcome, rec.ErrorClass = "failed", engine.Class(m.Err)
-			}
-			if err := s.Audit.Write(ctx, rec); err != nil && m.Err == nil {
-				m.Err = err
-			}
-		}
-		out = append(out, m)
+// t, audited as actor (action lake, what maintain) unless a flush held
+// it. An audit record not written is its error.
+func (s *Service) MaintainLake(ctx context.Context, t LakeTable, actor string, opts lake.MaintainOptions) (lake.MaintainResult, error) {
+	started := time.Now()
+	res, err := s.Lake.Maintain(ctx, t.Lake, opts)
+	if res.Busy && err == nil {
+		return res, nil
 	}
-	return out
+	what := "maintain"
+	if opts.DryRun {
+		what = "maintain (dry run)"
+	}
+	rec := audit.Record{Actor: actor, Action: audit.ActionLake, What: what, Org: t.Org.Name, Table: t.Table,
+		Duration: time.Since(started), Outcome: "ok"}
+	if err != nil {
+		rec.Outcome, rec.ErrorClass = "failed", engine.Class(err)
+	}
+	if aerr := s.Audit.Write(ctx, rec); aerr != nil && err == nil {
+		err = aerr
+	}
+	return res, err
 }

@@ -13,18 +13,6 @@ import (
 	"github.com/ehrsync/ehrsync/watermarks"
 )
 
-// lakeUsed says whether a table of orgs has lake on.
-func lakeUsed(orgs []config.Org) bool {
-	for _, o := range orgs {
-		for _, t := range o.Tables {
-			if config.LakeOn(o, t) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // lakeRow is a table's row of ehrsync.lake_tables.
 type lakeRow struct {
 	claim, snapshot, rows int64

@@ -217,7 +217,7 @@ func (s *Store) Gather(ctx context.Context, opts Options) (*Report, error) {
 		rep.Notes = append(rep.Notes, "the store's ehrsync schema has no run records (ehrsync.table_runs): "+
 			"run `ehrsync migrate --config FILE` (or start ehrsync sync or run once) to bring it to this version")
 	}
-	if !haveLake && lakeUsed(opts.Orgs) {
+	if !haveLake && config.LakeUsed(opts.Orgs) {
 		rep.Notes = append(rep.Notes, "the store's ehrsync schema has no lake records (ehrsync.lake_tables): "+
 			"run `ehrsync migrate --config FILE` to bring it to this version; the lake's state is not shown")
 	}
