@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -385,6 +386,13 @@ func (l *Lake) ensureTable(ctx context.Context, t Table, tbl *table.Table, schem
 	if err := tx.UpdateSchema(true, false).UnionByNameWith(want).Commit(); err != nil {
 		return nil, nil, fmt.Errorf("lake table %s: add the source's new columns and widened types: %w", t, err)
 	}
+	plain := plainColumns(want)
+	maps.DeleteFunc(plain, func(k, v string) bool { return tbl.Properties()[k] == v })
+	if len(plain) > 0 {
+		if err := tx.SetProperties(plain); err != nil {
+			return nil, nil, fmt.Errorf("lake table %s: %w", t, err)
+		}
+	}
 	if tbl, err = tx.Commit(ctx); err != nil {
 		return nil, nil, fmt.Errorf("lake table %s: add the source's new columns and widened types: %w", t, err)
 	}
@@ -428,7 +436,7 @@ func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (
 		return nil, err
 	}
 	loc := strings.TrimSuffix(l.cfg.Warehouse, "/") + "/" + t.Schema + ".db/" + t.Ident()[1] + "-" + hex.EncodeToString(suffix)
-	opts := []catalog.CreateTableOpt{catalog.WithProperties(iceberg.Properties{
+	props := iceberg.Properties{
 		"format-version": "2",
 		// Old metadata files are removed as commits add new ones.
 		"write.metadata.delete-after-commit.enabled": "true",
@@ -440,7 +448,9 @@ func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (
 		// within the engine's memory; zstd's fastest level too.
 		"write.parquet.row-group-size-bytes": strconv.Itoa(RowGroupBytes),
 		"write.parquet.compression-level":    "1",
-	})}
+	}
+	maps.Copy(props, plainColumns(want))
+	opts := []catalog.CreateTableOpt{catalog.WithProperties(props)}
 	// A REST catalog chooses its tables' locations (several allow only
 	// their own).
 	if l.cfg.REST == nil {
@@ -452,6 +462,29 @@ func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (
 	}
 	return tbl, nil
 }
+
+// plainColumns turns Parquet's dictionary encoding off for the columns of
+// schema whose values are mostly distinct: identifiers (uuid, fixed,
+// binary), amounts (decimal, floating point), times (timestamps) and
+// 64-bit numbers (sequence numbers, row versions). A dictionary of such
+// values costs a hash per value and is dropped for plain encoding once it
+// outgrows its page; strings, 32-bit integers, dates and booleans (codes,
+// statuses, practices) keep it.
+func plainColumns(schema *iceberg.Schema) iceberg.Properties {
+	props := iceberg.Properties{}
+	for _, f := range schema.Fields() {
+		switch f.Type.(type) {
+		case iceberg.UUIDType, iceberg.FixedType, iceberg.BinaryType, iceberg.DecimalType, iceberg.Float32Type,
+			iceberg.Float64Type, iceberg.TimestampType, iceberg.TimestampTzType, iceberg.Int64Type:
+			props[dictionaryKey+f.Name] = "false"
+		}
+	}
+	return props
+}
+
+// dictionaryKey is the table property that sets a column's Parquet
+// dictionary encoding, followed by the column's name.
+const dictionaryKey = "write.parquet.dict-encoding-enabled.column."
 
 func (l *Lake) step(name string) error {
 	if l.testHook != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/extensions"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -688,4 +689,59 @@ func TestLakeErrorsAreCleanedOfSecrets(t *testing.T) {
 	require.ErrorIs(t, err, base)
 	clean := errors.New("lake table st_mary.claims: nothing secret")
 	require.Equal(t, clean, l.safe(clean))
+}
+
+// Identifiers, amounts, times and 64-bit numbers are written without a
+// Parquet dictionary, even where one would pay (every row's amount alike);
+// strings keep theirs. A column the source adds later follows the rule.
+func TestMostlyDistinctColumnsAreWrittenWithoutADictionary(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var rows []row
+	for k := range 200 {
+		rows = append(rows, row{schemas.OpInsert, k + 1, "10.50", "D"})
+	}
+	f.commit(t, rows...)
+	_, err := f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+
+	dict := map[string][]bool{} // column: whether each row group's chunk has a dictionary
+	err = filepath.WalkDir(f.warehouse, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !strings.HasSuffix(p, ".parquet") {
+			return err
+		}
+		rdr, err := file.OpenParquetFile(p, false)
+		if err != nil {
+			return err
+		}
+		defer rdr.Close()
+		md := rdr.MetaData()
+		for rg := range md.NumRowGroups() {
+			for c := range md.Schema.NumColumns() {
+				cc, err := md.RowGroup(rg).ColumnChunk(c)
+				if err != nil {
+					return err
+				}
+				name := md.Schema.Column(c).Name()
+				dict[name] = append(dict[name], cc.HasDictionaryPage())
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	for _, c := range []string{"line_id", "paid_amt", "modify_timestamp", schemas.SeqColumn, BatchColumn} {
+		require.NotEmpty(t, dict[c], c)
+		require.NotContains(t, dict[c], true, "column %s has a dictionary", c)
+	}
+	require.NotEmpty(t, dict["status"])
+	require.NotContains(t, dict["status"], false, "column status lost its dictionary")
+
+	f.cols = append(f.cols, "payer_id bigint", "payer_name varchar(40)")
+	f.commit(t, row{schemas.OpInsert, 300, "30.50", "P"})
+	_, err = f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	tbl, err := f.lake.Catalog().LoadTable(ctx, claims.Ident())
+	require.NoError(t, err)
+	require.Equal(t, "false", tbl.Properties()[dictionaryKey+"payer_id"])
+	require.NotContains(t, tbl.Properties(), dictionaryKey+"payer_name")
 }
