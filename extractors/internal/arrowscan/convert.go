@@ -35,6 +35,102 @@ func GUIDFromSQLServer(b []byte) (uuid.UUID, error) {
 // an error unless the extra digits are zeros: a value is never rounded
 // (PITFALLS.md P13). NaN and infinities are errors.
 func ParseDecimal(text string, precision, scale int32) (decimal128.Num, error) {
+	if n, ok := parseSmallDecimal(text, scale); ok {
+		return fitDecimal(n, precision)
+	}
+	return parseDecimal(text, precision, scale)
+}
+
+// parseDecimalBytes is ParseDecimal of text held in bytes, with no copy
+// when the value fits parseSmallDecimal.
+func parseDecimalBytes(text []byte, precision, scale int32) (decimal128.Num, error) {
+	if n, ok := parseSmallDecimal(text, scale); ok {
+		return fitDecimal(n, precision)
+	}
+	return parseDecimal(string(text), precision, scale)
+}
+
+// fitDecimal returns n, or ParseDecimal's error when it does not fit
+// precision.
+func fitDecimal(n decimal128.Num, precision int32) (decimal128.Num, error) {
+	if !n.FitsInPrecision(precision) {
+		return decimal128.Num{}, fmt.Errorf("value does not fit precision %d", precision)
+	}
+	return n, nil
+}
+
+// parseSmallDecimal parses, in one pass and without allocating, the
+// decimal text parseDecimal takes whose digits, aligned to scale (0..18)
+// and without leading zeros, are at most 18: the value, signed, unscaled.
+// ok is false for everything else (errors included), which parseDecimal
+// handles.
+func parseSmallDecimal[T string | []byte](text T, scale int32) (n decimal128.Num, ok bool) {
+	if scale < 0 || scale > 18 {
+		return n, false
+	}
+	i, neg := 0, false
+	if len(text) > 0 && (text[0] == '-' || text[0] == '+') {
+		neg, i = text[0] == '-', 1
+	}
+	// v holds the digits so far without leading zeros, nd of them.
+	var v uint64
+	nd := 0
+	add := func(d byte) bool {
+		if v == 0 && d == 0 {
+			return true
+		}
+		if nd++; nd > 18 {
+			return false
+		}
+		v = v*10 + uint64(d)
+		return true
+	}
+	start := i
+	for ; i < len(text) && text[i] != '.'; i++ {
+		d := text[i] - '0'
+		if d > 9 || !add(d) {
+			return n, false
+		}
+	}
+	intLen, frac := i-start, int32(0)
+	if i < len(text) {
+		i++ // the point
+		if intLen == 0 && i == len(text) {
+			return n, false // nothing but a point
+		}
+		for ; i < len(text); i++ {
+			d := text[i] - '0'
+			switch {
+			case d > 9:
+				return n, false
+			case frac == scale:
+				if d != 0 {
+					return n, false // more fractional digits than scale
+				}
+			default:
+				frac++
+				if !add(d) {
+					return n, false
+				}
+			}
+		}
+	} else if intLen == 0 {
+		return n, false // no digits at all
+	}
+	for ; frac < scale; frac++ {
+		if !add(0) {
+			return n, false
+		}
+	}
+	x := int64(v)
+	if neg {
+		x = -x
+	}
+	return decimal128.FromI64(x), true
+}
+
+// parseDecimal is ParseDecimal for every text.
+func parseDecimal(text string, precision, scale int32) (decimal128.Num, error) {
 	s := text
 	neg := false
 	switch {

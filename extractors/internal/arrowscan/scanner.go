@@ -36,6 +36,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/extensions"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
@@ -464,11 +465,16 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 		}
 	case *arrow.Decimal128Type:
 		col.append = func(b colBuf, v any) (int, error) {
-			text, ok := asText(v)
-			if !ok {
+			var n decimal128.Num
+			var err error
+			switch x := v.(type) {
+			case []byte:
+				n, err = parseDecimalBytes(x, t.Precision, t.Scale)
+			case string:
+				n, err = ParseDecimal(x, t.Precision, t.Scale)
+			default:
 				return 0, unexpected(v)
 			}
-			n, err := ParseDecimal(text, t.Precision, t.Scale)
 			if err != nil {
 				return 0, err
 			}
