@@ -19,14 +19,20 @@ import (
 
 // GUIDFromSQLServer converts the 16 bytes go-mssqldb returns for a
 // uniqueidentifier (SQL Server's mixed-endian wire order: the first three
-// groups little-endian) to RFC 4122 order, through mssql.UniqueIdentifier
-// (PITFALLS.md P12).
+// groups little-endian) to RFC 4122 order, as mssql.UniqueIdentifier's Scan
+// does (PITFALLS.md P12), without boxing the bytes; any other length is
+// Scan's error.
 func GUIDFromSQLServer(b []byte) (uuid.UUID, error) {
-	var u mssql.UniqueIdentifier
-	if err := u.Scan(b); err != nil {
-		return uuid.UUID{}, fmt.Errorf("uniqueidentifier: %w", err)
+	if len(b) != 16 {
+		var u mssql.UniqueIdentifier
+		return uuid.UUID{}, fmt.Errorf("uniqueidentifier: %w", u.Scan(b))
 	}
-	return uuid.UUID(u), nil
+	var u uuid.UUID
+	u[0], u[1], u[2], u[3] = b[3], b[2], b[1], b[0]
+	u[4], u[5] = b[5], b[4]
+	u[6], u[7] = b[7], b[6]
+	copy(u[8:], b[8:])
+	return u, nil
 }
 
 // ParseDecimal parses exact decimal text (go-mssqldb's decimal, numeric and
@@ -192,6 +198,9 @@ func parseDecimal(text string, precision, scale int32) (decimal128.Num, error) {
 // source stored either way (PITFALLS.md P14). Sub-microsecond digits
 // (datetime2(7)) are truncated, as the type mapping documents.
 func WallMicros(t time.Time) int64 {
+	if t.Location() == time.UTC {
+		return t.Unix()*1_000_000 + int64(t.Nanosecond()/1000)
+	}
 	w := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 	return w.Unix()*1_000_000 + int64(w.Nanosecond()/1000)
 }
@@ -207,6 +216,16 @@ func DateTimeTick(t time.Time) time.Time {
 	tick := (int64(t.Sub(sec))*300 + 5e8) / 1e9
 	// To the microsecond, rounded, as CAST(... AS datetime2(6)) reads it.
 	return sec.Add(time.Duration((tick*1e6+150)/300) * time.Microsecond)
+}
+
+// dateTimeWallMicros is WallMicros(DateTimeTick(t)), in one step for a
+// time labelled UTC (go-mssqldb's default for zone-less values).
+func dateTimeWallMicros(t time.Time) int64 {
+	if t.Location() != time.UTC {
+		return WallMicros(DateTimeTick(t))
+	}
+	tick := (int64(t.Nanosecond())*300 + 5e8) / 1e9
+	return t.Unix()*1_000_000 + (tick*1e6+150)/300
 }
 
 // WallTime is the inverse of WallMicros: the wall-clock reading as a UTC

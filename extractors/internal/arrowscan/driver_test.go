@@ -1,11 +1,14 @@
 package arrowscan
 
 import (
+	"bytes"
 	"database/sql/driver"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
@@ -110,4 +113,73 @@ func TestReadDriverLast(t *testing.T) {
 		require.ErrorIs(t, err, boom)
 		require.Equal(t, 2, res.Rows)
 	})
+}
+
+// memDriverRows hands over rows already decoded as go-mssqldb decodes them.
+type memDriverRows struct {
+	rows [][]driver.Value
+	i    int
+}
+
+func (r *memDriverRows) Columns() []string { return nil }
+func (r *memDriverRows) Close() error      { return nil }
+func (r *memDriverRows) Next(dest []driver.Value) error {
+	if r.i == len(r.rows) {
+		return io.EOF
+	}
+	copy(dest, r.rows[r.i])
+	r.i++
+	return nil
+}
+
+// BenchmarkReadDriver reads chunks of the benchmark's claim line
+// (bench.Columns) from go-mssqldb's values with ReadDriver and makes them
+// record batches: arrowscan's own share of the SQL Server read path.
+func BenchmarkReadDriver(b *testing.B) {
+	cols := []struct{ name, typ string }{
+		{"charge_id", "uniqueidentifier"}, {"practice_id", "char(4)"}, {"person_id", "uniqueidentifier"},
+		{"service_item_id", "varchar(36)"}, {"cpt4_code_id", "varchar(36)"},
+		{"quantity", "numeric(19,2)"}, {"unit_price", "numeric(19,2)"}, {"amt", "numeric(19,2)"}, {"pat_amt", "numeric(19,2)"},
+		{"begin_date_of_service", "varchar(8)"}, {"end_date_of_service", "varchar(8)"}, {"status", "varchar(1)"},
+		{"created_by", "int"}, {"create_timestamp", "datetime"}, {"modified_by", "int"}, {"modify_timestamp", "datetime"},
+		{"row_timestamp", "rowversion"},
+	}
+	table := &schemas.Table{Schema: "dbo", Name: "charges", Dialect: schemas.SQLServer, Key: []string{"charge_id"}}
+	for _, c := range cols {
+		typ, err := schemas.ParseType(schemas.SQLServer, c.typ)
+		if err != nil {
+			b.Fatal(err)
+		}
+		table.Columns = append(table.Columns, schemas.Column{Name: c.name, Type: typ, Nullable: c.name != "charge_id"})
+	}
+	s, err := New(schemas.SQLServer, table)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const chunk = 10000
+	rows := make([][]driver.Value, chunk)
+	day := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	for r := range rows {
+		id := make([]byte, 16)
+		binary.LittleEndian.PutUint64(id, uint64(r)*0x9E3779B97F4A7C15)
+		rv := binary.BigEndian.AppendUint64(nil, uint64(r+1))
+		at := day.Add(time.Duration(r) * 10 * time.Millisecond)
+		rows[r] = []driver.Value{id, "0001", bytes.Clone(id), "ABCDEF01-2345-6789-ABCD-EF0123456789", "CPT-99213",
+			[]byte("1.00"), []byte(fmt.Sprintf("%d.25", r)), []byte("-12345.60"), []byte("0.00"),
+			"20200101", "20200102", "A", int64(7), at, int64(8), at, rv}
+	}
+	mem := memory.NewGoAllocator()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		bt := s.NewBatch(mem)
+		var seq int64
+		res, err := s.ReadDriver(&memDriverRows{rows: rows}, bt, schemas.OpInsert, &seq, Limits{Rows: chunk + 1, Last: []int{0}})
+		if err != nil || res.Rows != chunk {
+			b.Fatal(res.Rows, err)
+		}
+		bt.NewRecordBatch().Release()
+		bt.Release()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*chunk), "ns/row")
 }

@@ -548,7 +548,11 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 			if !ok {
 				return 0, unexpected(v)
 			}
-			if ticks {
+			switch {
+			case ticks && !zoned:
+				b.(*fixedCol).add64(uint64(dateTimeWallMicros(x)))
+				return 8, nil
+			case ticks:
 				x = DateTimeTick(x)
 			}
 			if zoned {
