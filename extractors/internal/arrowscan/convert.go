@@ -19,14 +19,20 @@ import (
 
 // GUIDFromSQLServer converts the 16 bytes go-mssqldb returns for a
 // uniqueidentifier (SQL Server's mixed-endian wire order: the first three
-// groups little-endian) to RFC 4122 order, through mssql.UniqueIdentifier
-// (PITFALLS.md P12).
+// groups little-endian) to RFC 4122 order, as mssql.UniqueIdentifier's Scan
+// does (PITFALLS.md P12), without boxing the bytes; any other length is
+// Scan's error.
 func GUIDFromSQLServer(b []byte) (uuid.UUID, error) {
-	var u mssql.UniqueIdentifier
-	if err := u.Scan(b); err != nil {
-		return uuid.UUID{}, fmt.Errorf("uniqueidentifier: %w", err)
+	if len(b) != 16 {
+		var u mssql.UniqueIdentifier
+		return uuid.UUID{}, fmt.Errorf("uniqueidentifier: %w", u.Scan(b))
 	}
-	return uuid.UUID(u), nil
+	var u uuid.UUID
+	u[0], u[1], u[2], u[3] = b[3], b[2], b[1], b[0]
+	u[4], u[5] = b[5], b[4]
+	u[6], u[7] = b[7], b[6]
+	copy(u[8:], b[8:])
+	return u, nil
 }
 
 // ParseDecimal parses exact decimal text (go-mssqldb's decimal, numeric and
@@ -35,6 +41,102 @@ func GUIDFromSQLServer(b []byte) (uuid.UUID, error) {
 // an error unless the extra digits are zeros: a value is never rounded
 // (PITFALLS.md P13). NaN and infinities are errors.
 func ParseDecimal(text string, precision, scale int32) (decimal128.Num, error) {
+	if n, ok := parseSmallDecimal(text, scale); ok {
+		return fitDecimal(n, precision)
+	}
+	return parseDecimal(text, precision, scale)
+}
+
+// parseDecimalBytes is ParseDecimal of text held in bytes, with no copy
+// when the value fits parseSmallDecimal.
+func parseDecimalBytes(text []byte, precision, scale int32) (decimal128.Num, error) {
+	if n, ok := parseSmallDecimal(text, scale); ok {
+		return fitDecimal(n, precision)
+	}
+	return parseDecimal(string(text), precision, scale)
+}
+
+// fitDecimal returns n, or ParseDecimal's error when it does not fit
+// precision.
+func fitDecimal(n decimal128.Num, precision int32) (decimal128.Num, error) {
+	if !n.FitsInPrecision(precision) {
+		return decimal128.Num{}, fmt.Errorf("value does not fit precision %d", precision)
+	}
+	return n, nil
+}
+
+// parseSmallDecimal parses, in one pass and without allocating, the
+// decimal text parseDecimal takes whose digits, aligned to scale (0..18)
+// and without leading zeros, are at most 18: the value, signed, unscaled.
+// ok is false for everything else (errors included), which parseDecimal
+// handles.
+func parseSmallDecimal[T string | []byte](text T, scale int32) (n decimal128.Num, ok bool) {
+	if scale < 0 || scale > 18 {
+		return n, false
+	}
+	i, neg := 0, false
+	if len(text) > 0 && (text[0] == '-' || text[0] == '+') {
+		neg, i = text[0] == '-', 1
+	}
+	// v holds the digits so far without leading zeros, nd of them.
+	var v uint64
+	nd := 0
+	add := func(d byte) bool {
+		if v == 0 && d == 0 {
+			return true
+		}
+		if nd++; nd > 18 {
+			return false
+		}
+		v = v*10 + uint64(d)
+		return true
+	}
+	start := i
+	for ; i < len(text) && text[i] != '.'; i++ {
+		d := text[i] - '0'
+		if d > 9 || !add(d) {
+			return n, false
+		}
+	}
+	intLen, frac := i-start, int32(0)
+	if i < len(text) {
+		i++ // the point
+		if intLen == 0 && i == len(text) {
+			return n, false // nothing but a point
+		}
+		for ; i < len(text); i++ {
+			d := text[i] - '0'
+			switch {
+			case d > 9:
+				return n, false
+			case frac == scale:
+				if d != 0 {
+					return n, false // more fractional digits than scale
+				}
+			default:
+				frac++
+				if !add(d) {
+					return n, false
+				}
+			}
+		}
+	} else if intLen == 0 {
+		return n, false // no digits at all
+	}
+	for ; frac < scale; frac++ {
+		if !add(0) {
+			return n, false
+		}
+	}
+	x := int64(v)
+	if neg {
+		x = -x
+	}
+	return decimal128.FromI64(x), true
+}
+
+// parseDecimal is ParseDecimal for every text.
+func parseDecimal(text string, precision, scale int32) (decimal128.Num, error) {
 	s := text
 	neg := false
 	switch {
@@ -96,6 +198,9 @@ func ParseDecimal(text string, precision, scale int32) (decimal128.Num, error) {
 // source stored either way (PITFALLS.md P14). Sub-microsecond digits
 // (datetime2(7)) are truncated, as the type mapping documents.
 func WallMicros(t time.Time) int64 {
+	if t.Location() == time.UTC {
+		return t.Unix()*1_000_000 + int64(t.Nanosecond()/1000)
+	}
 	w := time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), time.UTC)
 	return w.Unix()*1_000_000 + int64(w.Nanosecond()/1000)
 }
@@ -111,6 +216,16 @@ func DateTimeTick(t time.Time) time.Time {
 	tick := (int64(t.Sub(sec))*300 + 5e8) / 1e9
 	// To the microsecond, rounded, as CAST(... AS datetime2(6)) reads it.
 	return sec.Add(time.Duration((tick*1e6+150)/300) * time.Microsecond)
+}
+
+// dateTimeWallMicros is WallMicros(DateTimeTick(t)), in one step for a
+// time labelled UTC (go-mssqldb's default for zone-less values).
+func dateTimeWallMicros(t time.Time) int64 {
+	if t.Location() != time.UTC {
+		return WallMicros(DateTimeTick(t))
+	}
+	tick := (int64(t.Nanosecond())*300 + 5e8) / 1e9
+	return t.Unix()*1_000_000 + (tick*1e6+150)/300
 }
 
 // WallTime is the inverse of WallMicros: the wall-clock reading as a UTC

@@ -23,16 +23,20 @@
 package arrowscan
 
 import (
+	"bytes"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/decimal128"
 	"github.com/apache/arrow-go/v18/arrow/extensions"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/google/uuid"
@@ -150,16 +154,23 @@ func (s *Scanner) NewBatch(mem memory.Allocator) *Batch {
 // Append adds one row: raw holds the values of the table's columns in
 // order, as database/sql scanned them into *any destinations.
 func (b *Batch) Append(raw []any, op schemas.Op, seq int64) error {
+	return appendRow(b, raw, op, seq)
+}
+
+// appendRow is Append for raw values of any interface type: any, or
+// driver.Value as a driver's Rows.Next writes them.
+func appendRow[V any](b *Batch, raw []V, op schemas.Op, seq int64) error {
 	if len(raw) != len(b.s.cols) {
 		return fmt.Errorf("row has %d values for %d columns", len(raw), len(b.s.cols))
 	}
 	for i, c := range b.s.cols {
 		cb := b.cols[i]
-		if raw[i] == nil {
+		v := any(raw[i])
+		if v == nil {
 			cb.appendNull()
 			continue
 		}
-		n, err := c.append(cb, raw[i])
+		n, err := c.append(cb, v)
 		if err != nil {
 			return fmt.Errorf("column %s: %w", c.name, err)
 		}
@@ -292,6 +303,70 @@ func (s *Scanner) Read(rows *sql.Rows, b *Batch, op schemas.Op, seq *int64, lim 
 	}
 }
 
+// ReadDriver is Read for a driver's own rows, below database/sql: each row
+// is read with rows.Next into a slice ReadDriver reuses, with none of
+// database/sql's per-value copying into *any destinations. The values a
+// driver hands over may share memory with its buffers (go-mssqldb decodes
+// each row into fresh values, but a user-defined type's bytes alias the
+// column's read buffer, which its reader goroutine refills with the rows
+// after): ReadResult.Last holds copies of the kept columns' byte values,
+// made once per read. It does not close rows. The columns of rows must be
+// the table's columns in order.
+func (s *Scanner) ReadDriver(rows driver.Rows, b *Batch, op schemas.Op, seq *int64, lim Limits) (ReadResult, error) {
+	var res ReadResult
+	n := len(s.cols)
+	// Rows alternate between the two halves: while Next writes one, the
+	// other holds the row appended before it, the last row when Next ends
+	// the rows, whatever a driver does with dest then.
+	buf := make([]driver.Value, 2*n)
+	var last []driver.Value
+	for half := 0; ; half ^= 1 {
+		if res.Rows >= lim.Rows || (lim.Bytes > 0 && b.Bytes() >= lim.Bytes) {
+			res.Stopped = true
+			break
+		}
+		dest := buf[half*n : (half+1)*n]
+		if err := rows.Next(dest); err != nil {
+			if err == io.EOF {
+				break
+			}
+			return res, err
+		}
+		*seq++
+		if err := appendRow(b, dest, op, *seq); err != nil {
+			return res, err
+		}
+		res.Rows++
+		last = dest
+	}
+	if last != nil {
+		res.Last = keepLast(last, lim.Last)
+	}
+	return res, nil
+}
+
+// keepLast copies the values of columns cols (nil: every column) of a
+// driver's row, the bytes of a []byte value included; the others are nil.
+func keepLast(row []driver.Value, cols []int) []any {
+	out := make([]any, len(row))
+	keep := func(i int) {
+		if x, ok := row[i].([]byte); ok {
+			out[i] = bytes.Clone(x)
+			return
+		}
+		out[i] = row[i]
+	}
+	if cols == nil {
+		for i := range row {
+			keep(i)
+		}
+	}
+	for _, i := range cols {
+		keep(i)
+	}
+	return out
+}
+
 var errUnexpected = errors.New("unexpected driver value")
 
 // errInfinite is a PostgreSQL date or timestamp of ±infinity (pgx hands it
@@ -390,11 +465,16 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 		}
 	case *arrow.Decimal128Type:
 		col.append = func(b colBuf, v any) (int, error) {
-			text, ok := asText(v)
-			if !ok {
+			var n decimal128.Num
+			var err error
+			switch x := v.(type) {
+			case []byte:
+				n, err = parseDecimalBytes(x, t.Precision, t.Scale)
+			case string:
+				n, err = ParseDecimal(x, t.Precision, t.Scale)
+			default:
 				return 0, unexpected(v)
 			}
-			n, err := ParseDecimal(text, t.Precision, t.Scale)
 			if err != nil {
 				return 0, err
 			}
@@ -468,7 +548,11 @@ func newColumn(source schemas.Dialect, c schemas.Column, dt arrow.DataType) (col
 			if !ok {
 				return 0, unexpected(v)
 			}
-			if ticks {
+			switch {
+			case ticks && !zoned:
+				b.(*fixedCol).add64(uint64(dateTimeWallMicros(x)))
+				return 8, nil
+			case ticks:
 				x = DateTimeTick(x)
 			}
 			if zoned {

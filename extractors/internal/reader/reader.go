@@ -8,6 +8,7 @@ package reader
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/jackc/pgx/v5/stdlib"
+	mssql "github.com/microsoft/go-mssqldb"
 
 	"github.com/ehrsync/ehrsync/extractors"
 	"github.com/ehrsync/ehrsync/extractors/internal/arrowscan"
@@ -191,8 +193,13 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 	}
 	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	defer cancel()
-	if r.cfg.Dialect == schemas.Postgres {
+	switch r.cfg.Dialect {
+	case schemas.Postgres:
 		if ch, ok, err := r.readPgx(qctx, query, args, sel.Limit, op, seq); ok {
+			return ch, err
+		}
+	case schemas.SQLServer:
+		if ch, ok, err := r.readMSSQL(qctx, query, args, sel.Limit, op, seq); ok {
 			return ch, err
 		}
 	}
@@ -258,6 +265,139 @@ func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit in
 		return err
 	})
 	return ch, ok, err
+}
+
+// readMSSQL runs the chunk query on the go-mssqldb connection under the
+// pool and reads its driver.Rows (arrowscan.Scanner.ReadDriver), below
+// database/sql's per-value copying. ok is false, with nothing read, when
+// the pool's driver is not go-mssqldb's, when an argument is a sql.NamedArg,
+// and when the connection turns out bad before the query ran (the caller's
+// database/sql query then retries on another connection, as database/sql
+// does).
+func (r *Reader) readMSSQL(ctx context.Context, query string, args []any, limit int, op schemas.Op, seq *int64) (ch Chunk, ok bool, err error) {
+	for _, a := range args {
+		if _, named := a.(sql.NamedArg); named {
+			return Chunk{}, false, nil
+		}
+	}
+	conn, err := r.cfg.DB.Conn(ctx)
+	if err != nil {
+		return Chunk{}, true, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
+	}
+	defer conn.Close()
+	queried := false
+	err = conn.Raw(func(dc any) error {
+		mc, isMSSQL := dc.(*mssql.Conn)
+		if !isMSSQL {
+			return nil
+		}
+		ok = true
+		rows, err := queryDriver(ctx, mc, query, args)
+		if errors.Is(err, driver.ErrBadConn) {
+			// Raw discards the connection on this error.
+			return err
+		}
+		queried = true
+		if err != nil {
+			return fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
+		}
+		defer rows.Close()
+		b := r.scanner.NewBatch(r.pool)
+		defer b.Release()
+		b.Reserve(min(limit, r.rowsHint), r.dataHint)
+		res, err := r.scanner.ReadDriver(rows, b, op, seq, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes, Last: r.last})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
+		}
+		if res.Stopped {
+			r.rowsHint, r.dataHint = res.Rows, b.DataLens()
+		}
+		ch, err = r.chunk(b, res, limit)
+		return err
+	})
+	if ok && !queried && errors.Is(err, driver.ErrBadConn) {
+		return Chunk{}, false, nil
+	}
+	return ch, ok, err
+}
+
+// queryDriver prepares query on dc and runs it with args converted as
+// database/sql converts them for a prepared statement: the statement's or
+// else the connection's driver.NamedValueChecker first (so that the
+// driver's own parameter types pass), driver.DefaultParameterConverter
+// when it skips or there is none, ordinal driver.NamedValues, and the
+// statement's placeholder count checked. The rows own the statement:
+// closing them closes it.
+func queryDriver(ctx context.Context, dc driver.Conn, query string, args []any) (driver.Rows, error) {
+	pc, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return nil, errors.New("the driver's connection cannot prepare with a context")
+	}
+	si, err := pc.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	sq, ok := si.(driver.StmtQueryContext)
+	if !ok {
+		si.Close()
+		return nil, errors.New("the driver's statement cannot query with a context")
+	}
+	nvc, ok := si.(driver.NamedValueChecker)
+	if !ok {
+		nvc, _ = dc.(driver.NamedValueChecker)
+	}
+	if _, cc := si.(driver.ColumnConverter); cc {
+		si.Close()
+		return nil, errors.New("the driver's statement converts columns itself")
+	}
+	nvs := make([]driver.NamedValue, 0, len(args))
+	for _, a := range args {
+		nv := driver.NamedValue{Ordinal: len(nvs) + 1, Value: a}
+		err := driver.ErrSkip
+		if nvc != nil {
+			err = nvc.CheckNamedValue(&nv)
+		}
+		if err == driver.ErrSkip {
+			nv.Value, err = driver.DefaultParameterConverter.ConvertValue(nv.Value)
+		}
+		switch err {
+		case nil:
+			nvs = append(nvs, nv)
+		case driver.ErrRemoveArgument:
+		default:
+			si.Close()
+			return nil, fmt.Errorf("sql: converting argument $%d type: %w", nv.Ordinal, err)
+		}
+	}
+	if want := si.NumInput(); want != -1 && len(nvs) != want {
+		si.Close()
+		return nil, fmt.Errorf("sql: expected %d arguments, got %d", want, len(nvs))
+	}
+	rows, err := sq.QueryContext(ctx, nvs)
+	if err != nil {
+		si.Close()
+		return nil, err
+	}
+	return &stmtRows{Rows: rows, stmt: si}, nil
+}
+
+// stmtRows closes its statement after its rows, once: later Closes return
+// nil.
+type stmtRows struct {
+	driver.Rows
+	stmt   driver.Stmt
+	closed bool
+}
+
+func (r *stmtRows) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return errors.Join(r.Rows.Close(), r.stmt.Close())
 }
 
 // chunk finishes a chunk read into b.
