@@ -129,6 +129,15 @@ type Scenario struct {
 	// process meanwhile: the SQL Server stand-in generating, encoding and
 	// encrypting the rows (not the engine's).
 	SourceCPUMicrosPerRow float64 `json:"source_cpu_us_per_row,omitempty"`
+	// ServerCPUMicrosPerRow is the PostgreSQL server's CPU per row meanwhile
+	// (serverCPU: the source's and the store's backends, and the server's
+	// own processes). TotalCPUMicrosPerRow adds the engine's (or this
+	// client's) and this process's; CPUBoundSeconds is that total over the
+	// machine's CPUs: no run of the scenario's work on this machine can take
+	// less.
+	ServerCPUMicrosPerRow float64 `json:"server_cpu_us_per_row,omitempty"`
+	TotalCPUMicrosPerRow  float64 `json:"total_cpu_us_per_row,omitempty"`
+	CPUBoundSeconds       float64 `json:"cpu_bound_seconds,omitempty"`
 	PeakRSSMB             float64 `json:"peak_rss_mb,omitempty"`
 	// LakeMB is, for snapshot_lake, the Parquet files' size in the lake,
 	// and LakeMBPerSec that over the scenario's seconds.
@@ -514,11 +523,11 @@ func (r *runner) baselineCopy(ctx context.Context) error {
 	}
 	defer conn.Release()
 	r.logf("%s: %d rows", BaselineCopy, r.opts.Rows)
-	cpu0, t0 := selfCPU(), time.Now()
+	m := r.meter()
 	if _, err := copyRows(ctx, conn.Conn().PgConn(), pgx.Identifier{"bench_baseline"}, true, r.opts.Rows, func(k int) row { return genRow(k, 0) }); err != nil {
 		return err
 	}
-	r.record(Scenario{Name: BaselineCopy, Rows: int64(r.opts.Rows), CPUOf: "client"}, time.Since(t0), selfCPU()-cpu0, 0)
+	r.record(Scenario{Name: BaselineCopy, Rows: int64(r.opts.Rows), CPUOf: "client"}, m.stop(), 0, 0)
 	return nil
 }
 
@@ -555,7 +564,7 @@ func (r *runner) baselinePipe(ctx context.Context) error {
 	out := "COPY (SELECT " + list + " FROM " + pgx.Identifier{"dbo", "charges"}.Sanitize() + ") TO STDOUT (FORMAT binary)"
 	in := "COPY bench_pipe (" + list + ") FROM STDIN (FORMAT binary)"
 	r.logf("%s: %d rows", BaselinePipe, r.srcRows)
-	cpu0, t0 := selfCPU(), time.Now()
+	m := r.meter()
 	sent, err := pipeCopy(ctx, src.Conn().PgConn(), dst.Conn().PgConn(), out, in)
 	if err != nil {
 		return fmt.Errorf("%s: %w", BaselinePipe, err)
@@ -563,7 +572,7 @@ func (r *runner) baselinePipe(ctx context.Context) error {
 	if _, err := dst.Exec(ctx, "ALTER TABLE bench_pipe ADD PRIMARY KEY (charge_id)"); err != nil {
 		return fmt.Errorf("%s: add the primary key: %w", BaselinePipe, err)
 	}
-	elapsed, cpu := time.Since(t0), selfCPU()-cpu0
+	used := m.stop()
 	var have int64
 	if err := dst.QueryRow(ctx, "SELECT count(*) FROM bench_pipe").Scan(&have); err != nil {
 		return fmt.Errorf("%s: %w", BaselinePipe, err)
@@ -575,7 +584,7 @@ func (r *runner) baselinePipe(ctx context.Context) error {
 	if _, err := dst.Exec(ctx, "DROP TABLE bench_pipe"); err != nil {
 		return err
 	}
-	r.record(Scenario{Name: BaselinePipe, Rows: have, CPUOf: "client", Verified: "count"}, elapsed, cpu, 0)
+	r.record(Scenario{Name: BaselinePipe, Rows: have, CPUOf: "client", Verified: "count"}, used, 0, 0)
 	return nil
 }
 
@@ -635,7 +644,7 @@ func (r *runner) baselineUpsert(ctx context.Context, n int, gen func(k int) row)
 		sets = append(sets, q+" = EXCLUDED."+q)
 	}
 	r.logf("%s: %d changes", BaselineUpsert, n)
-	cpu0, t0 := selfCPU(), time.Now()
+	m := r.meter()
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE bench_stage (LIKE bench_baseline) ON COMMIT DROP"); err != nil {
 			return err
@@ -649,7 +658,7 @@ func (r *runner) baselineUpsert(ctx context.Context, n int, gen func(k int) row)
 	if err != nil {
 		return fmt.Errorf("%s: %w", BaselineUpsert, err)
 	}
-	r.record(Scenario{Name: BaselineUpsert, Rows: int64(n), CPUOf: "client"}, time.Since(t0), selfCPU()-cpu0, 0)
+	r.record(Scenario{Name: BaselineUpsert, Rows: int64(n), CPUOf: "client"}, m.stop(), 0, 0)
 	return nil
 }
 
@@ -693,9 +702,9 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 		cmd.Env = append(cmd.Env, mssqlPasswordEnv+"="+r.tds.password)
 	}
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cpu0, t0 := selfCPU(), time.Now()
+	m := r.meter()
 	err := cmd.Run()
-	elapsed, self := time.Since(t0), selfCPU()-cpu0
+	used := m.stop()
 	if err == nil && name == SnapshotMSSQL {
 		err = r.tds.failure()
 	}
@@ -726,12 +735,12 @@ func (r *runner) sync(ctx context.Context, name string, rows int64, keep bool) e
 		s := Scenario{Name: name, Rows: rows, CPUOf: "engine", Verified: verified}
 		if lakeBytes > 0 {
 			s.LakeMB = float64(lakeBytes) / 1e6
-			s.LakeMBPerSec = s.LakeMB / elapsed.Seconds()
+			s.LakeMBPerSec = s.LakeMB / used.elapsed.Seconds()
 		}
 		if name == SnapshotMSSQL {
-			s.SourceCPUMicrosPerRow = float64(self.Microseconds()) / float64(rows)
+			s.SourceCPUMicrosPerRow = float64(used.self.Microseconds()) / float64(rows)
 		}
-		r.record(s, elapsed, cpu, float64(ru.Maxrss)/1024)
+		r.record(s, used, cpu, float64(ru.Maxrss)/1024)
 	}
 	return nil
 }
@@ -768,11 +777,28 @@ func (r *runner) check(ctx context.Context, org string) (string, error) {
 	return "count", nil
 }
 
-func (r *runner) record(s Scenario, elapsed, cpu time.Duration, rssMB float64) {
-	s.Seconds = elapsed.Seconds()
+// record records scenario s, which used u; cpu is the CPU of the process
+// s.CPUOf names when it is not this one (0: this process's, u.self).
+func (r *runner) record(s Scenario, u usage, cpu time.Duration, rssMB float64) {
+	if cpu == 0 {
+		cpu = u.self
+	}
+	perRow := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(s.Rows) }
+	s.Seconds = u.elapsed.Seconds()
 	s.RowsPerSec = float64(s.Rows) / s.Seconds
 	s.MBPerSec = float64(s.Rows) * r.rep.RowBytes / 1e6 / s.Seconds
-	s.CPUMicrosPerRow = float64(cpu.Microseconds()) / float64(s.Rows)
+	s.CPUMicrosPerRow = perRow(cpu)
+	if u.server >= 0 {
+		s.ServerCPUMicrosPerRow = perRow(u.server)
+		// Every process's CPU: the engine or this client, this process
+		// besides (the SQL Server stand-in), and PostgreSQL's.
+		total := u.self + u.server
+		if s.CPUOf == "engine" {
+			total += cpu
+		}
+		s.TotalCPUMicrosPerRow = perRow(total)
+		s.CPUBoundSeconds = total.Seconds() / float64(r.rep.Machine.CPUs)
+	}
 	s.PeakRSSMB = rssMB
 	r.trials[s.Name] = append(r.trials[s.Name], s)
 	r.logf("%s: %.2f s, %.0f rows/s", s.Name, s.Seconds, s.RowsPerSec)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -41,6 +42,10 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 			PeakRSSMB  float64   `json:"peak_rss_mb"`
 			LakeMB     float64   `json:"lake_mb"`
 			Trials     []float64 `json:"trial_seconds"`
+			CPU        float64   `json:"cpu_us_per_row"`
+			ServerCPU  float64   `json:"server_cpu_us_per_row"`
+			TotalCPU   float64   `json:"total_cpu_us_per_row"`
+			Bound      float64   `json:"cpu_bound_seconds"`
 		} `json:"scenarios"`
 		Ratios map[string]float64 `json:"ratios"`
 	}
@@ -58,6 +63,11 @@ func TestRunReportsEveryScenarioAndKeepsTheStoreEqual(t *testing.T) {
 		if s.Name == bench.Snapshot || s.Name == bench.SnapshotMSSQL || s.Name == bench.SnapshotLake || s.Name == bench.Incremental || s.Name == bench.IncrementalSmall {
 			require.Equal(t, "rows", s.Verified, "%s: store compared row by row with the source", s.Name)
 			require.Positive(t, s.PeakRSSMB, s.Name)
+			// The store's backends work for every sync: PostgreSQL's CPU
+			// shows, and the total holds it and the engine's.
+			require.Positive(t, s.ServerCPU, "%s: PostgreSQL's CPU", s.Name)
+			require.GreaterOrEqual(t, s.TotalCPU, s.ServerCPU+s.CPU, s.Name)
+			require.InDelta(t, s.TotalCPU*float64(s.Rows)/1e6/float64(runtime.NumCPU()), s.Bound, 1e-6, s.Name)
 		}
 		if s.Name == bench.SnapshotLake {
 			require.Positive(t, s.LakeMB, "%s: the Parquet the lake holds", s.Name)

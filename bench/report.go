@@ -27,19 +27,25 @@ func (r *Report) Print(w io.Writer) error {
 	fmt.Fprintf(w, "%d rows of %.0f bytes, %d CPUs (%s), PostgreSQL %s, %s; median of %d trials\n\n",
 		r.Rows, r.RowBytes, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.Postgres, r.Machine.Go, r.Trials)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "SCENARIO\tROWS\tSECONDS\tROWS/S\tMB/S\tCPU µs/ROW\tPEAK RSS MB\tCHECKED\t")
+	fmt.Fprintln(tw, "SCENARIO\tROWS\tSECONDS\tROWS/S\tMB/S\tCPU µs/ROW\tPG CPU µs/ROW\tALL CPU µs/ROW\tCPU-BOUND S\tPEAK RSS MB\tCHECKED\t")
 	for _, s := range r.Scenarios {
 		rss := "-"
 		if s.PeakRSSMB > 0 {
 			rss = fmt.Sprintf("%.0f", s.PeakRSSMB)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.1f\t%.2f (%s)\t%s\t%s\t\n",
-			s.Name, s.Rows, s.Seconds, s.RowsPerSec, s.MBPerSec, s.CPUMicrosPerRow, s.CPUOf, rss, s.Verified)
+		pg, all, bound := "-", "-", "-"
+		if s.TotalCPUMicrosPerRow > 0 {
+			pg = fmt.Sprintf("%.2f", s.ServerCPUMicrosPerRow)
+			all = fmt.Sprintf("%.2f", s.TotalCPUMicrosPerRow)
+			bound = fmt.Sprintf("%.2f", s.CPUBoundSeconds)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.1f\t%.2f (%s)\t%s\t%s\t%s\t%s\t%s\t\n",
+			s.Name, s.Rows, s.Seconds, s.RowsPerSec, s.MBPerSec, s.CPUMicrosPerRow, s.CPUOf, pg, all, bound, rss, s.Verified)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w)
+	fmt.Fprintf(w, "\nPG CPU: the PostgreSQL server's (source and store); ALL CPU: every process's; CPU-BOUND S: ALL CPU over the %d CPUs, the least time the scenario's work can take here\n", r.Machine.CPUs)
 	for _, s := range r.Scenarios {
 		if s.SourceCPUMicrosPerRow > 0 {
 			fmt.Fprintf(w, "%s: the SQL Server stand-in (this process) used %.2f µs of CPU per row\n", s.Name, s.SourceCPUMicrosPerRow)

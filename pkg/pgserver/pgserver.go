@@ -247,6 +247,9 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 // Port is the TCP port the server listens on (127.0.0.1).
 func (s *Server) Port() int { return s.port }
 
+// Pid is the postmaster's process id.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Dir is the server's directory (data and log).
 func (s *Server) Dir() string { return s.dir }
 
