@@ -386,8 +386,9 @@ func (l *Lake) ensureTable(ctx context.Context, t Table, tbl *table.Table, schem
 	if err := tx.UpdateSchema(true, false).UnionByNameWith(want).Commit(); err != nil {
 		return nil, nil, fmt.Errorf("lake table %s: add the source's new columns and widened types: %w", t, err)
 	}
+	// The new columns' settings; the table's others stay as they are.
 	plain := plainColumns(want)
-	maps.DeleteFunc(plain, func(k, v string) bool { return tbl.Properties()[k] == v })
+	maps.DeleteFunc(plain, func(k, _ string) bool { _, set := tbl.Properties()[k]; return set })
 	if len(plain) > 0 {
 		if err := tx.SetProperties(plain); err != nil {
 			return nil, nil, fmt.Errorf("lake table %s: %w", t, err)
@@ -470,8 +471,14 @@ func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (
 // values costs a hash per value and is dropped for plain encoding once it
 // outgrows its page; strings, 32-bit integers, dates and booleans (codes,
 // statuses, practices) keep it.
+// The properties name a column as its Parquet files do: iceberg-go writes
+// them with names made valid for Avro ("Patient ID" as "Patient_x20ID").
 func plainColumns(schema *iceberg.Schema) iceberg.Properties {
 	props := iceberg.Properties{}
+	schema, err := iceberg.SanitizeColumnNames(schema)
+	if err != nil {
+		return props // the writer's defaults
+	}
 	for _, f := range schema.Fields() {
 		switch f.Type.(type) {
 		case iceberg.UUIDType, iceberg.FixedType, iceberg.BinaryType, iceberg.DecimalType, iceberg.Float32Type,

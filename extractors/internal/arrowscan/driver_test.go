@@ -115,13 +115,32 @@ func TestReadDriverLast(t *testing.T) {
 	})
 }
 
+// A query whose columns are not the table's is refused before a row is
+// read.
+func TestReadDriverRefusesOtherColumns(t *testing.T) {
+	table := &schemas.Table{Schema: "dbo", Name: "t", Dialect: schemas.SQLServer, Key: []string{"k"}, Shared: true}
+	typ, err := schemas.ParseType(schemas.SQLServer, "int")
+	require.NoError(t, err)
+	table.Columns = []schemas.Column{{Name: "k", Type: typ}}
+	require.NoError(t, table.Validate())
+	s, err := New(schemas.SQLServer, table)
+	require.NoError(t, err)
+	b := s.NewBatch(memory.NewGoAllocator())
+	defer b.Release()
+	var seq int64
+	rows := &reusingRows{rows: 3, rv: make([]byte, 8)}
+	_, err = s.ReadDriver(rows, b, schemas.OpInsert, &seq, Limits{Rows: 10})
+	require.ErrorContains(t, err, "the query returned 2 columns for 1")
+	require.Zero(t, rows.n, "no row read")
+}
+
 // memDriverRows hands over rows already decoded as go-mssqldb decodes them.
 type memDriverRows struct {
 	rows [][]driver.Value
 	i    int
 }
 
-func (r *memDriverRows) Columns() []string { return nil }
+func (r *memDriverRows) Columns() []string { return make([]string, len(r.rows[0])) }
 func (r *memDriverRows) Close() error      { return nil }
 func (r *memDriverRows) Next(dest []driver.Value) error {
 	if r.i == len(r.rows) {

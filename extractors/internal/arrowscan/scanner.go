@@ -305,16 +305,20 @@ func (s *Scanner) Read(rows *sql.Rows, b *Batch, op schemas.Op, seq *int64, lim 
 
 // ReadDriver is Read for a driver's own rows, below database/sql: each row
 // is read with rows.Next into a slice ReadDriver reuses, with none of
-// database/sql's per-value copying into *any destinations. The values a
-// driver hands over may share memory with its buffers (go-mssqldb decodes
-// each row into fresh values, but a user-defined type's bytes alias the
-// column's read buffer, which its reader goroutine refills with the rows
-// after): ReadResult.Last holds copies of the kept columns' byte values,
-// made once per read. It does not close rows. The columns of rows must be
-// the table's columns in order.
+// database/sql's per-value copying into *any destinations. It takes the
+// values as the driver hands them over, appended before the next Next:
+// go-mssqldb decodes every row into values of its own (the bytes of binary
+// columns copied, every other type decoded afresh). ReadResult.Last holds
+// the kept columns' values, byte values copied, once per read, so that
+// nothing the driver does with its dest slice after the last row reaches
+// them. It does not close rows. The columns of rows must be the table's
+// columns in order.
 func (s *Scanner) ReadDriver(rows driver.Rows, b *Batch, op schemas.Op, seq *int64, lim Limits) (ReadResult, error) {
 	var res ReadResult
 	n := len(s.cols)
+	if got := len(rows.Columns()); got != n {
+		return res, fmt.Errorf("the query returned %d columns for %d", got, n)
+	}
 	// Rows alternate between the two halves: while Next writes one, the
 	// other holds the row appended before it, the last row when Next ends
 	// the rows, whatever a driver does with dest then.

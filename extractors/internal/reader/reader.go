@@ -208,20 +208,30 @@ func (r *Reader) Read(ctx context.Context, sel dialect.Select, op schemas.Op, se
 		return Chunk{}, fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
 	defer rows.Close()
+	return r.scan(sel.Limit, func(b *arrowscan.Batch, lim arrowscan.Limits) (arrowscan.ReadResult, error) {
+		return r.scanner.Read(rows, b, op, seq, lim)
+	}, rows.Close)
+}
+
+// scan reads one chunk's rows, up to limit, into a new batch with read,
+// then closes them with closeRows, and makes the chunk.
+func (r *Reader) scan(limit int, read func(*arrowscan.Batch, arrowscan.Limits) (arrowscan.ReadResult, error), closeRows func() error) (Chunk, error) {
 	b := r.scanner.NewBatch(r.pool)
 	defer b.Release()
-	b.Reserve(min(sel.Limit, r.rowsHint), r.dataHint)
-	res, err := r.scanner.Read(rows, b, op, seq, arrowscan.Limits{Rows: sel.Limit, Bytes: r.cfg.ChunkBytes, Last: r.last})
+	// Size the buffers once, as the last chunk that stopped at a bound
+	// needed: a table's chunks are much alike.
+	b.Reserve(min(limit, r.rowsHint), r.dataHint)
+	res, err := read(b, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes, Last: r.last})
 	if err != nil {
 		return Chunk{}, fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
-	if err := rows.Close(); err != nil {
+	if err := closeRows(); err != nil {
 		return Chunk{}, fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 	}
 	if res.Stopped {
 		r.rowsHint, r.dataHint = res.Rows, b.DataLens()
 	}
-	return r.chunk(b, res, sel.Limit)
+	return r.chunk(b, res, limit)
 }
 
 // readPgx runs the chunk query on the pgx connection under a pgx stdlib
@@ -245,23 +255,9 @@ func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit in
 			return fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 		}
 		defer rows.Close()
-		b := r.scanner.NewBatch(r.pool)
-		defer b.Release()
-		// Size the buffers once, as the last chunk that stopped at a bound
-		// needed: a table's chunks are much alike.
-		b.Reserve(min(limit, r.rowsHint), r.dataHint)
-		res, err := r.scanner.ReadPgx(rows, pc.TypeMap(), b, op, seq, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes, Last: r.last})
-		if err != nil {
-			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
-		}
-		if res.Stopped {
-			r.rowsHint, r.dataHint = res.Rows, b.DataLens()
-		}
-		ch, err = r.chunk(b, res, limit)
+		ch, err = r.scan(limit, func(b *arrowscan.Batch, lim arrowscan.Limits) (arrowscan.ReadResult, error) {
+			return r.scanner.ReadPgx(rows, pc.TypeMap(), b, op, seq, lim)
+		}, func() error { rows.Close(); return rows.Err() })
 		return err
 	})
 	return ch, ok, err
@@ -271,7 +267,8 @@ func (r *Reader) readPgx(ctx context.Context, query string, args []any, limit in
 // pool and reads its driver.Rows (arrowscan.Scanner.ReadDriver), below
 // database/sql's per-value copying. ok is false, with nothing read, when
 // the pool's driver is not go-mssqldb's, when an argument is a sql.NamedArg,
-// and when the connection turns out bad before the query ran (the caller's
+// when the driver's statement is not as queryDriver needs it, and when the
+// connection turns out bad before the query ran (the caller's
 // database/sql query then retries on another connection, as database/sql
 // does).
 func (r *Reader) readMSSQL(ctx context.Context, query string, args []any, limit int, op schemas.Op, seq *int64) (ch Chunk, ok bool, err error) {
@@ -293,29 +290,22 @@ func (r *Reader) readMSSQL(ctx context.Context, query string, args []any, limit 
 		}
 		ok = true
 		rows, err := queryDriver(ctx, mc, query, args)
-		if errors.Is(err, driver.ErrBadConn) {
+		switch {
+		case errors.Is(err, driver.ErrBadConn):
 			// Raw discards the connection on this error.
 			return err
+		case errors.Is(err, errUseDatabaseSQL):
+			ok = false
+			return nil
 		}
 		queried = true
 		if err != nil {
 			return fmt.Errorf("query %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
 		}
 		defer rows.Close()
-		b := r.scanner.NewBatch(r.pool)
-		defer b.Release()
-		b.Reserve(min(limit, r.rowsHint), r.dataHint)
-		res, err := r.scanner.ReadDriver(rows, b, op, seq, arrowscan.Limits{Rows: limit, Bytes: r.cfg.ChunkBytes, Last: r.last})
-		if err != nil {
-			return fmt.Errorf("read %s: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("close %s rows: %w", r.cfg.Table.QualifiedName(), source.Redact(err))
-		}
-		if res.Stopped {
-			r.rowsHint, r.dataHint = res.Rows, b.DataLens()
-		}
-		ch, err = r.chunk(b, res, limit)
+		ch, err = r.scan(limit, func(b *arrowscan.Batch, lim arrowscan.Limits) (arrowscan.ReadResult, error) {
+			return r.scanner.ReadDriver(rows, b, op, seq, lim)
+		}, rows.Close)
 		return err
 	})
 	if ok && !queried && errors.Is(err, driver.ErrBadConn) {
@@ -334,24 +324,25 @@ func (r *Reader) readMSSQL(ctx context.Context, query string, args []any, limit 
 func queryDriver(ctx context.Context, dc driver.Conn, query string, args []any) (driver.Rows, error) {
 	pc, ok := dc.(driver.ConnPrepareContext)
 	if !ok {
-		return nil, errors.New("the driver's connection cannot prepare with a context")
+		return nil, errUseDatabaseSQL
 	}
 	si, err := pc.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
 	sq, ok := si.(driver.StmtQueryContext)
-	if !ok {
+	// A statement that converts its arguments column by column (database/sql's
+	// ColumnConverter) is left to database/sql.
+	_, converts := si.(interface {
+		ColumnConverter(int) driver.ValueConverter
+	})
+	if !ok || converts {
 		si.Close()
-		return nil, errors.New("the driver's statement cannot query with a context")
+		return nil, errUseDatabaseSQL
 	}
 	nvc, ok := si.(driver.NamedValueChecker)
 	if !ok {
 		nvc, _ = dc.(driver.NamedValueChecker)
-	}
-	if _, cc := si.(driver.ColumnConverter); cc {
-		si.Close()
-		return nil, errors.New("the driver's statement converts columns itself")
 	}
 	nvs := make([]driver.NamedValue, 0, len(args))
 	for _, a := range args {
@@ -383,6 +374,10 @@ func queryDriver(ctx context.Context, dc driver.Conn, query string, args []any) 
 	}
 	return &stmtRows{Rows: rows, stmt: si}, nil
 }
+
+// errUseDatabaseSQL is queryDriver's answer, before anything ran, for a
+// driver whose connection or statement lacks what it needs.
+var errUseDatabaseSQL = errors.New("the driver's statement needs database/sql")
 
 // stmtRows closes its statement after its rows, once: later Closes return
 // nil.
