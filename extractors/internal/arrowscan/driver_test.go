@@ -155,22 +155,7 @@ func (r *memDriverRows) Next(dest []driver.Value) error {
 // (bench.Columns) from go-mssqldb's values with ReadDriver and makes them
 // record batches: arrowscan's own share of the SQL Server read path.
 func BenchmarkReadDriver(b *testing.B) {
-	cols := []struct{ name, typ string }{
-		{"charge_id", "uniqueidentifier"}, {"practice_id", "char(4)"}, {"person_id", "uniqueidentifier"},
-		{"service_item_id", "varchar(36)"}, {"cpt4_code_id", "varchar(36)"},
-		{"quantity", "numeric(19,2)"}, {"unit_price", "numeric(19,2)"}, {"amt", "numeric(19,2)"}, {"pat_amt", "numeric(19,2)"},
-		{"begin_date_of_service", "varchar(8)"}, {"end_date_of_service", "varchar(8)"}, {"status", "varchar(1)"},
-		{"created_by", "int"}, {"create_timestamp", "datetime"}, {"modified_by", "int"}, {"modify_timestamp", "datetime"},
-		{"row_timestamp", "rowversion"},
-	}
-	table := &schemas.Table{Schema: "dbo", Name: "charges", Dialect: schemas.SQLServer, Key: []string{"charge_id"}}
-	for _, c := range cols {
-		typ, err := schemas.ParseType(schemas.SQLServer, c.typ)
-		if err != nil {
-			b.Fatal(err)
-		}
-		table.Columns = append(table.Columns, schemas.Column{Name: c.name, Type: typ, Nullable: c.name != "charge_id"})
-	}
+	table := chargesTable(b)
 	s, err := New(schemas.SQLServer, table)
 	if err != nil {
 		b.Fatal(err)

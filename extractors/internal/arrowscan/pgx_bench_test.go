@@ -34,9 +34,9 @@ func (r *memRows) RawValues() [][]byte                          { return r.rows[
 func (r *memRows) Conn() *pgx.Conn                              { return nil }
 func (r *memRows) TypeMap() *pgtype.Map                         { return nil }
 
-// BenchmarkReadPgx reads chunks of the benchmark's claim line (bench.Columns:
-// the synthetic source's types) with ReadPgx and makes them record batches.
-func BenchmarkReadPgx(b *testing.B) {
+// chargesTable is the benchmark's claim line (bench.Columns) with the
+// synthetic source's SQL Server types.
+func chargesTable(b *testing.B) *schemas.Table {
 	cols := []struct{ name, typ string }{
 		{"charge_id", "uniqueidentifier"}, {"practice_id", "char(4)"}, {"person_id", "uniqueidentifier"},
 		{"service_item_id", "varchar(36)"}, {"cpt4_code_id", "varchar(36)"},
@@ -45,10 +45,6 @@ func BenchmarkReadPgx(b *testing.B) {
 		{"created_by", "int"}, {"create_timestamp", "datetime"}, {"modified_by", "int"}, {"modify_timestamp", "datetime"},
 		{"row_timestamp", "rowversion"},
 	}
-	oids := []uint32{pgtype.UUIDOID, pgtype.BPCharOID, pgtype.UUIDOID, pgtype.VarcharOID, pgtype.VarcharOID,
-		pgtype.NumericOID, pgtype.NumericOID, pgtype.NumericOID, pgtype.NumericOID,
-		pgtype.VarcharOID, pgtype.VarcharOID, pgtype.VarcharOID,
-		pgtype.Int4OID, pgtype.TimestampOID, pgtype.Int4OID, pgtype.TimestampOID, pgtype.Int8OID}
 	table := &schemas.Table{Schema: "dbo", Name: "charges", Dialect: schemas.SQLServer, Key: []string{"charge_id"}}
 	for _, c := range cols {
 		typ, err := schemas.ParseType(schemas.SQLServer, c.typ)
@@ -57,6 +53,17 @@ func BenchmarkReadPgx(b *testing.B) {
 		}
 		table.Columns = append(table.Columns, schemas.Column{Name: c.name, Type: typ, Nullable: c.name != "charge_id"})
 	}
+	return table
+}
+
+// BenchmarkReadPgx reads chunks of the benchmark's claim line (bench.Columns:
+// the synthetic source's types) with ReadPgx and makes them record batches.
+func BenchmarkReadPgx(b *testing.B) {
+	table := chargesTable(b)
+	oids := []uint32{pgtype.UUIDOID, pgtype.BPCharOID, pgtype.UUIDOID, pgtype.VarcharOID, pgtype.VarcharOID,
+		pgtype.NumericOID, pgtype.NumericOID, pgtype.NumericOID, pgtype.NumericOID,
+		pgtype.VarcharOID, pgtype.VarcharOID, pgtype.VarcharOID,
+		pgtype.Int4OID, pgtype.TimestampOID, pgtype.Int4OID, pgtype.TimestampOID, pgtype.Int8OID}
 	s, err := New(schemas.Postgres, table)
 	if err != nil {
 		b.Fatal(err)
@@ -68,7 +75,7 @@ func BenchmarkReadPgx(b *testing.B) {
 		if f, ok := PgxResultFormats[oid]; ok {
 			format = f
 		}
-		fds = append(fds, pgconn.FieldDescription{Name: cols[i].name, DataTypeOID: oid, Format: format})
+		fds = append(fds, pgconn.FieldDescription{Name: table.Columns[i].Name, DataTypeOID: oid, Format: format})
 	}
 	const chunk = 10000
 	rows := make([][][]byte, chunk)
@@ -94,7 +101,7 @@ func BenchmarkReadPgx(b *testing.B) {
 		for i, v := range vals {
 			raw, err := m.Encode(oids[i], fds[i].Format, v, nil)
 			if err != nil {
-				b.Fatalf("column %s: %v", cols[i].name, err)
+				b.Fatalf("column %s: %v", table.Columns[i].Name, err)
 			}
 			rows[r] = append(rows[r], raw)
 		}
