@@ -747,3 +747,44 @@ func TestMostlyDistinctColumnsAreWrittenWithoutADictionary(t *testing.T) {
 	require.Equal(t, "false", tbl.Properties()[dictionaryKey+"payer_x2Did"])
 	require.NotContains(t, tbl.Properties(), dictionaryKey+"payer_name")
 }
+
+// The outbox keeps a chunk's data compressed with lz4 (the test server has
+// it): half the pages and WAL of the data written whole.
+func TestTheOutboxKeepsItsDataCompressed(t *testing.T) {
+	f := newFixture(t)
+	var rows []row
+	for k := range 500 {
+		rows = append(rows, row{schemas.OpInsert, k + 1, "10.50", "D"})
+	}
+	f.commit(t, rows...)
+	var method string
+	var stored, whole int64
+	require.NoError(t, f.pool.QueryRow(context.Background(),
+		"SELECT pg_column_compression(data), pg_column_size(data), octet_length(data) FROM "+claims.outbox().Sanitize()).Scan(&method, &stored, &whole))
+	require.Equal(t, "lz4", method)
+	require.Less(t, stored, whole)
+}
+
+// On a server that refuses lz4 (built without it), the outbox is created
+// all the same, its data uncompressed, and the lake takes the chunks.
+func TestAnOutboxOnAServerWithoutLZ4StaysUncompressed(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, err := f.pool.Exec(ctx, `CREATE FUNCTION no_lz4() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF current_query() LIKE '%COMPRESSION lz4%' THEN
+		RAISE EXCEPTION 'compression method lz4 not supported' USING ERRCODE = 'feature_not_supported';
+	END IF;
+END $$;
+CREATE EVENT TRIGGER no_lz4 ON ddl_command_end EXECUTE FUNCTION no_lz4()`)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = f.pool.Exec(context.Background(), "DROP EVENT TRIGGER no_lz4") })
+	f.commit(t, row{schemas.OpInsert, 1, "10.50", "D"}, row{schemas.OpInsert, 2, "20.50", "D"})
+	var storage string
+	require.NoError(t, f.pool.QueryRow(ctx, "SELECT attstorage::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'data'",
+		claims.outbox().Sanitize()).Scan(&storage))
+	require.Equal(t, "e", storage, "data stored out of line, uncompressed")
+	_, err = f.lake.Flush(ctx, claims)
+	require.NoError(t, err)
+	require.Len(t, f.lakeRows(t), 2)
+}
