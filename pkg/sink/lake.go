@@ -336,8 +336,8 @@ func (tg *Target) ensureOutbox(ctx context.Context, tx pgx.Tx) error {
 
 // compressOutbox stores the outbox's data compressed with lz4 where the
 // server has it (PostgreSQL 14 and later, built with lz4): a chunk's
-// Arrow IPC takes about half the TOAST pages and WAL, which costs the
-// server less than writing it whole (docs/performance.md). A server
+// Arrow IPC then takes fewer TOAST pages and less WAL, which costs the
+// server less CPU than writing it whole (docs/performance.md). A server
 // without lz4 refuses, and the data stays uncompressed.
 func compressOutbox(ctx context.Context, tx pgx.Tx, outbox pgx.Identifier) error {
 	if _, err := tx.Exec(ctx, "SAVEPOINT ehrsync_lz4"); err != nil {
