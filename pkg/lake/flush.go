@@ -471,6 +471,7 @@ func (l *Lake) createTable(ctx context.Context, t Table, want *iceberg.Schema) (
 // values costs a hash per value and is dropped for plain encoding once it
 // outgrows its page; strings, 32-bit integers, dates and booleans (codes,
 // statuses, practices) keep it.
+//
 // The properties name a column as its Parquet files do: iceberg-go writes
 // them with names made valid for Avro ("Patient ID" as "Patient_x20ID").
 func plainColumns(schema *iceberg.Schema) iceberg.Properties {
